@@ -1,0 +1,42 @@
+/**
+ * Logger factory (pino) shared by the bot and the companion.
+ *
+ * Loggers are created once in a composition root and passed in (STYLE.md 14).
+ * Known secret-bearing keys are redacted wherever they appear (two levels deep)
+ * as a second line of defence; the first is never handing a secret to a log call.
+ */
+import { pino, type Logger, type DestinationStream, type LevelWithSilent } from 'pino';
+
+export type { Logger };
+
+/** Keys whose values are never written to a log, at any of the listed depths. */
+export const REDACTED_KEYS = [
+  'passcode', 'newPasscode', 'pin', 'newPin', 'puk', 'newPuk', 'code', 'oneTimeCode', 'answer', 'answers',
+  'token', 'credential', 'authorization', 'Authorization', 'deviceCode', 'secret', 'password', 'clientSecret', 'cookie',
+] as const;
+
+function redactPaths(): string[] {
+  const paths: string[] = [];
+  for (const k of REDACTED_KEYS) paths.push(k, `*.${k}`, `*.*.${k}`);
+  paths.push('req.headers.authorization', 'req.headers.cookie');
+  return paths;
+}
+
+/**
+ * Create a logger.
+ *
+ * @param options.name - component name, written as `name` on every line
+ * @param options.level - pino level; `trace` is where raw APDU hex may appear (redacted for PIN/PUK commands)
+ * @param options.destination - where lines go; defaults to stdout
+ */
+export function createLogger(options: { name: string; level?: LevelWithSilent; destination?: DestinationStream }): Logger {
+  return pino(
+    {
+      name: options.name,
+      level: options.level ?? 'info',
+      redact: { paths: redactPaths(), censor: '[redacted]' },
+      serializers: { err: pino.stdSerializers.err },
+    },
+    options.destination,
+  );
+}

@@ -1,0 +1,260 @@
+/**
+ * Wire protocol between the bot and the workstation companion.
+ *
+ * This module is the one piece shared by `bot/` and `companion/` (STYLE.md 4).
+ * Every message that crosses the link is validated with these zod schemas on
+ * receipt; anything that does not parse is refused with a `protocol.error`
+ * naming what is wrong, and never changes stored state.
+ *
+ * Transport:
+ * - Pairing (RFC 8628 device-authorization pattern) is plain HTTP JSON:
+ *   `POST /companion/pair/start` and `POST /companion/pair/poll`.
+ * - After pairing, the companion keeps one outbound WebSocket to
+ *   `GET /companion/link` with `Authorization: Bearer <deviceId>.<secret>`.
+ *   Frames are UTF-8 JSON text, one message each, at most {@link MAX_FRAME_BYTES}.
+ *
+ * Correlation: a `command` from the bot carries an `id`; the companion answers
+ * with exactly one `reply` carrying the same `id`. A `request` from the
+ * companion likewise gets one `response` with its `id`.
+ */
+import { z } from 'zod';
+
+/** Largest accepted WebSocket frame, in bytes. */
+export const MAX_FRAME_BYTES = 16 * 1024;
+
+/** Protocol version; the companion sends it in the `hello` message. */
+export const PROTOCOL_VERSION = 1 as const;
+
+/** Card identifier: the CHUID GUID (NIST SP 800-73-4 Part 1, 3.1.2), 32 lower-case hex digits. */
+export const CardIdSchema = z.string().regex(/^[0-9a-f]{32}$/, 'card id must be 32 lower-case hex digits (CHUID GUID)');
+
+/** A PIV PUK: 8 digits (NIST SP 800-73-4 Part 2, 2.4.3 allows 8 bytes; this service issues digits). */
+export const PukSchema = z.string().regex(/^[0-9]{8}$/, 'PUK must be 8 digits');
+
+/** A one-time unlock code as the person types it: 8 digits, spaces and dashes removed by the sender. */
+export const OneTimeCodeSchema = z.string().regex(/^[0-9]{8}$/, 'code must be 8 digits');
+
+/** Journey identifier (UUID). */
+export const JourneyIdSchema = z.string().uuid();
+
+const MessageId = z.string().min(1).max(64);
+
+// ---------------------------------------------------------------------------
+// Pairing over HTTP (RFC 8628 pattern)
+// ---------------------------------------------------------------------------
+
+/** Body of `POST /companion/pair/start`. */
+export const PairStartRequestSchema = z.object({
+  /** Human name of the workstation, shown to the person in Teams. 1-64 printable chars. */
+  workstation: z.string().trim().min(1).max(64).regex(/^[\p{L}\p{N} ._-]+$/u, 'workstation name has characters other than letters, digits, space . _ -'),
+});
+export type PairStartRequest = z.infer<typeof PairStartRequestSchema>;
+
+/** Response of `POST /companion/pair/start` (RFC 8628 3.2). */
+export const PairStartResponseSchema = z.object({
+  /** Secret the companion polls with; never shown to a person. */
+  deviceCode: z.string().min(32),
+  /** Short code the person sends to the bot, formatted `XXXX-XXXX`. */
+  userCode: z.string().regex(/^[A-Z0-9]{4}-[A-Z0-9]{4}$/),
+  /** Seconds until both codes expire. */
+  expiresIn: z.number().int().positive(),
+  /** Minimum seconds between polls. */
+  interval: z.number().int().positive(),
+});
+export type PairStartResponse = z.infer<typeof PairStartResponseSchema>;
+
+/** Body of `POST /companion/pair/poll`. */
+export const PairPollRequestSchema = z.object({ deviceCode: z.string().min(32).max(128) });
+export type PairPollRequest = z.infer<typeof PairPollRequestSchema>;
+
+/**
+ * Response of `POST /companion/pair/poll` (RFC 8628 3.5 error codes).
+ * `approved` is returned once only: the credential is minted on that poll and
+ * only its hash is stored; a later poll gets `expired_token`.
+ */
+export const PairPollResponseSchema = z.discriminatedUnion('status', [
+  z.object({ status: z.literal('authorization_pending') }),
+  z.object({ status: z.literal('slow_down'), interval: z.number().int().positive() }),
+  z.object({ status: z.literal('expired_token') }),
+  z.object({ status: z.literal('access_denied') }),
+  z.object({
+    status: z.literal('approved'),
+    deviceId: z.string().uuid(),
+    /** Bearer credential `<deviceId>.<secret>`; the companion stores it in a file readable by its user only. */
+    credential: z.string().min(40),
+    /** Display name of the person the companion is now paired with. */
+    personName: z.string(),
+  }),
+]);
+export type PairPollResponse = z.infer<typeof PairPollResponseSchema>;
+
+// ---------------------------------------------------------------------------
+// Card facts the companion reports (never a passcode)
+// ---------------------------------------------------------------------------
+
+/** What the companion can tell about the card in its reader. */
+export const CardStatusSchema = z.discriminatedUnion('present', [
+  z.object({ present: z.literal(false), reader: z.string().nullable() }),
+  z.object({
+    present: z.literal(true),
+    reader: z.string(),
+    cardId: CardIdSchema,
+    /** PIN retry counter read with an empty VERIFY (SP 800-73-4 Part 2, 3.2.1); 0 = blocked. */
+    pinRetries: z.number().int().min(0).max(15),
+  }),
+]);
+export type CardStatus = z.infer<typeof CardStatusSchema>;
+
+// ---------------------------------------------------------------------------
+// Bot -> companion commands
+// ---------------------------------------------------------------------------
+
+export const CommandSchema = z.discriminatedUnion('kind', [
+  /** Read the card in the reader: identifier and PIN retry counter. Reply: `card.status`. */
+  z.object({ kind: z.literal('card.read_status') }),
+  /**
+   * Ask the person, on the companion's local page, for the emailed unlock code
+   * and a new passcode (twice). Reply: `ack` at once; the code comes later as
+   * an `unlock.submit_code` request.
+   */
+  z.object({
+    kind: z.literal('unlock.prompt'),
+    journeyId: JourneyIdSchema,
+    cardId: CardIdSchema,
+    /** ISO 8601 time the code expires, shown on the page. */
+    codeExpiresAt: z.string().datetime(),
+  }),
+  /** Tell the companion the unlock journey ended (done, cancelled, locked out); it clears its page. Reply: `ack`. */
+  z.object({
+    kind: z.literal('unlock.closed'),
+    journeyId: JourneyIdSchema,
+    outcome: z.enum(['unlocked', 'cancelled', 'locked_out', 'expired', 'failed']),
+    message: z.string().max(500),
+  }),
+]);
+export type Command = z.infer<typeof CommandSchema>;
+export type CommandKind = Command['kind'];
+
+export const ReplySchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('card.status'), status: CardStatusSchema }),
+  z.object({ kind: z.literal('ack') }),
+  z.object({
+    kind: z.literal('error'),
+    /** Namespaced error code, e.g. `CARD.NOT_PRESENT`, `CARD.READER_UNAVAILABLE`. */
+    code: z.string().regex(/^[A-Z]+(\.[A-Z_]+)+$/),
+    message: z.string().max(500),
+  }),
+]);
+export type Reply = z.infer<typeof ReplySchema>;
+
+// ---------------------------------------------------------------------------
+// Companion -> bot requests (the companion starts them)
+// ---------------------------------------------------------------------------
+
+export const RequestSchema = z.discriminatedUnion('kind', [
+  /**
+   * The person typed the unlock code on the companion page. The new passcode
+   * stays on the workstation. Response: `unlock.authorised` or `unlock.refused`.
+   */
+  z.object({ kind: z.literal('unlock.submit_code'), journeyId: JourneyIdSchema, cardId: CardIdSchema, code: OneTimeCodeSchema }),
+  /**
+   * The card was pulled (or the APDU failed) after a code was accepted; the
+   * card is back and the companion asks for the PUK again to finish.
+   * Response: `unlock.authorised` or `unlock.refused`.
+   */
+  z.object({ kind: z.literal('unlock.resume'), journeyId: JourneyIdSchema, cardId: CardIdSchema }),
+  /** Outcome of RESET RETRY COUNTER and the PUK change. Response: `ok`. */
+  z.object({
+    kind: z.literal('unlock.result'),
+    journeyId: JourneyIdSchema,
+    cardId: CardIdSchema,
+    /** `unblocked`: new passcode set and PUK changed to `newPuk`. */
+    outcome: z.enum(['unblocked', 'card_removed', 'puk_rejected', 'card_error']),
+    /** Which PUK the card holds now, as far as the companion knows. */
+    pukOnCard: z.enum(['current', 'new', 'unknown']),
+    /** Status word of the failing command, 4 hex digits, when outcome is not `unblocked`. */
+    sw: z.string().regex(/^[0-9A-F]{4}$/).optional(),
+  }),
+]);
+export type Request = z.infer<typeof RequestSchema>;
+
+export const ResponseSchema = z.discriminatedUnion('kind', [
+  /**
+   * The code is right: here is the card's current PUK and the PUK to change it
+   * to. Sent only to the paired companion, only for the bound card.
+   */
+  z.object({ kind: z.literal('unlock.authorised'), journeyId: JourneyIdSchema, puk: PukSchema, newPuk: PukSchema }),
+  z.object({
+    kind: z.literal('unlock.refused'),
+    /** Why, in words for the person (no secret in it). */
+    reason: z.enum(['wrong_code', 'expired', 'used', 'too_many_tries', 'wrong_card', 'not_waiting', 'unavailable']),
+    message: z.string().max(500),
+    /** Tries left on this code when `reason` is `wrong_code`. */
+    triesLeft: z.number().int().min(0).optional(),
+  }),
+  z.object({ kind: z.literal('ok') }),
+]);
+export type Response = z.infer<typeof ResponseSchema>;
+
+// ---------------------------------------------------------------------------
+// Frames
+// ---------------------------------------------------------------------------
+
+export const CompanionToBotSchema = z.discriminatedUnion('type', [
+  z.object({
+    type: z.literal('hello'),
+    protocol: z.literal(PROTOCOL_VERSION),
+    /** Companion software version, for support. */
+    version: z.string().max(32),
+    workstation: z.string().max(64),
+  }),
+  z.object({ type: z.literal('reply'), id: MessageId, reply: ReplySchema }),
+  z.object({ type: z.literal('request'), id: MessageId, request: RequestSchema }),
+  /** Card inserted or removed; sent as it happens, no answer expected. */
+  z.object({ type: z.literal('card.event'), status: CardStatusSchema }),
+]);
+export type CompanionToBot = z.infer<typeof CompanionToBotSchema>;
+
+export const BotToCompanionSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('welcome'), deviceId: z.string().uuid(), personName: z.string() }),
+  z.object({ type: z.literal('command'), id: MessageId, command: CommandSchema }),
+  z.object({ type: z.literal('response'), id: MessageId, response: ResponseSchema }),
+  /** The bot could not parse or accept a message; `id` echoes it where known. */
+  z.object({ type: z.literal('protocol.error'), id: MessageId.optional(), message: z.string().max(500) }),
+]);
+export type BotToCompanion = z.infer<typeof BotToCompanionSchema>;
+
+/** WebSocket close codes used by the bot (RFC 6455 7.4.2 private range). */
+export const CloseCodes = {
+  /** Credential unknown or revoked: the companion must pair again, not reconnect. */
+  UNAUTHORISED: 4401,
+  /** Another connection for the same device replaced this one. */
+  REPLACED: 4409,
+  /** Protocol version not supported. */
+  UNSUPPORTED: 4426,
+} as const;
+
+/**
+ * Parse one text frame into a typed message.
+ *
+ * @param raw - the frame as received (string or Buffer), at most {@link MAX_FRAME_BYTES}
+ * @param schema - {@link CompanionToBotSchema} or {@link BotToCompanionSchema}
+ * @returns `{ ok: true, value }` or `{ ok: false, error }` where `error` names the
+ *   first offending field; never throws and never echoes field values (they may be secret)
+ */
+export function parseFrame<T>(raw: string | Buffer, schema: z.ZodType<T>): { ok: true; value: T } | { ok: false; error: string; id?: string } {
+  const text = typeof raw === 'string' ? raw : raw.toString('utf8');
+  if (Buffer.byteLength(text, 'utf8') > MAX_FRAME_BYTES) return { ok: false, error: `frame larger than ${MAX_FRAME_BYTES} bytes` };
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return { ok: false, error: 'frame is not valid JSON' };
+  }
+  const id = typeof json === 'object' && json !== null && typeof (json as { id?: unknown }).id === 'string' ? ((json as { id: string }).id.slice(0, 64)) : undefined;
+  const parsed = schema.safeParse(json);
+  if (parsed.success) return { ok: true, value: parsed.data };
+  const issue = parsed.error.issues[0];
+  const where = issue && issue.path.length > 0 ? issue.path.join('.') : '(message)';
+  return { ok: false, error: `${where}: ${issue?.message ?? 'invalid'}`, ...(id !== undefined ? { id } : {}) };
+}

@@ -1,0 +1,272 @@
+/**
+ * The storage port: everything the bot keeps, behind one interface.
+ *
+ * Adapters: `sqlite/` (embedded, the default; one file through better-sqlite3)
+ * and, later, MongoDB. One conformance suite (`storage.conformance.ts`) runs
+ * against every adapter.
+ *
+ * Rules every adapter keeps, so the same code runs on SQLite, MongoDB, Atlas,
+ * Cosmos DB for MongoDB and FerretDB:
+ * - Every write that must be atomic touches ONE record. No method needs a
+ *   multi-record transaction; compare-and-set on `version` gives optimistic
+ *   concurrency (`save(record, expectedVersion)` -> 'conflict' when another
+ *   writer got there first).
+ * - Expiry is data (`expiresAt`) checked by the caller with its own clock, not
+ *   deletion by the store.
+ * - Secrets are stored only as keyed hashes, slow salted hashes, or sealed
+ *   (AES-256-GCM) strings produced before they reach the port. The port never
+ *   sees a plaintext passcode, PUK, one-time code, answer or credential.
+ * - Times are ISO 8601 strings in UTC (`2026-11-30T09:15:00.000Z`).
+ * - Returned objects are copies: mutating them changes nothing stored.
+ */
+
+/** A value sealed with AES-256-GCM: `v1.<iv b64url>.<ciphertext b64url>.<tag b64url>`. */
+export type Sealed = string;
+
+/** scrypt hash of one normalised security answer (per-answer salt). */
+export interface AnswerHash {
+  /** Question id from the question bank (e.g. `q07`). */
+  questionId: string;
+  /** base64url salt, 16 bytes. */
+  salt: string;
+  /** base64url scrypt output, 32 bytes. */
+  hash: string;
+  /** scrypt cost parameters used, so they can be raised later. */
+  params: { N: number; r: number; p: number };
+}
+
+export interface SelfServiceLock {
+  at: string;
+  /** RA case reference, e.g. `RA-7K2Q9D`. */
+  caseRef: string;
+  reason: 'answers_failed' | 'locked_by_ra';
+}
+
+export interface Person {
+  /** UUID. */
+  id: string;
+  /** Teams identity: `from.aadObjectId` when present, else `from.id`. Unique. */
+  teamsUserId: string;
+  displayName: string;
+  /** Registered email address, lower-cased. */
+  email: string;
+  /** E.164 mobile number or null. */
+  mobile: string | null;
+  /** Exactly 4 for a registered person. */
+  answers: AnswerHash[];
+  /** CHUID GUID of the bound card (32 hex digits), or null. Unique when set. */
+  cardId: string | null;
+  selfServiceLock: SelfServiceLock | null;
+  createdAt: string;
+  updatedAt: string;
+  /** Optimistic-concurrency counter, starts at 1. */
+  version: number;
+}
+
+export interface CardRecord {
+  /** CHUID GUID, 32 hex digits. */
+  cardId: string;
+  personId: string;
+  /** The card's PUK, sealed; null when no PUK is enrolled. */
+  puk: Sealed | null;
+  /** A PUK issued for rotation but not yet confirmed on the card. */
+  pendingPuk: Sealed | null;
+  updatedAt: string;
+  version: number;
+}
+
+/** One effect waiting in a journey's outbox. `payload` may hold sealed values, never plaintext secrets. */
+export interface StoredEffect {
+  /** Unique id (UUID); effect handlers are idempotent on it. */
+  id: string;
+  type: string;
+  payload: unknown;
+  /** Times the shell tried to carry it out. */
+  attempts: number;
+}
+
+export type JourneyKind = 'unlock' | 'registration';
+
+/**
+ * One journey file per person and kind: the current run's state, counters that
+ * outlive a run (failed answer attempts), and the outbox of effects still to be
+ * carried out. The step's new state and its effects are written together in
+ * one `save` (transactional outbox).
+ */
+export interface JourneyRecord {
+  /** `${personId}:${kind}`. */
+  key: string;
+  personId: string;
+  kind: JourneyKind;
+  /** UUID of the current run; card actions and companion messages carry it. */
+  runId: string;
+  /** Journey state, JSON-serialisable; shape owned by the journey module. */
+  state: unknown;
+  /** Counters kept across runs. */
+  counters: Record<string, number>;
+  pendingEffects: StoredEffect[];
+  /** Activity id and conversation of the card last shown for this run, if any. */
+  ui: { activityId: string | null } ;
+  createdAt: string;
+  updatedAt: string;
+  version: number;
+}
+
+export interface Device {
+  /** UUID. */
+  id: string;
+  personId: string;
+  workstation: string;
+  /** HMAC-SHA-256 (keyed) of the credential secret, hex. */
+  credentialHash: string;
+  createdAt: string;
+  lastSeenAt: string | null;
+  revokedAt: string | null;
+  /** Which bot instance holds the live WebSocket, when connected (multi-instance). */
+  connectedInstance: string | null;
+  version: number;
+}
+
+export interface Pairing {
+  /** UUID. */
+  id: string;
+  /** Keyed hash of the device code, hex. Unique. */
+  deviceCodeHash: string;
+  /** Keyed hash of the normalised user code (`K7QFM2XD`), hex. Unique. */
+  userCodeHash: string;
+  workstation: string;
+  status: 'pending' | 'approved' | 'issued' | 'denied';
+  /** Set when a person approved it. */
+  personId: string | null;
+  /** Set when the credential was issued on a poll. */
+  deviceId: string | null;
+  createdAt: string;
+  expiresAt: string;
+  lastPolledAt: string | null;
+  version: number;
+}
+
+export interface RaCase {
+  /** Short human reference, `RA-` + 6 chars of Crockford base32. Unique. */
+  ref: string;
+  personId: string;
+  /** What opened it. */
+  reason: 'answers_failed' | 'requested' | 'helpdesk' | 'no_puk_enrolled';
+  status: 'open' | 'claimed' | 'closed';
+  /** Non-secret context for RA (card id, attempts, journey run id). */
+  context: Record<string, string | number | boolean | null>;
+  /** Id of the effect that opened it: a repeated effect finds the same case. Unique. */
+  sourceId: string;
+  createdAt: string;
+  updatedAt: string;
+  version: number;
+}
+
+export interface AuditEntry {
+  /** Unique id (UUID, or the effect id that wrote it): appending the same id twice stores one entry. */
+  id: string;
+  at: string;
+  /** `person:<id>`, `device:<id>`, `system`, `admin`. */
+  actor: string;
+  /** e.g. `unlock.answers_failed`, `unlock.completed`, `pairing.approved`. */
+  action: string;
+  /** Person id the entry is about, or null. */
+  personId: string | null;
+  /** Non-secret details. */
+  details: Record<string, string | number | boolean | null>;
+}
+
+/** A Bot Framework conversation reference, stored to reach a person proactively. */
+export interface ConversationRecord {
+  personId: string;
+  /** `Partial<ConversationReference>` as JSON. */
+  reference: Record<string, unknown>;
+  updatedAt: string;
+}
+
+/** Result of a compare-and-set write. */
+export type SaveResult = 'saved' | 'conflict';
+/** Result of an insert that must be unique. */
+export type InsertResult<T> = { status: 'created'; record: T } | { status: 'exists'; record: T };
+
+export interface PersonRepository {
+  get(id: string): Promise<Person | null>;
+  findByTeamsUserId(teamsUserId: string): Promise<Person | null>;
+  findByCardId(cardId: string): Promise<Person | null>;
+  /** Insert; a second insert with the same id, teamsUserId or cardId returns the existing one as 'exists'. */
+  insert(person: Person): Promise<InsertResult<Person>>;
+  /** Replace when stored version === expectedVersion; stores `person` with version expectedVersion + 1. */
+  save(person: Person, expectedVersion: number): Promise<SaveResult>;
+}
+
+export interface CardRepository {
+  get(cardId: string): Promise<CardRecord | null>;
+  insert(card: CardRecord): Promise<InsertResult<CardRecord>>;
+  save(card: CardRecord, expectedVersion: number): Promise<SaveResult>;
+}
+
+export interface JourneyRepository {
+  get(key: string): Promise<JourneyRecord | null>;
+  insert(record: JourneyRecord): Promise<InsertResult<JourneyRecord>>;
+  /** Compare-and-set on version: state, counters, effects and ui are written together. */
+  save(record: JourneyRecord, expectedVersion: number): Promise<SaveResult>;
+  /** Remove carried-out effects by id (no version check; other fields untouched). Unknown ids are ignored. */
+  removeEffects(key: string, effectIds: string[]): Promise<void>;
+  /** Add 1 to `attempts` of the given effects (no version check). */
+  countEffectAttempt(key: string, effectIds: string[]): Promise<void>;
+  /** Journeys that still have effects to carry out, oldest update first (recovery after a crash). */
+  listWithPendingEffects(limit: number): Promise<JourneyRecord[]>;
+}
+
+export interface DeviceRepository {
+  get(id: string): Promise<Device | null>;
+  insert(device: Device): Promise<InsertResult<Device>>;
+  save(device: Device, expectedVersion: number): Promise<SaveResult>;
+  listByPerson(personId: string): Promise<Device[]>;
+}
+
+export interface PairingRepository {
+  getByDeviceCodeHash(hash: string): Promise<Pairing | null>;
+  getByUserCodeHash(hash: string): Promise<Pairing | null>;
+  insert(pairing: Pairing): Promise<InsertResult<Pairing>>;
+  save(pairing: Pairing, expectedVersion: number): Promise<SaveResult>;
+  /** Delete pairings whose expiresAt is before `before` (garbage collection only). Returns how many. */
+  deleteExpired(before: string): Promise<number>;
+}
+
+export interface CaseRepository {
+  get(ref: string): Promise<RaCase | null>;
+  /** Insert; same ref or same sourceId returns the existing case as 'exists'. */
+  insert(raCase: RaCase): Promise<InsertResult<RaCase>>;
+  save(raCase: RaCase, expectedVersion: number): Promise<SaveResult>;
+  listByPerson(personId: string): Promise<RaCase[]>;
+  listOpen(limit: number): Promise<RaCase[]>;
+}
+
+export interface AuditLog {
+  /** Append; an entry whose id is already stored is ignored (idempotent). Never updates or deletes. */
+  append(entry: AuditEntry): Promise<void>;
+  /** Entries oldest first, optionally for one person. */
+  list(filter: { personId?: string; limit: number }): Promise<AuditEntry[]>;
+}
+
+export interface ConversationRepository {
+  get(personId: string): Promise<ConversationRecord | null>;
+  /** Insert or replace (last writer wins: a reference is a routing hint, not state). */
+  put(record: ConversationRecord): Promise<void>;
+}
+
+/** The port. */
+export interface Storage {
+  readonly persons: PersonRepository;
+  readonly cards: CardRepository;
+  readonly journeys: JourneyRepository;
+  readonly devices: DeviceRepository;
+  readonly pairings: PairingRepository;
+  readonly cases: CaseRepository;
+  readonly audit: AuditLog;
+  readonly conversations: ConversationRepository;
+  /** Check the store answers (start-up and health). Throws AppError `STORAGE.UNAVAILABLE`. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}

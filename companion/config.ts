@@ -1,0 +1,220 @@
+/**
+ * Companion configuration: read once at start-up from the environment and
+ * `--flags`, validated with zod, typed, and refused with a message naming the
+ * variable at fault (STYLE.md 13).
+ *
+ * Flags mirror the variables without their prefix, in lower case with dashes:
+ * `--bot-url` for `SMARTCARD_BOT_URL`, `--data-dir` for `COMPANION_DATA_DIR`, and so on.
+ * A flag wins over the variable. The virtual card's passcode and PUK have no
+ * flag on purpose: a command line is visible to every user of the machine.
+ */
+import { hostname, homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+import { ConfigError } from './companion.errors';
+
+/** Which card reader adapter to use. */
+export const ReaderKinds = { pcsc: 'pcsc', virtual: 'virtual' } as const;
+export type ReaderKind = (typeof ReaderKinds)[keyof typeof ReaderKinds];
+
+/** The virtual card the demo puts in the in-process reader. */
+export interface VirtualCardConfig {
+  /** CHUID GUID, 32 lower-case hex digits. */
+  cardId: string;
+  /** Current passcode (card PIN), 6-8 digits. Secret: never logged. */
+  pin: string;
+  /** Current PUK, 8 digits. Secret: never logged. */
+  puk: string;
+  /** Start with the PIN blocked (retry counter 0). */
+  blocked: boolean;
+}
+
+/** Reader choice: a union, so the virtual card's settings exist only for the virtual reader. */
+export type ReaderConfig =
+  | { kind: 'pcsc'; readerName: string | null }
+  | { kind: 'virtual'; readerName: string | null; card: VirtualCardConfig };
+
+export interface CompanionConfig {
+  /** Bot base URL (http or https), e.g. `http://127.0.0.1:3978`. */
+  botUrl: URL;
+  /** Directory holding `credential.json` (created 0700). Absolute path. */
+  dataDir: string;
+  reader: ReaderConfig;
+  /** TCP port of the passcode page on 127.0.0.1; 0 = any free port. */
+  pagePort: number;
+  /** Workstation name shown to the person in Teams (1-64 of letters, digits, space . _ -). */
+  workstation: string;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Log file path (absolute); null = stderr. */
+  logFile: string | null;
+}
+
+/** Variable name -> flag name (no flag for secrets). */
+const FLAGS = {
+  SMARTCARD_BOT_URL: 'bot-url',
+  COMPANION_DATA_DIR: 'data-dir',
+  COMPANION_READER: 'reader',
+  COMPANION_READER_NAME: 'reader-name',
+  COMPANION_PAGE_PORT: 'page-port',
+  COMPANION_WORKSTATION: 'workstation',
+  COMPANION_LOG_LEVEL: 'log-level',
+  COMPANION_LOG_FILE: 'log-file',
+  COMPANION_VIRTUAL_CARD_ID: 'virtual-card-id',
+  COMPANION_VIRTUAL_CARD_BLOCKED: 'virtual-card-blocked',
+} as const;
+
+/**
+ * Make a host name fit the protocol's workstation rule: keep letters, digits,
+ * space, `.`, `_`, `-`; replace anything else with `-`; trim to 64 characters.
+ *
+ * @param name - raw name (e.g. `os.hostname()`)
+ * @returns a non-empty name matching `PairStartRequestSchema.workstation`; `workstation` when nothing is left
+ */
+export function sanitiseWorkstation(name: string): string {
+  const cleaned = name.normalize('NFKC').replace(/[^\p{L}\p{N} ._-]/gu, '-').replace(/\s+/g, ' ').trim().slice(0, 64).trim();
+  return cleaned.length > 0 && /[\p{L}\p{N}]/u.test(cleaned) ? cleaned : 'workstation';
+}
+
+const emptyToUndefined = (v: unknown): unknown => (typeof v === 'string' && v.trim() === '' ? undefined : v);
+const optionalText = z.preprocess(emptyToUndefined, z.string().optional());
+const bool = z.preprocess(
+  emptyToUndefined,
+  z
+    .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'must be true or false' })
+    .optional()
+    .transform((v) => v === 'true' || v === '1' || v === 'yes'),
+);
+
+const RawSchema = z.object({
+  SMARTCARD_BOT_URL: z.preprocess(
+    emptyToUndefined,
+    z
+      .string()
+      .default('http://127.0.0.1:3978')
+      .refine((v) => URL.canParse(v), 'must be an absolute URL such as http://127.0.0.1:3978')
+      .transform((v) => new URL(v))
+      .refine((u) => u.protocol === 'http:' || u.protocol === 'https:', 'must use http or https')
+      .refine((u) => u.username === '' && u.password === '', 'must not hold a user name or password')
+      .refine((u) => u.search === '' && u.hash === '', 'must not have a query or fragment'),
+  ),
+  COMPANION_DATA_DIR: optionalText,
+  COMPANION_READER: z.preprocess(emptyToUndefined, z.enum(['pcsc', 'virtual'], { message: 'must be pcsc or virtual' }).default('pcsc')),
+  COMPANION_READER_NAME: optionalText,
+  COMPANION_PAGE_PORT: z.preprocess(
+    emptyToUndefined,
+    z
+      .string()
+      .default('0')
+      .refine((v) => /^[0-9]{1,5}$/.test(v) && Number(v) <= 65535, 'must be a port number 0-65535 (0 = any free port)')
+      .transform(Number),
+  ),
+  COMPANION_WORKSTATION: z.preprocess(
+    emptyToUndefined,
+    z
+      .string()
+      .max(64, 'must be at most 64 characters')
+      .regex(/^[\p{L}\p{N} ._-]+$/u, 'must hold only letters, digits, space . _ -')
+      .optional(),
+  ),
+  COMPANION_LOG_LEVEL: z.preprocess(
+    emptyToUndefined,
+    z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { message: 'must be one of fatal, error, warn, info, debug, trace, silent' }).default('info'),
+  ),
+  COMPANION_LOG_FILE: optionalText,
+  COMPANION_VIRTUAL_CARD_ID: z.preprocess(emptyToUndefined, z.string().regex(/^[0-9a-f]{32}$/, 'must be 32 lower-case hex digits (CHUID GUID)').optional()),
+  COMPANION_VIRTUAL_CARD_PIN: z.preprocess(emptyToUndefined, z.string().regex(/^[0-9]{6,8}$/, 'must be 6-8 digits').optional()),
+  COMPANION_VIRTUAL_CARD_PUK: z.preprocess(emptyToUndefined, z.string().regex(/^[0-9]{8}$/, 'must be 8 digits').optional()),
+  COMPANION_VIRTUAL_CARD_BLOCKED: bool,
+});
+
+function defaultDataDir(env: NodeJS.ProcessEnv): string {
+  const stateHome = env['XDG_STATE_HOME'] && env['XDG_STATE_HOME'].trim() !== '' ? env['XDG_STATE_HOME'] : join(homedir(), '.local', 'state');
+  return join(stateHome, 'smartcard-assist-companion');
+}
+
+/**
+ * Read and validate the companion's configuration.
+ *
+ * @param env - environment variables (normally `process.env`)
+ * @param argv - command-line arguments after the script (normally `process.argv.slice(2)`), e.g. `['--page-port', '8080']`
+ * @returns the typed configuration
+ * @throws ConfigError `CONFIG.INVALID` naming the first variable (or flag) at fault and what is wrong;
+ *   the value of a secret variable is never part of the message
+ */
+export function loadCompanionConfig(env: NodeJS.ProcessEnv, argv: readonly string[] = []): CompanionConfig {
+  const options = Object.fromEntries(Object.values(FLAGS).map((flag) => [flag, { type: 'string' as const }]));
+  let flags: Record<string, string | undefined>;
+  try {
+    flags = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values as Record<string, string | undefined>;
+  } catch (err) {
+    const m = /'(--[a-z-]+)/.exec(err instanceof Error ? err.message : '');
+    throw new ConfigError(m?.[1] ?? 'command line', `unknown or malformed flag; known flags: ${Object.values(FLAGS).map((f) => `--${f}`).join(', ')}`);
+  }
+
+  const raw: Record<string, string | undefined> = {};
+  for (const key of Object.keys(RawSchema.shape)) {
+    const flag = (FLAGS as Record<string, string>)[key];
+    raw[key] = (flag !== undefined ? flags[flag] : undefined) ?? env[key];
+  }
+  const parsed = RawSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const variable = String(issue?.path[0] ?? 'configuration');
+    const flag = (FLAGS as Record<string, string>)[variable];
+    const name = flag !== undefined && flags[flag] !== undefined ? `--${flag}` : variable;
+    // zod messages here are our own wording and never quote the value, so a secret variable stays secret.
+    throw new ConfigError(name, issue?.message ?? 'invalid');
+  }
+  const v = parsed.data;
+
+  let reader: ReaderConfig;
+  const readerName = v.COMPANION_READER_NAME ?? null;
+  if (v.COMPANION_READER === 'virtual') {
+    for (const required of ['COMPANION_VIRTUAL_CARD_ID', 'COMPANION_VIRTUAL_CARD_PIN', 'COMPANION_VIRTUAL_CARD_PUK'] as const) {
+      if (v[required] === undefined) throw new ConfigError(required, 'is required when COMPANION_READER=virtual');
+    }
+    reader = {
+      kind: 'virtual',
+      readerName,
+      card: { cardId: v.COMPANION_VIRTUAL_CARD_ID!, pin: v.COMPANION_VIRTUAL_CARD_PIN!, puk: v.COMPANION_VIRTUAL_CARD_PUK!, blocked: v.COMPANION_VIRTUAL_CARD_BLOCKED },
+    };
+  } else {
+    reader = { kind: 'pcsc', readerName };
+  }
+
+  return {
+    botUrl: v.SMARTCARD_BOT_URL,
+    dataDir: resolve(v.COMPANION_DATA_DIR ?? defaultDataDir(env)),
+    reader,
+    pagePort: v.COMPANION_PAGE_PORT,
+    workstation: v.COMPANION_WORKSTATION?.trim() || sanitiseWorkstation(hostname()),
+    logLevel: v.COMPANION_LOG_LEVEL,
+    logFile: v.COMPANION_LOG_FILE ? resolve(v.COMPANION_LOG_FILE) : null,
+  };
+}
+
+/**
+ * The link URL for a bot base URL: `http` becomes `ws`, `https` becomes `wss`, path `companion/link` under the base path.
+ *
+ * @param botUrl - e.g. `http://127.0.0.1:3978` or `https://bot.example/prefix/`
+ * @returns e.g. `ws://127.0.0.1:3978/companion/link`
+ */
+export function linkUrlFor(botUrl: URL): URL {
+  const base = new URL(botUrl.href.endsWith('/') ? botUrl.href : `${botUrl.href}/`);
+  const url = new URL('companion/link', base);
+  url.protocol = base.protocol === 'https:' ? 'wss:' : 'ws:';
+  return url;
+}
+
+/**
+ * A pairing endpoint URL under the bot base URL.
+ *
+ * @param botUrl - bot base URL
+ * @param step - `start` or `poll`
+ * @returns e.g. `http://127.0.0.1:3978/companion/pair/start`
+ */
+export function pairUrlFor(botUrl: URL, step: 'start' | 'poll'): URL {
+  const base = new URL(botUrl.href.endsWith('/') ? botUrl.href : `${botUrl.href}/`);
+  return new URL(`companion/pair/${step}`, base);
+}

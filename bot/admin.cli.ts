@@ -1,0 +1,166 @@
+/**
+ * Admin command for the embedded store (until self-registration lands):
+ *
+ *   npm run admin -- add-person --file person.json     (or --file - for standard input)
+ *   npm run admin -- seed-demo [--teams-user-id user-id-0]
+ *   npm run admin -- list-cases
+ *
+ * Secrets (answers, PUK) are read from a file or standard input, never from
+ * the command line (they would land in shell history and the process list).
+ * Uses the bot's configuration (SMARTCARD_DATA_DIR, SMARTCARD_MASTER_KEY[_FILE]).
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import { AppError } from '../common/app-error';
+import { createLogger } from '../common/logger';
+import { CardIdSchema, PukSchema } from '../protocol/companion-link.protocol';
+import type { Person, Storage } from '../storage/storage.port';
+import { openStorage } from '../storage/storage.factory';
+import { loadConfig } from './config';
+import { isQuestionId, QUESTION_BANK } from './journeys/question-bank';
+import { hashAnswer, normaliseAnswer } from './security/answers';
+import { generatePuk } from './security/codes';
+import { deriveKeys, parseMasterKey, type DerivedKeys } from './security/keys';
+import { seal } from './security/seal';
+
+const PersonFileSchema = z.object({
+  teamsUserId: z.string().min(1).max(200),
+  displayName: z.string().min(1).max(200),
+  email: z.string().email('email is not an email address').transform((e) => e.toLowerCase()),
+  mobile: z.string().regex(/^\+[1-9][0-9]{6,14}$/, 'mobile must be E.164, e.g. +447700900123').nullable().optional(),
+  cardId: CardIdSchema,
+  puk: PukSchema.nullable().optional(),
+  answers: z
+    .array(z.object({ questionId: z.string().refine(isQuestionId, 'questionId is not in the question bank'), answer: z.string().min(1).max(200) }))
+    .length(4, 'exactly 4 answers are needed')
+    .refine((a) => new Set(a.map((x) => x.questionId)).size === 4, 'the 4 questions must be different')
+    .refine((a) => a.every((x) => normaliseAnswer(x.answer).length >= 3), 'each answer needs at least 3 characters'),
+});
+export type PersonFile = z.infer<typeof PersonFileSchema>;
+
+/**
+ * Store a registered person, their card and its PUK (sealed).
+ *
+ * @returns 'created', or 'exists' when the Teams user or card is already registered (nothing changed)
+ * @throws AppError `INPUT.PERSON_FILE` naming the first invalid field (never its value)
+ */
+export async function addPerson(storage: Storage, keys: DerivedKeys, input: unknown): Promise<{ status: 'created' | 'exists'; personId: string }> {
+  const parsed = PersonFileSchema.safeParse(input);
+  if (!parsed.success) {
+    const i = parsed.error.issues[0];
+    throw new AppError('INPUT.PERSON_FILE', `person file refused: ${i?.path.join('.') || '(file)'}: ${i?.message ?? 'invalid'}`);
+  }
+  const p = parsed.data;
+  const now = new Date().toISOString();
+  const answers = await Promise.all(p.answers.map((a) => hashAnswer(a.questionId, a.answer)));
+  const person: Person = {
+    id: randomUUID(),
+    teamsUserId: p.teamsUserId,
+    displayName: p.displayName,
+    email: p.email,
+    mobile: p.mobile ?? null,
+    answers,
+    cardId: p.cardId,
+    selfServiceLock: null,
+    createdAt: now,
+    updatedAt: now,
+    version: 1,
+  };
+  const existingCard = await storage.cards.get(p.cardId);
+  if (existingCard) return { status: 'exists', personId: existingCard.personId };
+  const r = await storage.persons.insert(person);
+  if (r.status === 'exists') return { status: 'exists', personId: r.record.id };
+  await storage.cards.insert({ cardId: p.cardId, personId: person.id, puk: p.puk ? seal(keys.sealKey, p.puk, `puk:${p.cardId}`) : null, pendingPuk: null, updatedAt: now, version: 1 });
+  await storage.audit.append({ id: randomUUID(), at: now, actor: 'admin', action: 'person.added', personId: person.id, details: { cardId: p.cardId, pukEnrolled: !!p.puk } });
+  return { status: 'created', personId: person.id };
+}
+
+/** The demo person's answers: shown to whoever runs the demo so they can try it. Demo data only. */
+export const DEMO_ANSWERS = [
+  { questionId: 'q01', answer: 'Acacia Avenue' },
+  { questionId: 'q04', answer: 'Biscuit' },
+  { questionId: 'q08', answer: 'Blur' },
+  { questionId: 'q11', answer: 'Omelette' },
+] as const;
+
+function arg(args: string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+}
+
+async function run(argv: string[]): Promise<number> {
+  const [command, ...args] = argv;
+  const config = loadConfig(process.env);
+  const logger = createLogger({ name: 'admin', level: 'warn', destination: process.stderr as never });
+  const keys = deriveKeys(parseMasterKey(config.masterKey, 'SMARTCARD_MASTER_KEY'));
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  const storage = await openStorage(config.storage, logger);
+  try {
+    switch (command) {
+      case 'add-person': {
+        const file = arg(args, '--file');
+        if (!file) throw new AppError('INPUT.USAGE', 'add-person needs --file PATH (or --file - for standard input)');
+        const text = file === '-' ? readFileSync(0, 'utf8') : readFileSync(file, 'utf8');
+        let json: unknown;
+        try {
+          json = JSON.parse(text);
+        } catch {
+          throw new AppError('INPUT.PERSON_FILE', 'person file is not valid JSON');
+        }
+        const r = await addPerson(storage, keys, json);
+        process.stdout.write(`${r.status === 'created' ? 'added' : 'already registered'}: person ${r.personId}\n`);
+        return 0;
+      }
+      case 'seed-demo': {
+        const teamsUserId = arg(args, '--teams-user-id') ?? 'user-id-0';
+        const cardFile = path.join(config.dataDir, 'demo-card.env');
+        let cardEnv: string;
+        let cardId: string;
+        let puk: string;
+        try {
+          cardEnv = readFileSync(cardFile, 'utf8');
+          cardId = /COMPANION_VIRTUAL_CARD_ID=([0-9a-f]{32})/.exec(cardEnv)?.[1] ?? '';
+          puk = /COMPANION_VIRTUAL_CARD_PUK=([0-9]{8})/.exec(cardEnv)?.[1] ?? '';
+          if (!cardId || !puk) throw new Error('incomplete');
+        } catch {
+          cardId = randomBytes(16).toString('hex');
+          puk = generatePuk();
+          const pin = String(100000 + (randomBytes(3).readUIntBE(0, 3) % 900000));
+          cardEnv = `COMPANION_READER=virtual\nCOMPANION_VIRTUAL_CARD_ID=${cardId}\nCOMPANION_VIRTUAL_CARD_PIN=${pin}\nCOMPANION_VIRTUAL_CARD_PUK=${puk}\nCOMPANION_VIRTUAL_CARD_BLOCKED=true\n`;
+          writeFileSync(cardFile, cardEnv, { mode: 0o600 });
+          chmodSync(cardFile, 0o600);
+        }
+        const r = await addPerson(storage, keys, { teamsUserId, displayName: 'Alex Wilber', email: 'alex.wilber@nhs.net', cardId, puk, answers: DEMO_ANSWERS });
+        process.stdout.write(`${r.status === 'created' ? 'Seeded' : 'Already seeded'} demo person Alex Wilber (Teams user ${teamsUserId}, alex.wilber@nhs.net), card ${cardId}.\n`);
+        process.stdout.write(`Virtual card settings for the companion: ${cardFile}\n`);
+        process.stdout.write('Demo security answers (any 3 are asked):\n');
+        for (const a of DEMO_ANSWERS) process.stdout.write(`  ${QUESTION_BANK.find((q) => q.id === a.questionId)?.text}  ->  ${a.answer}\n`);
+        return 0;
+      }
+      case 'list-cases': {
+        const cases = await storage.cases.listOpen(100);
+        for (const c of cases) process.stdout.write(`${c.ref}  ${c.status}  ${c.reason}  person ${c.personId}  ${c.createdAt}\n`);
+        if (cases.length === 0) process.stdout.write('no open cases\n');
+        return 0;
+      }
+      default:
+        process.stderr.write('usage: admin add-person --file PATH|- | seed-demo [--teams-user-id ID] | list-cases\n');
+        return 2;
+    }
+  } finally {
+    await storage.close();
+  }
+}
+
+const isMain = process.argv[1] && path.resolve(process.argv[1]).replace(/\.ts$/, '') === path.resolve(new URL(import.meta.url).pathname).replace(/\.ts$/, '');
+if (isMain) {
+  run(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      process.stderr.write(`${err instanceof AppError ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,131 @@
+/**
+ * Bot configuration: read once at start-up from the environment, validated with
+ * zod, typed, and refused with a message naming the variable (STYLE.md 13).
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import { AppError } from '../common/app-error';
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const domainList = z
+  .string()
+  .transform((s) => s.split(',').map((d) => d.trim().toLowerCase()).filter(Boolean))
+  .pipe(z.array(z.string().regex(/^[a-z0-9-]+(\.[a-z0-9-]+)+$/, 'each entry must be a domain like nhs.net')).min(1));
+
+const EnvSchema = z.object({
+  PORT: z.coerce.number().int().min(0).max(65535).default(3978),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  SMARTCARD_DATA_DIR: z.string().min(1).default('data'),
+  /** 32-byte master key, base64 or hex. Or SMARTCARD_MASTER_KEY_FILE. */
+  SMARTCARD_MASTER_KEY: z.string().min(1).optional(),
+  SMARTCARD_MASTER_KEY_FILE: z.string().min(1).optional(),
+  STORAGE: z.enum(['sqlite']).default('sqlite'),
+  MAIL_TRANSPORT: z.enum(['outbox']).default('outbox'),
+  MAIL_FROM: z.string().email('MAIL_FROM must be an email address').default('smartcard-assist@localhost.localdomain'),
+  /** Bot Framework app registration; empty = local development with no channel authentication (Playground). */
+  MicrosoftAppId: z.string().optional(),
+  MicrosoftAppPassword: z.string().optional(),
+  MicrosoftAppTenantId: z.string().optional(),
+  MicrosoftAppType: z.enum(['MultiTenant', 'SingleTenant', 'UserAssignedMSI']).optional(),
+  /** Comma-separated Entra tenant ids allowed to use the bot; empty = any (development only). */
+  ALLOWED_TENANTS: z.string().optional(),
+  TIME_ZONE: z.string().default('Europe/London'),
+  RA_CONTACT: z.string().min(1).max(200).default('your local Registration Authority (RA) team'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  PAIRING_POLL_INTERVAL_SECONDS: z.coerce.number().int().min(1).max(60).default(5),
+  COMPANION_COMMAND_TIMEOUT_MS: z.coerce.number().int().min(500).max(120_000).default(10_000),
+  APPROVED_EMAIL_DOMAINS: domainList.default(['nhs.net', 'gov.uk', 'mod.uk']),
+  BOT_INSTANCE_ID: z.string().min(1).max(64).optional(),
+  /** Allow running with no Bot Framework authentication. Must be true when MicrosoftAppId is empty. */
+  ALLOW_UNAUTHENTICATED_CHANNEL: bool.optional(),
+});
+
+export interface BotConfig {
+  port: number;
+  host: string;
+  dataDir: string;
+  masterKey: string;
+  storage: { kind: 'sqlite'; file: string };
+  mail: { transport: 'outbox'; outboxDir: string; from: string };
+  auth:
+    | { kind: 'none' }
+    | { kind: 'bot-framework'; appId: string; appPassword: string | undefined; tenantId: string | undefined; appType: 'MultiTenant' | 'SingleTenant' | 'UserAssignedMSI' };
+  allowedTenants: string[];
+  timeZone: string;
+  raContact: string;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  pairingPollIntervalSeconds: number;
+  companionCommandTimeoutMs: number;
+  approvedEmailDomains: string[];
+  instanceId: string;
+}
+
+/**
+ * Validate the environment and build the configuration.
+ *
+ * @param env - usually `process.env`
+ * @returns the typed configuration
+ * @throws AppError `CONFIG.INVALID` whose message names every offending variable and why
+ */
+export function loadConfig(env: Record<string, string | undefined>): BotConfig {
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = EnvSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `${i.path.join('.') || '(environment)'}: ${i.message}`);
+    throw new AppError('CONFIG.INVALID', `Invalid configuration:\n  ${lines.join('\n  ')}`);
+  }
+  const e = parsed.data;
+  const dataDir = path.resolve(e.SMARTCARD_DATA_DIR);
+  let masterKey = e.SMARTCARD_MASTER_KEY;
+  if (!masterKey && e.SMARTCARD_MASTER_KEY_FILE) {
+    try {
+      masterKey = readFileSync(e.SMARTCARD_MASTER_KEY_FILE, 'utf8').trim();
+    } catch (err) {
+      throw new AppError('CONFIG.INVALID', `SMARTCARD_MASTER_KEY_FILE: cannot read ${e.SMARTCARD_MASTER_KEY_FILE} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  }
+  if (!masterKey) throw new AppError('CONFIG.INVALID', 'SMARTCARD_MASTER_KEY or SMARTCARD_MASTER_KEY_FILE must be set (32 random bytes, base64 or hex)');
+
+  let auth: BotConfig['auth'];
+  if (e.MicrosoftAppId) {
+    const appType = e.MicrosoftAppType ?? 'MultiTenant';
+    if (appType !== 'UserAssignedMSI' && !e.MicrosoftAppPassword) throw new AppError('CONFIG.INVALID', 'MicrosoftAppPassword must be set when MicrosoftAppId is set');
+    if (appType === 'SingleTenant' && !e.MicrosoftAppTenantId) throw new AppError('CONFIG.INVALID', 'MicrosoftAppTenantId must be set for a SingleTenant app');
+    auth = { kind: 'bot-framework', appId: e.MicrosoftAppId, appPassword: e.MicrosoftAppPassword, tenantId: e.MicrosoftAppTenantId, appType };
+  } else {
+    if (e.ALLOW_UNAUTHENTICATED_CHANNEL === false) {
+      throw new AppError('CONFIG.INVALID', 'MicrosoftAppId is empty but ALLOW_UNAUTHENTICATED_CHANNEL=false: set the app registration');
+    }
+    auth = { kind: 'none' };
+  }
+  const allowedTenants = (e.ALLOWED_TENANTS ?? '').split(',').map((t) => t.trim()).filter(Boolean);
+  for (const t of allowedTenants) {
+    if (!/^[0-9a-fA-F-]{36}$/.test(t) && !/^[\w.-]+$/.test(t)) throw new AppError('CONFIG.INVALID', `ALLOWED_TENANTS: "${t}" is not a tenant id`);
+  }
+  try {
+    new Intl.DateTimeFormat('en-GB', { timeZone: e.TIME_ZONE });
+  } catch {
+    throw new AppError('CONFIG.INVALID', `TIME_ZONE: "${e.TIME_ZONE}" is not an IANA time zone`);
+  }
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    dataDir,
+    masterKey,
+    storage: { kind: 'sqlite', file: path.join(dataDir, 'smartcard-assist.sqlite') },
+    mail: { transport: 'outbox', outboxDir: path.join(dataDir, 'outbox'), from: e.MAIL_FROM },
+    auth,
+    allowedTenants,
+    timeZone: e.TIME_ZONE,
+    raContact: e.RA_CONTACT,
+    logLevel: e.LOG_LEVEL,
+    pairingPollIntervalSeconds: e.PAIRING_POLL_INTERVAL_SECONDS,
+    companionCommandTimeoutMs: e.COMPANION_COMMAND_TIMEOUT_MS,
+    approvedEmailDomains: e.APPROVED_EMAIL_DOMAINS,
+    instanceId: e.BOT_INSTANCE_ID ?? `bot-${process.pid}`,
+  };
+}

@@ -1,0 +1,46 @@
+/**
+ * Effects a journey step asks for. They are stored with the new state in one
+ * write (the journey record's outbox) and then carried out by the shell
+ * (`journey.engine.ts`). Every handler is idempotent on the effect `id`, so a
+ * crash between carrying out an effect and removing it repeats nothing a
+ * person would notice.
+ *
+ * Payloads never hold a plaintext secret: the one-time code travels sealed
+ * (AES-256-GCM) and is unsealed only to write the email.
+ */
+import type { Command } from '../../protocol/companion-link.protocol';
+import type { Sealed } from '../../storage/storage.port';
+
+export type Effect =
+  | {
+      type: 'mail.unlock_code';
+      id: string;
+      personId: string;
+      /** The code, sealed with AAD `code:<runId>`. */
+      codeSealed: Sealed;
+      runId: string;
+      expiresAt: string;
+    }
+  | { type: 'mail.unlock_notice'; id: string; personId: string; at: string; workstation: string | null }
+  | { type: 'companion.command'; id: string; deviceId: string; command: Command }
+  | {
+      type: 'audit';
+      id: string;
+      personId: string;
+      actor: string;
+      action: string;
+      details: Record<string, string | number | boolean | null>;
+    }
+  | {
+      type: 'case.open';
+      id: string;
+      personId: string;
+      ref: string;
+      reason: 'answers_failed' | 'requested' | 'no_puk_enrolled';
+      context: Record<string, string | number | boolean | null>;
+    }
+  | { type: 'person.lock_self_service'; id: string; personId: string; caseRef: string; reason: 'answers_failed' }
+  /** Update this run's card in Teams in place (proactively) and optionally post a short message below it. */
+  | { type: 'teams.refresh'; id: string; personId: string; message: string | null };
+
+export type EffectType = Effect['type'];

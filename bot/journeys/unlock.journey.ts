@@ -1,0 +1,420 @@
+/**
+ * The unlock journey as a pure state machine (STYLE.md 2):
+ * `stepUnlock(journey, event, ctx) -> { journey, effects, reply }`.
+ *
+ * No I/O, no clock, no randomness of its own: the shell passes the time, fresh
+ * random values (question draw, a new code's hash and sealed value, a case
+ * reference) and anything it looked up (the card status from the companion,
+ * whether each answer matched). Unit tests drive it with plain values.
+ *
+ * Rules (DESIGN.md "Unlock a locked card", issue #2):
+ * - The card in the reader must be the one bound to the person, and blocked
+ *   (PIN retry counter 0).
+ * - 3 of the person's 4 questions, drawn at random, on one card; all three right
+ *   is a pass. A fail uses one of 3 attempts; the 3rd fail locks self-service
+ *   and opens an RA case. Failures are counted across runs.
+ * - The unlock code is 8 digits, valid 15 minutes, single use, at most 5 wrong
+ *   tries; only a right code lets the companion have the PUK.
+ */
+import type { CardStatus } from '../../protocol/companion-link.protocol';
+import type { Sealed } from '../../storage/storage.port';
+import type { Effect } from './journey.effects';
+
+/** Tunable limits; defaults from issue #2. */
+export interface UnlockRules {
+  /** Failed answer attempts before self-service locks. */
+  maxAnswerFailures: number;
+  /** Lifetime of an unlock code, milliseconds. */
+  codeTtlMs: number;
+  /** Wrong tries allowed per code. */
+  maxCodeTries: number;
+  /** Codes that may be issued in one run (first + resends). */
+  maxCodesPerRun: number;
+  /** How long after a code is accepted the companion may finish (card pulled and put back), ms. */
+  unblockWindowMs: number;
+}
+
+export const DEFAULT_UNLOCK_RULES: UnlockRules = {
+  maxAnswerFailures: 3,
+  codeTtlMs: 15 * 60_000,
+  maxCodeTries: 5,
+  maxCodesPerRun: 3,
+  unblockWindowMs: 15 * 60_000,
+};
+
+export type CardProblem =
+  | 'not_registered'
+  | 'no_companion'
+  | 'companion_offline'
+  | 'no_card'
+  | 'wrong_card'
+  | 'not_blocked'
+  | 'card_unreadable'
+  | 'no_puk';
+
+export interface IssuedCode {
+  /** Keyed hash (HMAC-SHA-256 hex) of the code. */
+  hash: string;
+  issuedAt: string;
+  expiresAt: string;
+  wrongTries: number;
+}
+
+export type UnlockState =
+  | { phase: 'idle'; step: number }
+  | { phase: 'checking_card'; step: number; deviceId: string }
+  | { phase: 'card_problem'; step: number; problem: CardProblem; deviceId: string | null }
+  | {
+      phase: 'answering';
+      step: number;
+      deviceId: string;
+      cardId: string;
+      questionIds: string[];
+      /** Set after a failed attempt, for the card. */
+      lastResult: 'wrong' | null;
+    }
+  | { phase: 'code_sent'; step: number; deviceId: string; cardId: string; code: IssuedCode; codesIssued: number }
+  | { phase: 'unblocking'; step: number; deviceId: string; cardId: string; authorisedAt: string; interrupted: boolean }
+  | { phase: 'done'; step: number; at: string; cardId: string }
+  | { phase: 'locked_out'; step: number; caseRef: string }
+  | { phase: 'ended'; step: number; reason: 'cancelled' | 'expired' | 'failed'; detail: string };
+
+export type UnlockPhase = UnlockState['phase'];
+
+/** What the shell hands the journey about the person. */
+export interface PersonFacts {
+  personId: string;
+  registered: boolean;
+  boundCardId: string | null;
+  /** Question ids the person registered (4). */
+  questionIds: string[];
+  /** Set when self-service is locked (by answers or by RA). */
+  lockCaseRef: string | null;
+}
+
+export type UnlockEvent =
+  /** Person asked to unlock (text, welcome card, or "try again"). */
+  | { type: 'start'; person: PersonFacts; deviceId: string | null }
+  /** The companion answered `card.read_status` (or could not be reached). */
+  | {
+      type: 'card_status';
+      person: PersonFacts;
+      result: { ok: true; status: CardStatus; pukEnrolled: boolean } | { ok: false; problem: 'companion_offline' | 'card_unreadable' };
+    }
+  | { type: 'answers_checked'; person: PersonFacts; step: number; results: boolean[] }
+  | { type: 'resend_code'; person: PersonFacts; step: number }
+  | { type: 'cancel'; step: number }
+  /** The companion sent the code the person typed. `codeHash` is the keyed hash of what was typed. */
+  | { type: 'code_submitted'; deviceId: string; cardId: string; codeHash: string }
+  | { type: 'resume'; deviceId: string; cardId: string }
+  | {
+      type: 'unblock_result';
+      deviceId: string;
+      cardId: string;
+      outcome: 'unblocked' | 'card_removed' | 'puk_rejected' | 'card_error';
+      workstation: string | null;
+    };
+
+/** Fresh values from the shell (random, time, ids), so the step stays pure. */
+export interface StepContext {
+  now: Date;
+  rules: UnlockRules;
+  /** New UUID per call. */
+  newId: () => string;
+  /** Random permutation indexes used to draw questions: a shuffled copy of [0..n). */
+  shuffle: <T>(items: readonly T[]) => T[];
+  /** A freshly generated code, should the step issue one. */
+  freshCode: { hash: string; sealed: (runId: string) => Sealed };
+  /** A fresh RA case reference, should the step open a case. */
+  freshCaseRef: string;
+  /** Constant-time comparison of two hex hashes. */
+  hashesEqual: (a: string, b: string) => boolean;
+}
+
+/** The part of the journey record the step reads and writes. */
+export interface UnlockJourney {
+  personId: string;
+  runId: string;
+  state: UnlockState;
+  counters: { answerFailures: number };
+}
+
+/** A synchronous answer to the companion for `code_submitted` / `resume`. */
+export type CompanionVerdict =
+  | { kind: 'authorised' }
+  | {
+      kind: 'refused';
+      reason: 'wrong_code' | 'expired' | 'used' | 'too_many_tries' | 'wrong_card' | 'not_waiting';
+      triesLeft?: number;
+    };
+
+export interface StepResult {
+  journey: UnlockJourney;
+  effects: Effect[];
+  /** Set for events that need an answer beyond the state (companion requests). */
+  verdict?: CompanionVerdict;
+  /** False when the event did not apply (stale click, wrong phase): nothing to save. */
+  changed: boolean;
+}
+
+const ACTIVE_PHASES: ReadonlySet<UnlockPhase> = new Set(['checking_card', 'answering', 'code_sent', 'unblocking']);
+
+/** True while a run is in progress (a new `start` would replace it). */
+export function isActive(state: UnlockState): boolean {
+  return ACTIVE_PHASES.has(state.phase);
+}
+
+/** A fresh journey for a person with no record yet. */
+export function newUnlockJourney(personId: string, runId: string): UnlockJourney {
+  return { personId, runId, state: { phase: 'idle', step: 0 }, counters: { answerFailures: 0 } };
+}
+
+function unchanged(journey: UnlockJourney, verdict?: CompanionVerdict): StepResult {
+  return { journey, effects: [], changed: false, ...(verdict ? { verdict } : {}) };
+}
+
+function audit(ctx: StepContext, personId: string, action: string, details: Record<string, string | number | boolean | null> = {}, actor = `person:${personId}`): Effect {
+  return { type: 'audit', id: ctx.newId(), personId, actor, action, details };
+}
+
+/**
+ * Apply one event to the journey.
+ *
+ * @param journey - current journey (not mutated)
+ * @param event - what happened
+ * @param ctx - time, rules and fresh values from the shell
+ * @returns the next journey, effects to store with it, and a verdict for companion requests.
+ *   `changed: false` means the event was stale or out of place and nothing needs saving.
+ */
+export function stepUnlock(journey: UnlockJourney, event: UnlockEvent, ctx: StepContext): StepResult {
+  // Lazy expiry: a code or unblock window that has run out ends the run first.
+  const expired = expireIfDue(journey, ctx);
+  if (expired && event.type !== 'start') {
+    const r = stepUnlockLive(expired.journey, event, ctx);
+    return { journey: r.journey, effects: [...expired.effects, ...r.effects], changed: true, ...(r.verdict ? { verdict: r.verdict } : {}) };
+  }
+  return stepUnlockLive(journey, event, ctx);
+}
+
+function expireIfDue(journey: UnlockJourney, ctx: StepContext): { journey: UnlockJourney; effects: Effect[] } | null {
+  const s = journey.state;
+  const now = ctx.now.getTime();
+  if (s.phase === 'code_sent' && now >= Date.parse(s.code.expiresAt)) {
+    return {
+      journey: { ...journey, state: { phase: 'ended', step: s.step + 1, reason: 'expired', detail: 'The unlock code expired before it was used.' } },
+      effects: [
+        audit(ctx, journey.personId, 'unlock.code_expired', { runId: journey.runId }, 'system'),
+        closeOnCompanion(ctx, s.deviceId, journey.runId, 'expired', 'The unlock code expired. Start again in Teams.'),
+      ],
+    };
+  }
+  if (s.phase === 'unblocking' && now >= Date.parse(s.authorisedAt) + ctx.rules.unblockWindowMs) {
+    return {
+      journey: { ...journey, state: { phase: 'ended', step: s.step + 1, reason: 'expired', detail: 'The card was not unlocked in time.' } },
+      effects: [
+        audit(ctx, journey.personId, 'unlock.unblock_expired', { runId: journey.runId, cardId: s.cardId }, 'system'),
+        closeOnCompanion(ctx, s.deviceId, journey.runId, 'expired', 'Time ran out. Start again in Teams.'),
+      ],
+    };
+  }
+  return null;
+}
+
+function closeOnCompanion(ctx: StepContext, deviceId: string, runId: string, outcome: 'unlocked' | 'cancelled' | 'locked_out' | 'expired' | 'failed', message: string): Effect {
+  return { type: 'companion.command', id: ctx.newId(), deviceId, command: { kind: 'unlock.closed', journeyId: runId, outcome, message } };
+}
+
+function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepContext): StepResult {
+  const s = journey.state;
+  const personId = journey.personId;
+  switch (event.type) {
+    case 'start': {
+      // A start always begins a new run, replacing an unfinished one (its code dies with it).
+      const runId = ctx.newId();
+      const step = s.step + 1;
+      const effects: Effect[] = [];
+      if ((s.phase === 'code_sent' || s.phase === 'unblocking' || s.phase === 'answering') && 'deviceId' in s) {
+        effects.push(closeOnCompanion(ctx, s.deviceId, journey.runId, 'cancelled', 'A new unlock was started in Teams.'));
+      }
+      const base = { ...journey, runId };
+      const p = event.person;
+      if (p.lockCaseRef) {
+        return { journey: { ...base, state: { phase: 'locked_out', step, caseRef: p.lockCaseRef } }, effects, changed: true };
+      }
+      if (!p.registered || !p.boundCardId || p.questionIds.length < 3) {
+        return { journey: { ...base, state: { phase: 'card_problem', step, problem: 'not_registered', deviceId: null } }, effects, changed: true };
+      }
+      if (!event.deviceId) {
+        return { journey: { ...base, state: { phase: 'card_problem', step, problem: 'no_companion', deviceId: null } }, effects, changed: true };
+      }
+      effects.push(audit(ctx, personId, 'unlock.started', { runId }));
+      return { journey: { ...base, state: { phase: 'checking_card', step, deviceId: event.deviceId } }, effects, changed: true };
+    }
+
+    case 'card_status': {
+      if (s.phase !== 'checking_card' && !(s.phase === 'card_problem' && s.deviceId)) return unchanged(journey);
+      const deviceId = s.deviceId as string;
+      const step = s.step + 1;
+      const problem = (p: CardProblem): StepResult => ({ journey: { ...journey, state: { phase: 'card_problem', step, problem: p, deviceId } }, effects: [], changed: true });
+      const r = event.result;
+      if (!r.ok) return problem(r.problem);
+      if (!r.status.present) return problem('no_card');
+      if (r.status.cardId !== event.person.boundCardId) {
+        return { ...problem('wrong_card'), effects: [audit(ctx, personId, 'unlock.wrong_card', { runId: journey.runId, presentedCardId: r.status.cardId })] };
+      }
+      if (r.status.pinRetries > 0) return problem('not_blocked');
+      if (!r.pukEnrolled) return problem('no_puk');
+      const questionIds = ctx.shuffle(event.person.questionIds).slice(0, 3);
+      return {
+        journey: { ...journey, state: { phase: 'answering', step, deviceId, cardId: r.status.cardId, questionIds, lastResult: null } },
+        effects: [],
+        changed: true,
+      };
+    }
+
+    case 'answers_checked': {
+      if (s.phase !== 'answering' || event.step !== s.step) return unchanged(journey);
+      const step = s.step + 1;
+      const passed = event.results.length === 3 && event.results.every(Boolean);
+      if (passed) {
+        const code = issueCode(ctx);
+        return {
+          journey: { ...journey, counters: { ...journey.counters }, state: { phase: 'code_sent', step, deviceId: s.deviceId, cardId: s.cardId, code, codesIssued: 1 } },
+          effects: [
+            audit(ctx, personId, 'unlock.answers_passed', { runId: journey.runId }),
+            { type: 'mail.unlock_code', id: ctx.newId(), personId, codeSealed: ctx.freshCode.sealed(journey.runId), runId: journey.runId, expiresAt: code.expiresAt },
+            { type: 'companion.command', id: ctx.newId(), deviceId: s.deviceId, command: { kind: 'unlock.prompt', journeyId: journey.runId, cardId: s.cardId, codeExpiresAt: code.expiresAt } },
+          ],
+          changed: true,
+        };
+      }
+      const failures = journey.counters.answerFailures + 1;
+      const counters = { ...journey.counters, answerFailures: failures };
+      const wrongCount = event.results.filter((ok) => !ok).length;
+      if (failures >= ctx.rules.maxAnswerFailures) {
+        const caseRef = ctx.freshCaseRef;
+        return {
+          journey: { ...journey, counters, state: { phase: 'locked_out', step, caseRef } },
+          effects: [
+            audit(ctx, personId, 'unlock.answers_failed', { runId: journey.runId, attempt: failures, wrongAnswers: wrongCount }),
+            { type: 'case.open', id: ctx.newId(), personId, ref: caseRef, reason: 'answers_failed', context: { runId: journey.runId, cardId: s.cardId, failedAttempts: failures } },
+            { type: 'person.lock_self_service', id: ctx.newId(), personId, caseRef, reason: 'answers_failed' },
+            audit(ctx, personId, 'unlock.self_service_locked', { runId: journey.runId, caseRef }, 'system'),
+          ],
+          changed: true,
+        };
+      }
+      return {
+        journey: { ...journey, counters, state: { ...s, step, lastResult: 'wrong' } },
+        effects: [audit(ctx, personId, 'unlock.answers_failed', { runId: journey.runId, attempt: failures, wrongAnswers: wrongCount })],
+        changed: true,
+      };
+    }
+
+    case 'resend_code': {
+      if (s.phase !== 'code_sent' || event.step !== s.step) return unchanged(journey);
+      if (s.codesIssued >= ctx.rules.maxCodesPerRun) return unchanged(journey);
+      const code = issueCode(ctx);
+      return {
+        journey: { ...journey, state: { ...s, step: s.step + 1, code, codesIssued: s.codesIssued + 1 } },
+        effects: [
+          audit(ctx, personId, 'unlock.code_resent', { runId: journey.runId, codesIssued: s.codesIssued + 1 }),
+          { type: 'mail.unlock_code', id: ctx.newId(), personId, codeSealed: ctx.freshCode.sealed(journey.runId), runId: journey.runId, expiresAt: code.expiresAt },
+          { type: 'companion.command', id: ctx.newId(), deviceId: s.deviceId, command: { kind: 'unlock.prompt', journeyId: journey.runId, cardId: s.cardId, codeExpiresAt: code.expiresAt } },
+        ],
+        changed: true,
+      };
+    }
+
+    case 'cancel': {
+      if (!isActive(s) && s.phase !== 'card_problem') return unchanged(journey);
+      if (event.step !== s.step) return unchanged(journey);
+      const effects: Effect[] = [audit(ctx, personId, 'unlock.cancelled', { runId: journey.runId })];
+      if ('deviceId' in s && s.deviceId && s.phase !== 'card_problem' && s.phase !== 'checking_card') {
+        effects.push(closeOnCompanion(ctx, s.deviceId, journey.runId, 'cancelled', 'Unlock cancelled in Teams.'));
+      }
+      return { journey: { ...journey, state: { phase: 'ended', step: s.step + 1, reason: 'cancelled', detail: 'You cancelled the unlock.' } }, effects, changed: true };
+    }
+
+    case 'code_submitted': {
+      if (s.phase === 'unblocking') return unchanged(journey, { kind: 'refused', reason: 'used' });
+      if (s.phase === 'ended' && s.reason === 'expired') return unchanged(journey, { kind: 'refused', reason: 'expired' });
+      if (s.phase !== 'code_sent') return unchanged(journey, { kind: 'refused', reason: 'not_waiting' });
+      if (event.deviceId !== s.deviceId || event.cardId !== s.cardId) {
+        return {
+          journey,
+          effects: [audit(ctx, personId, 'unlock.code_from_wrong_device_or_card', { runId: journey.runId, deviceId: event.deviceId, cardId: event.cardId }, `device:${event.deviceId}`)],
+          verdict: { kind: 'refused', reason: 'wrong_card' },
+          changed: true,
+        };
+      }
+      if (s.code.wrongTries >= ctx.rules.maxCodeTries) return unchanged(journey, { kind: 'refused', reason: 'too_many_tries', triesLeft: 0 });
+      if (!ctx.hashesEqual(event.codeHash, s.code.hash)) {
+        const wrongTries = s.code.wrongTries + 1;
+        const triesLeft = Math.max(0, ctx.rules.maxCodeTries - wrongTries);
+        return {
+          journey: { ...journey, state: { ...s, code: { ...s.code, wrongTries } } },
+          effects: [audit(ctx, personId, 'unlock.code_wrong', { runId: journey.runId, wrongTries }, `device:${event.deviceId}`)],
+          verdict: triesLeft === 0 ? { kind: 'refused', reason: 'too_many_tries', triesLeft: 0 } : { kind: 'refused', reason: 'wrong_code', triesLeft },
+          changed: true,
+        };
+      }
+      return {
+        journey: { ...journey, state: { phase: 'unblocking', step: s.step + 1, deviceId: s.deviceId, cardId: s.cardId, authorisedAt: ctx.now.toISOString(), interrupted: false } },
+        effects: [
+          audit(ctx, personId, 'unlock.code_accepted', { runId: journey.runId, cardId: s.cardId }, `device:${event.deviceId}`),
+          { type: 'teams.refresh', id: ctx.newId(), personId, message: null },
+        ],
+        verdict: { kind: 'authorised' },
+        changed: true,
+      };
+    }
+
+    case 'resume': {
+      if (s.phase !== 'unblocking') return unchanged(journey, { kind: 'refused', reason: 'not_waiting' });
+      if (event.deviceId !== s.deviceId || event.cardId !== s.cardId) return unchanged(journey, { kind: 'refused', reason: 'wrong_card' });
+      return {
+        journey,
+        effects: [audit(ctx, personId, 'unlock.resumed', { runId: journey.runId }, `device:${event.deviceId}`)],
+        verdict: { kind: 'authorised' },
+        changed: true,
+      };
+    }
+
+    case 'unblock_result': {
+      if (s.phase !== 'unblocking' || event.deviceId !== s.deviceId || event.cardId !== s.cardId) return unchanged(journey);
+      if (event.outcome === 'unblocked') {
+        const at = ctx.now.toISOString();
+        return {
+          journey: { ...journey, counters: { ...journey.counters, answerFailures: 0 }, state: { phase: 'done', step: s.step + 1, at, cardId: s.cardId } },
+          effects: [
+            audit(ctx, personId, 'unlock.completed', { runId: journey.runId, cardId: s.cardId, workstation: event.workstation }, `device:${event.deviceId}`),
+            { type: 'teams.refresh', id: ctx.newId(), personId, message: 'Your smartcard is unlocked. You can use it with your new passcode now.' },
+            { type: 'mail.unlock_notice', id: ctx.newId(), personId, at, workstation: event.workstation },
+            closeOnCompanion(ctx, s.deviceId, journey.runId, 'unlocked', 'Your card is unlocked.'),
+          ],
+          changed: true,
+        };
+      }
+      // Not finished: the card was pulled or refused. Stay in `unblocking` so the
+      // companion can resume when the card is back, within the window.
+      const effects: Effect[] = [audit(ctx, personId, 'unlock.unblock_interrupted', { runId: journey.runId, outcome: event.outcome }, `device:${event.deviceId}`)];
+      if (!s.interrupted) effects.push({ type: 'teams.refresh', id: ctx.newId(), personId, message: null });
+      return { journey: { ...journey, state: { ...s, interrupted: true } }, effects, changed: true };
+    }
+  }
+}
+
+function issueCode(ctx: StepContext): IssuedCode {
+  return {
+    hash: ctx.freshCode.hash,
+    issuedAt: ctx.now.toISOString(),
+    expiresAt: new Date(ctx.now.getTime() + ctx.rules.codeTtlMs).toISOString(),
+    wrongTries: 0,
+  };
+}
+
+/** The step token a card action must carry to apply to the current state. */
+export function stepToken(journey: UnlockJourney): string {
+  return String(journey.state.step);
+}

@@ -1,0 +1,455 @@
+/**
+ * The imperative shell around the unlock journey (STYLE.md 2).
+ *
+ * For each event it loads the journey record, gathers what the pure step needs
+ * (the card status from the companion, answer checks, a fresh code), runs the
+ * step, and stores the new state together with its effects in one
+ * compare-and-set write (transactional outbox, DESIGN.md). Only then are the
+ * effects carried out, each idempotently on its id, and removed. A write that
+ * loses a race is retried from a fresh read, so a double click counts once.
+ */
+import { randomInt, randomUUID, type KeyObject } from 'node:crypto';
+import { AppError } from '../../common/app-error';
+import type { Logger } from '../../common/logger';
+import type { CardStatus, Request, Response } from '../../protocol/companion-link.protocol';
+import type { Device, JourneyRecord, Person, Storage, StoredEffect } from '../../storage/storage.port';
+import type { MailPort } from '../mail/mail.port';
+import { unlockCodeMail, unlockedNoticeMail } from '../mail/mail.templates';
+import type { CompanionLink } from '../link/companion-link.server';
+import { generateCaseRef, generateNumericCode, generatePuk, hashesEqual, keyedHash } from '../security/codes';
+import { verifyAnswers } from '../security/answers';
+import { seal, unseal } from '../security/seal';
+import type { DerivedKeys } from '../security/keys';
+import type { Effect } from './journey.effects';
+import {
+  isActive,
+  newUnlockJourney,
+  stepUnlock,
+  type PersonFacts,
+  type StepContext,
+  type StepResult,
+  type UnlockEvent,
+  type UnlockJourney,
+  type UnlockRules,
+} from './unlock.journey';
+
+/** Proactive delivery to Teams, implemented by the Teams layer. */
+export interface TeamsNotifier {
+  /** Re-render this person's current unlock card in place and, if given, post `message` under it. */
+  refresh(personId: string, message: string | null): Promise<void>;
+}
+
+/** Attempts after which an effect is abandoned (logged and audited). */
+const MAX_EFFECT_ATTEMPTS = 10;
+
+export function journeyKey(personId: string): string {
+  return `${personId}:unlock`;
+}
+
+function toJourney(rec: JourneyRecord): UnlockJourney {
+  return {
+    personId: rec.personId,
+    runId: rec.runId,
+    state: rec.state as UnlockJourney['state'],
+    counters: { answerFailures: rec.counters['answerFailures'] ?? 0 },
+  };
+}
+
+function shuffle<T>(items: readonly T[]): T[] {
+  const a = [...items];
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = randomInt(i + 1);
+    [a[i], a[j]] = [a[j] as T, a[i] as T];
+  }
+  return a;
+}
+
+export interface UnlockServiceDeps {
+  storage: Storage;
+  link: CompanionLink;
+  mail: MailPort;
+  keys: DerivedKeys;
+  rules: UnlockRules;
+  logger: Logger;
+  timeZone: string;
+  raContact: string;
+  commandTimeoutMs: number;
+  /** Picks the person's device to use now. */
+  currentDevice: (personId: string) => Promise<Device | null>;
+  now?: () => Date;
+}
+
+export class UnlockService {
+  private notifier: TeamsNotifier | null = null;
+  private readonly draining = new Map<string, Promise<void>>();
+
+  constructor(private readonly deps: UnlockServiceDeps) {}
+
+  setNotifier(notifier: TeamsNotifier): void {
+    this.notifier = notifier;
+  }
+
+  private now(): Date {
+    return this.deps.now ? this.deps.now() : new Date();
+  }
+
+  private codeHash(runId: string, code: string): string {
+    return keyedHash(this.deps.keys.codeHashKey, `unlock-code:${runId}`, code);
+  }
+
+  /** Fresh values for one step; a code issued in this step belongs to run `runId`. */
+  private context(runId: string): StepContext {
+    const code = generateNumericCode(8);
+    const sealKey: KeyObject = this.deps.keys.sealKey;
+    return {
+      now: this.now(),
+      rules: this.deps.rules,
+      newId: randomUUID,
+      shuffle,
+      freshCode: { hash: this.codeHash(runId, code), sealed: (r: string) => seal(sealKey, code, `code:${r}`) },
+      freshCaseRef: generateCaseRef(),
+      hashesEqual,
+    };
+  }
+
+  /** Facts about a person that the journey needs. */
+  personFacts(person: Person): PersonFacts {
+    return {
+      personId: person.id,
+      registered: person.answers.length >= 3,
+      boundCardId: person.cardId,
+      questionIds: person.answers.map((a) => a.questionId),
+      lockCaseRef: person.selfServiceLock?.caseRef ?? null,
+    };
+  }
+
+  /** The stored record, or a fresh idle one (not stored). */
+  async load(personId: string): Promise<JourneyRecord> {
+    const rec = await this.deps.storage.journeys.get(journeyKey(personId));
+    if (rec) return rec;
+    const j = newUnlockJourney(personId, randomUUID());
+    const at = this.now().toISOString();
+    return { key: journeyKey(personId), personId, kind: 'unlock', runId: j.runId, state: j.state, counters: { ...j.counters }, pendingEffects: [], ui: { activityId: null }, createdAt: at, updatedAt: at, version: 0 };
+  }
+
+  /**
+   * Apply one event with compare-and-set, retrying on a lost race, then carry out the effects.
+   *
+   * @param personId - whose journey
+   * @param makeEvent - builds the event from the journey as freshly read; null = nothing to do
+   * @returns the record after the step and the step's result (null when no event applied)
+   */
+  async apply(personId: string, makeEvent: (journey: UnlockJourney, rec: JourneyRecord) => Promise<UnlockEvent | null>): Promise<{ record: JourneyRecord; result: StepResult | null }> {
+    for (let attempt = 0; attempt < 8; attempt++) {
+      const rec = await this.load(personId);
+      const journey = toJourney(rec);
+      const event = await makeEvent(journey, rec);
+      if (!event) return { record: rec, result: null };
+      const ctx = this.context(journey.runId);
+      const result = stepUnlock(journey, event, ctx);
+      if (!result.changed) return { record: rec, result };
+      const at = ctx.now.toISOString();
+      const next: JourneyRecord = {
+        ...rec,
+        runId: result.journey.runId,
+        state: result.journey.state,
+        counters: { ...rec.counters, ...result.journey.counters },
+        pendingEffects: [...rec.pendingEffects, ...result.effects.map((e): StoredEffect => ({ id: e.id, type: e.type, payload: e, attempts: 0 }))],
+        ui: result.journey.runId !== rec.runId ? { activityId: null } : rec.ui,
+        updatedAt: at,
+        version: rec.version + 1,
+      };
+      const saved = rec.version === 0 ? ((await this.deps.storage.journeys.insert({ ...next, version: 1 })).status === 'created' ? 'saved' : 'conflict') : await this.deps.storage.journeys.save(next, rec.version);
+      if (saved === 'saved') {
+        const stored = rec.version === 0 ? { ...next, version: 1 } : next;
+        await this.drain(personId);
+        return { record: (await this.deps.storage.journeys.get(stored.key)) ?? stored, result };
+      }
+    }
+    throw new AppError('JOURNEY.BUSY', 'the journey kept changing under us; try again', { meta: { personId } });
+  }
+
+  // -------------------------------------------------------------------------
+  // Teams-side entry points
+  // -------------------------------------------------------------------------
+
+  /** "unlock" typed, or the welcome card's button: begin a new run and check the card. */
+  async start(person: Person): Promise<JourneyRecord> {
+    const device = await this.deps.currentDevice(person.id);
+    const { record } = await this.apply(person.id, async () => ({ type: 'start', person: this.personFacts(person), deviceId: device?.id ?? null }));
+    return this.checkCardIfDue(person, record);
+  }
+
+  private async checkCardIfDue(person: Person, record: JourneyRecord): Promise<JourneyRecord> {
+    const s = toJourney(record).state;
+    if (s.phase !== 'checking_card') return record;
+    const deviceId = s.deviceId;
+    const result = await this.readCard(deviceId);
+    const { record: after } = await this.apply(person.id, async (j) => {
+      if (j.state.phase !== 'checking_card' || j.state.deviceId !== deviceId || j.runId !== record.runId) return null;
+      return { type: 'card_status', person: this.personFacts(person), result };
+    });
+    return after;
+  }
+
+  private async readCard(deviceId: string): Promise<{ ok: true; status: CardStatus; pukEnrolled: boolean } | { ok: false; problem: 'companion_offline' | 'card_unreadable' }> {
+    try {
+      const reply = await this.deps.link.sendCommand(deviceId, { kind: 'card.read_status' }, this.deps.commandTimeoutMs);
+      if (reply.kind === 'card.status') {
+        const pukEnrolled = reply.status.present ? !!(await this.deps.storage.cards.get(reply.status.cardId))?.puk : false;
+        return { ok: true, status: reply.status, pukEnrolled };
+      }
+      if (reply.kind === 'error' && reply.code === 'CARD.NOT_PRESENT') return { ok: true, status: { present: false, reader: null }, pukEnrolled: false };
+      this.deps.logger.warn({ deviceId, reply: reply.kind === 'error' ? reply.code : reply.kind }, 'card status not read');
+      return { ok: false, problem: 'card_unreadable' };
+    } catch (err) {
+      this.deps.logger.warn({ deviceId, code: err instanceof AppError ? err.code : 'UNKNOWN' }, 'companion unreachable for card status');
+      return { ok: false, problem: 'companion_offline' };
+    }
+  }
+
+  /** "Try again" / "Check again" on a problem card: re-check the card if the click is current. */
+  async checkAgain(person: Person, runId: string, step: string): Promise<JourneyRecord> {
+    const rec = await this.load(person.id);
+    const j = toJourney(rec);
+    if (rec.runId !== runId || String(j.state.step) !== step) return rec;
+    if (j.state.phase === 'card_problem' || j.state.phase === 'checking_card') return this.start(person);
+    return rec;
+  }
+
+  /** Answers from the questions card; checked with scrypt off the event loop, then stepped. */
+  async submitAnswers(person: Person, runId: string, step: string, answers: [string, string, string]): Promise<JourneyRecord> {
+    const { record } = await this.apply(person.id, async (j) => {
+      if (j.runId !== runId || j.state.phase !== 'answering' || String(j.state.step) !== step) return null;
+      const questionIds = j.state.questionIds;
+      const checks = await verifyAnswers(person.answers, questionIds.map((questionId, i) => ({ questionId, answer: answers[i] ?? '' })));
+      return { type: 'answers_checked', person: this.personFacts(person), step: j.state.step, results: checks.map((c) => c.correct) };
+    });
+    return record;
+  }
+
+  async resendCode(person: Person, runId: string, step: string): Promise<JourneyRecord> {
+    const { record } = await this.apply(person.id, async (j) => (j.runId === runId && String(j.state.step) === step ? { type: 'resend_code', person: this.personFacts(person), step: j.state.step } : null));
+    return record;
+  }
+
+  /** Cancel the current run (card button with its step, or typed "cancel" with none). */
+  async cancel(person: Person, click?: { runId: string; step: string }): Promise<{ record: JourneyRecord; cancelled: boolean }> {
+    const { record, result } = await this.apply(person.id, async (j) => {
+      if (click && (j.runId !== click.runId || String(j.state.step) !== click.step)) return null;
+      return { type: 'cancel', step: j.state.step };
+    });
+    return { record, cancelled: !!result?.changed };
+  }
+
+  /** True while the person's run is in progress. */
+  async hasActiveRun(personId: string): Promise<boolean> {
+    const rec = await this.deps.storage.journeys.get(journeyKey(personId));
+    return !!rec && isActive(toJourney(rec).state);
+  }
+
+  /** Remember which Teams activity shows this run's card (for in-place updates). */
+  async setCardActivity(personId: string, runId: string, activityId: string): Promise<void> {
+    for (let i = 0; i < 5; i++) {
+      const rec = await this.deps.storage.journeys.get(journeyKey(personId));
+      if (!rec || rec.runId !== runId) return;
+      if (rec.ui.activityId === activityId) return;
+      if ((await this.deps.storage.journeys.save({ ...rec, ui: { activityId }, version: rec.version + 1 }, rec.version)) === 'saved') return;
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Companion-side entry points
+  // -------------------------------------------------------------------------
+
+  /** A request from a paired companion (see protocol). */
+  async onCompanionRequest(device: Device, request: Request): Promise<Response> {
+    switch (request.kind) {
+      case 'unlock.submit_code':
+      case 'unlock.resume': {
+        const { result } = await this.apply(device.personId, async (j) => {
+          if (j.runId !== request.journeyId) return null;
+          return request.kind === 'unlock.submit_code'
+            ? { type: 'code_submitted', deviceId: device.id, cardId: request.cardId, codeHash: this.codeHash(j.runId, request.code) }
+            : { type: 'resume', deviceId: device.id, cardId: request.cardId };
+        });
+        const verdict = result?.verdict ?? { kind: 'refused' as const, reason: 'not_waiting' as const };
+        if (verdict.kind === 'authorised') return this.authorise(device, request.journeyId, request.cardId);
+        return { kind: 'unlock.refused', reason: verdict.reason, message: refusalText(verdict.reason, verdict.triesLeft), ...(verdict.triesLeft !== undefined ? { triesLeft: verdict.triesLeft } : {}) };
+      }
+      case 'unlock.result': {
+        if (request.pukOnCard === 'new') await this.commitPendingPuk(request.cardId, device);
+        await this.apply(device.personId, async (j) =>
+          j.runId === request.journeyId
+            ? { type: 'unblock_result', deviceId: device.id, cardId: request.cardId, outcome: request.outcome, workstation: device.workstation }
+            : null,
+        );
+        return { kind: 'ok' };
+      }
+    }
+  }
+
+  /** Card inserted or removed: a problem card waiting on the card re-checks by itself. */
+  async onCardEvent(device: Device, status: CardStatus): Promise<void> {
+    const person = await this.deps.storage.persons.get(device.personId);
+    if (!person) return;
+    const pukEnrolled = status.present ? !!(await this.deps.storage.cards.get(status.cardId))?.puk : false;
+    const { result } = await this.apply(person.id, async (j) => {
+      const s = j.state;
+      if (s.phase !== 'card_problem' || s.deviceId !== device.id) return null;
+      if (!['no_card', 'wrong_card', 'not_blocked', 'card_unreadable'].includes(s.problem)) return null;
+      if (!status.present) return null;
+      return { type: 'card_status', person: this.personFacts(person), result: { ok: true, status, pukEnrolled } };
+    });
+    if (result?.changed) await this.notifier?.refresh(person.id, null).catch((err: unknown) => this.deps.logger.warn({ err }, 'teams refresh failed'));
+  }
+
+  /** Give the companion the card's PUK and the PUK to change it to (after every check passed). */
+  private async authorise(device: Device, runId: string, cardId: string): Promise<Response> {
+    const aad = `puk:${cardId}`;
+    for (let i = 0; i < 5; i++) {
+      const card = await this.deps.storage.cards.get(cardId);
+      if (!card || !card.puk || card.personId !== device.personId) {
+        return { kind: 'unlock.refused', reason: 'unavailable', message: 'This card cannot be unlocked from here. Contact your RA team.' };
+      }
+      let pending = card.pendingPuk;
+      if (!pending) {
+        pending = seal(this.deps.keys.sealKey, generatePuk(), aad);
+        const saved = await this.deps.storage.cards.save({ ...card, pendingPuk: pending, updatedAt: this.now().toISOString(), version: card.version + 1 }, card.version);
+        if (saved === 'conflict') continue;
+      }
+      return { kind: 'unlock.authorised', journeyId: runId, puk: unseal(this.deps.keys.sealKey, card.puk, aad), newPuk: unseal(this.deps.keys.sealKey, pending, aad) };
+    }
+    throw new AppError('CARD.BUSY', 'card record kept changing', { meta: { cardId } });
+  }
+
+  /** The card now holds the pending PUK: make it the current one. */
+  private async commitPendingPuk(cardId: string, device: Device): Promise<void> {
+    for (let i = 0; i < 5; i++) {
+      const card = await this.deps.storage.cards.get(cardId);
+      if (!card || !card.pendingPuk || card.personId !== device.personId) return;
+      const saved = await this.deps.storage.cards.save({ ...card, puk: card.pendingPuk, pendingPuk: null, updatedAt: this.now().toISOString(), version: card.version + 1 }, card.version);
+      if (saved === 'saved') {
+        await this.deps.storage.audit.append({ id: randomUUID(), at: this.now().toISOString(), actor: `device:${device.id}`, action: 'card.puk_rotated', personId: device.personId, details: { cardId } });
+        return;
+      }
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Effects
+  // -------------------------------------------------------------------------
+
+  /** Carry out a journey's pending effects in order; one drain per journey at a time in this process. */
+  async drain(personId: string): Promise<void> {
+    const key = journeyKey(personId);
+    const running = this.draining.get(key);
+    if (running) {
+      await running;
+    }
+    const p = this.drainOnce(key).finally(() => {
+      if (this.draining.get(key) === p) this.draining.delete(key);
+    });
+    this.draining.set(key, p);
+    await p;
+  }
+
+  private async drainOnce(key: string): Promise<void> {
+    const rec = await this.deps.storage.journeys.get(key);
+    if (!rec || rec.pendingEffects.length === 0) return;
+    for (const stored of rec.pendingEffects) {
+      const effect = stored.payload as Effect;
+      try {
+        await this.carryOut(effect, rec);
+        await this.deps.storage.journeys.removeEffects(key, [stored.id]);
+      } catch (err) {
+        const attempts = stored.attempts + 1;
+        this.deps.logger.warn({ effect: effect.type, effectId: stored.id, attempts, code: err instanceof AppError ? err.code : undefined, err: err instanceof AppError ? undefined : err }, 'effect failed; will retry');
+        if (attempts >= MAX_EFFECT_ATTEMPTS) {
+          await this.deps.storage.journeys.removeEffects(key, [stored.id]);
+          await this.deps.storage.audit.append({ id: `abandon-${stored.id}`, at: this.now().toISOString(), actor: 'system', action: 'effect.abandoned', personId: rec.personId, details: { effect: effect.type, effectId: stored.id } });
+          this.deps.logger.error({ effect: effect.type, effectId: stored.id }, 'effect abandoned after repeated failures');
+        } else {
+          await this.deps.storage.journeys.countEffectAttempt(key, [stored.id]);
+        }
+        // Later effects may depend on this one (order matters for mail before prompt); stop here.
+        if (effect.type !== 'teams.refresh' && effect.type !== 'companion.command') return;
+      }
+    }
+  }
+
+  /** Retry effects left behind by a crash or an outage (called on a timer). */
+  async sweep(): Promise<void> {
+    const recs = await this.deps.storage.journeys.listWithPendingEffects(50);
+    for (const r of recs) if (r.kind === 'unlock') await this.drain(r.personId);
+  }
+
+  private async carryOut(effect: Effect, rec: JourneyRecord): Promise<void> {
+    const at = this.now().toISOString();
+    switch (effect.type) {
+      case 'audit':
+        await this.deps.storage.audit.append({ id: effect.id, at, actor: effect.actor, action: effect.action, personId: effect.personId, details: effect.details });
+        return;
+      case 'case.open': {
+        await this.deps.storage.cases.insert({ ref: effect.ref, personId: effect.personId, reason: effect.reason, status: 'open', context: effect.context, sourceId: effect.id, createdAt: at, updatedAt: at, version: 1 });
+        return;
+      }
+      case 'person.lock_self_service': {
+        for (let i = 0; i < 5; i++) {
+          const p = await this.deps.storage.persons.get(effect.personId);
+          if (!p || p.selfServiceLock) return;
+          const saved = await this.deps.storage.persons.save({ ...p, selfServiceLock: { at, caseRef: effect.caseRef, reason: effect.reason }, updatedAt: at, version: p.version + 1 }, p.version);
+          if (saved === 'saved') return;
+        }
+        throw new AppError('STORAGE.CONFLICT', 'could not lock self-service after retries');
+      }
+      case 'mail.unlock_code': {
+        const person = await this.mustPerson(effect.personId);
+        const code = unseal(this.deps.keys.sealKey, effect.codeSealed, `code:${effect.runId}`);
+        const m = unlockCodeMail({ displayName: person.displayName, code, expiresAt: new Date(effect.expiresAt), minutes: Math.round(this.deps.rules.codeTtlMs / 60_000), timeZone: this.deps.timeZone, raContact: this.deps.raContact });
+        await this.deps.mail.send({ id: effect.id, to: person.email, subject: m.subject, text: m.text, html: m.html, kind: 'unlock_code' });
+        return;
+      }
+      case 'mail.unlock_notice': {
+        const person = await this.mustPerson(effect.personId);
+        const m = unlockedNoticeMail({ displayName: person.displayName, at: new Date(effect.at), workstation: effect.workstation ?? 'a workstation', timeZone: this.deps.timeZone, raContact: this.deps.raContact });
+        await this.deps.mail.send({ id: effect.id, to: person.email, subject: m.subject, text: m.text, html: m.html, kind: 'unlock_notice' });
+        return;
+      }
+      case 'companion.command': {
+        const reply = await this.deps.link.sendCommand(effect.deviceId, effect.command, this.deps.commandTimeoutMs);
+        if (reply.kind === 'error') throw new AppError('LINK.COMMAND_FAILED', `companion refused ${effect.command.kind}: ${reply.code}`);
+        return;
+      }
+      case 'teams.refresh':
+        if (this.notifier) await this.notifier.refresh(effect.personId, effect.message);
+        return;
+    }
+    void rec;
+  }
+
+  private async mustPerson(personId: string): Promise<Person> {
+    const p = await this.deps.storage.persons.get(personId);
+    if (!p) throw new AppError('PERSON.NOT_FOUND', 'person no longer exists', { meta: { personId } });
+    return p;
+  }
+}
+
+function refusalText(reason: string, triesLeft?: number): string {
+  switch (reason) {
+    case 'wrong_code':
+      return `That code is not right. ${triesLeft ?? 0} ${triesLeft === 1 ? 'try' : 'tries'} left.`;
+    case 'too_many_tries':
+      return 'Too many wrong codes. Ask for a new code in Teams.';
+    case 'expired':
+      return 'That code has expired. Start again in Teams.';
+    case 'used':
+      return 'That code has already been used.';
+    case 'wrong_card':
+      return 'This is not the card the code was sent for.';
+    case 'not_waiting':
+      return 'There is no unlock waiting for a code. Start in Teams.';
+    default:
+      return 'Smartcard Assist could not complete that just now. Try again shortly.';
+  }
+}

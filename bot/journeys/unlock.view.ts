@@ -1,0 +1,134 @@
+/**
+ * What the person sees in Teams for each unlock state: a pure mapping from the
+ * journey to an Adaptive Card. A stale or repeated click is answered with this
+ * card for the current state.
+ */
+import type { AdaptiveCard } from '../../cards';
+import { maskEmail } from '../../cards';
+import {
+  unlockCheckingCard,
+  unlockCodeSentCard,
+  unlockDoneCard,
+  unlockEndedCard,
+  unlockLockedOutCard,
+  unlockProblemCard,
+  unlockQuestionsCard,
+  unlockWorkingCard,
+} from '../../cards';
+import { welcomeCard } from '../../cards';
+import { questionText } from './question-bank';
+import type { CardProblem, UnlockJourney, UnlockRules } from './unlock.journey';
+
+export interface ViewContext {
+  displayName: string;
+  email: string;
+  timeZone: string;
+  raContact: string;
+  rules: UnlockRules;
+  /** Name of the paired workstation, when known. */
+  workstation: string | null;
+}
+
+const PROBLEMS: Record<CardProblem, { title: string; message: (v: ViewContext) => string; canRetry: boolean }> = {
+  not_registered: {
+    title: 'You are not registered for self-service yet',
+    message: (v) => `Self-service unlock needs you to register first. Until then, ${v.raContact} can unlock your card.`,
+    canRetry: false,
+  },
+  no_companion: {
+    title: 'Pair this computer first',
+    message: () =>
+      'Unlocking needs the Smartcard Assist companion on the computer with your card reader. Open the companion: it shows a pairing code like K7QF-M2XD. Send "pair" and that code here, then try again.',
+    canRetry: true,
+  },
+  companion_offline: {
+    title: 'The companion is not connected',
+    message: (v) => `The Smartcard Assist companion${v.workstation ? ` on ${v.workstation}` : ''} is not answering. Check it is running on the computer with your card reader, then try again.`,
+    canRetry: true,
+  },
+  no_card: {
+    title: 'No card in the reader',
+    message: () => 'Put your smartcard in the reader, then try again.',
+    canRetry: true,
+  },
+  wrong_card: {
+    title: 'This is not your registered card',
+    message: (v) => `The card in the reader is not the one registered to you. Put your own card in the reader and try again. If your card has been replaced, contact ${v.raContact}.`,
+    canRetry: true,
+  },
+  not_blocked: {
+    title: 'Your card is not locked',
+    message: (v) => `The card in the reader still accepts its passcode, so there is nothing to unlock. If you have forgotten your passcode, contact ${v.raContact}.`,
+    canRetry: true,
+  },
+  card_unreadable: {
+    title: 'The card could not be read',
+    message: () => 'The companion could not read the card. Take it out, put it back in firmly, and try again.',
+    canRetry: true,
+  },
+  no_puk: {
+    title: 'Your card is not enrolled for self-unlock',
+    message: (v) => `Your card cannot be unlocked from here yet. Contact ${v.raContact}.`,
+    canRetry: false,
+  },
+};
+
+function timeText(iso: string, timeZone: string): string {
+  return new Intl.DateTimeFormat('en-GB', { timeZone, hour: '2-digit', minute: '2-digit', hour12: false }).format(new Date(iso));
+}
+
+/**
+ * Render the card for the journey's current state.
+ *
+ * @param journey - the unlock journey (state, run id, counters)
+ * @param view - person and deployment facts the card shows
+ * @returns an Adaptive Card (schema 1.5)
+ */
+export function renderUnlockCard(journey: UnlockJourney, view: ViewContext): AdaptiveCard {
+  const s = journey.state;
+  const runId = journey.runId;
+  const step = String(s.step);
+  switch (s.phase) {
+    case 'idle':
+      return welcomeCard({ displayName: view.displayName });
+    case 'checking_card':
+      return unlockCheckingCard({ runId, step, message: 'Checking the card in your reader…' });
+    case 'card_problem': {
+      const p = PROBLEMS[s.problem];
+      return unlockProblemCard({ runId, step, title: p.title, message: p.message(view), canRetry: p.canRetry });
+    }
+    case 'answering':
+      return unlockQuestionsCard({
+        runId,
+        step,
+        questions: s.questionIds.map((id) => ({ id, text: questionText(id) ?? 'Security question' })),
+        attemptsLeft: Math.max(0, view.rules.maxAnswerFailures - journey.counters.answerFailures),
+        ...(s.lastResult === 'wrong' ? { error: 'One or more answers did not match. Check them and try again.' } : {}),
+      });
+    case 'code_sent':
+      return unlockCodeSentCard({
+        runId,
+        step,
+        maskedEmail: maskEmail(view.email),
+        expiresAtText: timeText(s.code.expiresAt, view.timeZone),
+        minutes: Math.round(view.rules.codeTtlMs / 60_000),
+      });
+    case 'unblocking':
+      return unlockWorkingCard({
+        runId,
+        step,
+        message: s.interrupted
+          ? 'Your code was accepted, but the card was taken out before it was unlocked. Put it back in the reader: the companion will finish.'
+          : 'Code accepted. The companion is setting your new passcode on the card…',
+      });
+    case 'done':
+      return unlockDoneCard({ at: timeText(s.at, view.timeZone), ...(view.workstation ? { workstation: view.workstation } : {}) });
+    case 'locked_out':
+      return unlockLockedOutCard({ caseRef: s.caseRef });
+    case 'ended':
+      return unlockEndedCard({
+        title: s.reason === 'cancelled' ? 'Unlock cancelled' : s.reason === 'expired' ? 'Unlock timed out' : 'Unlock stopped',
+        message: `${s.detail} Say "unlock" to start again.`,
+      });
+  }
+}

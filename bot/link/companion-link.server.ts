@@ -1,0 +1,256 @@
+/**
+ * Bot side of the companion link: a WebSocket endpoint (`ws`, noServer mode) on
+ * `GET /companion/link`, authenticated with the device credential.
+ *
+ * One live socket per device (a new one replaces the old with close code 4409).
+ * Commands to a companion are correlated by id and answered exactly once, or
+ * time out. Every frame is validated with the protocol schemas; a malformed
+ * frame is answered with `protocol.error` naming what is wrong (never its
+ * content) and changes nothing.
+ */
+import { randomUUID, type KeyObject } from 'node:crypto';
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { AppError } from '../../common/app-error';
+import type { Logger } from '../../common/logger';
+import {
+  BotToCompanion,
+  CloseCodes,
+  CompanionToBotSchema,
+  MAX_FRAME_BYTES,
+  parseFrame,
+  PROTOCOL_VERSION,
+  type CardStatus,
+  type Command,
+  type Reply,
+  type Request,
+  type Response,
+} from '../../protocol/companion-link.protocol';
+import type { Device, Storage } from '../../storage/storage.port';
+import { hashesEqual, keyedHash } from '../security/codes';
+
+export const LINK_PATH = '/companion/link';
+
+/** What the rest of the bot needs from the link. */
+export interface CompanionLink {
+  /** True when this instance holds a live socket for the device. */
+  isConnected(deviceId: string): boolean;
+  /**
+   * Send a command and wait for its reply.
+   *
+   * @param deviceId - the paired device
+   * @param command - a protocol command
+   * @param timeoutMs - how long to wait for the reply, milliseconds
+   * @returns the companion's reply (an `error` reply is returned, not thrown)
+   * @throws AppError `LINK.OFFLINE` when the device is not connected, `LINK.TIMEOUT` when no reply came in time
+   */
+  sendCommand(deviceId: string, command: Command, timeoutMs: number): Promise<Reply>;
+}
+
+/** Handlers the link calls for what companions send. */
+export interface CompanionLinkHandlers {
+  onRequest(device: Device, request: Request): Promise<Response>;
+  onCardEvent(device: Device, status: CardStatus): Promise<void>;
+  onConnected(device: Device): Promise<void>;
+}
+
+interface Session {
+  socket: WebSocket;
+  device: Device;
+  helloReceived: boolean;
+  pending: Map<string, { resolve: (r: Reply) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>;
+}
+
+/** Hash of a device credential secret as stored (keyed, hex). */
+export function credentialHash(key: KeyObject, secret: string): string {
+  return keyedHash(key, 'device-credential', secret);
+}
+
+/** Split `Bearer <deviceId>.<secret>`; null when malformed. */
+export function parseBearer(header: string | undefined): { deviceId: string; secret: string } | null {
+  if (!header) return null;
+  const m = /^Bearer ([0-9a-f-]{36})\.([A-Za-z0-9_-]{32,128})$/.exec(header.trim());
+  if (!m) return null;
+  return { deviceId: m[1]!, secret: m[2]! };
+}
+
+export class CompanionLinkServer implements CompanionLink {
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
+  private readonly sessions = new Map<string, Session>();
+  private handlers: CompanionLinkHandlers | null = null;
+
+  constructor(
+    private readonly deps: {
+      storage: Storage;
+      credentialHashKey: KeyObject;
+      logger: Logger;
+      instanceId: string;
+      now?: () => Date;
+    },
+  ) {}
+
+  /** Set the handlers (done once in the composition root, after the services exist). */
+  setHandlers(handlers: CompanionLinkHandlers): void {
+    this.handlers = handlers;
+  }
+
+  /** Attach to an HTTP server's `upgrade` event for {@link LINK_PATH}. */
+  attach(server: Server): void {
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      const url = new URL(req.url ?? '/', 'http://localhost');
+      if (url.pathname !== LINK_PATH) {
+        socket.write('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+        socket.destroy();
+        return;
+      }
+      this.wss.handleUpgrade(req, socket, head, (ws) => {
+        void this.accept(ws, req).catch((err: unknown) => {
+          this.deps.logger.error({ err }, 'companion link: accept failed');
+          ws.close(1011, 'server error');
+        });
+      });
+    });
+  }
+
+  private now(): Date {
+    return this.deps.now ? this.deps.now() : new Date();
+  }
+
+  private async accept(ws: WebSocket, req: IncomingMessage): Promise<void> {
+    const bearer = parseBearer(req.headers.authorization);
+    const device = bearer ? await this.deps.storage.devices.get(bearer.deviceId) : null;
+    if (!bearer || !device || device.revokedAt || !hashesEqual(device.credentialHash, credentialHash(this.deps.credentialHashKey, bearer.secret))) {
+      this.deps.logger.warn({ deviceId: bearer?.deviceId ?? null, reason: !bearer ? 'malformed credential' : !device ? 'unknown device' : device.revokedAt ? 'revoked' : 'wrong secret' }, 'companion link: refused');
+      ws.close(CloseCodes.UNAUTHORISED, 'device credential refused: pair again');
+      return;
+    }
+    const previous = this.sessions.get(device.id);
+    if (previous) {
+      previous.socket.close(CloseCodes.REPLACED, 'replaced by a newer connection');
+      this.dropSession(previous, 'replaced');
+    }
+    const session: Session = { socket: ws, device, helloReceived: false, pending: new Map() };
+    this.sessions.set(device.id, session);
+    ws.on('message', (data, isBinary) => {
+      if (isBinary) {
+        this.send(session, { type: 'protocol.error', message: 'binary frames are not accepted; send JSON text' });
+        return;
+      }
+      void this.onFrame(session, data as Buffer).catch((err: unknown) => this.deps.logger.error({ err, deviceId: device.id }, 'companion link: frame handling failed'));
+    });
+    ws.on('close', () => {
+      if (this.sessions.get(device.id) === session) this.sessions.delete(device.id);
+      this.dropSession(session, 'closed');
+    });
+    ws.on('error', (err) => this.deps.logger.warn({ err: { message: err.message }, deviceId: device.id }, 'companion link: socket error'));
+    await this.markConnected(device.id, this.deps.instanceId);
+    this.deps.logger.info({ deviceId: device.id, personId: device.personId }, 'companion connected');
+  }
+
+  private async markConnected(deviceId: string, instance: string | null): Promise<void> {
+    for (let i = 0; i < 5; i++) {
+      const d = await this.deps.storage.devices.get(deviceId);
+      if (!d) return;
+      const next: Device = { ...d, connectedInstance: instance, lastSeenAt: this.now().toISOString() };
+      if ((await this.deps.storage.devices.save(next, d.version)) === 'saved') return;
+    }
+  }
+
+  private dropSession(session: Session, why: string): void {
+    for (const [, p] of session.pending) {
+      clearTimeout(p.timer);
+      p.reject(new AppError('LINK.OFFLINE', `companion disconnected (${why})`, { meta: { deviceId: session.device.id } }));
+    }
+    session.pending.clear();
+  }
+
+  private send(session: Session, message: BotToCompanion): void {
+    if (session.socket.readyState === session.socket.OPEN) session.socket.send(JSON.stringify(message));
+  }
+
+  private async onFrame(session: Session, data: Buffer): Promise<void> {
+    const parsed = parseFrame(data, CompanionToBotSchema);
+    if (!parsed.ok) {
+      this.deps.logger.warn({ deviceId: session.device.id, error: parsed.error }, 'companion link: malformed frame refused');
+      this.send(session, { type: 'protocol.error', ...(parsed.id ? { id: parsed.id } : {}), message: parsed.error });
+      return;
+    }
+    const msg = parsed.value;
+    const handlers = this.handlers;
+    switch (msg.type) {
+      case 'hello': {
+        session.helloReceived = true;
+        if (msg.protocol !== PROTOCOL_VERSION) {
+          session.socket.close(CloseCodes.UNSUPPORTED, 'protocol version not supported');
+          return;
+        }
+        const person = await this.deps.storage.persons.get(session.device.personId);
+        this.send(session, { type: 'welcome', deviceId: session.device.id, personName: person?.displayName ?? '' });
+        if (handlers) await handlers.onConnected(session.device);
+        return;
+      }
+      case 'reply': {
+        const p = session.pending.get(msg.id);
+        if (!p) {
+          this.deps.logger.warn({ deviceId: session.device.id, id: msg.id }, 'companion link: reply to no pending command');
+          return;
+        }
+        session.pending.delete(msg.id);
+        clearTimeout(p.timer);
+        p.resolve(msg.reply);
+        return;
+      }
+      case 'request': {
+        if (!handlers) {
+          this.send(session, { type: 'response', id: msg.id, response: { kind: 'unlock.refused', reason: 'unavailable', message: 'The service is starting; try again in a moment.' } });
+          return;
+        }
+        let response: Response;
+        try {
+          response = await handlers.onRequest(session.device, msg.request);
+        } catch (err) {
+          this.deps.logger.error({ err, deviceId: session.device.id, kind: msg.request.kind }, 'companion link: request failed');
+          response = { kind: 'unlock.refused', reason: 'unavailable', message: 'Smartcard Assist could not complete that just now. Try again shortly.' };
+        }
+        this.send(session, { type: 'response', id: msg.id, response });
+        return;
+      }
+      case 'card.event': {
+        if (handlers) await handlers.onCardEvent(session.device, msg.status);
+        return;
+      }
+    }
+  }
+
+  isConnected(deviceId: string): boolean {
+    const s = this.sessions.get(deviceId);
+    return !!s && s.socket.readyState === s.socket.OPEN;
+  }
+
+  sendCommand(deviceId: string, command: Command, timeoutMs: number): Promise<Reply> {
+    const session = this.sessions.get(deviceId);
+    if (!session || session.socket.readyState !== session.socket.OPEN) {
+      return Promise.reject(new AppError('LINK.OFFLINE', 'the companion is not connected', { meta: { deviceId } }));
+    }
+    const id = randomUUID();
+    return new Promise<Reply>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        session.pending.delete(id);
+        reject(new AppError('LINK.TIMEOUT', `the companion did not answer ${command.kind} within ${timeoutMs} ms`, { meta: { deviceId, kind: command.kind } }));
+      }, timeoutMs);
+      session.pending.set(id, { resolve, reject, timer });
+      this.send(session, { type: 'command', id, command });
+    });
+  }
+
+  /** Close every socket (shutdown). */
+  async close(): Promise<void> {
+    for (const s of this.sessions.values()) {
+      s.socket.close(1001, 'server shutting down');
+      this.dropSession(s, 'shutdown');
+    }
+    this.sessions.clear();
+    await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+  }
+}

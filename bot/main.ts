@@ -1,0 +1,113 @@
+/**
+ * Composition root of the bot process (STYLE.md 5): reads configuration, builds
+ * every adapter and service once, wires them, and starts the HTTP server.
+ * Nothing else in `bot/` reads the environment or constructs an adapter.
+ */
+import { mkdirSync } from 'node:fs';
+import { CloudAdapter, ConfigurationBotFrameworkAuthentication, type TurnContext } from 'botbuilder';
+import { AppError } from '../common/app-error';
+import { createLogger } from '../common/logger';
+import { openStorage } from '../storage/storage.factory';
+import { loadConfig } from './config';
+import { createHttpServer } from './http/http.server';
+import { DEFAULT_UNLOCK_RULES } from './journeys/unlock.journey';
+import { UnlockService } from './journeys/unlock.service';
+import { CompanionLinkServer } from './link/companion-link.server';
+import { OutboxMailAdapter } from './mail/outbox-mail.adapter';
+import { PairingService } from './pairing/pairing.service';
+import { deriveKeys, parseMasterKey } from './security/keys';
+import { SmartcardBot, TeamsNotifierAdapter } from './teams/teams.bot';
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig(process.env);
+  } catch (err) {
+    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(2);
+  }
+  const logger = createLogger({ name: 'bot', level: config.logLevel });
+  const keys = deriveKeys(parseMasterKey(config.masterKey, process.env['SMARTCARD_MASTER_KEY'] ? 'SMARTCARD_MASTER_KEY' : 'SMARTCARD_MASTER_KEY_FILE'));
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  const storage = await openStorage(config.storage, logger);
+  const mail = new OutboxMailAdapter({ dir: config.mail.outboxDir, from: config.mail.from, logger });
+
+  const link = new CompanionLinkServer({ storage, credentialHashKey: keys.credentialHashKey, logger, instanceId: config.instanceId });
+  const pairing = new PairingService({ storage, codeHashKey: keys.codeHashKey, credentialHashKey: keys.credentialHashKey, pollIntervalSeconds: config.pairingPollIntervalSeconds, logger });
+  const rules = DEFAULT_UNLOCK_RULES;
+  const unlock = new UnlockService({
+    storage,
+    link,
+    mail,
+    keys,
+    rules,
+    logger,
+    timeZone: config.timeZone,
+    raContact: config.raContact,
+    commandTimeoutMs: config.companionCommandTimeoutMs,
+    currentDevice: (personId) => pairing.currentDevice(personId, (id) => link.isConnected(id)),
+  });
+
+  const auth =
+    config.auth.kind === 'none'
+      ? new ConfigurationBotFrameworkAuthentication({})
+      : new ConfigurationBotFrameworkAuthentication({
+          MicrosoftAppId: config.auth.appId,
+          MicrosoftAppPassword: config.auth.appPassword,
+          MicrosoftAppType: config.auth.appType,
+          MicrosoftAppTenantId: config.auth.tenantId,
+        });
+  if (config.auth.kind === 'none') logger.warn('MicrosoftAppId is not set: channel authentication is off (local development with the Agents Playground only)');
+  const adapter = new CloudAdapter(auth);
+  adapter.onTurnError = async (context: TurnContext, error: Error) => {
+    logger.error({ err: error instanceof AppError ? error.toJSON() : { name: error.name, message: error.message, stack: error.stack }, activityType: context.activity.type }, 'turn failed');
+    try {
+      if (context.activity.type === 'message') {
+        await context.sendActivity('Sorry, something went wrong on our side. Nothing was lost: try again in a moment.');
+      }
+    } catch {
+      // The channel may be unreachable too; the log line above is what remains.
+    }
+  };
+
+  const bot = new SmartcardBot({ storage, unlock, pairing, isConnected: (id) => link.isConnected(id), logger, timeZone: config.timeZone, raContact: config.raContact, rules, allowedTenants: config.allowedTenants });
+  unlock.setNotifier(new TeamsNotifierAdapter({ adapter, appId: config.auth.kind === 'none' ? '' : config.auth.appId, storage, unlock, bot, logger }));
+  link.setHandlers({
+    onRequest: (device, request) => unlock.onCompanionRequest(device, request),
+    onCardEvent: (device, status) => unlock.onCardEvent(device, status),
+    onConnected: async (device) => {
+      await unlock.drain(device.personId);
+    },
+  });
+
+  const server = createHttpServer({ adapter, bot, pairing, storage, logger });
+  link.attach(server.server);
+  await new Promise<void>((resolve) => server.listen(config.port, config.host, () => resolve()));
+  const address = server.address();
+  logger.info({ url: `http://${config.host}:${address.port}`, dataDir: config.dataDir, mail: config.mail.transport, outbox: config.mail.outboxDir }, 'Smartcard Assist bot listening');
+
+  const sweeper = setInterval(() => {
+    void unlock.sweep().catch((err: unknown) => logger.warn({ err }, 'effect sweep failed'));
+    void storage.pairings.deleteExpired(new Date(Date.now() - 24 * 3600_000).toISOString()).catch(() => undefined);
+  }, 10_000);
+  sweeper.unref();
+
+  let stopping = false;
+  const stop = async (signal: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    clearInterval(sweeper);
+    await link.close();
+    server.close();
+    await storage.close();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+}
+
+void main().catch((err: unknown) => {
+  process.stderr.write(`Smartcard Assist bot failed to start: ${err instanceof AppError ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

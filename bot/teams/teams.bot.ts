@@ -1,0 +1,281 @@
+/**
+ * The Teams activity handler: turns typed messages and `Action.Execute`
+ * invokes (Universal Actions, invoke name `adaptiveCard/action`) into journey
+ * calls, and answers each with the card for the journey's current state.
+ *
+ * A stale or repeated click carries an old run id or step; the journey ignores
+ * it and the invoke response is the current card, so nothing is sent or
+ * counted twice.
+ */
+import {
+  ActivityHandler,
+  CardFactory,
+  TurnContext,
+  type AdaptiveCardInvokeResponse,
+  type AdaptiveCardInvokeValue,
+  type CloudAdapter,
+  type ConversationReference,
+} from 'botbuilder';
+import type { AdaptiveCard } from '../../cards';
+import { parseCardAction, type CardAction } from '../../cards';
+import { helpCard } from '../../cards';
+import { pairHelpCard, pairingResultCard } from '../../cards';
+import { registerComingSoonCard } from '../../cards';
+import { unlockEndedCard } from '../../cards';
+import { welcomeCard } from '../../cards';
+import type { Logger } from '../../common/logger';
+import type { JourneyRecord, Person, Storage } from '../../storage/storage.port';
+import type { PairingService } from '../pairing/pairing.service';
+import type { UnlockRules } from '../journeys/unlock.journey';
+import type { TeamsNotifier, UnlockService } from '../journeys/unlock.service';
+import { renderUnlockCard } from '../journeys/unlock.view';
+import { parseIntent } from './intents';
+
+export interface TeamsBotDeps {
+  storage: Storage;
+  unlock: UnlockService;
+  pairing: PairingService;
+  isConnected: (deviceId: string) => boolean;
+  logger: Logger;
+  timeZone: string;
+  raContact: string;
+  rules: UnlockRules;
+  /** Entra tenant ids allowed; empty = any. */
+  allowedTenants: string[];
+}
+
+/** The Teams identity used to find a person: `aadObjectId` when Teams gives it, else the channel user id. */
+export function teamsUserIdOf(activity: { from?: { id?: string; aadObjectId?: string } }): string | null {
+  return activity.from?.aadObjectId || activity.from?.id || null;
+}
+
+function tenantOf(activity: { conversation?: { tenantId?: string }; channelData?: unknown }): string | null {
+  const cd = activity.channelData as { tenant?: { id?: string } } | undefined;
+  return activity.conversation?.tenantId ?? cd?.tenant?.id ?? null;
+}
+
+const NOT_REGISTERED = (raContact: string): AdaptiveCard =>
+  unlockEndedCard({ title: 'You are not registered for self-service yet', message: `Self-service unlock needs you to register first (coming soon here). Until then, ${raContact} can unlock your card.` });
+
+export class SmartcardBot extends ActivityHandler {
+  constructor(private readonly deps: TeamsBotDeps) {
+    super();
+
+    this.onMembersAdded(async (context, next) => {
+      const botId = context.activity.recipient?.id;
+      const added = context.activity.membersAdded ?? [];
+      // Welcome once per install: when the bot (or the person, in a personal chat) is added.
+      if (added.some((m) => m.id === botId) || (context.activity.conversation?.conversationType === 'personal' && added.length > 0)) {
+        const name = context.activity.from?.name ?? '';
+        await context.sendActivity({ attachments: [CardFactory.adaptiveCard(welcomeCard({ displayName: firstName(name) }))] });
+      }
+      await next();
+    });
+
+    this.onMessage(async (context, next) => {
+      await this.handleMessage(context);
+      await next();
+    });
+  }
+
+  /** Refuse turns from tenants not on the allow-list. */
+  override async run(context: TurnContext): Promise<void> {
+    if (this.deps.allowedTenants.length > 0) {
+      const tenant = tenantOf(context.activity);
+      if (!tenant || !this.deps.allowedTenants.includes(tenant)) {
+        this.deps.logger.warn({ tenant, type: context.activity.type }, 'turn refused: tenant not allowed');
+        if (context.activity.type === 'invoke') {
+          await context.sendActivity({ type: 'invokeResponse', value: { status: 403, body: { statusCode: 403, type: 'application/vnd.microsoft.error', value: { code: 'Forbidden', message: 'This tenant may not use Smartcard Assist.' } } } });
+        }
+        return;
+      }
+    }
+    await super.run(context);
+  }
+
+  private async person(context: TurnContext): Promise<Person | null> {
+    const from = context.activity.from;
+    // Teams gives the Entra object id; a person may also be registered by channel user id.
+    const ids = [from?.aadObjectId, from?.id].filter((x): x is string => !!x);
+    let person: Person | null = null;
+    for (const id of ids) {
+      person = await this.deps.storage.persons.findByTeamsUserId(id);
+      if (person) break;
+    }
+    if (person && (context.activity.conversation?.conversationType ?? 'personal') === 'personal') {
+      const reference = TurnContext.getConversationReference(context.activity) as Partial<ConversationReference>;
+      await this.deps.storage.conversations.put({ personId: person.id, reference: reference as Record<string, unknown>, updatedAt: new Date().toISOString() });
+    }
+    return person;
+  }
+
+  async view(person: Person, record: JourneyRecord): Promise<AdaptiveCard> {
+    const device = await this.deps.pairing.currentDevice(person.id, this.deps.isConnected);
+    return renderUnlockCard(
+      { personId: record.personId, runId: record.runId, state: record.state as never, counters: { answerFailures: record.counters['answerFailures'] ?? 0 } },
+      { displayName: firstName(person.displayName), email: person.email, timeZone: this.deps.timeZone, raContact: this.deps.raContact, rules: this.deps.rules, workstation: device?.workstation ?? null },
+    );
+  }
+
+  private async sendCard(context: TurnContext, card: AdaptiveCard): Promise<string | undefined> {
+    const r = await context.sendActivity({ attachments: [CardFactory.adaptiveCard(card)] });
+    return r?.id;
+  }
+
+  private async handleMessage(context: TurnContext): Promise<void> {
+    const activity = context.activity;
+    if (!activity.text && activity.value !== undefined) {
+      // A legacy Action.Submit: our cards only use Action.Execute.
+      await context.sendActivity('That button is from an older card. Say "unlock" or "help" to carry on.');
+      return;
+    }
+    const intent = parseIntent(activity.text);
+    const person = await this.person(context);
+    switch (intent.kind) {
+      case 'help':
+        await this.sendCard(context, helpCard());
+        return;
+      case 'greeting':
+        await this.sendCard(context, welcomeCard({ displayName: firstName(activity.from?.name ?? '') }));
+        return;
+      case 'register':
+        await this.sendCard(context, registerComingSoonCard());
+        return;
+      case 'pair_help':
+        await this.sendCard(context, await this.pairHelp(person));
+        return;
+      case 'pair': {
+        if (!person) {
+          await this.sendCard(context, pairingResultCard({ ok: false, message: 'You need to be registered for self-service before pairing a computer.' }));
+          return;
+        }
+        const r = await this.deps.pairing.approve(person, intent.code);
+        await this.sendCard(context, r.ok ? pairingResultCard({ ok: true, workstation: r.workstation }) : pairingResultCard({ ok: false, message: r.message }));
+        return;
+      }
+      case 'unlock': {
+        if (!person) {
+          await this.sendCard(context, NOT_REGISTERED(this.deps.raContact));
+          return;
+        }
+        await context.sendActivities([{ type: 'typing' }]);
+        const record = await this.deps.unlock.start(person);
+        const id = await this.sendCard(context, await this.view(person, record));
+        if (id) await this.deps.unlock.setCardActivity(person.id, record.runId, id);
+        return;
+      }
+      case 'cancel': {
+        if (!person) {
+          await context.sendActivity('There is nothing to cancel.');
+          return;
+        }
+        const { record, cancelled } = await this.deps.unlock.cancel(person);
+        if (!cancelled) {
+          await context.sendActivity('There is nothing to cancel.');
+          return;
+        }
+        if (record.ui.activityId) {
+          await context.updateActivity({ type: 'message', id: record.ui.activityId, attachments: [CardFactory.adaptiveCard(await this.view(person, record))] });
+        }
+        await context.sendActivity('Cancelled. Say "unlock" to start again.');
+        return;
+      }
+      case 'unknown':
+        await context.sendActivity('Sorry, I did not understand that. Here is what I can do:');
+        await this.sendCard(context, helpCard());
+        return;
+    }
+  }
+
+  private async pairHelp(person: Person | null): Promise<AdaptiveCard> {
+    const device = person ? await this.deps.pairing.currentDevice(person.id, this.deps.isConnected) : null;
+    const connected = !!device && this.deps.isConnected(device.id);
+    return pairHelpCard({ companionConnected: connected, ...(device ? { workstation: device.workstation } : {}) });
+  }
+
+  /** `Action.Execute` clicks (invoke `adaptiveCard/action`): answer with the card to show now. */
+  protected override async onAdaptiveCardInvoke(context: TurnContext, invokeValue: AdaptiveCardInvokeValue): Promise<AdaptiveCardInvokeResponse> {
+    const parsed = parseCardAction(invokeValue);
+    if (!parsed.ok) {
+      this.deps.logger.warn({ reason: parsed.reason, message: parsed.message }, 'card action refused');
+      return { statusCode: 400, type: 'application/vnd.microsoft.error', value: { code: 'BadRequest', message: parsed.message } as never };
+    }
+    const card = await this.cardFor(context, parsed.action);
+    return { statusCode: 200, type: 'application/vnd.microsoft.card.adaptive', value: card as never };
+  }
+
+  private async cardFor(context: TurnContext, action: CardAction): Promise<AdaptiveCard> {
+    const person = await this.person(context);
+    switch (action.verb) {
+      case 'help.show':
+        return helpCard();
+      case 'register.start':
+        return registerComingSoonCard();
+      case 'pair.help':
+        return this.pairHelp(person);
+      default:
+        break;
+    }
+    if (!person) return NOT_REGISTERED(this.deps.raContact);
+    const replyToId = context.activity.replyToId;
+    switch (action.verb) {
+      case 'unlock.start': {
+        const record = await this.deps.unlock.start(person);
+        if (replyToId) await this.deps.unlock.setCardActivity(person.id, record.runId, replyToId);
+        return this.view(person, record);
+      }
+      case 'unlock.check_card': {
+        const record = await this.deps.unlock.checkAgain(person, action.data.runId, action.data.step);
+        if (replyToId) await this.deps.unlock.setCardActivity(person.id, record.runId, replyToId);
+        return this.view(person, record);
+      }
+      case 'unlock.answers': {
+        const d = action.data;
+        return this.view(person, await this.deps.unlock.submitAnswers(person, d.runId, d.step, [d.a1, d.a2, d.a3]));
+      }
+      case 'unlock.resend_code':
+        return this.view(person, await this.deps.unlock.resendCode(person, action.data.runId, action.data.step));
+      case 'unlock.cancel':
+        return this.view(person, (await this.deps.unlock.cancel(person, action.data)).record);
+    }
+  }
+}
+
+function firstName(displayName: string): string {
+  return displayName.trim().split(/\s+/)[0] ?? '';
+}
+
+/** Proactive card updates for journeys that move outside a Teams turn (the companion finished). */
+export class TeamsNotifierAdapter implements TeamsNotifier {
+  constructor(
+    private readonly deps: {
+      adapter: CloudAdapter;
+      appId: string;
+      storage: Storage;
+      unlock: UnlockService;
+      bot: SmartcardBot;
+      logger: Logger;
+    },
+  ) {}
+
+  async refresh(personId: string, message: string | null): Promise<void> {
+    const conv = await this.deps.storage.conversations.get(personId);
+    const person = await this.deps.storage.persons.get(personId);
+    if (!conv || !person) {
+      this.deps.logger.warn({ personId }, 'no conversation reference: cannot update Teams');
+      return;
+    }
+    const record = await this.deps.unlock.load(personId);
+    const card = await this.deps.bot.view(person, record);
+    await this.deps.adapter.continueConversationAsync(this.deps.appId, conv.reference as Partial<ConversationReference>, async (ctx) => {
+      const attachment = CardFactory.adaptiveCard(card);
+      if (record.ui.activityId) {
+        await ctx.updateActivity({ type: 'message', id: record.ui.activityId, attachments: [attachment] });
+      } else {
+        const r = await ctx.sendActivity({ attachments: [attachment] });
+        if (r?.id) await this.deps.unlock.setCardActivity(personId, record.runId, r.id);
+      }
+      if (message) await ctx.sendActivity(message);
+    });
+  }
+}

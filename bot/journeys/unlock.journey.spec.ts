@@ -1,0 +1,206 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import type { Effect } from './journey.effects';
+import {
+  DEFAULT_UNLOCK_RULES,
+  newUnlockJourney,
+  stepUnlock,
+  type PersonFacts,
+  type StepContext,
+  type UnlockEvent,
+  type UnlockJourney,
+} from './unlock.journey';
+
+const CARD = 'a'.repeat(32);
+const OTHER_CARD = 'b'.repeat(32);
+const DEVICE = '11111111-1111-4111-8111-111111111111';
+const T0 = new Date('2026-11-30T09:00:00.000Z');
+
+const person: PersonFacts = { personId: 'p1', registered: true, boundCardId: CARD, questionIds: ['q01', 'q02', 'q03', 'q04'], lockCaseRef: null };
+
+const hashOf = (code: string): string => createHash('sha256').update(code).digest('hex');
+
+function ctx(now: Date, code = '12345678', caseRef = 'RA-ABC123'): StepContext {
+  let n = 0;
+  return {
+    now,
+    rules: DEFAULT_UNLOCK_RULES,
+    newId: () => `00000000-0000-4000-8000-${String(++n).padStart(12, '0')}`,
+    shuffle: (items) => [...items].reverse(),
+    freshCode: { hash: hashOf(code), sealed: (runId) => `sealed:${runId}` },
+    freshCaseRef: caseRef,
+    hashesEqual: (a, b) => a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b)),
+  };
+}
+
+/** Run events in order; returns the final journey and all effects. */
+function drive(events: Array<[UnlockEvent, Date?]>, start: UnlockJourney = newUnlockJourney('p1', 'run-0')) {
+  let j = start;
+  const effects: Effect[] = [];
+  let last;
+  for (const [e, at] of events) {
+    last = stepUnlock(j, e, ctx(at ?? T0));
+    j = last.journey;
+    effects.push(...last.effects);
+  }
+  return { journey: j, effects, last: last! };
+}
+
+const started = (): UnlockEvent => ({ type: 'start', person, deviceId: DEVICE });
+const blockedCard = (cardId = CARD, pinRetries = 0): UnlockEvent => ({
+  type: 'card_status',
+  person,
+  result: { ok: true, status: { present: true, reader: 'Virtual PCD 00 00', cardId, pinRetries }, pukEnrolled: true },
+});
+
+function toAnswering() {
+  return drive([[started()], [blockedCard()]]);
+}
+
+function answers(j: UnlockJourney, results: boolean[]): UnlockEvent {
+  return { type: 'answers_checked', person, step: j.state.step, results };
+}
+
+function toCodeSent() {
+  const a = toAnswering();
+  return drive([[answers(a.journey, [true, true, true])]], a.journey);
+}
+
+describe('unlock journey', () => {
+  it('starts by checking the card, then asks 3 of the 4 questions when the bound card is blocked', () => {
+    const { journey } = toAnswering();
+    expect(journey.state.phase).toBe('answering');
+    if (journey.state.phase !== 'answering') throw new Error('phase');
+    expect(journey.state.questionIds).toHaveLength(3);
+    expect(new Set(journey.state.questionIds).size).toBe(3);
+    for (const q of journey.state.questionIds) expect(person.questionIds).toContain(q);
+  });
+
+  it.each([
+    ['a different card', blockedCard(OTHER_CARD), 'wrong_card'],
+    ['a card that is not blocked', blockedCard(CARD, 2), 'not_blocked'],
+    ['no card', { type: 'card_status', person, result: { ok: true, status: { present: false, reader: null }, pukEnrolled: false } } as UnlockEvent, 'no_card'],
+    ['an offline companion', { type: 'card_status', person, result: { ok: false, problem: 'companion_offline' } } as UnlockEvent, 'companion_offline'],
+  ])('stops plainly for %s', (_name, event, problem) => {
+    const { journey } = drive([[started()], [event]]);
+    expect(journey.state).toMatchObject({ phase: 'card_problem', problem });
+  });
+
+  it('says how to pair when no companion is paired', () => {
+    const { journey } = drive([[{ type: 'start', person, deviceId: null }]]);
+    expect(journey.state).toMatchObject({ phase: 'card_problem', problem: 'no_companion' });
+  });
+
+  it('on a pass issues one code, mails it sealed and prompts the companion', () => {
+    const { journey, last } = toCodeSent();
+    expect(journey.state.phase).toBe('code_sent');
+    const mails = last.effects.filter((e) => e.type === 'mail.unlock_code');
+    expect(mails).toHaveLength(1);
+    expect(JSON.stringify(last.effects)).not.toContain('12345678');
+    expect(last.effects.some((e) => e.type === 'companion.command' && e.command.kind === 'unlock.prompt')).toBe(true);
+    if (journey.state.phase !== 'code_sent') throw new Error('phase');
+    expect(Date.parse(journey.state.code.expiresAt) - T0.getTime()).toBe(15 * 60_000);
+  });
+
+  it('a fail uses one attempt and asks again; the third fail locks self-service and opens an RA case', () => {
+    let { journey } = toAnswering();
+    const first = stepUnlock(journey, answers(journey, [true, false, true]), ctx(T0));
+    expect(first.journey.state).toMatchObject({ phase: 'answering', lastResult: 'wrong' });
+    expect(first.journey.counters.answerFailures).toBe(1);
+    journey = first.journey;
+    const second = stepUnlock(journey, answers(journey, [false, false, false]), ctx(T0));
+    expect(second.journey.counters.answerFailures).toBe(2);
+    const third = stepUnlock(second.journey, answers(second.journey, [true, true, false]), ctx(T0, '12345678', 'RA-XYZ789'));
+    expect(third.journey.state).toEqual({ phase: 'locked_out', step: expect.any(Number), caseRef: 'RA-XYZ789' });
+    expect(third.effects.find((e) => e.type === 'case.open')).toMatchObject({ ref: 'RA-XYZ789', reason: 'answers_failed' });
+    expect(third.effects.some((e) => e.type === 'person.lock_self_service')).toBe(true);
+    expect(third.effects.some((e) => e.type === 'mail.unlock_code')).toBe(false);
+  });
+
+  it('failures carry over to a new run, so restarting does not reset the count', () => {
+    let { journey } = toAnswering();
+    journey = stepUnlock(journey, answers(journey, [false, true, true]), ctx(T0)).journey;
+    journey = stepUnlock(journey, answers(journey, [false, true, true]), ctx(T0)).journey;
+    const again = drive([[started()], [blockedCard()]], journey).journey;
+    const third = stepUnlock(again, answers(again, [false, false, false]), ctx(T0));
+    expect(third.journey.state.phase).toBe('locked_out');
+  });
+
+  it('a stale or repeated click changes nothing and sends nothing', () => {
+    const { journey } = toAnswering();
+    const staleStep = journey.state.step;
+    const pass = stepUnlock(journey, answers(journey, [true, true, true]), ctx(T0));
+    const repeat = stepUnlock(pass.journey, { type: 'answers_checked', person, step: staleStep, results: [true, true, true] }, ctx(T0));
+    expect(repeat.changed).toBe(false);
+    expect(repeat.effects).toEqual([]);
+    expect(repeat.journey).toBe(pass.journey);
+    const repeatFail = stepUnlock(pass.journey, { type: 'answers_checked', person, step: staleStep, results: [false, false, false] }, ctx(T0));
+    expect(repeatFail.changed).toBe(false);
+    expect(repeatFail.journey.counters.answerFailures).toBe(0);
+  });
+
+  it('accepts the right code once and then refuses it as used', () => {
+    const { journey } = toCodeSent();
+    const ok = stepUnlock(journey, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf('12345678') }, ctx(new Date(T0.getTime() + 60_000)));
+    expect(ok.verdict).toEqual({ kind: 'authorised' });
+    expect(ok.journey.state.phase).toBe('unblocking');
+    const again = stepUnlock(ok.journey, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf('12345678') }, ctx(new Date(T0.getTime() + 61_000)));
+    expect(again.verdict).toEqual({ kind: 'refused', reason: 'used' });
+  });
+
+  it('refuses a code at 15:00 after issue as expired and ends the run', () => {
+    const { journey } = toCodeSent();
+    const justBefore = stepUnlock(journey, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf('00000000') }, ctx(new Date(T0.getTime() + 14 * 60_000 + 59_000)));
+    expect(justBefore.verdict).toMatchObject({ kind: 'refused', reason: 'wrong_code' });
+    const late = stepUnlock(justBefore.journey, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf('12345678') }, ctx(new Date(T0.getTime() + 15 * 60_000)));
+    expect(late.verdict).toEqual({ kind: 'refused', reason: 'expired' });
+    expect(late.journey.state).toMatchObject({ phase: 'ended', reason: 'expired' });
+  });
+
+  it('allows 5 wrong codes, and refuses the 6th try even when it is right', () => {
+    let { journey } = toCodeSent();
+    const tries: Array<number | undefined> = [];
+    for (let i = 0; i < 5; i++) {
+      const r = stepUnlock(journey, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf(`9999999${i}`) }, ctx(T0));
+      tries.push(r.verdict?.kind === 'refused' ? r.verdict.triesLeft : undefined);
+      journey = r.journey;
+    }
+    expect(tries).toEqual([4, 3, 2, 1, 0]);
+    const sixth = stepUnlock(journey, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf('12345678') }, ctx(T0));
+    expect(sixth.verdict).toMatchObject({ kind: 'refused', reason: 'too_many_tries' });
+    expect(sixth.journey.state.phase).toBe('code_sent');
+  });
+
+  it('refuses the code from another card and never authorises it', () => {
+    const { journey } = toCodeSent();
+    const r = stepUnlock(journey, { type: 'code_submitted', deviceId: DEVICE, cardId: OTHER_CARD, codeHash: hashOf('12345678') }, ctx(T0));
+    expect(r.verdict).toEqual({ kind: 'refused', reason: 'wrong_card' });
+  });
+
+  it('a pulled card keeps the run open for resume; the unblocked result finishes, mails a notice and resets failures', () => {
+    let { journey } = toAnswering();
+    journey = stepUnlock(journey, answers(journey, [false, true, true]), ctx(T0)).journey;
+    journey = stepUnlock(journey, answers(journey, [true, true, true]), ctx(T0)).journey;
+    journey = stepUnlock(journey, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf('12345678') }, ctx(T0)).journey;
+    const pulled = stepUnlock(journey, { type: 'unblock_result', deviceId: DEVICE, cardId: CARD, outcome: 'card_removed', workstation: 'WS1' }, ctx(T0));
+    expect(pulled.journey.state).toMatchObject({ phase: 'unblocking', interrupted: true });
+    const resumed = stepUnlock(pulled.journey, { type: 'resume', deviceId: DEVICE, cardId: CARD }, ctx(T0));
+    expect(resumed.verdict).toEqual({ kind: 'authorised' });
+    const done = stepUnlock(resumed.journey, { type: 'unblock_result', deviceId: DEVICE, cardId: CARD, outcome: 'unblocked', workstation: 'WS1' }, ctx(T0));
+    expect(done.journey.state.phase).toBe('done');
+    expect(done.journey.counters.answerFailures).toBe(0);
+    expect(done.effects.map((e) => e.type)).toEqual(expect.arrayContaining(['mail.unlock_notice', 'teams.refresh', 'audit']));
+  });
+
+  it('a person locked by RA goes straight to the locked-out state', () => {
+    const { journey } = drive([[{ type: 'start', person: { ...person, lockCaseRef: 'RA-LOCK01' }, deviceId: DEVICE }]]);
+    expect(journey.state).toMatchObject({ phase: 'locked_out', caseRef: 'RA-LOCK01' });
+  });
+
+  it('cancel ends an active run and tells the companion', () => {
+    const { journey } = toCodeSent();
+    const r = stepUnlock(journey, { type: 'cancel', step: journey.state.step }, ctx(T0));
+    expect(r.journey.state).toMatchObject({ phase: 'ended', reason: 'cancelled' });
+    expect(r.effects.some((e) => e.type === 'companion.command' && e.command.kind === 'unlock.closed')).toBe(true);
+  });
+});

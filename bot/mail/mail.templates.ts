@@ -1,0 +1,187 @@
+/**
+ * The emails the unlock journey sends, as subject + plain text + HTML.
+ *
+ * Every value placed in the HTML is escaped (OWASP XSS Prevention Cheat Sheet,
+ * rule 1: HTML entity encoding for element content and quoted attributes).
+ * No template takes a passcode: the person's passcode is never emailed.
+ * Times are written in the configured IANA time zone (e.g. Europe/London) with
+ * its abbreviation (GMT/BST), because the reader may be anywhere.
+ */
+
+/** A rendered email, ready for a `MailMessage`. */
+export interface RenderedMail {
+  subject: string;
+  text: string;
+  html: string;
+}
+
+const HTML_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+
+/**
+ * Escape text for HTML element content or a quoted attribute value.
+ *
+ * @param value - any text
+ * @returns the text with `& < > " '` replaced by character references
+ */
+export function escapeHtml(value: string): string {
+  return value.replace(/[&<>"']/g, (c) => HTML_ESCAPES[c]!);
+}
+
+/** A local date and time, split for sentences. */
+export interface LocalDateTime {
+  /** 24-hour `HH:mm`, e.g. `09:45`. */
+  time: string;
+  /** Zone abbreviation or offset, e.g. `BST`, `GMT`, `GMT+2`. */
+  zone: string;
+  /** e.g. `Friday 3 July 2026`. */
+  date: string;
+  /** e.g. `09:45 BST on Friday 3 July 2026`. */
+  text: string;
+}
+
+/**
+ * Format an instant in a time zone, British English.
+ *
+ * @param at - the instant
+ * @param timeZone - IANA zone name, e.g. `Europe/London`
+ * @throws RangeError when the time zone is unknown (from `Intl.DateTimeFormat`)
+ */
+export function formatLocalDateTime(at: Date, timeZone: string): LocalDateTime {
+  const parts = new Intl.DateTimeFormat('en-GB', {
+    timeZone,
+    hour: '2-digit',
+    minute: '2-digit',
+    hourCycle: 'h23',
+    timeZoneName: 'short',
+    weekday: 'long',
+    day: 'numeric',
+    month: 'long',
+    year: 'numeric',
+  }).formatToParts(at);
+  const get = (type: Intl.DateTimeFormatPartTypes) => parts.find((p) => p.type === type)?.value ?? '';
+  const time = `${get('hour')}:${get('minute')}`;
+  const zone = get('timeZoneName');
+  const date = `${get('weekday')} ${get('day')} ${get('month')} ${get('year')}`;
+  return { time, zone, date, text: `${time} ${zone} on ${date}` };
+}
+
+const JUNK_LINE =
+  'Emails from Smartcard Assist sometimes land in the junk mail folder. If you were waiting for one and cannot see it, look there, and mark it as not junk.';
+const SIGN_OFF = ['Smartcard Assist', 'This is an automatic message. Replies are not read.'];
+
+/** Wrap paragraphs (already escaped HTML) in a simple, mail-client-safe document. */
+function htmlDocument(title: string, paragraphs: string[]): string {
+  return [
+    '<!DOCTYPE html>',
+    '<html lang="en">',
+    '<head>',
+    '<meta charset="utf-8">',
+    `<title>${escapeHtml(title)}</title>`,
+    '</head>',
+    '<body style="font-family:Segoe UI,Arial,sans-serif;font-size:15px;line-height:1.5;color:#212b32;">',
+    ...paragraphs,
+    `<p style="color:#4c6272;font-size:13px;">${SIGN_OFF.map(escapeHtml).join('<br>\n')}</p>`,
+    '</body>',
+    '</html>',
+    '',
+  ].join('\n');
+}
+
+const p = (html: string) => `<p>${html}</p>`;
+
+/**
+ * The email that carries an unlock code.
+ *
+ * @param input.displayName - the person's name, escaped in HTML
+ * @param input.code - the one-time unlock code (8 digits); appears on its own line in both parts, not in the subject
+ * @param input.expiresAt - when the code stops working
+ * @param input.minutes - how long the code works, in minutes (15 by the design)
+ * @param input.timeZone - IANA zone for the expiry time, e.g. `Europe/London`
+ * @param input.raContact - how to reach the RA team, e.g. "ra.team@nhs.net or 0113 000 0000", escaped in HTML
+ * @returns subject, text and HTML
+ * @throws RangeError when `timeZone` is unknown
+ */
+export function unlockCodeMail(input: {
+  displayName: string;
+  code: string;
+  expiresAt: Date;
+  minutes: number;
+  timeZone: string;
+  raContact: string;
+}): RenderedMail {
+  const subject = 'Your smartcard unlock code';
+  const until = formatLocalDateTime(input.expiresAt, input.timeZone);
+  const expiry = `The code works once, for ${input.minutes} minutes: until ${until.text}.`;
+  const howTo =
+    'Open the Smartcard Assist companion on your computer and enter the code there, with your new passcode. ' +
+    'Never type your passcode in Teams or in an email, and never tell it to anyone.';
+  const notYou = `Did not ask for this? Do not use the code, and contact your RA team straight away: ${input.raContact}. Someone may be trying to unlock your card.`;
+  const text = [
+    `Hello ${input.displayName},`,
+    '',
+    'You asked to unlock your smartcard. Your unlock code is:',
+    '',
+    input.code,
+    '',
+    expiry,
+    '',
+    howTo,
+    '',
+    notYou,
+    '',
+    JUNK_LINE,
+    '',
+    ...SIGN_OFF,
+    '',
+  ].join('\n');
+  const html = htmlDocument(subject, [
+    p(`Hello ${escapeHtml(input.displayName)},`),
+    p('You asked to unlock your smartcard. Your unlock code is:'),
+    '<p style="font-family:Consolas,Menlo,monospace;font-size:32px;font-weight:bold;letter-spacing:6px;margin:16px 0;">',
+    escapeHtml(input.code),
+    '</p>',
+    p(`The code works once, for ${escapeHtml(String(input.minutes))} minutes: until <strong>${escapeHtml(until.time)} ${escapeHtml(until.zone)}</strong> on ${escapeHtml(until.date)}.`),
+    p(escapeHtml(howTo)),
+    p(`<strong>Did not ask for this?</strong> Do not use the code, and contact your RA team straight away: ${escapeHtml(input.raContact)}. Someone may be trying to unlock your card.`),
+    p(escapeHtml(JUNK_LINE)),
+  ]);
+  return { subject, text, html };
+}
+
+/**
+ * The notice that a card was unlocked, so an unlock the person did not make is noticed.
+ *
+ * @param input.displayName - the person's name, escaped in HTML
+ * @param input.at - when the new passcode was set
+ * @param input.workstation - the computer's name as the companion reported it, escaped in HTML; omitted when null
+ * @param input.timeZone - IANA zone for the time, e.g. `Europe/London`
+ * @param input.raContact - how to reach the RA team, escaped in HTML
+ * @returns subject, text and HTML
+ * @throws RangeError when `timeZone` is unknown
+ */
+export function unlockedNoticeMail(input: {
+  displayName: string;
+  at: Date;
+  workstation?: string | null;
+  timeZone: string;
+  raContact: string;
+}): RenderedMail {
+  const subject = 'Your smartcard was unlocked';
+  const when = formatLocalDateTime(input.at, input.timeZone);
+  const where = input.workstation?.trim() ? input.workstation.trim() : undefined;
+  const whatText = `Your smartcard was unlocked and given a new passcode at ${when.text}${where ? `, on the computer ${where}` : ''}, using Smartcard Assist.`;
+  const whatHtml =
+    `Your smartcard was unlocked and given a new passcode at <strong>${escapeHtml(when.time)} ${escapeHtml(when.zone)}</strong> on ${escapeHtml(when.date)}` +
+    `${where ? `, on the computer <strong>${escapeHtml(where)}</strong>` : ''}, using Smartcard Assist.`;
+  const ok = 'If this was you, you do not need to do anything.';
+  const notYou = `If this was not you, contact your RA team straight away: ${input.raContact}. Someone else may have your card.`;
+  const text = [`Hello ${input.displayName},`, '', whatText, '', ok, '', notYou, '', JUNK_LINE, '', ...SIGN_OFF, ''].join('\n');
+  const html = htmlDocument(subject, [
+    p(`Hello ${escapeHtml(input.displayName)},`),
+    p(whatHtml),
+    p(escapeHtml(ok)),
+    p(`<strong>If this was not you</strong>, contact your RA team straight away: ${escapeHtml(input.raContact)}. Someone else may have your card.`),
+    p(escapeHtml(JUNK_LINE)),
+  ]);
+  return { subject, text, html };
+}

@@ -30,7 +30,7 @@ async function main(): Promise<void> {
   const keys = deriveKeys(parseMasterKey(config.masterKey, process.env['SMARTCARD_MASTER_KEY'] ? 'SMARTCARD_MASTER_KEY' : 'SMARTCARD_MASTER_KEY_FILE'));
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const storage = await openStorage(config.storage, logger);
-  const mail = new OutboxMailAdapter({ dir: config.mail.outboxDir, from: config.mail.from, logger });
+  const mail = new OutboxMailAdapter({ dir: config.mail.outboxDir, from: { name: 'Smartcard Assist', address: config.mail.from }, logger });
 
   const link = new CompanionLinkServer({ storage, credentialHashKey: keys.credentialHashKey, logger, instanceId: config.instanceId });
   const pairing = new PairingService({ storage, codeHashKey: keys.codeHashKey, credentialHashKey: keys.credentialHashKey, pollIntervalSeconds: config.pairingPollIntervalSeconds, logger });

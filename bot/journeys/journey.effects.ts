@@ -18,6 +18,8 @@ export type Effect =
       personId: string;
       /** The code, sealed with AAD `code:<runId>`. */
       codeSealed: Sealed;
+      /** Keyed hash of the code, to tell the journey which code was mailed. */
+      codeHash: string;
       runId: string;
       expiresAt: string;
     }

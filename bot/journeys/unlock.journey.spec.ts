@@ -61,9 +61,11 @@ function answers(j: UnlockJourney, results: boolean[]): UnlockEvent {
   return { type: 'answers_checked', person, step: j.state.step, results };
 }
 
-function toCodeSent() {
+function toCodeSent(mailedAt: Date = T0) {
   const a = toAnswering();
-  return drive([[answers(a.journey, [true, true, true])]], a.journey);
+  const passed = drive([[answers(a.journey, [true, true, true])]], a.journey);
+  const mailed = stepUnlock(passed.journey, { type: 'code_mailed', runId: passed.journey.runId, codeHash: hashOf('12345678'), at: mailedAt.toISOString() }, ctx(mailedAt));
+  return { journey: mailed.journey, last: passed.last, effects: passed.effects };
 }
 
 describe('unlock journey', () => {
@@ -177,10 +179,32 @@ describe('unlock journey', () => {
     expect(r.verdict).toEqual({ kind: 'refused', reason: 'wrong_card' });
   });
 
+  it('a code cannot be used before the mail service accepted it, and its 15 minutes start then', () => {
+    const a = toAnswering();
+    const passed = stepUnlock(a.journey, answers(a.journey, [true, true, true]), ctx(T0));
+    const early = stepUnlock(passed.journey, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf('12345678') }, ctx(T0));
+    expect(early.verdict).toEqual({ kind: 'refused', reason: 'not_waiting' });
+    const mailedAt = new Date(T0.getTime() + 40_000);
+    const mailed = stepUnlock(passed.journey, { type: 'code_mailed', runId: passed.journey.runId, codeHash: hashOf('12345678'), at: mailedAt.toISOString() }, ctx(mailedAt));
+    if (mailed.journey.state.phase !== 'code_sent') throw new Error('phase');
+    expect(Date.parse(mailed.journey.state.code.expiresAt) - mailedAt.getTime()).toBe(15 * 60_000);
+  });
+
+  it('when the code email finally fails, the run ends, the person is told and the code is not usable', () => {
+    const a = toAnswering();
+    const passed = stepUnlock(a.journey, answers(a.journey, [true, true, true]), ctx(T0));
+    const failed = stepUnlock(passed.journey, { type: 'code_mail_failed', runId: passed.journey.runId, codeHash: hashOf('12345678') }, ctx(T0));
+    expect(failed.journey.state).toMatchObject({ phase: 'ended', reason: 'failed' });
+    expect(failed.effects.find((e) => e.type === 'teams.refresh')).toMatchObject({ message: expect.stringContaining('could not be sent') });
+    const late = stepUnlock(failed.journey, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf('12345678') }, ctx(T0));
+    expect(late.verdict?.kind).toBe('refused');
+  });
+
   it('a pulled card keeps the run open for resume; the unblocked result finishes, mails a notice and resets failures', () => {
     let { journey } = toAnswering();
     journey = stepUnlock(journey, answers(journey, [false, true, true]), ctx(T0)).journey;
     journey = stepUnlock(journey, answers(journey, [true, true, true]), ctx(T0)).journey;
+    journey = stepUnlock(journey, { type: 'code_mailed', runId: journey.runId, codeHash: hashOf('12345678'), at: T0.toISOString() }, ctx(T0)).journey;
     journey = stepUnlock(journey, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf('12345678') }, ctx(T0)).journey;
     const pulled = stepUnlock(journey, { type: 'unblock_result', deviceId: DEVICE, cardId: CARD, outcome: 'card_removed', workstation: 'WS1' }, ctx(T0));
     expect(pulled.journey.state).toMatchObject({ phase: 'unblocking', interrupted: true });

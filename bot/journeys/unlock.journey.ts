@@ -58,6 +58,11 @@ export interface IssuedCode {
   issuedAt: string;
   expiresAt: string;
   wrongTries: number;
+  /**
+   * True once the mail service accepted the email (Graph: 202). Until then the
+   * code cannot be used, and its lifetime restarts from the moment of acceptance.
+   */
+  mailed: boolean;
 }
 
 export type UnlockState =
@@ -103,6 +108,10 @@ export type UnlockEvent =
     }
   | { type: 'answers_checked'; person: PersonFacts; step: number; results: boolean[] }
   | { type: 'resend_code'; person: PersonFacts; step: number }
+  /** The mail service accepted the code email at `at` (ISO 8601). */
+  | { type: 'code_mailed'; runId: string; codeHash: string; at: string }
+  /** The code email could not be sent, finally (after the adapter's retries). */
+  | { type: 'code_mail_failed'; runId: string; codeHash: string }
   | { type: 'cancel'; step: number }
   /** The companion sent the code the person typed. `codeHash` is the keyed hash of what was typed. */
   | { type: 'code_submitted'; deviceId: string; cardId: string; codeHash: string }
@@ -282,7 +291,7 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
           journey: { ...journey, counters: { ...journey.counters }, state: { phase: 'code_sent', step, deviceId: s.deviceId, cardId: s.cardId, code, codesIssued: 1 } },
           effects: [
             audit(ctx, personId, 'unlock.answers_passed', { runId: journey.runId }),
-            { type: 'mail.unlock_code', id: ctx.newId(), personId, codeSealed: ctx.freshCode.sealed(journey.runId), runId: journey.runId, expiresAt: code.expiresAt },
+            { type: 'mail.unlock_code', id: ctx.newId(), personId, codeSealed: ctx.freshCode.sealed(journey.runId), codeHash: code.hash, runId: journey.runId, expiresAt: code.expiresAt },
             { type: 'companion.command', id: ctx.newId(), deviceId: s.deviceId, command: { kind: 'unlock.prompt', journeyId: journey.runId, cardId: s.cardId, codeExpiresAt: code.expiresAt } },
           ],
           changed: true,
@@ -319,8 +328,34 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
         journey: { ...journey, state: { ...s, step: s.step + 1, code, codesIssued: s.codesIssued + 1 } },
         effects: [
           audit(ctx, personId, 'unlock.code_resent', { runId: journey.runId, codesIssued: s.codesIssued + 1 }),
-          { type: 'mail.unlock_code', id: ctx.newId(), personId, codeSealed: ctx.freshCode.sealed(journey.runId), runId: journey.runId, expiresAt: code.expiresAt },
+          { type: 'mail.unlock_code', id: ctx.newId(), personId, codeSealed: ctx.freshCode.sealed(journey.runId), codeHash: code.hash, runId: journey.runId, expiresAt: code.expiresAt },
           { type: 'companion.command', id: ctx.newId(), deviceId: s.deviceId, command: { kind: 'unlock.prompt', journeyId: journey.runId, cardId: s.cardId, codeExpiresAt: code.expiresAt } },
+        ],
+        changed: true,
+      };
+    }
+
+    case 'code_mailed': {
+      if (s.phase !== 'code_sent' || event.runId !== journey.runId || s.code.hash !== event.codeHash || s.code.mailed) return unchanged(journey);
+      const at = Date.parse(event.at);
+      return {
+        journey: { ...journey, state: { ...s, code: { ...s.code, mailed: true, issuedAt: event.at, expiresAt: new Date(at + ctx.rules.codeTtlMs).toISOString() } } },
+        effects: [],
+        changed: true,
+      };
+    }
+
+    case 'code_mail_failed': {
+      if (s.phase !== 'code_sent' || event.runId !== journey.runId || s.code.hash !== event.codeHash) return unchanged(journey);
+      return {
+        journey: {
+          ...journey,
+          state: { phase: 'ended', step: s.step + 1, reason: 'failed', detail: 'We could not send the email with your unlock code, so no code is valid. Try again in a few minutes; if it keeps failing, contact your RA team.' },
+        },
+        effects: [
+          audit(ctx, personId, 'unlock.code_mail_failed', { runId: journey.runId }, 'system'),
+          closeOnCompanion(ctx, s.deviceId, journey.runId, 'failed', 'The unlock code email could not be sent. Start again in Teams later.'),
+          { type: 'teams.refresh', id: ctx.newId(), personId, message: 'Sorry: the email with your unlock code could not be sent. No code is valid. Try again in a few minutes, or contact your RA team.' },
         ],
         changed: true,
       };
@@ -348,6 +383,7 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
           changed: true,
         };
       }
+      if (!s.code.mailed) return unchanged(journey, { kind: 'refused', reason: 'not_waiting' });
       if (s.code.wrongTries >= ctx.rules.maxCodeTries) return unchanged(journey, { kind: 'refused', reason: 'too_many_tries', triesLeft: 0 });
       if (!ctx.hashesEqual(event.codeHash, s.code.hash)) {
         const wrongTries = s.code.wrongTries + 1;
@@ -411,6 +447,7 @@ function issueCode(ctx: StepContext): IssuedCode {
     issuedAt: ctx.now.toISOString(),
     expiresAt: new Date(ctx.now.getTime() + ctx.rules.codeTtlMs).toISOString(),
     wrongTries: 0,
+    mailed: false,
   };
 }
 

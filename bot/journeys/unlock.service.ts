@@ -81,7 +81,7 @@ export interface UnlockServiceDeps {
 
 export class UnlockService {
   private notifier: TeamsNotifier | null = null;
-  private readonly draining = new Map<string, Promise<void>>();
+  private readonly draining = new Map<string, Promise<UnlockEvent[]>>();
 
   constructor(private readonly deps: UnlockServiceDeps) {}
 
@@ -340,42 +340,53 @@ export class UnlockService {
   // Effects
   // -------------------------------------------------------------------------
 
-  /** Carry out a journey's pending effects in order; one drain per journey at a time in this process. */
+  /**
+   * Carry out a journey's pending effects in order, then apply the events they
+   * produced (e.g. "code mailed"). One drain per journey at a time in this process.
+   */
   async drain(personId: string): Promise<void> {
     const key = journeyKey(personId);
     const running = this.draining.get(key);
-    if (running) {
-      await running;
-    }
+    if (running) await running.catch(() => undefined);
     const p = this.drainOnce(key).finally(() => {
       if (this.draining.get(key) === p) this.draining.delete(key);
     });
     this.draining.set(key, p);
-    await p;
+    const followUps = await p;
+    for (const event of followUps) {
+      await this.apply(personId, async () => event);
+    }
   }
 
-  private async drainOnce(key: string): Promise<void> {
+  private async drainOnce(key: string): Promise<UnlockEvent[]> {
+    const followUps: UnlockEvent[] = [];
     const rec = await this.deps.storage.journeys.get(key);
-    if (!rec || rec.pendingEffects.length === 0) return;
+    if (!rec || rec.pendingEffects.length === 0) return followUps;
     for (const stored of rec.pendingEffects) {
       const effect = stored.payload as Effect;
       try {
-        await this.carryOut(effect, rec);
+        const next = await this.carryOut(effect);
         await this.deps.storage.journeys.removeEffects(key, [stored.id]);
+        if (next) followUps.push(next);
       } catch (err) {
         const attempts = stored.attempts + 1;
-        this.deps.logger.warn({ effect: effect.type, effectId: stored.id, attempts, code: err instanceof AppError ? err.code : undefined, err: err instanceof AppError ? undefined : err }, 'effect failed; will retry');
-        if (attempts >= MAX_EFFECT_ATTEMPTS) {
+        const code = err instanceof AppError ? err.code : 'UNEXPECTED';
+        this.deps.logger.warn({ effect: effect.type, effectId: stored.id, attempts, code, ...(err instanceof AppError ? {} : { err }) }, 'effect failed');
+        // A code email that finally failed is final: the adapter already retried what can be retried.
+        const final = attempts >= MAX_EFFECT_ATTEMPTS || effect.type === 'mail.unlock_code';
+        if (final) {
           await this.deps.storage.journeys.removeEffects(key, [stored.id]);
-          await this.deps.storage.audit.append({ id: `abandon-${stored.id}`, at: this.now().toISOString(), actor: 'system', action: 'effect.abandoned', personId: rec.personId, details: { effect: effect.type, effectId: stored.id } });
-          this.deps.logger.error({ effect: effect.type, effectId: stored.id }, 'effect abandoned after repeated failures');
+          await this.deps.storage.audit.append({ id: `abandon-${stored.id}`, at: this.now().toISOString(), actor: 'system', action: 'effect.abandoned', personId: rec.personId, details: { effect: effect.type, effectId: stored.id, code, requestId: err instanceof AppError ? (err.meta['requestId'] as string | null | undefined) ?? null : null } });
+          if (effect.type === 'mail.unlock_code') followUps.push({ type: 'code_mail_failed', runId: effect.runId, codeHash: effect.codeHash });
+          else this.deps.logger.error({ effect: effect.type, effectId: stored.id }, 'effect abandoned after repeated failures');
         } else {
           await this.deps.storage.journeys.countEffectAttempt(key, [stored.id]);
         }
-        // Later effects may depend on this one (order matters for mail before prompt); stop here.
-        if (effect.type !== 'teams.refresh' && effect.type !== 'companion.command') return;
+        // Keep order for effects that depend on earlier ones; UI and companion notices may go on.
+        if (!final && effect.type !== 'teams.refresh' && effect.type !== 'companion.command') return followUps;
       }
     }
+    return followUps;
   }
 
   /** Retry effects left behind by a crash or an outage (called on a timer). */
@@ -384,22 +395,23 @@ export class UnlockService {
     for (const r of recs) if (r.kind === 'unlock') await this.drain(r.personId);
   }
 
-  private async carryOut(effect: Effect, rec: JourneyRecord): Promise<void> {
+  /** Carry out one effect, idempotently on its id; may return an event for the journey. */
+  private async carryOut(effect: Effect): Promise<UnlockEvent | null> {
     const at = this.now().toISOString();
     switch (effect.type) {
       case 'audit':
         await this.deps.storage.audit.append({ id: effect.id, at, actor: effect.actor, action: effect.action, personId: effect.personId, details: effect.details });
-        return;
+        return null;
       case 'case.open': {
         await this.deps.storage.cases.insert({ ref: effect.ref, personId: effect.personId, reason: effect.reason, status: 'open', context: effect.context, sourceId: effect.id, createdAt: at, updatedAt: at, version: 1 });
-        return;
+        return null;
       }
       case 'person.lock_self_service': {
         for (let i = 0; i < 5; i++) {
           const p = await this.deps.storage.persons.get(effect.personId);
-          if (!p || p.selfServiceLock) return;
+          if (!p || p.selfServiceLock) return null;
           const saved = await this.deps.storage.persons.save({ ...p, selfServiceLock: { at, caseRef: effect.caseRef, reason: effect.reason }, updatedAt: at, version: p.version + 1 }, p.version);
-          if (saved === 'saved') return;
+          if (saved === 'saved') return null;
         }
         throw new AppError('STORAGE.CONFLICT', 'could not lock self-service after retries');
       }
@@ -408,24 +420,23 @@ export class UnlockService {
         const code = unseal(this.deps.keys.sealKey, effect.codeSealed, `code:${effect.runId}`);
         const m = unlockCodeMail({ displayName: person.displayName, code, expiresAt: new Date(effect.expiresAt), minutes: Math.round(this.deps.rules.codeTtlMs / 60_000), timeZone: this.deps.timeZone, raContact: this.deps.raContact });
         await this.deps.mail.send({ id: effect.id, to: person.email, subject: m.subject, text: m.text, html: m.html, kind: 'unlock_code' });
-        return;
+        return { type: 'code_mailed', runId: effect.runId, codeHash: effect.codeHash, at: this.now().toISOString() };
       }
       case 'mail.unlock_notice': {
         const person = await this.mustPerson(effect.personId);
         const m = unlockedNoticeMail({ displayName: person.displayName, at: new Date(effect.at), workstation: effect.workstation ?? 'a workstation', timeZone: this.deps.timeZone, raContact: this.deps.raContact });
         await this.deps.mail.send({ id: effect.id, to: person.email, subject: m.subject, text: m.text, html: m.html, kind: 'unlock_notice' });
-        return;
+        return null;
       }
       case 'companion.command': {
         const reply = await this.deps.link.sendCommand(effect.deviceId, effect.command, this.deps.commandTimeoutMs);
         if (reply.kind === 'error') throw new AppError('LINK.COMMAND_FAILED', `companion refused ${effect.command.kind}: ${reply.code}`);
-        return;
+        return null;
       }
       case 'teams.refresh':
         if (this.notifier) await this.notifier.refresh(effect.personId, effect.message);
-        return;
+        return null;
     }
-    void rec;
   }
 
   private async mustPerson(personId: string): Promise<Person> {

@@ -1,0 +1,334 @@
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+import { afterAll, describe, expect, it } from 'vitest';
+import { AppError } from '../../common/app-error';
+import { hashAnswer, normaliseAnswer } from '../../bot/security/answers';
+import { generateSecret, generateUserCode, keyedHash, normaliseUserCode } from '../../bot/security/codes';
+import { deriveKeys, generateMasterKey, parseMasterKey } from '../../bot/security/keys';
+import { seal, unseal } from '../../bot/security/seal';
+import { runStorageConformance } from '../storage.conformance';
+import { STORAGE_ERROR } from '../storage.errors';
+import { openStorage } from '../storage.factory';
+import { at, makeAuditEntry, makeCard, makeDevice, makeEffect, makeJourney, makePairing, makePerson } from '../storage.fixtures';
+import { openSqliteStorage } from './sqlite-storage.adapter';
+import { LATEST_SCHEMA_VERSION } from './sqlite.migrations';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const projectRoot = resolve(here, '..', '..');
+const childScript = join(here, 'sqlite-storage.child.ts');
+
+const root = mkdtempSync(join(tmpdir(), 'sca-sqlite-spec-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+/** A fresh directory and database path under the suite's temp root. */
+function freshFile(): string {
+  const dir = mkdtempSync(join(root, 'db-'));
+  return join(dir, 'data', 'store.db');
+}
+
+async function rejection(promise: Promise<unknown>): Promise<AppError> {
+  try {
+    await promise;
+  } catch (err) {
+    expect(err).toBeInstanceOf(AppError);
+    return err as AppError;
+  }
+  throw new Error('expected a refusal');
+}
+
+function thrown(fn: () => unknown): AppError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(AppError);
+    return err as AppError;
+  }
+  throw new Error('expected a throw');
+}
+
+/** All bytes of the database and its WAL/SHM files. */
+function storeBytes(file: string): Buffer {
+  const dir = dirname(file);
+  return Buffer.concat(readdirSync(dir).filter((f) => f.startsWith('store.db')).map((f) => readFileSync(join(dir, f))));
+}
+
+runStorageConformance('sqlite', async () => openSqliteStorage({ file: freshFile() }));
+
+describe('sqlite storage: settings and schema', () => {
+  it('opens in WAL mode with synchronous=FULL, a busy timeout and the latest schema; creates the data directory', async () => {
+    const file = freshFile();
+    const s = openSqliteStorage({ file, busyTimeoutMs: 1234 });
+    expect(s.settings()).toEqual({ file, journalMode: 'wal', synchronous: 2, busyTimeoutMs: 1234, schemaVersion: LATEST_SCHEMA_VERSION });
+    await s.close();
+    const raw = new Database(file, { readonly: true });
+    expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
+    expect(raw.prepare('SELECT version, name FROM schema_version ORDER BY version').all()).toEqual([{ version: 1, name: 'initial schema' }]);
+    raw.close();
+  });
+
+  it('reopening does not migrate twice', async () => {
+    const file = freshFile();
+    await openSqliteStorage({ file }).close();
+    const again = openSqliteStorage({ file });
+    expect(again.settings().schemaVersion).toBe(LATEST_SCHEMA_VERSION);
+    await again.close();
+    const raw = new Database(file, { readonly: true });
+    expect(raw.prepare('SELECT COUNT(*) AS n FROM schema_version').get()).toEqual({ n: 1 });
+    raw.close();
+  });
+
+  it('refuses a store written by a newer schema', async () => {
+    const file = freshFile();
+    await openSqliteStorage({ file }).close();
+    const raw = new Database(file);
+    raw.prepare('INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)').run(LATEST_SCHEMA_VERSION + 1, 'future', at(0));
+    raw.close();
+    const err = thrown(() => openSqliteStorage({ file }));
+    expect(err.code).toBe(STORAGE_ERROR.SCHEMA_TOO_NEW);
+    expect(err.message).toMatch(/newer/);
+  });
+
+  it('refuses a file that is not a database with STORAGE.UNAVAILABLE', () => {
+    const file = freshFile();
+    openSqliteStorage({ file }).close();
+    writeFileSync(file, 'this is not an SQLite database, just text that is long enough to have a header '.repeat(20));
+    for (const f of ['-wal', '-shm']) rmSync(file + f, { force: true });
+    expect(thrown(() => openSqliteStorage({ file })).code).toBe(STORAGE_ERROR.UNAVAILABLE);
+  });
+
+  it('after close every call is refused with STORAGE.UNAVAILABLE; close twice is fine', async () => {
+    const s = openSqliteStorage({ file: freshFile() });
+    await s.close();
+    await s.close();
+    expect((await rejection(s.ping())).code).toBe(STORAGE_ERROR.UNAVAILABLE);
+    expect((await rejection(s.persons.get(randomUUID()))).code).toBe(STORAGE_ERROR.UNAVAILABLE);
+  });
+
+  it('a damaged JSON column is reported as STORAGE.CORRUPT_RECORD without its content', async () => {
+    const file = freshFile();
+    const s = openSqliteStorage({ file });
+    const j = makeJourney();
+    await s.journeys.insert(j);
+    const raw = new Database(file);
+    raw.pragma('ignore_check_constraints = ON');
+    raw.prepare('UPDATE journeys SET state = ? WHERE key = ?').run('{"broken": secret-ish', j.key);
+    raw.close();
+    const err = await rejection(s.journeys.get(j.key));
+    expect(err.code).toBe(STORAGE_ERROR.CORRUPT_RECORD);
+    expect(err.message).toMatch(/journeys\.state/);
+    expect(err.message).not.toContain('secret-ish');
+    await s.close();
+  });
+
+  it('the factory opens the sqlite kind and refuses an unknown kind', async () => {
+    const file = freshFile();
+    const s = await openStorage({ kind: 'sqlite', file });
+    const p = makePerson();
+    await s.persons.insert(p);
+    await s.close();
+    const again = await openStorage({ kind: 'sqlite', file });
+    expect(await again.persons.get(p.id)).toEqual(p);
+    await again.close();
+    await expect(openStorage({ kind: 'mongodb' } as never)).rejects.toMatchObject({ code: 'CONFIG.STORAGE_KIND_UNKNOWN' });
+  });
+});
+
+describe('sqlite storage: audit log is append-only', () => {
+  it('the database itself refuses UPDATE and DELETE on audit rows', async () => {
+    const file = freshFile();
+    const s = openSqliteStorage({ file });
+    const e = makeAuditEntry();
+    await s.audit.append(e);
+    const raw = new Database(file);
+    expect(() => raw.prepare('UPDATE audit SET action = ? WHERE id = ?').run('rewritten', e.id)).toThrow(/append-only/);
+    expect(() => raw.prepare('DELETE FROM audit WHERE id = ?').run(e.id)).toThrow(/append-only/);
+    raw.close();
+    expect(await s.audit.list({ limit: 10 })).toEqual([e]);
+    await s.close();
+  });
+});
+
+describe('sqlite storage: crash safety', () => {
+  it('finds every committed record after close and reopen', async () => {
+    const file = freshFile();
+    const s = openSqliteStorage({ file });
+    const p = makePerson();
+    const c = makeCard({ personId: p.id, cardId: p.cardId! });
+    const j = makeJourney({ personId: p.id, pendingEffects: [makeEffect()] });
+    const d = makeDevice({ personId: p.id });
+    const pr = makePairing();
+    const e = makeAuditEntry({ personId: p.id });
+    await s.persons.insert(p);
+    await s.cards.insert(c);
+    await s.journeys.insert(j);
+    await s.journeys.save({ ...j, counters: { failedAnswers: 1 } }, 1);
+    await s.devices.insert(d);
+    await s.pairings.insert(pr);
+    await s.audit.append(e);
+    await s.close();
+    const again = openSqliteStorage({ file });
+    expect(await again.persons.get(p.id)).toEqual(p);
+    expect(await again.cards.get(c.cardId)).toEqual(c);
+    expect(await again.journeys.get(j.key)).toEqual({ ...j, counters: { failedAnswers: 1 }, version: 2 });
+    expect(await again.journeys.listWithPendingEffects(10)).toHaveLength(1);
+    expect(await again.devices.get(d.id)).toEqual(d);
+    expect(await again.pairings.getByUserCodeHash(pr.userCodeHash)).toEqual(pr);
+    expect(await again.audit.list({ limit: 10 })).toEqual([e]);
+    await again.close();
+  });
+
+  it('a process killed (SIGKILL) mid-write loses nothing it reported committed', async () => {
+    const file = freshFile();
+    const s = openSqliteStorage({ file });
+    const j = makeJourney({ counters: { n: 0 } });
+    await s.journeys.insert(j);
+    await s.close();
+
+    const child = spawn(process.execPath, ['--import', 'tsx', childScript, 'crash', file, j.key], { cwd: projectRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    const committed: { id: string; n: number }[] = [];
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    let buffered = '';
+    const exited = new Promise<NodeJS.Signals | number | null>((done) => child.on('exit', (code, signal) => done(signal ?? code)));
+    await new Promise<void>((done, fail) => {
+      child.stdout.on('data', (b: Buffer) => {
+        buffered += b.toString();
+        const lines = buffered.split('\n');
+        buffered = lines.pop()!;
+        for (const line of lines) {
+          const [, id, n] = line.split(' ');
+          committed.push({ id: id!, n: Number(n) });
+        }
+        if (committed.length >= 150) {
+          child.kill('SIGKILL');
+          done();
+        }
+      });
+      child.on('exit', () => (committed.length >= 150 ? done() : fail(new Error(`child exited early: ${stderr}`))));
+    });
+    expect(await exited).toBe('SIGKILL');
+
+    const again = openSqliteStorage({ file });
+    const stored = new Set((await again.audit.list({ limit: 10_000 })).map((e) => e.id));
+    for (const { id } of committed) expect(stored.has(id)).toBe(true);
+    const last = committed[committed.length - 1]!.n;
+    // The journey holds the last reported value, or the one after it if that write committed just before the kill.
+    expect([last, last + 1]).toContain((await again.journeys.get(j.key))!.counters.n);
+    await again.close();
+  }, 60_000);
+
+  it('several processes doing read-increment-save on one journey lose no increment', async () => {
+    const file = freshFile();
+    const s = openSqliteStorage({ file });
+    const j = makeJourney({ counters: { n: 0 } });
+    await s.journeys.insert(j);
+    const processes = 4;
+    const perProcess = 25;
+    const runs = Array.from({ length: processes }, () => {
+      const child = spawn(process.execPath, ['--import', 'tsx', childScript, 'increment', file, j.key, String(perProcess)], { cwd: projectRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+      child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+      return new Promise<string>((done, fail) => child.on('exit', (code) => (code === 0 ? done(out) : fail(new Error(`child failed (${code}): ${err}`)))));
+    });
+    // This process writes too, through its own connection.
+    for (let i = 0; i < perProcess; i++) {
+      for (;;) {
+        const cur = (await s.journeys.get(j.key))!;
+        if ((await s.journeys.save({ ...cur, counters: { n: cur.counters.n! + 1 } }, cur.version)) === 'saved') break;
+      }
+    }
+    const outputs = await Promise.all(runs);
+    for (const out of outputs) expect(out).toMatch(/^done \d+\n$/);
+    const stored = (await s.journeys.get(j.key))!;
+    expect(stored.counters.n).toBe((processes + 1) * perProcess);
+    expect(stored.version).toBe(1 + (processes + 1) * perProcess);
+    await s.close();
+  }, 60_000);
+});
+
+describe('sqlite storage: no plaintext secret at rest', () => {
+  it('stores only sealed and hashed forms: no plaintext PUK, code, answer or credential anywhere in the files', async () => {
+    const keys = deriveKeys(parseMasterKey(generateMasterKey()));
+    const PUK = '73914062';
+    const NEXT_PUK = '55012349';
+    const CODE = '40917253';
+    const answers = ['Fluffy the Cat', 'St Mary Mead', 'Blue Peter Badge', 'Nineteen Eighty-Four'];
+    const userCode = generateUserCode();
+    const credential = generateSecret();
+    const deviceCode = generateSecret();
+
+    const file = freshFile();
+    const s = openSqliteStorage({ file });
+    const person = makePerson({ answers: await Promise.all(answers.map((a, i) => hashAnswer(`q0${i + 1}`, a))) });
+    const cardId = person.cardId!;
+    const sealedPuk = seal(keys.sealKey, PUK, `puk:${cardId}`);
+    await s.persons.insert(person);
+    await s.cards.insert(makeCard({ cardId, personId: person.id, puk: sealedPuk, pendingPuk: seal(keys.sealKey, NEXT_PUK, `puk:${cardId}`) }));
+    await s.pairings.insert(
+      makePairing({ userCodeHash: keyedHash(keys.codeHashKey, 'pairing-user-code', normaliseUserCode(userCode)!), deviceCodeHash: keyedHash(keys.codeHashKey, 'pairing-device-code', deviceCode) }),
+    );
+    await s.devices.insert(makeDevice({ personId: person.id, credentialHash: keyedHash(keys.credentialHashKey, 'device-credential', credential) }));
+    await s.journeys.insert(
+      makeJourney({
+        personId: person.id,
+        state: { step: 'await_code', codeHash: keyedHash(keys.codeHashKey, 'unlock-code', CODE), expiresAt: at(900) },
+        pendingEffects: [makeEffect({ type: 'companion.unblock', payload: { cardId, puk: seal(keys.sealKey, PUK, `puk-transfer:${cardId}`) } })],
+      }),
+    );
+    await s.audit.append(makeAuditEntry({ personId: person.id, action: 'unlock.code_sent', details: { cardId } }));
+
+    // A plaintext PUK is refused outright, so it never reaches the file either.
+    const refused = makeCard({ puk: '31415926' });
+    expect((await rejection(s.cards.insert(refused))).code).toBe(STORAGE_ERROR.INVALID_RECORD);
+
+    const plaintexts = [PUK, NEXT_PUK, CODE, '31415926', userCode, normaliseUserCode(userCode)!, credential, deviceCode, ...answers, ...answers.map(normaliseAnswer)];
+    const check = (bytes: Buffer) => {
+      // The search works: non-secret values we stored are found.
+      expect(bytes.includes(Buffer.from(person.email))).toBe(true);
+      for (const secret of plaintexts) expect(bytes.includes(Buffer.from(secret, 'utf8')), `plaintext found: ${secret.length} chars`).toBe(false);
+    };
+    check(storeBytes(file)); // while open: data sits in the WAL
+    await s.close();
+    check(storeBytes(file)); // after the checkpoint into the main file
+
+    // And what is stored still opens with the key (so the test looked at real sealed values).
+    const again = openSqliteStorage({ file });
+    expect(unseal(keys.sealKey, (await again.cards.get(cardId))!.puk!, `puk:${cardId}`)).toBe(PUK);
+    await again.close();
+  });
+
+  it('every column that could hold a secret holds a sealed value or a hash', async () => {
+    const file = freshFile();
+    const s = openSqliteStorage({ file });
+    await s.cards.insert(makeCard());
+    await s.devices.insert(makeDevice());
+    await s.pairings.insert(makePairing());
+    await s.persons.insert(makePerson());
+    await s.close();
+    const raw = new Database(file, { readonly: true });
+    const tables = (raw.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").all() as { name: string }[]).map((t) => t.name);
+    const secretish = /pin|passcode|puk|code|answer|credential|secret|token|password/i;
+    const columns = tables.flatMap((table) => (raw.prepare(`SELECT name FROM pragma_table_info(?)`).all(table) as { name: string }[]).map((c) => `${table}.${c.name}`));
+    const flagged = columns.filter((c) => secretish.test(c.split('.')[1]!));
+    expect(flagged.sort()).toEqual(['cards.pending_puk', 'cards.puk', 'devices.credential_hash', 'pairings.device_code_hash', 'pairings.user_code_hash', 'persons.answers'].sort());
+    for (const row of raw.prepare('SELECT puk FROM cards').all() as { puk: string }[]) expect(row.puk).toMatch(/^v1\.[\w-]{16}\.[\w-]*\.[\w-]{22}$/);
+    for (const row of raw.prepare('SELECT credential_hash AS h FROM devices UNION ALL SELECT device_code_hash FROM pairings UNION ALL SELECT user_code_hash FROM pairings').all() as { h: string }[]) {
+      expect(row.h).toMatch(/^[0-9a-f]{64}$/);
+    }
+    for (const row of raw.prepare('SELECT answers FROM persons').all() as { answers: string }[]) {
+      for (const a of JSON.parse(row.answers) as Record<string, unknown>[]) expect(Object.keys(a).sort()).toEqual(['hash', 'params', 'questionId', 'salt']);
+    }
+    // The database refuses a non-sealed PUK even when the adapter is bypassed.
+    const rw = new Database(file);
+    expect(() => rw.prepare("UPDATE cards SET puk = '12345678'").run()).toThrow(/CHECK constraint/);
+    rw.close();
+    raw.close();
+  });
+});

@@ -1,0 +1,169 @@
+/**
+ * Runtime checks of the records handed to the storage port.
+ *
+ * Every adapter validates a record before writing it, so bad input is refused
+ * with a message naming the field and the rule (never the value), and nothing
+ * is half-written. The checks also keep secrets out of plaintext fields: a PUK
+ * field accepts only the sealed `v1.` format, hash fields only hex digests.
+ */
+import { z } from 'zod';
+import type { AuditEntry, CardRecord, ConversationRecord, Device, JourneyRecord, Pairing, Person, RaCase } from './storage.port';
+import { STORAGE_ERROR, StorageError } from './storage.errors';
+
+/** Formats shared by the schemas (and by tests that build records). */
+export const STORAGE_FORMATS = {
+  /** `Date.prototype.toISOString()` form: UTC, milliseconds, `Z`. Sorts as text in time order. */
+  timestamp: /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/,
+  cardId: /^[0-9a-f]{32}$/,
+  /** AES-256-GCM sealed value, `v1.<iv 12 bytes>.<ciphertext>.<tag 16 bytes>` in base64url. */
+  sealed: /^v1\.[A-Za-z0-9_-]{16}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]{22}$/,
+  /** HMAC-SHA-256 hex digest. */
+  keyedHash: /^[0-9a-f]{64}$/,
+  base64url: /^[A-Za-z0-9_-]+$/,
+  caseRef: /^RA-[0-9ABCDEFGHJKMNPQRSTVWXYZ]{6}$/,
+  e164: /^\+[1-9][0-9]{6,14}$/,
+} as const;
+
+const id = z.string().min(1).max(200).regex(/^[^\u0000-\u001f]+$/, 'must not contain control characters');
+const text = (max: number) => z.string().max(max);
+const timestamp = z
+  .string()
+  .regex(STORAGE_FORMATS.timestamp, 'must be an ISO 8601 UTC time with milliseconds, as Date.toISOString() gives')
+  .refine((v) => !Number.isNaN(Date.parse(v)) && new Date(v).toISOString() === v, 'must be a real calendar time');
+const version = z.number().int('must be an integer').min(1, 'must be 1 or more');
+const sealed = z.string().regex(STORAGE_FORMATS.sealed, 'must be a sealed value (v1.<iv>.<ciphertext>.<tag>), never a plaintext secret');
+const keyedHash = z.string().regex(STORAGE_FORMATS.keyedHash, 'must be a keyed hash (64 lower-case hex digits), never a plaintext secret');
+const cardId = z.string().regex(STORAGE_FORMATS.cardId, 'must be 32 lower-case hex digits (CHUID GUID)');
+const scalarMap = z.record(z.string().max(100), z.union([z.string().max(2000), z.number(), z.boolean(), z.null()]));
+
+export const AnswerHashSchema = z.object({
+  questionId: id,
+  salt: z.string().regex(STORAGE_FORMATS.base64url, 'must be base64url').min(22, 'must encode at least 16 bytes'),
+  hash: z.string().regex(STORAGE_FORMATS.base64url, 'must be base64url').min(22, 'must encode at least 16 bytes'),
+  params: z.object({ N: z.number().int().min(2), r: z.number().int().min(1), p: z.number().int().min(1) }),
+});
+
+export const PersonSchema = z.object({
+  id,
+  teamsUserId: id,
+  displayName: text(200),
+  email: z.string().max(320).regex(/^[^@\s]+@[^@\s]+$/, 'must be an email address').refine((v) => v === v.toLowerCase(), 'must be lower-cased'),
+  mobile: z.string().regex(STORAGE_FORMATS.e164, 'must be an E.164 number such as +447700900123').nullable(),
+  answers: z.array(AnswerHashSchema).max(20),
+  cardId: cardId.nullable(),
+  selfServiceLock: z
+    .object({ at: timestamp, caseRef: z.string().regex(STORAGE_FORMATS.caseRef, 'must be RA- and 6 Crockford base32 characters'), reason: z.enum(['answers_failed', 'locked_by_ra']) })
+    .nullable(),
+  createdAt: timestamp,
+  updatedAt: timestamp,
+  version,
+}) satisfies z.ZodType<Person>;
+
+export const CardRecordSchema = z.object({
+  cardId,
+  personId: id,
+  puk: sealed.nullable(),
+  pendingPuk: sealed.nullable(),
+  updatedAt: timestamp,
+  version,
+}) satisfies z.ZodType<CardRecord>;
+
+const StoredEffectSchema = z.object({ id, type: id, payload: z.json(), attempts: z.number().int().min(0) });
+
+export const JourneyRecordSchema = z
+  .object({
+    key: id,
+    personId: id,
+    kind: z.enum(['unlock', 'registration']),
+    runId: id,
+    state: z.json(),
+    counters: z.record(z.string().max(100), z.number().refine(Number.isFinite, 'must be a finite number')),
+    pendingEffects: z.array(StoredEffectSchema).max(1000),
+    ui: z.object({ activityId: z.string().max(500).nullable() }),
+    createdAt: timestamp,
+    updatedAt: timestamp,
+    version,
+  })
+  .refine((j) => j.key === `${j.personId}:${j.kind}`, { message: 'must equal `${personId}:${kind}`', path: ['key'] })
+  .refine((j) => new Set(j.pendingEffects.map((e) => e.id)).size === j.pendingEffects.length, { message: 'effect ids must be unique', path: ['pendingEffects'] }) satisfies z.ZodType<JourneyRecord>;
+
+export const DeviceSchema = z.object({
+  id,
+  personId: id,
+  workstation: text(200),
+  credentialHash: keyedHash,
+  createdAt: timestamp,
+  lastSeenAt: timestamp.nullable(),
+  revokedAt: timestamp.nullable(),
+  connectedInstance: z.string().max(200).nullable(),
+  version,
+}) satisfies z.ZodType<Device>;
+
+export const PairingSchema = z.object({
+  id,
+  deviceCodeHash: keyedHash,
+  userCodeHash: keyedHash,
+  workstation: text(200),
+  status: z.enum(['pending', 'approved', 'issued', 'denied']),
+  personId: id.nullable(),
+  deviceId: id.nullable(),
+  createdAt: timestamp,
+  expiresAt: timestamp,
+  lastPolledAt: timestamp.nullable(),
+  version,
+}) satisfies z.ZodType<Pairing>;
+
+export const RaCaseSchema = z.object({
+  ref: z.string().regex(STORAGE_FORMATS.caseRef, 'must be RA- and 6 Crockford base32 characters'),
+  personId: id,
+  reason: z.enum(['answers_failed', 'requested', 'helpdesk', 'no_puk_enrolled']),
+  status: z.enum(['open', 'claimed', 'closed']),
+  context: scalarMap,
+  sourceId: id,
+  createdAt: timestamp,
+  updatedAt: timestamp,
+  version,
+}) satisfies z.ZodType<RaCase>;
+
+export const AuditEntrySchema = z.object({
+  id,
+  at: timestamp,
+  actor: id,
+  action: id,
+  personId: id.nullable(),
+  details: scalarMap,
+}) satisfies z.ZodType<AuditEntry>;
+
+export const ConversationRecordSchema = z.object({
+  personId: id,
+  reference: z.record(z.string(), z.json()),
+  updatedAt: timestamp,
+}) satisfies z.ZodType<ConversationRecord>;
+
+/** Arguments other than records. */
+export const ArgumentSchemas = {
+  id,
+  timestamp,
+  limit: z.number().int('must be an integer').min(1, 'must be 1 or more').max(10_000, 'must be 10000 or less'),
+  version,
+  effectIds: z.array(id).max(1000),
+} as const;
+
+/**
+ * Validate a value against a schema or throw a storage error naming what is wrong.
+ *
+ * @param schema - one of the schemas above
+ * @param value - the record or argument offered to the port
+ * @param operation - `repository.method`, used in the message and `meta.operation`
+ * @param what - what the value is, for the message (`record`, `limit`)
+ * @returns the value unchanged (typed), when valid
+ * @throws StorageError `STORAGE.INVALID_RECORD` listing each bad field and its rule, without values
+ */
+export function validate<T>(schema: z.ZodType<unknown>, value: T, operation: string, what = 'record'): T {
+  const result = schema.safeParse(value);
+  if (result.success) return value;
+  const problems = result.error.issues.slice(0, 5).map((issue) => `${issue.path.length ? issue.path.join('.') : what}: ${issue.message}`);
+  throw new StorageError(STORAGE_ERROR.INVALID_RECORD, `${operation}: invalid ${what}: ${problems.join('; ')}`, {
+    meta: { operation, fields: result.error.issues.map((i) => i.path.join('.') || what).join(',') },
+  });
+}

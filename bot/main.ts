@@ -4,11 +4,15 @@
  * Nothing else in `bot/` reads the environment or constructs an adapter.
  */
 import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { CloudAdapter, ConfigurationBotFrameworkAuthentication, type TurnContext } from 'botbuilder';
 import { AppError } from '../common/app-error';
-import { createLogger } from '../common/logger';
+import { createLogger, type Logger } from '../common/logger';
+import type { Storage } from '../storage/storage.port';
+import type { MailPort } from './mail/mail.port';
 import { openStorage } from '../storage/storage.factory';
-import { loadConfig } from './config';
+import { loadConfig, type BotConfig } from './config';
 import { createHttpServer } from './http/http.server';
 import { DEFAULT_UNLOCK_RULES } from './journeys/unlock.journey';
 import { UnlockService } from './journeys/unlock.service';
@@ -18,19 +22,33 @@ import { PairingService } from './pairing/pairing.service';
 import { deriveKeys, parseMasterKey } from './security/keys';
 import { SmartcardBot, TeamsNotifierAdapter } from './teams/teams.bot';
 
-async function main(): Promise<void> {
-  let config;
-  try {
-    config = loadConfig(process.env);
-  } catch (err) {
-    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(2);
-  }
-  const logger = createLogger({ name: 'bot', level: config.logLevel });
-  const keys = deriveKeys(parseMasterKey(config.masterKey, process.env['SMARTCARD_MASTER_KEY'] ? 'SMARTCARD_MASTER_KEY' : 'SMARTCARD_MASTER_KEY_FILE'));
+/** A running bot: its services (for tests and benchmarks in-process) and how to stop it. */
+export interface BotApp {
+  config: BotConfig;
+  storage: Storage;
+  unlock: UnlockService;
+  pairing: PairingService;
+  link: CompanionLinkServer;
+  adapter: CloudAdapter;
+  bot: SmartcardBot;
+  /** Base URL the server listens on, e.g. `http://127.0.0.1:3978`. */
+  url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Build every adapter and service once, wire them, and start listening.
+ *
+ * @param config - validated configuration ({@link loadConfig})
+ * @param overrides - replace an adapter (tests, benchmarks): `mail`, `logger`
+ * @returns the running app; `close()` stops the server, the link and the store
+ */
+export async function startBot(config: BotConfig, overrides: { mail?: MailPort; logger?: Logger } = {}): Promise<BotApp> {
+  const logger = overrides.logger ?? createLogger({ name: 'bot', level: config.logLevel });
+  const keys = deriveKeys(parseMasterKey(config.masterKey, 'SMARTCARD_MASTER_KEY'));
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const storage = await openStorage(config.storage, logger);
-  const mail = new OutboxMailAdapter({ dir: config.mail.outboxDir, from: { name: 'Smartcard Assist', address: config.mail.from }, logger });
+  const mail = overrides.mail ?? new OutboxMailAdapter({ dir: config.mail.outboxDir, from: { name: 'Smartcard Assist', address: config.mail.from }, logger });
 
   const link = new CompanionLinkServer({ storage, credentialHashKey: keys.credentialHashKey, logger, instanceId: config.instanceId });
   const pairing = new PairingService({ storage, codeHashKey: keys.codeHashKey, credentialHashKey: keys.credentialHashKey, pollIntervalSeconds: config.pairingPollIntervalSeconds, logger });
@@ -84,7 +102,8 @@ async function main(): Promise<void> {
   link.attach(server.server);
   await new Promise<void>((resolve) => server.listen(config.port, config.host, () => resolve()));
   const address = server.address();
-  logger.info({ url: `http://${config.host}:${address.port}`, dataDir: config.dataDir, mail: config.mail.transport, outbox: config.mail.outboxDir }, 'Smartcard Assist bot listening');
+  const url = `http://${config.host}:${address.port}`;
+  logger.info({ url, dataDir: config.dataDir, mail: config.mail.transport, outbox: config.mail.outboxDir }, 'Smartcard Assist bot listening');
 
   const sweeper = setInterval(() => {
     void unlock.sweep().catch((err: unknown) => logger.warn({ err }, 'effect sweep failed'));
@@ -92,22 +111,51 @@ async function main(): Promise<void> {
   }, 10_000);
   sweeper.unref();
 
-  let stopping = false;
-  const stop = async (signal: string): Promise<void> => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'shutting down');
-    clearInterval(sweeper);
-    await link.close();
-    server.close();
-    await storage.close();
-    process.exit(0);
+  let closed = false;
+  return {
+    config,
+    storage,
+    unlock,
+    pairing,
+    link,
+    adapter,
+    bot,
+    url,
+    async close() {
+      if (closed) return;
+      closed = true;
+      clearInterval(sweeper);
+      await link.close();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await storage.close();
+    },
   };
-  process.on('SIGINT', () => void stop('SIGINT'));
-  process.on('SIGTERM', () => void stop('SIGTERM'));
 }
 
-void main().catch((err: unknown) => {
-  process.stderr.write(`Smartcard Assist bot failed to start: ${err instanceof AppError ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(1);
-});
+async function main(): Promise<void> {
+  let config: BotConfig;
+  try {
+    config = loadConfig(process.env);
+  } catch (err) {
+    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(2);
+  }
+  const app = await startBot(config);
+  let stopping = false;
+  const stop = async (): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    await app.close();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop());
+  process.on('SIGTERM', () => void stop());
+}
+
+const isMain = process.argv[1] !== undefined && path.resolve(process.argv[1]).replace(/\.ts$/, '') === fileURLToPath(import.meta.url).replace(/\.ts$/, '');
+if (isMain) {
+  void main().catch((err: unknown) => {
+    process.stderr.write(`Smartcard Assist bot failed to start: ${err instanceof AppError ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,40 @@
+/**
+ * Routes bot commands to the part of the companion that handles them, one
+ * handler per command kind, typed with `Extract` so an unknown kind cannot be
+ * routed by accident (STYLE.md 7).
+ */
+import type { CardStatus, Command, CommandKind, Reply } from '../protocol/companion-link.protocol';
+
+type Handler<K extends CommandKind> = (command: Extract<Command, { kind: K }>) => Promise<Reply>;
+type Handlers = { [K in CommandKind]: Handler<K> };
+
+/** What the router needs. */
+export interface CommandRouterDeps {
+  card: { readStatus(): Promise<CardStatus> };
+  unlock: {
+    prompt(command: Extract<Command, { kind: 'unlock.prompt' }>): void;
+    closed(command: Extract<Command, { kind: 'unlock.closed' }>): void;
+  };
+}
+
+/**
+ * Build the command handler the link client calls.
+ *
+ * @param deps - card service and unlock controller
+ * @returns `(command) => reply`: `card.read_status` -> `card.status`; `unlock.prompt`, `unlock.closed` -> `ack`.
+ *   A card error is thrown and the link client turns it into an `error` reply with its code.
+ */
+export function createCommandRouter(deps: CommandRouterDeps): (command: Command) => Promise<Reply> {
+  const handlers: Handlers = {
+    'card.read_status': async () => ({ kind: 'card.status', status: await deps.card.readStatus() }),
+    'unlock.prompt': async (command) => {
+      deps.unlock.prompt(command);
+      return { kind: 'ack' };
+    },
+    'unlock.closed': async (command) => {
+      deps.unlock.closed(command);
+      return { kind: 'ack' };
+    },
+  };
+  return (command) => (handlers[command.kind] as Handler<typeof command.kind>)(command as never);
+}

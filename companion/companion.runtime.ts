@@ -1,0 +1,262 @@
+/**
+ * The companion's running parts, wired together: the passcode page, the card
+ * service, pairing (when there is no credential) and the link to the bot.
+ * `main.ts` builds the outside things (config, logger, reader adapter) and
+ * hands them in; tests build it the same way with an in-process reader.
+ *
+ * Lines for the person go to `print` (stdout in main), never to the log:
+ * - `PASSCODE PAGE: http://127.0.0.1:PORT/?t=TOKEN`
+ * - `PAIRING CODE: XXXX-XXXX (send "pair XXXX-XXXX" to Smartcard Assist in Teams; valid until HH:MM)`
+ * - `PAIRED: <person name>`
+ * - `STATUS: <one line>`
+ * - `UNLOCK: <one line>`
+ */
+import type { Logger } from '../common/logger';
+import type { CardStatus, Request } from '../protocol/companion-link.protocol';
+import type { BackoffOptions } from './backoff';
+import type { CardService } from './card/card.service';
+import { createCommandRouter } from './command.router';
+import { linkUrlFor } from './config';
+import { LinkClient, type LinkState, type RequestResult } from './link/link.client';
+import type { CredentialStore, StoredCredential } from './pairing/credential.store';
+import { PairingClient, type PairingCode } from './pairing/pairing.client';
+import type { PageView } from './passcode-page/page-view';
+import { PasscodePageServer } from './passcode-page/passcode-page.server';
+import { UnlockController, type UnlockLink } from './unlock/unlock.controller';
+import { COMPANION_VERSION } from './version';
+
+/** Prefixes of the stdout lines (stable: tests and scripts parse them). */
+export const OUTPUT_PREFIX = {
+  page: 'PASSCODE PAGE: ',
+  pairingCode: 'PAIRING CODE: ',
+  paired: 'PAIRED: ',
+  status: 'STATUS: ',
+  unlock: 'UNLOCK: ',
+} as const;
+
+/** Knobs tests turn; defaults are the production values. */
+export interface RuntimeTuning {
+  /** Ms per protocol second during pairing (default 1000). */
+  pairingSecondMs?: number;
+  pairingRetry?: BackoffOptions;
+  linkBackoff?: BackoffOptions;
+  requestTimeoutMs?: number;
+  heartbeatMs?: number;
+  passcodeHoldMs?: number;
+  submitWaitMs?: number;
+}
+
+export interface CompanionRuntimeOptions {
+  botUrl: URL;
+  workstation: string;
+  /** Port of the passcode page (0 = any free port). */
+  pagePort: number;
+  credentials: CredentialStore;
+  card: CardService;
+  logger: Logger;
+  /** Writes one line for the person (stdout). */
+  print: (line: string) => void;
+  tuning?: RuntimeTuning;
+}
+
+type Phase = { kind: 'starting' } | { kind: 'pairing'; code: PairingCode | null } | { kind: 'linked'; personName: string | null };
+
+/** The companion process minus its composition root. */
+export class CompanionRuntime {
+  readonly page: PasscodePageServer;
+  readonly unlock: UnlockController;
+  private phase: Phase = { kind: 'starting' };
+  private link: LinkClient | null = null;
+  private readonly abort = new AbortController();
+  private loop: Promise<void> | null = null;
+  private unsubscribeCard: (() => void) | null = null;
+  private lastLinkState: LinkState = 'idle';
+
+  constructor(private readonly options: CompanionRuntimeOptions) {
+    const tuning = options.tuning ?? {};
+    const linkProxy: UnlockLink = {
+      request: (request: Request, timeoutMs?: number): Promise<RequestResult> =>
+        this.link ? this.link.request(request, timeoutMs) : Promise.resolve({ ok: false, reason: 'not_connected' }),
+      waitUntilReady: (timeoutMs: number) => this.waitForLink(timeoutMs),
+    };
+    this.unlock = new UnlockController({
+      link: linkProxy,
+      card: options.card,
+      logger: options.logger.child({ part: 'unlock' }),
+      onPrompt: () => this.onPrompt(),
+      ...(tuning.passcodeHoldMs !== undefined ? { passcodeHoldMs: tuning.passcodeHoldMs } : {}),
+    });
+    this.page = new PasscodePageServer({
+      port: options.pagePort,
+      logger: options.logger.child({ part: 'page' }),
+      backend: {
+        view: () => this.view(),
+        submitUnlock: (form) => this.unlock.submit(form),
+        retry: () => this.unlock.retry(),
+      },
+      ...(tuning.submitWaitMs !== undefined ? { submitWaitMs: tuning.submitWaitMs } : {}),
+    });
+  }
+
+  /** The link's state now (`idle` when there is no link yet). */
+  get linkState(): LinkState {
+    return this.link?.state ?? 'idle';
+  }
+
+  /**
+   * Start: the page (prints its link), the card watch, then pairing and the link in the background.
+   *
+   * @returns the page link printed (one-time)
+   * @throws PasscodePageError when the page cannot listen
+   */
+  async start(): Promise<string> {
+    await this.page.start();
+    const url = this.page.issueLink();
+    this.options.print(`${OUTPUT_PREFIX.page}${url}`);
+    this.options.card.start();
+    this.unsubscribeCard = this.options.card.onStatus((status) => this.onCardStatus(status));
+    this.loop = this.run().catch((err: unknown) => {
+      if (this.abort.signal.aborted) return;
+      this.options.logger.fatal({ err: { name: err instanceof Error ? err.name : 'unknown', message: err instanceof Error ? err.message : '' } }, 'companion loop failed');
+      this.options.print(`${OUTPUT_PREFIX.status}stopped after an error; see the log`);
+    });
+    return url;
+  }
+
+  /** Stop everything (page, link, pairing, card watch) and drop any held passcode. */
+  async stop(): Promise<void> {
+    this.abort.abort();
+    this.unlock.dispose();
+    this.unsubscribeCard?.();
+    this.options.card.stop();
+    await this.link?.stop();
+    await this.page.stop();
+    await this.loop;
+  }
+
+  /** The screen the page shows now. */
+  view(): PageView {
+    const p = this.phase;
+    if (p.kind === 'starting') return { state: 'starting' };
+    if (p.kind === 'pairing') return p.code ? { state: 'pairing', userCode: p.code.userCode, expiresAt: p.code.expiresAt } : { state: 'starting' };
+    return this.unlock.view({ personName: p.personName, connected: this.link?.state === 'ready' });
+  }
+
+  // -------------------------------------------------------------------------
+
+  private async run(): Promise<void> {
+    const { credentials, botUrl, logger } = this.options;
+    const signal = this.abort.signal;
+    for (;;) {
+      signal.throwIfAborted();
+      let credential = await credentials.read(botUrl);
+      if (!credential) credential = await this.pair(signal);
+      const outcome = await this.runLink(credential, signal);
+      if (outcome === 'stopped') return;
+      logger.warn('credential refused by the bot; deleting it and pairing again');
+      this.unlock.reset('This computer is no longer paired. Pair it again to unlock your card.');
+      this.options.print(`${OUTPUT_PREFIX.status}pairing was revoked by Smartcard Assist; pairing again`);
+      await credentials.delete();
+    }
+  }
+
+  private async pair(signal: AbortSignal): Promise<StoredCredential> {
+    this.phase = { kind: 'pairing', code: null };
+    const client = new PairingClient({
+      botUrl: this.options.botUrl,
+      workstation: this.options.workstation,
+      logger: this.options.logger.child({ part: 'pairing' }),
+      onCode: (code) => {
+        this.phase = { kind: 'pairing', code };
+        const until = code.expiresAt.toLocaleTimeString('en-GB', { hour: '2-digit', minute: '2-digit' });
+        this.options.print(`${OUTPUT_PREFIX.pairingCode}${code.userCode} (send "pair ${code.userCode}" to Smartcard Assist in Teams; valid until ${until})`);
+      },
+      ...(this.options.tuning?.pairingSecondMs !== undefined ? { secondMs: this.options.tuning.pairingSecondMs } : {}),
+      ...(this.options.tuning?.pairingRetry !== undefined ? { retry: this.options.tuning.pairingRetry } : {}),
+    });
+    const device = await client.pair(signal);
+    const credential: StoredCredential = { ...device, botUrl: this.options.botUrl.href, pairedAt: new Date().toISOString() };
+    await this.options.credentials.write(credential);
+    this.options.print(`${OUTPUT_PREFIX.paired}${device.personName}`);
+    return credential;
+  }
+
+  /** Run one link until the bot refuses the credential (`unauthorised`) or the runtime stops. */
+  private runLink(credential: StoredCredential, signal: AbortSignal): Promise<'unauthorised' | 'stopped'> {
+    const tuning = this.options.tuning ?? {};
+    this.phase = { kind: 'linked', personName: credential.personName };
+    return new Promise((resolve) => {
+      const link = new LinkClient({
+        url: linkUrlFor(this.options.botUrl),
+        credential: credential.credential,
+        workstation: this.options.workstation,
+        version: COMPANION_VERSION,
+        logger: this.options.logger.child({ part: 'link' }),
+        onCommand: createCommandRouter({ card: this.options.card, unlock: this.unlock }),
+        onWelcome: (welcome) => {
+          this.phase = { kind: 'linked', personName: welcome.personName };
+          void this.reportCurrentCard();
+        },
+        onStateChange: (state) => this.onLinkState(state),
+        onUnauthorised: () => {
+          signal.removeEventListener('abort', onAbort);
+          this.link = null;
+          resolve('unauthorised');
+        },
+        ...(tuning.linkBackoff ? { backoff: tuning.linkBackoff } : {}),
+        ...(tuning.requestTimeoutMs !== undefined ? { requestTimeoutMs: tuning.requestTimeoutMs } : {}),
+        ...(tuning.heartbeatMs !== undefined ? { heartbeatMs: tuning.heartbeatMs } : {}),
+      });
+      const onAbort = (): void => {
+        void link.stop().then(() => resolve('stopped'));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.link = link;
+      link.start();
+    });
+  }
+
+  private onLinkState(state: LinkState): void {
+    const was = this.lastLinkState;
+    this.lastLinkState = state;
+    if (state === 'ready') {
+      const name = this.phase.kind === 'linked' ? this.phase.personName : null;
+      this.options.print(`${OUTPUT_PREFIX.status}connected to Smartcard Assist${name ? ` (paired with ${name})` : ''}`);
+    } else if (was === 'ready' && state === 'waiting') {
+      this.options.print(`${OUTPUT_PREFIX.status}connection to Smartcard Assist lost; reconnecting`);
+    }
+  }
+
+  private async reportCurrentCard(): Promise<void> {
+    try {
+      const status = await this.options.card.readStatus();
+      this.link?.sendCardEvent(status);
+    } catch (err) {
+      this.options.logger.warn({ code: (err as { code?: string }).code ?? null }, 'could not read the card to report it');
+    }
+  }
+
+  private onCardStatus(status: CardStatus): void {
+    this.link?.sendCardEvent(status);
+    this.unlock.onCardStatus(status);
+  }
+
+  private onPrompt(): void {
+    this.options.print(`${OUTPUT_PREFIX.unlock}type your unlock code and a new passcode on the passcode page`);
+    if (!this.page.hasSession() && !this.page.hasOutstandingLink()) {
+      this.options.print(`${OUTPUT_PREFIX.page}${this.page.issueLink()}`);
+    }
+  }
+
+  private async waitForLink(timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.abort.signal.aborted) {
+      if (this.link?.state === 'ready') return true;
+      const left = deadline - Date.now();
+      if (left <= 0) return false;
+      if (this.link) return this.link.waitUntilReady(left);
+      await new Promise((r) => setTimeout(r, Math.min(left, 250)));
+    }
+    return false;
+  }
+}

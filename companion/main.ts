@@ -1,0 +1,87 @@
+/**
+ * Companion composition root (STYLE.md 5): read the config, build the logger
+ * and the card reader adapter, hand them to the runtime, stop cleanly on
+ * SIGINT/SIGTERM. No logic lives here.
+ *
+ * Lines for the person go to stdout (see `companion.runtime.ts` for the exact
+ * formats: `PASSCODE PAGE: `, `PAIRING CODE: `, `PAIRED: `, `STATUS: `, `UNLOCK: `);
+ * the log goes to `COMPANION_LOG_FILE`, else stderr.
+ *
+ * NOTE: the tray icon of the design (DESIGN.md "Who uses it") needs a desktop
+ * session; this headless build prints the page link and status lines instead.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { pino } from 'pino';
+import { AppError } from '../common/app-error';
+import { createLogger } from '../common/logger';
+import { CardService } from './card/card.service';
+import { CompanionRuntime } from './companion.runtime';
+import { loadCompanionConfig, type CompanionConfig } from './config';
+import { CredentialStore } from './pairing/credential.store';
+import type { CardReaderPort } from './piv/card-connection';
+
+async function openReader(config: CompanionConfig, logger: ReturnType<typeof createLogger>): Promise<CardReaderPort> {
+  if (config.reader.kind === 'virtual') {
+    const { InProcessReaderAdapter } = await import('./virtual-card/in-process-reader.adapter');
+    const { VirtualPivCard } = await import('./virtual-card/virtual-piv-card');
+    const reader = new InProcessReaderAdapter({ ...(config.reader.readerName ? { readerName: config.reader.readerName } : {}), logger: logger.child({ part: 'reader' }) });
+    const { cardId, pin, puk, blocked } = config.reader.card;
+    reader.insert(new VirtualPivCard({ cardId, pin, puk, blocked }));
+    logger.info({ reader: reader.readerName, cardId, blocked }, 'virtual card inserted in the in-process reader');
+    return reader;
+  }
+  const { PcscReaderAdapter } = await import('./pcsc/pcsc-reader.adapter');
+  return PcscReaderAdapter.open({ logger: logger.child({ part: 'reader' }), waitForService: true });
+}
+
+async function main(): Promise<void> {
+  let config: CompanionConfig;
+  try {
+    config = loadCompanionConfig(process.env, process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`companion: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(2);
+  }
+  if (config.logFile) mkdirSync(dirname(config.logFile), { recursive: true, mode: 0o700 });
+  const destination = config.logFile ? pino.destination({ dest: config.logFile, sync: true, mode: 0o600 }) : pino.destination(2);
+  const logger = createLogger({ name: 'companion', level: config.logLevel, destination });
+  const print = (line: string): void => {
+    process.stdout.write(`${line}\n`);
+  };
+
+  const reader = await openReader(config, logger);
+  const card = new CardService({ reader, readerName: config.reader.readerName, logger: logger.child({ part: 'card' }) });
+  const runtime = new CompanionRuntime({
+    botUrl: config.botUrl,
+    workstation: config.workstation,
+    pagePort: config.pagePort,
+    credentials: new CredentialStore(config.dataDir, logger.child({ part: 'credential' })),
+    card,
+    logger,
+    print,
+  });
+
+  let stopping = false;
+  const shutdown = async (signal: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'companion stopping');
+    await runtime.stop().catch(() => undefined);
+    await reader.close().catch(() => undefined);
+    logger.info('companion stopped');
+    logger.flush?.();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+
+  logger.info({ botUrl: config.botUrl.origin, reader: config.reader.kind, workstation: config.workstation, dataDir: config.dataDir }, 'companion starting');
+  await runtime.start();
+}
+
+main().catch((err: unknown) => {
+  const message = err instanceof AppError ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err);
+  process.stderr.write(`companion: ${message}\n`);
+  process.exit(1);
+});

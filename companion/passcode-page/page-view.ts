@@ -1,0 +1,162 @@
+/**
+ * What the local passcode page shows, and its server-rendered HTML: plain forms,
+ * no script, no external resource (the CSP forbids both). Text a person reads
+ * says "passcode", never "PIN".
+ */
+
+/** The page's state; one variant per screen. */
+export type PageView =
+  | { state: 'starting' }
+  /** Not paired yet: show the code to send to the bot in Teams. */
+  | { state: 'pairing'; userCode: string; expiresAt: Date }
+  /** Paired; nothing to do. `notice` is the last journey's closing message, if any. */
+  | { state: 'idle'; personName: string | null; connected: boolean; notice: string | null }
+  /** The form: unlock code, new passcode twice. `error` says why the last try was refused. */
+  | { state: 'awaiting_unlock'; codeExpiresAt: Date; error: string | null }
+  | { state: 'working'; step: 'checking_code' | 'unlocking' }
+  /** The card went away mid-unlock; `wrongCard` when another card is in the reader now. */
+  | { state: 'card_removed'; wrongCard: boolean }
+  | { state: 'done' }
+  | { state: 'error'; message: string; canRetry: boolean };
+
+export type PageState = PageView['state'];
+
+/** Form field names of the unlock form. */
+export const UNLOCK_FIELDS = { code: 'code', passcode: 'passcode', confirmation: 'confirmation' } as const;
+
+/** Seconds between automatic reloads for screens that change by themselves; absent = no reload (a form is open). */
+const REFRESH_SECONDS: Partial<Record<PageState, number>> = {
+  starting: 2,
+  pairing: 3,
+  idle: 3,
+  working: 2,
+  card_removed: 2,
+  done: 10,
+};
+
+/**
+ * Escape text for HTML element content and double-quoted attributes.
+ *
+ * @param text - any text
+ * @returns the text with `& < > " '` replaced by entities
+ */
+export function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+}
+
+function time(date: Date): string {
+  return date.toLocaleTimeString('en-GB', { hour: '2-digit', minute: '2-digit' });
+}
+
+const STYLE = `
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:34rem;margin:2rem auto;padding:0 1rem;color:#1b1b1b;line-height:1.5}
+h1{font-size:1.5rem}
+.code{font-family:ui-monospace,monospace;font-size:2rem;letter-spacing:.15em;background:#f0f4f5;padding:.25rem .75rem;border-radius:.25rem}
+label{display:block;font-weight:600;margin-top:1rem}
+input{font-size:1.25rem;padding:.4rem;width:12rem;border:2px solid #4c6272;border-radius:.2rem}
+.hint{color:#4c6272;font-size:.9rem;margin:.2rem 0}
+button{margin-top:1.5rem;font-size:1.1rem;padding:.6rem 1.2rem;background:#007f3b;color:#fff;border:0;border-radius:.25rem;cursor:pointer}
+.alert{border-left:.4rem solid #d5281b;padding:.5rem 1rem;background:#fff4f4}
+.ok{border-left:.4rem solid #007f3b;padding:.5rem 1rem;background:#f2fbf5}
+.status{color:#4c6272}
+`;
+
+function body(view: PageView): string {
+  switch (view.state) {
+    case 'starting':
+      return `<h1>Smartcard Assist</h1><p class="status">Starting up&hellip;</p>`;
+    case 'pairing':
+      return [
+        `<h1>Pair this computer</h1>`,
+        `<p>In Microsoft Teams, send this message to Smartcard Assist:</p>`,
+        `<p><span class="code" data-testid="pair-message">pair ${escapeHtml(view.userCode)}</span></p>`,
+        `<p class="hint">The code works until ${escapeHtml(time(view.expiresAt))}. This page updates by itself once Teams has paired this computer.</p>`,
+      ].join('\n');
+    case 'idle':
+      return [
+        `<h1>Smartcard Assist</h1>`,
+        view.notice ? `<p class="ok" role="status">${escapeHtml(view.notice)}</p>` : '',
+        view.connected
+          ? `<p>This computer is paired with Smartcard Assist${view.personName ? ` for ${escapeHtml(view.personName)}` : ''}. Nothing to do right now.</p>`
+          : `<p class="status">Connecting to Smartcard Assist&hellip;</p>`,
+        `<p class="hint">When you unlock your card in Teams, this page asks for your unlock code and a new passcode.</p>`,
+      ].join('\n');
+    case 'awaiting_unlock':
+      return [
+        `<h1>Unlock your card</h1>`,
+        view.error ? `<p class="alert" role="alert" data-testid="form-error">${escapeHtml(view.error)}</p>` : '',
+        `<p>Type the unlock code from your email, then choose a new passcode for your card. The code works until ${escapeHtml(time(view.codeExpiresAt))}.</p>`,
+        `<form method="post" action="/unlock">`,
+        `<label for="code">Unlock code</label>`,
+        `<input id="code" name="${UNLOCK_FIELDS.code}" type="text" inputmode="numeric" autocomplete="one-time-code" required maxlength="20">`,
+        `<label for="passcode">New passcode</label>`,
+        `<p class="hint" id="passcode-hint">6 to 8 digits. Not the same digit repeated, and not a run such as 123456 or 876543.</p>`,
+        `<input id="passcode" name="${UNLOCK_FIELDS.passcode}" type="password" inputmode="numeric" autocomplete="new-password" aria-describedby="passcode-hint" required>`,
+        `<label for="confirmation">Confirm new passcode</label>`,
+        `<input id="confirmation" name="${UNLOCK_FIELDS.confirmation}" type="password" inputmode="numeric" autocomplete="new-password" required>`,
+        `<div><button type="submit">Unlock my card</button></div>`,
+        `</form>`,
+      ].join('\n');
+    case 'working':
+      return view.step === 'checking_code'
+        ? `<h1>Checking your unlock code&hellip;</h1><p>Keep your card in the reader.</p>`
+        : `<h1>Unlocking your card&hellip;</h1><p>Keep your card in the reader. This takes a few seconds.</p>`;
+    case 'card_removed':
+      return [
+        `<h1>Put your card back to finish</h1>`,
+        view.wrongCard
+          ? `<p class="alert" role="alert">The card in the reader is not the card you are unlocking. Put in the card you are unlocking.</p>`
+          : `<p>Your card was taken out before the unlock finished. Put it back in the reader and the unlock will carry on by itself.</p>`,
+      ].join('\n');
+    case 'done':
+      return `<h1>Your card is unlocked</h1><p class="ok" role="status">Your card is unlocked. Use your new passcode from now on.</p>`;
+    case 'error':
+      return [
+        `<h1>Your card is not unlocked yet</h1>`,
+        `<p class="alert" role="alert" data-testid="error">${escapeHtml(view.message)}</p>`,
+        view.canRetry ? `<form method="post" action="/retry"><button type="submit">Try again</button></form>` : '',
+      ].join('\n');
+  }
+}
+
+/**
+ * Render a whole page.
+ *
+ * @param view - what to show
+ * @returns an HTML5 document (UTF-8) with inline style only
+ */
+export function renderPage(view: PageView): string {
+  const refresh = REFRESH_SECONDS[view.state];
+  return [
+    '<!doctype html>',
+    '<html lang="en-GB">',
+    '<head>',
+    '<meta charset="utf-8">',
+    '<meta name="viewport" content="width=device-width, initial-scale=1">',
+    refresh !== undefined ? `<meta http-equiv="refresh" content="${refresh}">` : '',
+    '<title>Smartcard Assist companion</title>',
+    `<style>${STYLE}</style>`,
+    '</head>',
+    `<body data-state="${view.state}">`,
+    body(view),
+    '</body>',
+    '</html>',
+  ]
+    .filter((l) => l !== '')
+    .join('\n');
+}
+
+/**
+ * A bare page for a refused request (wrong host, no session, ...).
+ *
+ * @param title - heading
+ * @param message - one sentence saying what to do
+ */
+export function renderNotice(title: string, message: string): string {
+  return [
+    '<!doctype html>',
+    '<html lang="en-GB"><head><meta charset="utf-8"><title>Smartcard Assist companion</title>',
+    `<style>${STYLE}</style></head>`,
+    `<body data-state="refused"><h1>${escapeHtml(title)}</h1><p>${escapeHtml(message)}</p></body></html>`,
+  ].join('\n');
+}

@@ -69,6 +69,20 @@ export function runStorageConformance(name: string, factory: () => Promise<Stora
       await expect(s.ping()).resolves.toBeUndefined();
     });
 
+    it('a refused write does not disturb writes issued alongside it', async () => {
+      const a = makePerson();
+      const b = makePerson();
+      const bad = makePerson({ cardId: 'not-a-card' });
+      const clash = makePerson({ teamsUserId: a.teamsUserId });
+      const results = await Promise.allSettled([s.persons.insert(a), s.persons.insert(bad), s.persons.insert(clash), s.persons.insert(b), s.audit.append(makeAuditEntry({ personId: a.id }))]);
+      expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled', 'fulfilled', 'fulfilled']);
+      expect(results[2]).toEqual({ status: 'fulfilled', value: { status: 'exists', record: a } });
+      expect(await s.persons.get(a.id)).toEqual(a);
+      expect(await s.persons.get(b.id)).toEqual(b);
+      expect(await s.persons.get(bad.id)).toBeNull();
+      expect(await s.audit.list({ personId: a.id, limit: 10 })).toHaveLength(1);
+    });
+
     describe('persons', () => {
       it('insert creates; get and the finders return an equal copy; unknown keys give null', async () => {
         const p = makePerson();

@@ -7,11 +7,13 @@
  * writers wait up to the busy timeout, compare-and-set makes concurrent saves
  * safe, and read-modify-write steps run in `BEGIN IMMEDIATE` transactions.
  *
- * better-sqlite3 is synchronous; each call is short (one indexed statement or a
- * small transaction), so the event loop is held for microseconds, not I/O waits,
- * except the fsync of a commit.
+ * better-sqlite3 is synchronous: reads are one indexed statement (microseconds).
+ * Writes are group-committed: all writes issued in one event-loop turn share one
+ * transaction and so one fsync (a few ms, which holds the event loop), so many
+ * concurrent conversations cost about one fsync per turn of the loop rather than
+ * one per write. A write's promise settles only once its commit is durable.
  */
-import { mkdirSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Logger } from '../../common/logger';
@@ -74,9 +76,18 @@ export interface SqliteSettings {
   schemaVersion: number;
 }
 
-/** The embedded store: the port plus a read-out of its settings. */
+/** Counters since open (for health checks, the benchmark and tests). */
+export interface SqliteStats {
+  /** Write calls settled (stored, refused or failed). */
+  writes: number;
+  /** Transactions committed (or attempted); with group commit, at most `writes`. */
+  commits: number;
+}
+
+/** The embedded store: the port plus read-outs of its settings and counters. */
 export interface SqliteStorage extends Storage {
   settings(): SqliteSettings;
+  stats(): SqliteStats;
 }
 
 /** Default busy timeout, in ms. */
@@ -351,7 +362,8 @@ function migrate(db: Db, logger: Logger | undefined): number {
 /**
  * Open (creating if needed) the embedded store.
  *
- * @param options.file - database file path; parent directories are created
+ * @param options.file - database file path; missing parent directories are created (mode 0700), and a
+ *   new file is created with mode 0600 (an existing file keeps its permissions)
  * @param options.logger - optional; logs opening and migrations (never record values)
  * @param options.busyTimeoutMs - wait for another writer's lock, ms (default 5000)
  * @returns the storage port, plus `settings()`
@@ -363,7 +375,10 @@ export function openSqliteStorage(options: SqliteStorageOptions): SqliteStorage 
   const busyTimeoutMs = options.busyTimeoutMs ?? SQLITE_DEFAULTS.busyTimeoutMs;
   let db: Db;
   try {
-    mkdirSync(dirname(file), { recursive: true });
+    // New directories and a new database file are private to the service's user (0700 / 0600);
+    // SQLite gives the -wal and -shm files the database file's permissions.
+    mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+    createPrivateFile(file);
     db = new Database(file, { timeout: busyTimeoutMs });
   } catch (err) {
     throw toStorageError('open', err);
@@ -391,6 +406,13 @@ export function openSqliteStorage(options: SqliteStorageOptions): SqliteStorage 
 // The adapter
 // ---------------------------------------------------------------------------
 
+interface PendingWrite {
+  operation: string;
+  fn: () => unknown;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
 class SqliteStorageImpl implements SqliteStorage {
   readonly persons: PersonRepository;
   readonly cards: CardRepository;
@@ -401,6 +423,10 @@ class SqliteStorageImpl implements SqliteStorage {
   readonly audit: AuditLog;
   readonly conversations: ConversationRepository;
 
+  private queue: PendingWrite[] = [];
+  private flushTimer: NodeJS.Immediate | null = null;
+  private readonly counters: SqliteStats = { writes: 0, commits: 0 };
+
   constructor(
     private readonly db: Db,
     private readonly file: string,
@@ -408,7 +434,7 @@ class SqliteStorageImpl implements SqliteStorage {
   ) {
     const q = (sql: string) => db.prepare(sql);
     const run = <T>(operation: string, fn: () => T): Promise<T> => this.run(operation, fn);
-    const immediate = <T>(fn: () => T): T => db.transaction(fn).immediate();
+    const write = <T>(operation: string, fn: () => T): Promise<T> => this.write(operation, fn);
     const { limit: limitSchema, id: idSchema, timestamp: timestampSchema, effectIds: effectIdsSchema, version: versionSchema } = ArgumentSchemas;
     const checkVersion = (v: number, op: string) => validate(versionSchema, v, op, 'expectedVersion');
 
@@ -430,16 +456,14 @@ class SqliteStorageImpl implements SqliteStorage {
         run('persons.findByTeamsUserId', () => one(person.byTeams.get(validate(idSchema, teamsUserId, 'persons.findByTeamsUserId', 'teamsUserId')) as Row | undefined, (r) => personOf(r, 'persons.findByTeamsUserId'))),
       findByCardId: (cardId) => run('persons.findByCardId', () => one(person.byCard.get(String(cardId)) as Row | undefined, (r) => personOf(r, 'persons.findByCardId'))),
       insert: (p) =>
-        run('persons.insert', () => {
+        write('persons.insert', (): InsertResult<Person> => {
           validate(PersonSchema, p, 'persons.insert');
-          return immediate((): InsertResult<Person> => {
-            if (person.insert.run(personRow(p)).changes === 1) return { status: 'created', record: personOf(person.get.get(p.id) as Row, 'persons.insert') };
-            const existing = (person.get.get(p.id) ?? person.byTeams.get(p.teamsUserId) ?? (p.cardId === null ? undefined : person.byCard.get(p.cardId))) as Row | undefined;
-            return exists(existing, (r) => personOf(r, 'persons.insert'), 'persons.insert');
-          });
+          if (person.insert.run(personRow(p)).changes === 1) return { status: 'created', record: personOf(person.get.get(p.id) as Row, 'persons.insert') };
+          const existing = (person.get.get(p.id) ?? person.byTeams.get(p.teamsUserId) ?? (p.cardId === null ? undefined : person.byCard.get(p.cardId))) as Row | undefined;
+          return exists(existing, (r) => personOf(r, 'persons.insert'), 'persons.insert');
         }),
       save: (p, expectedVersion) =>
-        run('persons.save', () => {
+        write('persons.save', () => {
           validate(PersonSchema, p, 'persons.save');
           checkVersion(expectedVersion, 'persons.save');
           return saved(person.save.run({ ...personRow(p), expected: expectedVersion }).changes);
@@ -457,15 +481,13 @@ class SqliteStorageImpl implements SqliteStorage {
     this.cards = {
       get: (cardId) => run('cards.get', () => one(card.get.get(String(cardId)) as Row | undefined, cardOf)),
       insert: (c) =>
-        run('cards.insert', () => {
+        write('cards.insert', (): InsertResult<CardRecord> => {
           validate(CardRecordSchema, c, 'cards.insert');
-          return immediate((): InsertResult<CardRecord> => {
-            if (card.insert.run(cardRow(c)).changes === 1) return { status: 'created', record: cardOf(card.get.get(c.cardId) as Row) };
-            return exists(card.get.get(c.cardId) as Row | undefined, cardOf, 'cards.insert');
-          });
+          if (card.insert.run(cardRow(c)).changes === 1) return { status: 'created', record: cardOf(card.get.get(c.cardId) as Row) };
+          return exists(card.get.get(c.cardId) as Row | undefined, cardOf, 'cards.insert');
         }),
       save: (c, expectedVersion) =>
-        run('cards.save', () => {
+        write('cards.save', () => {
           validate(CardRecordSchema, c, 'cards.save');
           checkVersion(expectedVersion, 'cards.save');
           return saved(card.save.run({ ...cardRow(c), expected: expectedVersion }).changes);
@@ -487,30 +509,26 @@ class SqliteStorageImpl implements SqliteStorage {
       pending: q('SELECT * FROM journeys WHERE pending_count > 0 ORDER BY updated_at, key LIMIT ?'),
     };
     const editEffects = (op: string, key: string, effectIds: string[], edit: (effects: StoredEffect[], ids: Set<string>) => StoredEffect[] | null) =>
-      run(op, () => {
+      write(op, () => {
         validate(idSchema, key, op, 'key');
         validate(effectIdsSchema, effectIds, op, 'effectIds');
         if (effectIds.length === 0) return;
         const ids = new Set(effectIds);
-        immediate(() => {
-          const row = journey.effects.get(key) as Row | undefined;
-          if (!row) return;
-          const next = edit(parseJson<StoredEffect[]>(row.pending_effects, op, 'journeys.pending_effects'), ids);
-          if (next) journey.setEffects.run({ key, pendingEffects: JSON.stringify(next), pendingCount: next.length });
-        });
+        const row = journey.effects.get(key) as Row | undefined;
+        if (!row) return;
+        const next = edit(parseJson<StoredEffect[]>(row.pending_effects, op, 'journeys.pending_effects'), ids);
+        if (next) journey.setEffects.run({ key, pendingEffects: JSON.stringify(next), pendingCount: next.length });
       });
     this.journeys = {
       get: (key) => run('journeys.get', () => one(journey.get.get(validate(idSchema, key, 'journeys.get', 'key')) as Row | undefined, (r) => journeyOf(r, 'journeys.get'))),
       insert: (j) =>
-        run('journeys.insert', () => {
+        write('journeys.insert', (): InsertResult<JourneyRecord> => {
           validate(JourneyRecordSchema, j, 'journeys.insert');
-          return immediate((): InsertResult<JourneyRecord> => {
-            if (journey.insert.run(journeyRow(j)).changes === 1) return { status: 'created', record: journeyOf(journey.get.get(j.key) as Row, 'journeys.insert') };
-            return exists(journey.get.get(j.key) as Row | undefined, (r) => journeyOf(r, 'journeys.insert'), 'journeys.insert');
-          });
+          if (journey.insert.run(journeyRow(j)).changes === 1) return { status: 'created', record: journeyOf(journey.get.get(j.key) as Row, 'journeys.insert') };
+          return exists(journey.get.get(j.key) as Row | undefined, (r) => journeyOf(r, 'journeys.insert'), 'journeys.insert');
         }),
       save: (j, expectedVersion) =>
-        run('journeys.save', () => {
+        write('journeys.save', () => {
           validate(JourneyRecordSchema, j, 'journeys.save');
           checkVersion(expectedVersion, 'journeys.save');
           return saved(journey.save.run({ ...journeyRow(j), expected: expectedVersion }).changes);
@@ -545,15 +563,13 @@ class SqliteStorageImpl implements SqliteStorage {
     this.devices = {
       get: (id) => run('devices.get', () => one(device.get.get(validate(idSchema, id, 'devices.get', 'id')) as Row | undefined, deviceOf)),
       insert: (d) =>
-        run('devices.insert', () => {
+        write('devices.insert', (): InsertResult<Device> => {
           validate(DeviceSchema, d, 'devices.insert');
-          return immediate((): InsertResult<Device> => {
-            if (device.insert.run(deviceRow(d)).changes === 1) return { status: 'created', record: deviceOf(device.get.get(d.id) as Row) };
-            return exists(device.get.get(d.id) as Row | undefined, deviceOf, 'devices.insert');
-          });
+          if (device.insert.run(deviceRow(d)).changes === 1) return { status: 'created', record: deviceOf(device.get.get(d.id) as Row) };
+          return exists(device.get.get(d.id) as Row | undefined, deviceOf, 'devices.insert');
         }),
       save: (d, expectedVersion) =>
-        run('devices.save', () => {
+        write('devices.save', () => {
           validate(DeviceSchema, d, 'devices.save');
           checkVersion(expectedVersion, 'devices.save');
           return saved(device.save.run({ ...deviceRow(d), expected: expectedVersion }).changes);
@@ -579,21 +595,19 @@ class SqliteStorageImpl implements SqliteStorage {
       getByDeviceCodeHash: (hash) => run('pairings.getByDeviceCodeHash', () => one(pairing.byDevice.get(String(hash)) as Row | undefined, pairingOf)),
       getByUserCodeHash: (hash) => run('pairings.getByUserCodeHash', () => one(pairing.byUser.get(String(hash)) as Row | undefined, pairingOf)),
       insert: (p) =>
-        run('pairings.insert', () => {
+        write('pairings.insert', (): InsertResult<Pairing> => {
           validate(PairingSchema, p, 'pairings.insert');
-          return immediate((): InsertResult<Pairing> => {
-            if (pairing.insert.run(pairingRow(p)).changes === 1) return { status: 'created', record: pairingOf(pairing.get.get(p.id) as Row) };
-            const existing = (pairing.get.get(p.id) ?? pairing.byDevice.get(p.deviceCodeHash) ?? pairing.byUser.get(p.userCodeHash)) as Row | undefined;
-            return exists(existing, pairingOf, 'pairings.insert');
-          });
+          if (pairing.insert.run(pairingRow(p)).changes === 1) return { status: 'created', record: pairingOf(pairing.get.get(p.id) as Row) };
+          const existing = (pairing.get.get(p.id) ?? pairing.byDevice.get(p.deviceCodeHash) ?? pairing.byUser.get(p.userCodeHash)) as Row | undefined;
+          return exists(existing, pairingOf, 'pairings.insert');
         }),
       save: (p, expectedVersion) =>
-        run('pairings.save', () => {
+        write('pairings.save', () => {
           validate(PairingSchema, p, 'pairings.save');
           checkVersion(expectedVersion, 'pairings.save');
           return saved(pairing.save.run({ ...pairingRow(p), expected: expectedVersion }).changes);
         }),
-      deleteExpired: (before) => run('pairings.deleteExpired', () => pairing.deleteExpired.run(validate(timestampSchema, before, 'pairings.deleteExpired', 'before')).changes),
+      deleteExpired: (before) => write('pairings.deleteExpired', () => pairing.deleteExpired.run(validate(timestampSchema, before, 'pairings.deleteExpired', 'before')).changes),
     };
 
     // cases -------------------------------------------------------------------
@@ -611,16 +625,14 @@ class SqliteStorageImpl implements SqliteStorage {
     this.cases = {
       get: (ref) => run('cases.get', () => one(raCase.get.get(String(ref)) as Row | undefined, (r) => caseOf(r, 'cases.get'))),
       insert: (c) =>
-        run('cases.insert', () => {
+        write('cases.insert', (): InsertResult<RaCase> => {
           validate(RaCaseSchema, c, 'cases.insert');
-          return immediate((): InsertResult<RaCase> => {
-            if (raCase.insert.run(caseRow(c)).changes === 1) return { status: 'created', record: caseOf(raCase.get.get(c.ref) as Row, 'cases.insert') };
-            const existing = (raCase.get.get(c.ref) ?? raCase.bySource.get(c.sourceId)) as Row | undefined;
-            return exists(existing, (r) => caseOf(r, 'cases.insert'), 'cases.insert');
-          });
+          if (raCase.insert.run(caseRow(c)).changes === 1) return { status: 'created', record: caseOf(raCase.get.get(c.ref) as Row, 'cases.insert') };
+          const existing = (raCase.get.get(c.ref) ?? raCase.bySource.get(c.sourceId)) as Row | undefined;
+          return exists(existing, (r) => caseOf(r, 'cases.insert'), 'cases.insert');
         }),
       save: (c, expectedVersion) =>
-        run('cases.save', () => {
+        write('cases.save', () => {
           validate(RaCaseSchema, c, 'cases.save');
           checkVersion(expectedVersion, 'cases.save');
           return saved(raCase.save.run({ ...caseRow(c), expected: expectedVersion }).changes);
@@ -639,7 +651,7 @@ class SqliteStorageImpl implements SqliteStorage {
     };
     this.audit = {
       append: (e) =>
-        run('audit.append', () => {
+        write('audit.append', () => {
           validate(AuditEntrySchema, e, 'audit.append');
           audit.append.run({ id: e.id, at: e.at, actor: e.actor, action: e.action, personId: e.personId, details: JSON.stringify(e.details) });
         }),
@@ -667,11 +679,72 @@ class SqliteStorageImpl implements SqliteStorage {
           })),
         ),
       put: (record) =>
-        run('conversations.put', () => {
+        write('conversations.put', () => {
           validate(ConversationRecordSchema, record, 'conversations.put');
           conversation.put.run({ personId: record.personId, reference: JSON.stringify(record.reference), updatedAt: record.updatedAt });
         }),
     };
+  }
+
+  /**
+   * Queue a write for the next group commit.
+   *
+   * Writes issued in the same event-loop turn share one `BEGIN IMMEDIATE ... COMMIT`
+   * (one fsync under synchronous=FULL), each inside its own savepoint, so a write that
+   * throws rolls back alone. Writes run in the order issued, so compare-and-set within a
+   * batch behaves as if they ran one by one. The promise settles only after the commit
+   * is durable; if the commit itself fails, every write of the batch is rejected and
+   * none is stored.
+   */
+  private write<T>(operation: string, fn: () => T): Promise<T> {
+    if (!this.db.open) return Promise.reject(new StorageError(STORAGE_ERROR.UNAVAILABLE, `${operation}: storage is closed`, { meta: { operation } }));
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ operation, fn, resolve: resolve as (value: unknown) => void, reject });
+      this.flushTimer ??= setImmediate(() => this.flush());
+    });
+  }
+
+  private flush(): void {
+    if (this.flushTimer) clearImmediate(this.flushTimer);
+    this.flushTimer = null;
+    const batch = this.queue;
+    this.queue = [];
+    if (batch.length === 0) return;
+    if (!this.db.open) {
+      for (const w of batch) w.reject(new StorageError(STORAGE_ERROR.UNAVAILABLE, `${w.operation}: storage is closed`, { meta: { operation: w.operation } }));
+      return;
+    }
+    const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
+    this.counters.commits += 1;
+    this.counters.writes += batch.length;
+    try {
+      this.db
+        .transaction(() => {
+          if (batch.length === 1) {
+            // Alone: no savepoint needed; a throw rolls the transaction back.
+            outcomes.push({ ok: true, value: batch[0]!.fn() });
+            return;
+          }
+          for (const w of batch) {
+            try {
+              // A nested transaction function runs as a SAVEPOINT and rolls back to it on a throw.
+              outcomes.push({ ok: true, value: this.db.transaction(w.fn)() });
+            } catch (error) {
+              outcomes.push({ ok: false, error });
+            }
+          }
+        })
+        .immediate();
+    } catch (error) {
+      // BEGIN or COMMIT failed (or the lone write threw): nothing of this batch is stored.
+      for (const w of batch) w.reject(toStorageError(w.operation, error));
+      return;
+    }
+    batch.forEach((w, i) => {
+      const o = outcomes[i]!;
+      if (o.ok) w.resolve(o.value);
+      else w.reject(toStorageError(w.operation, o.error));
+    });
   }
 
   private async run<T>(operation: string, fn: () => T): Promise<T> {
@@ -689,6 +762,8 @@ class SqliteStorageImpl implements SqliteStorage {
 
   async close(): Promise<void> {
     if (!this.db.open) return;
+    // Writes already issued are committed, not dropped.
+    this.flush();
     try {
       // Fold the WAL back into the main file so the store is one file at rest.
       this.db.pragma('wal_checkpoint(TRUNCATE)');
@@ -696,6 +771,10 @@ class SqliteStorageImpl implements SqliteStorage {
       // Another process may hold the WAL; SQLite checkpoints later. Closing still succeeds.
     }
     this.db.close();
+  }
+
+  stats(): SqliteStats {
+    return { ...this.counters };
   }
 
   settings(): SqliteSettings {
@@ -707,6 +786,14 @@ class SqliteStorageImpl implements SqliteStorage {
       busyTimeoutMs: Number(this.db.pragma('busy_timeout', { simple: true })),
       schemaVersion: num((this.db.prepare('SELECT MAX(version) AS v FROM schema_version').get() as Row).v),
     };
+  }
+}
+
+function createPrivateFile(file: string): void {
+  try {
+    closeSync(openSync(file, 'wx', 0o600));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
   }
 }
 

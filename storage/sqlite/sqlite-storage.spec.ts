@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -71,6 +71,17 @@ describe('sqlite storage: settings and schema', () => {
     raw.close();
   });
 
+  it('creates the data directory and the database files private to the owner', async () => {
+    const file = freshFile();
+    const s = openSqliteStorage({ file });
+    await s.persons.insert(makePerson());
+    const mode = (path: string) => statSync(path).mode & 0o777;
+    expect(mode(dirname(file))).toBe(0o700);
+    expect(mode(file)).toBe(0o600);
+    expect(mode(`${file}-wal`)).toBe(0o600);
+    await s.close();
+  });
+
   it('reopening does not migrate twice', async () => {
     const file = freshFile();
     await openSqliteStorage({ file }).close();
@@ -135,6 +146,49 @@ describe('sqlite storage: settings and schema', () => {
     expect(await again.persons.get(p.id)).toEqual(p);
     await again.close();
     await expect(openStorage({ kind: 'mongodb' } as never)).rejects.toMatchObject({ code: 'CONFIG.STORAGE_KIND_UNKNOWN' });
+  });
+});
+
+describe('sqlite storage: group commit', () => {
+  it('writes issued together share one commit; awaited writes commit one by one', async () => {
+    const s = openSqliteStorage({ file: freshFile() });
+    const people = Array.from({ length: 100 }, () => makePerson());
+    await Promise.all(people.map((p) => s.persons.insert(p)));
+    expect(s.stats()).toEqual({ writes: 100, commits: 1 });
+    for (const p of people.slice(0, 5)) await s.persons.save({ ...p, displayName: 'x' }, 1);
+    expect(s.stats()).toEqual({ writes: 105, commits: 6 });
+    for (const p of people) expect((await s.persons.get(p.id))?.teamsUserId).toBe(p.teamsUserId);
+    await s.close();
+  });
+
+  it('close commits writes already issued, and their promises resolve', async () => {
+    const file = freshFile();
+    const s = openSqliteStorage({ file });
+    const p = makePerson();
+    const pending = s.persons.insert(p);
+    await s.close();
+    expect((await pending).status).toBe('created');
+    const again = openSqliteStorage({ file });
+    expect(await again.persons.get(p.id)).toEqual(p);
+    await again.close();
+  });
+
+  it('a failing commit rejects every write of its batch and stores none of them', async () => {
+    const file = freshFile();
+    const s = openSqliteStorage({ file, busyTimeoutMs: 50 });
+    // Another connection holds the write lock, so BEGIN IMMEDIATE gives up after the busy timeout.
+    const blocker = new Database(file);
+    blocker.exec('BEGIN IMMEDIATE');
+    const people = [makePerson(), makePerson()];
+    const results = await Promise.allSettled(people.map((p) => s.persons.insert(p)));
+    blocker.exec('ROLLBACK');
+    blocker.close();
+    for (const r of results) {
+      expect(r.status).toBe('rejected');
+      expect((r as PromiseRejectedResult).reason).toMatchObject({ code: STORAGE_ERROR.UNAVAILABLE });
+    }
+    for (const p of people) expect(await s.persons.get(p.id)).toBeNull();
+    await s.close();
   });
 });
 

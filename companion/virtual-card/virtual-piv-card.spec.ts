@@ -250,6 +250,21 @@ describe('VirtualPivCard through PivSession (in-process reader)', () => {
   });
 });
 
+describe('VirtualPivCard.restoreFactoryState overrides', () => {
+  it('re-personalises (blocked, other retries) and refuses a bad override without changing anything', () => {
+    const card = makeCard();
+    card.restoreFactoryState({ blocked: true, pukRetries: 5 });
+    expect(card.pinRetries).toBe(0);
+    expect(card.pukRetries).toBe(5);
+    expect(() => card.restoreFactoryState({ pin: '12' })).toThrow(/PIN/);
+    expect(card.pinRetries).toBe(0);
+    card.restoreFactoryState({ blocked: false });
+    expect(card.pinRetries).toBe(3);
+    raw(card, SELECT);
+    expect(raw(card, `0020008008${pinBlock(PIN)}`)).toBe('9000');
+  });
+});
+
 describe('InProcessReaderAdapter', () => {
   it('replays current state to a new listener, then reports removal and insertion', () => {
     const reader = new InProcessReaderAdapter();

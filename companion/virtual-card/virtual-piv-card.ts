@@ -182,17 +182,29 @@ export class VirtualPivCard {
   /**
    * Put PIN, PUK and retry counters back to the values the card was built with and clear the card
    * session (verified state, selection), e.g. between tests. Power is left as it is.
+   *
+   * @param overrides - personalise differently from now on (e.g. `{ blocked: true }`); merged into the options
+   * @throws RangeError when an override breaks the rules of {@link VirtualPivCardOptions}
    */
-  restoreFactoryState(): void {
-    this.personalise();
+  restoreFactoryState(overrides: Partial<Pick<VirtualPivCardOptions, 'pin' | 'puk' | 'pinRetries' | 'pukRetries' | 'blocked'>> = {}): void {
+    const previous = { ...this.options };
+    Object.assign(this.options, overrides);
+    try {
+      this.personalise();
+    } catch (error) {
+      Object.assign(this.options, previous);
+      throw error;
+    }
     this.clearVolatileState();
   }
 
   private personalise(): void {
     const pinMax = retryMax(this.options.pinRetries, 'pinRetries');
     const pukMax = retryMax(this.options.pukRetries, 'pukRetries');
-    this.pin = { block: requireRefValue(this.options.pin, 'PIN'), retries: this.options.blocked ? 0 : pinMax, max: pinMax };
-    this.puk = { block: requireRefValue(this.options.puk, 'PUK'), retries: pukMax, max: pukMax };
+    const pin = requireRefValue(this.options.pin, 'PIN');
+    const puk = requireRefValue(this.options.puk, 'PUK');
+    this.pin = { block: pin, retries: this.options.blocked ? 0 : pinMax, max: pinMax };
+    this.puk = { block: puk, retries: pukMax, max: pukMax };
   }
 
   /** PIN retry counter now (0 = blocked). */

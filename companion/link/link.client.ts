@@ -262,8 +262,9 @@ export class LinkClient {
     if (!parsed.ok) {
       logger.warn({ error: parsed.error }, 'link frame refused');
       // A command that does not parse still gets its one reply, so the bot stops waiting; nothing else is answered.
-      if (parsed.id !== undefined && frameType(raw) === 'command') {
-        this.send({ type: 'reply', id: parsed.id, reply: { kind: 'error', code: 'PROTOCOL.INVALID_COMMAND', message: `command refused: ${parsed.error}`.slice(0, 500) } });
+      const commandId = invalidCommandId(raw);
+      if (commandId !== undefined) {
+        this.send({ type: 'reply', id: commandId, reply: { kind: 'error', code: 'PROTOCOL.INVALID_COMMAND', message: `command refused: ${parsed.error}`.slice(0, 500) } });
       }
       return;
     }
@@ -390,10 +391,13 @@ export class LinkClient {
   }
 }
 
-function frameType(raw: Buffer): unknown {
+/** The id of a frame that claims to be a command, when the id itself is valid (1-64 chars); else undefined. */
+function invalidCommandId(raw: Buffer): string | undefined {
   try {
     const json: unknown = JSON.parse(raw.toString('utf8'));
-    return typeof json === 'object' && json !== null ? (json as { type?: unknown }).type : undefined;
+    if (typeof json !== 'object' || json === null) return undefined;
+    const { type, id } = json as { type?: unknown; id?: unknown };
+    return type === 'command' && typeof id === 'string' && id.length >= 1 && id.length <= 64 ? id : undefined;
   } catch {
     return undefined;
   }

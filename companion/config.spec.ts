@@ -1,0 +1,85 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from './companion.errors';
+import { linkUrlFor, loadCompanionConfig, pairUrlFor, sanitiseWorkstation } from './config';
+
+const VIRTUAL = {
+  COMPANION_READER: 'virtual',
+  COMPANION_VIRTUAL_CARD_ID: '00112233445566778899aabbccddeeff',
+  COMPANION_VIRTUAL_CARD_PIN: '284719',
+  COMPANION_VIRTUAL_CARD_PUK: '73920184',
+};
+
+function errorOf(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof ConfigError) return err;
+    throw err;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('loadCompanionConfig', () => {
+  it('applies defaults', () => {
+    const c = loadCompanionConfig({ HOME: '/home/x', COMPANION_WORKSTATION: 'WS-01' });
+    expect(c.botUrl.href).toBe('http://127.0.0.1:3978/');
+    expect(c.reader).toEqual({ kind: 'pcsc', readerName: null });
+    expect(c.pagePort).toBe(0);
+    expect(c.workstation).toBe('WS-01');
+    expect(c.logLevel).toBe('info');
+    expect(c.logFile).toBeNull();
+    expect(c.dataDir).toMatch(/smartcard-assist-companion$/);
+  });
+
+  it('reads the virtual card and lets flags win over variables', () => {
+    const c = loadCompanionConfig({ ...VIRTUAL, COMPANION_PAGE_PORT: '8080', COMPANION_VIRTUAL_CARD_BLOCKED: 'true' }, ['--page-port', '9090', '--data-dir=/tmp/x']);
+    expect(c.pagePort).toBe(9090);
+    expect(c.dataDir).toBe('/tmp/x');
+    expect(c.reader).toEqual({ kind: 'virtual', readerName: null, card: { cardId: VIRTUAL.COMPANION_VIRTUAL_CARD_ID, pin: '284719', puk: '73920184', blocked: true } });
+  });
+
+  it.each([
+    [{ SMARTCARD_BOT_URL: 'not a url' }, 'SMARTCARD_BOT_URL'],
+    [{ SMARTCARD_BOT_URL: 'ftp://x' }, 'SMARTCARD_BOT_URL'],
+    [{ COMPANION_READER: 'usb' }, 'COMPANION_READER'],
+    [{ COMPANION_PAGE_PORT: '70000' }, 'COMPANION_PAGE_PORT'],
+    [{ COMPANION_PAGE_PORT: '-1' }, 'COMPANION_PAGE_PORT'],
+    [{ COMPANION_LOG_LEVEL: 'loud' }, 'COMPANION_LOG_LEVEL'],
+    [{ COMPANION_WORKSTATION: 'bad/name' }, 'COMPANION_WORKSTATION'],
+    [{ COMPANION_READER: 'virtual' }, 'COMPANION_VIRTUAL_CARD_ID'],
+    [{ ...VIRTUAL, COMPANION_VIRTUAL_CARD_ID: 'ABC' }, 'COMPANION_VIRTUAL_CARD_ID'],
+    [{ ...VIRTUAL, COMPANION_VIRTUAL_CARD_BLOCKED: 'maybe' }, 'COMPANION_VIRTUAL_CARD_BLOCKED'],
+  ])('refuses %j naming %s', (env, variable) => {
+    const err = errorOf(() => loadCompanionConfig(env));
+    expect(err.code).toBe('CONFIG.INVALID');
+    expect(err.message.startsWith(`${variable}: `)).toBe(true);
+  });
+
+  it('never puts a secret value in the message', () => {
+    const err = errorOf(() => loadCompanionConfig({ ...VIRTUAL, COMPANION_VIRTUAL_CARD_PUK: '7392018' }));
+    expect(err.message).toMatch(/^COMPANION_VIRTUAL_CARD_PUK: /);
+    expect(err.message).not.toContain('7392018');
+    const err2 = errorOf(() => loadCompanionConfig({ ...VIRTUAL, COMPANION_VIRTUAL_CARD_PIN: '28x719' }));
+    expect(err2.message).not.toContain('28x719');
+  });
+
+  it('names the flag when the bad value came from a flag, and refuses unknown flags', () => {
+    expect(errorOf(() => loadCompanionConfig({}, ['--page-port', 'abc'])).message).toMatch(/^--page-port: /);
+    expect(errorOf(() => loadCompanionConfig({}, ['--virtual-card-pin', '123456'])).message).toMatch(/^--virtual-card-pin: unknown/);
+  });
+});
+
+describe('URLs and names', () => {
+  it('derives the link and pairing URLs from the bot URL', () => {
+    expect(linkUrlFor(new URL('http://127.0.0.1:3978')).href).toBe('ws://127.0.0.1:3978/companion/link');
+    expect(linkUrlFor(new URL('https://bot.example/prefix')).href).toBe('wss://bot.example/prefix/companion/link');
+    expect(pairUrlFor(new URL('http://127.0.0.1:3978/'), 'poll').href).toBe('http://127.0.0.1:3978/companion/pair/poll');
+  });
+
+  it('sanitises host names into workstation names', () => {
+    expect(sanitiseWorkstation('ws-01.trust.nhs.uk')).toBe('ws-01.trust.nhs.uk');
+    expect(sanitiseWorkstation('pc#7 (ward)')).toBe('pc-7 -ward-');
+    expect(sanitiseWorkstation('///')).toBe('workstation');
+    expect(sanitiseWorkstation('x'.repeat(80))).toHaveLength(64);
+  });
+});

@@ -238,6 +238,21 @@ export function runStorageConformance(name: string, factory: () => Promise<Stora
         expect(await s.journeys.get(j.key)).toEqual({ ...next, version: 2 });
       });
 
+      it('accepts undefined properties in state and payloads (dropped, as JSON does) but refuses values JSON cannot hold', async () => {
+        const j = makeJourney({ state: { step: 'x', optional: undefined, list: [1] }, pendingEffects: [makeEffect({ payload: { sw: undefined, ok: true } })] });
+        await s.journeys.insert(j);
+        const got = await s.journeys.get(j.key);
+        expect(got!.state).toStrictEqual({ step: 'x', list: [1] });
+        expect(got!.pendingEffects[0]!.payload).toStrictEqual({ ok: true });
+        for (const state of [{ when: new Date() }, { n: Number.NaN }, { big: 1n }, { list: [undefined] }, { m: new Map() }]) {
+          const other = makeJourney({ state });
+          const err = await rejection(s.journeys.insert(other));
+          expect(err.code).toBe(STORAGE_ERROR.INVALID_RECORD);
+          expect(err.message).toMatch(/state/);
+          expect(await s.journeys.get(other.key)).toBeNull();
+        }
+      });
+
       it('refuses a key that does not match personId:kind, and duplicate effect ids', async () => {
         const j = makeJourney();
         expect((await rejection(s.journeys.insert({ ...j, key: `${j.personId}:registration` }))).code).toBe(STORAGE_ERROR.INVALID_RECORD);

@@ -34,6 +34,45 @@ const version = z.number().int('must be an integer').min(1, 'must be 1 or more')
 const sealed = z.string().regex(STORAGE_FORMATS.sealed, 'must be a sealed value (v1.<iv>.<ciphertext>.<tag>), never a plaintext secret');
 const keyedHash = z.string().regex(STORAGE_FORMATS.keyedHash, 'must be a keyed hash (64 lower-case hex digits), never a plaintext secret');
 const cardId = z.string().regex(STORAGE_FORMATS.cardId, 'must be 32 lower-case hex digits (CHUID GUID)');
+/**
+ * Find why a value would not survive a JSON round trip unchanged.
+ * `undefined` object properties are allowed (JSON drops them, as optional fields expect);
+ * functions, symbols, BigInt, non-finite numbers, `undefined` array items and objects other than
+ * plain objects and arrays (Date, Map, class instances) are not.
+ *
+ * @returns the path and reason of the first problem, or null when the value is plain JSON
+ */
+export function jsonProblem(value: unknown, path = '', depth = 0): string | null {
+  const at = path || '(value)';
+  if (depth > 64) return `${at}: nested more than 64 levels`;
+  if (value === null || typeof value === 'string' || typeof value === 'boolean') return null;
+  if (typeof value === 'number') return Number.isFinite(value) ? null : `${at}: must be a finite number`;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      if (value[i] === undefined) return `${path}[${i}]: undefined is not JSON`;
+      const p = jsonProblem(value[i], `${path}[${i}]`, depth + 1);
+      if (p) return p;
+    }
+    return null;
+  }
+  if (typeof value === 'object') {
+    const proto = Object.getPrototypeOf(value);
+    if (proto !== Object.prototype && proto !== null) return `${at}: must be a plain object (got ${(value as object).constructor?.name ?? 'an object'}); convert it first`;
+    for (const [k, v] of Object.entries(value)) {
+      if (v === undefined) continue;
+      const p = jsonProblem(v, path ? `${path}.${k}` : k, depth + 1);
+      if (p) return p;
+    }
+    return null;
+  }
+  return `${at}: a ${typeof value} is not JSON`;
+}
+
+const json = z.custom<unknown>().superRefine((value, ctx) => {
+  const problem = jsonProblem(value);
+  if (problem) ctx.addIssue({ code: 'custom', message: `not storable as JSON: ${problem}` });
+});
+
 const scalarMap = z.record(z.string().max(100), z.union([z.string().max(2000), z.number(), z.boolean(), z.null()]));
 
 export const AnswerHashSchema = z.object({
@@ -68,7 +107,7 @@ export const CardRecordSchema = z.object({
   version,
 }) satisfies z.ZodType<CardRecord>;
 
-const StoredEffectSchema = z.object({ id, type: id, payload: z.json(), attempts: z.number().int().min(0) });
+const StoredEffectSchema = z.object({ id, type: id, payload: json, attempts: z.number().int().min(0) });
 
 export const JourneyRecordSchema = z
   .object({
@@ -76,7 +115,7 @@ export const JourneyRecordSchema = z
     personId: id,
     kind: z.enum(['unlock', 'registration']),
     runId: id,
-    state: z.json(),
+    state: json,
     counters: z.record(z.string().max(100), z.number().refine(Number.isFinite, 'must be a finite number')),
     pendingEffects: z.array(StoredEffectSchema).max(1000),
     ui: z.object({ activityId: z.string().max(500).nullable() }),
@@ -136,7 +175,7 @@ export const AuditEntrySchema = z.object({
 
 export const ConversationRecordSchema = z.object({
   personId: id,
-  reference: z.record(z.string(), z.json()),
+  reference: z.record(z.string(), json),
   updatedAt: timestamp,
 }) satisfies z.ZodType<ConversationRecord>;
 

@@ -1,0 +1,308 @@
+/**
+ * Unlock controller, through the whole companion runtime: the in-process
+ * virtual PIV card, the real passcode page over HTTP, and a local `ws` server
+ * speaking the bot's side of the link ({@link FakeBot}). Outcomes are read back
+ * from the card (the new passcode verifies, the PUK changed) and from the frames
+ * the bot received.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createLogger } from '../../common/logger';
+import type { Request, Response } from '../../protocol/companion-link.protocol';
+import { CardService } from '../card/card.service';
+import { CompanionRuntime } from '../companion.runtime';
+import { FakeBot } from '../link/bot-link.fake';
+import { CredentialStore } from '../pairing/credential.store';
+import { PageBrowser, pageState, pageText } from '../passcode-page/page-browser.fake';
+import { INS, KEY_REF } from '../piv/piv.constants';
+import { InvalidPinError, InvalidPukError } from '../piv/piv.errors';
+import { PivSession } from '../piv/piv.session';
+import { InProcessReaderAdapter } from '../virtual-card/in-process-reader.adapter';
+import { VirtualPivCard } from '../virtual-card/virtual-piv-card';
+
+const CARD_ID = '00112233445566778899aabbccddeeff';
+const OTHER_ID = 'ffeeddccbbaa99887766554433221100';
+const OLD_PIN = '204817';
+const PUK = '73920184';
+const NEW_PUK = '51846203';
+const NEW_PASSCODE = '583920';
+const CODE = '48213957';
+const JOURNEY = randomUUID();
+
+const until = async (check: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> => {
+  const end = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
+
+interface World {
+  bot: FakeBot;
+  reader: InProcessReaderAdapter;
+  card: VirtualPivCard;
+  runtime: CompanionRuntime;
+  browser: PageBrowser;
+  lines: string[];
+  logs: () => string;
+  dataDir: string;
+  triesLeft: number;
+}
+
+let world: World | null = null;
+afterEach(async () => {
+  if (!world) return;
+  await world.runtime.stop();
+  await world.reader.close();
+  await world.bot.stop();
+  await rm(world.dataDir, { recursive: true, force: true });
+  world = null;
+});
+
+/** The bot's side of the unlock, as the journey would answer. */
+function botSide(w: { triesLeft: number }) {
+  return (request: Request): Response => {
+    switch (request.kind) {
+      case 'unlock.submit_code':
+        if (request.code === CODE) return { kind: 'unlock.authorised', journeyId: request.journeyId, puk: PUK, newPuk: NEW_PUK };
+        w.triesLeft -= 1;
+        return { kind: 'unlock.refused', reason: 'wrong_code', message: 'That code is not right.', triesLeft: w.triesLeft };
+      case 'unlock.resume':
+        return { kind: 'unlock.authorised', journeyId: request.journeyId, puk: PUK, newPuk: NEW_PUK };
+      case 'unlock.result':
+        return { kind: 'ok' };
+    }
+  };
+}
+
+async function setup(cardId = CARD_ID): Promise<World> {
+  const chunks: string[] = [];
+  const logger = createLogger({
+    name: 'unlock-spec',
+    level: 'trace',
+    destination: new Writable({
+      write(c, _e, cb) {
+        chunks.push(String(c));
+        cb();
+      },
+    }),
+  });
+  const bot = new FakeBot();
+  const botUrl = await bot.start();
+  const reader = new InProcessReaderAdapter();
+  const card = new VirtualPivCard({ cardId, pin: OLD_PIN, puk: PUK, blocked: true });
+  reader.insert(card);
+  const dataDir = await mkdtemp(join(tmpdir(), 'unlock-spec-'));
+  const credentials = new CredentialStore(dataDir, logger);
+  const deviceId = randomUUID();
+  const credential = `${deviceId}.${randomBytes(32).toString('base64url')}`;
+  bot.credentials.set(credential, { deviceId, personName: 'Alex Wilber' });
+  await credentials.write({ deviceId, credential, personName: 'Alex Wilber', botUrl: botUrl.href, pairedAt: new Date().toISOString() });
+  const lines: string[] = [];
+  const runtime = new CompanionRuntime({
+    botUrl,
+    workstation: 'WS-01',
+    pagePort: 0,
+    credentials,
+    card: new CardService({ reader, readerName: null, logger, insertSettleMs: 5 }),
+    logger,
+    print: (l) => lines.push(l),
+    tuning: { linkBackoff: { initialMs: 20, maxMs: 200 } },
+  });
+  const link = await runtime.start();
+  const browser = new PageBrowser(link);
+  expect((await browser.open()).status).toBe(200);
+  await until(() => runtime.linkState === 'ready');
+  const w: World = { bot, reader, card, runtime, browser, lines, logs: () => chunks.join(''), dataDir, triesLeft: 5 };
+  bot.onRequest = botSide(w);
+  world = w;
+  return w;
+}
+
+async function prompt(w: World, cardId = CARD_ID): Promise<void> {
+  const reply = await w.bot.command({ kind: 'unlock.prompt', journeyId: JOURNEY, cardId, codeExpiresAt: new Date(Date.now() + 15 * 60_000).toISOString() });
+  expect(reply).toEqual({ kind: 'ack' });
+}
+
+const form = (code: string, passcode = NEW_PASSCODE, confirmation = passcode) => ({ code, passcode, confirmation });
+
+async function verifies(reader: InProcessReaderAdapter, pin: string): Promise<boolean> {
+  const conn = await reader.connect(reader.readerName);
+  try {
+    await (await PivSession.open(conn)).verifyPin(pin);
+    return true;
+  } catch (err) {
+    if (err instanceof InvalidPinError) return false;
+    throw err;
+  } finally {
+    await conn.close('reset');
+  }
+}
+
+async function pukIs(reader: InProcessReaderAdapter, puk: string): Promise<boolean> {
+  const conn = await reader.connect(reader.readerName);
+  try {
+    await (await PivSession.open(conn)).changePuk(puk, puk);
+    return true;
+  } catch (err) {
+    if (err instanceof InvalidPukError) return false;
+    throw err;
+  } finally {
+    await conn.close('reset');
+  }
+}
+
+/** No secret of the test in any frame the bot got, any log line, or any stdout line. */
+function expectNoSecretsLeaked(w: World): void {
+  const frames = JSON.stringify(w.bot.received.map((r) => r.frame));
+  expect(frames).not.toContain(NEW_PASSCODE);
+  expect(frames).not.toContain(PUK);
+  expect(frames).not.toContain(NEW_PUK);
+  const logs = w.logs();
+  expect(logs.length).toBeGreaterThan(0);
+  for (const secret of [NEW_PASSCODE, OLD_PIN, PUK, NEW_PUK, CODE]) {
+    expect(logs).not.toContain(secret);
+    expect(w.lines.join('\n')).not.toContain(secret);
+  }
+}
+
+describe('unlock controller (in-process virtual card, local ws bot side)', () => {
+  it('happy path: sends only the code, unblocks the card with the new passcode, reports the result', async () => {
+    const w = await setup();
+    expect(pageState((await w.browser.get()).body)).toBe('idle');
+    await prompt(w);
+    expect(w.lines).toContain('UNLOCK: type your unlock code and a new passcode on the passcode page');
+    const formPage = await w.browser.get();
+    expect(pageState(formPage.body)).toBe('awaiting_unlock');
+    expect(pageText(formPage.body)).toContain('Unlock code');
+
+    const done = await w.browser.post('/unlock', form('4821 3957'));
+    expect(pageState(done.body)).toBe('done');
+    expect(pageText(done.body)).toContain('Your card is unlocked');
+
+    // What the bot got: only the code (spaces removed), then the outcome.
+    await w.bot.waitFor((r) => r.frame.type === 'request' && r.frame.request.kind === 'unlock.result');
+    expect(w.bot.requests()).toEqual([
+      { kind: 'unlock.submit_code', journeyId: JOURNEY, cardId: CARD_ID, code: CODE },
+      { kind: 'unlock.result', journeyId: JOURNEY, cardId: CARD_ID, outcome: 'unblocked', pukOnCard: 'new' },
+    ]);
+    // Read back from the card.
+    expect(w.card.pinBlocked).toBe(false);
+    expect(await verifies(w.reader, NEW_PASSCODE)).toBe(true);
+    expect(await verifies(w.reader, OLD_PIN)).toBe(false);
+    expect(await pukIs(w.reader, NEW_PUK)).toBe(true);
+    expect(w.runtime.unlock.holdsPasscode).toBe(false);
+
+    // The bot closes the journey: the success screen stays.
+    await w.bot.command({ kind: 'unlock.closed', journeyId: JOURNEY, outcome: 'unlocked', message: 'Your card is unlocked.' });
+    expect(pageState((await w.browser.get()).body)).toBe('done');
+    expectNoSecretsLeaked(w);
+  });
+
+  it('wrong code: the page says so with the tries left and the card is untouched; a policy refusal sends nothing', async () => {
+    const w = await setup();
+    await prompt(w);
+    const wrong = await w.browser.post('/unlock', form('11112222'));
+    expect(pageState(wrong.body)).toBe('awaiting_unlock');
+    expect(pageText(wrong.body)).toContain('That unlock code is not right. You can try 4 more times.');
+    expect(w.card.pinBlocked).toBe(true);
+    expect(w.card.pukRetries).toBe(w.card.pukRetriesMax);
+    expect(w.runtime.unlock.holdsPasscode).toBe(false);
+
+    const weak = await w.browser.post('/unlock', form(CODE, '123456'));
+    expect(pageText(weak.body)).toContain('cannot be a run of digits');
+    const mismatch = await w.browser.post('/unlock', form(CODE, NEW_PASSCODE, '583921'));
+    expect(pageText(mismatch.body)).toContain('do not match');
+    const badCode = await w.browser.post('/unlock', form('1234'));
+    expect(pageText(badCode.body)).toContain('8 digits');
+    expect(w.bot.requests()).toHaveLength(1); // only the first (wrong) code reached the bot
+
+    const done = await w.browser.post('/unlock', form(CODE));
+    expect(pageState(done.body)).toBe('done');
+    expect(await verifies(w.reader, NEW_PASSCODE)).toBe(true);
+    expectNoSecretsLeaked(w);
+  });
+
+  it('card pulled mid-unblock (after the PUK change took effect): "put your card back", then resumes and finishes', async () => {
+    const w = await setup();
+    await prompt(w);
+    w.card.afterCommand = (ins, apdu) => {
+      if (ins === INS.CHANGE_REFERENCE_DATA && apdu[3] === KEY_REF.PUK) {
+        w.card.afterCommand = undefined;
+        w.reader.remove();
+      }
+    };
+    const removed = await w.browser.post('/unlock', form(CODE));
+    expect(pageState(removed.body)).toBe('card_removed');
+    expect(pageText(removed.body)).toContain('Put your card back to finish');
+    await w.bot.waitFor((r) => r.frame.type === 'request' && r.frame.request.kind === 'unlock.result');
+    expect(w.bot.requests()[1]).toEqual({ kind: 'unlock.result', journeyId: JOURNEY, cardId: CARD_ID, outcome: 'card_removed', pukOnCard: 'unknown' });
+    expect(w.runtime.unlock.holdsPasscode).toBe(true);
+
+    // Another card first: no resume, the page says it is the wrong card.
+    const other = new VirtualPivCard({ cardId: OTHER_ID, pin: OLD_PIN, puk: PUK });
+    w.reader.insert(other);
+    await until(async () => pageText((await w.browser.get()).body).includes('not the card you are unlocking'));
+    expect(w.bot.requests().some((r) => r.kind === 'unlock.resume')).toBe(false);
+    w.reader.remove();
+
+    // The right card comes back: resume, finish with the passcode held in memory.
+    w.reader.insert(w.card);
+    await until(async () => pageState((await w.browser.get()).body) === 'done');
+    await until(() => w.bot.requests().filter((r) => r.kind === 'unlock.result').length === 2);
+    expect(w.bot.requests().map((r) => r.kind)).toEqual(['unlock.submit_code', 'unlock.result', 'unlock.resume', 'unlock.result']);
+    expect(w.bot.requests()[2]).toEqual({ kind: 'unlock.resume', journeyId: JOURNEY, cardId: CARD_ID });
+    expect(w.bot.requests()[3]).toMatchObject({ outcome: 'unblocked', pukOnCard: 'new' });
+    expect(await verifies(w.reader, NEW_PASSCODE)).toBe(true);
+    expect(await pukIs(w.reader, NEW_PUK)).toBe(true);
+    expect(w.runtime.unlock.holdsPasscode).toBe(false);
+
+    // The bot heard about the card leaving and coming back.
+    const events = w.bot.received.flatMap((r) => (r.frame.type === 'card.event' ? [r.frame.status] : []));
+    expect(events).toContainEqual({ present: false, reader: w.reader.readerName });
+    expect(events).toContainEqual({ present: true, reader: w.reader.readerName, cardId: OTHER_ID, pinRetries: 3 });
+    expectNoSecretsLeaked(w);
+  });
+
+  it('unlock.closed clears the page and drops the held passcode', async () => {
+    const w = await setup();
+    await prompt(w);
+    w.card.onCommand = (ins) => {
+      if (ins === INS.RESET_RETRY_COUNTER) {
+        w.card.onCommand = undefined;
+        w.reader.remove();
+      }
+    };
+    expect(pageState((await w.browser.post('/unlock', form(CODE))).body)).toBe('card_removed');
+    expect(w.runtime.unlock.holdsPasscode).toBe(true);
+    await w.bot.command({ kind: 'unlock.closed', journeyId: JOURNEY, outcome: 'cancelled', message: 'You cancelled the unlock.' });
+    const page = await w.browser.get();
+    expect(pageState(page.body)).toBe('idle');
+    expect(pageText(page.body)).toContain('You cancelled the unlock.');
+    expect(w.runtime.unlock.holdsPasscode).toBe(false);
+    // Reinserting the card now does nothing.
+    w.reader.insert(w.card);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(w.bot.requests().some((r) => r.kind === 'unlock.resume')).toBe(false);
+    expect(w.card.pinBlocked).toBe(true);
+  });
+
+  it('a refusal the person cannot fix shows the reason without a retry; "unavailable" offers a retry back to the form', async () => {
+    const w = await setup();
+    await prompt(w);
+    w.bot.onRequest = () => ({ kind: 'unlock.refused', reason: 'unavailable', message: '' });
+    const page = await w.browser.post('/unlock', form(CODE));
+    expect(pageState(page.body)).toBe('error');
+    expect(page.body).toContain('action="/retry"');
+    expect(pageState((await w.browser.post('/retry', {})).body)).toBe('awaiting_unlock');
+    w.bot.onRequest = () => ({ kind: 'unlock.refused', reason: 'expired', message: 'Your unlock code has expired. Start again in Teams.' });
+    const expired = await w.browser.post('/unlock', form(CODE));
+    expect(pageText(expired.body)).toContain('Your unlock code has expired. Start again in Teams.');
+    expect(expired.body).not.toContain('action="/retry"');
+    expect(w.card.pinBlocked).toBe(true);
+  });
+});

@@ -267,7 +267,7 @@ export class PcscReaderAdapter implements CardReaderPort {
     this.context = undefined;
     for (const [name, entry] of [...this.entries]) {
       this.entries.delete(name);
-      entry.connection?.markDead();
+      entry.connection?.markDead('service');
       if (announce) {
         if (entry.present) this.emit({ type: 'card.removed', reader: name });
         this.emit({ type: 'reader.removed', reader: name });
@@ -300,7 +300,7 @@ export class PcscReaderAdapter implements CardReaderPort {
     reader.on('end', () => {
       if (this.entries.get(name) !== entry) return;
       this.entries.delete(name);
-      entry.connection?.markDead();
+      entry.connection?.markDead('reader');
       if (entry.present) this.emit({ type: 'card.removed', reader: name });
       this.emit({ type: 'reader.removed', reader: name });
       this.logger?.info({ reader: name }, 'reader removed');
@@ -320,7 +320,7 @@ export class PcscReaderAdapter implements CardReaderPort {
     entry.eventCount = eventCount;
     if (entry.present && (!present || swapped)) {
       entry.present = false;
-      entry.connection?.markDead();
+      entry.connection?.markDead('card');
       this.logger?.info({ reader: name }, 'card removed');
       this.emit({ type: 'card.removed', reader: name });
     }
@@ -376,8 +376,8 @@ class PcscConnection implements CardConnection {
   private readonly protocol: number;
   private queue: Promise<unknown> = Promise.resolve();
   private open = true;
-  /** The card was seen removed (or the context lost) since this connection was made. */
-  private dead = false;
+  /** Why the connection can no longer reach its card: the card was removed, the reader went, or pcscd went. */
+  private deadBecause: 'card' | 'reader' | 'service' | undefined;
 
   constructor(adapter: PcscReaderAdapter, entry: ReaderEntry, protocol: number) {
     this.adapter = adapter;
@@ -387,13 +387,24 @@ class PcscConnection implements CardConnection {
     this.protocol = protocol;
   }
 
-  markDead(): void {
-    this.dead = true;
+  markDead(reason: 'card' | 'reader' | 'service'): void {
+    this.deadBecause ??= reason;
   }
 
-  /** The card went away after this connection was made; it can only be closed. */
+  /** The card (or its reader, or pcscd) went away after this connection was made; it can only be closed. */
   get isDead(): boolean {
-    return this.dead;
+    return this.deadBecause !== undefined;
+  }
+
+  private deadError(): CardError {
+    const meta = { reader: this.reader, operation: 'transmit', pcscCode: null };
+    if (this.deadBecause === 'service') {
+      return new CardError(CARD_ERROR_CODE.READER_UNAVAILABLE, `transmit on reader "${this.reader}" failed: ${PCSC_SERVICE_DOWN_MESSAGE}`, { meta });
+    }
+    if (this.deadBecause === 'reader') {
+      return new CardError(CARD_ERROR_CODE.READER_UNAVAILABLE, `transmit on reader "${this.reader}" failed: the reader was disconnected`, { meta });
+    }
+    return new CardError(CARD_ERROR_CODE.REMOVED, `transmit on reader "${this.reader}" failed: the card was removed`, { meta });
   }
 
   transmit(apdu: Buffer): Promise<Buffer> {
@@ -403,8 +414,8 @@ class PcscConnection implements CardConnection {
           reject(new CardError(CARD_ERROR_CODE.TRANSMIT_FAILED, `connection to reader "${this.reader}" is closed`, { meta: { reader: this.reader } }));
           return;
         }
-        if (this.dead) {
-          reject(new CardError(CARD_ERROR_CODE.REMOVED, `transmit on reader "${this.reader}" failed: the card was removed`, { meta: { reader: this.reader, pcscCode: null, operation: 'transmit' } }));
+        if (this.isDead) {
+          reject(this.deadError());
           return;
         }
         this.entry.reader.transmit(apdu, RECEIVE_BUFFER_BYTES, this.protocol, (err, response) => {
@@ -426,8 +437,8 @@ class PcscConnection implements CardConnection {
    */
   private async shortResponse(response: Buffer): Promise<Buffer> {
     const deadline = Date.now() + REMOVAL_GRACE_MS;
-    while (!this.dead && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 25));
-    if (this.dead) {
+    while (!this.isDead && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 25));
+    if (this.isDead) {
       throw new CardError(CARD_ERROR_CODE.REMOVED, `transmit on reader "${this.reader}" failed: the card was removed mid-command (response of ${response.length} bytes)`, {
         meta: { reader: this.reader, operation: 'transmit', pcscCode: null, responseLength: response.length },
       });

@@ -26,24 +26,23 @@ export const VPCD_READER_2 = { name: 'Virtual PCD 00 01', port: 35964 } as const
 /** Outcome of {@link ensurePcscd}. */
 export type PcscdStatus = { ok: true } | { ok: false; reason: string };
 
-let cached: PcscdStatus | undefined;
-
 /**
- * Start pcscd with vpcd if it is not running (idempotent; the first call may
- * apt-install pcscd and vsmartcard-vpcd and take minutes). Result is cached per process.
+ * Start pcscd with vpcd if it is not running (idempotent: ~0.1 s when it runs; the
+ * first call on a fresh machine may apt-install pcscd and vsmartcard-vpcd and take minutes).
+ *
+ * WARNING: synchronous (it blocks the event loop while the script runs): call it at
+ * collection time or when no virtual card is being served from this process.
  *
  * @returns `{ ok: true }` once vpcd listens on 35963, else the script's complaint
  */
 export function ensurePcscd(): PcscdStatus {
-  if (cached?.ok) return cached;
   try {
     execFileSync('bash', [path.join(REPO_ROOT, 'scripts', 'pcscd.sh'), 'start'], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 15 * 60_000 });
-    cached = { ok: true };
+    return { ok: true };
   } catch (error) {
     const e = error as { stderr?: Buffer; message: string };
-    cached = { ok: false, reason: (e.stderr?.toString().trim() || e.message).slice(-2000) };
+    return { ok: false, reason: (e.stderr?.toString().trim() || e.message).slice(-2000) };
   }
-  return cached;
 }
 
 /**

@@ -63,6 +63,7 @@ export class VpcdClient {
   private wantConnected = false;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private pending: Buffer = Buffer.alloc(0);
+  private frames = 0;
 
   /**
    * @param options - see {@link VpcdClientOptions}
@@ -81,6 +82,15 @@ export class VpcdClient {
   /** The TCP connection to vpcd is up (the card is in the reader). */
   get connected(): boolean {
     return this.socket !== undefined;
+  }
+
+  /**
+   * Frames received from vpcd on the current connection (0 after each connect). vpcd asks
+   * for the ATR within ~0.5 s of a connection; a count stuck at 0 means vpcd is not serving
+   * this client (e.g. another virtual card already holds the port and this one waits in the backlog).
+   */
+  get framesReceived(): number {
+    return this.frames;
   }
 
   /**
@@ -144,6 +154,7 @@ export class VpcdClient {
         this.socket = socket;
         this.closed = closed;
         this.pending = Buffer.alloc(0);
+        this.frames = 0;
         this.logger?.debug({ port: this.port, cardId: this.card.cardId }, 'connected to vpcd: card inserted');
         resolve();
       });
@@ -178,6 +189,7 @@ export class VpcdClient {
       if (this.pending.length < 2 + length) return;
       const payload = this.pending.subarray(2, 2 + length);
       this.pending = this.pending.subarray(2 + length);
+      this.frames++;
       this.handle(socket, payload);
       if (this.socket !== socket) return; // removed while handling (card hook)
     }

@@ -4,7 +4,7 @@
  * pointed at a socket where no pcscd listens), the process exiting after
  * close(), and recovery when pcscd restarts.
  */
-import { execFile, spawn } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -17,16 +17,27 @@ import { PcscReaderAdapter } from '../../companion/pcsc/pcsc-reader.adapter';
 import { VirtualPivCard } from '../../companion/virtual-card/virtual-piv-card';
 import { VpcdClient } from '../../companion/virtual-card/vpcd-client';
 import { REPO_ROOT } from '../support/artifacts';
-import { ensurePcscd, requireService, VPCD_READER, VPCD_READER_2 } from '../support/pcscd';
+import { ensurePcscd, insertVirtualCard, requireService, VPCD_READER, VPCD_READER_2 } from '../support/pcscd';
 import { isCI } from '../support/services';
 
 const execFileAsync = promisify(execFile);
 const pcscd = ensurePcscd();
 const run = requireService('pcscd with vpcd', pcscd.ok, pcscd.ok ? undefined : pcscd.reason);
 const EVENT_TIMEOUT_MS = 5000;
-const TSX = path.join(REPO_ROOT, 'node_modules', '.bin', 'tsx');
 
 let scratch: string;
+const children = new Set<ChildProcess>();
+
+/** Kill a child's whole process group (it runs detached, in its own group). */
+function killGroup(child: ChildProcess): void {
+  if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
+    try {
+      process.kill(-child.pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+}
 
 /** Run a TypeScript snippet in a child process; resolves with its exit code, output and run time. */
 function runChild(source: string, env: Record<string, string> = {}, timeoutMs = 20_000): Promise<{ code: number | null; stdout: string; stderr: string; ms: number; timedOut: boolean }> {
@@ -34,7 +45,9 @@ function runChild(source: string, env: Record<string, string> = {}, timeoutMs = 
   writeFileSync(file, source);
   const started = Date.now();
   return new Promise((resolve) => {
-    const child = spawn(TSX, [file], { cwd: REPO_ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    // One node process (tsx as a loader, not the tsx CLI which forks), in its own process group.
+    const child = spawn(process.execPath, ['--import', 'tsx', file], { cwd: REPO_ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    children.add(child);
     let stdout = '';
     let stderr = '';
     let timedOut = false;
@@ -42,10 +55,11 @@ function runChild(source: string, env: Record<string, string> = {}, timeoutMs = 
     child.stderr.on('data', (d) => (stderr += d));
     const timer = setTimeout(() => {
       timedOut = true;
-      child.kill('SIGKILL');
+      killGroup(child);
     }, timeoutMs);
     child.on('exit', (code) => {
       clearTimeout(timer);
+      children.delete(child);
       resolve({ code, stdout, stderr, ms: Date.now() - started, timedOut });
     });
   });
@@ -64,6 +78,7 @@ describe.skipIf(!run)('PC/SC reader adapter over pcscd + vpcd', () => {
     scratch = mkdtempSync(path.join(tmpdir(), 'pcsc-adapter-test-'));
   });
   afterAll(() => {
+    for (const child of children) killGroup(child);
     rmSync(scratch, { recursive: true, force: true });
   });
 
@@ -73,10 +88,8 @@ describe.skipIf(!run)('PC/SC reader adapter over pcscd + vpcd', () => {
     const chunked = new VirtualPivCard({ cardId: '22'.repeat(16), pin: '654321', puk: '87654321', responseChunkSize: 16 });
     const second = new VpcdClient({ card: chunked, port: VPCD_READER_2.port });
     try {
-      await first.connect();
-      await second.connect();
-      await waitForCardState(adapter, VPCD_READER.name, 'present', EVENT_TIMEOUT_MS);
-      await waitForCardState(adapter, VPCD_READER_2.name, 'present', EVENT_TIMEOUT_MS);
+      await insertVirtualCard(adapter, first, VPCD_READER.name, EVENT_TIMEOUT_MS);
+      await insertVirtualCard(adapter, second, VPCD_READER_2.name, EVENT_TIMEOUT_MS);
       expect(adapter.readers()).toEqual(expect.arrayContaining([VPCD_READER.name, VPCD_READER_2.name]));
       const a = await PivSession.open(await adapter.connect(VPCD_READER.name));
       const b = await PivSession.open(await adapter.connect(VPCD_READER_2.name));
@@ -132,14 +145,13 @@ await adapter.close();`,
       `${imports([
         '{ PcscReaderAdapter } from companion/pcsc/pcsc-reader.adapter',
         '{ PivSession } from companion/piv/piv.session',
-        '{ waitForCardState } from companion/piv/reader-events',
+        '{ insertVirtualCard } from test/support/pcscd',
         '{ VirtualPivCard } from companion/virtual-card/virtual-piv-card',
         '{ VpcdClient } from companion/virtual-card/vpcd-client',
       ])}
 const adapter = await PcscReaderAdapter.open();
 const client = new VpcdClient({ card: new VirtualPivCard({ cardId: '33'.repeat(16), pin: '123456', puk: '12345678' }), port: ${VPCD_READER_2.port} });
-await client.connect();
-await waitForCardState(adapter, ${JSON.stringify(VPCD_READER_2.name)}, 'present', 5000);
+await insertVirtualCard(adapter, client, ${JSON.stringify(VPCD_READER_2.name)}, 5000);
 const piv = await PivSession.open(await adapter.connect(${JSON.stringify(VPCD_READER_2.name)}));
 console.log('ID', await piv.readCardId());
 // Leave the connection open on purpose: close() must release it too.
@@ -163,8 +175,7 @@ console.log('CLOSED', Date.now());`,
     const card = new VirtualPivCard({ cardId: '44'.repeat(16), pin: '123456', puk: '12345678' });
     const client = new VpcdClient({ card, port: VPCD_READER.port, reconnectDelayMs: 200 });
     try {
-      await client.connect();
-      await waitForCardState(adapter, VPCD_READER.name, 'present', EVENT_TIMEOUT_MS);
+      await insertVirtualCard(adapter, client, VPCD_READER.name, EVENT_TIMEOUT_MS);
       const conn = await adapter.connect(VPCD_READER.name);
       const readerGone = waitForReaderEvent(adapter, (e) => e.type === 'reader.removed' && e.reader === VPCD_READER.name, 15_000);
       await execFileAsync('bash', [path.join(REPO_ROOT, 'scripts', 'pcscd.sh'), 'stop']);

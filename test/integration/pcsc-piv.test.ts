@@ -15,7 +15,7 @@ import { waitForCardState } from '../../companion/piv/reader-events';
 import { PcscReaderAdapter } from '../../companion/pcsc/pcsc-reader.adapter';
 import { VirtualPivCard } from '../../companion/virtual-card/virtual-piv-card';
 import { VpcdClient } from '../../companion/virtual-card/vpcd-client';
-import { ensurePcscd, requireService, VPCD_READER } from '../support/pcscd';
+import { ensurePcscd, insertVirtualCard, requireService, VPCD_READER } from '../support/pcscd';
 import { isCI } from '../support/services';
 
 const execFileAsync = promisify(execFile);
@@ -55,8 +55,7 @@ describe.skipIf(!run)('PIV over pcscd + vpcd + the virtual card (PC/SC adapter)'
   }
 
   async function insert(): Promise<void> {
-    await client.connect();
-    await waitForCardState(adapter, VPCD_READER.name, 'present', EVENT_TIMEOUT_MS);
+    await insertVirtualCard(adapter, client, VPCD_READER.name, EVENT_TIMEOUT_MS);
   }
 
   async function remove(): Promise<void> {

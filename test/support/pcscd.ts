@@ -14,7 +14,10 @@
  */
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
+import type { CardReaderPort } from '../../companion/piv/card-connection';
+import { waitForCardState } from '../../companion/piv/reader-events';
 import { PcscReaderAdapter } from '../../companion/pcsc/pcsc-reader.adapter';
+import type { VpcdClient } from '../../companion/virtual-card/vpcd-client';
 import { REPO_ROOT } from './artifacts';
 import { isCI, type ServiceCheck, type ServiceStatus } from './services';
 
@@ -82,4 +85,33 @@ export function pcscdService(): ServiceCheck {
       return { name, ok: true };
     },
   };
+}
+
+/**
+ * Insert a virtual card into a vpcd reader and wait until pcscd reports it.
+ *
+ * Checks first that the reader is empty and then that vpcd really talks to this
+ * client, so a reader held by another virtual card (another test run, a
+ * companion demo) fails loudly instead of a test reading someone else's card.
+ *
+ * @param port - the reader port that must see the card (usually the PC/SC adapter)
+ * @param client - the vpcd client of the card
+ * @param reader - the vpcd reader name matching the client's port
+ * @param timeoutMs - per step, in ms
+ * @throws Error when the reader already has a card, vpcd does not serve the client, or pcscd does not report it
+ */
+export async function insertVirtualCard(port: CardReaderPort, client: VpcdClient, reader: string, timeoutMs = 5000): Promise<void> {
+  try {
+    await waitForCardState(port, reader, 'absent', 1500);
+  } catch {
+    throw new Error(`reader "${reader}" already holds a card: another virtual card uses vpcd port ${client.port} (another test run or the demo?)`);
+  }
+  await client.connect();
+  const deadline = Date.now() + timeoutMs;
+  while (client.framesReceived === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  if (client.framesReceived === 0) {
+    await client.disconnect();
+    throw new Error(`vpcd on port ${client.port} did not talk to the card within ${timeoutMs} ms: another client holds the port`);
+  }
+  await waitForCardState(port, reader, 'present', timeoutMs);
 }

@@ -232,7 +232,7 @@ export class CompanionRuntime {
       const status = await this.options.card.readStatus();
       this.link?.sendCardEvent(status);
     } catch (err) {
-      this.options.logger.warn({ code: (err as { code?: string }).code ?? null }, 'could not read the card to report it');
+      this.options.logger.warn({ errorCode: (err as { code?: string }).code ?? null }, 'could not read the card to report it');
     }
   }
 

@@ -127,9 +127,12 @@ export class CardService {
       let firstError: unknown;
       for (const reader of readers) {
         try {
-          return await this.readStatusOf(reader);
+          return await this.withTransientRetry(reader, () => this.readStatusOf(reader));
         } catch (err) {
-          if (isCardGone(err)) continue;
+          if (isCardGone(err)) {
+            this.options.logger.debug({ reader, errorCode: codeOf(err) }, 'no readable card in this reader');
+            continue;
+          }
           firstError ??= err;
         }
       }
@@ -177,12 +180,12 @@ export class CardService {
             continue;
           }
           if (err instanceof InvalidPukError || err instanceof PukBlockedError) {
-            log.warn({ sw: err.swHex, code: err.code }, 'card refused the PUK');
+            log.warn({ sw: err.swHex, errorCode: err.code }, 'card refused the PUK');
             return { outcome: 'puk_rejected', pukOnCard: before, passcodeSet: false, sw: err.swHex, pukBlocked: err instanceof PukBlockedError || err.attemptsLeft === 0 };
           }
           // RESET RETRY COUNTER leaves the PUK as it was, whatever happened.
           if (isCardGone(err)) {
-            log.warn({ code: (err as { code: string }).code }, 'card went away during RESET RETRY COUNTER');
+            log.warn({ errorCode: codeOf(err) }, 'card went away during RESET RETRY COUNTER');
             return { outcome: 'card_removed', pukOnCard: before, passcodeSet: false };
           }
           log.warn({ err: describe(err) }, 'RESET RETRY COUNTER failed');
@@ -198,7 +201,7 @@ export class CardService {
           await session.changePuk(usedPuk!, request.newPuk);
         } catch (err) {
           if (isCardGone(err)) {
-            log.warn({ code: (err as { code: string }).code }, 'card went away during the PUK change; PUK on card unknown');
+            log.warn({ errorCode: codeOf(err) }, 'card went away during the PUK change; PUK on card unknown');
             return { outcome: 'card_removed', pukOnCard: 'unknown', passcodeSet: true };
           }
           log.warn({ err: describe(err) }, 'PUK change failed');
@@ -220,21 +223,46 @@ export class CardService {
     let other: string | null = null;
     let error: string | null = null;
     for (const reader of this.candidateReaders()) {
-      let conn: CardConnection | null = null;
       try {
-        conn = await this.options.reader.connect(reader);
-        const session = await PivSession.open(conn, this.options.logger);
-        const id = await session.readCardId();
-        if (id === cardId) return { kind: 'found', conn, session };
-        other ??= id;
+        // Nothing secret is sent before the card id matches, so a transient failure here is retried.
+        const opened = await this.withTransientRetry(reader, async () => {
+          const conn = await this.options.reader.connect(reader);
+          try {
+            const session = await PivSession.open(conn, this.options.logger);
+            return { conn, session, id: await session.readCardId() };
+          } catch (err) {
+            await conn.close('reset').catch(() => undefined);
+            throw err;
+          }
+        });
+        if (opened.id === cardId) return { kind: 'found', conn: opened.conn, session: opened.session };
+        other ??= opened.id;
+        await opened.conn.close('reset').catch(() => undefined);
       } catch (err) {
+        this.options.logger.debug({ reader, errorCode: codeOf(err) }, 'card not reachable in this reader');
         if (!isCardGone(err)) error ??= codeOf(err);
       }
-      await conn?.close('reset').catch(() => undefined);
     }
     if (other !== null) return { kind: 'other', cardId: other };
     if (error !== null) return { kind: 'error', code: error };
     return { kind: 'absent' };
+  }
+
+  /**
+   * Run `fn` again (up to 2 more times, 150 ms then 300 ms later) when the card was there but a
+   * command failed in passing (PC/SC "card was reset" by another handle, a poll racing the connect).
+   * `CARD.NOT_PRESENT` is final at once.
+   */
+  private async withTransientRetry<T>(reader: string, fn: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (attempt >= 2 || !isCardGone(err) || isCardError(err, CARD_ERROR_CODE.NOT_PRESENT)) throw err;
+        this.options.logger.debug({ reader, errorCode: codeOf(err), attempt }, 'card command failed in passing; trying again');
+        await delay(150 * (attempt + 1));
+      }
+    }
   }
 
   private async readStatusOf(reader: string): Promise<CardStatus> {
@@ -313,6 +341,6 @@ function codeOf(err: unknown): string {
 
 /** Error facts for a log line: code and message only (card-layer messages carry no PIN or PUK by rule). */
 function describe(err: unknown): Record<string, unknown> {
-  if (isCardError(err)) return { code: err.code, message: err.message, meta: err.meta };
+  if (isCardError(err)) return { errorCode: err.code, message: err.message, meta: err.meta };
   return { name: err instanceof Error ? err.name : typeof err, message: err instanceof Error ? err.message : 'non-error thrown' };
 }

@@ -234,7 +234,7 @@ export class LinkClient {
       const reason = reasonBuf.toString('utf8').slice(0, 120);
       if (this.stateValue === 'stopped') return;
       if (code === CloseCodes.UNAUTHORISED || unauthorised) {
-        logger.warn({ code }, 'link closed: credential refused; pairing again');
+        logger.warn({ closeCode: code }, 'link closed: credential refused; pairing again');
         this.setState('unauthorised');
         this.wakeReadyWaiters();
         this.options.onUnauthorised();
@@ -243,11 +243,11 @@ export class LinkClient {
       if (code === CloseCodes.REPLACED || code === CloseCodes.UNSUPPORTED) {
         // Another process holds this credential, or the bot wants another protocol: retry slowly.
         this.attempt = Math.max(this.attempt, 30);
-        logger.error({ code, reason }, code === CloseCodes.REPLACED ? 'link replaced by another connection with this credential' : 'bot does not support this protocol version');
+        logger.error({ closeCode: code, reason }, code === CloseCodes.REPLACED ? 'link replaced by another connection with this credential' : 'bot does not support this protocol version');
       }
       const wait = backoffDelay(this.attempt, this.options.backoff ?? LINK_BACKOFF);
       this.attempt += 1;
-      logger.info({ code, reason, retryInMs: wait }, 'link closed; reconnecting');
+      logger.info({ closeCode: code, reason, retryInMs: wait }, 'link closed; reconnecting');
       this.setState('waiting');
       this.reconnectTimer = setTimeout(() => {
         this.reconnectTimer = null;
@@ -324,7 +324,7 @@ export class LinkClient {
       reply = await Promise.race([this.options.onCommand(command), timeout]);
     } catch (err) {
       reply = toErrorReply(err);
-      logger.warn({ commandId: id, kind: command.kind, code: reply.kind === 'error' ? reply.code : null }, 'command failed');
+      logger.warn({ commandId: id, kind: command.kind, errorCode: reply.kind === 'error' ? reply.code : null }, 'command failed');
     } finally {
       clearTimeout(timer);
       this.inFlightCommands.delete(id);

@@ -1,0 +1,252 @@
+/**
+ * Settings of the Microsoft Graph mail adapter: read from the environment once at start-up, validated with zod,
+ * typed, and refused with a message naming the variable (STYLE.md 13).
+ *
+ * This module imports neither the Graph client nor `@azure/identity`, so the bot's configuration can use it
+ * without loading them.
+ */
+import { readFileSync } from 'node:fs';
+import { inspect } from 'node:util';
+import { z } from 'zod';
+import { AppError } from '../../../common/app-error';
+import { isMailAddress } from '../mail.port';
+
+/**
+ * A secret setting (client secret) that does not print itself: `JSON.stringify`, `util.inspect`, template strings
+ * and pino all see `[redacted]`. Call {@link SecretValue.reveal} only where the credential is built.
+ */
+export class SecretValue {
+  readonly #value: string;
+
+  constructor(value: string) {
+    this.#value = value;
+  }
+
+  /** The secret itself, for the credential constructor only. */
+  reveal(): string {
+    return this.#value;
+  }
+
+  toJSON(): string {
+    return '[redacted]';
+  }
+
+  toString(): string {
+    return '[redacted]';
+  }
+
+  [inspect.custom](): string {
+    return '[redacted]';
+  }
+}
+
+/** How the adapter proves who it is to Microsoft Entra ID (app-only, OAuth 2.0 client credentials). */
+export type GraphCredentialConfig =
+  | { kind: 'client-secret'; tenantId: string; clientId: string; clientSecret: SecretValue }
+  | {
+      kind: 'client-certificate';
+      tenantId: string;
+      clientId: string;
+      /** PEM file holding the unencrypted private key and the certificate (as `@azure/identity` reads it). */
+      certificatePath: string;
+    }
+  | {
+      kind: 'managed-identity';
+      /** Client id of a user-assigned managed identity; absent = the system-assigned identity. */
+      clientId?: string;
+    };
+
+export type GraphCredentialKind = GraphCredentialConfig['kind'];
+
+/** The typed settings of the Graph mail adapter. */
+export interface GraphMailConfig {
+  credential: GraphCredentialConfig;
+  /** The mailbox that sends: its user principal name / SMTP address, or its Entra object id (GUID). */
+  sender: string;
+  /** Keep a copy of every message in the sender's Sent Items (Graph `saveToSentItems`). */
+  saveToSentItems: boolean;
+  /** Graph service root without the version, https only, e.g. `https://graph.microsoft.com`. */
+  baseUrl: string;
+  /** Entra ID authority host, https only, e.g. `https://login.microsoftonline.com`. */
+  authorityHost: string;
+  /** Sends in flight at once for the sender mailbox (Exchange Online allows 4 per app per mailbox). */
+  maxConcurrency: number;
+  /** Retries of one send after 429 or 503. */
+  maxRetries: number;
+  /** Longest wait before one retry, in seconds; a longer `Retry-After` ends the send as retryable. */
+  maxRetryWaitSeconds: number;
+  /** Time limit of one HTTP attempt, in seconds. */
+  requestTimeoutSeconds: number;
+}
+
+/** The environment variable behind each setting, for messages that name the setting. */
+export const GRAPH_ENV = {
+  credential: 'GRAPH_CREDENTIAL',
+  tenantId: 'GRAPH_TENANT_ID',
+  clientId: 'GRAPH_CLIENT_ID',
+  clientSecret: 'GRAPH_CLIENT_SECRET',
+  clientSecretFile: 'GRAPH_CLIENT_SECRET_FILE',
+  certificatePath: 'GRAPH_CLIENT_CERTIFICATE_PATH',
+  sender: 'GRAPH_SENDER',
+  saveToSentItems: 'GRAPH_SAVE_TO_SENT_ITEMS',
+  baseUrl: 'GRAPH_BASE_URL',
+  authorityHost: 'GRAPH_AUTHORITY_HOST',
+  maxConcurrency: 'GRAPH_MAX_CONCURRENCY',
+  maxRetries: 'GRAPH_MAX_RETRIES',
+  maxRetryWaitSeconds: 'GRAPH_MAX_RETRY_WAIT_SECONDS',
+  requestTimeoutSeconds: 'GRAPH_REQUEST_TIMEOUT_SECONDS',
+} as const;
+
+/** Defaults: the global Microsoft cloud. */
+export const GRAPH_DEFAULTS = {
+  baseUrl: 'https://graph.microsoft.com',
+  authorityHost: 'https://login.microsoftonline.com',
+  saveToSentItems: false,
+  maxConcurrency: 4,
+  maxRetries: 3,
+  maxRetryWaitSeconds: 30,
+  requestTimeoutSeconds: 30,
+} as const;
+
+/**
+ * Microsoft's public authority hosts. For any other host (a sovereign-cloud alias, a test server) the credential
+ * skips instance discovery, which would otherwise ask login.microsoftonline.com about it.
+ */
+export const KNOWN_AUTHORITY_HOSTS = ['login.microsoftonline.com', 'login.microsoftonline.us', 'login.chinacloudapi.cn', 'login.partner.microsoftonline.cn'] as const;
+
+const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const DOMAIN = /^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/i;
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'], { error: 'must be true or false' })
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+/** An https URL with no path, query or credentials; returns its origin. */
+const httpsOrigin = z
+  .string()
+  .refine(
+    (s) => {
+      try {
+        const u = new URL(s);
+        return u.protocol === 'https:' && (u.pathname === '/' || u.pathname === '') && !u.search && !u.hash && !u.username && !u.password;
+      } catch {
+        return false;
+      }
+    },
+    { error: 'must be an https URL with no path, e.g. https://graph.microsoft.com' },
+  )
+  .transform((s) => new URL(s).origin);
+
+const intIn = (min: number, max: number) =>
+  z.coerce.number({ error: `must be a whole number from ${min} to ${max}` }).int({ error: `must be a whole number from ${min} to ${max}` })
+    .min(min, { error: `must be a whole number from ${min} to ${max}` })
+    .max(max, { error: `must be a whole number from ${min} to ${max}` });
+
+const CREDENTIAL_KINDS = ['client-secret', 'client-certificate', 'managed-identity'] as const;
+
+/**
+ * Schema of the Graph mail adapter's environment variables; parses to a {@link GraphMailConfig}.
+ *
+ * Every issue's `path` is the variable's name. `GRAPH_CLIENT_SECRET_FILE` is read here (first line, trimmed).
+ */
+export const GraphMailConfigSchema = z
+  .object({
+    GRAPH_CREDENTIAL: z.enum(CREDENTIAL_KINDS, { error: `must be one of ${CREDENTIAL_KINDS.join(', ')}` }),
+    GRAPH_TENANT_ID: z
+      .string()
+      .refine((s) => GUID.test(s) || DOMAIN.test(s), {
+        error: 'must be the directory (tenant) id, a GUID, or a verified domain such as contoso.onmicrosoft.com',
+      })
+      .optional(),
+    GRAPH_CLIENT_ID: z.string().regex(GUID, { error: 'must be the application (client) id, a GUID' }).optional(),
+    GRAPH_CLIENT_SECRET: z.string().min(1).optional(),
+    GRAPH_CLIENT_SECRET_FILE: z.string().min(1).optional(),
+    GRAPH_CLIENT_CERTIFICATE_PATH: z.string().min(1).optional(),
+    GRAPH_SENDER: z
+      .string({ error: 'is missing: set the sender mailbox address (or its object id)' })
+      .refine((s) => isMailAddress(s) || GUID.test(s), { error: 'must be the sender mailbox address (user principal name) or its object id (GUID)' }),
+    GRAPH_SAVE_TO_SENT_ITEMS: bool.default(GRAPH_DEFAULTS.saveToSentItems),
+    GRAPH_BASE_URL: httpsOrigin.default(GRAPH_DEFAULTS.baseUrl),
+    GRAPH_AUTHORITY_HOST: httpsOrigin.default(GRAPH_DEFAULTS.authorityHost),
+    GRAPH_MAX_CONCURRENCY: intIn(1, 4).default(GRAPH_DEFAULTS.maxConcurrency),
+    GRAPH_MAX_RETRIES: intIn(0, 5).default(GRAPH_DEFAULTS.maxRetries),
+    GRAPH_MAX_RETRY_WAIT_SECONDS: intIn(1, 120).default(GRAPH_DEFAULTS.maxRetryWaitSeconds),
+    GRAPH_REQUEST_TIMEOUT_SECONDS: intIn(1, 120).default(GRAPH_DEFAULTS.requestTimeoutSeconds),
+  })
+  .transform((e, ctx): GraphMailConfig => {
+    const need = (key: keyof typeof e & string, why: string) => {
+      if (e[key] === undefined) ctx.addIssue({ code: 'custom', path: [key], message: `is missing: ${why}` });
+    };
+    let credential: GraphCredentialConfig | undefined;
+    switch (e.GRAPH_CREDENTIAL) {
+      case 'client-secret': {
+        need('GRAPH_TENANT_ID', 'the directory (tenant) id is needed for a client secret');
+        need('GRAPH_CLIENT_ID', 'the application (client) id is needed for a client secret');
+        if (e.GRAPH_CLIENT_SECRET !== undefined && e.GRAPH_CLIENT_SECRET_FILE !== undefined) {
+          ctx.addIssue({ code: 'custom', path: ['GRAPH_CLIENT_SECRET_FILE'], message: 'set GRAPH_CLIENT_SECRET or GRAPH_CLIENT_SECRET_FILE, not both' });
+        }
+        let secret = e.GRAPH_CLIENT_SECRET;
+        if (secret === undefined && e.GRAPH_CLIENT_SECRET_FILE !== undefined) {
+          try {
+            secret = readFileSync(e.GRAPH_CLIENT_SECRET_FILE, 'utf8').split(/\r?\n/)[0]!.trim();
+            if (!secret) ctx.addIssue({ code: 'custom', path: ['GRAPH_CLIENT_SECRET_FILE'], message: 'the file is empty' });
+          } catch (err) {
+            ctx.addIssue({ code: 'custom', path: ['GRAPH_CLIENT_SECRET_FILE'], message: `cannot read the file (${(err as NodeJS.ErrnoException).code ?? 'error'})` });
+          }
+        } else if (secret === undefined) {
+          ctx.addIssue({ code: 'custom', path: ['GRAPH_CLIENT_SECRET'], message: 'is missing: set GRAPH_CLIENT_SECRET or GRAPH_CLIENT_SECRET_FILE for GRAPH_CREDENTIAL=client-secret' });
+        }
+        if (e.GRAPH_TENANT_ID && e.GRAPH_CLIENT_ID && secret) {
+          credential = { kind: 'client-secret', tenantId: e.GRAPH_TENANT_ID, clientId: e.GRAPH_CLIENT_ID, clientSecret: new SecretValue(secret) };
+        }
+        break;
+      }
+      case 'client-certificate':
+        need('GRAPH_TENANT_ID', 'the directory (tenant) id is needed for a client certificate');
+        need('GRAPH_CLIENT_ID', 'the application (client) id is needed for a client certificate');
+        need('GRAPH_CLIENT_CERTIFICATE_PATH', 'the PEM file with the private key and certificate is needed for GRAPH_CREDENTIAL=client-certificate');
+        if (e.GRAPH_TENANT_ID && e.GRAPH_CLIENT_ID && e.GRAPH_CLIENT_CERTIFICATE_PATH) {
+          credential = { kind: 'client-certificate', tenantId: e.GRAPH_TENANT_ID, clientId: e.GRAPH_CLIENT_ID, certificatePath: e.GRAPH_CLIENT_CERTIFICATE_PATH };
+        }
+        break;
+      case 'managed-identity':
+        credential = { kind: 'managed-identity', ...(e.GRAPH_CLIENT_ID ? { clientId: e.GRAPH_CLIENT_ID } : {}) };
+        break;
+    }
+    if (!credential) return z.NEVER;
+    return {
+      credential,
+      sender: e.GRAPH_SENDER,
+      saveToSentItems: e.GRAPH_SAVE_TO_SENT_ITEMS,
+      baseUrl: e.GRAPH_BASE_URL,
+      authorityHost: e.GRAPH_AUTHORITY_HOST,
+      maxConcurrency: e.GRAPH_MAX_CONCURRENCY,
+      maxRetries: e.GRAPH_MAX_RETRIES,
+      maxRetryWaitSeconds: e.GRAPH_MAX_RETRY_WAIT_SECONDS,
+      requestTimeoutSeconds: e.GRAPH_REQUEST_TIMEOUT_SECONDS,
+    };
+  });
+
+/**
+ * Validate the Graph settings in an environment.
+ *
+ * @param env - usually `process.env`; empty values count as unset
+ * @returns the typed settings
+ * @throws AppError `CONFIG.INVALID` whose message names every offending variable and why (never a value)
+ */
+export function loadGraphMailConfig(env: Record<string, string | undefined>): GraphMailConfig {
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([k, v]) => k.startsWith('GRAPH_') && v !== undefined && v !== ''));
+  const parsed = GraphMailConfigSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `${i.path.map(String).join('.') || '(environment)'}: ${i.message}`);
+    throw new AppError('CONFIG.INVALID', `Invalid Microsoft Graph mail configuration:\n  ${lines.join('\n  ')}`, {
+      meta: { settings: parsed.error.issues.map((i) => i.path.map(String).join('.')).join(',') },
+    });
+  }
+  return parsed.data;
+}
+
+/** The OAuth 2.0 scope for app-only Graph calls: the Graph origin plus `/.default` (all granted application permissions). */
+export function graphScope(config: Pick<GraphMailConfig, 'baseUrl'>): string {
+  return `${config.baseUrl}/.default`;
+}

@@ -83,6 +83,10 @@ say "typecheck (tsc)"
 TSC_OK=1
 npx tsc -p tsconfig.json || TSC_OK=0
 
+say "import rules (dependency-cruiser)"
+DEPS_OK=1
+npx depcruise --config .dependency-cruiser.cjs bot cards companion storage protocol common || DEPS_OK=0
+
 # --- 5. tests -------------------------------------------------------------------
 rm -f "$REPORTS/unit.json" "$REPORTS/integration.json"
 say "unit tests"
@@ -125,6 +129,7 @@ NODE_RC=$?
 
 RC=0
 [ "$TSC_OK" = 1 ] || { echo "test-all: typecheck FAILED (see tsc output above)"; RC=1; }
+[ "$DEPS_OK" = 1 ] || { echo "test-all: import rules FAILED (see dependency-cruiser output above)"; RC=1; }
 [ "$UNIT_RC" = 0 ] || RC=1
 [ "$INTEGRATION_RC" = 0 ] || RC=1
 [ "$NODE_RC" = 0 ] || RC=1

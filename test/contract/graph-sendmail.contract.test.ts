@@ -263,6 +263,19 @@ describe.skipIf(!canRun)('Graph sendMail contract (local fake Graph over https)'
     expect(error.meta).toMatchObject({ retryable: true, status: 429, retryAfterSeconds: 120, attempts: 1 });
   });
 
+  it('an attempt that gets no answer within GRAPH_REQUEST_TIMEOUT_SECONDS ends the send, retryable, without a second POST', async () => {
+    const handle = await f.driver.create(f.env({ GRAPH_REQUEST_TIMEOUT_SECONDS: '1' }));
+    f.fake.queueSendMail({ status: 202, holdMs: 1500 }, { status: 202 });
+
+    const error = failed(await f.driver.send(handle, f.unlockMessage().message));
+
+    expect(error.code).toBe('MAIL.SEND_FAILED');
+    expect(error.meta).toMatchObject({ retryable: true, status: null, requestId: null, graphCode: 'ETIMEDOUT', attempts: 1 });
+    expect(error.message).toContain('may or may not have been sent');
+    await new Promise((r) => setTimeout(r, 700));
+    expect(f.fake.requestsOf('sendMail')).toHaveLength(1);
+  });
+
   it('a success status other than 202 does not count as sent', async () => {
     const handle = await f.driver.create(f.env());
     f.fake.queueSendMail({ status: 200, rawBody: '{}', headers: { 'content-type': 'application/json' } });

@@ -178,7 +178,7 @@ export class GraphMailAdapter implements MailPort {
     if (roles === null) this.logger.warn('the access token is not a readable JWT; the Mail.Send permission was not checked at start-up');
     const tokenExpiresOn = new Date(token.expiresOnTimestamp);
     this.logger.info(
-      { credential: credential.kind, sender: this.config.sender, baseUrl: this.config.baseUrl, saveToSentItems: this.config.saveToSentItems, tokenExpiresOn },
+      { credentialKind: credential.kind, sender: this.config.sender, baseUrl: this.config.baseUrl, saveToSentItems: this.config.saveToSentItems, tokenExpiresOn },
       'Microsoft Graph mail ready',
     );
     return { tokenExpiresOn, roles };

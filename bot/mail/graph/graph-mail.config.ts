@@ -151,7 +151,7 @@ const CREDENTIAL_KINDS = ['client-secret', 'client-certificate', 'managed-identi
  */
 export const GraphMailConfigSchema = z
   .object({
-    GRAPH_CREDENTIAL: z.enum(CREDENTIAL_KINDS, { error: `must be one of ${CREDENTIAL_KINDS.join(', ')}` }),
+    GRAPH_CREDENTIAL: z.enum(CREDENTIAL_KINDS, { error: `must be one of ${CREDENTIAL_KINDS.join(', ')}` }).optional(),
     GRAPH_TENANT_ID: z
       .string()
       .refine((s) => GUID.test(s) || DOMAIN.test(s), {
@@ -163,8 +163,9 @@ export const GraphMailConfigSchema = z
     GRAPH_CLIENT_SECRET_FILE: z.string().min(1).optional(),
     GRAPH_CLIENT_CERTIFICATE_PATH: z.string().min(1).optional(),
     GRAPH_SENDER: z
-      .string({ error: 'is missing: set the sender mailbox address (or its object id)' })
-      .refine((s) => isMailAddress(s) || GUID.test(s), { error: 'must be the sender mailbox address (user principal name) or its object id (GUID)' }),
+      .string()
+      .refine((s) => isMailAddress(s) || GUID.test(s), { error: 'must be the sender mailbox address (user principal name) or its object id (GUID)' })
+      .optional(),
     GRAPH_SAVE_TO_SENT_ITEMS: bool.default(GRAPH_DEFAULTS.saveToSentItems),
     GRAPH_BASE_URL: httpsOrigin.default(GRAPH_DEFAULTS.baseUrl),
     GRAPH_AUTHORITY_HOST: httpsOrigin.default(GRAPH_DEFAULTS.authorityHost),
@@ -177,6 +178,8 @@ export const GraphMailConfigSchema = z
     const need = (key: keyof typeof e & string, why: string) => {
       if (e[key] === undefined) ctx.addIssue({ code: 'custom', path: [key], message: `is missing: ${why}` });
     };
+    need('GRAPH_SENDER', 'set the sender mailbox address (or its object id)');
+    need('GRAPH_CREDENTIAL', `set ${CREDENTIAL_KINDS.join(', ')}`);
     let credential: GraphCredentialConfig | undefined;
     switch (e.GRAPH_CREDENTIAL) {
       case 'client-secret': {
@@ -212,8 +215,10 @@ export const GraphMailConfigSchema = z
       case 'managed-identity':
         credential = { kind: 'managed-identity', ...(e.GRAPH_CLIENT_ID ? { clientId: e.GRAPH_CLIENT_ID } : {}) };
         break;
+      case undefined:
+        break;
     }
-    if (!credential) return z.NEVER;
+    if (!credential || !e.GRAPH_SENDER) return z.NEVER;
     return {
       credential,
       sender: e.GRAPH_SENDER,

@@ -54,6 +54,8 @@ export class GraphTransportError extends GraphClientError {
 
   constructor(transportCode: string, cause: unknown) {
     super(`No answer from Microsoft Graph (${transportCode})`);
+    // GraphClientError's constructor pins its own prototype; restore ours so `instanceof` works.
+    Object.setPrototypeOf(this, new.target.prototype);
     this.name = 'GraphTransportError';
     this.transportCode = transportCode;
     Object.defineProperty(this, 'cause', { value: cause, enumerable: false });

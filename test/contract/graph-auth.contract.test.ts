@@ -139,9 +139,13 @@ describe.skipIf(!canRun)('Graph app-only authentication and start-up check (loca
     expect(error.message).toContain('Mail.Send');
   });
 
-  it('and such an app is refused by Graph with 403 ErrorAccessDenied when it sends anyway', async () => {
+  it('a token with no application permission at all only warns at start-up (Exchange RBAC for Applications), and Graph then refuses sends with 403', async () => {
     f.fake.directory.roles = [];
     const handle = await f.driver.create(f.env());
+
+    const verified = await f.driver.verify(handle);
+    expect(verified).toMatchObject({ ok: true, value: { roles: null } });
+    await f.driver.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('the access token holds no application permission'));
 
     const error = failed(await f.driver.send(handle, f.unlockMessage().message));
 

@@ -56,7 +56,7 @@ export interface GraphMailAdapterOptions {
 export interface GraphVerifyResult {
   /** When the access token it got expires. */
   tokenExpiresOn: Date;
-  /** Application permissions in the token (`roles`), when the token could be read; Graph tokens are JWTs today. */
+  /** Application permissions in the token (`roles`); null when the token is unreadable or has no roles claim. */
   roles: string[] | null;
 }
 
@@ -89,15 +89,20 @@ function senderPathSegment(sender: string): string {
   return encodeURIComponent(sender).replace(/%40/g, '@');
 }
 
-/** The roles claim of a JWT access token, or null when the token cannot be read (it is opaque by contract). */
-function tokenRoles(token: string): string[] | null {
+/**
+ * The `roles` claim of a JWT access token: its application permissions. `unreadable` when the token is not a
+ * readable JWT (access tokens are opaque by contract), `absent` when it has no roles claim (Entra leaves the claim
+ * out when the app holds no application permission for the resource).
+ */
+function tokenRoles(token: string): string[] | 'unreadable' | 'absent' {
   const parts = token.split('.');
-  if (parts.length !== 3) return null;
+  if (parts.length !== 3) return 'unreadable';
   try {
     const claims = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as { roles?: unknown };
-    return Array.isArray(claims.roles) ? claims.roles.filter((r): r is string => typeof r === 'string') : [];
+    if (!Array.isArray(claims.roles)) return 'absent';
+    return claims.roles.filter((r): r is string => typeof r === 'string');
   } catch {
-    return null;
+    return 'unreadable';
   }
 }
 
@@ -151,7 +156,8 @@ export class GraphMailAdapter implements MailPort {
    * Start-up check: the sender is configured and a token can be had for Graph.
    *
    * NOTE: it reads nothing from Graph (reading the sender's user object would need a permission beyond
-   * Mail.Send). When the token is a readable JWT without the `Mail.Send` role, it fails, naming the app registration.
+   * Mail.Send). When the token is a readable JWT whose roles lack `Mail.Send`, it fails, naming the app registration;
+   *   a token with no roles claim at all only warns (the grant may come from Exchange Online RBAC for Applications).
    *
    * @returns when the token expires and its roles
    * @throws GraphMailStartupError `CONFIG.INVALID` naming the variable to fix (`meta.setting`), or
@@ -169,19 +175,24 @@ export class GraphMailAdapter implements MailPort {
     }
     if (!token?.token) throw new GraphMailStartupError('Microsoft Entra ID gave no access token for Microsoft Graph.', {});
     const roles = tokenRoles(token.token);
-    if (roles !== null && !roles.includes('Mail.Send')) {
+    if (Array.isArray(roles) && !roles.includes('Mail.Send')) {
       throw new GraphMailStartupError(
-        `The app registration ${GRAPH_ENV.clientId} has no application permission Mail.Send with admin consent (the access token holds no Mail.Send role).`,
+        `The app registration ${GRAPH_ENV.clientId} has application permissions but not Mail.Send with admin consent (the access token holds no Mail.Send role).`,
         { setting: credential.kind === 'managed-identity' ? GRAPH_ENV.credential : GRAPH_ENV.clientId },
       );
     }
-    if (roles === null) this.logger.warn('the access token is not a readable JWT; the Mail.Send permission was not checked at start-up');
+    if (roles === 'unreadable') this.logger.warn('the access token is not a readable JWT; the Mail.Send permission was not checked at start-up');
+    if (roles === 'absent') {
+      this.logger.warn(
+        'the access token holds no application permission: sending works only if Exchange Online RBAC for Applications grants Application Mail.Send on the sender mailbox',
+      );
+    }
     const tokenExpiresOn = new Date(token.expiresOnTimestamp);
     this.logger.info(
       { credentialKind: credential.kind, sender: this.config.sender, baseUrl: this.config.baseUrl, saveToSentItems: this.config.saveToSentItems, tokenExpiresOn },
       'Microsoft Graph mail ready',
     );
-    return { tokenExpiresOn, roles };
+    return { tokenExpiresOn, roles: Array.isArray(roles) ? roles : null };
   }
 
   /**

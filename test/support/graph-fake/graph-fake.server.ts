@@ -291,7 +291,8 @@ export class GraphFake {
       nbf: iat,
       exp: iat + lifetime,
       appid: d.clientId,
-      roles: d.roles,
+      // Entra leaves the claim out when the app holds no application permission for the resource.
+      ...(d.roles.length > 0 ? { roles: d.roles } : {}),
       tid: d.tenantId,
       oid: randomUUID(),
       uti: randomBytes(8).toString('base64url'),

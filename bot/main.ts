@@ -16,6 +16,8 @@ import { loadConfig, type BotConfig } from './config';
 import { createHttpServer } from './http/http.server';
 import { DEFAULT_UNLOCK_RULES } from './journeys/unlock.journey';
 import { UnlockService } from './journeys/unlock.service';
+import { EffectRunner } from './journeys/effect-runner';
+import { JourneyEngine } from './journeys/journey.engine';
 import { CompanionLinkServer } from './link/companion-link.server';
 import { OutboxMailAdapter } from './mail/outbox-mail.adapter';
 import { PairingService } from './pairing/pairing.service';
@@ -53,10 +55,15 @@ export async function startBot(config: BotConfig, overrides: { mail?: MailPort; 
   const link = new CompanionLinkServer({ storage, credentialHashKey: keys.credentialHashKey, logger, instanceId: config.instanceId });
   const pairing = new PairingService({ storage, codeHashKey: keys.codeHashKey, credentialHashKey: keys.credentialHashKey, pollIntervalSeconds: config.pairingPollIntervalSeconds, logger });
   const rules = DEFAULT_UNLOCK_RULES;
+  const now = (): Date => new Date();
+  const runner = new EffectRunner({ storage, link, mail, sealKey: keys.sealKey, timeZone: config.timeZone, raContact: config.raContact, codeTtlMinutes: Math.round(rules.codeTtlMs / 60_000), commandTimeoutMs: config.companionCommandTimeoutMs, now });
+  const engine = new JourneyEngine({ storage, runner, logger, now });
+  let notifier: TeamsNotifierAdapter | null = null;
   const unlock = new UnlockService({
     storage,
+    engine,
     link,
-    mail,
+    notify: async (personId, message) => notifier?.refresh(personId, 'unlock', message),
     keys,
     rules,
     logger,
@@ -89,12 +96,15 @@ export async function startBot(config: BotConfig, overrides: { mail?: MailPort; 
   };
 
   const bot = new SmartcardBot({ storage, unlock, pairing, isConnected: (id) => link.isConnected(id), logger, timeZone: config.timeZone, raContact: config.raContact, rules, allowedTenants: config.allowedTenants });
-  unlock.setNotifier(new TeamsNotifierAdapter({ adapter, appId: config.auth.kind === 'none' ? '' : config.auth.appId, storage, unlock, bot, logger }));
+  notifier = new TeamsNotifierAdapter({ adapter, appId: config.auth.kind === 'none' ? '' : config.auth.appId, storage, engine, bot, logger });
+  runner.setNotifier(notifier);
+  engine.onFollowUp('unlock', (personId, event) => unlock.onFollowUp(personId, event));
   link.setHandlers({
     onRequest: (device, request) => unlock.onCompanionRequest(device, request),
     onCardEvent: (device, status) => unlock.onCardEvent(device, status),
     onConnected: async (device) => {
-      await unlock.drain(device.personId);
+      await engine.drain(device.personId, 'unlock');
+      await engine.drain(device.personId, 'registration');
     },
   });
 
@@ -106,7 +116,7 @@ export async function startBot(config: BotConfig, overrides: { mail?: MailPort; 
   logger.info({ url, dataDir: config.dataDir, mail: config.mail.transport, outbox: config.mail.outboxDir }, 'Smartcard Assist bot listening');
 
   const sweeper = setInterval(() => {
-    void unlock.sweep().catch((err: unknown) => logger.warn({ err }, 'effect sweep failed'));
+    void engine.sweep().catch((err: unknown) => logger.warn({ err }, 'effect sweep failed'));
     void storage.pairings.deleteExpired(new Date(Date.now() - 24 * 3600_000).toISOString()).catch(() => undefined);
   }, 10_000);
   sweeper.unref();

@@ -9,7 +9,7 @@
  * (AES-256-GCM) and is unsealed only to write the email.
  */
 import type { Command } from '../../protocol/companion-link.protocol';
-import type { Sealed } from '../../storage/storage.port';
+import type { AnswerHash, JourneyKind, Sealed } from '../../storage/storage.port';
 
 export type Effect =
   | {
@@ -43,6 +43,42 @@ export type Effect =
     }
   | { type: 'person.lock_self_service'; id: string; personId: string; caseRef: string; reason: 'answers_failed' }
   /** Update this run's card in Teams in place (proactively) and optionally post a short message below it. */
-  | { type: 'teams.refresh'; id: string; personId: string; message: string | null };
+  | { type: 'teams.refresh'; id: string; personId: string; message: string | null; journey?: JourneyKind }
+  | {
+      type: 'mail.registration_code';
+      id: string;
+      personId: string;
+      to: string;
+      displayName: string;
+      /** The code, sealed with AAD `code:<runId>`. */
+      codeSealed: Sealed;
+      codeHash: string;
+      runId: string;
+      expiresAt: string;
+    }
+  | {
+      type: 'mail.registration_confirmed';
+      id: string;
+      personId: string;
+      to: string;
+      displayName: string;
+      at: string;
+      email: string;
+      mobile: string | null;
+      workstation: string | null;
+      selfUnlockReady: boolean;
+    }
+  /** Create the person, or replace their contact details, answers and card binding (re-registration). */
+  | {
+      type: 'person.register';
+      id: string;
+      personId: string;
+      teamsUserId: string;
+      displayName: string;
+      email: string;
+      mobile: string | null;
+      cardId: string;
+      answers: AnswerHash[];
+    };
 
 export type EffectType = Effect['type'];

@@ -13,14 +13,12 @@ import { AppError } from '../../common/app-error';
 import type { Logger } from '../../common/logger';
 import type { CardStatus, Request, Response } from '../../protocol/companion-link.protocol';
 import type { Device, JourneyRecord, Person, Storage, StoredEffect } from '../../storage/storage.port';
-import type { MailPort } from '../mail/mail.port';
-import { unlockCodeMail, unlockedNoticeMail } from '../mail/mail.templates';
 import type { CompanionLink } from '../link/companion-link.server';
 import { generateCaseRef, generateNumericCode, generatePuk, hashesEqual, keyedHash } from '../security/codes';
 import { verifyAnswers } from '../security/answers';
 import { seal, unseal } from '../security/seal';
 import type { DerivedKeys } from '../security/keys';
-import type { Effect } from './journey.effects';
+import type { JourneyEngine } from './journey.engine';
 import {
   isActive,
   newUnlockJourney,
@@ -32,15 +30,6 @@ import {
   type UnlockJourney,
   type UnlockRules,
 } from './unlock.journey';
-
-/** Proactive delivery to Teams, implemented by the Teams layer. */
-export interface TeamsNotifier {
-  /** Re-render this person's current unlock card in place and, if given, post `message` under it. */
-  refresh(personId: string, message: string | null): Promise<void>;
-}
-
-/** Attempts after which an effect is abandoned (logged and audited). */
-const MAX_EFFECT_ATTEMPTS = 10;
 
 export function journeyKey(personId: string): string {
   return `${personId}:unlock`;
@@ -66,28 +55,23 @@ function shuffle<T>(items: readonly T[]): T[] {
 
 export interface UnlockServiceDeps {
   storage: Storage;
+  engine: JourneyEngine;
   link: CompanionLink;
-  mail: MailPort;
   keys: DerivedKeys;
   rules: UnlockRules;
   logger: Logger;
   timeZone: string;
   raContact: string;
   commandTimeoutMs: number;
+  /** Proactive refresh of the person's unlock card in Teams. */
+  notify: (personId: string, message: string | null) => Promise<void>;
   /** Picks the person's device to use now. */
   currentDevice: (personId: string) => Promise<Device | null>;
   now?: () => Date;
 }
 
 export class UnlockService {
-  private notifier: TeamsNotifier | null = null;
-  private readonly draining = new Map<string, Promise<UnlockEvent[]>>();
-
   constructor(private readonly deps: UnlockServiceDeps) {}
-
-  setNotifier(notifier: TeamsNotifier): void {
-    this.notifier = notifier;
-  }
 
   private now(): Date {
     return this.deps.now ? this.deps.now() : new Date();
@@ -123,50 +107,36 @@ export class UnlockService {
     };
   }
 
+  private initial = (): { state: unknown; counters: Record<string, number> } => {
+    const j = newUnlockJourney('', '');
+    return { state: j.state, counters: { ...j.counters } };
+  };
+
   /** The stored record, or a fresh idle one (not stored). */
   async load(personId: string): Promise<JourneyRecord> {
-    const rec = await this.deps.storage.journeys.get(journeyKey(personId));
-    if (rec) return rec;
-    const j = newUnlockJourney(personId, randomUUID());
-    const at = this.now().toISOString();
-    return { key: journeyKey(personId), personId, kind: 'unlock', runId: j.runId, state: j.state, counters: { ...j.counters }, pendingEffects: [], ui: { activityId: null }, createdAt: at, updatedAt: at, version: 0 };
+    return this.deps.engine.load(personId, 'unlock', this.initial);
   }
 
   /**
-   * Apply one event with compare-and-set, retrying on a lost race, then carry out the effects.
+   * Apply one event with compare-and-set (retrying on a lost race), then carry out the effects.
    *
    * @param personId - whose journey
    * @param makeEvent - builds the event from the journey as freshly read; null = nothing to do
    * @returns the record after the step and the step's result (null when no event applied)
    */
   async apply(personId: string, makeEvent: (journey: UnlockJourney, rec: JourneyRecord) => Promise<UnlockEvent | null>): Promise<{ record: JourneyRecord; result: StepResult | null }> {
-    for (let attempt = 0; attempt < 8; attempt++) {
-      const rec = await this.load(personId);
+    let result: StepResult | null = null;
+    const { record } = await this.deps.engine.apply(personId, 'unlock', this.initial, async (rec) => {
       const journey = toJourney(rec);
       const event = await makeEvent(journey, rec);
-      if (!event) return { record: rec, result: null };
-      const ctx = this.context(journey.runId);
-      const result = stepUnlock(journey, event, ctx);
-      if (!result.changed) return { record: rec, result };
-      const at = ctx.now.toISOString();
-      const next: JourneyRecord = {
-        ...rec,
-        runId: result.journey.runId,
-        state: result.journey.state,
-        counters: { ...rec.counters, ...result.journey.counters },
-        pendingEffects: [...rec.pendingEffects, ...result.effects.map((e): StoredEffect => ({ id: e.id, type: e.type, payload: e, attempts: 0 }))],
-        ui: result.journey.runId !== rec.runId ? { activityId: null } : rec.ui,
-        updatedAt: at,
-        version: rec.version + 1,
-      };
-      const saved = rec.version === 0 ? ((await this.deps.storage.journeys.insert({ ...next, version: 1 })).status === 'created' ? 'saved' : 'conflict') : await this.deps.storage.journeys.save(next, rec.version);
-      if (saved === 'saved') {
-        const stored = rec.version === 0 ? { ...next, version: 1 } : next;
-        await this.drain(personId);
-        return { record: (await this.deps.storage.journeys.get(stored.key)) ?? stored, result };
-      }
-    }
-    throw new AppError('JOURNEY.BUSY', 'the journey kept changing under us; try again', { meta: { personId } });
+      result = null;
+      if (!event) return null;
+      const r = stepUnlock(journey, event, this.context(journey.runId));
+      result = r;
+      if (!r.changed) return null;
+      return { runId: r.journey.runId, state: r.journey.state, counters: { ...r.journey.counters }, effects: r.effects };
+    });
+    return { record, result };
   }
 
   // -------------------------------------------------------------------------
@@ -250,12 +220,7 @@ export class UnlockService {
 
   /** Remember which Teams activity shows this run's card (for in-place updates). */
   async setCardActivity(personId: string, runId: string, activityId: string): Promise<void> {
-    for (let i = 0; i < 5; i++) {
-      const rec = await this.deps.storage.journeys.get(journeyKey(personId));
-      if (!rec || rec.runId !== runId) return;
-      if (rec.ui.activityId === activityId) return;
-      if ((await this.deps.storage.journeys.save({ ...rec, ui: { activityId }, version: rec.version + 1 }, rec.version)) === 'saved') return;
-    }
+    await this.deps.engine.setCardActivity(personId, 'unlock', runId, activityId);
   }
 
   // -------------------------------------------------------------------------
@@ -286,6 +251,8 @@ export class UnlockService {
         );
         return { kind: 'ok' };
       }
+      default:
+        return { kind: 'unlock.refused', reason: 'not_waiting', message: 'There is no unlock waiting for this.' };
     }
   }
 
@@ -301,7 +268,7 @@ export class UnlockService {
       if (!status.present) return null;
       return { type: 'card_status', person: this.personFacts(person), result: { ok: true, status, pukEnrolled } };
     });
-    if (result?.changed) await this.notifier?.refresh(person.id, null).catch((err: unknown) => this.deps.logger.warn({ err }, 'teams refresh failed'));
+    if (result?.changed) await this.deps.notify(person.id, null).catch((err: unknown) => this.deps.logger.warn({ err }, 'teams refresh failed'));
   }
 
   /** Give the companion the card's PUK and the PUK to change it to (after every check passed). */
@@ -336,113 +303,14 @@ export class UnlockService {
     }
   }
 
-  // -------------------------------------------------------------------------
-  // Effects
-  // -------------------------------------------------------------------------
-
-  /**
-   * Carry out a journey's pending effects in order, then apply the events they
-   * produced (e.g. "code mailed"). One drain per journey at a time in this process.
-   */
+  /** Carry out effects still pending for this person's unlock journey. */
   async drain(personId: string): Promise<void> {
-    const key = journeyKey(personId);
-    const running = this.draining.get(key);
-    if (running) await running.catch(() => undefined);
-    const p = this.drainOnce(key).finally(() => {
-      if (this.draining.get(key) === p) this.draining.delete(key);
-    });
-    this.draining.set(key, p);
-    const followUps = await p;
-    for (const event of followUps) {
-      await this.apply(personId, async () => event);
-    }
+    await this.deps.engine.drain(personId, 'unlock');
   }
 
-  private async drainOnce(key: string): Promise<UnlockEvent[]> {
-    const followUps: UnlockEvent[] = [];
-    const rec = await this.deps.storage.journeys.get(key);
-    if (!rec || rec.pendingEffects.length === 0) return followUps;
-    for (const stored of rec.pendingEffects) {
-      const effect = stored.payload as Effect;
-      try {
-        const next = await this.carryOut(effect);
-        await this.deps.storage.journeys.removeEffects(key, [stored.id]);
-        if (next) followUps.push(next);
-      } catch (err) {
-        const attempts = stored.attempts + 1;
-        const code = err instanceof AppError ? err.code : 'UNEXPECTED';
-        this.deps.logger.warn({ effect: effect.type, effectId: stored.id, attempts, code, ...(err instanceof AppError ? {} : { err }) }, 'effect failed');
-        // A code email that finally failed is final: the adapter already retried what can be retried.
-        const final = attempts >= MAX_EFFECT_ATTEMPTS || effect.type === 'mail.unlock_code';
-        if (final) {
-          await this.deps.storage.journeys.removeEffects(key, [stored.id]);
-          await this.deps.storage.audit.append({ id: `abandon-${stored.id}`, at: this.now().toISOString(), actor: 'system', action: 'effect.abandoned', personId: rec.personId, details: { effect: effect.type, effectId: stored.id, code, requestId: err instanceof AppError ? (err.meta['requestId'] as string | null | undefined) ?? null : null } });
-          if (effect.type === 'mail.unlock_code') followUps.push({ type: 'code_mail_failed', runId: effect.runId, codeHash: effect.codeHash });
-          else this.deps.logger.error({ effect: effect.type, effectId: stored.id }, 'effect abandoned after repeated failures');
-        } else {
-          await this.deps.storage.journeys.countEffectAttempt(key, [stored.id]);
-        }
-        // Keep order for effects that depend on earlier ones; UI and companion notices may go on.
-        if (!final && effect.type !== 'teams.refresh' && effect.type !== 'companion.command') return followUps;
-      }
-    }
-    return followUps;
-  }
-
-  /** Retry effects left behind by a crash or an outage (called on a timer). */
-  async sweep(): Promise<void> {
-    const recs = await this.deps.storage.journeys.listWithPendingEffects(50);
-    for (const r of recs) if (r.kind === 'unlock') await this.drain(r.personId);
-  }
-
-  /** Carry out one effect, idempotently on its id; may return an event for the journey. */
-  private async carryOut(effect: Effect): Promise<UnlockEvent | null> {
-    const at = this.now().toISOString();
-    switch (effect.type) {
-      case 'audit':
-        await this.deps.storage.audit.append({ id: effect.id, at, actor: effect.actor, action: effect.action, personId: effect.personId, details: effect.details });
-        return null;
-      case 'case.open': {
-        await this.deps.storage.cases.insert({ ref: effect.ref, personId: effect.personId, reason: effect.reason, status: 'open', context: effect.context, sourceId: effect.id, createdAt: at, updatedAt: at, version: 1 });
-        return null;
-      }
-      case 'person.lock_self_service': {
-        for (let i = 0; i < 5; i++) {
-          const p = await this.deps.storage.persons.get(effect.personId);
-          if (!p || p.selfServiceLock) return null;
-          const saved = await this.deps.storage.persons.save({ ...p, selfServiceLock: { at, caseRef: effect.caseRef, reason: effect.reason }, updatedAt: at, version: p.version + 1 }, p.version);
-          if (saved === 'saved') return null;
-        }
-        throw new AppError('STORAGE.CONFLICT', 'could not lock self-service after retries');
-      }
-      case 'mail.unlock_code': {
-        const person = await this.mustPerson(effect.personId);
-        const code = unseal(this.deps.keys.sealKey, effect.codeSealed, `code:${effect.runId}`);
-        const m = unlockCodeMail({ displayName: person.displayName, code, expiresAt: new Date(effect.expiresAt), minutes: Math.round(this.deps.rules.codeTtlMs / 60_000), timeZone: this.deps.timeZone, raContact: this.deps.raContact });
-        await this.deps.mail.send({ id: effect.id, to: person.email, subject: m.subject, text: m.text, html: m.html, kind: 'unlock_code' });
-        return { type: 'code_mailed', runId: effect.runId, codeHash: effect.codeHash, at: this.now().toISOString() };
-      }
-      case 'mail.unlock_notice': {
-        const person = await this.mustPerson(effect.personId);
-        const m = unlockedNoticeMail({ displayName: person.displayName, at: new Date(effect.at), workstation: effect.workstation ?? 'a workstation', timeZone: this.deps.timeZone, raContact: this.deps.raContact });
-        await this.deps.mail.send({ id: effect.id, to: person.email, subject: m.subject, text: m.text, html: m.html, kind: 'unlock_notice' });
-        return null;
-      }
-      case 'companion.command': {
-        const reply = await this.deps.link.sendCommand(effect.deviceId, effect.command, this.deps.commandTimeoutMs);
-        if (reply.kind === 'error') throw new AppError('LINK.COMMAND_FAILED', `companion refused ${effect.command.kind}: ${reply.code}`);
-        return null;
-      }
-      case 'teams.refresh':
-        if (this.notifier) await this.notifier.refresh(effect.personId, effect.message);
-        return null;
-    }
-  }
-
-  private async mustPerson(personId: string): Promise<Person> {
-    const p = await this.deps.storage.persons.get(personId);
-    if (!p) throw new AppError('PERSON.NOT_FOUND', 'person no longer exists', { meta: { personId } });
-    return p;
+  /** An event produced by an effect (code mailed, mail failed). */
+  async onFollowUp(personId: string, event: unknown): Promise<void> {
+    await this.apply(personId, async () => event as UnlockEvent);
   }
 }
 

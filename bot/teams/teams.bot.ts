@@ -24,10 +24,12 @@ import { registerComingSoonCard } from '../../cards';
 import { unlockEndedCard } from '../../cards';
 import { welcomeCard } from '../../cards';
 import type { Logger } from '../../common/logger';
-import type { JourneyRecord, Person, Storage } from '../../storage/storage.port';
+import type { JourneyKind, JourneyRecord, Person, Storage } from '../../storage/storage.port';
 import type { PairingService } from '../pairing/pairing.service';
 import type { UnlockRules } from '../journeys/unlock.journey';
-import type { TeamsNotifier, UnlockService } from '../journeys/unlock.service';
+import type { UnlockService } from '../journeys/unlock.service';
+import type { TeamsNotifier } from '../journeys/effect-runner';
+import type { JourneyEngine } from '../journeys/journey.engine';
 import { renderUnlockCard } from '../journeys/unlock.view';
 import { parseIntent } from './intents';
 
@@ -42,6 +44,13 @@ export interface TeamsBotDeps {
   rules: UnlockRules;
   /** Entra tenant ids allowed; empty = any. */
   allowedTenants: string[];
+  /** Registration journey (issue #3); absent = "coming soon". */
+  registration?: RegistrationTurns;
+}
+
+/** What the Teams layer needs from the registration journey. */
+export interface RegistrationTurns {
+  view(record: JourneyRecord, person: Person | null): Promise<AdaptiveCard>;
 }
 
 /** The Teams identity used to find a person: `aadObjectId` when Teams gives it, else the channel user id. */
@@ -107,6 +116,14 @@ export class SmartcardBot extends ActivityHandler {
       await this.deps.storage.conversations.put({ personId: person.id, reference: reference as Record<string, unknown>, updatedAt: new Date().toISOString() });
     }
     return person;
+  }
+
+  /** The card for a stored journey record (unlock or registration), for proactive updates. */
+  async cardForRecord(record: JourneyRecord): Promise<AdaptiveCard> {
+    const person = await this.deps.storage.persons.get(record.personId);
+    if (record.kind === 'registration' && this.deps.registration) return this.deps.registration.view(record, person);
+    if (!person) return NOT_REGISTERED(this.deps.raContact);
+    return this.view(person, record);
   }
 
   async view(person: Person, record: JourneyRecord): Promise<AdaptiveCard> {
@@ -237,6 +254,8 @@ export class SmartcardBot extends ActivityHandler {
         return this.view(person, await this.deps.unlock.resendCode(person, action.data.runId, action.data.step));
       case 'unlock.cancel':
         return this.view(person, (await this.deps.unlock.cancel(person, action.data)).record);
+      default:
+        return registerComingSoonCard();
     }
   }
 }
@@ -252,28 +271,28 @@ export class TeamsNotifierAdapter implements TeamsNotifier {
       adapter: CloudAdapter;
       appId: string;
       storage: Storage;
-      unlock: UnlockService;
+      engine: JourneyEngine;
       bot: SmartcardBot;
       logger: Logger;
     },
   ) {}
 
-  async refresh(personId: string, message: string | null): Promise<void> {
+  async refresh(personId: string, journey: JourneyKind, message: string | null): Promise<void> {
     const conv = await this.deps.storage.conversations.get(personId);
-    const person = await this.deps.storage.persons.get(personId);
-    if (!conv || !person) {
+    if (!conv) {
       this.deps.logger.warn({ personId }, 'no conversation reference: cannot update Teams');
       return;
     }
-    const record = await this.deps.unlock.load(personId);
-    const card = await this.deps.bot.view(person, record);
+    const record = await this.deps.storage.journeys.get(`${personId}:${journey}`);
+    if (!record) return;
+    const card = await this.deps.bot.cardForRecord(record);
     await this.deps.adapter.continueConversationAsync(this.deps.appId, conv.reference as Partial<ConversationReference>, async (ctx) => {
       const attachment = CardFactory.adaptiveCard(card);
       if (record.ui.activityId) {
         await ctx.updateActivity({ type: 'message', id: record.ui.activityId, attachments: [attachment] });
       } else {
         const r = await ctx.sendActivity({ attachments: [attachment] });
-        if (r?.id) await this.deps.unlock.setCardActivity(personId, record.runId, r.id);
+        if (r?.id) await this.deps.engine.setCardActivity(personId, journey, record.runId, r.id);
       }
       if (message) await ctx.sendActivity(message);
     });

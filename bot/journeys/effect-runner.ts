@@ -1,0 +1,187 @@
+/**
+ * Carries out journey effects against the ports (storage, mail, companion link,
+ * Teams). Every handler is idempotent on the effect id: an audit entry or case
+ * with that id is stored once, the outbox and Graph adapters key mail on it,
+ * a lock or registration already applied is left as it is.
+ */
+import type { KeyObject } from 'node:crypto';
+import { AppError } from '../../common/app-error';
+import type { JourneyKind, Person, Storage } from '../../storage/storage.port';
+import type { CompanionLink } from '../link/companion-link.server';
+import type { MailPort } from '../mail/mail.port';
+import * as templates from '../mail/mail.templates';
+import { unlockCodeMail, unlockedNoticeMail } from '../mail/mail.templates';
+import { unseal } from '../security/seal';
+import type { Effect } from './journey.effects';
+
+/** `personId` of a card record whose PUK was enrolled (imported) before anyone registered the card. */
+export const UNASSIGNED_CARD_OWNER = 'unassigned';
+
+/** An event an effect produced, for the journey of `kind`. */
+export interface FollowUp {
+  kind: JourneyKind;
+  event: unknown;
+}
+
+/** Proactive delivery to Teams, implemented by the Teams layer. */
+export interface TeamsNotifier {
+  /** Re-render this person's current card for `journey` in place and, if given, post `message` under it. */
+  refresh(personId: string, journey: JourneyKind, message: string | null): Promise<void>;
+}
+
+export interface EffectRunnerDeps {
+  storage: Storage;
+  link: CompanionLink;
+  mail: MailPort;
+  sealKey: KeyObject;
+  timeZone: string;
+  raContact: string;
+  codeTtlMinutes: number;
+  commandTimeoutMs: number;
+  now: () => Date;
+}
+
+export class EffectRunner {
+  private notifier: TeamsNotifier | null = null;
+
+  constructor(private readonly deps: EffectRunnerDeps) {}
+
+  setNotifier(notifier: TeamsNotifier): void {
+    this.notifier = notifier;
+  }
+
+  /**
+   * The event to give the journey when `effect` finally fails, or null when its
+   * failure is retried later (up to the engine's limit).
+   */
+  onFinalFailure(effect: Effect): FollowUp | null {
+    switch (effect.type) {
+      case 'mail.unlock_code':
+        return { kind: 'unlock', event: { type: 'code_mail_failed', runId: effect.runId, codeHash: effect.codeHash } };
+      case 'mail.registration_code':
+        return { kind: 'registration', event: { type: 'code_mail_failed', runId: effect.runId, codeHash: effect.codeHash } };
+      default:
+        return null;
+    }
+  }
+
+  /**
+   * Carry out one effect.
+   *
+   * @returns an event for the journey (e.g. "code mailed at"), or null
+   * @throws whatever the port threw; the engine counts the attempt and retries later
+   */
+  async carryOut(effect: Effect): Promise<FollowUp | null> {
+    const { storage } = this.deps;
+    const at = this.deps.now().toISOString();
+    switch (effect.type) {
+      case 'audit':
+        await storage.audit.append({ id: effect.id, at, actor: effect.actor, action: effect.action, personId: effect.personId, details: effect.details });
+        return null;
+      case 'case.open':
+        await storage.cases.insert({ ref: effect.ref, personId: effect.personId, reason: effect.reason, status: 'open', context: effect.context, sourceId: effect.id, createdAt: at, updatedAt: at, version: 1 });
+        return null;
+      case 'person.lock_self_service': {
+        for (let i = 0; i < 5; i++) {
+          const p = await storage.persons.get(effect.personId);
+          if (!p || p.selfServiceLock) return null;
+          if ((await storage.persons.save({ ...p, selfServiceLock: { at, caseRef: effect.caseRef, reason: effect.reason }, updatedAt: at, version: p.version + 1 }, p.version)) === 'saved') return null;
+        }
+        throw new AppError('STORAGE.CONFLICT', 'could not lock self-service after retries');
+      }
+      case 'person.register':
+        await this.register(effect, at);
+        return null;
+      case 'mail.unlock_code': {
+        const person = await this.mustPerson(effect.personId);
+        const code = unseal(this.deps.sealKey, effect.codeSealed, `code:${effect.runId}`);
+        const m = unlockCodeMail({ displayName: person.displayName, code, expiresAt: new Date(effect.expiresAt), minutes: this.deps.codeTtlMinutes, timeZone: this.deps.timeZone, raContact: this.deps.raContact });
+        await this.deps.mail.send({ id: effect.id, to: person.email, subject: m.subject, text: m.text, html: m.html, kind: 'unlock_code' });
+        return { kind: 'unlock', event: { type: 'code_mailed', runId: effect.runId, codeHash: effect.codeHash, at: this.deps.now().toISOString() } };
+      }
+      case 'mail.unlock_notice': {
+        const person = await this.mustPerson(effect.personId);
+        const m = unlockedNoticeMail({ displayName: person.displayName, at: new Date(effect.at), workstation: effect.workstation, timeZone: this.deps.timeZone, raContact: this.deps.raContact });
+        await this.deps.mail.send({ id: effect.id, to: person.email, subject: m.subject, text: m.text, html: m.html, kind: 'unlock_notice' });
+        return null;
+      }
+      case 'mail.registration_code': {
+        const code = unseal(this.deps.sealKey, effect.codeSealed, `code:${effect.runId}`);
+        const m = (templates as unknown as Record<string, (i: unknown) => { subject: string; text: string; html: string }>)['registrationCodeMail']!({ displayName: effect.displayName, code, expiresAt: new Date(effect.expiresAt), minutes: this.deps.codeTtlMinutes, timeZone: this.deps.timeZone, raContact: this.deps.raContact });
+        await this.deps.mail.send({ id: effect.id, to: effect.to, subject: m.subject, text: m.text, html: m.html, kind: 'registration_code' });
+        return { kind: 'registration', event: { type: 'code_mailed', runId: effect.runId, codeHash: effect.codeHash, at: this.deps.now().toISOString() } };
+      }
+      case 'mail.registration_confirmed': {
+        const m = (templates as unknown as Record<string, (i: unknown) => { subject: string; text: string; html: string }>)['registrationConfirmedMail']!({
+          displayName: effect.displayName,
+          at: new Date(effect.at),
+          email: effect.email,
+          mobile: effect.mobile,
+          workstation: effect.workstation,
+          selfUnlockReady: effect.selfUnlockReady,
+          timeZone: this.deps.timeZone,
+          raContact: this.deps.raContact,
+        });
+        await this.deps.mail.send({ id: effect.id, to: effect.to, subject: m.subject, text: m.text, html: m.html, kind: 'registration_notice' });
+        return null;
+      }
+      case 'companion.command': {
+        const reply = await this.deps.link.sendCommand(effect.deviceId, effect.command, this.deps.commandTimeoutMs);
+        if (reply.kind === 'error') throw new AppError('LINK.COMMAND_FAILED', `companion refused ${effect.command.kind}: ${reply.code}`);
+        return null;
+      }
+      case 'teams.refresh':
+        if (this.notifier) await this.notifier.refresh(effect.personId, effect.journey ?? 'unlock', effect.message);
+        return null;
+    }
+  }
+
+  /** Create or update the registered person and bind the card (idempotent). */
+  private async register(effect: Extract<Effect, { type: 'person.register' }>, at: string): Promise<void> {
+    const { storage } = this.deps;
+    for (let i = 0; i < 5; i++) {
+      const existing = await storage.persons.get(effect.personId);
+      if (!existing) {
+        const person: Person = {
+          id: effect.personId,
+          teamsUserId: effect.teamsUserId,
+          displayName: effect.displayName,
+          email: effect.email,
+          mobile: effect.mobile,
+          answers: effect.answers,
+          cardId: effect.cardId,
+          selfServiceLock: null,
+          createdAt: at,
+          updatedAt: at,
+          version: 1,
+        };
+        const r = await storage.persons.insert(person);
+        if (r.status === 'exists' && r.record.id !== effect.personId) {
+          throw new AppError('REGISTRATION.CONFLICT', 'another person holds this Teams identity or card', { meta: { personId: effect.personId } });
+        }
+        if (r.status === 'exists') continue;
+      } else {
+        const next: Person = { ...existing, displayName: effect.displayName, email: effect.email, mobile: effect.mobile, answers: effect.answers, cardId: effect.cardId, updatedAt: at, version: existing.version + 1 };
+        const same = existing.email === next.email && existing.cardId === next.cardId && JSON.stringify(existing.answers) === JSON.stringify(next.answers) && existing.mobile === next.mobile;
+        if (!same && (await storage.persons.save(next, existing.version)) === 'conflict') continue;
+      }
+      const card = await storage.cards.get(effect.cardId);
+      if (!card) {
+        await storage.cards.insert({ cardId: effect.cardId, personId: effect.personId, puk: null, pendingPuk: null, updatedAt: at, version: 1 });
+      } else if (card.personId === UNASSIGNED_CARD_OWNER) {
+        // The card was enrolled (PUK imported) before anyone registered it: bind it to this person.
+        if ((await storage.cards.save({ ...card, personId: effect.personId, updatedAt: at, version: card.version + 1 }, card.version)) === 'conflict') continue;
+      } else if (card.personId !== effect.personId) {
+        throw new AppError('REGISTRATION.CARD_TAKEN', 'the card is bound to another person', { meta: { cardId: effect.cardId } });
+      }
+      return;
+    }
+    throw new AppError('STORAGE.CONFLICT', 'could not store the registration after retries');
+  }
+
+  private async mustPerson(personId: string): Promise<Person> {
+    const p = await this.deps.storage.persons.get(personId);
+    if (!p) throw new AppError('PERSON.NOT_FOUND', 'person no longer exists', { meta: { personId } });
+    return p;
+  }
+}

@@ -1,0 +1,178 @@
+/**
+ * The shell shared by every journey (STYLE.md 2; DESIGN.md "transactional outbox").
+ *
+ * `apply` reads the journey record, lets the caller run its pure step on it, and
+ * stores the new state together with the step's effects in one
+ * compare-and-set write; a write that loses a race is retried from a fresh
+ * read, so a double click counts once. Only after the write are the effects
+ * carried out (by the {@link EffectRunner}), each idempotently on its id, and
+ * removed. Events that effects produce (e.g. "code mailed") are fed back to the
+ * journey's follow-up handler.
+ */
+import { randomUUID } from 'node:crypto';
+import { AppError } from '../../common/app-error';
+import type { Logger } from '../../common/logger';
+import type { JourneyKind, JourneyRecord, Storage, StoredEffect } from '../../storage/storage.port';
+import type { EffectRunner, FollowUp } from './effect-runner';
+import type { Effect } from './journey.effects';
+
+/** Attempts after which an effect is abandoned (logged and audited). */
+export const MAX_EFFECT_ATTEMPTS = 10;
+
+/** What a step hands back to the engine to store. */
+export interface StepOutcome {
+  runId: string;
+  state: unknown;
+  counters: Record<string, number>;
+  effects: Effect[];
+}
+
+export function journeyKey(personId: string, kind: JourneyKind): string {
+  return `${personId}:${kind}`;
+}
+
+export class JourneyEngine {
+  private readonly draining = new Map<string, Promise<FollowUp[]>>();
+  private readonly followUpHandlers = new Map<JourneyKind, (personId: string, event: unknown) => Promise<void>>();
+
+  constructor(
+    private readonly deps: {
+      storage: Storage;
+      runner: EffectRunner;
+      logger: Logger;
+      now: () => Date;
+    },
+  ) {}
+
+  /** Register where events produced by effects of `kind` journeys go. */
+  onFollowUp(kind: JourneyKind, handler: (personId: string, event: unknown) => Promise<void>): void {
+    this.followUpHandlers.set(kind, handler);
+  }
+
+  /** The stored record, or a fresh one (version 0, not stored) built from `initial`. */
+  async load(personId: string, kind: JourneyKind, initial: () => { state: unknown; counters: Record<string, number> }): Promise<JourneyRecord> {
+    const rec = await this.deps.storage.journeys.get(journeyKey(personId, kind));
+    if (rec) return rec;
+    const at = this.deps.now().toISOString();
+    const fresh = initial();
+    return { key: journeyKey(personId, kind), personId, kind, runId: randomUUID(), state: fresh.state, counters: fresh.counters, pendingEffects: [], ui: { activityId: null }, createdAt: at, updatedAt: at, version: 0 };
+  }
+
+  /**
+   * Run one step with compare-and-set, then carry out its effects.
+   *
+   * @param step - runs the pure step on the freshly read record; returns null when nothing changes.
+   *   It may be called again (after a lost race), so it must not have side effects.
+   * @returns the record after the step (re-read after effects ran) and whether it changed
+   * @throws AppError `JOURNEY.BUSY` when 8 writes in a row lost their race
+   */
+  async apply(
+    personId: string,
+    kind: JourneyKind,
+    initial: () => { state: unknown; counters: Record<string, number> },
+    step: (rec: JourneyRecord) => Promise<StepOutcome | null>,
+  ): Promise<{ record: JourneyRecord; changed: boolean }> {
+    for (let attempt = 0; attempt < 8; attempt++) {
+      const rec = await this.load(personId, kind, initial);
+      const outcome = await step(rec);
+      if (!outcome) return { record: rec, changed: false };
+      const at = this.deps.now().toISOString();
+      const next: JourneyRecord = {
+        ...rec,
+        runId: outcome.runId,
+        state: outcome.state,
+        counters: { ...rec.counters, ...outcome.counters },
+        pendingEffects: [...rec.pendingEffects, ...outcome.effects.map((e): StoredEffect => ({ id: e.id, type: e.type, payload: e, attempts: 0 }))],
+        ui: outcome.runId !== rec.runId ? { activityId: null } : rec.ui,
+        updatedAt: at,
+        version: rec.version + 1,
+      };
+      const saved =
+        rec.version === 0
+          ? (await this.deps.storage.journeys.insert(next)).status === 'created'
+            ? 'saved'
+            : 'conflict'
+          : await this.deps.storage.journeys.save(next, rec.version);
+      if (saved === 'saved') {
+        await this.drain(personId, kind);
+        return { record: (await this.deps.storage.journeys.get(next.key)) ?? next, changed: true };
+      }
+    }
+    throw new AppError('JOURNEY.BUSY', 'the journey kept changing under us; try again', { meta: { personId, kind } });
+  }
+
+  /** Remember which Teams activity shows this run's card (for in-place updates). */
+  async setCardActivity(personId: string, kind: JourneyKind, runId: string, activityId: string): Promise<void> {
+    for (let i = 0; i < 5; i++) {
+      const rec = await this.deps.storage.journeys.get(journeyKey(personId, kind));
+      if (!rec || rec.runId !== runId || rec.ui.activityId === activityId) return;
+      if ((await this.deps.storage.journeys.save({ ...rec, ui: { activityId }, version: rec.version + 1 }, rec.version)) === 'saved') return;
+    }
+  }
+
+  /**
+   * Carry out a journey's pending effects in order, then hand the events they
+   * produced to the journey's follow-up handler. One drain per journey at a time
+   * in this process; other processes are safe because every effect is idempotent.
+   */
+  async drain(personId: string, kind: JourneyKind): Promise<void> {
+    const key = journeyKey(personId, kind);
+    const running = this.draining.get(key);
+    if (running) await running.catch(() => undefined);
+    const p = this.drainOnce(key).finally(() => {
+      if (this.draining.get(key) === p) this.draining.delete(key);
+    });
+    this.draining.set(key, p);
+    const followUps = await p;
+    const handler = this.followUpHandlers.get(kind);
+    for (const f of followUps) {
+      if (handler) await handler(personId, f.event);
+    }
+  }
+
+  private async drainOnce(key: string): Promise<FollowUp[]> {
+    const followUps: FollowUp[] = [];
+    const rec = await this.deps.storage.journeys.get(key);
+    if (!rec || rec.pendingEffects.length === 0) return followUps;
+    for (const stored of rec.pendingEffects) {
+      const effect = stored.payload as Effect;
+      try {
+        const next = await this.deps.runner.carryOut(effect);
+        await this.deps.storage.journeys.removeEffects(key, [stored.id]);
+        if (next) followUps.push(next);
+      } catch (err) {
+        const attempts = stored.attempts + 1;
+        const code = err instanceof AppError ? err.code : 'UNEXPECTED';
+        this.deps.logger.warn({ effect: effect.type, effectId: stored.id, attempts, code, ...(err instanceof AppError ? {} : { err }) }, 'effect failed');
+        const failure = this.deps.runner.onFinalFailure(effect);
+        // A mail that finally failed is final: the mail adapter already retried what can be retried.
+        const final = attempts >= MAX_EFFECT_ATTEMPTS || failure !== null;
+        if (final) {
+          await this.deps.storage.journeys.removeEffects(key, [stored.id]);
+          const requestId = err instanceof AppError ? err.meta['requestId'] : undefined;
+          await this.deps.storage.audit.append({
+            id: randomUUID(),
+            at: this.deps.now().toISOString(),
+            actor: 'system',
+            action: 'effect.abandoned',
+            personId: rec.personId,
+            details: { effect: effect.type, effectId: stored.id, code, requestId: typeof requestId === 'string' ? requestId : null },
+          });
+          if (failure) followUps.push(failure);
+          else this.deps.logger.error({ effect: effect.type, effectId: stored.id }, 'effect abandoned after repeated failures');
+        } else {
+          await this.deps.storage.journeys.countEffectAttempt(key, [stored.id]);
+          // Keep order for effects that depend on earlier ones; UI and companion notices may go on.
+          if (effect.type !== 'teams.refresh' && effect.type !== 'companion.command') return followUps;
+        }
+      }
+    }
+    return followUps;
+  }
+
+  /** Retry effects left behind by a crash or an outage (called on a timer). */
+  async sweep(): Promise<void> {
+    const recs = await this.deps.storage.journeys.listWithPendingEffects(50);
+    for (const r of recs) await this.drain(r.personId, r.kind);
+  }
+}

@@ -41,10 +41,11 @@ export class PageBrowser {
     this.origin = new URL(link);
   }
 
-  /** Open the link (spends the token) and land on the page. */
+  /** Open the link (spends the token), follow its same-origin refresh, and land on the page. */
   async open(): Promise<PageResponse> {
     const url = new URL(this.link);
-    return this.follow(await this.raw('GET', `${url.pathname}${url.search}`));
+    const first = await this.follow(await this.raw('GET', `${url.pathname}${url.search}`));
+    return first.status === 200 && /http-equiv="refresh" content="0;url=\/"/.test(first.body) ? this.get() : first;
   }
 
   /** GET the page. */

@@ -160,3 +160,17 @@ export function renderNotice(title: string, message: string): string {
     `<body data-state="refused"><h1>${escapeHtml(title)}</h1><p>${escapeHtml(message)}</p></body></html>`,
   ].join('\n');
 }
+
+/**
+ * The answer to a spent link: a same-origin meta refresh to `/`. A redirect would carry on the
+ * navigation that opened the link, and if that came from another site the SameSite=Strict
+ * session cookie would not be sent with it; a navigation this page starts itself is same-site.
+ */
+export function renderContinue(): string {
+  return [
+    '<!doctype html>',
+    '<html lang="en-GB"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0;url=/">',
+    `<title>Smartcard Assist companion</title><style>${STYLE}</style></head>`,
+    '<body data-state="continue"><h1>Smartcard Assist</h1><p><a href="/">Open the companion page</a></p></body></html>',
+  ].join('\n');
+}

@@ -60,7 +60,7 @@ async function startPage(fake = new FakeBackend(), submitWaitMs?: number): Promi
 async function session(page: PasscodePageServer, port: number): Promise<string> {
   const link = new URL(page.issueLink());
   const res = await send(port, { path: `${link.pathname}${link.search}` });
-  expect(res.status).toBe(303);
+  expect(res.status).toBe(200);
   const setCookie = res.headers['set-cookie']?.[0] ?? '';
   return setCookie.split(';')[0]!;
 }
@@ -83,12 +83,13 @@ describe('passcode page: binding', () => {
 });
 
 describe('passcode page: one-time link and session', () => {
-  it('exchanges the token once for an HttpOnly SameSite=Strict cookie and drops it from the URL', async () => {
+  it('exchanges the token once for an HttpOnly SameSite=Strict cookie and moves on to / by a same-origin refresh', async () => {
     const { page, port } = await startPage();
     const link = new URL(page.issueLink());
     const first = await send(port, { path: `/?t=${link.searchParams.get('t')}` });
-    expect(first.status).toBe(303);
-    expect(first.headers.location).toBe('/');
+    expect(first.status).toBe(200);
+    expect(first.body).toContain('<meta http-equiv="refresh" content="0;url=/">');
+    expect(first.body).not.toContain('K7QF-M2XD');
     const cookie = first.headers['set-cookie']?.[0] ?? '';
     expect(cookie).toMatch(new RegExp(`^${SESSION_COOKIE}=[A-Za-z0-9_-]{43};`));
     expect(cookie).toContain('HttpOnly');
@@ -129,7 +130,7 @@ describe('passcode page: one-time link and session', () => {
     const link = new URL(page.issueLink());
     const head = await send(port, { method: 'HEAD', path: `/?t=${link.searchParams.get('t')}` });
     expect(head.status).toBe(401);
-    expect((await send(port, { path: `/?t=${link.searchParams.get('t')}` })).status).toBe(303);
+    expect((await send(port, { path: `/?t=${link.searchParams.get('t')}` })).status).toBe(200);
   });
 });
 
@@ -154,7 +155,9 @@ describe('passcode page: Host and Origin checks', () => {
     const link = new URL(page.issueLink());
     const res = await send(port, { path: `/?t=${link.searchParams.get('t')}`, headers: { host: 'attacker.example' } });
     expect(res.status).toBe(421);
-    expect((await send(port, { path: `/?t=${link.searchParams.get('t')}` })).status).toBe(303);
+    const later = await send(port, { path: `/?t=${link.searchParams.get('t')}` });
+    expect(later.status).toBe(200);
+    expect(later.headers['set-cookie']?.[0]).toContain(SESSION_COOKIE);
   });
 
   const form = 'code=1234-5678&passcode=284719&confirmation=284719';
@@ -240,13 +243,13 @@ describe('passcode page: Host and Origin checks', () => {
 });
 
 describe('passcode page: headers and markup', () => {
-  it('sends the CSP and the no-store, no-frame, no-referrer headers on every answer', async () => {
+  it('sends the CSP and the no-store, no-frame, same-origin-referrer headers on every answer', async () => {
     const { page, port } = await startPage();
     const cookie = await session(page, port);
     for (const res of [await send(port, { headers: { cookie } }), await send(port, {}), await send(port, { path: '/nope', headers: { cookie } })]) {
       expect(res.headers['content-security-policy']).toBe(PAGE_CSP);
       expect(res.headers['x-frame-options']).toBe('DENY');
-      expect(res.headers['referrer-policy']).toBe('no-referrer');
+      expect(res.headers['referrer-policy']).toBe('same-origin');
       expect(res.headers['cache-control']).toBe('no-store');
       expect(res.headers['x-content-type-options']).toBe('nosniff');
     }

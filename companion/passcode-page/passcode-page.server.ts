@@ -3,8 +3,8 @@
  *
  * Served by node:http on 127.0.0.1 only. A person opens it through a URL with
  * a one-time token (`/?t=TOKEN`, 32 random bytes), which is exchanged at once
- * for an HttpOnly, SameSite=Strict session cookie and dropped from the address
- * bar. Every request must carry `Host: 127.0.0.1:PORT` or `localhost:PORT`
+ * for an HttpOnly, SameSite=Strict session cookie; the answer moves on to `/`
+ * with a same-origin refresh, so the token leaves the address bar. Every request must carry `Host: 127.0.0.1:PORT` or `localhost:PORT`
  * exactly (a DNS-rebinding page cannot), and every POST an `Origin` that
  * matches it (a cross-site form cannot). The CSP allows nothing but inline
  * style and same-origin form posts; no script is needed.
@@ -15,7 +15,7 @@ import type { AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from '../../common/logger';
 import { PasscodePageError } from '../companion.errors';
-import { renderNotice, renderPage, UNLOCK_FIELDS, type PageView } from './page-view';
+import { renderContinue, renderNotice, renderPage, UNLOCK_FIELDS, type PageView } from './page-view';
 
 /** The only address the page binds. */
 export const PAGE_HOST = '127.0.0.1' as const;
@@ -185,7 +185,7 @@ export class PasscodePageServer {
         this.sessions.set(sha256(sid).toString('hex'), Date.now() + this.sessionIdleMs());
         res.setHeader('Set-Cookie', `${SESSION_COOKIE}=${sid}; HttpOnly; SameSite=Strict; Path=/`);
         log.info('passcode page link used; browser session started');
-        this.redirect(res, '/');
+        this.send(res, 200, renderContinue());
         return;
       }
       if (this.hasValidSession(req)) {
@@ -304,7 +304,9 @@ export class PasscodePageServer {
     res.setHeader('Content-Security-Policy', PAGE_CSP);
     res.setHeader('X-Frame-Options', 'DENY');
     res.setHeader('X-Content-Type-Options', 'nosniff');
-    res.setHeader('Referrer-Policy', 'no-referrer');
+    // Not `no-referrer`: with it a browser sends `Origin: null` on the page's own form POST (Fetch
+    // standard, "append a request Origin header"), and the Origin check would refuse it.
+    res.setHeader('Referrer-Policy', 'same-origin');
     res.setHeader('Cache-Control', 'no-store');
     res.setHeader('Cross-Origin-Opener-Policy', 'same-origin');
     res.setHeader('Cross-Origin-Resource-Policy', 'same-origin');

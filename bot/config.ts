@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { AppError } from '../common/app-error';
+import { loadGraphMailConfig, type GraphMailConfig } from './mail/graph/graph-mail.config';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -24,7 +25,7 @@ const EnvSchema = z.object({
   SMARTCARD_MASTER_KEY: z.string().min(1).optional(),
   SMARTCARD_MASTER_KEY_FILE: z.string().min(1).optional(),
   STORAGE: z.enum(['sqlite']).default('sqlite'),
-  MAIL_TRANSPORT: z.enum(['outbox']).default('outbox'),
+  MAIL_TRANSPORT: z.enum(['outbox', 'graph'], { message: 'must be outbox or graph' }).default('outbox'),
   MAIL_FROM: z.string().email('MAIL_FROM must be an email address').default('smartcard-assist@localhost.localdomain'),
   /** Bot Framework app registration; empty = local development with no channel authentication (Playground). */
   MicrosoftAppId: z.string().optional(),
@@ -50,7 +51,7 @@ export interface BotConfig {
   dataDir: string;
   masterKey: string;
   storage: { kind: 'sqlite'; file: string };
-  mail: { transport: 'outbox'; outboxDir: string; from: string };
+  mail: { transport: 'outbox'; outboxDir: string; from: string } | { transport: 'graph'; graph: GraphMailConfig; outboxDir: string; from: string };
   auth:
     | { kind: 'none' }
     | { kind: 'bot-framework'; appId: string; appPassword: string | undefined; tenantId: string | undefined; appType: 'MultiTenant' | 'SingleTenant' | 'UserAssignedMSI' };
@@ -117,7 +118,10 @@ export function loadConfig(env: Record<string, string | undefined>): BotConfig {
     dataDir,
     masterKey,
     storage: { kind: 'sqlite', file: path.join(dataDir, 'smartcard-assist.sqlite') },
-    mail: { transport: 'outbox', outboxDir: path.join(dataDir, 'outbox'), from: e.MAIL_FROM },
+    mail:
+      e.MAIL_TRANSPORT === 'graph'
+        ? { transport: 'graph', graph: loadGraphMailConfig(env), outboxDir: path.join(dataDir, 'outbox'), from: e.MAIL_FROM }
+        : { transport: 'outbox', outboxDir: path.join(dataDir, 'outbox'), from: e.MAIL_FROM },
     auth,
     allowedTenants,
     timeZone: e.TIME_ZONE,

@@ -50,7 +50,15 @@ export async function startBot(config: BotConfig, overrides: { mail?: MailPort; 
   const keys = deriveKeys(parseMasterKey(config.masterKey, 'SMARTCARD_MASTER_KEY'));
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const storage = await openStorage(config.storage, logger);
-  const mail = overrides.mail ?? new OutboxMailAdapter({ dir: config.mail.outboxDir, from: { name: 'Smartcard Assist', address: config.mail.from }, logger });
+  let mail: MailPort;
+  if (overrides.mail) mail = overrides.mail;
+  else if (config.mail.transport === 'graph') {
+    // Loaded only when chosen, so the outbox path never loads the Graph client.
+    const { createGraphMailAdapter } = await import('./mail/graph/graph-mail.adapter');
+    const graph = createGraphMailAdapter(config.mail.graph, logger);
+    await graph.verify(); // a missing or wrong setting stops start-up, naming the setting
+    mail = graph;
+  } else mail = new OutboxMailAdapter({ dir: config.mail.outboxDir, from: { name: 'Smartcard Assist', address: config.mail.from }, logger });
 
   const link = new CompanionLinkServer({ storage, credentialHashKey: keys.credentialHashKey, logger, instanceId: config.instanceId });
   const pairing = new PairingService({ storage, codeHashKey: keys.codeHashKey, credentialHashKey: keys.credentialHashKey, pollIntervalSeconds: config.pairingPollIntervalSeconds, logger });

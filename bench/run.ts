@@ -1,0 +1,267 @@
+/**
+ * `npm run bench`: measures, in one run, and prints
+ * 1. journey-step turns against echo turns through the same adapter (turns/s, p50, p99, ratio)
+ *    at 1 and at 50 concurrent conversations;
+ * 2. the time to check 3 security answers, and the event-loop delay p99 while
+ *    10 checks run at once, against idle;
+ * 3. the companion's `card.read_status` round trip over the WebSocket link against
+ *    the same card read done directly (overhead in ms).
+ *
+ * Figures are printed next to their targets with "met"/"not met"; a missed target
+ * never fails the run (this is a benchmark, not a test). The same figures go to
+ * `artifacts/bench/bench-<timestamp>.json`. Everything is on loopback, in this process.
+ *
+ * Options: `--quick` (short windows, for checking the harness; figures are noisier).
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { addPerson } from '../bot/admin.cli';
+import { loadConfig } from '../bot/config';
+import { startBot, type BotApp } from '../bot/main';
+import { generatePuk } from '../bot/security/codes';
+import { deriveKeys, parseMasterKey } from '../bot/security/keys';
+import { createLogger } from '../common/logger';
+import type { SqliteStorage } from '../storage/sqlite/sqlite-storage.adapter';
+import type { Person } from '../storage/storage.port';
+import { ActivityClient, type BenchConversation } from './activity.client';
+import { benchAnswers, type AnswerBenchResult } from './answers.bench';
+import { ConnectorFake } from './connector.fake';
+import { startEchoServer } from './echo.bot';
+import { benchLink, type LinkBenchResult } from './link.bench';
+import { round } from './latency.stats';
+import { echoTurns, journeyTurns, measureTurns, type TurnSeries } from './turns.bench';
+
+/** Targets from issue #2 ("Benchmark"). */
+export const TARGETS = {
+  /** Journey-step turn throughput at least this fraction of echo throughput. */
+  journeyToEchoMin: 0.5,
+  /** Event-loop delay p99 while answer checks run, below this, ms. */
+  loopDelayP99MaxMs: 20,
+  /** Link round trip minus direct card call (p50), below this, ms. */
+  linkOverheadMaxMs: 5,
+} as const;
+
+/** Run sizes: full (default) and `--quick`. Windows in ms. */
+const SIZES = {
+  full: { concurrencies: [1, 50], warmupMs: 1500, measureMs: 8000, answerRuns: 20, concurrentChecks: 10, checkRounds: 3, idleMs: 2000, linkBlocks: 5, linkPerBlock: 200, linkWarmup: 200 },
+  quick: { concurrencies: [1, 50], warmupMs: 300, measureMs: 1500, answerRuns: 5, concurrentChecks: 10, checkRounds: 1, idleMs: 500, linkBlocks: 2, linkPerBlock: 50, linkWarmup: 50 },
+} as const;
+
+/** Answers for the seeded people (benchmark data only). */
+const SEED_ANSWERS = [
+  { questionId: 'q02', answer: 'Bench answer two' },
+  { questionId: 'q05', answer: 'Bench answer five' },
+  { questionId: 'q09', answer: 'Bench answer nine' },
+  { questionId: 'q12', answer: 'Bench answer twelve' },
+] as const;
+
+interface TurnComparison {
+  concurrency: number;
+  journey: TurnSeries;
+  echo: TurnSeries;
+  /** journey turns/s divided by echo turns/s. */
+  ratio: number;
+}
+
+interface TargetLine {
+  name: string;
+  figure: string;
+  target: string;
+  met: boolean;
+}
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+function fmt(n: number, digits = 2): string {
+  return Number.isFinite(n) ? n.toFixed(digits) : 'n/a';
+}
+
+/** A plain-text table: numeric columns right-aligned, text columns left-aligned. */
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const numeric = header.map((_, i) => i > 0 && rows.every((r) => /^(-?[\d.]+|n\/a|)$/.test(r[i] ?? '')));
+  const line = (cells: string[]): string => cells.map((c, i) => (numeric[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+function log(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+async function seedPeople(app: BotApp, count: number): Promise<Person[]> {
+  const keys = deriveKeys(parseMasterKey(app.config.masterKey, 'SMARTCARD_MASTER_KEY'));
+  const people: Person[] = [];
+  // Four at a time: each person hashes 4 answers with scrypt on the thread pool.
+  for (let i = 0; i < count; i += 4) {
+    const batch = Array.from({ length: Math.min(4, count - i) }, (_, k) => i + k);
+    const added = await Promise.all(
+      batch.map((n) =>
+        addPerson(app.storage, keys, {
+          teamsUserId: `bench-user-${n}`,
+          displayName: `Bench Person${n}`,
+          email: `bench.person${n}@nhs.net`,
+          cardId: randomBytes(16).toString('hex'),
+          puk: generatePuk(),
+          answers: SEED_ANSWERS,
+        }),
+      ),
+    );
+    for (const a of added) {
+      const p = await app.storage.persons.get(a.personId);
+      if (!p) throw new Error(`seeded person ${a.personId} is not in the store`);
+      people.push(p);
+    }
+  }
+  return people;
+}
+
+async function main(): Promise<void> {
+  const quick = process.argv.includes('--quick');
+  const size = quick ? SIZES.quick : SIZES.full;
+  const startedAt = new Date();
+  const t0 = Date.now();
+  const logger = createLogger({ name: 'bench', level: 'silent' });
+  log(`Smartcard Assist benchmark${quick ? ' (--quick: short windows, noisy figures)' : ''}`);
+  const loadBefore = loadavg();
+  log(`node ${process.version}, ${cpus().length} CPU(s) (${cpus()[0]?.model ?? 'unknown'}), ${process.platform}/${process.arch}; everything in this process, on loopback`);
+  log(`load average at start: ${loadBefore.map((l) => fmt(l)).join(' ')} (other work on the machine skews every figure)\n`);
+
+  // 2. Answer checks first, before the bot exists, so nothing else uses the event loop.
+  log('[1/3] security answer checks ...');
+  const answers: AnswerBenchResult = await benchAnswers({ runs: size.answerRuns, concurrent: size.concurrentChecks, rounds: size.checkRounds, idleMs: size.idleMs });
+
+  // 1. Turns.
+  log('[2/3] turns: starting the bot (embedded store), the echo bot and the connector stand-in ...');
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'bench-bot-'));
+  const connector = new ConnectorFake();
+  const serviceUrl = await connector.start();
+  const config = loadConfig({
+    PORT: '0',
+    HOST: '127.0.0.1',
+    SMARTCARD_DATA_DIR: dataDir,
+    SMARTCARD_MASTER_KEY: randomBytes(32).toString('base64'),
+    LOG_LEVEL: 'silent',
+  });
+  const app = await startBot(config, { logger });
+  const echo = await startEchoServer(app, logger);
+  const client = new ActivityClient(serviceUrl);
+  const maxConcurrency = Math.max(...size.concurrencies);
+  const comparisons: TurnComparison[] = [];
+  let link: LinkBenchResult;
+  try {
+    const people = await seedPeople(app, maxConcurrency + 1);
+    const linkPerson = people.pop()!;
+    const conversations: BenchConversation[] = people.map((p, i) => ({ conversationId: `a:bench-conversation-${i}`, userId: p.teamsUserId, userName: p.displayName }));
+    const storeStats = (app.storage as Partial<SqliteStorage>).stats?.bind(app.storage);
+    const probe = (): Record<string, number> => ({
+      ...(storeStats ? { storeWrites: storeStats().writes, storeCommits: storeStats().commits } : {}),
+      connectorActivities: connector.counts.activities,
+      connectorConnections: connector.counts.connections,
+    });
+    const journey = journeyTurns(client, app.url, conversations);
+    const echoTurn = echoTurns(client, echo.url, conversations, connector);
+    for (const concurrency of size.concurrencies) {
+      log(`      ${concurrency} conversation(s): echo ...`);
+      const e = await measureTurns('echo', concurrency, echoTurn, size.warmupMs, size.measureMs, probe);
+      log(`      ${concurrency} conversation(s): journey ...`);
+      const j = await measureTurns('journey', concurrency, journey, size.warmupMs, size.measureMs, probe);
+      comparisons.push({ concurrency, journey: j, echo: e, ratio: round(e.turnsPerSecond > 0 ? j.turnsPerSecond / e.turnsPerSecond : Number.NaN, 3) });
+    }
+
+    // 3. Link.
+    log('[3/3] companion link: pairing a companion runtime with an in-process virtual card ...');
+    link = await benchLink(app, linkPerson, logger, { blocks: size.linkBlocks, perBlock: size.linkPerBlock, warmup: size.linkWarmup });
+  } finally {
+    client.close();
+    await echo.close();
+    await app.close();
+    await connector.stop();
+    await rm(dataDir, { recursive: true, force: true });
+  }
+
+  // Report.
+  log('\n== 1. Turns: journey step (Action.Execute invoke, CAS write, card) vs echo (message -> connector), same adapter ==');
+  const turnRows: string[][] = [];
+  for (const c of comparisons) {
+    for (const s of [c.echo, c.journey]) {
+      const pt = (k: string): string => (s.perTurn[k] === undefined ? 'n/a' : fmt(s.perTurn[k], 2));
+      turnRows.push([`${s.kind}`, String(c.concurrency), String(s.turns), String(s.errors), fmt(s.turnsPerSecond, 1), fmt(s.latency.p50Ms), fmt(s.latency.p99Ms), s.kind === 'journey' ? fmt(c.ratio) : '', pt('storeWrites'), pt('storeCommits'), pt('connectorActivities'), pt('connectorConnections')]);
+    }
+  }
+  log(table(['turn', 'conversations', 'turns', 'errors', 'turns/s', 'p50 ms', 'p99 ms', 'journey/echo', 'writes/turn', 'commits/turn', 'replies/turn', 'conns/turn'], turnRows));
+  for (const c of comparisons) for (const s of [c.echo, c.journey]) if (s.firstError) log(`   first ${s.kind} error at ${c.concurrency}: ${s.firstError}`);
+
+  log(`\n== 2. Security answer checks (verifyAnswers, 3 answers; scrypt N=${answers.scrypt.N} r=${answers.scrypt.r} p=${answers.scrypt.p}, thread pool ${answers.threadPoolSize}) ==`);
+  log(table(
+    ['figure', 'p50 ms', 'p99 ms', 'max ms', 'samples/window'],
+    [
+      ['one check (3 answers), sequential', fmt(answers.check.p50Ms), fmt(answers.check.p99Ms), fmt(answers.check.maxMs), `${answers.check.count} runs`],
+      ['event-loop delay, idle', fmt(answers.loopIdle.p50Ms), fmt(answers.loopIdle.p99Ms), fmt(answers.loopIdle.maxMs), `${fmt(answers.loopIdle.windowMs, 0)} ms`],
+      [`event-loop delay, ${answers.concurrent} checks at once`, fmt(answers.loopUnderChecks.p50Ms), fmt(answers.loopUnderChecks.p99Ms), fmt(answers.loopUnderChecks.maxMs), `${fmt(answers.loopUnderChecks.windowMs, 0)} ms`],
+    ],
+  ));
+  log(`   ${answers.concurrent} checks at once took ${answers.concurrentWallMs.map((w) => `${fmt(w, 0)} ms`).join(', ')} (wall, per round)`);
+
+  log('\n== 3. Companion card.read_status: over the WebSocket link vs direct PIV session, same in-process virtual card ==');
+  log(table(
+    ['path', 'calls', 'p50 ms', 'p99 ms', 'max ms'],
+    [
+      ['direct (PivSession: SELECT, GET DATA CHUID, VERIFY status)', String(link.direct.count), fmt(link.direct.p50Ms, 3), fmt(link.direct.p99Ms, 3), fmt(link.direct.maxMs, 3)],
+      ['link (CompanionLinkServer.sendCommand -> companion runtime)', String(link.link.count), fmt(link.link.p50Ms, 3), fmt(link.link.p99Ms, 3), fmt(link.link.maxMs, 3)],
+      ['overhead (link - direct)', '', fmt(link.overheadP50Ms, 3), fmt(link.overheadP99Ms, 3), ''],
+    ],
+  ));
+  if (link.errors > 0) log(`   ${link.errors} call(s) did not read the expected card id and PIN status`);
+
+  const targets: TargetLine[] = [
+    ...comparisons.map((c) => ({
+      name: `journey turns/s >= ${TARGETS.journeyToEchoMin}x echo, ${c.concurrency} conversation(s)`,
+      figure: `${fmt(c.ratio)}x (${fmt(c.journey.turnsPerSecond, 1)} vs ${fmt(c.echo.turnsPerSecond, 1)} turns/s)`,
+      target: `>= ${TARGETS.journeyToEchoMin}x`,
+      met: c.ratio >= TARGETS.journeyToEchoMin && c.journey.errors === 0,
+    })),
+    {
+      name: `event-loop delay p99 while ${answers.concurrent} answer checks run`,
+      figure: `${fmt(answers.loopUnderChecks.p99Ms)} ms (idle ${fmt(answers.loopIdle.p99Ms)} ms)`,
+      target: `< ${TARGETS.loopDelayP99MaxMs} ms`,
+      met: answers.loopUnderChecks.p99Ms < TARGETS.loopDelayP99MaxMs,
+    },
+    {
+      name: 'companion link overhead (p50)',
+      figure: `${fmt(link.overheadP50Ms, 3)} ms (p99 ${fmt(link.overheadP99Ms, 3)} ms)`,
+      target: `< ${TARGETS.linkOverheadMaxMs} ms`,
+      met: link.overheadP50Ms < TARGETS.linkOverheadMaxMs && link.errors === 0,
+    },
+  ];
+  log('\n== Targets (issue #2; reported, never enforced) ==');
+  log(table(['target', 'figure', 'aim', 'result'], targets.map((t) => [t.name, t.figure, t.target, t.met ? 'met' : 'not met'])));
+
+  const outDir = path.join(repoRoot, 'artifacts', 'bench');
+  mkdirSync(outDir, { recursive: true });
+  const file = path.join(outDir, `bench-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
+  const report = {
+    startedAt: startedAt.toISOString(),
+    durationMs: Date.now() - t0,
+    quick,
+    machine: { node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model ?? null, platform: process.platform, arch: process.arch, loadAverageAtStart: loadBefore, loadAverageAtEnd: loadavg() },
+    sizes: size,
+    turns: comparisons,
+    answers,
+    link,
+    targets,
+  };
+  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+  log(`\nWritten ${path.relative(repoRoot, file)} (run took ${fmt((Date.now() - t0) / 1000, 1)} s)`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`benchmark failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  },
+);

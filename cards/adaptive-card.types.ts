@@ -83,13 +83,35 @@ export interface TextInput extends ElementBase {
   style?: 'Text' | 'Email' | 'Tel' | 'Url' | 'Password';
 }
 
+/** One choice of an Input.ChoiceSet. Hosts show `title` literally; `value` is what the click sends. */
+export interface Choice {
+  title: string;
+  value: string;
+}
+
+/** Input.ChoiceSet (1.3 label, isRequired, errorMessage); single choice only here. */
+export interface ChoiceSetInput extends ElementBase {
+  type: 'Input.ChoiceSet';
+  id: string;
+  label: string;
+  choices: Choice[];
+  /** `compact` is a drop-down list; `expanded` shows radio buttons. */
+  style?: 'compact' | 'expanded';
+  isRequired?: boolean;
+  errorMessage?: string;
+  placeholder?: string;
+  /** The `value` of the pre-selected choice. */
+  value?: string;
+  wrap?: boolean;
+}
+
 export interface Container extends ElementBase {
   type: 'Container';
   items: CardElement[];
   style?: 'default' | 'emphasis' | 'good' | 'attention' | 'warning' | 'accent';
 }
 
-export type CardElement = TextBlock | RichTextBlock | FactSet | TextInput | Container;
+export type CardElement = TextBlock | RichTextBlock | FactSet | TextInput | ChoiceSetInput | Container;
 
 /** Action.Execute (1.4, Universal Actions): the only action type this service puts on a card. */
 export interface ExecuteAction {

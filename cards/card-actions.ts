@@ -24,6 +24,13 @@ export const CARD_VERBS = {
   UNLOCK_ANSWERS: 'unlock.answers',
   UNLOCK_CANCEL: 'unlock.cancel',
   UNLOCK_RESEND_CODE: 'unlock.resend_code',
+  REGISTER_CONTACT: 'register.contact',
+  REGISTER_CHECK_CARD: 'register.check_card',
+  REGISTER_QUESTIONS: 'register.questions',
+  REGISTER_SEND_CODE: 'register.send_code',
+  REGISTER_CODE: 'register.code',
+  REGISTER_RESEND_CODE: 'register.resend_code',
+  REGISTER_CANCEL: 'register.cancel',
 } as const;
 
 /** A verb this service understands. */
@@ -35,6 +42,34 @@ export const MAX_ANSWER_LENGTH = 200;
 /** Ids of the three answer inputs on the questions card; Teams merges them into `data`. */
 export const ANSWER_INPUT_IDS = ['a1', 'a2', 'a3'] as const;
 export type AnswerInputId = (typeof ANSWER_INPUT_IDS)[number];
+
+/** Number of security questions a person chooses and answers when registering. */
+export const REGISTER_QUESTION_COUNT = 4;
+
+/** Ids of the question pickers on the registration questions card (values are question ids such as `q07`). */
+export const REGISTER_QUESTION_INPUT_IDS = ['q1', 'q2', 'q3', 'q4'] as const;
+
+/** Ids of the answer inputs on the registration questions card, paired in order with {@link REGISTER_QUESTION_INPUT_IDS}. */
+export const REGISTER_ANSWER_INPUT_IDS = ['a1', 'a2', 'a3', 'a4'] as const;
+
+/** Form of a question id in the question bank: `q` and two digits, e.g. `q07`. */
+export const QUESTION_ID_PATTERN = /^q\d{2}$/;
+
+/** Longest accepted email address, in characters (RFC 5321 4.5.3.1.3 path limit of 256 less the angle brackets). */
+export const MAX_EMAIL_LENGTH = 254;
+
+/** Longest accepted mobile number as typed, in characters (spaces, brackets and a +44 prefix included). */
+export const MAX_MOBILE_LENGTH = 32;
+
+/** Longest accepted registration code as typed, in characters (8 digits plus any spaces or dashes). */
+export const MAX_CODE_INPUT_LENGTH = 20;
+
+/**
+ * Every id of a card input whose value Teams merges into a click's `data`. A builder never puts these
+ * on a button's own data ({@link CardActionButtonData}).
+ */
+export const CARD_INPUT_IDS = [...REGISTER_ANSWER_INPUT_IDS, ...REGISTER_QUESTION_INPUT_IDS, 'email', 'mobile', 'code'] as const;
+export type CardInputId = (typeof CARD_INPUT_IDS)[number];
 
 const missingOr = (otherwise: string) => (issue: { input?: unknown }) => (issue.input === undefined ? 'is missing' : otherwise);
 
@@ -52,6 +87,17 @@ const answerField = z
 
 const runStep = { runId: runIdField, step: stepField };
 
+/** Trimmed text of at most `max` characters; `allowEmpty` false refuses an empty (or all-space) value. */
+const textField = (max: number, allowEmpty: boolean) => {
+  const text = z.string({ error: missingOr('must be text') }).trim();
+  return (allowEmpty ? text : text.min(1, { error: 'is empty' })).max(max, { error: `is longer than ${max} characters` });
+};
+
+const questionIdField = z
+  .string({ error: missingOr('must be text') })
+  .trim()
+  .regex(QUESTION_ID_PATTERN, { error: 'must be a question id such as q07' });
+
 /**
  * The schema of `value.action.data` for each verb. Unknown keys are dropped
  * (Teams may merge extra fields); known keys must be valid.
@@ -65,6 +111,28 @@ export const CARD_ACTION_SCHEMAS = {
   'unlock.answers': z.object({ ...runStep, a1: answerField, a2: answerField, a3: answerField }),
   'unlock.cancel': z.object(runStep),
   'unlock.resend_code': z.object(runStep),
+  // The server validates the address and number; the schema only bounds their lengths. Hosts leave an
+  // empty input out of `data` (adaptivecards 3.0.6, Action.prepareForExecution), so a missing mobile is ''.
+  'register.contact': z.object({ ...runStep, email: textField(MAX_EMAIL_LENGTH, false), mobile: textField(MAX_MOBILE_LENGTH, true).default('') }),
+  'register.check_card': z.object(runStep),
+  // The server checks that the 4 questions differ and applies the answer rules.
+  'register.questions': z.object({
+    ...runStep,
+    q1: questionIdField,
+    q2: questionIdField,
+    q3: questionIdField,
+    q4: questionIdField,
+    a1: answerField,
+    a2: answerField,
+    a3: answerField,
+    a4: answerField,
+  }),
+  // Missing or empty `email` means: send to the address already confirmed.
+  'register.send_code': z.object({ ...runStep, email: textField(MAX_EMAIL_LENGTH, true).optional() }),
+  // The server removes spaces and dashes and checks the digits.
+  'register.code': z.object({ ...runStep, code: textField(MAX_CODE_INPUT_LENGTH, false) }),
+  'register.resend_code': z.object(runStep),
+  'register.cancel': z.object(runStep),
 } as const satisfies Record<CardVerb, z.ZodType>;
 
 /** A parsed card action: the verb and its validated data (answers trimmed). */
@@ -79,7 +147,7 @@ export type CardActionOf<V extends CardVerb> = Extract<CardAction, { verb: V }>;
  * The `data` a builder puts on a button of verb `V`: the verb's data without
  * the fields that come from the card's inputs.
  */
-export type CardActionButtonData<V extends CardVerb> = Omit<z.input<(typeof CARD_ACTION_SCHEMAS)[V]>, AnswerInputId>;
+export type CardActionButtonData<V extends CardVerb> = Omit<z.input<(typeof CARD_ACTION_SCHEMAS)[V]>, CardInputId>;
 
 /** Why an invoke value was refused. */
 export type CardActionRefusal = 'not_an_action' | 'unknown_verb' | 'invalid_data';

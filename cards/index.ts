@@ -5,7 +5,20 @@ export { literalText, cardAttachment, ADAPTIVE_CARD_CONTENT_TYPE } from './card-
 export { maskEmail, MASK_CHAR } from './mask-email';
 export { welcomeCard } from './welcome.card';
 export { helpCard, HELP_COMMANDS } from './help.card';
-export { registerComingSoonCard } from './register.card';
+export {
+  registerComingSoonCard,
+  registerContactCard,
+  registerCardCheckCard,
+  registerQuestionsCard,
+  registerConfirmEmailCard,
+  registerCodeCard,
+  registerDoneCard,
+  registerEndedCard,
+  registerProblemCard,
+  type BankQuestion,
+  type CardCheckState,
+  type ContactPrefill,
+} from './register.card';
 export { pairHelpCard, pairingResultCard, EXAMPLE_PAIRING_CODE, PAIRING_CODE_MINUTES } from './pairing.card';
 export {
   unlockCheckingCard,

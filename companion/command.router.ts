@@ -15,13 +15,18 @@ export interface CommandRouterDeps {
     prompt(command: Extract<Command, { kind: 'unlock.prompt' }>): void;
     closed(command: Extract<Command, { kind: 'unlock.closed' }>): void;
   };
+  register: {
+    prompt(command: Extract<Command, { kind: 'register.prompt_passcode' }>): void;
+    closed(command: Extract<Command, { kind: 'register.closed' }>): void;
+  };
 }
 
 /**
  * Build the command handler the link client calls.
  *
- * @param deps - card service and unlock controller
- * @returns `(command) => reply`: `card.read_status` -> `card.status`; `unlock.prompt`, `unlock.closed` -> `ack`.
+ * @param deps - card service, unlock and register controllers
+ * @returns `(command) => reply`: `card.read_status` -> `card.status`; `unlock.prompt`, `unlock.closed`,
+ *   `register.prompt_passcode`, `register.closed` -> `ack`.
  *   A card error is thrown and the link client turns it into an `error` reply with its code.
  */
 export function createCommandRouter(deps: CommandRouterDeps): (command: Command) => Promise<Reply> {
@@ -33,6 +38,14 @@ export function createCommandRouter(deps: CommandRouterDeps): (command: Command)
     },
     'unlock.closed': async (command) => {
       deps.unlock.closed(command);
+      return { kind: 'ack' };
+    },
+    'register.prompt_passcode': async (command) => {
+      deps.register.prompt(command);
+      return { kind: 'ack' };
+    },
+    'register.closed': async (command) => {
+      deps.register.closed(command);
       return { kind: 'ack' };
     },
   };

@@ -10,6 +10,7 @@
  * - `PAIRED: <person name>`
  * - `STATUS: <one line>`
  * - `UNLOCK: <one line>`
+ * - `REGISTER: <one line>`
  */
 import type { Logger } from '../common/logger';
 import type { CardStatus, Request } from '../protocol/companion-link.protocol';
@@ -22,6 +23,7 @@ import type { CredentialStore, StoredCredential } from './pairing/credential.sto
 import { PairingClient, type PairingCode } from './pairing/pairing.client';
 import type { PageView } from './passcode-page/page-view';
 import { PasscodePageServer } from './passcode-page/passcode-page.server';
+import { RegisterController } from './register/register.controller';
 import { UnlockController, type UnlockLink } from './unlock/unlock.controller';
 import { COMPANION_VERSION } from './version';
 
@@ -32,6 +34,7 @@ export const OUTPUT_PREFIX = {
   paired: 'PAIRED: ',
   status: 'STATUS: ',
   unlock: 'UNLOCK: ',
+  register: 'REGISTER: ',
 } as const;
 
 /** Knobs tests turn; defaults are the production values. */
@@ -65,6 +68,9 @@ type Phase = { kind: 'starting' } | { kind: 'pairing'; code: PairingCode | null 
 export class CompanionRuntime {
   readonly page: PasscodePageServer;
   readonly unlock: UnlockController;
+  readonly register: RegisterController;
+  /** The flow the page shows when one is under way (the last one prompted). */
+  private flow: 'unlock' | 'register' = 'unlock';
   private phase: Phase = { kind: 'starting' };
   private link: LinkClient | null = null;
   private readonly abort = new AbortController();
@@ -83,8 +89,14 @@ export class CompanionRuntime {
       link: linkProxy,
       card: options.card,
       logger: options.logger.child({ part: 'unlock' }),
-      onPrompt: () => this.onPrompt(),
+      onPrompt: () => this.onPrompt('unlock'),
       ...(tuning.passcodeHoldMs !== undefined ? { passcodeHoldMs: tuning.passcodeHoldMs } : {}),
+    });
+    this.register = new RegisterController({
+      link: linkProxy,
+      card: options.card,
+      logger: options.logger.child({ part: 'register' }),
+      onPrompt: () => this.onPrompt('register'),
     });
     this.page = new PasscodePageServer({
       port: options.pagePort,
@@ -92,7 +104,8 @@ export class CompanionRuntime {
       backend: {
         view: () => this.view(),
         submitUnlock: (form) => this.unlock.submit(form),
-        retry: () => this.unlock.retry(),
+        submitPasscode: (form) => this.register.submit(form),
+        retry: () => (this.flow === 'register' ? this.register.retry() : this.unlock.retry()),
       },
       ...(tuning.submitWaitMs !== undefined ? { submitWaitMs: tuning.submitWaitMs } : {}),
     });
@@ -139,7 +152,8 @@ export class CompanionRuntime {
     const p = this.phase;
     if (p.kind === 'starting') return { state: 'starting' };
     if (p.kind === 'pairing') return p.code ? { state: 'pairing', userCode: p.code.userCode, expiresAt: p.code.expiresAt } : { state: 'starting' };
-    return this.unlock.view({ personName: p.personName, connected: this.link?.state === 'ready' });
+    const idle = { personName: p.personName, connected: this.link?.state === 'ready' };
+    return this.flow === 'register' ? this.register.view(idle) : this.unlock.view(idle);
   }
 
   // -------------------------------------------------------------------------
@@ -155,6 +169,7 @@ export class CompanionRuntime {
       if (outcome === 'stopped') return;
       logger.warn('credential refused by the bot; deleting it and pairing again');
       this.unlock.reset('This computer is no longer paired. Pair it again to unlock your card.');
+      this.register.reset();
       this.options.print(`${OUTPUT_PREFIX.status}pairing was revoked by Smartcard Assist; pairing again`);
       await credentials.delete();
     }
@@ -192,7 +207,7 @@ export class CompanionRuntime {
         workstation: this.options.workstation,
         version: COMPANION_VERSION,
         logger: this.options.logger.child({ part: 'link' }),
-        onCommand: createCommandRouter({ card: this.options.card, unlock: this.unlock }),
+        onCommand: createCommandRouter({ card: this.options.card, unlock: this.unlock, register: this.register }),
         onWelcome: (welcome) => {
           this.phase = { kind: 'linked', personName: welcome.personName };
           void this.reportCurrentCard();
@@ -241,8 +256,16 @@ export class CompanionRuntime {
     this.unlock.onCardStatus(status);
   }
 
-  private onPrompt(): void {
-    this.options.print(`${OUTPUT_PREFIX.unlock}type your unlock code and a new passcode on the passcode page`);
+  private onPrompt(flow: 'unlock' | 'register'): void {
+    // One flow owns the page at a time: the newest prompt wins and the other one is cleared.
+    this.flow = flow;
+    if (flow === 'unlock') {
+      this.register.reset();
+      this.options.print(`${OUTPUT_PREFIX.unlock}type your unlock code and a new passcode on the passcode page`);
+    } else {
+      this.unlock.reset();
+      this.options.print(`${OUTPUT_PREFIX.register}type your current passcode on the passcode page`);
+    }
     if (!this.page.hasSession() && !this.page.hasOutstandingLink()) {
       this.options.print(`${OUTPUT_PREFIX.page}${this.page.issueLink()}`);
     }

@@ -10,9 +10,9 @@
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from '../../common/logger';
-import type { CardStatus } from '../../protocol/companion-link.protocol';
+import type { CardStatus, Request } from '../../protocol/companion-link.protocol';
 import type { CardConnection, CardReaderPort, ReaderEvent } from '../piv/card-connection';
-import { ApduError, CARD_ERROR_CODE, InvalidPukError, PukBlockedError, isCardError, type CardErrorCode } from '../piv/piv.errors';
+import { ApduError, CARD_ERROR_CODE, InvalidPinError, InvalidPukError, PinBlockedError, PukBlockedError, isCardError, type CardErrorCode } from '../piv/piv.errors';
 import { PivSession } from '../piv/piv.session';
 
 /** Which PUK the card holds, as far as the companion knows (protocol `unlock.result.pukOnCard`). */
@@ -50,6 +50,9 @@ export type UnblockOutcome =
   | { outcome: 'puk_rejected'; pukOnCard: PukOnCard; passcodeSet: false; sw: string; pukBlocked: boolean }
   /** Any other failure; `sw` when the card answered with a status word. */
   | { outcome: 'card_error'; pukOnCard: PukOnCard; passcodeSet: boolean; code: string; sw?: string };
+
+/** Outcome of VERIFY with a typed passcode: the protocol's `register.passcode_checked` result. */
+export type VerifyOutcome = Extract<Request, { kind: 'register.passcode_checked' }>['result'];
 
 export interface CardServiceOptions {
   reader: CardReaderPort;
@@ -154,6 +157,61 @@ export class CardService {
    */
   unblock(request: UnblockRequest): Promise<UnblockOutcome> {
     return this.exclusive(() => this.runUnblock(request));
+  }
+
+  /**
+   * VERIFY a passcode on the card in the reader (SP 800-73-4 Part 2, 3.2.1), then reset the card so the
+   * verified state does not outlive this check.
+   *
+   * @param passcode - the passcode as typed, 6-8 digits (secret; refused before sending otherwise)
+   * @returns `verified` / `wrong_passcode` (with `triesLeft`, from 63Cx) / `blocked` (6983), each with the
+   *   card id; `no_card`; or `card_error` (with `sw` when the card answered one). Never throws for card trouble.
+   */
+  verifyPasscode(passcode: string): Promise<VerifyOutcome> {
+    return this.exclusive(async () => {
+      const log = this.options.logger;
+      let sawError: string | null = null;
+      for (const reader of this.candidateReaders()) {
+        let opened: { conn: CardConnection; session: PivSession; cardId: string };
+        try {
+          opened = await this.withTransientRetry(reader, async () => {
+            const conn = await this.options.reader.connect(reader);
+            try {
+              const session = await PivSession.open(conn, this.options.logger);
+              return { conn, session, cardId: await session.readCardId() };
+            } catch (err) {
+              await conn.close('reset').catch(() => undefined);
+              throw err;
+            }
+          });
+        } catch (err) {
+          if (!isCardGone(err)) sawError ??= swOf(err) ?? '';
+          log.debug({ reader, errorCode: codeOf(err) }, 'no card to verify in this reader');
+          continue;
+        }
+        const { conn, session, cardId } = opened;
+        try {
+          await session.verifyPin(passcode);
+          log.info({ reader, cardId }, 'passcode verified on the card');
+          return { outcome: 'verified', cardId };
+        } catch (err) {
+          if (err instanceof InvalidPinError) {
+            log.info({ reader, cardId, attemptsLeft: err.attemptsLeft }, 'card refused the passcode');
+            // 63C0 is still a wrong passcode (now with no tries left); 6983 below is a card that was already blocked.
+            return { outcome: 'wrong_passcode', cardId, triesLeft: err.attemptsLeft };
+          }
+          if (err instanceof PinBlockedError) return { outcome: 'blocked', cardId };
+          if (isCardGone(err)) return { outcome: 'no_card' };
+          log.warn({ err: describe(err) }, 'VERIFY failed');
+          const sw = swOf(err);
+          return { outcome: 'card_error', ...(sw ? { sw } : {}) };
+        } finally {
+          await conn.close('reset').catch(() => undefined);
+        }
+      }
+      if (sawError !== null) return { outcome: 'card_error', ...(sawError ? { sw: sawError } : {}) };
+      return { outcome: 'no_card' };
+    });
   }
 
   // -------------------------------------------------------------------------

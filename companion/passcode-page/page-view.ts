@@ -13,16 +13,24 @@ export type PageView =
   | { state: 'idle'; personName: string | null; connected: boolean; notice: string | null }
   /** The form: unlock code, new passcode twice. `error` says why the last try was refused. */
   | { state: 'awaiting_unlock'; codeExpiresAt: Date; error: string | null }
-  | { state: 'working'; step: 'checking_code' | 'unlocking' }
+  | { state: 'working'; step: 'checking_code' | 'unlocking' | 'checking_passcode' }
+  /** Registration: the form for the current passcode. */
+  | { state: 'awaiting_passcode'; error: string | null }
+  /** Registration: the passcode verified on the card. */
+  | { state: 'passcode_verified' }
   /** The card went away mid-unlock; `wrongCard` when another card is in the reader now. */
   | { state: 'card_removed'; wrongCard: boolean }
   | { state: 'done' }
-  | { state: 'error'; message: string; canRetry: boolean };
+  /** `title` defaults to the unlock wording. */
+  | { state: 'error'; message: string; canRetry: boolean; title?: string };
 
 export type PageState = PageView['state'];
 
 /** Form field names of the unlock form. */
 export const UNLOCK_FIELDS = { code: 'code', passcode: 'passcode', confirmation: 'confirmation' } as const;
+
+/** Form field names of the registration (current passcode) form. */
+export const VERIFY_FIELDS = { passcode: 'current_passcode' } as const;
 
 /** Seconds between automatic reloads for screens that change by themselves; absent = no reload (a form is open). */
 const REFRESH_SECONDS: Partial<Record<PageState, number>> = {
@@ -32,6 +40,7 @@ const REFRESH_SECONDS: Partial<Record<PageState, number>> = {
   working: 2,
   card_removed: 2,
   done: 10,
+  passcode_verified: 10,
 };
 
 /**
@@ -98,9 +107,28 @@ function body(view: PageView): string {
         `</form>`,
       ].join('\n');
     case 'working':
-      return view.step === 'checking_code'
-        ? `<h1>Checking your unlock code&hellip;</h1><p>Keep your card in the reader.</p>`
-        : `<h1>Unlocking your card&hellip;</h1><p>Keep your card in the reader. This takes a few seconds.</p>`;
+      switch (view.step) {
+        case 'checking_code':
+          return `<h1>Checking your unlock code&hellip;</h1><p>Keep your card in the reader.</p>`;
+        case 'unlocking':
+          return `<h1>Unlocking your card&hellip;</h1><p>Keep your card in the reader. This takes a few seconds.</p>`;
+        case 'checking_passcode':
+          return `<h1>Checking your passcode&hellip;</h1><p>Keep your card in the reader.</p>`;
+      }
+      return '';
+    case 'awaiting_passcode':
+      return [
+        `<h1>Check your passcode</h1>`,
+        view.error ? `<p class="alert" role="alert" data-testid="form-error">${escapeHtml(view.error)}</p>` : '',
+        `<p>To register for self-service, show that your card works: type the passcode you use with your card now. It is checked on the card in your reader and is never sent anywhere.</p>`,
+        `<form method="post" action="/verify">`,
+        `<label for="current_passcode">Current passcode</label>`,
+        `<input id="current_passcode" name="${VERIFY_FIELDS.passcode}" type="password" inputmode="numeric" autocomplete="current-password" required>`,
+        `<div><button type="submit">Check my passcode</button></div>`,
+        `</form>`,
+      ].join('\n');
+    case 'passcode_verified':
+      return `<h1>Your passcode is correct</h1><p class="ok" role="status">Your card and passcode work. Go back to Teams to carry on registering.</p>`;
     case 'card_removed':
       return [
         `<h1>Put your card back to finish</h1>`,
@@ -112,7 +140,7 @@ function body(view: PageView): string {
       return `<h1>Your card is unlocked</h1><p class="ok" role="status">Your card is unlocked. Use your new passcode from now on.</p>`;
     case 'error':
       return [
-        `<h1>Your card is not unlocked yet</h1>`,
+        `<h1>${escapeHtml(view.title ?? 'Your card is not unlocked yet')}</h1>`,
         `<p class="alert" role="alert" data-testid="error">${escapeHtml(view.message)}</p>`,
         view.canRetry ? `<form method="post" action="/retry"><button type="submit">Try again</button></form>` : '',
       ].join('\n');

@@ -2,7 +2,7 @@ import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../common/logger';
 import { renderPage, type PageView } from './page-view';
-import { PAGE_CSP, PasscodePageServer, SESSION_COOKIE, type UnlockForm } from './passcode-page.server';
+import { PAGE_CSP, PasscodePageServer, SESSION_COOKIE, type UnlockForm, type VerifyForm } from './passcode-page.server';
 
 const logger = createLogger({ name: 'page-spec', level: 'silent' });
 
@@ -30,6 +30,7 @@ function send(port: number, options: { method?: string; path?: string; headers?:
 class FakeBackend {
   view: PageView = { state: 'pairing', userCode: 'K7QF-M2XD', expiresAt: new Date(Date.now() + 600_000) };
   forms: UnlockForm[] = [];
+  verifyForms: VerifyForm[] = [];
   retries = 0;
   submitDelayMs = 0;
   backend = {
@@ -37,6 +38,9 @@ class FakeBackend {
     submitUnlock: async (form: UnlockForm): Promise<void> => {
       this.forms.push(form);
       if (this.submitDelayMs > 0) await new Promise((r) => setTimeout(r, this.submitDelayMs));
+    },
+    submitPasscode: async (form: VerifyForm): Promise<void> => {
+      this.verifyForms.push(form);
     },
     retry: (): void => {
       this.retries += 1;
@@ -270,6 +274,10 @@ describe('passcode page: headers and markup', () => {
     { state: 'card_removed', wrongCard: true },
     { state: 'done' },
     { state: 'error', message: 'Something', canRetry: true },
+    { state: 'working', step: 'checking_passcode' },
+    { state: 'awaiting_passcode', error: 'That passcode is not right.' },
+    { state: 'passcode_verified' },
+    { state: 'error', title: 'Your passcode was not checked', message: 'x', canRetry: false },
   ];
   it.each(views.map((v) => [v.state, v] as const))('%s renders without script, external resources or the word PIN', (_s, view) => {
     const html = renderPage(view);
@@ -294,6 +302,21 @@ describe('passcode page: headers and markup', () => {
   it('escapes text from elsewhere', () => {
     expect(renderPage({ state: 'awaiting_unlock', codeExpiresAt: future, error: '<script>alert(1)</script>' })).toContain('&lt;script&gt;alert(1)&lt;/script&gt;');
     expect(renderPage({ state: 'idle', personName: 'Alex <b>Wilber</b>', connected: true, notice: null })).toContain('Alex &lt;b&gt;Wilber&lt;/b&gt;');
+  });
+
+  it('takes the registration form at /verify only from the page itself', async () => {
+    const { fake, page, port } = await startPage();
+    const cookie = await session(page, port);
+    const body = 'current_passcode=204817';
+    const foreign = await send(port, { method: 'POST', path: '/verify', headers: { cookie, origin: 'http://evil.example', 'content-type': 'application/x-www-form-urlencoded' }, body });
+    expect(foreign.status).toBe(403);
+    expect(fake.verifyForms).toEqual([]);
+    const own = await send(port, { method: 'POST', path: '/verify', headers: { cookie, origin: `http://127.0.0.1:${port}`, 'content-type': 'application/x-www-form-urlencoded' }, body });
+    expect(own.status).toBe(303);
+    expect(fake.verifyForms).toEqual([{ passcode: '204817' }]);
+    const html = renderPage({ state: 'awaiting_passcode', error: null });
+    expect(html).toContain('<form method="post" action="/verify">');
+    expect(html).toContain('<button type="submit">Check my passcode</button>');
   });
 
   it('routes "Try again" to the backend', async () => {

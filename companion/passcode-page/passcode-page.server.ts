@@ -15,7 +15,7 @@ import type { AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from '../../common/logger';
 import { PasscodePageError } from '../companion.errors';
-import { renderContinue, renderNotice, renderPage, UNLOCK_FIELDS, type PageView } from './page-view';
+import { renderContinue, renderNotice, renderPage, UNLOCK_FIELDS, VERIFY_FIELDS, type PageView } from './page-view';
 
 /** The only address the page binds. */
 export const PAGE_HOST = '127.0.0.1' as const;
@@ -33,6 +33,11 @@ export interface UnlockForm {
   confirmation: string;
 }
 
+/** What the person typed in the registration form. Secret: held in memory only, never logged. */
+export interface VerifyForm {
+  passcode: string;
+}
+
 /** What the page asks of the rest of the companion. */
 export interface PasscodePageBackend {
   /** The screen to show now. */
@@ -42,6 +47,11 @@ export interface PasscodePageBackend {
    * @param form - code and passcodes as typed
    */
   submitUnlock(form: UnlockForm): Promise<void>;
+  /**
+   * Take the registration form (current passcode); resolve once the outcome is known.
+   * @param form - the passcode as typed
+   */
+  submitPasscode(form: VerifyForm): Promise<void>;
   /** The person pressed "Try again" on an error screen. */
   retry(): void;
 }
@@ -212,15 +222,21 @@ export class PasscodePageServer {
       if (method !== 'POST') return this.methodNotAllowed(res, 'POST');
       const form = await this.readForm(req, res);
       if (!form) return;
-      const submitted = this.options.backend.submitUnlock({
-        code: form.get(UNLOCK_FIELDS.code) ?? '',
-        passcode: form.get(UNLOCK_FIELDS.passcode) ?? '',
-        confirmation: form.get(UNLOCK_FIELDS.confirmation) ?? '',
-      });
-      const waitMs = this.options.submitWaitMs ?? 60_000;
-      const ac = new AbortController();
-      await Promise.race([submitted.catch(() => undefined), delay(waitMs, undefined, { signal: ac.signal }).catch(() => undefined)]);
-      ac.abort();
+      await this.waitForOutcome(
+        this.options.backend.submitUnlock({
+          code: form.get(UNLOCK_FIELDS.code) ?? '',
+          passcode: form.get(UNLOCK_FIELDS.passcode) ?? '',
+          confirmation: form.get(UNLOCK_FIELDS.confirmation) ?? '',
+        }),
+      );
+      this.redirect(res, '/');
+      return;
+    }
+    if (url.pathname === '/verify') {
+      if (method !== 'POST') return this.methodNotAllowed(res, 'POST');
+      const form = await this.readForm(req, res);
+      if (!form) return;
+      await this.waitForOutcome(this.options.backend.submitPasscode({ passcode: form.get(VERIFY_FIELDS.passcode) ?? '' }));
       this.redirect(res, '/');
       return;
     }
@@ -233,6 +249,13 @@ export class PasscodePageServer {
       return;
     }
     this.send(res, 404, renderNotice('Not found', 'There is nothing here. Go back to the companion page.'));
+  }
+
+  /** Wait for a submission's outcome, at most `submitWaitMs`; the page then follows the state. */
+  private async waitForOutcome(submitted: Promise<void>): Promise<void> {
+    const ac = new AbortController();
+    await Promise.race([submitted.catch(() => undefined), delay(this.options.submitWaitMs ?? 60_000, undefined, { signal: ac.signal }).catch(() => undefined)]);
+    ac.abort();
   }
 
   private takeToken(token: string): boolean {

@@ -74,12 +74,13 @@ function botSide(w: { triesLeft: number }) {
       case 'unlock.resume':
         return { kind: 'unlock.authorised', journeyId: request.journeyId, puk: PUK, newPuk: NEW_PUK };
       case 'unlock.result':
+      case 'register.passcode_checked':
         return { kind: 'ok' };
     }
   };
 }
 
-async function setup(cardId = CARD_ID): Promise<World> {
+async function setup(cardId = CARD_ID, passcodeHoldMs?: number): Promise<World> {
   const chunks: string[] = [];
   const logger = createLogger({
     name: 'unlock-spec',
@@ -111,7 +112,7 @@ async function setup(cardId = CARD_ID): Promise<World> {
     card: new CardService({ reader, readerName: null, logger, insertSettleMs: 5 }),
     logger,
     print: (l) => lines.push(l),
-    tuning: { linkBackoff: { initialMs: 20, maxMs: 200 } },
+    tuning: { linkBackoff: { initialMs: 20, maxMs: 200 }, ...(passcodeHoldMs !== undefined ? { passcodeHoldMs } : {}) },
   });
   const link = await runtime.start();
   const browser = new PageBrowser(link);
@@ -304,5 +305,46 @@ describe('unlock controller (in-process virtual card, local ws bot side)', () =>
     expect(pageText(expired.body)).toContain('Your unlock code has expired. Start again in Teams.');
     expect(expired.body).not.toContain('action="/retry"');
     expect(w.card.pinBlocked).toBe(true);
+  });
+
+  it('drops the held passcode after the hold time; the returning card is then not touched', async () => {
+    const w = await setup(CARD_ID, 400);
+    await prompt(w);
+    w.card.onCommand = (ins) => {
+      if (ins === INS.RESET_RETRY_COUNTER) {
+        w.card.onCommand = undefined;
+        w.reader.remove();
+      }
+    };
+    expect(pageState((await w.browser.post('/unlock', form(CODE))).body)).toBe('card_removed');
+    await until(() => !w.runtime.unlock.holdsPasscode, 3000);
+    const page = await w.browser.get();
+    expect(pageState(page.body)).toBe('error');
+    expect(pageText(page.body)).toContain('forgotten your new passcode');
+    w.reader.insert(w.card);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(w.bot.requests().some((r) => r.kind === 'unlock.resume')).toBe(false);
+    expect(w.card.pinBlocked).toBe(true);
+  });
+
+  it('delivers unlock.result again after a reconnect when the link dropped before the bot answered', async () => {
+    const w = await setup();
+    await prompt(w);
+    const answer = botSide(w);
+    let dropped = false;
+    w.bot.onRequest = (request) => {
+      if (request.kind === 'unlock.result' && !dropped) {
+        dropped = true;
+        w.bot.closeLive(1011, 'bot restarting');
+        return null;
+      }
+      return answer(request);
+    };
+    expect(pageState((await w.browser.post('/unlock', form(CODE))).body)).toBe('done');
+    await until(() => w.bot.requests().filter((r) => r.kind === 'unlock.result').length === 2);
+    const results = w.bot.received.filter((r) => r.frame.type === 'request' && r.frame.request.kind === 'unlock.result');
+    expect(results.map((r) => r.connection)).toEqual([1, 2]);
+    expect(results[1]!.frame).toMatchObject({ request: { outcome: 'unblocked', pukOnCard: 'new' } });
+    expect(await verifies(w.reader, NEW_PASSCODE)).toBe(true);
   });
 });

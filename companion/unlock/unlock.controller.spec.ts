@@ -347,4 +347,17 @@ describe('unlock controller (in-process virtual card, local ws bot side)', () =>
     expect(results[1]!.frame).toMatchObject({ request: { outcome: 'unblocked', pukOnCard: 'new' } });
     expect(await verifies(w.reader, NEW_PASSCODE)).toBe(true);
   });
+
+  it('a repeated prompt for the same journey refreshes the form before a code is accepted, and changes nothing after', async () => {
+    const w = await setup();
+    await prompt(w);
+    w.bot.onRequest = () => ({ kind: 'unlock.refused', reason: 'expired', message: 'Your unlock code has expired.' });
+    expect(pageState((await w.browser.post('/unlock', form(CODE))).body)).toBe('error');
+    await prompt(w); // a new code was sent for the same journey
+    expect(pageState((await w.browser.get()).body)).toBe('awaiting_unlock');
+    w.bot.onRequest = botSide(w);
+    expect(pageState((await w.browser.post('/unlock', form(CODE))).body)).toBe('done');
+    await prompt(w);
+    expect(pageState((await w.browser.get()).body)).toBe('done');
+  });
 });

@@ -147,15 +147,26 @@ export class UnlockController {
   }
 
   /**
-   * Command `unlock.prompt`: show the form for this journey. A repeat of the prompt for
-   * the journey already in progress changes nothing.
+   * Command `unlock.prompt`: show the form for this journey. A repeat for the journey on the
+   * page refreshes the form (new code expiry) while no code has been accepted; once the card
+   * work started or finished it changes nothing.
    *
    * @param command - journey id, card id, code expiry
    */
   prompt(command: Extract<Command, { kind: 'unlock.prompt' }>): void {
     const s = this.state;
-    if (s.kind !== 'idle' && s.journey.journeyId === command.journeyId && s.kind !== 'done') {
-      this.options.logger.info({ journeyId: command.journeyId, state: s.kind }, 'repeated unlock prompt; page unchanged');
+    if (s.kind !== 'idle' && s.journey.journeyId === command.journeyId) {
+      // The same journey again (e.g. a new code was sent): refresh the form unless the code was
+      // already accepted and the card work is under way or finished.
+      if (s.kind === 'awaiting' || (s.kind === 'error' && !s.journey.codeAccepted)) {
+        this.dropPasscode();
+        s.journey.codeExpiresAt = new Date(command.codeExpiresAt);
+        this.setState({ kind: 'awaiting', journey: s.journey, error: null });
+        this.options.logger.info({ journeyId: command.journeyId }, 'unlock prompt repeated; form refreshed');
+        this.options.onPrompt?.();
+      } else {
+        this.options.logger.info({ journeyId: command.journeyId, state: s.kind }, 'repeated unlock prompt; page unchanged');
+      }
       return;
     }
     this.dropPasscode();

@@ -16,6 +16,7 @@ import { loadConfig, type BotConfig } from './config';
 import { createHttpServer } from './http/http.server';
 import { DEFAULT_UNLOCK_RULES } from './journeys/unlock.journey';
 import { UnlockService } from './journeys/unlock.service';
+import { RegistrationService } from './journeys/registration.service';
 import { EffectRunner } from './journeys/effect-runner';
 import { JourneyEngine } from './journeys/journey.engine';
 import { CompanionLinkServer } from './link/companion-link.server';
@@ -103,12 +104,25 @@ export async function startBot(config: BotConfig, overrides: { mail?: MailPort; 
     }
   };
 
-  const bot = new SmartcardBot({ storage, unlock, pairing, isConnected: (id) => link.isConnected(id), logger, timeZone: config.timeZone, raContact: config.raContact, rules, allowedTenants: config.allowedTenants });
+  const registration = new RegistrationService({
+    storage,
+    engine,
+    keys,
+    logger,
+    approvedDomains: config.approvedEmailDomains,
+    directory: null,
+    timeZone: config.timeZone,
+    raContact: config.raContact,
+    currentDevice: (personId) => pairing.currentDevice(personId, (id) => link.isConnected(id)),
+    isConnected: (id) => link.isConnected(id),
+  });
+  const bot = new SmartcardBot({ storage, unlock, registration, pairing, isConnected: (id) => link.isConnected(id), logger, timeZone: config.timeZone, raContact: config.raContact, rules, allowedTenants: config.allowedTenants });
   notifier = new TeamsNotifierAdapter({ adapter, appId: config.auth.kind === 'none' ? '' : config.auth.appId, storage, engine, bot, logger });
   runner.setNotifier(notifier);
   engine.onFollowUp('unlock', (personId, event) => unlock.onFollowUp(personId, event));
+  engine.onFollowUp('registration', (personId, event) => registration.onFollowUp(personId, event));
   link.setHandlers({
-    onRequest: (device, request) => unlock.onCompanionRequest(device, request),
+    onRequest: (device, request) => (request.kind.startsWith('register.') ? registration.onCompanionRequest(device, request) : unlock.onCompanionRequest(device, request)),
     onCardEvent: (device, status) => unlock.onCardEvent(device, status),
     onConnected: async (device) => {
       await engine.drain(device.personId, 'unlock');

@@ -131,6 +131,20 @@ export const CommandSchema = z.discriminatedUnion('kind', [
     outcome: z.enum(['unlocked', 'cancelled', 'locked_out', 'expired', 'failed']),
     message: z.string().max(500),
   }),
+  /**
+   * Registration: ask the person, on the companion's local page, for their
+   * current passcode and VERIFY it on the card in the reader. Reply: `ack` at
+   * once; the outcome comes later as a `register.passcode_checked` request.
+   * The passcode never leaves the workstation.
+   */
+  z.object({ kind: z.literal('register.prompt_passcode'), journeyId: JourneyIdSchema }),
+  /** The registration journey no longer needs the passcode page; clear it. Reply: `ack`. */
+  z.object({
+    kind: z.literal('register.closed'),
+    journeyId: JourneyIdSchema,
+    outcome: z.enum(['verified', 'cancelled', 'expired', 'failed']),
+    message: z.string().max(500),
+  }),
 ]);
 export type Command = z.infer<typeof CommandSchema>;
 export type CommandKind = Command['kind'];
@@ -175,6 +189,24 @@ export const RequestSchema = z.discriminatedUnion('kind', [
     /** Status word of the failing command, 4 hex digits, when outcome is not `unblocked`. */
     sw: z.string().regex(/^[0-9A-F]{4}$/).optional(),
   }),
+  /**
+   * Registration: outcome of VERIFY with the passcode the person typed on the
+   * companion page. Response: `ok`, or `register.refused` when no registration
+   * is waiting for it.
+   */
+  z.object({
+    kind: z.literal('register.passcode_checked'),
+    journeyId: JourneyIdSchema,
+    result: z.discriminatedUnion('outcome', [
+      z.object({ outcome: z.literal('verified'), cardId: CardIdSchema }),
+      /** 63Cx: wrong passcode; `triesLeft` from the status word (SP 800-73-4 Part 2, 3.2.1). */
+      z.object({ outcome: z.literal('wrong_passcode'), cardId: CardIdSchema, triesLeft: z.number().int().min(0).max(15) }),
+      /** 6983: the card's PIN is blocked. */
+      z.object({ outcome: z.literal('blocked'), cardId: CardIdSchema }),
+      z.object({ outcome: z.literal('no_card') }),
+      z.object({ outcome: z.literal('card_error'), sw: z.string().regex(/^[0-9A-F]{4}$/).optional() }),
+    ]),
+  }),
 ]);
 export type Request = z.infer<typeof RequestSchema>;
 
@@ -193,6 +225,8 @@ export const ResponseSchema = z.discriminatedUnion('kind', [
     triesLeft: z.number().int().min(0).optional(),
   }),
   z.object({ kind: z.literal('ok') }),
+  /** The bot did not accept a registration report (no registration waiting, wrong run). */
+  z.object({ kind: z.literal('register.refused'), message: z.string().max(500) }),
 ]);
 export type Response = z.infer<typeof ResponseSchema>;
 

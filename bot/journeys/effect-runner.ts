@@ -9,8 +9,7 @@ import { AppError } from '../../common/app-error';
 import type { JourneyKind, Person, Storage } from '../../storage/storage.port';
 import type { CompanionLink } from '../link/companion-link.server';
 import type { MailPort } from '../mail/mail.port';
-import * as templates from '../mail/mail.templates';
-import { unlockCodeMail, unlockedNoticeMail } from '../mail/mail.templates';
+import { registrationCodeMail, registrationConfirmedMail, unlockCodeMail, unlockedNoticeMail } from '../mail/mail.templates';
 import { unseal } from '../security/seal';
 import type { Effect } from './journey.effects';
 
@@ -107,12 +106,12 @@ export class EffectRunner {
       }
       case 'mail.registration_code': {
         const code = unseal(this.deps.sealKey, effect.codeSealed, `code:${effect.runId}`);
-        const m = (templates as unknown as Record<string, (i: unknown) => { subject: string; text: string; html: string }>)['registrationCodeMail']!({ displayName: effect.displayName, code, expiresAt: new Date(effect.expiresAt), minutes: this.deps.codeTtlMinutes, timeZone: this.deps.timeZone, raContact: this.deps.raContact });
+        const m = registrationCodeMail({ displayName: effect.displayName, code, expiresAt: new Date(effect.expiresAt), minutes: this.deps.codeTtlMinutes, timeZone: this.deps.timeZone, raContact: this.deps.raContact });
         await this.deps.mail.send({ id: effect.id, to: effect.to, subject: m.subject, text: m.text, html: m.html, kind: 'registration_code' });
         return { kind: 'registration', event: { type: 'code_mailed', runId: effect.runId, codeHash: effect.codeHash, at: this.deps.now().toISOString() } };
       }
       case 'mail.registration_confirmed': {
-        const m = (templates as unknown as Record<string, (i: unknown) => { subject: string; text: string; html: string }>)['registrationConfirmedMail']!({
+        const m = registrationConfirmedMail({
           displayName: effect.displayName,
           at: new Date(effect.at),
           email: effect.email,

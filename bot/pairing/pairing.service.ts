@@ -129,7 +129,7 @@ export class PairingService {
    * @param person - the person sending the code (registered)
    * @param typed - the code as typed (case, spaces and dash tolerated)
    */
-  async approve(person: Person, typed: string): Promise<ApproveResult> {
+  async approve(person: { id: string }, typed: string): Promise<ApproveResult> {
     const now = this.now();
     const since = now.getTime() - PAIRING_RULES.failureWindowMs;
     const recent = await this.deps.storage.audit.list({ personId: person.id, limit: 10_000 });

@@ -20,7 +20,6 @@ import type { AdaptiveCard } from '../../cards';
 import { parseCardAction, type CardAction } from '../../cards';
 import { helpCard } from '../../cards';
 import { pairHelpCard, pairingResultCard } from '../../cards';
-import { registerComingSoonCard } from '../../cards';
 import { unlockEndedCard } from '../../cards';
 import { welcomeCard } from '../../cards';
 import type { Logger } from '../../common/logger';
@@ -28,6 +27,7 @@ import type { JourneyKind, JourneyRecord, Person, Storage } from '../../storage/
 import type { PairingService } from '../pairing/pairing.service';
 import type { UnlockRules } from '../journeys/unlock.journey';
 import type { UnlockService } from '../journeys/unlock.service';
+import type { RegistrationService, TeamsIdentity } from '../journeys/registration.service';
 import type { TeamsNotifier } from '../journeys/effect-runner';
 import type { JourneyEngine } from '../journeys/journey.engine';
 import { renderUnlockCard } from '../journeys/unlock.view';
@@ -44,13 +44,16 @@ export interface TeamsBotDeps {
   rules: UnlockRules;
   /** Entra tenant ids allowed; empty = any. */
   allowedTenants: string[];
-  /** Registration journey (issue #3); absent = "coming soon". */
-  registration?: RegistrationTurns;
+  /** Registration journey (issue #3). */
+  registration: RegistrationService;
 }
 
-/** What the Teams layer needs from the registration journey. */
-export interface RegistrationTurns {
-  view(record: JourneyRecord, person: Person | null): Promise<AdaptiveCard>;
+/** The Teams identity of the sender of an activity. */
+export function identityOf(activity: { from?: { id?: string; aadObjectId?: string; name?: string } }): TeamsIdentity | null {
+  const from = activity.from;
+  const primary = from?.aadObjectId || from?.id;
+  if (!primary) return null;
+  return { teamsUserId: primary, altIds: from?.aadObjectId && from.id ? [from.id] : [], displayName: from?.name ?? '', aadObjectId: from?.aadObjectId ?? null };
 }
 
 /** The Teams identity used to find a person: `aadObjectId` when Teams gives it, else the channel user id. */
@@ -121,7 +124,7 @@ export class SmartcardBot extends ActivityHandler {
   /** The card for a stored journey record (unlock or registration), for proactive updates. */
   async cardForRecord(record: JourneyRecord): Promise<AdaptiveCard> {
     const person = await this.deps.storage.persons.get(record.personId);
-    if (record.kind === 'registration' && this.deps.registration) return this.deps.registration.view(record, person);
+    if (record.kind === 'registration') return this.deps.registration.view(record, person);
     if (!person) return NOT_REGISTERED(this.deps.raContact);
     return this.view(person, record);
   }
@@ -155,18 +158,23 @@ export class SmartcardBot extends ActivityHandler {
       case 'greeting':
         await this.sendCard(context, welcomeCard({ displayName: firstName(activity.from?.name ?? '') }));
         return;
-      case 'register':
-        await this.sendCard(context, registerComingSoonCard());
+      case 'register': {
+        const identity = identityOf(activity);
+        if (!identity) return;
+        const record = await this.deps.registration.start(identity);
+        const id = await this.sendCard(context, await this.deps.registration.view(record, person));
+        if (id) await this.deps.registration.setCardActivity(record.personId, record.runId, id);
         return;
+      }
       case 'pair_help':
         await this.sendCard(context, await this.pairHelp(person));
         return;
       case 'pair': {
-        if (!person) {
-          await this.sendCard(context, pairingResultCard({ ok: false, message: 'You need to be registered for self-service before pairing a computer.' }));
-          return;
-        }
-        const r = await this.deps.pairing.approve(person, intent.code);
+        // Pairing comes before registration (registration checks the card through the companion).
+        const identity = identityOf(activity);
+        if (!identity) return;
+        const { personId } = await this.deps.registration.resolve(identity);
+        const r = await this.deps.pairing.approve({ id: personId }, intent.code);
         await this.sendCard(context, r.ok ? pairingResultCard({ ok: true, workstation: r.workstation }) : pairingResultCard({ ok: false, message: r.message }));
         return;
       }
@@ -226,13 +234,12 @@ export class SmartcardBot extends ActivityHandler {
     switch (action.verb) {
       case 'help.show':
         return helpCard();
-      case 'register.start':
-        return registerComingSoonCard();
       case 'pair.help':
         return this.pairHelp(person);
       default:
         break;
     }
+    if (action.verb.startsWith('register.')) return this.registrationCard(context, action, person);
     if (!person) return NOT_REGISTERED(this.deps.raContact);
     const replyToId = context.activity.replyToId;
     switch (action.verb) {
@@ -255,8 +262,48 @@ export class SmartcardBot extends ActivityHandler {
       case 'unlock.cancel':
         return this.view(person, (await this.deps.unlock.cancel(person, action.data)).record);
       default:
-        return registerComingSoonCard();
+        return helpCard();
     }
+  }
+
+  private async registrationCard(context: TurnContext, action: CardAction, person: Person | null): Promise<AdaptiveCard> {
+    const identity = identityOf(context.activity);
+    if (!identity) return helpCard();
+    const reg = this.deps.registration;
+    let record: JourneyRecord;
+    switch (action.verb) {
+      case 'register.start':
+        record = await reg.start(identity);
+        if (context.activity.replyToId) await reg.setCardActivity(record.personId, record.runId, context.activity.replyToId);
+        break;
+      case 'register.contact':
+        record = await reg.submitContact(identity, action.data.runId, action.data.step, action.data.email, action.data.mobile);
+        break;
+      case 'register.check_card':
+        record = await reg.checkCard(identity, action.data.runId, action.data.step);
+        break;
+      case 'register.questions': {
+        const d = action.data;
+        record = await reg.submitQuestions(identity, d.runId, d.step, [d.q1, d.q2, d.q3, d.q4], [d.a1, d.a2, d.a3, d.a4]);
+        break;
+      }
+      case 'register.send_code':
+        record = await reg.sendCode(identity, action.data.runId, action.data.step, action.data.email ?? '', false);
+        break;
+      case 'register.resend_code':
+        record = await reg.sendCode(identity, action.data.runId, action.data.step, '', true);
+        break;
+      case 'register.code':
+        record = await reg.submitCode(identity, action.data.runId, action.data.step, action.data.code);
+        break;
+      case 'register.cancel':
+        record = await reg.cancel(identity, action.data.runId, action.data.step);
+        break;
+      default:
+        record = await reg.current(identity);
+    }
+    const after = person ?? (await this.deps.storage.persons.get(record.personId));
+    return reg.view(record, after);
   }
 }
 

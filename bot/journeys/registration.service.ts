@@ -1,0 +1,288 @@
+/**
+ * The shell around the registration journey: looks things up (the person,
+ * their directory profile, the paired companion, the card's owner), hashes
+ * answers off the event loop, runs the pure step through the journey engine
+ * and renders the card for the current state.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import type { Logger } from '../../common/logger';
+import type { Request, Response } from '../../protocol/companion-link.protocol';
+import type { Device, JourneyRecord, Person, Storage } from '../../storage/storage.port';
+import {
+  registerCardCheckCard,
+  registerCodeCard,
+  registerConfirmEmailCard,
+  registerContactCard,
+  registerDoneCard,
+  registerEndedCard,
+  registerProblemCard,
+  registerQuestionsCard,
+  maskEmail,
+  type AdaptiveCard,
+} from '../../cards';
+import type { DirectoryPort } from '../directory/directory.port';
+import { hashAnswer } from '../security/answers';
+import { generateCaseRef, generateNumericCode, hashesEqual, keyedHash } from '../security/codes';
+import type { DerivedKeys } from '../security/keys';
+import { seal } from '../security/seal';
+import type { JourneyEngine } from './journey.engine';
+import { QUESTION_BANK } from './question-bank';
+import { newRegistrationJourney, stepRegistration, type Registrant, type RegistrationEvent, type RegistrationJourney, type RegistrationState } from './registration.journey';
+import { checkQuestionsAndAnswers, normaliseTypedCode, REGISTRATION_CODE_RULES } from './registration.rules';
+import { UNASSIGNED_CARD_OWNER } from './effect-runner';
+
+/** The Teams identity of the person in a turn. */
+export interface TeamsIdentity {
+  /** `from.aadObjectId` when present, else `from.id`. */
+  teamsUserId: string;
+  /** Other ids the person may be registered under (e.g. `from.id` when the above is the AAD id). */
+  altIds: string[];
+  displayName: string;
+  /** Entra object id, for the directory lookup. */
+  aadObjectId: string | null;
+}
+
+/**
+ * Stable person id for someone not registered yet, derived from their Teams
+ * identity, so a companion can be paired (and a registration run) before the
+ * person record exists. Formatted as a UUID (version nibble 4, variant 10).
+ */
+export function provisionalPersonId(teamsUserId: string): string {
+  const h = createHash('sha256').update(`smartcard-assist:person:${teamsUserId}`).digest();
+  h[6] = (h[6]! & 0x0f) | 0x40;
+  h[8] = (h[8]! & 0x3f) | 0x80;
+  const x = h.subarray(0, 16).toString('hex');
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20, 32)}`;
+}
+
+function toJourney(rec: JourneyRecord): RegistrationJourney {
+  return { personId: rec.personId, runId: rec.runId, state: rec.state as RegistrationState };
+}
+
+export class RegistrationService {
+  constructor(
+    private readonly deps: {
+      storage: Storage;
+      engine: JourneyEngine;
+      keys: DerivedKeys;
+      logger: Logger;
+      approvedDomains: readonly string[];
+      directory: DirectoryPort | null;
+      timeZone: string;
+      raContact: string;
+      currentDevice: (personId: string) => Promise<Device | null>;
+      isConnected: (deviceId: string) => boolean;
+      now?: () => Date;
+    },
+  ) {}
+
+  private now(): Date {
+    return this.deps.now ? this.deps.now() : new Date();
+  }
+
+  private initial = (): { state: unknown; counters: Record<string, number> } => ({ state: newRegistrationJourney('', '').state, counters: {} });
+
+  /** The registered person for this identity, if any, and the person id to use. */
+  async resolve(identity: TeamsIdentity): Promise<{ personId: string; person: Person | null }> {
+    for (const id of [identity.teamsUserId, ...identity.altIds]) {
+      const p = await this.deps.storage.persons.findByTeamsUserId(id);
+      if (p) return { personId: p.id, person: p };
+    }
+    return { personId: provisionalPersonId(identity.teamsUserId), person: null };
+  }
+
+  private async registrant(identity: TeamsIdentity, withDirectory: boolean): Promise<Registrant> {
+    const { personId, person } = await this.resolve(identity);
+    let directory: Registrant['directory'] = null;
+    if (withDirectory && !person && this.deps.directory && identity.aadObjectId) {
+      try {
+        directory = await this.deps.directory.lookup(identity.aadObjectId);
+      } catch (err) {
+        this.deps.logger.warn({ err: { message: (err as Error).message } }, 'directory lookup failed; the person types their details');
+      }
+    }
+    return {
+      personId,
+      teamsUserId: person?.teamsUserId ?? identity.teamsUserId,
+      displayName: person?.displayName ?? identity.displayName,
+      existing: person ? { email: person.email, mobile: person.mobile, lockCaseRef: person.selfServiceLock?.caseRef ?? null } : null,
+      directory,
+    };
+  }
+
+  private context(runId: string) {
+    const code = generateNumericCode(8);
+    const sealKey = this.deps.keys.sealKey;
+    return {
+      now: this.now(),
+      approvedDomains: this.deps.approvedDomains,
+      newId: randomUUID,
+      freshCode: { hash: this.codeHash(runId, code), sealed: (r: string) => seal(sealKey, code, `code:${r}`) },
+      freshCaseRef: generateCaseRef(),
+      hashesEqual,
+    };
+  }
+
+  private codeHash(runId: string, code: string): string {
+    return keyedHash(this.deps.keys.codeHashKey, `registration-code:${runId}`, code);
+  }
+
+  /** Run one event through the engine. `make` reads the fresh journey; null = nothing to do. */
+  private async apply(personId: string, make: (j: RegistrationJourney) => Promise<RegistrationEvent | null>): Promise<JourneyRecord> {
+    const { record } = await this.deps.engine.apply(personId, 'registration', this.initial, async (rec) => {
+      const j = toJourney(rec);
+      const event = await make(j);
+      if (!event) return null;
+      const r = stepRegistration(j, event, this.context(j.runId));
+      if (!r.changed) return null;
+      return { runId: r.journey.runId, state: r.journey.state, counters: {}, effects: r.effects };
+    });
+    return record;
+  }
+
+  /** "Register for self-service": a new run showing the contact details. */
+  async start(identity: TeamsIdentity): Promise<JourneyRecord> {
+    const who = await this.registrant(identity, true);
+    const device = await this.deps.currentDevice(who.personId);
+    return this.apply(who.personId, async () => ({ type: 'start', who, deviceId: device?.id ?? null }));
+  }
+
+  async submitContact(identity: TeamsIdentity, runId: string, step: string, email: string, mobile: string): Promise<JourneyRecord> {
+    const { personId } = await this.resolve(identity);
+    const device = await this.deps.currentDevice(personId);
+    const deviceId = device && this.deps.isConnected(device.id) ? device.id : null;
+    return this.apply(personId, async (j) => (j.runId === runId && String(j.state.step) === step ? { type: 'contact_submitted', step: j.state.step, email, mobile, deviceId } : null));
+  }
+
+  async checkCard(identity: TeamsIdentity, runId: string, step: string): Promise<JourneyRecord> {
+    const { personId } = await this.resolve(identity);
+    const device = await this.deps.currentDevice(personId);
+    return this.apply(personId, async (j) =>
+      j.runId === runId && String(j.state.step) === step ? { type: 'check_card', step: j.state.step, deviceId: device?.id ?? null, companionOnline: !!device && this.deps.isConnected(device.id) } : null,
+    );
+  }
+
+  async submitQuestions(identity: TeamsIdentity, runId: string, step: string, chosen: string[], answers: string[]): Promise<JourneyRecord> {
+    const { personId } = await this.resolve(identity);
+    return this.apply(personId, async (j) => {
+      if (j.runId !== runId || String(j.state.step) !== step || j.state.phase !== 'questions') return null;
+      const checked = checkQuestionsAndAnswers(chosen, answers);
+      if (!checked.ok) return { type: 'questions_submitted', step: j.state.step, chosen, result: { ok: false, reason: checked.reason } };
+      const hashes = await Promise.all(checked.value.map((qa) => hashAnswer(qa.questionId, qa.answer)));
+      return { type: 'questions_submitted', step: j.state.step, chosen, result: { ok: true, hashes } };
+    });
+  }
+
+  async sendCode(identity: TeamsIdentity, runId: string, step: string, newEmail: string, resend: boolean): Promise<JourneyRecord> {
+    const who = await this.registrant(identity, false);
+    return this.apply(who.personId, async (j) => {
+      if (j.runId !== runId || String(j.state.step) !== step) return null;
+      return resend ? { type: 'resend_code', step: j.state.step, who } : { type: 'send_code', step: j.state.step, who, newEmail };
+    });
+  }
+
+  async submitCode(identity: TeamsIdentity, runId: string, step: string, typed: string): Promise<JourneyRecord> {
+    const who = await this.registrant(identity, false);
+    return this.apply(who.personId, async (j) => {
+      const s = j.state;
+      if (j.runId !== runId || String(s.step) !== step || s.phase !== 'code_sent') return null;
+      const code = normaliseTypedCode(typed);
+      const card = await this.deps.storage.cards.get(s.cardId);
+      const device = await this.deps.storage.devices.get(s.deviceId);
+      return { type: 'code_submitted', step: s.step, who, codeHash: code ? this.codeHash(j.runId, code) : null, pukEnrolled: !!card?.puk, workstation: device?.workstation ?? null };
+    });
+  }
+
+  async cancel(identity: TeamsIdentity, runId: string, step: string): Promise<JourneyRecord> {
+    const { personId } = await this.resolve(identity);
+    return this.apply(personId, async (j) => (j.runId === runId && String(j.state.step) === step ? { type: 'cancel', step: j.state.step } : null));
+  }
+
+  /** The current record (or a fresh idle one) for rendering a stale click. */
+  async current(identity: TeamsIdentity): Promise<JourneyRecord> {
+    const { personId } = await this.resolve(identity);
+    return this.deps.engine.load(personId, 'registration', this.initial);
+  }
+
+  async setCardActivity(personId: string, runId: string, activityId: string): Promise<void> {
+    await this.deps.engine.setCardActivity(personId, 'registration', runId, activityId);
+  }
+
+  /** `register.passcode_checked` from the person's paired companion. */
+  async onCompanionRequest(device: Device, request: Request): Promise<Response> {
+    if (request.kind !== 'register.passcode_checked') return { kind: 'register.refused', message: 'Not a registration request.' };
+    const rec = await this.deps.storage.journeys.get(`${device.personId}:registration`);
+    if (!rec || rec.runId !== request.journeyId || (rec.state as RegistrationState).phase !== 'card_check') {
+      return { kind: 'register.refused', message: 'There is no registration waiting for a passcode check. Start in Teams.' };
+    }
+    const r = request.result;
+    let result: Extract<RegistrationEvent, { type: 'passcode_checked' }>['result'];
+    if (r.outcome === 'verified') {
+      const owner = await this.deps.storage.persons.findByCardId(r.cardId);
+      const card = await this.deps.storage.cards.get(r.cardId);
+      const cardOwner = owner?.id ?? (card && card.personId !== UNASSIGNED_CARD_OWNER ? card.personId : null);
+      result = { outcome: 'verified', cardId: r.cardId, cardOwner };
+    } else result = r;
+    await this.apply(device.personId, async (j) => (j.runId === request.journeyId ? { type: 'passcode_checked', runId: j.runId, deviceId: device.id, result } : null));
+    return { kind: 'ok' };
+  }
+
+  /** Events produced by effects (code mailed / mail failed). */
+  async onFollowUp(personId: string, event: unknown): Promise<void> {
+    await this.apply(personId, async () => event as RegistrationEvent);
+  }
+
+  /** The card for the record's current state. */
+  async view(record: JourneyRecord, person: Person | null): Promise<AdaptiveCard> {
+    const s = record.state as RegistrationState;
+    const runId = record.runId;
+    const step = String(s.step);
+    switch (s.phase) {
+      case 'idle':
+      case 'contact':
+        return registerContactCard({
+          runId,
+          step,
+          email: s.phase === 'contact' ? s.email : '',
+          mobile: s.phase === 'contact' ? s.mobile : '',
+          prefilled: s.phase === 'contact' ? s.prefilled : 'none',
+          ...(s.phase === 'contact' && (s.errors.email || s.errors.mobile) ? { errors: s.errors } : {}),
+        });
+      case 'card_check': {
+        const device = s.deviceId ? await this.deps.storage.devices.get(s.deviceId) : null;
+        return registerCardCheckCard({ runId, step, state: s.check, ...(s.triesLeft !== null ? { triesLeft: s.triesLeft } : {}), ...(device ? { workstation: device.workstation } : {}) });
+      }
+      case 'questions': {
+        const [q1, q2, q3, q4] = s.chosen;
+        return registerQuestionsCard({ runId, step, bank: QUESTION_BANK, chosen: { ...(q1 ? { q1 } : {}), ...(q2 ? { q2 } : {}), ...(q3 ? { q3 } : {}), ...(q4 ? { q4 } : {}) }, ...(s.error ? { error: s.error } : {}) });
+      }
+      case 'confirm_email':
+        return registerConfirmEmailCard({ runId, step, email: person ? person.email : s.email, canChange: !person, ...(s.error ? { error: s.error } : {}) });
+      case 'code_sent':
+        return registerCodeCard({
+          runId,
+          step,
+          maskedEmail: maskEmail(s.sentTo),
+          expiresAtText: new Intl.DateTimeFormat('en-GB', { timeZone: this.deps.timeZone, hour: '2-digit', minute: '2-digit', hour12: false }).format(new Date(s.code.expiresAt)),
+          minutes: Math.round(REGISTRATION_CODE_RULES.ttlMs / 60_000),
+          ...(s.error ? { error: s.error } : {}),
+          canResend: true,
+        });
+      case 'done':
+        return registerDoneCard({ email: s.email, mobile: s.mobile, questionsCount: 4, cardRegistered: true, selfUnlockReady: s.selfUnlockReady, raContact: this.deps.raContact });
+      case 'problem':
+        if (s.problem === 'ra_locked') {
+          return registerProblemCard({ title: 'Self-service is locked for you', message: `Your RA team has locked self-service for you (case ${s.detail}). Contact ${this.deps.raContact}.`, canRetry: false });
+        }
+        if (s.problem === 'card_taken') {
+          return registerProblemCard({ title: 'This card is registered to someone else', message: `The card in the reader is registered to another person. Use your own card, or contact ${this.deps.raContact}.`, canRetry: false });
+        }
+        return registerProblemCard({ title: 'Your card is locked', message: `Your card's passcode is locked, so it cannot prove who you are. If you are registered, say "unlock"; otherwise contact ${this.deps.raContact}.`, canRetry: false });
+      case 'ended':
+        return registerEndedCard({
+          title: s.reason === 'cancelled' ? 'Registration cancelled' : s.reason === 'too_many_tries' ? 'Too many wrong codes' : s.reason === 'expired' ? 'Registration timed out' : 'Registration stopped',
+          message: s.detail,
+        });
+    }
+  }
+}

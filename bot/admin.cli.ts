@@ -3,6 +3,7 @@
  *
  *   npm run admin -- add-person --file person.json     (or --file - for standard input)
  *   npm run admin -- seed-demo [--teams-user-id user-id-0]
+ *   npm run admin -- import-puks --file puks.csv [--replace]   (CSV header: card_id,puk)
  *   npm run admin -- list-cases
  *
  * Secrets (answers, PUK) are read from a file or standard input, never from
@@ -24,6 +25,7 @@ import { hashAnswer, normaliseAnswer } from './security/answers';
 import { generatePuk } from './security/codes';
 import { deriveKeys, parseMasterKey, type DerivedKeys } from './security/keys';
 import { seal } from './security/seal';
+import { UNASSIGNED_CARD_OWNER } from './journeys/effect-runner';
 
 const PersonFileSchema = z.object({
   teamsUserId: z.string().min(1).max(200),
@@ -69,12 +71,73 @@ export async function addPerson(storage: Storage, keys: DerivedKeys, input: unkn
     version: 1,
   };
   const existingCard = await storage.cards.get(p.cardId);
-  if (existingCard) return { status: 'exists', personId: existingCard.personId };
+  if (existingCard && existingCard.personId !== UNASSIGNED_CARD_OWNER) return { status: 'exists', personId: existingCard.personId };
   const r = await storage.persons.insert(person);
   if (r.status === 'exists') return { status: 'exists', personId: r.record.id };
-  await storage.cards.insert({ cardId: p.cardId, personId: person.id, puk: p.puk ? seal(keys.sealKey, p.puk, `puk:${p.cardId}`) : null, pendingPuk: null, updatedAt: now, version: 1 });
+  const puk = p.puk ? seal(keys.sealKey, p.puk, `puk:${p.cardId}`) : (existingCard?.puk ?? null);
+  if (existingCard) {
+    // Enrolled by a PUK import before anyone held it: bind it now.
+    await storage.cards.save({ ...existingCard, personId: person.id, puk, updatedAt: now, version: existingCard.version + 1 }, existingCard.version);
+  } else {
+    await storage.cards.insert({ cardId: p.cardId, personId: person.id, puk, pendingPuk: null, updatedAt: now, version: 1 });
+  }
   await storage.audit.append({ id: randomUUID(), at: now, actor: 'admin', action: 'person.added', personId: person.id, details: { cardId: p.cardId, pukEnrolled: !!p.puk } });
   return { status: 'created', personId: person.id };
+}
+
+/**
+ * Enrol PUKs from the card-management system: CSV with a header `card_id,puk`,
+ * one card per line. A card not yet registered is stored unassigned and bound
+ * when its holder registers.
+ *
+ * @param csv - the file's text (UTF-8)
+ * @param replace - also replace a PUK already enrolled (otherwise such lines are skipped)
+ * @returns counts; refused lines are reported by line number and reason, never by value
+ */
+export async function importPuks(storage: Storage, keys: DerivedKeys, csv: string, replace = false): Promise<{ enrolled: number; replaced: number; skipped: number; refused: string[] }> {
+  const lines = csv.split(/\r?\n/);
+  const header = (lines[0] ?? '').trim().toLowerCase().replace(/\s/g, '');
+  if (header !== 'card_id,puk') throw new AppError('INPUT.PUK_FILE', 'the first line must be the header card_id,puk');
+  const out = { enrolled: 0, replaced: 0, skipped: 0, refused: [] as string[] };
+  const now = new Date().toISOString();
+  for (let i = 1; i < lines.length; i++) {
+    const line = (lines[i] ?? '').trim();
+    if (line === '') continue;
+    const [rawId, rawPuk, ...rest] = line.split(',').map((x) => x.trim());
+    const id = CardIdSchema.safeParse((rawId ?? '').toLowerCase());
+    const puk = PukSchema.safeParse(rawPuk ?? '');
+    if (rest.length > 0 || !id.success || !puk.success) {
+      out.refused.push(`line ${i + 1}: ${rest.length > 0 ? 'has more than 2 fields' : !id.success ? 'card_id must be 32 hex digits (CHUID GUID)' : 'puk must be 8 digits'}`);
+      continue;
+    }
+    const cardId = id.data;
+    const sealed = seal(keys.sealKey, puk.data, `puk:${cardId}`);
+    let done = false;
+    for (let attempt = 0; attempt < 5 && !done; attempt++) {
+      const card = await storage.cards.get(cardId);
+      if (!card) {
+        const r = await storage.cards.insert({ cardId, personId: UNASSIGNED_CARD_OWNER, puk: sealed, pendingPuk: null, updatedAt: now, version: 1 });
+        if (r.status === 'created') {
+          out.enrolled++;
+          done = true;
+        }
+        continue;
+      }
+      if (card.puk && !replace) {
+        out.skipped++;
+        done = true;
+        continue;
+      }
+      if ((await storage.cards.save({ ...card, puk: sealed, pendingPuk: null, updatedAt: now, version: card.version + 1 }, card.version)) === 'saved') {
+        if (card.puk) out.replaced++;
+        else out.enrolled++;
+        done = true;
+      }
+    }
+    if (done) await storage.audit.append({ id: randomUUID(), at: now, actor: 'admin', action: 'card.puk_enrolled', personId: null, details: { cardId, source: 'import' } });
+    else out.refused.push(`line ${i + 1}: the card record kept changing; run the import again`);
+  }
+  return out;
 }
 
 /** The demo person's answers: shown to whoever runs the demo so they can try it. Demo data only. */
@@ -139,6 +202,15 @@ async function run(argv: string[]): Promise<number> {
         for (const a of DEMO_ANSWERS) process.stdout.write(`  ${QUESTION_BANK.find((q) => q.id === a.questionId)?.text}  ->  ${a.answer}\n`);
         return 0;
       }
+      case 'import-puks': {
+        const file = arg(args, '--file');
+        if (!file) throw new AppError('INPUT.USAGE', 'import-puks needs --file PATH (CSV with header card_id,puk) or --file - for standard input');
+        const text = file === '-' ? readFileSync(0, 'utf8') : readFileSync(file, 'utf8');
+        const r = await importPuks(storage, keys, text, args.includes('--replace'));
+        process.stdout.write(`PUKs enrolled: ${r.enrolled}, replaced: ${r.replaced}, already enrolled (skipped): ${r.skipped}, refused: ${r.refused.length}\n`);
+        for (const line of r.refused) process.stdout.write(`  refused ${line}\n`);
+        return r.refused.length > 0 ? 1 : 0;
+      }
       case 'list-cases': {
         const cases = await storage.cases.listOpen(100);
         for (const c of cases) process.stdout.write(`${c.ref}  ${c.status}  ${c.reason}  person ${c.personId}  ${c.createdAt}\n`);
@@ -146,7 +218,7 @@ async function run(argv: string[]): Promise<number> {
         return 0;
       }
       default:
-        process.stderr.write('usage: admin add-person --file PATH|- | seed-demo [--teams-user-id ID] | list-cases\n');
+        process.stderr.write('usage: admin add-person --file PATH|- | import-puks --file PATH|- [--replace] | seed-demo [--teams-user-id ID] | list-cases\n');
         return 2;
     }
   } finally {

@@ -196,6 +196,15 @@ async function run(argv: string[]): Promise<number> {
           chmodSync(cardFile, 0o600);
         }
         const r = await addPerson(storage, keys, { teamsUserId, displayName: 'Alex Wilber', email: 'alex.wilber@nhs.net', cardId, puk, answers: DEMO_ANSWERS });
+        if (r.status === 'exists') {
+          // The demo's virtual card starts afresh (locked, original PUK) every run: match it.
+          for (let i = 0; i < 5; i++) {
+            const card = await storage.cards.get(cardId);
+            if (!card) break;
+            const saved = await storage.cards.save({ ...card, puk: seal(keys.sealKey, puk, `puk:${cardId}`), pendingPuk: null, updatedAt: new Date().toISOString(), version: card.version + 1 }, card.version);
+            if (saved === 'saved') break;
+          }
+        }
         process.stdout.write(`${r.status === 'created' ? 'Seeded' : 'Already seeded'} demo person Alex Wilber (Teams user ${teamsUserId}, alex.wilber@nhs.net), card ${cardId}.\n`);
         process.stdout.write(`Virtual card settings for the companion: ${cardFile}\n`);
         process.stdout.write('Demo security answers (any 3 are asked):\n');

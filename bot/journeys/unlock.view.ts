@@ -32,7 +32,7 @@ export interface ViewContext {
 const PROBLEMS: Record<CardProblem, { title: string; message: (v: ViewContext) => string; canRetry: boolean }> = {
   not_registered: {
     title: 'You are not registered for self-service yet',
-    message: (v) => `Self-service unlock needs you to register first. Until then, ${v.raContact} can unlock your card.`,
+    message: (v) => `Self-service unlock needs you to register first: say "register" while your card still works. Until then, ${v.raContact} can unlock your card.`,
     canRetry: false,
   },
   no_companion: {

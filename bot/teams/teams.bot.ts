@@ -67,7 +67,7 @@ function tenantOf(activity: { conversation?: { tenantId?: string }; channelData?
 }
 
 const NOT_REGISTERED = (raContact: string): AdaptiveCard =>
-  unlockEndedCard({ title: 'You are not registered for self-service yet', message: `Self-service unlock needs you to register first (coming soon here). Until then, ${raContact} can unlock your card.` });
+  unlockEndedCard({ title: 'You are not registered for self-service yet', message: `Self-service unlock needs you to register first: say "register" (you will need your card and its passcode). Until then, ${raContact} can unlock your card.` });
 
 export class SmartcardBot extends ActivityHandler {
   constructor(private readonly deps: TeamsBotDeps) {

@@ -97,7 +97,8 @@ export async function startBot(config: BotConfig, overrides: { mail?: MailPort; 
     logger.error({ err: error instanceof AppError ? error.toJSON() : { name: error.name, message: error.message, stack: error.stack }, activityType: context.activity.type }, 'turn failed');
     try {
       if (context.activity.type === 'message') {
-        await context.sendActivity('Sorry, something went wrong on our side. Nothing was lost: try again in a moment.');
+        const busy = error instanceof AppError && (error.code === 'STORAGE.UNAVAILABLE' || error.code === 'JOURNEY.BUSY');
+        await context.sendActivity(busy ? 'Smartcard Assist cannot reach its records just now. Nothing was lost: try again shortly.' : 'Sorry, something went wrong on our side. Nothing was lost: try again in a moment.');
       }
     } catch {
       // The channel may be unreachable too; the log line above is what remains.

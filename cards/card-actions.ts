@@ -31,6 +31,7 @@ export const CARD_VERBS = {
   REGISTER_CODE: 'register.code',
   REGISTER_RESEND_CODE: 'register.resend_code',
   REGISTER_CANCEL: 'register.cancel',
+  JOURNEY_SHOW: 'journey.show',
 } as const;
 
 /** A verb this service understands. */
@@ -133,6 +134,8 @@ export const CARD_ACTION_SCHEMAS = {
   'register.code': z.object({ ...runStep, code: textField(MAX_CODE_INPUT_LENGTH, false) }),
   'register.resend_code': z.object(runStep),
   'register.cancel': z.object(runStep),
+  // Show the current card of a journey (after a failure that could not render it).
+  'journey.show': z.object({ journey: z.enum(['unlock', 'registration'], { error: 'must be unlock or registration' }) }),
 } as const satisfies Record<CardVerb, z.ZodType>;
 
 /** A parsed card action: the verb and its validated data (answers trimmed). */

@@ -5,6 +5,7 @@ export { literalText, cardAttachment, ADAPTIVE_CARD_CONTENT_TYPE } from './card-
 export { maskEmail, MASK_CHAR } from './mask-email';
 export { welcomeCard } from './welcome.card';
 export { helpCard, HELP_COMMANDS } from './help.card';
+export { tryAgainShortlyCard } from './service.card';
 export {
   registerComingSoonCard,
   registerContactCard,

@@ -17,11 +17,12 @@ import {
   type ConversationReference,
 } from 'botbuilder';
 import type { AdaptiveCard } from '../../cards';
-import { parseCardAction, type CardAction } from '../../cards';
+import { parseCardAction, tryAgainShortlyCard, type CardAction } from '../../cards';
 import { helpCard } from '../../cards';
 import { pairHelpCard, pairingResultCard } from '../../cards';
 import { unlockEndedCard } from '../../cards';
 import { welcomeCard } from '../../cards';
+import { AppError } from '../../common/app-error';
 import type { Logger } from '../../common/logger';
 import type { JourneyKind, JourneyRecord, Person, Storage } from '../../storage/storage.port';
 import type { PairingService } from '../pairing/pairing.service';
@@ -225,7 +226,18 @@ export class SmartcardBot extends ActivityHandler {
       this.deps.logger.warn({ reason: parsed.reason, message: parsed.message }, 'card action refused');
       return { statusCode: 400, type: 'application/vnd.microsoft.error', value: { code: 'BadRequest', message: parsed.message } as never };
     }
-    const card = await this.cardFor(context, parsed.action);
+    let card: AdaptiveCard;
+    try {
+      card = await this.cardFor(context, parsed.action);
+    } catch (err) {
+      // One place for a failed click: log it, say so in plain words, and offer the
+      // current card. Every write is a single compare-and-set, so nothing is half-done.
+      const code = err instanceof AppError ? err.code : 'UNEXPECTED';
+      this.deps.logger.error({ code, verb: parsed.action.verb, ...(err instanceof AppError ? { err: err.toJSON() } : { err }) }, 'card action failed');
+      const verb = parsed.action.verb;
+      const journey = verb.startsWith('register.') ? 'registration' : verb.startsWith('unlock.') ? 'unlock' : verb === 'journey.show' ? parsed.action.data.journey : null;
+      card = tryAgainShortlyCard({ journey });
+    }
     return { statusCode: 200, type: 'application/vnd.microsoft.card.adaptive', value: card as never };
   }
 
@@ -236,6 +248,12 @@ export class SmartcardBot extends ActivityHandler {
         return helpCard();
       case 'pair.help':
         return this.pairHelp(person);
+      case 'journey.show':
+        if (action.data.journey === 'registration') {
+          const identity = identityOf(context.activity);
+          return identity ? this.deps.registration.view(await this.deps.registration.current(identity), person) : helpCard();
+        }
+        return person ? this.view(person, await this.deps.unlock.load(person.id)) : NOT_REGISTERED(this.deps.raContact);
       default:
         break;
     }

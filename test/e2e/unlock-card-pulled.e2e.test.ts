@@ -1,0 +1,291 @@
+/**
+ * End to end, card pulled in the middle of the unblock (issue #2): the real
+ * bot process (embedded store, outbox mail), the real companion process on
+ * pcscd's vpcd reader, the project's virtual PIV card served from this test
+ * over vpcd, and the Agents Playground driven through its own HTTP/WebSocket
+ * interface (no browser: the Chromium journey is `unlock-playground.e2e.test.ts`).
+ *
+ * 1. The card is pulled as it receives RESET RETRY COUNTER (it never acts on
+ *    it): the page says to put it back, Teams says so, the card is still
+ *    blocked; put back, the companion finishes by itself; the new passcode
+ *    verifies on the card, the old does not, the card holds the PUK the bot
+ *    rotated to, Teams ends at "unlocked". Stale and repeated clicks of the
+ *    old "Check my answers" get the current card and send no second email.
+ * 2. The card is pulled right after the PUK change took effect (its answer is
+ *    lost, so nobody knows which PUK it holds): put back, the companion finishes
+ *    and the bot keeps the PUK the card really holds.
+ * 3. No secret used here appears in the bot log, the companion log or stdout,
+ *    the outbox (except each code in its own email) or any data file.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { QUESTION_BANK } from '../../bot/journeys/question-bank';
+import type { OutboxEntry } from '../../bot/mail/outbox-mail.adapter';
+import { PageBrowser, pageState, pageText } from '../../companion/passcode-page/page-browser.fake';
+import { PcscReaderAdapter } from '../../companion/pcsc/pcsc-reader.adapter';
+import { INS, KEY_REF } from '../../companion/piv/piv.constants';
+import { artifactPath } from '../support/artifacts';
+import { codeInOwnEmail, describeFindings, expectFoundIn, fileSources, findSecrets, productSources, type TestSecret } from '../support/e2e-secrets';
+import {
+  answerInputs,
+  E2E_WAIT_MS,
+  randomCardId,
+  randomPasscode,
+  randomWord,
+  removeTestDirs,
+  runAdmin,
+  seedPerson,
+  startBotStack,
+  startCompanion,
+  unlockCodeFrom,
+  VpcdCard,
+  waitForMail,
+  type BotStack,
+  type CompanionProcess,
+} from '../support/e2e-stack';
+import { pcscdService, VPCD_READER } from '../support/pcscd';
+import { cardsOf, cardText, messageText, startPlayground, type BotMessage, type InvokeResult, type PlaygroundHandle } from '../support/playground';
+import { playgroundService, requireServices } from '../support/services';
+
+const gate = await requireServices([playgroundService(), pcscdService()]);
+
+const EMAIL = 'pat.pulled@nhs.net';
+const suffix = randomWord();
+const REGISTERED: Array<{ questionId: string; answer: string }> = [
+  { questionId: 'q03', answer: `Thistlewood  ${suffix}` },
+  { questionId: 'q06', answer: `Morrisby Minx ${suffix}` },
+  { questionId: 'q10', answer: `Quenby  Harcastle ${suffix}` },
+  { questionId: 'q14', answer: `Wexcombe Tales ${suffix}` },
+];
+/** What the person types: another case and spacing than at registration (normalisation must match it). */
+const typed = (answer: string): string => answer.toUpperCase().replace(/\s+/g, ' ');
+const WRONG_ANSWER = `Not my answer ${randomWord()}`;
+const OLD_PIN = randomPasscode();
+const PUK = randomPasscode([OLD_PIN]);
+const NEW_PASSCODE_1 = randomPasscode([OLD_PIN, PUK]);
+const NEW_PASSCODE_2 = randomPasscode([OLD_PIN, PUK, NEW_PASSCODE_1]);
+const WRONG_PIN = randomPasscode([OLD_PIN, PUK, NEW_PASSCODE_1, NEW_PASSCODE_2]);
+const CARD_ID = randomCardId();
+
+/** Text of the card an invoke answered with (fails the test on an error answer). */
+function invokeCardText(r: InvokeResult): string {
+  if (!r.ok) throw new Error(`card action failed: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+  if (!r.card) throw new Error(`card action answered ${String(r.type)}, not a card`);
+  return cardText(r.card);
+}
+
+function answerFor(questionText: string): string | undefined {
+  const q = QUESTION_BANK.find((x) => x.text === questionText);
+  const a = q && REGISTERED.find((r) => r.questionId === q.id);
+  return a ? typed(a.answer) : undefined;
+}
+
+describe.skipIf(gate.skip)('unlock end to end with the card pulled mid-unblock (bot + companion + pcscd/vpcd + Playground API)', () => {
+  let pcsc: PcscReaderAdapter;
+  let bot: BotStack;
+  let companion: CompanionProcess;
+  let card: VpcdCard;
+  let pg: PlaygroundHandle;
+  let page: PageBrowser;
+  const codes: string[] = [];
+
+  /** Say "unlock", answer the questions right, and return the questions card message and the code from the email. */
+  async function unlockUpToCode(): Promise<{ questions: BotMessage; code: string; codeMail: OutboxEntry }> {
+    const mailsBefore = (await bot.outbox()).filter((m) => m.kind === 'unlock_code').length;
+    const linesBefore = companion.lineCount();
+    await pg.sendMessage('unlock');
+    const questions = await pg.waitForBotText('Answer your security questions', { timeoutMs: E2E_WAIT_MS });
+    const card0 = cardsOf(questions)[0];
+    const r = await pg.invokeAction({ verb: 'unlock.answers', replyToId: questions.messageId, inputs: answerInputs(card0, answerFor) });
+    expect(invokeCardText(r)).toContain('Check your email');
+    const codeMail = await waitForMail(bot, (m) => m.kind === 'unlock_code' && (m.headers['to'] ?? '').includes(EMAIL) && !codes.some((c) => m.text.includes(c)));
+    expect((await bot.outbox()).filter((m) => m.kind === 'unlock_code')).toHaveLength(mailsBefore + 1);
+    const code = unlockCodeFrom(codeMail);
+    codes.push(code);
+    // The bot asked the companion to show the form.
+    await companion.waitForLineAfter(/^UNLOCK: type your unlock code/, linesBefore);
+    await expect.poll(async () => pageState((await page.get()).body), { timeout: E2E_WAIT_MS }).toBe('awaiting_unlock');
+    return { questions, code, codeMail };
+  }
+
+  const currentText = (messageId: string): string => {
+    const m = pg.current(messageId);
+    return m ? messageText(m) : '';
+  };
+
+  beforeAll(async () => {
+    pcsc = await PcscReaderAdapter.open();
+    bot = await startBotStack('e2e-pulled-bot');
+    await seedPerson(bot, { teamsUserId: 'user-id-0', displayName: 'Pat Pulled', email: EMAIL, cardId: CARD_ID, puk: PUK, answers: REGISTERED });
+    card = await VpcdCard.insert(pcsc, VPCD_READER, { cardId: CARD_ID, pin: OLD_PIN, puk: PUK, blocked: true });
+    companion = startCompanion(bot, { name: 'e2e-pulled-companion', readerName: VPCD_READER.name, workstation: 'WS-E2E-PULL' });
+    pg = await startPlayground({ botUrl: bot.messagesUrl, name: 'e2e-pulled-playground', currentUser: { id: 'user-id-0', name: 'Alex Wilber' } });
+    await pg.install();
+
+    const pairing = await companion.pairingCode();
+    await pg.sendMessage(`pair ${pairing}`);
+    await pg.waitForBotText('This computer is paired', { timeoutMs: E2E_WAIT_MS });
+    await companion.waitConnected();
+    page = new PageBrowser(await companion.latestPageLink());
+    const opened = await page.open();
+    expect(opened.status).toBe(200);
+  });
+
+  afterAll(async () => {
+    await pg?.stop();
+    await companion?.stop();
+    await bot?.stop();
+    await card?.dispose();
+    await pcsc?.close();
+    await removeTestDirs(bot?.dataDir, companion?.dataDir);
+  });
+
+  it('card pulled during RESET RETRY COUNTER: page and Teams say put it back, the card stays blocked, and the person finishes after putting it back', async () => {
+    expect(await card.pinRetries()).toBe(0);
+    const { questions, code } = await unlockUpToCode();
+    const cardMsg = questions.messageId;
+
+    // A repeated click with the same answers and a stale click with wrong ones: the current card, nothing sent or counted.
+    const repeat = await pg.invokeAction({ verb: 'unlock.answers', replyToId: cardMsg, inputs: answerInputs(cardsOf(questions)[0], answerFor) });
+    const stale = await pg.invokeAction({ verb: 'unlock.answers', replyToId: cardMsg, inputs: { a1: WRONG_ANSWER, a2: WRONG_ANSWER, a3: WRONG_ANSWER } });
+    for (const r of [repeat, stale]) {
+      expect(invokeCardText(r)).toContain('Check your email');
+    }
+    expect((await bot.outbox()).filter((m) => m.kind === 'unlock_code')).toHaveLength(1);
+
+    // Pull the card the moment RESET RETRY COUNTER reaches it: the card never acts on it.
+    let pulled = false;
+    card.onCommand = (ins) => {
+      if (ins === INS.RESET_RETRY_COUNTER && !pulled) {
+        pulled = true;
+        card.onCommand = undefined;
+        void card.pull();
+      }
+    };
+    const mark = pg.mark();
+    const removed = await page.post('/unlock', { code, passcode: NEW_PASSCODE_1, confirmation: NEW_PASSCODE_1 });
+    expect(pulled).toBe(true);
+    expect(pageState(removed.body)).toBe('card_removed');
+    expect(pageText(removed.body)).toContain('Put your card back to finish');
+    expect(card.card.pinBlocked).toBe(true);
+
+    // Teams: the same card, updated in place, says the card was taken out.
+    await pg.waitForBotMessage((m) => m.messageId === cardMsg && /taken out before it was unlocked/.test(messageText(m)), { since: mark, timeoutMs: E2E_WAIT_MS });
+    await card.waitAbsent();
+
+    // Put it back: the companion resumes by itself.
+    await card.reinsert();
+    await expect.poll(async () => pageState((await page.get()).body), { timeout: E2E_WAIT_MS, interval: 250 }).toBe('done');
+    await pg.waitForBotMessage((m) => m.messageId === cardMsg && messageText(m).includes('Your smartcard is unlocked'), { since: mark, timeoutMs: E2E_WAIT_MS });
+    await pg.waitForBotText('You can use it with your new passcode now', { since: mark, timeoutMs: E2E_WAIT_MS });
+    await waitForMail(bot, (m) => m.kind === 'unlock_notice');
+
+    // On the card, over PC/SC.
+    expect(await card.verifies(OLD_PIN)).toBe(false);
+    expect(await card.verifies(NEW_PASSCODE_1)).toBe(true);
+    expect(await card.pinRetries()).toBe(card.card.pinRetriesMax);
+    expect(card.seen.newPuks).toHaveLength(1);
+    const rotated = card.seen.newPuks[0]!;
+    expect(rotated).toMatch(/^\d{8}$/);
+    expect(rotated).not.toBe(PUK);
+    expect(await card.holdsPuk(rotated)).toBe(true);
+
+    // A click on the old questions card now still gets the current card, and no new email.
+    const late = await pg.invokeAction({ verb: 'unlock.answers', replyToId: cardMsg, inputs: answerInputs(cardsOf(questions)[0], answerFor) });
+    expect(invokeCardText(late)).toContain('Your smartcard is unlocked');
+    const mails = await bot.outbox();
+    expect(mails.filter((m) => m.kind === 'unlock_code')).toHaveLength(1);
+    expect(mails.filter((m) => m.kind === 'unlock_notice')).toHaveLength(1);
+    expect(currentText(cardMsg)).toContain('Your smartcard is unlocked');
+  });
+
+  it('card pulled right after the PUK change took effect: the person finishes after putting it back, and the bot keeps the PUK the card holds', async () => {
+    // Lock the card again the way a person does: three wrong passcodes.
+    for (let i = 0; i < 3; i++) expect(await card.verifies(WRONG_PIN)).toBe(false);
+    expect(await card.pinRetries()).toBe(0);
+    const pukBefore = card.seen.newPuks.at(-1)!;
+
+    const { questions, code } = await unlockUpToCode();
+    const cardMsg = questions.messageId;
+    let pulled = false;
+    card.afterCommand = (ins, apdu) => {
+      if (ins === INS.CHANGE_REFERENCE_DATA && apdu[3] === KEY_REF.PUK && !pulled) {
+        pulled = true;
+        card.afterCommand = undefined;
+        void card.pull();
+      }
+    };
+    const mark = pg.mark();
+    const removed = await page.post('/unlock', { code, passcode: NEW_PASSCODE_2, confirmation: NEW_PASSCODE_2 });
+    expect(pulled).toBe(true);
+    expect(pageState(removed.body)).toBe('card_removed');
+    await pg.waitForBotMessage((m) => m.messageId === cardMsg && /taken out before it was unlocked/.test(messageText(m)), { since: mark, timeoutMs: E2E_WAIT_MS });
+    await card.waitAbsent();
+
+    await card.reinsert();
+    await expect.poll(async () => pageState((await page.get()).body), { timeout: E2E_WAIT_MS, interval: 250 }).toBe('done');
+    await pg.waitForBotMessage((m) => m.messageId === cardMsg && messageText(m).includes('Your smartcard is unlocked'), { since: mark, timeoutMs: E2E_WAIT_MS });
+    await expect.poll(async () => (await bot.outbox()).filter((m) => m.kind === 'unlock_notice').length, { timeout: E2E_WAIT_MS }).toBe(2);
+
+    expect(await card.verifies(NEW_PASSCODE_1)).toBe(false);
+    expect(await card.verifies(NEW_PASSCODE_2)).toBe(true);
+    const rotated = card.seen.newPuks.at(-1)!;
+    expect(rotated).not.toBe(pukBefore);
+    expect(await card.holdsPuk(rotated)).toBe(true);
+
+    // The bot stored the PUK the card holds: a third unlock goes through with no PUK refused.
+    for (let i = 0; i < 3; i++) expect(await card.verifies(WRONG_PIN)).toBe(false);
+    const third = await unlockUpToCode();
+    const done = await page.post('/unlock', { code: third.code, passcode: NEW_PASSCODE_1, confirmation: NEW_PASSCODE_1 });
+    expect(pageState(done.body)).toBe('done');
+    expect(await card.verifies(NEW_PASSCODE_1)).toBe(true);
+    expect(await card.holdsPuk(card.seen.newPuks.at(-1)!)).toBe(true);
+    expect((await bot.outbox()).filter((m) => m.kind === 'unlock_code')).toHaveLength(3);
+  });
+
+  it('leaves no passcode, PUK, unlock code or answer in the logs, the outbox (but each code in its own email) or the data directories', async () => {
+    const secrets: TestSecret[] = [
+      { label: 'old passcode', value: OLD_PIN, kind: 'digits' },
+      { label: 'new passcode 1', value: NEW_PASSCODE_1, kind: 'digits' },
+      { label: 'new passcode 2', value: NEW_PASSCODE_2, kind: 'digits' },
+      { label: 'wrong passcode', value: WRONG_PIN, kind: 'digits' },
+      { label: 'enrolled PUK', value: PUK, kind: 'digits' },
+      ...card.seen.newPuks.map((p, i) => ({ label: `rotated PUK ${i + 1}`, value: p, kind: 'digits' as const })),
+      ...codes.map((c, i) => ({ label: `unlock code ${i + 1}`, value: c, kind: 'digits' as const })),
+      ...REGISTERED.map((a) => ({ label: `answer ${a.questionId} as registered`, value: a.answer, kind: 'answer' as const })),
+      ...REGISTERED.map((a) => ({ label: `answer ${a.questionId} as typed`, value: typed(a.answer), kind: 'answer' as const })),
+      { label: 'wrong answer typed', value: WRONG_ANSWER, kind: 'answer' },
+    ];
+    expect(codes.length).toBeGreaterThan(0);
+    expect(card.seen.newPuks.length).toBeGreaterThan(0);
+    const codeMails = new Map<string, string>();
+    for (const m of await bot.outbox()) if (m.kind === 'unlock_code') codeMails.set(m.file, unlockCodeFrom(m));
+    expect([...codeMails.values()].sort()).toEqual([...codes].sort());
+    const allow = codeInOwnEmail(codeMails);
+
+    // Nobody was locked out here (list-cases output is scanned below too).
+    expect((await runAdmin(bot, ['list-cases'])).stdout).toContain('no open cases');
+
+    // The search can fail: each code is found in its own email...
+    const inMail = findSecrets(await fileSources([...codeMails.keys()]), secrets.filter((s) => s.label.startsWith('unlock code')));
+    expect(new Set(inMail.map((f) => f.secret)).size).toBe(codes.length);
+    // ...and answers as typed are found where Teams keeps card inputs (the Playground's own log, not a product log).
+    const teamsSide = findSecrets(await fileSources([artifactPath('playground', 'e2e-pulled-playground.internal.log')]), secrets.filter((s) => s.label.endsWith('as typed')));
+    expect(teamsSide.length).toBeGreaterThan(0);
+
+    // While everything runs (the WAL holds recent writes)...
+    const running = await productSources({ bot, companions: [companion] });
+    expect(running.some((s) => s.where.endsWith('-wal'))).toBe(true);
+    // ...and plain values stored or logged next to the secrets are found where they were written.
+    expectFoundIn(running, /\.sqlite(-wal)?$/, [EMAIL, CARD_ID]);
+    expectFoundIn(running, /companion\.pino\.log$/, ['WS-E2E-PULL']);
+    expectFoundIn(running, /e2e-pulled-bot output$/, ['unlock_notice']);
+    const whileRunning = findSecrets(running, secrets, allow);
+    expect(whileRunning, describeFindings(whileRunning)).toEqual([]);
+
+    // ...and after a clean stop (checkpointed database, flushed logs).
+    await companion.stop();
+    await bot.stop();
+    const stopped = findSecrets(await productSources({ bot, companions: [companion] }), secrets, allow);
+    expect(stopped, describeFindings(stopped)).toEqual([]);
+  });
+});

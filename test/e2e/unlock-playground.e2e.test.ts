@@ -1,0 +1,353 @@
+/**
+ * End to end in the Microsoft 365 Agents Playground driven by Chromium
+ * (issue #2), through every real part: the bot process (embedded store,
+ * outbox mail), the companion process on pcscd's vpcd reader with the
+ * project's virtual PIV card served from this test, and the Playground's web
+ * UI in Debian's Chromium.
+ *
+ * - Person A pairs by typing `pair CODE` in the chat, types "unlock", answers
+ *   the three questions on the card, gets the code from the outbox, types it
+ *   and a new passcode twice on the companion's page (another tab of the same
+ *   browser), and sees success on the page and the unlocked card in Teams; an
+ *   "unlocked" notice is mailed. The card, read back over PC/SC, takes the new
+ *   passcode and not the old one, and holds the PUK the bot rotated to.
+ * - Person B (another Playground whose current user is Megan Bowen, her own
+ *   companion and card on the second vpcd reader) fails the questions three
+ *   times and gets the locked-out card with a case reference; the case is
+ *   stored (`admin list-cases`), no code is mailed, and her card is still blocked.
+ * - Afterwards no secret used here is found in the bot log, the companion logs
+ *   and stdout, the outbox (except the code in its own email) or the data files.
+ *
+ * Screenshots of each final state: `artifacts/screenshots/e2e-unlock-*.png`.
+ */
+import type { Locator, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
+import { QUESTION_BANK } from '../../bot/journeys/question-bank';
+import { PcscReaderAdapter } from '../../companion/pcsc/pcsc-reader.adapter';
+import { artifactPath } from '../support/artifacts';
+import { openPlayground, type PlaygroundPage } from '../support/browser';
+import { codeInOwnEmail, describeFindings, expectFoundIn, fileSources, findSecrets, productSources, type TestSecret } from '../support/e2e-secrets';
+import {
+  E2E_WAIT_MS,
+  randomCardId,
+  randomPasscode,
+  randomWord,
+  removeTestDirs,
+  runAdmin,
+  seedPerson,
+  startBotStack,
+  startCompanion,
+  unlockCodeFrom,
+  VpcdCard,
+  waitForMail,
+  type BotStack,
+  type CompanionProcess,
+} from '../support/e2e-stack';
+import { pcscdService, VPCD_READER, VPCD_READER_2 } from '../support/pcscd';
+import { startPlayground, type PlaygroundHandle } from '../support/playground';
+import { chromiumService, playgroundService, requireServices } from '../support/services';
+
+const gate = await requireServices([chromiumService(), playgroundService(), pcscdService()]);
+
+interface TestPerson {
+  teamsUserId: string;
+  displayName: string;
+  email: string;
+  cardId: string;
+  pin: string;
+  puk: string;
+  answers: Array<{ questionId: string; answer: string }>;
+}
+
+const A: TestPerson = (() => {
+  const w = randomWord();
+  const pin = randomPasscode();
+  return {
+    teamsUserId: 'user-id-0',
+    displayName: 'Alex Wilber',
+    email: 'alex.wilber@nhs.net',
+    cardId: randomCardId(),
+    pin,
+    puk: randomPasscode([pin]),
+    answers: [
+      { questionId: 'q01', answer: `Larkspur  Row ${w}` },
+      { questionId: 'q04', answer: `Biscuit Barrel ${w}` },
+      { questionId: 'q08', answer: `Glasswing Choir ${w}` },
+      { questionId: 'q11', answer: `Saffron  Omelette ${w}` },
+    ],
+  };
+})();
+const B: TestPerson = (() => {
+  const w = randomWord();
+  const pin = randomPasscode([A.pin, A.puk]);
+  return {
+    teamsUserId: 'user-id-1',
+    displayName: 'Megan Bowen',
+    email: 'megan.bowen@nhs.net',
+    cardId: randomCardId(),
+    pin,
+    puk: randomPasscode([A.pin, A.puk, pin]),
+    answers: [
+      { questionId: 'q02', answer: `Roller Skates ${w}` },
+      { questionId: 'q05', answer: `Whitby Harbour ${w}` },
+      { questionId: 'q09', answer: `Little Sprout ${w}` },
+      { questionId: 'q13', answer: `Harriers Juniors ${w}` },
+    ],
+  };
+})();
+const A_NEW_PASSCODE = randomPasscode([A.pin, A.puk, B.pin, B.puk]);
+/** B's wrong answers, one per attempt (typed in Teams, so secrets of the same kind). */
+const B_WRONG = [1, 2, 3].map((n) => `Wrong guess ${n} ${randomWord()}`);
+/** What A types: another case and spacing than at registration. */
+const typed = (answer: string): string => answer.toUpperCase().replace(/\s+/g, ' ');
+
+const questionText = (id: string): string => {
+  const q = QUESTION_BANK.find((x) => x.id === id);
+  if (!q) throw new Error(`no question ${id}`);
+  return q.text;
+};
+
+/**
+ * Fill the questions card as a person does: each input is labelled with its question.
+ *
+ * @param card - the rendered questions card
+ * @param person - whose registered questions to look for
+ * @param answer - what to type for a question id
+ * @returns the question ids found on the card (3)
+ */
+async function fillQuestions(ui: PlaygroundPage, card: Locator, person: TestPerson, answer: (questionId: string) => string): Promise<string[]> {
+  const asked: string[] = [];
+  for (const a of person.answers) {
+    const input = card.getByLabel(questionText(a.questionId));
+    if ((await input.count()) === 0) continue;
+    await ui.fillInput(questionText(a.questionId), answer(a.questionId), card);
+    asked.push(a.questionId);
+  }
+  return asked;
+}
+
+describe.skipIf(gate.skip)('unlock end to end in the Agents Playground driven by Chromium (bot + companion + pcscd/vpcd)', () => {
+  let pcsc: PcscReaderAdapter;
+  let bot: BotStack;
+  let companionA: CompanionProcess | undefined;
+  let companionB: CompanionProcess | undefined;
+  let cardA: VpcdCard | undefined;
+  let cardB: VpcdCard | undefined;
+  let unlockCode: string | undefined;
+  let caseRef: string | undefined;
+
+  beforeAll(async () => {
+    pcsc = await PcscReaderAdapter.open();
+    bot = await startBotStack('e2e-unlock-bot');
+    for (const p of [A, B]) {
+      await seedPerson(bot, { teamsUserId: p.teamsUserId, displayName: p.displayName, email: p.email, cardId: p.cardId, puk: p.puk, answers: p.answers });
+    }
+  });
+
+  afterAll(async () => {
+    await companionA?.stop();
+    await companionB?.stop();
+    await bot?.stop();
+    await cardA?.dispose();
+    await cardB?.dispose();
+    await pcsc?.close();
+    await removeTestDirs(bot?.dataDir, companionA?.dataDir, companionB?.dataDir);
+  });
+
+  describe('person A unlocks their card', () => {
+    let pg: PlaygroundHandle;
+    let ui: PlaygroundPage;
+    let tab: Page | undefined;
+
+    beforeAll(async () => {
+      cardA = await VpcdCard.insert(pcsc, VPCD_READER, { cardId: A.cardId, pin: A.pin, puk: A.puk, blocked: true });
+      companionA = startCompanion(bot, { name: 'e2e-unlock-companion-a', readerName: VPCD_READER.name, workstation: 'WS-ALEX-01' });
+      pg = await startPlayground({ botUrl: bot.messagesUrl, name: 'e2e-unlock-playground-a', currentUser: { id: A.teamsUserId, name: A.displayName } });
+      ui = await openPlayground(pg.url, { name: 'e2e-unlock-a', timeoutMs: E2E_WAIT_MS, waitForText: 'I am Smartcard Assist' });
+    });
+
+    afterAll(async () => {
+      await tab?.close().catch(() => undefined);
+      await ui?.close();
+      await pg?.stop();
+    });
+
+    it('pairs, answers, types the emailed code and a new passcode on the companion page, and sees the card unlocked in Teams and on the page', async () => {
+      onTestFailed(async () => {
+        await ui.screenshot('teams-at-failure').catch(() => undefined);
+        await tab?.screenshot({ path: artifactPath('screenshots', 'e2e-unlock-a-companion-at-failure.png'), fullPage: true }).catch(() => undefined);
+      });
+      const companion = companionA!;
+      const card = cardA!;
+      expect(await card.pinRetries()).toBe(0);
+
+      // Pair: the companion shows a code; the person sends it in Teams.
+      const pairing = await companion.pairingCode();
+      await ui.sendChat(`pair ${pairing}`);
+      await ui.waitForCardWithText('This computer is paired', E2E_WAIT_MS);
+      await companion.waitConnected();
+
+      // Unlock: the questions card.
+      const linesBefore = companion.lineCount();
+      await ui.sendChat('unlock');
+      const questions = await ui.waitForCardWithText('Answer your security questions', E2E_WAIT_MS);
+      await expect.poll(() => questions.textContent()).toContain('3 attempts left');
+      const asked = await fillQuestions(ui, questions, A, (id) => typed(A.answers.find((a) => a.questionId === id)!.answer));
+      expect(asked).toHaveLength(3);
+      await ui.clickAction('Check my answers', questions);
+      await ui.waitForCardWithText('Check your email', E2E_WAIT_MS);
+
+      // The code arrives by "email" (the outbox), to A's address only.
+      const mail = await waitForMail(bot, (m) => m.kind === 'unlock_code');
+      expect(mail.headers['to']).toContain(A.email);
+      unlockCode = unlockCodeFrom(mail);
+
+      // The companion was asked to show the form: open its page in another tab of the same browser.
+      await companion.waitForLineAfter(/^UNLOCK: type your unlock code/, linesBefore);
+      tab = await ui.context.newPage();
+      await tab.goto(await companion.latestPageLink());
+      await tab.waitForURL((u) => u.pathname === '/' && u.search === '');
+      await expect.poll(() => tab!.locator('body').getAttribute('data-state'), { timeout: E2E_WAIT_MS }).toBe('awaiting_unlock');
+      await tab.getByLabel('Unlock code').fill(unlockCode);
+      await tab.getByLabel('New passcode', { exact: true }).fill(A_NEW_PASSCODE);
+      await tab.getByLabel('Confirm new passcode').fill(A_NEW_PASSCODE);
+      await tab.getByRole('button', { name: 'Unlock my card' }).click();
+      await tab.getByRole('heading', { name: 'Your card is unlocked' }).waitFor({ timeout: E2E_WAIT_MS });
+      await tab.screenshot({ path: artifactPath('screenshots', 'e2e-unlock-a-companion-unlocked.png'), fullPage: true });
+
+      // Teams: the card is updated in place to the confirmation, and a message follows.
+      await ui.page.bringToFront();
+      const done = await ui.waitForCardWithText('Your smartcard is unlocked', E2E_WAIT_MS);
+      await expect.poll(() => done.textContent()).toContain('WS-ALEX-01');
+      await ui.waitForBotText('You can use it with your new passcode now', E2E_WAIT_MS);
+      expect(await ui.page.locator('.ac-adaptiveCard', { hasText: 'Answer your security questions' }).count()).toBe(0);
+      await ui.screenshot('teams-unlocked');
+
+      // The "unlocked" notice is mailed to A.
+      const notice = await waitForMail(bot, (m) => m.kind === 'unlock_notice');
+      expect(notice.headers['to']).toContain(A.email);
+      expect(notice.text).toContain('WS-ALEX-01');
+      expect(notice.text).not.toContain(unlockCode);
+
+      // On the card, over PC/SC: the new passcode verifies, the old does not, all tries are back.
+      expect(await card.verifies(A.pin)).toBe(false);
+      expect(await card.verifies(A_NEW_PASSCODE)).toBe(true);
+      expect(await card.pinRetries()).toBe(card.card.pinRetriesMax);
+      expect(card.card.pinBlocked).toBe(false);
+      // The bot rotated the PUK: the card holds the new one, not the enrolled one.
+      expect(card.seen.newPuks).toHaveLength(1);
+      expect(card.seen.newPuks[0]).not.toBe(A.puk);
+      expect(await card.holdsPuk(card.seen.newPuks[0]!)).toBe(true);
+    });
+  });
+
+  describe('person B fails the questions three times', () => {
+    let pg: PlaygroundHandle;
+    let ui: PlaygroundPage;
+
+    beforeAll(async () => {
+      cardB = await VpcdCard.insert(pcsc, VPCD_READER_2, { cardId: B.cardId, pin: B.pin, puk: B.puk, blocked: true });
+      companionB = startCompanion(bot, { name: 'e2e-unlock-companion-b', readerName: VPCD_READER_2.name, workstation: 'WS-MEGAN-02' });
+      pg = await startPlayground({ botUrl: bot.messagesUrl, name: 'e2e-unlock-playground-b', currentUser: { id: B.teamsUserId, name: B.displayName } });
+      ui = await openPlayground(pg.url, { name: 'e2e-unlock-b', timeoutMs: E2E_WAIT_MS, waitForText: 'I am Smartcard Assist' });
+    });
+
+    afterAll(async () => {
+      await ui?.close();
+      await pg?.stop();
+    });
+
+    it('is locked out with a case reference, the case is stored, no code is sent, and the card stays blocked', async () => {
+      onTestFailed(async () => {
+        await ui.screenshot('teams-at-failure').catch(() => undefined);
+      });
+      const companion = companionB!;
+      const card = cardB!;
+      const mailsBefore = (await bot.outbox()).length;
+
+      const pairing = await companion.pairingCode();
+      await ui.sendChat(`pair ${pairing}`);
+      await ui.waitForCardWithText('This computer is paired', E2E_WAIT_MS);
+      await companion.waitConnected();
+
+      await ui.sendChat('unlock');
+      let questions = await ui.waitForCardWithText('Answer your security questions', E2E_WAIT_MS);
+      for (const [i, left] of [3, 2, 1].entries()) {
+        await expect.poll(() => questions.textContent(), { timeout: E2E_WAIT_MS }).toContain(`${left} ${left === 1 ? 'attempt' : 'attempts'} left`);
+        const asked = await fillQuestions(ui, questions, B, () => B_WRONG[i]!);
+        expect(asked).toHaveLength(3);
+        await ui.clickAction('Check my answers', questions);
+        if (left > 1) {
+          questions = await ui.waitForCardWithText(`${left - 1} ${left - 1 === 1 ? 'attempt' : 'attempts'} left`, E2E_WAIT_MS);
+          await expect.poll(() => questions.textContent()).toContain('One or more answers did not match');
+        }
+      }
+      const locked = await ui.waitForCardWithText('Self-service unlock is locked', E2E_WAIT_MS);
+      const text = (await locked.textContent()) ?? '';
+      const ref = /RA-[A-Z0-9]{6}/.exec(text)?.[0];
+      expect(ref, `no case reference on the card: ${text}`).toBeDefined();
+      caseRef = ref!;
+      await ui.screenshot('teams-locked-out');
+
+      // The case is stored, for this person, with the reason.
+      const cases = await runAdmin(bot, ['list-cases']);
+      expect(cases.code).toBe(0);
+      const line = cases.stdout.split('\n').find((l) => l.startsWith(caseRef!));
+      expect(line, cases.stdout).toBeDefined();
+      expect(line).toMatch(/\bopen\b.*\banswers_failed\b/);
+
+      // Asking again gets the same locked-out answer (self-service stays locked).
+      await ui.sendChat('unlock');
+      await expect.poll(() => ui.page.locator('.ac-adaptiveCard', { hasText: 'Self-service unlock is locked' }).count(), { timeout: E2E_WAIT_MS }).toBe(2);
+      expect(await ui.page.locator('.ac-adaptiveCard', { hasText: 'Self-service unlock is locked' }).last().textContent()).toContain(caseRef);
+
+      // Nothing was mailed, nothing was asked of the companion, and the card is still blocked.
+      expect((await bot.outbox()).length).toBe(mailsBefore);
+      expect(companion.process.lines().some((l) => l.startsWith('UNLOCK:'))).toBe(false);
+      expect(await card.pinRetries()).toBe(0);
+      expect(card.card.pinBlocked).toBe(true);
+      expect(card.seen.puks.size).toBe(0);
+    });
+  });
+
+  it('leaves no passcode, PUK, unlock code or answer in the logs, the outbox (but the code in its own email) or the data directories', async () => {
+    expect(unlockCode, 'the unlock test did not get as far as the code').toBeDefined();
+    expect(caseRef, 'the lock-out test did not finish').toBeDefined();
+    const secrets: TestSecret[] = [
+      { label: 'A old passcode', value: A.pin, kind: 'digits' },
+      { label: 'A new passcode', value: A_NEW_PASSCODE, kind: 'digits' },
+      { label: 'A enrolled PUK', value: A.puk, kind: 'digits' },
+      ...(cardA?.seen.newPuks ?? []).map((p, i) => ({ label: `A rotated PUK ${i + 1}`, value: p, kind: 'digits' as const })),
+      { label: 'A unlock code', value: unlockCode!, kind: 'digits' },
+      { label: 'B passcode', value: B.pin, kind: 'digits' },
+      { label: 'B PUK', value: B.puk, kind: 'digits' },
+      ...A.answers.map((a) => ({ label: `A answer ${a.questionId} as registered`, value: a.answer, kind: 'answer' as const })),
+      ...A.answers.map((a) => ({ label: `A answer ${a.questionId} as typed`, value: typed(a.answer), kind: 'answer' as const })),
+      ...B.answers.map((a) => ({ label: `B answer ${a.questionId} as registered`, value: a.answer, kind: 'answer' as const })),
+      ...B_WRONG.map((w, i) => ({ label: `B wrong answer ${i + 1} as typed`, value: w, kind: 'answer' as const })),
+    ];
+    const codeMails = new Map<string, string>();
+    for (const m of await bot.outbox()) if (m.kind === 'unlock_code') codeMails.set(m.file, unlockCodeFrom(m));
+    expect([...codeMails.values()]).toEqual([unlockCode]);
+    const allow = codeInOwnEmail(codeMails);
+    const companions = [companionA!, companionB!];
+
+    // The search can fail: the code is found in its own email...
+    expect(findSecrets(await fileSources([...codeMails.keys()]), secrets.filter((s) => s.label === 'A unlock code'))).not.toEqual([]);
+
+    const running = await productSources({ bot, companions });
+    expect(running.some((s) => s.where.endsWith('-wal'))).toBe(true);
+    // ...and plain values stored or logged next to the secrets are found where they were written.
+    expectFoundIn(running, /\.sqlite(-wal)?$/, [A.email, B.email, A.cardId]);
+    expectFoundIn(running, /companion-a\.pino\.log$/, ['WS-ALEX-01']);
+    expectFoundIn(running, /e2e-unlock-bot output$/, ['unlock_notice']);
+
+    const whileRunning = findSecrets(running, secrets, allow);
+    expect(whileRunning, describeFindings(whileRunning)).toEqual([]);
+
+    for (const c of companions) await c.stop();
+    await bot.stop();
+    const stopped = findSecrets(await productSources({ bot, companions }), secrets, allow);
+    expect(stopped, describeFindings(stopped)).toEqual([]);
+  });
+});

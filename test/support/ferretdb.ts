@@ -249,3 +249,25 @@ export async function startPrivateFerretdb(options: { dataDir?: string } = {}): 
     start,
   };
 }
+
+/**
+ * Gate for suites that start their own FerretDB (outage tests): the binary must
+ * be cached or buildable.
+ *
+ * @returns `{ skip: false }`, or `{ skip: true, reason }` outside CI
+ * @throws Error under CI when the binary cannot be had
+ */
+export async function privateFerretdbGate(): Promise<{ skip: false } | { skip: true; reason: string }> {
+  try {
+    if (!existsSync(ferretdbBinary()) && !isCI() && !(await goAvailable())) {
+      throw new Error(`FerretDB is not cached at ${ferretdbBinary()} and Go is not installed to build it`);
+    }
+    await ensureFerretdbBinary();
+    return { skip: false };
+  } catch (err) {
+    const reason = err instanceof Error ? err.message.split('\n')[0]! : String(err);
+    if (isCI()) throw new Error(`CI=true and FerretDB ${FERRETDB.version} cannot be had: ${reason}`);
+    process.stderr.write(`SKIPPING FerretDB outage suite: ${reason}. Run \`bash scripts/ferretdb.sh build\`.\n`);
+    return { skip: true, reason };
+  }
+}

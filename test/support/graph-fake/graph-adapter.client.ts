@@ -97,6 +97,18 @@ export class GraphAdapterDriver {
     return this.call({ op: 'send', handle, message } as Omit<DriverRequest, 'id'>);
   }
 
+  /** Create a Graph directory adapter from environment variables (DIRECTORY=graph); throws the refusal text. */
+  async createDirectory(env: Record<string, string>): Promise<string> {
+    const r = await this.call({ op: 'createDirectory', env } as Omit<DriverRequest, 'id'>);
+    if (!r.ok) throw Object.assign(new Error(r.error.message), { code: r.error.code, meta: r.error.meta });
+    return (r.value as { handle: string }).handle;
+  }
+
+  /** `lookup(aadObjectId)` on a directory adapter made by {@link createDirectory}. */
+  lookup(handle: string, aadObjectId: string): Promise<Settled> {
+    return this.call({ op: 'lookup', handle, aadObjectId } as Omit<DriverRequest, 'id'>);
+  }
+
   async sendAll(handle: string, messages: MailMessage[]): Promise<Settled[]> {
     const r = await this.call({ op: 'sendAll', handle, messages } as Omit<DriverRequest, 'id'>);
     if (!r.ok) throw new Error(r.error.message);

@@ -6,7 +6,8 @@
  * process cannot trust the fake without it. Its pino log goes to stdout (level trace) for the parent to check.
  *
  * IPC requests: `{ id, op: 'create', env, options }` -> `{ handle }`; `{ id, op: 'verify' | 'send', handle, message? }`;
- * `{ id, op: 'sendAll', handle, messages }` -> settled results. Answers: `{ id, ok: true, value }` or
+ * `{ id, op: 'sendAll', handle, messages }` -> settled results. The Graph directory adapter too:
+ * `{ id, op: 'createDirectory', env }` (DIRECTORY=graph) -> `{ handle }`; `{ id, op: 'lookup', handle, aadObjectId }`. Answers: `{ id, ok: true, value }` or
  * `{ id, ok: false, error: { name, code, message, meta } }`.
  */
 import { createLogger } from '../../../common/logger';
@@ -14,12 +15,17 @@ import { AppError } from '../../../common/app-error';
 import { loadGraphMailConfig } from '../../../bot/mail/graph/graph-mail.config';
 import { createGraphMailAdapter, type GraphMailAdapter } from '../../../bot/mail/graph/graph-mail.adapter';
 import type { MailMessage } from '../../../bot/mail/mail.port';
+import { loadDirectoryConfig } from '../../../bot/directory/directory.config';
+import { createGraphDirectory } from '../../../bot/directory/graph-directory.adapter';
+import type { DirectoryPort } from '../../../bot/directory/directory.port';
 
 export type DriverRequest =
   | { id: number; op: 'create'; env: Record<string, string>; options?: { backoffBaseMs?: number } }
   | { id: number; op: 'verify'; handle: string }
   | { id: number; op: 'send'; handle: string; message: MailMessage }
-  | { id: number; op: 'sendAll'; handle: string; messages: MailMessage[] };
+  | { id: number; op: 'sendAll'; handle: string; messages: MailMessage[] }
+  | { id: number; op: 'createDirectory'; env: Record<string, string> }
+  | { id: number; op: 'lookup'; handle: string; aadObjectId: string };
 
 export interface SerializedError {
   name: string;
@@ -48,6 +54,7 @@ async function settle(work: () => Promise<unknown>): Promise<Settled> {
 if (typeof process.send === 'function') {
   const logger = createLogger({ name: 'bot', level: 'trace' });
   const adapters = new Map<string, GraphMailAdapter>();
+  const directories = new Map<string, DirectoryPort>();
   let next = 0;
   const adapter = (handle: string) => {
     const a = adapters.get(handle);
@@ -70,6 +77,20 @@ if (typeof process.send === 'function') {
           return settle(() => adapter(req.handle).send(req.message));
         case 'sendAll':
           return settle(async () => Promise.all(req.messages.map((m) => settle(() => adapter(req.handle).send(m)))));
+        case 'createDirectory':
+          return settle(async () => {
+            const config = loadDirectoryConfig(req.env);
+            if (config.kind !== 'graph') throw new Error(`DIRECTORY=${config.kind}: the driver hosts only the Graph directory`);
+            const handle = `d${++next}`;
+            directories.set(handle, createGraphDirectory(config, logger));
+            return { handle };
+          });
+        case 'lookup':
+          return settle(() => {
+            const directory = directories.get(req.handle);
+            if (!directory) throw new Error(`no directory ${req.handle}`);
+            return directory.lookup(req.aadObjectId);
+          });
       }
     };
     void run().then((result) => process.send!({ id: req.id, ...result }));

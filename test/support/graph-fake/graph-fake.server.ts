@@ -11,10 +11,16 @@
  *   `202 Accepted` with an empty body; errors as `{ error: { code, message, innerError: { 'request-id', date } } }`
  *   with `request-id` / `client-request-id` headers; `403 ErrorAccessDenied` when the token lacks the Mail.Send
  *   role or an application access policy leaves the mailbox out.
+ * - Graph `GET /v1.0/users/{id | userPrincipalName}` (Graph API: Get user), for the directory lookup: Bearer token
+ *   issued here, `403 Authorization_RequestDenied` when the token holds none of User.Read.All, User.ReadWrite.All,
+ *   Directory.Read.All, Directory.ReadWrite.All; `404 Request_ResourceNotFound` for an unknown user; `$select`
+ *   returns only the named properties (`400 BadRequest` for a property a user does not have), with an
+ *   `@odata.context`. The users are {@link GraphFakeDirectory.users}.
  *
  * Every request is recorded (method, path, headers, body, arrival and response times in ms since the epoch,
  * fractional) so tests assert on what arrived, when, and how many were in flight at once. Tests may script the
- * next sendMail answers (e.g. 429 with Retry-After, 503, 400) with {@link GraphFake.queueSendMail}.
+ * next sendMail answers (e.g. 429 with Retry-After, 503, 400) with {@link GraphFake.queueSendMail}, and the next user
+ * lookups with {@link GraphFake.queueUserLookup}.
  */
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -24,7 +30,7 @@ import type { AddressInfo } from 'node:net';
 /** One request as it arrived. Header names are lower-case. */
 export interface RecordedRequest {
   seq: number;
-  kind: 'metadata' | 'token' | 'sendMail' | 'other';
+  kind: 'metadata' | 'token' | 'sendMail' | 'user' | 'other';
   method: string;
   /** Path and query exactly as sent. */
   url: string;
@@ -68,7 +74,26 @@ export interface GraphFakeDirectory {
   accessPolicyMailboxes?: string[];
   /** Access token lifetime in seconds. */
   tokenLifetimeSeconds?: number;
+  /** Users `GET /v1.0/users/{id}` knows (absent = none). */
+  users?: GraphFakeUser[];
 }
+
+/** A user object as Graph holds it (the properties the fake serves; Graph API: user resource type). */
+export interface GraphFakeUser {
+  /** Entra object id (GUID, lower-case). */
+  id: string;
+  userPrincipalName: string;
+  displayName: string;
+  mail: string | null;
+  mobilePhone: string | null;
+  businessPhones?: string[];
+}
+
+/** Application permissions that let an app read any user's full profile (Graph permissions reference). */
+export const USER_READ_ROLES = ['User.Read.All', 'User.ReadWrite.All', 'Directory.Read.All', 'Directory.ReadWrite.All'] as const;
+
+/** Properties `GET /users/{id}` returns when no `$select` is given (Graph v1.0 default set). */
+const USER_DEFAULT_PROPERTIES = ['businessPhones', 'displayName', 'mail', 'mobilePhone', 'userPrincipalName', 'id'] as const;
 
 const now = () => performance.timeOrigin + performance.now();
 
@@ -108,6 +133,7 @@ export class GraphFake {
   private server: Server | undefined;
   private port = 0;
   private readonly script: ScriptedResponse[] = [];
+  private readonly userScript: ScriptedResponse[] = [];
   private readonly tokenKey = randomBytes(32);
   private readonly tokenExpiry = new Map<string, { exp: number; roles: string[] }>();
   /** How long each sendMail answer waits by default, in ms (to observe concurrency). */
@@ -154,10 +180,16 @@ export class GraphFake {
     this.script.push(...responses);
   }
 
+  /** Answer the next user lookups (`GET /v1.0/users/{id}`) with these, in order, after the token check. */
+  queueUserLookup(...responses: ScriptedResponse[]): void {
+    this.userScript.push(...responses);
+  }
+
   /** Forget recorded requests and scripts (issued tokens stay valid). */
   reset(): void {
     this.requests.length = 0;
     this.script.length = 0;
+    this.userScript.length = 0;
     this.maxInFlight = 0;
     this.sendMailHoldMs = 0;
   }
@@ -181,7 +213,9 @@ export class GraphFake {
           ? 'token'
           : /^\/v1\.0\/users\/[^/]+\/sendMail$/i.test(pathname)
             ? 'sendMail'
-            : 'other';
+            : /^\/v1\.0\/users\/[^/]+$/i.test(pathname)
+              ? 'user'
+              : 'other';
     const record: RecordedRequest = {
       seq: ++this.seq,
       kind,
@@ -220,6 +254,7 @@ export class GraphFake {
     }
     if (kind === 'token') return this.token(record, pathname, bodyText, send, oauthError);
     if (kind === 'sendMail') return this.sendMail(record, req, pathname, bodyText, send);
+    if (kind === 'user') return this.user(record, req, url, pathname, send);
     return send(404, { 'content-type': 'application/json' }, graphErrorBody('UnknownEndpoint', 'No such endpoint in the fake.', randomUUID()));
   }
 
@@ -404,6 +439,62 @@ export class GraphFake {
     } finally {
       this.inFlight -= 1;
     }
+  }
+
+  /** `GET /v1.0/users/{id | userPrincipalName}` with an optional `$select` (Graph API: Get user). */
+  private async user(
+    record: RecordedRequest,
+    req: IncomingMessage,
+    url: string,
+    pathname: string,
+    send: (status: number, headers: Record<string, string>, body?: unknown) => void,
+  ): Promise<void> {
+    const requestId = randomUUID();
+    const clientRequestId = record.headers['client-request-id'];
+    const base: Record<string, string> = {
+      'request-id': requestId,
+      ...(clientRequestId ? { 'client-request-id': clientRequestId } : {}),
+      date: new Date().toUTCString(),
+    };
+    const error = (status: number, code: string, message: string, extra: Record<string, string> = {}) =>
+      send(status, { ...base, 'content-type': 'application/json', ...extra }, graphErrorBody(code, message, requestId, clientRequestId));
+    const scripted = this.userScript.shift();
+    if (scripted?.holdMs) await new Promise((r) => setTimeout(r, scripted.holdMs));
+
+    const auth = req.headers.authorization ?? '';
+    const token = /^Bearer (\S+)$/.exec(auth)?.[1];
+    const known = token ? this.tokenExpiry.get(token) : undefined;
+    if (!known) return error(401, 'InvalidAuthenticationToken', token ? 'Invalid JWT token.' : 'Access token is empty.');
+    if (known.exp <= Date.now()) return error(401, 'InvalidAuthenticationToken', 'Lifetime validation failed, the token is expired.');
+    if (req.method !== 'GET') return error(405, 'Request_BadRequest', `The ${req.method} method is not allowed on this user resource in the fake.`);
+    if (!known.roles.some((r) => (USER_READ_ROLES as readonly string[]).includes(r))) {
+      return error(403, 'Authorization_RequestDenied', 'Insufficient privileges to complete the operation.');
+    }
+
+    if (scripted) {
+      if (scripted.rawBody !== undefined) return send(scripted.status, { ...base, ...(scripted.headers ?? {}) }, scripted.rawBody);
+      if (scripted.error) return error(scripted.status, scripted.error.code, scripted.error.message, scripted.headers ?? {});
+      return send(scripted.status, { ...base, ...(scripted.headers ?? {}) });
+    }
+
+    const segment = pathname.split('/')[3]!;
+    const wanted = segment.toLowerCase();
+    const found = (this.directory.users ?? []).find((u) => u.id.toLowerCase() === wanted || u.userPrincipalName.toLowerCase() === wanted);
+    if (!found) {
+      return error(404, 'Request_ResourceNotFound', `Resource '${segment}' does not exist or one of its queried reference-property objects are not present.`);
+    }
+    const params = new URL(url, this.origin).searchParams;
+    const select = params.get('$select');
+    const properties = select === null ? [...USER_DEFAULT_PROPERTIES] : select.split(',').map((p) => p.trim()).filter(Boolean);
+    const full: Record<string, unknown> = { businessPhones: [], ...found };
+    for (const p of properties) {
+      if (!(p in full)) return error(400, 'BadRequest', `Could not find a property named '${p}' on type 'microsoft.graph.user'.`);
+    }
+    const body: Record<string, unknown> = {
+      '@odata.context': `${this.origin}/v1.0/$metadata#users${select === null ? '' : `(${properties.join(',')})`}/$entity`,
+    };
+    for (const p of properties) body[p] = full[p] ?? null;
+    return send(200, { ...base, 'content-type': 'application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8' }, body);
   }
 }
 

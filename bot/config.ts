@@ -7,6 +7,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { AppError } from '../common/app-error';
 import { loadGraphMailConfig, type GraphMailConfig } from './mail/graph/graph-mail.config';
+import { loadDirectoryConfig, type DirectoryConfig } from './directory/directory.config';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -63,6 +64,8 @@ export interface BotConfig {
   companionCommandTimeoutMs: number;
   approvedEmailDomains: string[];
   instanceId: string;
+  /** Directory prefill for registration (off by default). */
+  directory: DirectoryConfig;
 }
 
 /**
@@ -131,5 +134,6 @@ export function loadConfig(env: Record<string, string | undefined>): BotConfig {
     companionCommandTimeoutMs: e.COMPANION_COMMAND_TIMEOUT_MS,
     approvedEmailDomains: e.APPROVED_EMAIL_DOMAINS,
     instanceId: e.BOT_INSTANCE_ID ?? `bot-${process.pid}`,
+    directory: loadDirectoryConfig(env),
   };
 }

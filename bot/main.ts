@@ -11,6 +11,7 @@ import { AppError } from '../common/app-error';
 import { createLogger, type Logger } from '../common/logger';
 import type { Storage } from '../storage/storage.port';
 import type { MailPort } from './mail/mail.port';
+import type { DirectoryPort } from './directory/directory.port';
 import { openStorage } from '../storage/storage.factory';
 import { loadConfig, type BotConfig } from './config';
 import { createHttpServer } from './http/http.server';
@@ -46,7 +47,7 @@ export interface BotApp {
  * @param overrides - replace an adapter (tests, benchmarks): `mail`, `logger`
  * @returns the running app; `close()` stops the server, the link and the store
  */
-export async function startBot(config: BotConfig, overrides: { mail?: MailPort; logger?: Logger } = {}): Promise<BotApp> {
+export async function startBot(config: BotConfig, overrides: { mail?: MailPort; logger?: Logger; directory?: DirectoryPort | null } = {}): Promise<BotApp> {
   const logger = overrides.logger ?? createLogger({ name: 'bot', level: config.logLevel });
   const keys = deriveKeys(parseMasterKey(config.masterKey, 'SMARTCARD_MASTER_KEY'));
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
@@ -105,13 +106,18 @@ export async function startBot(config: BotConfig, overrides: { mail?: MailPort; 
     }
   };
 
+  let directory: DirectoryPort | null = overrides.directory ?? null;
+  if (overrides.directory === undefined && config.directory.kind === 'graph') {
+    const { createGraphDirectory } = await import('./directory/graph-directory.adapter');
+    directory = createGraphDirectory(config.directory, logger);
+  }
   const registration = new RegistrationService({
     storage,
     engine,
     keys,
     logger,
     approvedDomains: config.approvedEmailDomains,
-    directory: null,
+    directory,
     timeZone: config.timeZone,
     raContact: config.raContact,
     currentDevice: (personId) => pairing.currentDevice(personId, (id) => link.isConnected(id)),

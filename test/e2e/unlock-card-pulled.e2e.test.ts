@@ -24,7 +24,7 @@ import { PageBrowser, pageState, pageText } from '../../companion/passcode-page/
 import { PcscReaderAdapter } from '../../companion/pcsc/pcsc-reader.adapter';
 import { INS, KEY_REF } from '../../companion/piv/piv.constants';
 import { artifactPath } from '../support/artifacts';
-import { codeInOwnEmail, describeFindings, expectFoundIn, fileSources, findSecrets, productSources, type TestSecret } from '../support/e2e-secrets';
+import { anyAllow, codeInOwnEmail, companionSecrets, describeFindings, expectFoundIn, fileSources, findSecrets, productSources, type TestSecret } from '../support/e2e-secrets';
 import {
   answerInputs,
   E2E_WAIT_MS,
@@ -260,7 +260,12 @@ describe.skipIf(gate.skip)('unlock end to end with the card pulled mid-unblock (
     const codeMails = new Map<string, string>();
     for (const m of await bot.outbox()) if (m.kind === 'unlock_code') codeMails.set(m.file, unlockCodeFrom(m));
     expect([...codeMails.values()].sort()).toEqual([...codes].sort());
-    const allow = codeInOwnEmail(codeMails);
+    // The companions' own secrets too: device credential (only in its file) and page tokens (only on stdout).
+    const own = await companionSecrets([companion]);
+    expect(own.secrets.filter((x) => x.label.endsWith('device credential'))).toHaveLength([companion].length);
+    expect(own.secrets.some((x) => x.label.includes('page token'))).toBe(true);
+    secrets.push(...own.secrets);
+    const allow = anyAllow(codeInOwnEmail(codeMails), own.allow);
 
     // Nobody was locked out here (list-cases output is scanned below too).
     expect((await runAdmin(bot, ['list-cases'])).stdout).toContain('no open cases');
@@ -279,6 +284,7 @@ describe.skipIf(gate.skip)('unlock end to end with the card pulled mid-unblock (
     expectFoundIn(running, /\.sqlite(-wal)?$/, [EMAIL, CARD_ID]);
     expectFoundIn(running, /companion\.pino\.log$/, ['WS-E2E-PULL']);
     expectFoundIn(running, /e2e-pulled-bot output$/, ['unlock_notice']);
+    expect(findSecrets(running, own.secrets).some((f) => f.where.endsWith('credential.json'))).toBe(true);
     const whileRunning = findSecrets(running, secrets, allow);
     expect(whileRunning, describeFindings(whileRunning)).toEqual([]);
 

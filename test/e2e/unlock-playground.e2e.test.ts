@@ -26,7 +26,7 @@ import { QUESTION_BANK } from '../../bot/journeys/question-bank';
 import { PcscReaderAdapter } from '../../companion/pcsc/pcsc-reader.adapter';
 import { artifactPath } from '../support/artifacts';
 import { openPlayground, type PlaygroundPage } from '../support/browser';
-import { codeInOwnEmail, describeFindings, expectFoundIn, fileSources, findSecrets, productSources, type TestSecret } from '../support/e2e-secrets';
+import { anyAllow, codeInOwnEmail, companionSecrets, describeFindings, expectFoundIn, fileSources, findSecrets, productSources, type TestSecret } from '../support/e2e-secrets';
 import {
   E2E_WAIT_MS,
   randomCardId,
@@ -307,6 +307,19 @@ describe.skipIf(gate.skip)('unlock end to end in the Agents Playground driven by
       expect(await card.pinRetries()).toBe(0);
       expect(card.card.pinBlocked).toBe(true);
       expect(card.seen.puks.size).toBe(0);
+
+      // B's companion page never asked for a code: it shows the paired, idle screen.
+      const tab = await ui.context.newPage();
+      try {
+        await tab.goto(await companion.latestPageLink());
+        await tab.waitForURL((u) => u.pathname === '/' && u.search === '');
+        await expect.poll(() => tab.locator('body').getAttribute('data-state'), { timeout: E2E_WAIT_MS }).toBe('idle');
+        await tab.getByText('Nothing to do right now').waitFor({ timeout: E2E_WAIT_MS });
+        expect(await tab.getByLabel('Unlock code').count()).toBe(0);
+        await tab.screenshot({ path: artifactPath('screenshots', 'e2e-unlock-b-companion-idle.png'), fullPage: true });
+      } finally {
+        await tab.close();
+      }
     });
   });
 
@@ -326,11 +339,16 @@ describe.skipIf(gate.skip)('unlock end to end in the Agents Playground driven by
       ...B.answers.map((a) => ({ label: `B answer ${a.questionId} as registered`, value: a.answer, kind: 'answer' as const })),
       ...B_WRONG.map((w, i) => ({ label: `B wrong answer ${i + 1} as typed`, value: w, kind: 'answer' as const })),
     ];
+    const companions = [companionA!, companionB!];
     const codeMails = new Map<string, string>();
     for (const m of await bot.outbox()) if (m.kind === 'unlock_code') codeMails.set(m.file, unlockCodeFrom(m));
     expect([...codeMails.values()]).toEqual([unlockCode]);
-    const allow = codeInOwnEmail(codeMails);
-    const companions = [companionA!, companionB!];
+    // The companions' own secrets too: device credential (only in its file) and page tokens (only on stdout).
+    const own = await companionSecrets(companions);
+    expect(own.secrets.filter((x) => x.label.endsWith('device credential'))).toHaveLength(companions.length);
+    expect(own.secrets.some((x) => x.label.includes('page token'))).toBe(true);
+    secrets.push(...own.secrets);
+    const allow = anyAllow(codeInOwnEmail(codeMails), own.allow);
 
     // The search can fail: the code is found in its own email...
     expect(findSecrets(await fileSources([...codeMails.keys()]), secrets.filter((s) => s.label === 'A unlock code'))).not.toEqual([]);
@@ -342,6 +360,7 @@ describe.skipIf(gate.skip)('unlock end to end in the Agents Playground driven by
     expectFoundIn(running, /companion-a\.pino\.log$/, ['WS-ALEX-01']);
     expectFoundIn(running, /e2e-unlock-bot output$/, ['unlock_notice']);
 
+    expect(findSecrets(running, own.secrets).some((f) => f.where.endsWith('credential.json'))).toBe(true);
     const whileRunning = findSecrets(running, secrets, allow);
     expect(whileRunning, describeFindings(whileRunning)).toEqual([]);
 

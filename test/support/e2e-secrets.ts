@@ -20,8 +20,8 @@ export interface TestSecret {
   /** What it is, for reports, e.g. `person A new passcode`. Never the value. */
   label: string;
   value: string;
-  /** `answer` adds the normalised and lower-case forms to the search. */
-  kind: 'digits' | 'answer';
+  /** `answer` adds the normalised and lower-case forms to the search; `digits` and `token` are searched as they are. */
+  kind: 'digits' | 'token' | 'answer';
 }
 
 /** A place a secret was found. */
@@ -191,4 +191,53 @@ export function expectFoundIn(sources: ScanSource[], where: RegExp, values: stri
   const picked = sources.filter((s) => where.test(s.where));
   expect(picked.length, `no source matches ${String(where)}`).toBeGreaterThan(0);
   for (const v of values) expect(picked.some((s) => s.bytes.includes(Buffer.from(v, 'utf8'))), `"${v}" not found in ${String(where)}`).toBe(true);
+}
+
+/**
+ * The companions' own secrets: each device credential's secret part (`credential.json`, written
+ * after pairing; the device id before the dot is not secret) and each passcode page token
+ * (from the `PASSCODE PAGE:` lines), with where each may appear: the credential in its own
+ * file only, a token in that companion's stdout only.
+ *
+ * @param companions - running or stopped companions (after pairing)
+ * @returns secrets (labels name the companion) and an `allow` for {@link findSecrets}
+ */
+export async function companionSecrets(companions: CompanionProcess[]): Promise<{ secrets: TestSecret[]; allow: (where: string, secret: TestSecret) => boolean }> {
+  const secrets: TestSecret[] = [];
+  const allowed = new Map<string, Set<string>>();
+  const permit = (label: string, ...places: string[]): void => {
+    allowed.set(label, new Set(places));
+  };
+  for (const c of companions) {
+    const name = c.process.name;
+    const file = path.join(c.dataDir, 'credential.json');
+    try {
+      const stored = JSON.parse(await readFile(file, 'utf8')) as { credential?: string };
+      const secret = stored.credential?.split('.').slice(1).join('.') ?? '';
+      if (secret.length >= 20) {
+        secrets.push({ label: `${name} device credential`, value: secret, kind: 'token' });
+        permit(`${name} device credential`, file);
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    const tokens = c.process.lines().flatMap((l) => {
+      const m = /^PASSCODE PAGE: http:\/\/127\.0\.0\.1:\d+\/\?t=(\S+)$/.exec(l);
+      return m ? [m[1]!] : [];
+    });
+    tokens.forEach((t, i) => {
+      secrets.push({ label: `${name} page token ${i + 1}`, value: t, kind: 'token' });
+      permit(`${name} page token ${i + 1}`, `${name} stdout`, c.process.logFile);
+    });
+  }
+  return { secrets, allow: (where, s) => allowed.get(s.label)?.has(where) ?? false };
+}
+
+/**
+ * Combine `allow` functions: a hit is accepted when any accepts it.
+ *
+ * @param allows - see {@link findSecrets}
+ */
+export function anyAllow(...allows: Array<(where: string, secret: TestSecret) => boolean>): (where: string, secret: TestSecret) => boolean {
+  return (where, secret) => allows.some((a) => a(where, secret));
 }

@@ -22,7 +22,7 @@
  *
  * Screenshots of the final states: `artifacts/screenshots/e2e-register-*.png`.
  */
-import type { Page } from 'playwright-core';
+import type { Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { QUESTION_BANK } from '../../bot/journeys/question-bank';
 import type { OutboxEntry } from '../../bot/mail/outbox-mail.adapter';
@@ -93,6 +93,22 @@ function registrationCodeFrom(mail: OutboxEntry): string {
   return m[1]!;
 }
 
+/**
+ * Choose a question in a registration picker. The Playground renders a compact `Input.ChoiceSet` as a
+ * Fluent UI combobox (not a `<select>`), which `PlaygroundPage.chooseOption` does not handle: open it and
+ * click the option, as a person does.
+ *
+ * @param card - the questions card
+ * @param label - the picker's label, e.g. `Question 1`
+ * @param option - the question text to choose
+ */
+async function chooseInCombobox(ui: PlaygroundPage, card: Locator, label: string, option: string): Promise<void> {
+  const box = card.getByRole('combobox', { name: label });
+  await box.click();
+  await ui.page.getByRole('option', { name: option, exact: true }).click();
+  await expect.poll(() => box.inputValue()).toBe(option);
+}
+
 describe.skipIf(gate.skip)('register for self-service, then unlock, in the Agents Playground driven by Chromium (bot + companion + pcscd/vpcd)', () => {
   let pcsc: PcscReaderAdapter;
   let bot: BotStack;
@@ -156,8 +172,14 @@ describe.skipIf(gate.skip)('register for self-service, then unlock, in the Agent
     await expect.poll(() => tab!.locator('body').getAttribute('data-state'), { timeout: E2E_WAIT_MS }).toBe('awaiting_passcode');
     await tab.getByLabel('Current passcode').fill(PIN);
     await tab.getByRole('button', { name: 'Check my passcode' }).click();
-    await tab.getByRole('heading', { name: 'Your passcode is correct' }).waitFor({ timeout: E2E_WAIT_MS });
-    await tab.screenshot({ path: artifactPath('screenshots', 'e2e-register-companion-passcode-correct.png'), fullPage: true });
+    // The page says the passcode was right: the designed screen is "Your passcode is correct".
+    await expect.poll(() => tab!.locator('body').getAttribute('data-state'), { timeout: E2E_WAIT_MS }).not.toMatch(/^(awaiting_passcode|working)$/);
+    await tab.screenshot({ path: artifactPath('screenshots', 'e2e-register-companion-passcode-checked.png'), fullPage: true });
+    const pageAfter = `${(await tab.locator('body').getAttribute('data-state')) ?? ''}: ${(await tab.locator('body').textContent()) ?? ''}`;
+    expect(pageAfter).toMatch(/^(passcode_verified: [\s\S]*Your passcode is correct|idle: [\s\S]*Passcode checked)/);
+    expect
+      .soft(pageAfter, 'PRODUCT BUG (see .notes/registration-findings.md): the page went idle with the bot notice instead of showing "Your passcode is correct"')
+      .toMatch(/^passcode_verified: /);
     // VERIFY with the right passcode leaves the retry counter full.
     expect(await card.pinRetries()).toBe(card.card.pinRetriesMax);
 
@@ -178,7 +200,7 @@ describe.skipIf(gate.skip)('register for self-service, then unlock, in the Agent
 
     // Choose 4 different questions and answer each.
     for (const [i, c] of CHOSEN.entries()) {
-      await ui.chooseOption(`Question ${i + 1}`, questionText(c.questionId), questions);
+      await chooseInCombobox(ui, questions, `Question ${i + 1}`, questionText(c.questionId));
       await ui.fillInput(`Answer ${i + 1}`, c.answer, questions);
     }
     await ui.clickAction('Save my answers', questions);

@@ -63,6 +63,8 @@ export class JourneyEngine {
    *
    * @param step - runs the pure step on the freshly read record; returns null when nothing changes.
    *   It may be called again (after a lost race), so it must not have side effects.
+   * @param options.deferEffects - carry the effects out just after the caller's current turn
+   *   (so a request's answer goes out before the commands its step sends), not before returning
    * @returns the record after the step (re-read after effects ran) and whether it changed
    * @throws AppError `JOURNEY.BUSY` when 8 writes in a row lost their race
    */
@@ -71,6 +73,7 @@ export class JourneyEngine {
     kind: JourneyKind,
     initial: () => { state: unknown; counters: Record<string, number> },
     step: (rec: JourneyRecord) => Promise<StepOutcome | null>,
+    options: { deferEffects?: boolean } = {},
   ): Promise<{ record: JourneyRecord; changed: boolean }> {
     for (let attempt = 0; attempt < 8; attempt++) {
       const rec = await this.load(personId, kind, initial);
@@ -94,6 +97,12 @@ export class JourneyEngine {
             : 'conflict'
           : await this.deps.storage.journeys.save(next, rec.version);
       if (saved === 'saved') {
+        if (options.deferEffects) {
+          // The caller answers first (e.g. a companion request), then the effects run:
+          // the companion hears "ok" before any command the step sends it.
+          setImmediate(() => void this.drain(personId, kind).catch((err: unknown) => this.deps.logger.warn({ err }, 'deferred effects failed')));
+          return { record: next, changed: true };
+        }
         await this.drain(personId, kind);
         return { record: (await this.deps.storage.journeys.get(next.key)) ?? next, changed: true };
       }

@@ -40,7 +40,18 @@ export type RegistrationState =
     } & Carried)
   | ({ phase: 'card_check'; step: number; email: string; mobile: string | null; deviceId: string | null; check: CardCheck; triesLeft: number | null } & Carried)
   | ({ phase: 'questions'; step: number; email: string; mobile: string | null; deviceId: string; cardId: string; chosen: string[]; error: string | null } & Carried)
-  | ({ phase: 'confirm_email'; step: number; email: string; mobile: string | null; deviceId: string; cardId: string; answers: AnswerHash[]; error: string | null } & Carried)
+  | ({
+      phase: 'confirm_email';
+      step: number;
+      email: string;
+      mobile: string | null;
+      deviceId: string;
+      cardId: string;
+      answers: AnswerHash[];
+      error: string | null;
+      /** A refused different address, shown again as typed. */
+      typedEmail?: string;
+    } & Carried)
   | ({
       phase: 'code_sent';
       step: number;
@@ -262,7 +273,7 @@ export function stepRegistration(journey: RegistrationJourney, event: Registrati
       let email = s.email;
       if (event.type === 'send_code' && event.newEmail.trim() !== '' && !event.who.existing) {
         const checked = checkEmail(event.newEmail, ctx.approvedDomains);
-        if (!checked.ok) return next({ ...s, step: s.step + 1, error: checked.reason });
+        if (!checked.ok) return next({ ...s, step: s.step + 1, error: checked.reason, ...(s.phase === 'confirm_email' ? { typedEmail: event.newEmail.trim().slice(0, 254) } : {}) } as RegistrationState);
         email = checked.value;
       }
       const limit = canIssueCode(codeTimes, ctx.now);
@@ -315,7 +326,7 @@ export function stepRegistration(journey: RegistrationJourney, event: Registrati
       const effects: Effect[] = [
         { type: 'person.register', id: ctx.newId(), personId, teamsUserId: who.teamsUserId, displayName: who.displayName, email: s.email, mobile: s.mobile, cardId: s.cardId, answers: s.answers },
         audit(ctx, personId, who.existing ? 'registration.replaced' : 'registration.completed', { runId: journey.runId, cardId: s.cardId, pukEnrolled: event.pukEnrolled }),
-        { type: 'mail.registration_confirmed', id: ctx.newId(), personId, to: s.sentTo, displayName: who.displayName, at, email: s.email, mobile: s.mobile, workstation: event.workstation, selfUnlockReady: event.pukEnrolled },
+        { type: 'mail.registration_confirmed', id: ctx.newId(), personId, to: s.sentTo, displayName: who.displayName, at, email: s.email, mobile: s.mobile ? displayMobile(s.mobile) : null, workstation: event.workstation, selfUnlockReady: event.pukEnrolled },
       ];
       if (!event.pukEnrolled) {
         effects.push({ type: 'case.open', id: ctx.newId(), personId, ref: ctx.freshCaseRef, reason: 'no_puk_enrolled', context: { cardId: s.cardId, runId: journey.runId } });

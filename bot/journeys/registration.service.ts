@@ -27,7 +27,7 @@ import type { DerivedKeys } from '../security/keys';
 import { seal } from '../security/seal';
 import type { JourneyEngine } from './journey.engine';
 import { QUESTION_BANK } from './question-bank';
-import { newRegistrationJourney, stepRegistration, type Registrant, type RegistrationEvent, type RegistrationJourney, type RegistrationState } from './registration.journey';
+import { displayMobile, newRegistrationJourney, stepRegistration, type Registrant, type RegistrationEvent, type RegistrationJourney, type RegistrationState } from './registration.journey';
 import { checkQuestionsAndAnswers, normaliseTypedCode, REGISTRATION_CODE_RULES } from './registration.rules';
 import { UNASSIGNED_CARD_OWNER } from './effect-runner';
 
@@ -128,7 +128,7 @@ export class RegistrationService {
   }
 
   /** Run one event through the engine. `make` reads the fresh journey; null = nothing to do. */
-  private async apply(personId: string, make: (j: RegistrationJourney) => Promise<RegistrationEvent | null>): Promise<JourneyRecord> {
+  private async apply(personId: string, make: (j: RegistrationJourney) => Promise<RegistrationEvent | null>, deferEffects = false): Promise<JourneyRecord> {
     const { record } = await this.deps.engine.apply(personId, 'registration', this.initial, async (rec) => {
       const j = toJourney(rec);
       const event = await make(j);
@@ -136,7 +136,7 @@ export class RegistrationService {
       const r = stepRegistration(j, event, this.context(j.runId));
       if (!r.changed) return null;
       return { runId: r.journey.runId, state: r.journey.state, counters: {}, effects: r.effects };
-    });
+    }, { deferEffects });
     return record;
   }
 
@@ -223,7 +223,7 @@ export class RegistrationService {
       const cardOwner = owner?.id ?? (card && card.personId !== UNASSIGNED_CARD_OWNER ? card.personId : null);
       result = { outcome: 'verified', cardId: r.cardId, cardOwner };
     } else result = r;
-    await this.apply(device.personId, async (j) => (j.runId === request.journeyId ? { type: 'passcode_checked', runId: j.runId, deviceId: device.id, result } : null));
+    await this.apply(device.personId, async (j) => (j.runId === request.journeyId ? { type: 'passcode_checked', runId: j.runId, deviceId: device.id, result } : null), true);
     return { kind: 'ok' };
   }
 
@@ -257,7 +257,7 @@ export class RegistrationService {
         return registerQuestionsCard({ runId, step, bank: QUESTION_BANK, chosen: { ...(q1 ? { q1 } : {}), ...(q2 ? { q2 } : {}), ...(q3 ? { q3 } : {}), ...(q4 ? { q4 } : {}) }, ...(s.error ? { error: s.error } : {}) });
       }
       case 'confirm_email':
-        return registerConfirmEmailCard({ runId, step, email: person ? person.email : s.email, canChange: !person, ...(s.error ? { error: s.error } : {}) });
+        return registerConfirmEmailCard({ runId, step, email: person ? person.email : s.email, canChange: !person, ...(s.error ? { error: s.error } : {}), ...(s.typedEmail ? { typedEmail: s.typedEmail } : {}) });
       case 'code_sent':
         return registerCodeCard({
           runId,
@@ -269,7 +269,7 @@ export class RegistrationService {
           canResend: true,
         });
       case 'done':
-        return registerDoneCard({ email: s.email, mobile: s.mobile, questionsCount: 4, cardRegistered: true, selfUnlockReady: s.selfUnlockReady, raContact: this.deps.raContact });
+        return registerDoneCard({ email: s.email, mobile: s.mobile ? displayMobile(s.mobile) : null, questionsCount: 4, cardRegistered: true, selfUnlockReady: s.selfUnlockReady, raContact: this.deps.raContact });
       case 'problem':
         if (s.problem === 'ra_locked') {
           return registerProblemCard({ title: 'Self-service is locked for you', message: `Your RA team has locked self-service for you (case ${s.detail}). Contact ${this.deps.raContact}.`, canRetry: false });

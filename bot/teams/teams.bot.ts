@@ -28,7 +28,7 @@ import type { JourneyKind, JourneyRecord, Person, Storage } from '../../storage/
 import type { PairingService } from '../pairing/pairing.service';
 import type { UnlockRules } from '../journeys/unlock.journey';
 import type { UnlockService } from '../journeys/unlock.service';
-import type { RegistrationService, TeamsIdentity } from '../journeys/registration.service';
+import { provisionalPersonId, type RegistrationService, type TeamsIdentity } from '../journeys/registration.service';
 import type { TeamsNotifier } from '../journeys/effect-runner';
 import type { JourneyEngine } from '../journeys/journey.engine';
 import { renderUnlockCard } from '../journeys/unlock.view';
@@ -115,9 +115,12 @@ export class SmartcardBot extends ActivityHandler {
       person = await this.deps.storage.persons.findByTeamsUserId(id);
       if (person) break;
     }
-    if (person && (context.activity.conversation?.conversationType ?? 'personal') === 'personal') {
+    // Remember how to reach the person proactively, also before they are registered
+    // (their registration runs under a provisional id that becomes their person id).
+    const primary = ids[0];
+    if (primary && (context.activity.conversation?.conversationType ?? 'personal') === 'personal') {
       const reference = TurnContext.getConversationReference(context.activity) as Partial<ConversationReference>;
-      await this.deps.storage.conversations.put({ personId: person.id, reference: reference as Record<string, unknown>, updatedAt: new Date().toISOString() });
+      await this.deps.storage.conversations.put({ personId: person?.id ?? provisionalPersonId(primary), reference: reference as Record<string, unknown>, updatedAt: new Date().toISOString() });
     }
     return person;
   }

@@ -124,7 +124,7 @@ export class UnlockService {
    * @param makeEvent - builds the event from the journey as freshly read; null = nothing to do
    * @returns the record after the step and the step's result (null when no event applied)
    */
-  async apply(personId: string, makeEvent: (journey: UnlockJourney, rec: JourneyRecord) => Promise<UnlockEvent | null>): Promise<{ record: JourneyRecord; result: StepResult | null }> {
+  async apply(personId: string, makeEvent: (journey: UnlockJourney, rec: JourneyRecord) => Promise<UnlockEvent | null>, deferEffects = false): Promise<{ record: JourneyRecord; result: StepResult | null }> {
     let result: StepResult | null = null;
     const { record } = await this.deps.engine.apply(personId, 'unlock', this.initial, async (rec) => {
       const journey = toJourney(rec);
@@ -135,7 +135,7 @@ export class UnlockService {
       result = r;
       if (!r.changed) return null;
       return { runId: r.journey.runId, state: r.journey.state, counters: { ...r.journey.counters }, effects: r.effects };
-    });
+    }, { deferEffects });
     return { record, result };
   }
 
@@ -237,7 +237,7 @@ export class UnlockService {
           return request.kind === 'unlock.submit_code'
             ? { type: 'code_submitted', deviceId: device.id, cardId: request.cardId, codeHash: this.codeHash(j.runId, request.code) }
             : { type: 'resume', deviceId: device.id, cardId: request.cardId };
-        });
+        }, true);
         const verdict = result?.verdict ?? { kind: 'refused' as const, reason: 'not_waiting' as const };
         if (verdict.kind === 'authorised') return this.authorise(device, request.journeyId, request.cardId);
         return { kind: 'unlock.refused', reason: verdict.reason, message: refusalText(verdict.reason, verdict.triesLeft), ...(verdict.triesLeft !== undefined ? { triesLeft: verdict.triesLeft } : {}) };
@@ -248,6 +248,7 @@ export class UnlockService {
           j.runId === request.journeyId
             ? { type: 'unblock_result', deviceId: device.id, cardId: request.cardId, outcome: request.outcome, workstation: device.workstation }
             : null,
+          true,
         );
         return { kind: 'ok' };
       }

@@ -1,0 +1,130 @@
+/**
+ * The MongoDB command bus across two clients (two bot instances) on one
+ * database of a real MongoDB-protocol server (FerretDB v1.24.2 or
+ * MONGODB_URL): the command bus conformance suite, payloads sealed at rest,
+ * and, on a private FerretDB, a server restart under a live subscription.
+ */
+import { createSecretKey, randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, describe, expect, it } from 'vitest';
+import { MongoClient } from 'mongodb';
+import { seal, unseal } from '../../bot/security/seal';
+import { runCommandBusConformance } from '../../storage/command-bus.conformance';
+import type { BusMessage } from '../../storage/command-bus.port';
+import { MONGO_BUS_DEFAULTS, openMongoCommandBus, type PayloadCipher } from '../../storage/mongodb/mongodb-command-bus';
+import { mongoTestServer, privateFerretdbGate, startPrivateFerretdb } from '../support/ferretdb';
+
+const key = createSecretKey(randomBytes(32));
+const cipher: PayloadCipher = { seal: (text, aad) => seal(key, text, aad), open: (sealed, aad) => unseal(key, sealed, aad) };
+
+const mongo = await mongoTestServer();
+const ferret = mongo.skip ? { skip: true as const } : await privateFerretdbGate();
+
+describe.skipIf(mongo.skip)('MongoDB command bus', () => {
+  if (mongo.skip) return;
+  const server = mongo;
+  const clients: MongoClient[] = [];
+  afterAll(async () => {
+    for (const c of clients.splice(0)) await c.close();
+    await server.dropCreatedDatabases();
+  });
+  async function twoClients(): Promise<[MongoClient, MongoClient]> {
+    const pair: [MongoClient, MongoClient] = [new MongoClient(server.url), new MongoClient(server.url)];
+    clients.push(...pair);
+    return pair;
+  }
+
+  runCommandBusConformance('mongodb', async () => {
+    const [c1, c2] = await twoClients();
+    const database = server.freshDatabaseName('bus');
+    const a = await openMongoCommandBus({ db: c1.db(database), instanceId: 'A', cipher });
+    const b = await openMongoCommandBus({ db: c2.db(database), instanceId: 'B', cipher });
+    return { a, b };
+  });
+
+  it('tails a capped collection, and stores payloads sealed: no plaintext at rest', async () => {
+    const [c1, c2] = await twoClients();
+    const database = server.freshDatabaseName('sealed');
+    const a = await openMongoCommandBus({ db: c1.db(database), instanceId: 'A', cipher });
+    const b = await openMongoCommandBus({ db: c2.db(database), instanceId: 'B', cipher });
+    expect(a.mode).toBe('tailable');
+    const [info] = await c1.db(database).listCollections({ name: MONGO_BUS_DEFAULTS.collection }).toArray();
+    expect((info as { options?: { capped?: boolean } }).options?.capped).toBe(true);
+    const got: BusMessage[] = [];
+    await b.subscribe('B', (m) => void got.push(m));
+    const marker = `puk-like-${randomBytes(8).toString('hex')}`;
+    const sent = await a.publish('B', { command: 'reset', marker });
+    while (got.length < 1) await sleep(5);
+    expect(got[0]!.payload).toEqual({ command: 'reset', marker });
+    const raw = await c1.db(database).collection(MONGO_BUS_DEFAULTS.collection).find({}).toArray();
+    expect(raw.find((d) => String(d._id) === sent.id)).toBeDefined();
+    expect(JSON.stringify(raw)).not.toContain(marker);
+    expect(JSON.stringify(raw)).not.toContain('reset');
+    // A message sealed for another recipient does not open as this one's (AAD binds `to`).
+    const forB = raw.find((d) => String(d._id) === sent.id)!;
+    expect(() => cipher.open(String(forB.body), 'bus:C')).toThrow();
+    await a.close();
+    await b.close();
+  });
+
+  it('a round trip A -> B -> A completes well under a second (time measured and printed)', async () => {
+    const [c1, c2] = await twoClients();
+    const database = server.freshDatabaseName('rtt');
+    const a = await openMongoCommandBus({ db: c1.db(database), instanceId: 'A', cipher });
+    const b = await openMongoCommandBus({ db: c2.db(database), instanceId: 'B', cipher });
+    await b.subscribe('B', async (m) => void (await b.publish(m.from, { echo: m.payload })));
+    const waiting = new Map<number, () => void>();
+    await a.subscribe('A', (m) => waiting.get((m.payload as { echo: { n: number } }).echo.n)?.());
+    const times: number[] = [];
+    for (let n = 0; n < 20; n++) {
+      const t0 = performance.now();
+      await new Promise<void>((resolve) => {
+        waiting.set(n, resolve);
+        void a.publish('B', { n });
+      });
+      times.push(performance.now() - t0);
+    }
+    times.sort((x, y) => x - y);
+    process.stderr.write(`command bus round trip over ${database.slice(0, 6)}: p50 ${times[10]!.toFixed(1)} ms, max ${times[19]!.toFixed(1)} ms\n`);
+    expect(times[10]).toBeLessThan(1000);
+    await a.close();
+    await b.close();
+  });
+
+  describe.skipIf(ferret.skip)('server restart', () => {
+    it('a live subscription survives a FerretDB restart: messages published after the restart arrive, none twice', async () => {
+      const fdb = await startPrivateFerretdb();
+      const c1 = new MongoClient(fdb.url, { serverSelectionTimeoutMS: 1500 });
+      const c2 = new MongoClient(fdb.url, { serverSelectionTimeoutMS: 1500 });
+      clients.push(c1, c2);
+      try {
+        const a = await openMongoCommandBus({ db: c1.db('bus'), instanceId: 'A', cipher });
+        const b = await openMongoCommandBus({ db: c2.db('bus'), instanceId: 'B', cipher });
+        const got: BusMessage[] = [];
+        await b.subscribe('B', (m) => void got.push(m));
+        await a.publish('B', { i: 1 });
+        while (got.length < 1) await sleep(5);
+        await fdb.stop('SIGKILL');
+        await sleep(300);
+        await fdb.start();
+        // Publish until the restarted server takes it (the client reconnects by itself).
+        for (let i = 2; ; ) {
+          try {
+            await a.publish('B', { i });
+            i++;
+            if (i > 4) break;
+          } catch {
+            await sleep(100);
+          }
+        }
+        const deadline = Date.now() + 20_000;
+        while (got.length < 4 && Date.now() < deadline) await sleep(20);
+        expect(got.map((m) => (m.payload as { i: number }).i)).toEqual([1, 2, 3, 4]);
+        await a.close();
+        await b.close();
+      } finally {
+        await fdb.stop('SIGKILL');
+      }
+    });
+  });
+});

@@ -15,7 +15,8 @@
  *    lost, so nobody knows which PUK it holds): put back, the companion finishes
  *    and the bot keeps the PUK the card really holds.
  * 3. No secret used here appears in the bot log, the companion log or stdout,
- *    the outbox (except each code in its own email) or any data file.
+ *    the outbox (except each code in its own email) or any data file. Both
+ *    processes log at `trace` here, the most talkative level.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { QUESTION_BANK } from '../../bot/journeys/question-bank';
@@ -27,6 +28,7 @@ import { artifactPath } from '../support/artifacts';
 import { anyAllow, codeInOwnEmail, companionSecrets, describeFindings, expectFoundIn, fileSources, findSecrets, productSources, type TestSecret } from '../support/e2e-secrets';
 import {
   answerInputs,
+  E2E_TEST_MS,
   E2E_WAIT_MS,
   randomCardId,
   randomPasscode,
@@ -79,7 +81,7 @@ function answerFor(questionText: string): string | undefined {
   return a ? typed(a.answer) : undefined;
 }
 
-describe.skipIf(gate.skip)('unlock end to end with the card pulled mid-unblock (bot + companion + pcscd/vpcd + Playground API)', () => {
+describe.skipIf(gate.skip)('unlock end to end with the card pulled mid-unblock (bot + companion + pcscd/vpcd + Playground API)', { timeout: E2E_TEST_MS }, () => {
   let pcsc: PcscReaderAdapter;
   let bot: BotStack;
   let companion: CompanionProcess;
@@ -114,16 +116,17 @@ describe.skipIf(gate.skip)('unlock end to end with the card pulled mid-unblock (
 
   beforeAll(async () => {
     pcsc = await PcscReaderAdapter.open();
-    bot = await startBotStack('e2e-pulled-bot');
+    bot = await startBotStack('e2e-pulled-bot', { LOG_LEVEL: 'trace' });
     await seedPerson(bot, { teamsUserId: 'user-id-0', displayName: 'Pat Pulled', email: EMAIL, cardId: CARD_ID, puk: PUK, answers: REGISTERED });
     card = await VpcdCard.insert(pcsc, VPCD_READER, { cardId: CARD_ID, pin: OLD_PIN, puk: PUK, blocked: true });
-    companion = startCompanion(bot, { name: 'e2e-pulled-companion', readerName: VPCD_READER.name, workstation: 'WS-E2E-PULL' });
+    companion = startCompanion(bot, { name: 'e2e-pulled-companion', readerName: VPCD_READER.name, workstation: 'WS-E2E-PULL', logLevel: 'trace' });
     pg = await startPlayground({ botUrl: bot.messagesUrl, name: 'e2e-pulled-playground', currentUser: { id: 'user-id-0', name: 'Alex Wilber' } });
     await pg.install();
 
     const pairing = await companion.pairingCode();
     await pg.sendMessage(`pair ${pairing}`);
-    await pg.waitForBotText('This computer is paired', { timeoutMs: E2E_WAIT_MS });
+    const paired = await pg.waitForBotText(/This computer is paired|Pairing did not work/, { timeoutMs: E2E_WAIT_MS });
+    expect(messageText(paired)).toContain('This computer is paired');
     await companion.waitConnected();
     page = new PageBrowser(await companion.latestPageLink());
     const opened = await page.open();

@@ -4,7 +4,8 @@
  * security answers) and report where each was found, by label only: a failing
  * assertion never prints the secret itself.
  *
- * Each secret is searched as UTF-8 and as UTF-16LE bytes; answers also in
+ * Each secret is searched as UTF-8 and as UTF-16LE bytes, digits also as the hex and
+ * base64 of their ASCII bytes (as an APDU or buffer dump would show them); answers also in
  * their normalised form (Unicode NFKC, lower case, trimmed, inner spaces
  * collapsed, issue #2) and plain lower case. An outbox message is searched raw
  * and decoded (quoted-printable can split a value over a soft line break).
@@ -29,7 +30,7 @@ export interface SecretFinding {
   /** File path or a source label such as `bot stdout`. */
   where: string;
   secret: string;
-  /** Which form matched: `utf8`, `utf16le`, `normalised`, `lowercase`, `decoded`. */
+  /** Which form matched, e.g. `utf8`, `utf8/utf16le`, `normalised`, `ascii-hex`, `base64`. */
   form: string;
 }
 
@@ -53,17 +54,25 @@ function forms(secret: TestSecret): Array<{ form: string; bytes: Buffer }> {
   }
   const out: Array<{ form: string; bytes: Buffer }> = [];
   const seen = new Set<string>();
+  const add = (form: string, bytes: Buffer): void => {
+    const key = bytes.toString('hex');
+    if (bytes.length === 0 || seen.has(key)) return;
+    seen.add(key);
+    out.push({ form, bytes });
+  };
   for (const t of texts) {
-    for (const [enc, label] of [
-      ['utf8', t.form],
-      ['utf16le', `${t.form}/utf16le`],
-    ] as const) {
-      const bytes = Buffer.from(t.text, enc);
-      const key = `${enc}:${bytes.toString('hex')}`;
-      if (bytes.length === 0 || seen.has(key)) continue;
-      seen.add(key);
-      out.push({ form: label, bytes });
-    }
+    add(t.form, Buffer.from(t.text, 'utf8'));
+    add(`${t.form}/utf16le`, Buffer.from(t.text, 'utf16le'));
+  }
+  if (secret.kind === 'digits') {
+    // As a log of APDU bytes would show it: the ASCII digits in hex (a PIV PIN/PUK block is these, padded with FF).
+    const hex = Buffer.from(secret.value, 'latin1').toString('hex');
+    add('ascii-hex', Buffer.from(hex, 'latin1'));
+    add('ascii-HEX', Buffer.from(hex.toUpperCase(), 'latin1'));
+    const spaced = hex.replace(/(..)(?!$)/g, '$1 ');
+    add('ascii-hex spaced', Buffer.from(spaced, 'latin1'));
+    add('ascii-HEX spaced', Buffer.from(spaced.toUpperCase(), 'latin1'));
+    add('base64', Buffer.from(Buffer.from(secret.value, 'latin1').toString('base64').replace(/=+$/, ''), 'latin1'));
   }
   return out;
 }

@@ -16,7 +16,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { readOutbox, type OutboxEntry } from '../../bot/mail/outbox-mail.adapter';
@@ -33,7 +33,10 @@ import { insertVirtualCard } from './pcscd';
 import { freePort, startProcess, waitForHttp, type ManagedProcess } from './processes';
 
 /** Milliseconds the helpers wait for an observable state by default (2-core CI: generous). */
-export const E2E_WAIT_MS = 30_000;
+export const E2E_WAIT_MS = 45_000;
+
+/** Milliseconds one end-to-end test may take (several waits in a row, on a busy 2-core machine). */
+export const E2E_TEST_MS = 300_000;
 
 // ---------------------------------------------------------------------------
 // Test secrets
@@ -279,10 +282,12 @@ export interface CompanionProcess {
  * @param options.name - log name (`artifacts/logs/<name>.log` = its stdout, the person's lines)
  * @param options.readerName - the PC/SC reader to use, e.g. `Virtual PCD 00 00`
  * @param options.workstation - workstation name shown in Teams
+ * @param options.logLevel - default `debug`; `trace` also logs APDU names (the secret scan's harder case)
  */
-export function startCompanion(bot: BotStack, options: { name: string; readerName: string; workstation: string }): CompanionProcess {
+export function startCompanion(bot: BotStack, options: { name: string; readerName: string; workstation: string; logLevel?: 'debug' | 'trace' }): CompanionProcess {
   const dataDir = mkdtempSync(path.join(artifactDir('tmp'), `${options.name}-data-`));
   const logFile = artifactPath('logs', `${options.name}.pino.log`);
+  writeFileSync(logFile, '', { mode: 0o600 }); // pino appends: start each run with an empty log
   const proc = startProcess({
     name: options.name,
     command: process.execPath,
@@ -294,7 +299,7 @@ export function startCompanion(bot: BotStack, options: { name: string; readerNam
       COMPANION_READER_NAME: options.readerName,
       COMPANION_WORKSTATION: options.workstation,
       COMPANION_LOG_FILE: logFile,
-      COMPANION_LOG_LEVEL: 'debug',
+      COMPANION_LOG_LEVEL: options.logLevel ?? 'debug',
       COMPANION_PAGE_PORT: '0',
     },
   });

@@ -5,6 +5,7 @@ import { AppError } from '../common/app-error';
 import type { Logger } from '../common/logger';
 import type { Storage } from './storage.port';
 import { openSqliteStorage } from './sqlite/sqlite-storage.adapter';
+import { openMongoStorage } from './mongodb/mongodb-storage.adapter';
 
 /** Embedded store: one SQLite file. */
 export interface SqliteStorageConfig {
@@ -15,19 +16,31 @@ export interface SqliteStorageConfig {
   busyTimeoutMs?: number;
 }
 
+/** MongoDB, Atlas, Cosmos DB for MongoDB or FerretDB: several bot instances over one database. */
+export interface MongoStorageConfig {
+  kind: 'mongodb';
+  /** `mongodb://...` or `mongodb+srv://...` (may hold credentials: never logged). */
+  url: string;
+  /** Database name; default: the URL's path, else `smartcard_assist`. */
+  database?: string;
+  /** How long a call waits for a reachable server before `STORAGE.UNAVAILABLE`, ms (default 5000). */
+  serverSelectionTimeoutMS?: number;
+}
+
 /**
  * Which store to open, keyed on `kind`. A union so that further adapters
- * (MongoDB: `{ kind: 'mongodb'; url; database }`) join without changing callers.
+ * join without changing callers.
  */
-export type StorageConfig = SqliteStorageConfig;
+export type StorageConfig = SqliteStorageConfig | MongoStorageConfig;
 
 /**
  * Open the store named by the configuration and check it answers.
  *
- * @param config - `{ kind: 'sqlite', file }`
+ * @param config - `{ kind: 'sqlite', file }` or `{ kind: 'mongodb', url, database? }`
  * @param logger - passed to the adapter (opening, migrations; never record values)
  * @returns the storage port, ready (pinged)
  * @throws StorageError `STORAGE.UNAVAILABLE` / `STORAGE.SCHEMA_TOO_NEW` when it cannot be opened;
+ *   AppError `CONFIG.MONGODB_URL_INVALID` for a URL of another scheme;
  *   AppError `CONFIG.STORAGE_KIND_UNKNOWN` for an unknown kind
  */
 export async function openStorage(config: StorageConfig, logger?: Logger): Promise<Storage> {
@@ -37,9 +50,18 @@ export async function openStorage(config: StorageConfig, logger?: Logger): Promi
       await storage.ping();
       return storage;
     }
+    case 'mongodb': {
+      // Connects, pings and creates its indexes before it returns.
+      return openMongoStorage({
+        url: config.url,
+        ...(config.database !== undefined ? { database: config.database } : {}),
+        ...(config.serverSelectionTimeoutMS !== undefined ? { serverSelectionTimeoutMS: config.serverSelectionTimeoutMS } : {}),
+        ...(logger ? { logger } : {}),
+      });
+    }
     default: {
-      const unknownKind: never = config.kind;
-      throw new AppError('CONFIG.STORAGE_KIND_UNKNOWN', `unknown storage kind ${JSON.stringify(unknownKind)}: expected "sqlite"`);
+      const unknownKind: never = config;
+      throw new AppError('CONFIG.STORAGE_KIND_UNKNOWN', `unknown storage kind ${JSON.stringify((unknownKind as { kind?: unknown }).kind)}: expected "sqlite" or "mongodb"`);
     }
   }
 }

@@ -18,6 +18,7 @@ import { STORAGE_ERROR } from '../../storage/storage.errors';
 import { at, makeCase, makeJourney, makePerson } from '../../storage/storage.fixtures';
 import { openMongoStorage, type MongoStorage } from '../../storage/mongodb/mongodb-storage.adapter';
 import { MONGO_COLLECTION, MONGO_GC_TTL_INDEX, MONGO_INDEXES, MONGO_SCHEMA_VERSION } from '../../storage/mongodb/mongodb.indexes';
+import { openStorage } from '../../storage/storage.factory';
 import { mongoTestServer } from '../support/ferretdb';
 
 const mongo = await mongoTestServer();
@@ -117,6 +118,15 @@ describe.skipIf(mongo.skip)('MongoDB storage adapter', () => {
       );
       expect(bad?.code).toBe('CONFIG.MONGODB_URL_INVALID');
       expect(JSON.stringify(bad?.toJSON())).not.toContain('hunter2');
+    });
+
+    it('the storage factory opens it from { kind: "mongodb", url, database }', async () => {
+      const database = server.freshDatabaseName('factory');
+      const s = await openStorage({ kind: 'mongodb', url: server.url, database, serverSelectionTimeoutMS: 3000 });
+      const p = makePerson();
+      expect(await s.persons.insert(p)).toEqual({ status: 'created', record: p });
+      expect(await s.persons.findByTeamsUserId(p.teamsUserId)).toEqual(p);
+      await s.close();
     });
 
     it('a server that is not there gives STORAGE.UNAVAILABLE within the server-selection timeout', async () => {

@@ -66,7 +66,7 @@ import {
 } from '../storage.schemas';
 import { isDuplicateKey, isUnavailable, MONGO_CODE, toStorageError } from './mongodb.errors';
 import { MONGO_COLLECTION, MONGO_GC_TTL_INDEX, MONGO_INDEXES, MONGO_SCHEMA_VERSION, type MongoCollectionName } from './mongodb.indexes';
-import { ClaimRegistry, NameLocks, VERSIONED_DEFAULTS, VersionedCollection, type RecordCodec, type VersionedOptions } from './mongodb-versioned.collection';
+import { ClaimRegistry, NameLocks, VERSIONED_DEFAULTS, VersionedCollection, type RecordCodec, type UniqueFieldSpec, type VersionedOptions } from './mongodb-versioned.collection';
 
 /** Defaults for {@link openMongoStorage}. */
 export const MONGO_DEFAULTS = {
@@ -78,6 +78,8 @@ export const MONGO_DEFAULTS = {
   connectTimeoutMS: 5000,
   /** A send or receive that hangs this long fails the operation (`STORAGE.UNAVAILABLE`), ms. */
   socketTimeoutMS: 30_000,
+  /** Revision garbage collection period, ms (15 minutes). */
+  gcIntervalMs: 15 * 60 * 1000,
 } as const;
 
 /** Options for {@link openMongoStorage}: give `url`, or a `client` the caller owns. */
@@ -97,6 +99,8 @@ export interface MongoStorageOptions {
   gcTtlIndex?: boolean;
   /** Revision GC age and claim grace, ms (see {@link VERSIONED_DEFAULTS}); tests shorten them. */
   versioned?: VersionedOptions;
+  /** How often old revisions are collected, ms (default 15 minutes; 0: only when `collectGarbage()` is called). */
+  gcIntervalMs?: number;
 }
 
 /** What the adapter found about the server at start-up. */
@@ -113,6 +117,13 @@ export interface MongoCapabilities {
 export interface MongoStorage extends Storage {
   readonly databaseName: string;
   capabilities(): MongoCapabilities;
+  /**
+   * Delete revisions older than the GC age, keeping each record's last two.
+   * Runs by itself every `gcIntervalMs`; several instances doing it at once is harmless.
+   *
+   * @returns how many revision documents were deleted
+   */
+  collectGarbage(): Promise<number>;
 }
 
 /**
@@ -162,7 +173,11 @@ export async function openMongoStorage(options: MongoStorageOptions): Promise<Mo
     };
     await recordSchemaVersion(db);
     options.logger?.info({ database: databaseName, ...capabilities, schemaVersion: MONGO_SCHEMA_VERSION }, 'storage opened (mongodb)');
-    return new MongoStorageImpl(client, db, owned, capabilities, options.versioned ?? {});
+    const storage = new MongoStorageImpl(client, db, owned, capabilities, options.versioned ?? {}, options.logger);
+    const repaired = await storage.repairHeads(new Date(Date.now() - VERSIONED_DEFAULTS.repairWindowMs));
+    if (repaired > 0) options.logger?.info({ repaired }, 'storage heads brought up to date after an interrupted write');
+    storage.startGc(options.gcIntervalMs ?? MONGO_DEFAULTS.gcIntervalMs);
+    return storage;
   } catch (err) {
     if (owned) await client.close().catch(() => undefined);
     throw toStorageError('open', err);
@@ -237,17 +252,19 @@ async function createMissingIndexes(db: Db): Promise<void> {
   }
 }
 
-/** Create the GC TTL index; a server without TTL support (FerretDB v1) refuses it, which is logged and not fatal. */
+/** Create the GC TTL indexes; a server without TTL support (FerretDB v1) refuses them, which is logged and not fatal. */
 async function ensureGcTtlIndex(db: Db, logger: Logger | undefined): Promise<boolean> {
-  const { collection, name, key, expireAfterSeconds } = MONGO_GC_TTL_INDEX;
-  try {
-    await db.collection(collection).createIndex(key, { name, expireAfterSeconds });
-    return true;
-  } catch (err) {
-    if (isUnavailable(err) || !(err instanceof MongoError)) throw err;
-    logger?.info({ collection, index: name, mongoCode: typeof err.code === 'number' ? err.code : null }, 'server refused a TTL index: expired pairings are removed by deleteExpired only');
-    return false;
+  const { collections, name, key, expireAfterSeconds } = MONGO_GC_TTL_INDEX;
+  for (const collection of collections) {
+    try {
+      await db.collection(collection).createIndex(key, { name, expireAfterSeconds });
+    } catch (err) {
+      if (isUnavailable(err) || !(err instanceof MongoError)) throw err;
+      logger?.info({ collection, index: name, mongoCode: typeof err.code === 'number' ? err.code : null }, 'server refused a TTL index: expired pairings are removed by deleteExpired only');
+      return false;
+    }
   }
+  return true;
 }
 
 // ---------------------------------------------------------------------------
@@ -386,6 +403,7 @@ const deviceCodec: RecordCodec<Device> = {
 
 const pairingCodec: RecordCodec<Pairing> = {
   name: 'pairings',
+  deletable: true,
   keyOf: (p) => p.id,
   versionOf: (p) => p.version,
   withVersion: (p, version) => ({ ...p, version }),
@@ -450,6 +468,9 @@ const caseCodec: RecordCodec<RaCase> = {
   uniques: [{ field: 'sourceId', docField: 'sourceId', valueOf: (c) => c.sourceId }],
 };
 
+const [personTeamsUserId, personCardId] = personCodec.uniques as [UniqueFieldSpec<Person>, UniqueFieldSpec<Person>];
+const [pairingDeviceCodeHash, pairingUserCodeHash] = pairingCodec.uniques as [UniqueFieldSpec<Pairing>, UniqueFieldSpec<Pairing>];
+
 function auditOf(d: Document, op: string): AuditEntry {
   return { id: str(d._id), at: str(d.at), actor: str(d.actor), action: str(d.action), personId: strOrNull(d.personId), details: parseJson(d.details, op, 'audit.details') };
 }
@@ -469,6 +490,8 @@ class MongoStorageImpl implements MongoStorage {
   readonly conversations: ConversationRepository;
   readonly databaseName: string;
   private closed = false;
+  private readonly versionedCollections: VersionedCollection<unknown>[] = [];
+  private gcTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly client: MongoClient,
@@ -476,6 +499,7 @@ class MongoStorageImpl implements MongoStorage {
     private readonly ownsClient: boolean,
     private readonly caps: MongoCapabilities,
     versioned: VersionedOptions,
+    private readonly logger?: Logger,
   ) {
     this.databaseName = db.databaseName;
     const run = <T>(operation: string, fn: () => Promise<T>): Promise<T> => this.run(operation, fn);
@@ -483,7 +507,11 @@ class MongoStorageImpl implements MongoStorage {
     const checkVersion = (v: number, op: string) => validate(versionSchema, v, op, 'expectedVersion');
     const claims = new ClaimRegistry(db, MONGO_COLLECTION.claims, versioned.claimGraceMs ?? VERSIONED_DEFAULTS.claimGraceMs);
     const locks = new NameLocks();
-    const store = <T>(name: MongoCollectionName, codec: RecordCodec<T>) => new VersionedCollection<T>(db, name, codec, claims, locks, versioned);
+    const store = <T>(name: MongoCollectionName, codec: RecordCodec<T>) => {
+      const collection = new VersionedCollection<T>(db, name, codec, claims, locks, versioned);
+      this.versionedCollections.push(collection as VersionedCollection<unknown>);
+      return collection;
+    };
 
     // persons ---------------------------------------------------------------
     const persons = store(MONGO_COLLECTION.persons, personCodec);
@@ -491,9 +519,9 @@ class MongoStorageImpl implements MongoStorage {
       get: (id) => run('persons.get', () => persons.get(validate(idSchema, id, 'persons.get', 'id'), 'persons.get')),
       findByTeamsUserId: (teamsUserId) =>
         run('persons.findByTeamsUserId', () =>
-          persons.findBy('teamsUserId', validate(idSchema, teamsUserId, 'persons.findByTeamsUserId', 'teamsUserId'), 'persons.findByTeamsUserId'),
+          persons.findByUnique(personTeamsUserId, validate(idSchema, teamsUserId, 'persons.findByTeamsUserId', 'teamsUserId'), 'persons.findByTeamsUserId'),
         ),
-      findByCardId: (cardId) => run('persons.findByCardId', () => persons.findBy('cardId', String(cardId), 'persons.findByCardId')),
+      findByCardId: (cardId) => run('persons.findByCardId', () => persons.findByUnique(personCardId, String(cardId), 'persons.findByCardId')),
       insert: (p) =>
         run('persons.insert', () => {
           validate(PersonSchema, p, 'persons.insert');
@@ -566,7 +594,13 @@ class MongoStorageImpl implements MongoStorage {
         }),
       listWithPendingEffects: (limit) =>
         run('journeys.listWithPendingEffects', () =>
-          journeys.list({ pendingCount: { $gt: 0 } }, { updatedAt: 1 }, validate(limitSchema, limit, 'journeys.listWithPendingEffects', 'limit'), 'journeys.listWithPendingEffects'),
+          journeys.list(
+            { pendingCount: { $gt: 0 } },
+            (j) => j.pendingEffects.length > 0,
+            { updatedAt: 1 },
+            validate(limitSchema, limit, 'journeys.listWithPendingEffects', 'limit'),
+            'journeys.listWithPendingEffects',
+          ),
         ),
     };
 
@@ -586,14 +620,17 @@ class MongoStorageImpl implements MongoStorage {
           return devices.save(d, expectedVersion, 'devices.save');
         }),
       listByPerson: (personId) =>
-        run('devices.listByPerson', () => devices.list({ personId: validate(idSchema, personId, 'devices.listByPerson', 'personId') }, { createdAt: 1 }, null, 'devices.listByPerson')),
+        run('devices.listByPerson', () => {
+          const id = validate(idSchema, personId, 'devices.listByPerson', 'personId');
+          return devices.list({ personId: id }, (d) => d.personId === id, { createdAt: 1 }, null, 'devices.listByPerson');
+        }),
     };
 
     // pairings ----------------------------------------------------------------
     const pairings = store(MONGO_COLLECTION.pairings, pairingCodec);
     this.pairings = {
-      getByDeviceCodeHash: (hash) => run('pairings.getByDeviceCodeHash', () => pairings.findBy('deviceCodeHash', String(hash), 'pairings.getByDeviceCodeHash')),
-      getByUserCodeHash: (hash) => run('pairings.getByUserCodeHash', () => pairings.findBy('userCodeHash', String(hash), 'pairings.getByUserCodeHash')),
+      getByDeviceCodeHash: (hash) => run('pairings.getByDeviceCodeHash', () => pairings.findByUnique(pairingDeviceCodeHash, String(hash), 'pairings.getByDeviceCodeHash')),
+      getByUserCodeHash: (hash) => run('pairings.getByUserCodeHash', () => pairings.findByUnique(pairingUserCodeHash, String(hash), 'pairings.getByUserCodeHash')),
       insert: (p) =>
         run('pairings.insert', () => {
           validate(PairingSchema, p, 'pairings.insert');
@@ -606,7 +643,10 @@ class MongoStorageImpl implements MongoStorage {
           return pairings.save(p, expectedVersion, 'pairings.save');
         }),
       deleteExpired: (before) =>
-        run('pairings.deleteExpired', () => pairings.deleteWhere({ expiresAt: { $lt: validate(timestampSchema, before, 'pairings.deleteExpired', 'before') } }, 'pairings.deleteExpired')),
+        run('pairings.deleteExpired', () => {
+          const cutoff = validate(timestampSchema, before, 'pairings.deleteExpired', 'before');
+          return pairings.deleteWhere({ expiresAt: { $lt: cutoff } }, (p) => p.expiresAt < cutoff, 'pairings.deleteExpired');
+        }),
     };
 
     // cases -------------------------------------------------------------------
@@ -625,8 +665,12 @@ class MongoStorageImpl implements MongoStorage {
           return cases.save(c, expectedVersion, 'cases.save');
         }),
       listByPerson: (personId) =>
-        run('cases.listByPerson', () => cases.list({ personId: validate(idSchema, personId, 'cases.listByPerson', 'personId') }, { createdAt: 1 }, null, 'cases.listByPerson')),
-      listOpen: (limit) => run('cases.listOpen', () => cases.list({ status: 'open' }, { createdAt: 1 }, validate(limitSchema, limit, 'cases.listOpen', 'limit'), 'cases.listOpen')),
+        run('cases.listByPerson', () => {
+          const id = validate(idSchema, personId, 'cases.listByPerson', 'personId');
+          return cases.list({ personId: id }, (c) => c.personId === id, { createdAt: 1 }, null, 'cases.listByPerson');
+        }),
+      listOpen: (limit) =>
+        run('cases.listOpen', () => cases.list({ status: 'open' }, (c) => c.status === 'open', { createdAt: 1 }, validate(limitSchema, limit, 'cases.listOpen', 'limit'), 'cases.listOpen')),
     };
 
     // audit -------------------------------------------------------------------
@@ -698,7 +742,37 @@ class MongoStorageImpl implements MongoStorage {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.gcTimer) clearInterval(this.gcTimer);
+    await Promise.all(this.versionedCollections.map((c) => c.flush()));
     if (this.ownsClient) await this.client.close();
+  }
+
+  collectGarbage(): Promise<number> {
+    return this.run('collectGarbage', async () => {
+      let deleted = 0;
+      for (const c of this.versionedCollections) deleted += await c.collectGarbage();
+      return deleted;
+    });
+  }
+
+  /** Bring heads up to date for records written since `since` (start-up). */
+  async repairHeads(since: Date): Promise<number> {
+    return this.run('open.repairHeads', async () => {
+      let repaired = 0;
+      for (const c of this.versionedCollections) repaired += await c.repairHeads(since);
+      return repaired;
+    });
+  }
+
+  startGc(intervalMs: number): void {
+    if (intervalMs <= 0) return;
+    this.gcTimer = setInterval(() => {
+      this.collectGarbage().then(
+        (deleted) => deleted > 0 && this.logger?.debug({ deleted }, 'storage revisions collected'),
+        (err: unknown) => this.logger?.warn({ err: err instanceof Error ? { name: err.name, message: err.message } : String(err) }, 'storage revision collection failed; will retry'),
+      );
+    }, intervalMs);
+    this.gcTimer.unref();
   }
 
   capabilities(): MongoCapabilities {

@@ -1,25 +1,41 @@
 /**
- * Records kept as insert-only version documents, so that compare-and-set and
+ * Records kept as insert-only revision documents, so that compare-and-set and
  * uniqueness rest on the one write every MongoDB-protocol server makes atomic:
- * inserting a document whose `_id` (or unique key) is new.
+ * inserting a document whose `_id` is new. Every read on the hot path is a
+ * lookup by `_id`.
  *
  * Why not `updateOne({ _id, version })`: FerretDB v1 runs an update as a read,
  * a change in memory and `UPDATE ... WHERE _id = ?`, without re-checking the
  * filter, so two writers holding one version both "win" (measured: 5 of 50
  * concurrent `replaceOne` and 18 of 50 `findOneAndUpdate` matched). Inserts of
- * one `_id` and deletes by `_id` do have exactly one winner there, as on
- * MongoDB, Atlas and Cosmos DB.
+ * one `_id` have exactly one winner there, as on MongoDB, Atlas and Cosmos DB.
+ * Why only `_id` lookups on the hot path: FerretDB v1 on SQLite uses no index
+ * but `_id` (any other filter scans the collection in Go).
  *
- * Layout, per record (key K):
- * - `K#0` is written by `insert`; each later write (a `save`, an effect edit)
- *   inserts `K#<r+1>` after reading `K#<r>` as the latest. Two writers from one
- *   revision race on one `_id`: one wins, the other re-reads. The port's
- *   `version` is a field; revisions also count writes that keep the version.
- * - `cur: true` marks the latest revision; older ones are cleared after a write
- *   (best effort; every read that uses the flag checks it), and revisions older
- *   than {@link VERSIONED_DEFAULTS.gcAgeMs} except the last two are deleted.
+ * Layout, per record with key K, in two collections:
+ * - `<name>_rev`: the truth. `K#0` is written by `insert`; each later write (a
+ *   `save`, an effect edit) inserts `K#<r+1>` after reading `K#<r>` as the
+ *   latest. Two writers from one revision meet on one `_id`: one wins, the
+ *   other re-reads. The port's `version` is a field; revisions also count the
+ *   writes that keep the version.
+ * - `<name>`: one head per record, `_id` = K, a copy of the latest revision
+ *   with its `r`, rewritten after each write (in the background, in revision
+ *   order per process). It is a cache: a reader takes the head (or the
+ *   revision this process saw last) and looks for `K#<r+1>`, `K#<r+2>`... so a
+ *   head left behind (a crash between the two writes, two instances' head
+ *   writes landing out of order) is never believed. Lists run on heads, then
+ *   each hit is checked against its latest revision; a record whose head lags
+ *   may be missing from a list until its next write, a read of it through a
+ *   list, or the start-up repair of the last hour's writes.
+ * - Revisions older than {@link VERSIONED_DEFAULTS.gcAgeMs}, except each
+ *   record's last two, are deleted by {@link VersionedCollection.collectGarbage}.
  * - Unique fields other than the key are claimed in `claims` before they are
- *   written (see {@link ClaimRegistry}).
+ *   written (see {@link ClaimRegistry}); lookups by them go through the claims.
+ *
+ * WARNING: two residual windows, both needing a process to stall between two
+ * of its own awaits: longer than the claim grace (30 s) between claiming a
+ * value and writing its revision, or longer than the GC age (1 h) between
+ * reading a record and inserting its next revision.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Collection, Db, Document, Filter, Sort } from 'mongodb';
@@ -29,10 +45,10 @@ import { isDuplicateKey } from './mongodb.errors';
 
 /** Tuning of the versioned layout. */
 export const VERSIONED_DEFAULTS = {
-  /** Revisions older than this (and not among the latest two) are deleted after a write, ms (1 hour). */
+  /** Revisions older than this, except each record's last two, are garbage, ms (1 hour). */
   gcAgeMs: 60 * 60 * 1000,
-  /** Run the revision GC on every Nth revision of a record. */
-  gcEvery: 8,
+  /** Heads of records written within this window are checked at start-up, ms (1 hour). */
+  repairWindowMs: 60 * 60 * 1000,
   /** Retries of one write that keeps meeting a newer revision. */
   writeAttempts: 200,
   /**
@@ -42,8 +58,10 @@ export const VERSIONED_DEFAULTS = {
   claimGraceMs: 30_000,
   /** How often a loser of a first-write race looks for the winner's record, ms. */
   claimPollMs: 20,
-  /** Candidates read per page when listing. */
+  /** Candidate heads read per page when listing with a limit. */
   listPage: 100,
+  /** Records whose latest revision this process remembers (then a read is one lookup), per collection. */
+  cacheEntries: 10_000,
 } as const;
 
 /** Tuning that a test or a deployment may change. */
@@ -56,47 +74,48 @@ export interface VersionedOptions {
 export interface UniqueFieldSpec<T> {
   /** Port field name, for UNIQUE_VIOLATION messages (`cardId`). */
   field: string;
-  /** Field name in the version document (indexed). */
+  /** Field name in the documents. */
   docField: string;
   /** The record's value, or null when it has none (null is never unique). */
   valueOf(record: T): string | null;
 }
 
-/** How one record type maps to version documents. */
+/** How one record type maps to documents. */
 export interface RecordCodec<T> {
-  /** Repository name for messages (`persons`). */
+  /** Repository name for messages and claim scopes (`persons`). */
   name: string;
   keyOf(record: T): string;
-  /** The record's fields as a document (no `_id`, `k`, `r`, `cur`, `w`). */
+  /** The record's fields as a document (no `_id`, `k`, `r`, `w`). */
   toFields(record: T): Document;
-  /** Rebuild the record from a version document. */
+  /** Rebuild the record from a head or revision document (`k` holds the key). */
   fromDoc(doc: Document, operation: string): T;
   versionOf(record: T): number;
   withVersion(record: T, version: number): T;
   uniques: UniqueFieldSpec<T>[];
+  /** Records can be deleted (pairings): then this process does not remember latest revisions. */
+  deletable?: boolean;
 }
 
-/** Field names the layout adds to every version document. */
-export const VERSION_FIELDS = { key: 'k', revision: 'r', current: 'cur', writtenAt: 'w' } as const;
-
-type VDoc = Document & { _id: string; k: string; r: number; cur: boolean; w: Date };
+type Rev = Document & { _id: string; k: string; r: number; w: Date };
+type Head = Document & { _id: string; k: string; r: number };
 
 const revisionId = (key: string, revision: number): string => `${key}#${revision}`;
 
+/** Name of the revisions collection of a repository collection. */
+export const revisionsOf = (collection: string): string => `${collection}_rev`;
+
 /**
  * Uniqueness of a value across records, by claim documents
- * `{ _id: '<scope>|<value>#<g>', s: '<scope>|<value>', g, owner, at }`.
+ * `{ _id: '<scope>|<value>#<g>', owner, at }`, g = 0, 1, 2...
  *
- * The claim with the highest `g` is current. It is held when its owner's
- * latest revision has the value, or while it is younger than the grace (its
- * writer is between claiming and writing). One that is neither is taken over
- * by inserting `g + 1`: one winner. An owner renews its own claim the same way
- * once it is older than half the grace, so a renewal and a takeover cannot
- * both win. Claims are never deleted while their record exists: a value a
- * record dropped is free once its claim is older than the grace.
- *
- * WARNING: a writer that stalls longer than the grace between claiming and
- * writing its revision may find the value taken meanwhile and still write it.
+ * The claim with the highest `g` is current (found by looking up `#0`, `#1`...
+ * by `_id`). It is held when its owner's latest revision has the value, or
+ * while it is younger than the grace (its writer is between claiming and
+ * writing). One that is neither is taken over by inserting `g + 1`: one
+ * winner. An owner renews its own claim the same way once it is older than
+ * half the grace, so a renewal and a takeover cannot both win. Claims stay
+ * while their record exists: a value a record dropped is free once its claim
+ * is older than the grace.
  */
 export class ClaimRegistry {
   private readonly claims: Collection<Document & { _id: string }>;
@@ -107,6 +126,17 @@ export class ClaimRegistry {
     private readonly graceMs: number,
   ) {
     this.claims = db.collection<Document & { _id: string }>(collectionName);
+  }
+
+  /** The current claim on a value (highest generation), or null. */
+  async current(scope: string, value: string): Promise<{ g: number; owner: string; at: number } | null> {
+    const s = `${scope}|${value}`;
+    let found: { g: number; owner: string; at: number } | null = null;
+    for (let g = 0; ; g++) {
+      const doc = await this.claims.findOne({ _id: `${s}#${g}` });
+      if (!doc) return found;
+      found = { g, owner: String(doc.owner), at: doc.at instanceof Date ? doc.at.getTime() : 0 };
+    }
   }
 
   /**
@@ -126,35 +156,39 @@ export class ClaimRegistry {
     // Most values are new: try the first generation straight away (one round trip).
     if (await this.tryInsert(s, 0, owner)) return { status: 'claimed' };
     for (let attempt = 0; attempt < VERSIONED_DEFAULTS.writeAttempts; attempt++) {
-      const current = await this.claims.find({ s }).sort({ g: -1 }).limit(1).next();
+      const current = await this.current(scope, value);
       if (current === null) {
         if (await this.tryInsert(s, 0, owner)) return { status: 'claimed' };
         continue;
       }
-      const currentOwner = String(current.owner);
-      const age = Date.now() - (current.at instanceof Date ? current.at.getTime() : 0);
-      if (currentOwner === owner && age < this.graceMs / 2) return { status: 'claimed' };
-      if (currentOwner !== owner) {
-        if (await holds(currentOwner)) return { status: 'held', owner: currentOwner, settled: true };
-        if (age < this.graceMs) return { status: 'held', owner: currentOwner, settled: false };
+      const age = Date.now() - current.at;
+      if (current.owner === owner && age < this.graceMs / 2) return { status: 'claimed' };
+      if (current.owner !== owner) {
+        if (await holds(current.owner)) return { status: 'held', owner: current.owner, settled: true };
+        if (age < this.graceMs) return { status: 'held', owner: current.owner, settled: false };
       }
-      const g = Number(current.g) + 1;
-      if (await this.tryInsert(s, g, owner)) {
-        await this.claims.deleteMany({ s, g: { $lt: g } }).catch(() => undefined);
-        return { status: 'claimed' };
-      }
+      if (await this.tryInsert(s, current.g + 1, owner)) return { status: 'claimed' };
     }
     throw new StorageError(STORAGE_ERROR.UNAVAILABLE, `claim ${scope}: kept racing other writers; gave up`, { meta: { operation: 'claim', scope } });
   }
 
-  /** Give up every claim of a deleted record. */
-  async releaseAllOf(owner: string): Promise<void> {
-    await this.claims.deleteMany({ owner });
+  /** Remove the claims on a value when they are all `owner`'s (a deleted record), newest first. */
+  async releaseValue(scope: string, value: string, owner: string): Promise<void> {
+    const current = await this.current(scope, value);
+    if (!current) return;
+    const s = `${scope}|${value}`;
+    const gens: Document[] = [];
+    for (let g = 0; g <= current.g; g++) {
+      const doc = await this.claims.findOne({ _id: `${s}#${g}` });
+      if (!doc || String(doc.owner) !== owner) return;
+      gens.push(doc);
+    }
+    for (const doc of gens.reverse()) await this.claims.deleteOne({ _id: doc._id as string, owner });
   }
 
   private async tryInsert(s: string, g: number, owner: string): Promise<boolean> {
     try {
-      await this.claims.insertOne({ _id: `${s}#${g}`, s, g, owner, at: new Date() });
+      await this.claims.insertOne({ _id: `${s}#${g}`, owner, at: new Date() });
       return true;
     } catch (err) {
       if (isDuplicateKey(err)) return false;
@@ -212,10 +246,21 @@ interface Waiter {
   wake: () => void;
 }
 
-/** One repository's records as version documents. */
+/** A record's latest revision as read: its document (head or revision) and revision number. */
+interface Latest {
+  doc: Document;
+  r: number;
+}
+
+/** One repository's records as heads plus revision documents. */
 export class VersionedCollection<T> {
-  private readonly coll: Collection<VDoc>;
+  private readonly heads: Collection<Head>;
+  private readonly revs: Collection<Rev>;
   private readonly gcAgeMs: number;
+  /** Latest revision seen per key (revisions never change, so it only needs a look for a newer one). */
+  private readonly known = new Map<string, Latest>();
+  /** Head writes in flight, chained per key so that this process writes each head in revision order. */
+  private readonly headWrites = new Map<string, Promise<void>>();
 
   constructor(
     db: Db,
@@ -225,53 +270,96 @@ export class VersionedCollection<T> {
     private readonly locks: NameLocks,
     options: VersionedOptions = {},
   ) {
-    this.coll = db.collection<VDoc>(collectionName);
+    this.heads = db.collection<Head>(collectionName);
+    this.revs = db.collection<Rev>(revisionsOf(collectionName));
     this.gcAgeMs = options.gcAgeMs ?? VERSIONED_DEFAULTS.gcAgeMs;
   }
 
-  /** The latest revision document of `key`, or null. */
-  async latestDoc(key: string): Promise<VDoc | null> {
-    return this.coll.find({ k: key }).sort({ r: -1 }).limit(1).next();
+  /**
+   * The latest revision of `key`: start from what this process saw last (or
+   * the head) and look up `#r+1`, `#r+2`... until one is missing. One lookup
+   * when nothing changed.
+   */
+  private async latest(key: string, head?: Head | null): Promise<Latest | null> {
+    let start: Latest | null = head === undefined ? (this.known.get(key) ?? null) : null;
+    let h: Head | null = null;
+    if (!start) {
+      h = head === undefined ? await this.heads.findOne({ _id: key }) : head;
+      start = h ? { doc: h, r: Number(h.r) } : null;
+    }
+    let found = start;
+    for (let r = found ? found.r + 1 : 0; ; r++) {
+      const next = await this.revs.findOne({ _id: revisionId(key, r) });
+      if (!next) break;
+      found = { doc: next, r };
+    }
+    if (found) {
+      this.remember(key, found);
+      if (h && found.doc !== h) this.queueHead(key, found.r, this.codec.fromDoc(found.doc, 'repair'));
+    }
+    return found;
+  }
+
+  private remember(key: string, latest: Latest): void {
+    if (this.codec.deletable) return;
+    this.known.delete(key);
+    this.known.set(key, latest);
+    if (this.known.size > VERSIONED_DEFAULTS.cacheEntries) this.known.delete(this.known.keys().next().value!);
+  }
+
+  /** Wait for head writes in flight (close, tests). */
+  async flush(): Promise<void> {
+    await Promise.all([...this.headWrites.values()]);
   }
 
   async get(key: string, operation: string): Promise<T | null> {
-    const doc = await this.latestDoc(key);
-    return doc === null ? null : this.codec.fromDoc(doc, operation);
+    const latest = await this.latest(key);
+    return latest === null ? null : this.codec.fromDoc(latest.doc, operation);
   }
 
-  /** The record whose latest revision has `docField === value`, or null. */
-  async findBy(docField: string, value: string, operation: string): Promise<T | null> {
-    const found = await this.list({ [docField]: value }, { k: 1 }, 1, operation);
-    return found[0] ?? null;
+  /** The record whose latest revision holds unique `value` (through the claims, so always by `_id`), or null. */
+  async findByUnique(u: UniqueFieldSpec<T>, value: string, operation: string): Promise<T | null> {
+    const claim = await this.claims.current(this.scope(u), value);
+    if (!claim) return null;
+    const latest = await this.latest(claim.owner);
+    if (!latest || latest.doc[u.docField] !== value) return null;
+    return this.codec.fromDoc(latest.doc, operation);
   }
 
   /**
-   * Latest revisions matching `filter`, in `sort` order (then by key), at most `limit`.
-   * Candidates come from `cur: true` documents; each is kept only if no later
-   * revision of its record exists, so a flag left behind by a crash never
-   * shows an old revision.
+   * Latest records matching: heads selected by `filter`, each checked against
+   * its latest revision with `matches`, ordered by `sort` (head fields, then
+   * key), at most `limit`.
    */
-  async list(filter: Filter<Document>, sort: Record<string, 1 | -1>, limit: number | null, operation: string): Promise<T[]> {
-    const out: T[] = [];
-    const seen = new Set<string>();
+  async list(filter: Filter<Document>, matches: (record: T) => boolean, sort: Record<string, 1>, limit: number | null, operation: string): Promise<T[]> {
+    // This process's own writes are in the heads before it lists (read your writes).
+    await this.flush();
+    const out: { record: T; doc: Document }[] = [];
     const page = limit === null ? 0 : Math.max(limit, VERSIONED_DEFAULTS.listPage);
     for (let skip = 0; ; skip += page) {
-      let cursor = this.coll.find({ ...filter, cur: true } as Filter<VDoc>).sort({ ...sort, k: 1, r: -1 } as Sort);
+      let cursor = this.heads.find(filter as Filter<Head>).sort({ ...sort, _id: 1 } as Sort);
       if (page > 0) cursor = cursor.skip(skip).limit(page);
       const candidates = await cursor.toArray();
-      if (candidates.length === 0) return out;
-      const keys = [...new Set(candidates.map((c) => c.k))];
-      const heads = await this.coll.find({ k: { $in: keys }, cur: true }, { projection: { k: 1, r: 1 } }).toArray();
-      const latestRevision = new Map<string, number>();
-      for (const h of heads) latestRevision.set(h.k, Math.max(latestRevision.get(h.k) ?? -1, Number(h.r)));
-      for (const c of candidates) {
-        if (seen.has(c.k) || latestRevision.get(c.k) !== Number(c.r)) continue;
-        seen.add(c.k);
-        out.push(this.codec.fromDoc(c, operation));
-        if (limit !== null && out.length >= limit) return out;
+      for (const head of candidates) {
+        const latest = await this.latest(head.k, head);
+        if (!latest) continue;
+        const record = this.codec.fromDoc(latest.doc, operation);
+        if (matches(record)) out.push({ record, doc: latest.doc });
       }
-      if (page === 0 || candidates.length < page) return out;
+      if (page === 0 || candidates.length < page || out.length >= limit!) break;
     }
+    const keys = Object.keys(sort);
+    out.sort((x, y) => {
+      for (const f of keys) {
+        const a = String(x.doc[f]);
+        const b = String(y.doc[f]);
+        if (a !== b) return a < b ? -1 : 1;
+      }
+      const ka = this.codec.keyOf(x.record);
+      const kb = this.codec.keyOf(y.record);
+      return ka < kb ? -1 : ka > kb ? 1 : 0;
+    });
+    return (limit === null ? out : out.slice(0, limit)).map((o) => o.record);
   }
 
   /**
@@ -286,8 +374,8 @@ export class VersionedCollection<T> {
   private async insertLocked(record: T, operation: string): Promise<InsertResult<T>> {
     const key = this.codec.keyOf(record);
     for (let attempt = 0; attempt < VERSIONED_DEFAULTS.writeAttempts; attempt++) {
-      const existing = await this.latestDoc(key);
-      if (existing) return { status: 'exists', record: this.codec.fromDoc(existing, operation) };
+      const existing = await this.latest(key);
+      if (existing) return { status: 'exists', record: this.codec.fromDoc(existing.doc, operation) };
       let heldBy: string | null = null;
       for (const u of this.codec.uniques) {
         const value = u.valueOf(record);
@@ -303,14 +391,8 @@ export class VersionedCollection<T> {
         if (holder) return { status: 'exists', record: holder };
         continue; // The holder vanished meanwhile (a deleted pairing): claim again.
       }
-      const doc = this.versionDoc(record, key, 0);
-      try {
-        await this.coll.insertOne(doc);
-        return { status: 'created', record: this.codec.fromDoc(doc, operation) };
-      } catch (err) {
-        // Same key inserted by another writer meanwhile: the next turn reads and answers it.
-        if (!isDuplicateKey(err)) throw err;
-      }
+      if (await this.writeRevision(record, key, 0)) return { status: 'created', record: this.codec.fromDoc(this.revisionDoc(record, key, 0), operation) };
+      // Same key inserted by another writer meanwhile: the next turn reads and answers it.
     }
     throw this.gaveUp(operation);
   }
@@ -329,9 +411,9 @@ export class VersionedCollection<T> {
     const key = this.codec.keyOf(record);
     const next = this.codec.withVersion(record, expected + 1);
     for (let attempt = 0; attempt < VERSIONED_DEFAULTS.writeAttempts; attempt++) {
-      const latest = await this.latestDoc(key);
-      if (latest === null || Number(latest.version) !== expected) return 'conflict';
-      const current = this.codec.fromDoc(latest, operation);
+      const latest = await this.latest(key);
+      if (latest === null || Number(latest.doc.version) !== expected) return 'conflict';
+      const current = this.codec.fromDoc(latest.doc, operation);
       for (const u of this.codec.uniques) {
         const value = u.valueOf(next);
         if (value === null || value === u.valueOf(current)) continue;
@@ -340,7 +422,7 @@ export class VersionedCollection<T> {
           throw new StorageError(STORAGE_ERROR.UNIQUE_VIOLATION, `${operation}: another record already has this ${u.field}`, { meta: { operation, field: u.field } });
         }
       }
-      if (await this.writeRevision(next, key, Number(latest.r) + 1)) return 'saved';
+      if (await this.writeRevision(next, key, latest.r + 1)) return 'saved';
       // Another write took that revision: if it kept the version (an effect edit), try again.
     }
     throw this.gaveUp(operation);
@@ -356,28 +438,73 @@ export class VersionedCollection<T> {
 
   private async editLocked(key: string, change: (current: T) => T | null, operation: string): Promise<void> {
     for (let attempt = 0; attempt < VERSIONED_DEFAULTS.writeAttempts; attempt++) {
-      const latest = await this.latestDoc(key);
+      const latest = await this.latest(key);
       if (latest === null) return;
-      const current = this.codec.fromDoc(latest, operation);
+      const current = this.codec.fromDoc(latest.doc, operation);
       const next = change(current);
       if (next === null) return;
-      if (await this.writeRevision(this.codec.withVersion(next, this.codec.versionOf(current)), key, Number(latest.r) + 1)) return;
+      if (await this.writeRevision(this.codec.withVersion(next, this.codec.versionOf(current)), key, latest.r + 1)) return;
       await sleep(Math.floor(Math.random() * Math.min(20, 1 + attempt)));
     }
     throw this.gaveUp(operation);
   }
 
-  /** Delete every record whose latest revision matches `filter` (all its revisions and claims). Returns how many. */
-  async deleteWhere(filter: Filter<Document>, operation: string): Promise<number> {
-    const doomed = await this.list(filter, {}, null, operation);
+  /** Delete every record selected like {@link list} (head, revisions, claims). Returns how many. */
+  async deleteWhere(filter: Filter<Document>, matches: (record: T) => boolean, operation: string): Promise<number> {
+    const doomed = await this.list(filter, matches, {}, null, operation);
     let deleted = 0;
     for (const record of doomed) {
       const key = this.codec.keyOf(record);
-      const result = await this.coll.deleteMany({ k: key });
+      await this.headWrites.get(key);
+      const result = await this.heads.deleteOne({ _id: key });
+      await this.revs.deleteMany({ k: key });
       if (result.deletedCount > 0) deleted++;
-      if (this.codec.uniques.length > 0) await this.claims.releaseAllOf(key);
+      for (const u of this.codec.uniques) {
+        const value = u.valueOf(record);
+        if (value !== null) await this.claims.releaseValue(this.scope(u), value, key);
+      }
     }
     return deleted;
+  }
+
+  /**
+   * Delete revisions older than the GC age, keeping each record's last two.
+   *
+   * @returns how many revision documents were deleted
+   */
+  async collectGarbage(now = Date.now()): Promise<number> {
+    const old = await this.revs.find({ w: { $lt: new Date(now - this.gcAgeMs) } }, { projection: { k: 1, r: 1 } }).toArray();
+    const byKey = new Map<string, number[]>();
+    for (const d of old) byKey.set(d.k, [...(byKey.get(d.k) ?? []), Number(d.r)]);
+    let deleted = 0;
+    for (const [key, revisions] of byKey) {
+      const latest = await this.latest(key);
+      if (!latest) continue;
+      for (const r of revisions) {
+        if (r < latest.r - 1) deleted += (await this.revs.deleteOne({ _id: revisionId(key, r) })).deletedCount;
+      }
+    }
+    return deleted;
+  }
+
+  /**
+   * Bring heads up to date for records written since `since` (after a crash
+   * between a revision and its head, lists would miss the record until then).
+   *
+   * @returns how many heads were rewritten
+   */
+  async repairHeads(since: Date): Promise<number> {
+    const recent = await this.revs.find({ w: { $gte: since } }, { projection: { k: 1, r: 1 } }).toArray();
+    const newest = new Map<string, number>();
+    for (const d of recent) newest.set(d.k, Math.max(newest.get(d.k) ?? -1, Number(d.r)));
+    let repaired = 0;
+    for (const [key, r] of newest) {
+      const head = await this.heads.findOne({ _id: key }, { projection: { r: 1 } });
+      if (head && Number(head.r) >= r) continue;
+      await this.latest(key);
+      repaired++;
+    }
+    return repaired;
   }
 
   /** Lock names of a write: the record key and each unique value it holds. */
@@ -385,20 +512,23 @@ export class VersionedCollection<T> {
     const names = [`${this.codec.name}#${this.codec.keyOf(record)}`];
     for (const u of this.codec.uniques) {
       const value = u.valueOf(record);
-      if (value !== null) names.push(`${this.codec.name}.${u.docField}|${value}`);
+      if (value !== null) names.push(`${this.scope(u)}|${value}`);
     }
     return names;
   }
 
+  private scope(u: UniqueFieldSpec<T>): string {
+    return `${this.codec.name}.${u.docField}`;
+  }
+
   private async claimValue(u: UniqueFieldSpec<T>, value: string, owner: string) {
     const holds = async (ownerKey: string) => {
-      const latest = await this.latestDoc(ownerKey);
-      return latest !== null && latest[u.docField] === value;
+      const latest = await this.latest(ownerKey);
+      return latest !== null && latest.doc[u.docField] === value;
     };
-    const scope = `${this.codec.name}.${u.docField}`;
     const deadline = Date.now() + 2 * VERSIONED_DEFAULTS.claimGraceMs;
     for (;;) {
-      const result = await this.claims.claim(scope, value, owner, holds);
+      const result = await this.claims.claim(this.scope(u), value, owner, holds);
       // A writer that claimed but has not written yet: wait for its record (or for its claim to go stale).
       if (result.status === 'held' && !result.settled && Date.now() < deadline) {
         await sleep(VERSIONED_DEFAULTS.claimPollMs);
@@ -409,29 +539,42 @@ export class VersionedCollection<T> {
     }
   }
 
-  /** Insert revision `r` of the record; false when another writer took that revision. */
+  /** Insert revision `r` of the record, then its head; false when another writer took that revision. */
   private async writeRevision(record: T, key: string, r: number): Promise<boolean> {
     try {
-      await this.coll.insertOne(this.versionDoc(record, key, r));
+      await this.revs.insertOne(this.revisionDoc(record, key, r));
     } catch (err) {
       if (isDuplicateKey(err)) return false;
       throw err;
     }
-    // The write is committed. What follows is housekeeping: its failure must not
-    // turn a done write into an error (readers never trust `cur` alone).
-    try {
-      await this.coll.updateMany({ k: key, r: { $lt: r }, cur: true }, { $set: { cur: false } });
-      if (r % VERSIONED_DEFAULTS.gcEvery === 0) {
-        await this.coll.deleteMany({ k: key, r: { $lt: r - 1 }, w: { $lt: new Date(Date.now() - this.gcAgeMs) } });
-      }
-    } catch {
-      // Left for the next write of this record.
-    }
+    // The write is committed. The head is a cache, written after it (not
+    // awaited): its failure must not turn a done write into an error, and
+    // readers look past a head that is behind.
+    this.remember(key, { doc: this.revisionDoc(record, key, r), r });
+    this.queueHead(key, r, record);
     return true;
   }
 
-  private versionDoc(record: T, key: string, r: number): VDoc {
-    return { ...this.codec.toFields(record), _id: revisionId(key, r), k: key, r, cur: true, w: new Date() };
+  private queueHead(key: string, r: number, record: T): void {
+    const previous = this.headWrites.get(key) ?? Promise.resolve();
+    const next = previous.then(() => this.writeHead(key, r, record)).catch(() => undefined);
+    this.headWrites.set(key, next);
+    void next.then(() => {
+      if (this.headWrites.get(key) === next) this.headWrites.delete(key);
+    });
+  }
+
+  private async writeHead(key: string, r: number, record: T): Promise<void> {
+    try {
+      await this.heads.replaceOne({ _id: key }, { ...this.codec.toFields(record), _id: key, k: key, r }, { upsert: true });
+    } catch (err) {
+      // Two first head writes racing on FerretDB: the loser's upsert meets the winner's insert.
+      if (!isDuplicateKey(err)) throw err;
+    }
+  }
+
+  private revisionDoc(record: T, key: string, r: number): Rev {
+    return { ...this.codec.toFields(record), _id: revisionId(key, r), k: key, r, w: new Date() };
   }
 
   private gaveUp(operation: string): StorageError {

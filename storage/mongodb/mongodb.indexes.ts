@@ -2,28 +2,36 @@
  * Collections and indexes of the MongoDB store.
  *
  * Layout (see `mongodb-versioned.collection.ts`): each repository with `save`
- * keeps insert-only revision documents, `_id` = `<key>#<revision>`, `k` = the
- * record key, `r` = the revision, `cur` = latest-revision hint, `w` = written
- * at. Identity is unique by construction: one `_id` per revision and one
- * `_id` per claim generation in `claims` (teamsUserId, cardId, pairing code
- * hashes, case sourceId). The audit log uses the entry id as `_id`, the
- * conversations the person id. So no index here needs `unique`.
+ * has a head collection (`persons`: one document per record, `_id` = key, a
+ * cache of the latest revision) and a revision collection (`persons_rev`:
+ * insert-only, `_id` = `<key>#<revision>`, the truth). Identity is unique by
+ * construction: one `_id` per revision, one `_id` per claim generation in
+ * `claims` (teamsUserId, cardId, pairing code hashes, case sourceId), the
+ * entry id as `_id` in `audit`, the person id in `conversations`. So no index
+ * here needs `unique`, and every read on the hot path is by `_id`.
  *
  * Portability (MongoDB, Atlas, Cosmos DB for MongoDB, FerretDB v1): only plain
  * ascending single and compound indexes. FerretDB v1 refuses
- * `partialFilterExpression` and `expireAfterSeconds`; Cosmos DB needs an index
- * for each sort and allows unique indexes only on empty collections. The one
- * TTL index is garbage collection only, created where the server accepts it.
+ * `partialFilterExpression` and `expireAfterSeconds` (and on SQLite uses no
+ * index but `_id`); Cosmos DB needs an index for each sort and allows unique
+ * indexes only on empty collections. The TTL indexes are garbage collection
+ * only, created where the server accepts them.
  */
 
 /** Collection names. */
 export const MONGO_COLLECTION = {
   persons: 'persons',
+  personsRev: 'persons_rev',
   cards: 'cards',
+  cardsRev: 'cards_rev',
   journeys: 'journeys',
+  journeysRev: 'journeys_rev',
   devices: 'devices',
+  devicesRev: 'devices_rev',
   pairings: 'pairings',
+  pairingsRev: 'pairings_rev',
   cases: 'cases',
+  casesRev: 'cases_rev',
   audit: 'audit',
   conversations: 'conversations',
   /** Unique-value claims (see ClaimRegistry). */
@@ -42,39 +50,38 @@ export interface MongoIndexSpec {
   key: Record<string, 1>;
 }
 
-const revisions = (collection: MongoCollectionName): MongoIndexSpec => ({ collection, name: `${collection}_k_r`, key: { k: 1, r: 1 } });
+/** Indexes of a revision collection: by record key (deletes) and by write time (GC, head repair). */
+const revisionIndexes = (collection: MongoCollectionName): MongoIndexSpec[] => [
+  { collection, name: `${collection}_k`, key: { k: 1 } },
+  { collection, name: `${collection}_w`, key: { w: 1 } },
+];
 
-/** Every index except `_id`. Each sort and lookup of the repositories is covered. */
+/** Every index except `_id`. Each list and sort of the repositories is covered. */
 export const MONGO_INDEXES: readonly MongoIndexSpec[] = [
-  revisions(MONGO_COLLECTION.persons),
-  { collection: MONGO_COLLECTION.persons, name: 'persons_teamsUserId', key: { teamsUserId: 1, cur: 1 } },
-  { collection: MONGO_COLLECTION.persons, name: 'persons_cardId', key: { cardId: 1, cur: 1 } },
-  revisions(MONGO_COLLECTION.cards),
-  revisions(MONGO_COLLECTION.journeys),
-  { collection: MONGO_COLLECTION.journeys, name: 'journeys_pending', key: { cur: 1, pendingCount: 1, updatedAt: 1, k: 1 } },
-  revisions(MONGO_COLLECTION.devices),
-  { collection: MONGO_COLLECTION.devices, name: 'devices_personId', key: { personId: 1, cur: 1, createdAt: 1, k: 1 } },
-  revisions(MONGO_COLLECTION.pairings),
-  { collection: MONGO_COLLECTION.pairings, name: 'pairings_deviceCodeHash', key: { deviceCodeHash: 1, cur: 1 } },
-  { collection: MONGO_COLLECTION.pairings, name: 'pairings_userCodeHash', key: { userCodeHash: 1, cur: 1 } },
-  { collection: MONGO_COLLECTION.pairings, name: 'pairings_expiresAt', key: { cur: 1, expiresAt: 1, k: 1 } },
-  revisions(MONGO_COLLECTION.cases),
-  { collection: MONGO_COLLECTION.cases, name: 'cases_personId', key: { personId: 1, cur: 1, createdAt: 1, k: 1 } },
-  { collection: MONGO_COLLECTION.cases, name: 'cases_status', key: { status: 1, cur: 1, createdAt: 1, k: 1 } },
-  { collection: MONGO_COLLECTION.claims, name: 'claims_s_g', key: { s: 1, g: 1 } },
-  { collection: MONGO_COLLECTION.claims, name: 'claims_owner', key: { owner: 1 } },
+  ...revisionIndexes(MONGO_COLLECTION.personsRev),
+  ...revisionIndexes(MONGO_COLLECTION.cardsRev),
+  { collection: MONGO_COLLECTION.journeys, name: 'journeys_pending', key: { pendingCount: 1, updatedAt: 1 } },
+  ...revisionIndexes(MONGO_COLLECTION.journeysRev),
+  { collection: MONGO_COLLECTION.devices, name: 'devices_personId', key: { personId: 1, createdAt: 1 } },
+  ...revisionIndexes(MONGO_COLLECTION.devicesRev),
+  { collection: MONGO_COLLECTION.pairings, name: 'pairings_expiresAt', key: { expiresAt: 1 } },
+  ...revisionIndexes(MONGO_COLLECTION.pairingsRev),
+  { collection: MONGO_COLLECTION.cases, name: 'cases_personId', key: { personId: 1, createdAt: 1 } },
+  { collection: MONGO_COLLECTION.cases, name: 'cases_status', key: { status: 1, createdAt: 1 } },
+  ...revisionIndexes(MONGO_COLLECTION.casesRev),
   { collection: MONGO_COLLECTION.audit, name: 'audit_at_seq', key: { at: 1, seq: 1 } },
   { collection: MONGO_COLLECTION.audit, name: 'audit_personId_at_seq', key: { personId: 1, at: 1, seq: 1 } },
 ];
 
 /**
  * Garbage collection of expired pairings by the server, where it supports TTL
- * indexes. `gcAfter` (a BSON date, on every revision) is `expiresAt` plus a day of grace, so the
+ * indexes. `gcAfter` (a BSON date, on heads and revisions) is `expiresAt` plus a day of grace, so the
  * service's own expiry checks and `deleteExpired` stay the rule and the TTL
  * monitor only sweeps leftovers. Correctness never depends on it.
  */
 export const MONGO_GC_TTL_INDEX = {
-  collection: MONGO_COLLECTION.pairings,
+  /** Heads and revisions both: a head deleted alone would come back from its revisions. */
+  collections: [MONGO_COLLECTION.pairings, MONGO_COLLECTION.pairingsRev],
   name: 'pairings_gc_ttl',
   key: { gcAfter: 1 },
   expireAfterSeconds: 0,

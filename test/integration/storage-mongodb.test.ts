@@ -84,10 +84,12 @@ describe.skipIf(mongo.skip)('MongoDB storage adapter', () => {
       const client = await server.client();
       const database = server.freshDatabaseName('ttl');
       const s = await openMongoStorage({ client, database });
-      const indexes = await client.db(database).collection(MONGO_GC_TTL_INDEX.collection).listIndexes().toArray();
-      const ttl = indexes.find((i) => i.name === MONGO_GC_TTL_INDEX.name);
-      expect(s.capabilities().gcTtlIndex).toBe(ttl !== undefined);
-      if (ttl) expect(ttl.expireAfterSeconds).toBe(MONGO_GC_TTL_INDEX.expireAfterSeconds);
+      for (const collection of MONGO_GC_TTL_INDEX.collections) {
+        const indexes = await client.db(database).collection(collection).listIndexes().toArray();
+        const ttl = indexes.find((i) => i.name === MONGO_GC_TTL_INDEX.name);
+        expect(s.capabilities().gcTtlIndex).toBe(ttl !== undefined);
+        if (ttl) expect(ttl.expireAfterSeconds).toBe(MONGO_GC_TTL_INDEX.expireAfterSeconds);
+      }
       if (s.capabilities().ferretdbVersion !== null) expect(s.capabilities().gcTtlIndex).toBe(false); // FerretDB v1 has no TTL indexes
       // Without TTL, expired pairings still go: deleteExpired is the rule.
       await s.close();

@@ -15,7 +15,7 @@ import type { MongoClient } from 'mongodb';
 import { AppError } from '../../common/app-error';
 import { runStorageConformance } from '../../storage/storage.conformance';
 import { STORAGE_ERROR } from '../../storage/storage.errors';
-import { at, makeCase, makeJourney, makePerson } from '../../storage/storage.fixtures';
+import { at, fakeCardId, makeCase, makeEffect, makeJourney, makePerson } from '../../storage/storage.fixtures';
 import { openMongoStorage, type MongoStorage } from '../../storage/mongodb/mongodb-storage.adapter';
 import { MONGO_COLLECTION, MONGO_GC_TTL_INDEX, MONGO_INDEXES, MONGO_SCHEMA_VERSION } from '../../storage/mongodb/mongodb.indexes';
 import { openStorage } from '../../storage/storage.factory';
@@ -139,6 +139,80 @@ describe.skipIf(mongo.skip)('MongoDB storage adapter', () => {
       );
       expect(err?.code).toBe(STORAGE_ERROR.UNAVAILABLE);
       expect(Date.now() - started).toBeLessThan(5000);
+    });
+  });
+
+  describe('revisions, heads and claims', () => {
+    it('a revision whose head was never written (crash between the two) is read, listed after the start-up repair, and continued', async () => {
+      const client = await server.client();
+      const database = server.freshDatabaseName('repair');
+      const first = await openMongoStorage({ client, database, gcIntervalMs: 0 });
+      const j = makeJourney({ updatedAt: at(1) });
+      await first.journeys.insert(j);
+      await first.close();
+      // What a crash right after the revision insert leaves: revision #1 with effects, head still at #0.
+      const effect = makeEffect();
+      const rev0 = await client.db(database).collection(`${MONGO_COLLECTION.journeys}_rev`).findOne({ _id: `${j.key}#0` as never });
+      await client
+        .db(database)
+        .collection(`${MONGO_COLLECTION.journeys}_rev`)
+        .insertOne({ ...rev0, _id: `${j.key}#1` as never, r: 1, w: new Date(), version: 2, pendingEffects: JSON.stringify([effect]), pendingCount: 1, updatedAt: at(2) });
+      expect((await client.db(database).collection(MONGO_COLLECTION.journeys).findOne({ _id: j.key as never }))?.r).toBe(0);
+
+      const second = await openMongoStorage({ client, database, gcIntervalMs: 0 });
+      expect(await second.journeys.get(j.key)).toEqual({ ...j, version: 2, pendingEffects: [effect], updatedAt: at(2) });
+      expect((await second.journeys.listWithPendingEffects(10)).map((x) => x.key)).toEqual([j.key]);
+      expect((await client.db(database).collection(MONGO_COLLECTION.journeys).findOne({ _id: j.key as never }))?.r).toBe(1);
+      expect(await second.journeys.save({ ...j, pendingEffects: [], updatedAt: at(3) }, 2)).toBe('saved');
+      expect(await second.journeys.listWithPendingEffects(10)).toEqual([]);
+      await second.close();
+    });
+
+    it('garbage collection keeps each record\'s last two revisions, and a cold reader still finds the latest', async () => {
+      const client = await server.client();
+      const database = server.freshDatabaseName('gc');
+      const s = await openMongoStorage({ client, database, gcIntervalMs: 0, versioned: { gcAgeMs: 0 } });
+      const j = makeJourney({ counters: { n: 0 } });
+      await s.journeys.insert(j);
+      for (let v = 1; v <= 9; v++) expect(await s.journeys.save({ ...j, counters: { n: v } }, v)).toBe('saved');
+      const revs = client.db(database).collection(`${MONGO_COLLECTION.journeys}_rev`);
+      expect(await revs.countDocuments({ k: j.key })).toBe(10);
+      expect(await s.collectGarbage()).toBe(8);
+      expect((await revs.find({ k: j.key }).toArray()).map((d) => d.r).sort()).toEqual([8, 9]);
+      await s.close();
+      const cold = await openMongoStorage({ client, database, gcIntervalMs: 0 });
+      expect(await cold.journeys.get(j.key)).toEqual({ ...j, counters: { n: 9 }, version: 10 });
+      expect(await cold.journeys.save({ ...j, counters: { n: 10 } }, 10)).toBe('saved');
+      expect(await cold.journeys.save({ ...j, counters: { n: -1 } }, 9)).toBe('conflict');
+      await cold.close();
+    });
+
+    it('a card one person dropped goes to another once the claim is older than the grace; an orphan claim is taken over the same way', async () => {
+      const client = await server.client();
+      const database = server.freshDatabaseName('claims');
+      const graceMs = 400;
+      const s = await openMongoStorage({ client, database, gcIntervalMs: 0, versioned: { claimGraceMs: graceMs } });
+      const cardId = fakeCardId();
+      const a = makePerson({ cardId });
+      const b = makePerson({ cardId: null });
+      await s.persons.insert(a);
+      await s.persons.insert(b);
+      expect(await s.persons.save({ ...a, cardId: null }, 1)).toBe('saved');
+      const started = Date.now();
+      expect(await s.persons.save({ ...b, cardId }, 1)).toBe('saved');
+      expect(Date.now() - started).toBeLessThan(graceMs * 4);
+      expect((await s.persons.findByCardId(cardId))?.id).toBe(b.id);
+      expect((await s.persons.get(a.id))?.cardId).toBeNull();
+
+      // A claim left by a writer that never wrote its record (crashed): refused while fresh, taken over after.
+      const orphanTeams = `29:${randomUUID()}`;
+      await client.db(database).collection(MONGO_COLLECTION.claims).insertOne({ _id: `persons.teamsUserId|${orphanTeams}#0` as never, owner: randomUUID(), at: new Date() });
+      const c = makePerson({ teamsUserId: orphanTeams });
+      const t0 = Date.now();
+      expect(await s.persons.insert(c)).toEqual({ status: 'created', record: c });
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(graceMs - 50);
+      expect((await s.persons.findByTeamsUserId(orphanTeams))?.id).toBe(c.id);
+      await s.close();
     });
   });
 

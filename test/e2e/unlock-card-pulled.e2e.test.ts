@@ -14,7 +14,10 @@
  * 2. The card is pulled right after the PUK change took effect (its answer is
  *    lost, so nobody knows which PUK it holds): put back, the companion finishes
  *    and the bot keeps the PUK the card really holds.
- * 3. No secret used here appears in the bot log, the companion log or stdout,
+ * 3. A double click and a stale click of "Check my answers" count one
+ *    attempt; "Send a new code" makes the first code useless; typed "cancel"
+ *    closes the companion's form.
+ * 4. No secret used here appears in the bot log, the companion log or stdout,
  *    the outbox (except each code in its own email) or any data file. Both
  *    processes log at `trace` here, the most talkative level.
  */
@@ -45,7 +48,7 @@ import {
   type CompanionProcess,
 } from '../support/e2e-stack';
 import { pcscdService, VPCD_READER } from '../support/pcscd';
-import { cardsOf, cardText, messageText, startPlayground, type BotMessage, type InvokeResult, type PlaygroundHandle } from '../support/playground';
+import { cardsOf, cardText, executeActions, messageText, startPlayground, type BotMessage, type InvokeResult, type PlaygroundHandle } from '../support/playground';
 import { playgroundService, requireServices } from '../support/services';
 
 const gate = await requireServices([playgroundService(), pcscdService()]);
@@ -243,6 +246,57 @@ describe.skipIf(gate.skip)('unlock end to end with the card pulled mid-unblock (
     expect(await card.verifies(NEW_PASSCODE_1)).toBe(true);
     expect(await card.holdsPuk(card.seen.newPuks.at(-1)!)).toBe(true);
     expect((await bot.outbox()).filter((m) => m.kind === 'unlock_code')).toHaveLength(3);
+  });
+
+  it('a double click and a stale click on the questions card count one attempt; a resent code replaces the old one; "cancel" closes the companion page', async () => {
+    for (let i = 0; i < 3; i++) expect(await card.verifies(WRONG_PIN)).toBe(false);
+    const codeMailsBefore = (await bot.outbox()).filter((m) => m.kind === 'unlock_code').length;
+    await pg.sendMessage('unlock');
+    const questions = await pg.waitForBotText('Answer your security questions', { timeoutMs: E2E_WAIT_MS });
+    const first = cardsOf(questions)[0]!;
+    expect(cardText(first)).toContain('3 attempts left');
+    const firstData = executeActions(first).find((a) => a.verb === 'unlock.answers')?.data;
+    expect(firstData).toBeDefined();
+    const wrong = { a1: WRONG_ANSWER, a2: WRONG_ANSWER, a3: WRONG_ANSWER };
+
+    // Double click: the same card version sent twice at once. One attempt is counted.
+    const twice = await Promise.all([0, 1].map(() => pg.invokeAction({ verb: 'unlock.answers', replyToId: questions.messageId, data: firstData!, inputs: wrong })));
+    for (const r of twice) expect(invokeCardText(r)).toContain('2 attempts left');
+    // A stale click of that first version later: the current card, nothing counted.
+    const stale = await pg.invokeAction({ verb: 'unlock.answers', replyToId: questions.messageId, data: firstData!, inputs: wrong });
+    expect(invokeCardText(stale)).toContain('2 attempts left');
+    expect(invokeCardText(stale)).not.toContain('Self-service unlock is locked');
+
+    // Right answers on the current card: a code is mailed.
+    const pass = await pg.invokeAction({ verb: 'unlock.answers', replyToId: questions.messageId, inputs: answerInputs(first, answerFor) });
+    expect(invokeCardText(pass)).toContain('Check your email');
+    const firstMail = await waitForMail(bot, (m) => m.kind === 'unlock_code' && !codes.some((c) => m.text.includes(c)));
+    const oldCode = unlockCodeFrom(firstMail);
+    codes.push(oldCode);
+    await expect.poll(async () => pageState((await page.get()).body), { timeout: E2E_WAIT_MS }).toBe('awaiting_unlock');
+
+    // "Send a new code": a second email; the first code no longer works.
+    const resent = await pg.invokeAction({ verb: 'unlock.resend_code', replyToId: questions.messageId });
+    expect(invokeCardText(resent)).toContain('Check your email');
+    const secondMail = await waitForMail(bot, (m) => m.kind === 'unlock_code' && !codes.some((c) => m.text.includes(c)));
+    const newCode = unlockCodeFrom(secondMail);
+    codes.push(newCode);
+    expect(newCode).not.toBe(oldCode);
+    expect((await bot.outbox()).filter((m) => m.kind === 'unlock_code')).toHaveLength(codeMailsBefore + 2);
+    const refused = await page.post('/unlock', { code: oldCode, passcode: NEW_PASSCODE_2, confirmation: NEW_PASSCODE_2 });
+    expect(pageState(refused.body)).toBe('awaiting_unlock');
+    expect(pageText(refused.body)).toContain('That unlock code is not right');
+    expect(card.card.pinBlocked).toBe(true);
+
+    // Typed "cancel": Teams says so, the card is updated in place, the companion page goes idle with the notice.
+    const mark = pg.mark();
+    await pg.sendMessage('cancel');
+    await pg.waitForBotText('Cancelled. Say "unlock" to start again.', { since: mark, timeoutMs: E2E_WAIT_MS });
+    await pg.waitForBotMessage((m) => m.messageId === questions.messageId && messageText(m).includes('Unlock cancelled'), { since: mark, timeoutMs: E2E_WAIT_MS });
+    await expect.poll(async () => pageState((await page.get()).body), { timeout: E2E_WAIT_MS }).toBe('idle');
+    expect(pageText((await page.get()).body)).toContain('Unlock cancelled in Teams.');
+    expect(card.card.pinBlocked).toBe(true);
+    expect((await bot.outbox()).filter((m) => m.kind === 'unlock_code')).toHaveLength(codeMailsBefore + 2);
   });
 
   it('leaves no passcode, PUK, unlock code or answer in the logs, the outbox (but each code in its own email) or the data directories', async () => {

@@ -6,8 +6,9 @@
  * UI in Debian's Chromium.
  *
  * - Person A pairs by typing `pair CODE` in the chat, types "unlock", answers
- *   the three questions on the card, gets the code from the outbox, types it
- *   and a new passcode twice on the companion's page (another tab of the same
+ *   the three questions on the card, gets the code from the outbox, types a
+ *   wrong code (refused, 4 tries left) and then it and a new passcode twice on
+ *   the companion's page (another tab of the same
  *   browser), and sees success on the page and the unlocked card in Teams; an
  *   "unlocked" notice is mailed. The card, read back over PC/SC, takes the new
  *   passcode and not the old one, and holds the PUK the bot rotated to.
@@ -97,6 +98,8 @@ const B: TestPerson = (() => {
   };
 })();
 const A_NEW_PASSCODE = randomPasscode([A.pin, A.puk, B.pin, B.puk]);
+/** A mistyped unlock code (8 digits that are not the code: checked against it before use). */
+const A_WRONG_CODE = randomPasscode([A.pin, A.puk, B.pin, B.puk, A_NEW_PASSCODE]);
 /** B's wrong answers, one per attempt (typed in Teams, so secrets of the same kind). */
 const B_WRONG = [1, 2, 3].map((n) => `Wrong guess ${n} ${randomWord()}`);
 /** What A types: another case and spacing than at registration. */
@@ -203,6 +206,7 @@ describe.skipIf(gate.skip)('unlock end to end in the Agents Playground driven by
       const mail = await waitForMail(bot, (m) => m.kind === 'unlock_code');
       expect(mail.headers['to']).toContain(A.email);
       unlockCode = unlockCodeFrom(mail);
+      expect(unlockCode).not.toBe(A_WRONG_CODE);
 
       // The companion was asked to show the form: open its page in another tab of the same browser.
       await companion.waitForLineAfter(/^UNLOCK: type your unlock code/, linesBefore);
@@ -210,6 +214,14 @@ describe.skipIf(gate.skip)('unlock end to end in the Agents Playground driven by
       await tab.goto(await companion.latestPageLink());
       await tab.waitForURL((u) => u.pathname === '/' && u.search === '');
       await expect.poll(() => tab!.locator('body').getAttribute('data-state'), { timeout: E2E_WAIT_MS }).toBe('awaiting_unlock');
+      // A mistyped code first: refused by the bot, one of 5 tries used, the form comes back empty.
+      await tab.getByLabel('Unlock code').fill(A_WRONG_CODE);
+      await tab.getByLabel('New passcode', { exact: true }).fill(A_NEW_PASSCODE);
+      await tab.getByLabel('Confirm new passcode').fill(A_NEW_PASSCODE);
+      await tab.getByRole('button', { name: 'Unlock my card' }).click();
+      await tab.getByText('That unlock code is not right. You can try 4 more times.').waitFor({ timeout: E2E_WAIT_MS });
+      expect(await tab.getByLabel('New passcode', { exact: true }).inputValue()).toBe('');
+      expect(card.seen.puks.size).toBe(0); // no PUK reached the card
       await tab.getByLabel('Unlock code').fill(unlockCode);
       await tab.getByLabel('New passcode', { exact: true }).fill(A_NEW_PASSCODE);
       await tab.getByLabel('Confirm new passcode').fill(A_NEW_PASSCODE);
@@ -335,6 +347,7 @@ describe.skipIf(gate.skip)('unlock end to end in the Agents Playground driven by
       { label: 'A enrolled PUK', value: A.puk, kind: 'digits' },
       ...(cardA?.seen.newPuks ?? []).map((p, i) => ({ label: `A rotated PUK ${i + 1}`, value: p, kind: 'digits' as const })),
       { label: 'A unlock code', value: unlockCode!, kind: 'digits' },
+      { label: 'A mistyped code', value: A_WRONG_CODE, kind: 'digits' },
       { label: 'B passcode', value: B.pin, kind: 'digits' },
       { label: 'B PUK', value: B.puk, kind: 'digits' },
       ...A.answers.map((a) => ({ label: `A answer ${a.questionId} as registered`, value: a.answer, kind: 'answer' as const })),

@@ -145,7 +145,7 @@ describe('sqlite storage: settings and schema', () => {
     const again = await openStorage({ kind: 'sqlite', file });
     expect(await again.persons.get(p.id)).toEqual(p);
     await again.close();
-    await expect(openStorage({ kind: 'mongodb' } as never)).rejects.toMatchObject({ code: 'CONFIG.STORAGE_KIND_UNKNOWN' });
+    await expect(openStorage({ kind: 'postgres' } as never)).rejects.toMatchObject({ code: 'CONFIG.STORAGE_KIND_UNKNOWN' });
   });
 });
 

@@ -17,7 +17,11 @@
  * 3. A double click and a stale click of "Check my answers" count one
  *    attempt; "Send a new code" makes the first code useless; typed "cancel"
  *    closes the companion's form.
- * 4. No secret used here appears in the bot log, the companion log or stdout,
+ * 4. No card, another person's card, a card that is not locked: the bot says
+ *    so plainly, and a problem card re-checks by itself when a card goes in.
+ * 5. The companion stopped: "not connected"; started again it reconnects with
+ *    its stored pairing and the person finishes.
+ * 6. No secret used here appears in the bot log, the companion log or stdout,
  *    the outbox (except each code in its own email) or any data file. Both
  *    processes log at `trace` here, the most talkative level.
  */
@@ -69,6 +73,11 @@ const PUK = randomPasscode([OLD_PIN]);
 const NEW_PASSCODE_1 = randomPasscode([OLD_PIN, PUK]);
 const NEW_PASSCODE_2 = randomPasscode([OLD_PIN, PUK, NEW_PASSCODE_1]);
 const WRONG_PIN = randomPasscode([OLD_PIN, PUK, NEW_PASSCODE_1, NEW_PASSCODE_2]);
+/** The passcode an RA officer sets when unblocking the card by hand. */
+const RA_PIN = randomPasscode([OLD_PIN, PUK, NEW_PASSCODE_1, NEW_PASSCODE_2, WRONG_PIN]);
+/** Another person's card. */
+const OTHER_PIN = randomPasscode([OLD_PIN, PUK, NEW_PASSCODE_1, NEW_PASSCODE_2, WRONG_PIN, RA_PIN]);
+const OTHER_PUK = randomPasscode([OLD_PIN, PUK, NEW_PASSCODE_1, NEW_PASSCODE_2, WRONG_PIN, RA_PIN, OTHER_PIN]);
 const CARD_ID = randomCardId();
 
 /** Text of the card an invoke answered with (fails the test on an error answer). */
@@ -84,10 +93,12 @@ function answerFor(questionText: string): string | undefined {
   return a ? typed(a.answer) : undefined;
 }
 
-describe.skipIf(gate.skip)('unlock end to end with the card pulled mid-unblock (bot + companion + pcscd/vpcd + Playground API)', { timeout: E2E_TEST_MS }, () => {
+describe.skipIf(gate.skip)('unlock end to end through the Playground API: card pulled mid-unblock, stale clicks, card problems, companion restart (bot + companion + pcscd/vpcd)', { timeout: E2E_TEST_MS }, () => {
   let pcsc: PcscReaderAdapter;
   let bot: BotStack;
   let companion: CompanionProcess;
+  /** Every companion process started (a restart adds one), for the secret scan. */
+  const companions: CompanionProcess[] = [];
   let card: VpcdCard;
   let pg: PlaygroundHandle;
   let page: PageBrowser;
@@ -123,6 +134,7 @@ describe.skipIf(gate.skip)('unlock end to end with the card pulled mid-unblock (
     await seedPerson(bot, { teamsUserId: 'user-id-0', displayName: 'Pat Pulled', email: EMAIL, cardId: CARD_ID, puk: PUK, answers: REGISTERED });
     card = await VpcdCard.insert(pcsc, VPCD_READER, { cardId: CARD_ID, pin: OLD_PIN, puk: PUK, blocked: true });
     companion = startCompanion(bot, { name: 'e2e-pulled-companion', readerName: VPCD_READER.name, workstation: 'WS-E2E-PULL', logLevel: 'trace' });
+    companions.push(companion);
     pg = await startPlayground({ botUrl: bot.messagesUrl, name: 'e2e-pulled-playground', currentUser: { id: 'user-id-0', name: 'Alex Wilber' } });
     await pg.install();
 
@@ -138,7 +150,7 @@ describe.skipIf(gate.skip)('unlock end to end with the card pulled mid-unblock (
 
   afterAll(async () => {
     await pg?.stop();
-    await companion?.stop();
+    for (const c of companions) await c.stop();
     await bot?.stop();
     await card?.dispose();
     await pcsc?.close();
@@ -299,12 +311,78 @@ describe.skipIf(gate.skip)('unlock end to end with the card pulled mid-unblock (
     expect((await bot.outbox()).filter((m) => m.kind === 'unlock_code')).toHaveLength(codeMailsBefore + 2);
   });
 
+  it('says plainly when there is no card, another card, or a card that is not locked, and re-checks by itself when a card goes in', async () => {
+    // The card is blocked (previous test). Take it out and ask.
+    await card.pull();
+    await card.waitAbsent();
+    await pg.sendMessage('unlock');
+    const problem = await pg.waitForBotText('No card in the reader', { timeoutMs: E2E_WAIT_MS });
+    const msg = problem.messageId;
+
+    // Another person's card goes in: the same Teams card changes by itself to say so.
+    const mark = pg.mark();
+    const other = await VpcdCard.insert(pcsc, VPCD_READER, { cardId: randomCardId(), pin: OTHER_PIN, puk: OTHER_PUK, blocked: true });
+    try {
+      await pg.waitForBotMessage((m) => m.messageId === msg && messageText(m).includes('This is not your registered card'), { since: mark, timeoutMs: E2E_WAIT_MS });
+      expect(other.seen.puks.size).toBe(0);
+    } finally {
+      await other.dispose();
+    }
+    await card.waitAbsent();
+
+    // Their own (blocked) card goes in: the card moves on to the questions by itself.
+    const mark2 = pg.mark();
+    await card.reinsert();
+    await pg.waitForBotMessage((m) => m.messageId === msg && messageText(m).includes('Answer your security questions'), { since: mark2, timeoutMs: E2E_WAIT_MS });
+    await pg.sendMessage('cancel');
+    await pg.waitForBotText('Cancelled. Say "unlock" to start again.', { timeoutMs: E2E_WAIT_MS });
+
+    // The RA team unblocks the card with the PUK (from this test, over PC/SC): now it is not locked.
+    await card.session((s) => s.resetRetryCounter(card.seen.newPuks.at(-1)!, RA_PIN));
+    expect(await card.pinRetries()).toBeGreaterThan(0);
+    await pg.sendMessage('unlock');
+    await pg.waitForBotText('Your card is not locked', { timeoutMs: E2E_WAIT_MS });
+    expect((await bot.outbox()).filter((m) => m.kind === 'unlock_code')).toHaveLength(codes.length);
+  });
+
+  it('says the companion is not connected when it stops, and carries on with the same pairing when it is back', async () => {
+    for (let i = 0; i < 3; i++) expect(await card.verifies(WRONG_PIN)).toBe(false);
+    await companion.stop();
+    await pg.sendMessage('unlock');
+    const offline = await pg.waitForBotText('The companion is not connected', { timeoutMs: E2E_WAIT_MS });
+    expect(messageText(offline)).toContain('WS-E2E-PULL');
+
+    // Started again on the same data directory: no new pairing, it reconnects with its credential.
+    companion = startCompanion(bot, { name: 'e2e-pulled-companion-2', readerName: VPCD_READER.name, workstation: 'WS-E2E-PULL', logLevel: 'trace', dataDir: companion.dataDir });
+    companions.push(companion);
+    await companion.process.waitForLine(/^STATUS: connected to Smartcard Assist/, E2E_WAIT_MS);
+    expect(companion.process.lines().some((l) => l.startsWith('PAIRING CODE:'))).toBe(false);
+    page = new PageBrowser(await companion.latestPageLink());
+    expect((await page.open()).status).toBe(200);
+
+    const retry = await pg.invokeAction({ verb: 'unlock.check_card', replyToId: offline.messageId });
+    expect(invokeCardText(retry)).toContain('Answer your security questions');
+    const pass = await pg.invokeAction({ verb: 'unlock.answers', replyToId: offline.messageId, inputs: answerInputs(retry.ok ? retry.card : undefined, answerFor) });
+    expect(invokeCardText(pass)).toContain('Check your email');
+    const mail = await waitForMail(bot, (m) => m.kind === 'unlock_code' && !codes.some((c) => m.text.includes(c)));
+    const code = unlockCodeFrom(mail);
+    codes.push(code);
+    await expect.poll(async () => pageState((await page.get()).body), { timeout: E2E_WAIT_MS }).toBe('awaiting_unlock');
+    const done = await page.post('/unlock', { code, passcode: NEW_PASSCODE_2, confirmation: NEW_PASSCODE_2 });
+    expect(pageState(done.body)).toBe('done');
+    await pg.waitForBotMessage((m) => m.messageId === offline.messageId && messageText(m).includes('Your smartcard is unlocked'), { timeoutMs: E2E_WAIT_MS });
+    expect(await card.verifies(NEW_PASSCODE_2)).toBe(true);
+  });
+
   it('leaves no passcode, PUK, unlock code or answer in the logs, the outbox (but each code in its own email) or the data directories', async () => {
     const secrets: TestSecret[] = [
       { label: 'old passcode', value: OLD_PIN, kind: 'digits' },
       { label: 'new passcode 1', value: NEW_PASSCODE_1, kind: 'digits' },
       { label: 'new passcode 2', value: NEW_PASSCODE_2, kind: 'digits' },
       { label: 'wrong passcode', value: WRONG_PIN, kind: 'digits' },
+      { label: 'passcode set by the RA', value: RA_PIN, kind: 'digits' },
+      { label: 'other card passcode', value: OTHER_PIN, kind: 'digits' },
+      { label: 'other card PUK', value: OTHER_PUK, kind: 'digits' },
       { label: 'enrolled PUK', value: PUK, kind: 'digits' },
       ...card.seen.newPuks.map((p, i) => ({ label: `rotated PUK ${i + 1}`, value: p, kind: 'digits' as const })),
       ...codes.map((c, i) => ({ label: `unlock code ${i + 1}`, value: c, kind: 'digits' as const })),
@@ -318,8 +396,8 @@ describe.skipIf(gate.skip)('unlock end to end with the card pulled mid-unblock (
     for (const m of await bot.outbox()) if (m.kind === 'unlock_code') codeMails.set(m.file, unlockCodeFrom(m));
     expect([...codeMails.values()].sort()).toEqual([...codes].sort());
     // The companions' own secrets too: device credential (only in its file) and page tokens (only on stdout).
-    const own = await companionSecrets([companion]);
-    expect(own.secrets.filter((x) => x.label.endsWith('device credential'))).toHaveLength([companion].length);
+    const own = await companionSecrets(companions);
+    expect(own.secrets.filter((x) => x.label.endsWith('device credential'))).toHaveLength(companions.length);
     expect(own.secrets.some((x) => x.label.includes('page token'))).toBe(true);
     secrets.push(...own.secrets);
     const allow = anyAllow(codeInOwnEmail(codeMails), own.allow);
@@ -335,7 +413,7 @@ describe.skipIf(gate.skip)('unlock end to end with the card pulled mid-unblock (
     expect(teamsSide.length).toBeGreaterThan(0);
 
     // While everything runs (the WAL holds recent writes)...
-    const running = await productSources({ bot, companions: [companion] });
+    const running = await productSources({ bot, companions });
     expect(running.some((s) => s.where.endsWith('-wal'))).toBe(true);
     // ...and plain values stored or logged next to the secrets are found where they were written.
     expectFoundIn(running, /\.sqlite(-wal)?$/, [EMAIL, CARD_ID]);
@@ -346,9 +424,9 @@ describe.skipIf(gate.skip)('unlock end to end with the card pulled mid-unblock (
     expect(whileRunning, describeFindings(whileRunning)).toEqual([]);
 
     // ...and after a clean stop (checkpointed database, flushed logs).
-    await companion.stop();
+    for (const c of companions) await c.stop();
     await bot.stop();
-    const stopped = findSecrets(await productSources({ bot, companions: [companion] }), secrets, allow);
+    const stopped = findSecrets(await productSources({ bot, companions }), secrets, allow);
     expect(stopped, describeFindings(stopped)).toEqual([]);
   });
 });

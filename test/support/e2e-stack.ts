@@ -283,9 +283,10 @@ export interface CompanionProcess {
  * @param options.readerName - the PC/SC reader to use, e.g. `Virtual PCD 00 00`
  * @param options.workstation - workstation name shown in Teams
  * @param options.logLevel - default `debug`; `trace` also logs APDU names (the secret scan's harder case)
+ * @param options.dataDir - reuse a data directory (a restart keeps its pairing); default a fresh one
  */
-export function startCompanion(bot: BotStack, options: { name: string; readerName: string; workstation: string; logLevel?: 'debug' | 'trace' }): CompanionProcess {
-  const dataDir = mkdtempSync(path.join(artifactDir('tmp'), `${options.name}-data-`));
+export function startCompanion(bot: BotStack, options: { name: string; readerName: string; workstation: string; logLevel?: 'debug' | 'trace'; dataDir?: string }): CompanionProcess {
+  const dataDir = options.dataDir ?? mkdtempSync(path.join(artifactDir('tmp'), `${options.name}-data-`));
   const logFile = artifactPath('logs', `${options.name}.pino.log`);
   writeFileSync(logFile, '', { mode: 0o600 }); // pino appends: start each run with an empty log
   const proc = startProcess({

@@ -25,7 +25,10 @@ const EnvSchema = z.object({
   /** 32-byte master key, base64 or hex. Or SMARTCARD_MASTER_KEY_FILE. */
   SMARTCARD_MASTER_KEY: z.string().min(1).optional(),
   SMARTCARD_MASTER_KEY_FILE: z.string().min(1).optional(),
-  STORAGE: z.enum(['sqlite']).default('sqlite'),
+  STORAGE: z.enum(['sqlite', 'mongodb'], { message: 'must be sqlite or mongodb' }).default('sqlite'),
+  /** `mongodb://` or `mongodb+srv://` URL (may hold credentials; never logged). Required when STORAGE=mongodb. */
+  MONGODB_URL: z.string().regex(/^mongodb(\+srv)?:\/\//, 'must start with mongodb:// or mongodb+srv://').optional(),
+  MONGODB_DATABASE: z.string().regex(/^[A-Za-z0-9_-]{1,63}$/, 'must be 1-63 letters, digits, _ or -').optional(),
   MAIL_TRANSPORT: z.enum(['outbox', 'graph'], { message: 'must be outbox or graph' }).default('outbox'),
   MAIL_FROM: z.string().email('MAIL_FROM must be an email address').default('smartcard-assist@localhost.localdomain'),
   /** Bot Framework app registration; empty = local development with no channel authentication (Playground). */
@@ -51,7 +54,7 @@ export interface BotConfig {
   host: string;
   dataDir: string;
   masterKey: string;
-  storage: { kind: 'sqlite'; file: string };
+  storage: { kind: 'sqlite'; file: string } | { kind: 'mongodb'; url: string; database?: string };
   mail: { transport: 'outbox'; outboxDir: string; from: string } | { transport: 'graph'; graph: GraphMailConfig; outboxDir: string; from: string };
   auth:
     | { kind: 'none' }
@@ -94,6 +97,7 @@ export function loadConfig(env: Record<string, string | undefined>): BotConfig {
   }
   if (!masterKey) throw new AppError('CONFIG.INVALID', 'SMARTCARD_MASTER_KEY or SMARTCARD_MASTER_KEY_FILE must be set (32 random bytes, base64 or hex)');
 
+  if (e.STORAGE === 'mongodb' && !e.MONGODB_URL) throw new AppError('CONFIG.INVALID', 'MONGODB_URL must be set when STORAGE=mongodb (mongodb:// or mongodb+srv://)');
   let auth: BotConfig['auth'];
   if (e.MicrosoftAppId) {
     const appType = e.MicrosoftAppType ?? 'MultiTenant';
@@ -120,7 +124,10 @@ export function loadConfig(env: Record<string, string | undefined>): BotConfig {
     host: e.HOST,
     dataDir,
     masterKey,
-    storage: { kind: 'sqlite', file: path.join(dataDir, 'smartcard-assist.sqlite') },
+    storage:
+      e.STORAGE === 'mongodb'
+        ? { kind: 'mongodb', url: e.MONGODB_URL as string, ...(e.MONGODB_DATABASE ? { database: e.MONGODB_DATABASE } : {}) }
+        : { kind: 'sqlite', file: path.join(dataDir, 'smartcard-assist.sqlite') },
     mail:
       e.MAIL_TRANSPORT === 'graph'
         ? { transport: 'graph', graph: loadGraphMailConfig(env), outboxDir: path.join(dataDir, 'outbox'), from: e.MAIL_FROM }
@@ -133,7 +140,8 @@ export function loadConfig(env: Record<string, string | undefined>): BotConfig {
     pairingPollIntervalSeconds: e.PAIRING_POLL_INTERVAL_SECONDS,
     companionCommandTimeoutMs: e.COMPANION_COMMAND_TIMEOUT_MS,
     approvedEmailDomains: e.APPROVED_EMAIL_DOMAINS,
-    instanceId: e.BOT_INSTANCE_ID ?? `bot-${process.pid}`,
+    // Unique per process start: the command bus addresses instances by it.
+    instanceId: `${e.BOT_INSTANCE_ID ?? `bot-${process.pid}`}-${Date.now().toString(36)}`,
     directory: loadDirectoryConfig(env),
   };
 }

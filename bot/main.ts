@@ -23,8 +23,38 @@ import { JourneyEngine } from './journeys/journey.engine';
 import { CompanionLinkServer } from './link/companion-link.server';
 import { OutboxMailAdapter } from './mail/outbox-mail.adapter';
 import { PairingService } from './pairing/pairing.service';
-import { deriveKeys, parseMasterKey } from './security/keys';
+import { deriveKeys, parseMasterKey, type DerivedKeys } from './security/keys';
+import { seal, unseal } from './security/seal';
+import type { CommandBus } from '../storage/command-bus.port';
 import { SmartcardBot, TeamsNotifierAdapter } from './teams/teams.bot';
+
+/**
+ * Open the configured store and, for MongoDB (several instances), the command
+ * bus on the same client. The embedded store needs no bus: one process holds
+ * every companion connection.
+ */
+async function openStore(config: BotConfig, keys: DerivedKeys, logger: Logger): Promise<{ storage: Storage; bus: CommandBus | null; closeClient: () => Promise<void> }> {
+  if (config.storage.kind !== 'mongodb') return { storage: await openStorage(config.storage, logger), bus: null, closeClient: async () => undefined };
+  const { MongoClient } = await import('mongodb');
+  const { openMongoStorage } = await import('../storage/mongodb/mongodb-storage.adapter');
+  const { openMongoCommandBus } = await import('../storage/mongodb/mongodb-command-bus');
+  const client = new MongoClient(config.storage.url, { serverSelectionTimeoutMS: 5000 });
+  try {
+    await client.connect();
+  } catch (err) {
+    throw new AppError('STORAGE.UNAVAILABLE', 'cannot reach MongoDB at MONGODB_URL', { cause: err });
+  }
+  const storage = await openMongoStorage({ client, ...(config.storage.database ? { database: config.storage.database } : {}), logger });
+  const busKey = keys.busKey;
+  const bus = await openMongoCommandBus({
+    db: client.db(storage.databaseName),
+    instanceId: config.instanceId,
+    cipher: { seal: (plaintext, aad) => seal(busKey, plaintext, aad), open: (sealed, aad) => unseal(busKey, sealed, aad) },
+    logger,
+  });
+  logger.info({ instanceId: config.instanceId, database: storage.databaseName, bus: bus.mode }, 'MongoDB store and command bus open');
+  return { storage, bus, closeClient: () => client.close() };
+}
 
 /** A running bot: its services (for tests and benchmarks in-process) and how to stop it. */
 export interface BotApp {
@@ -51,7 +81,7 @@ export async function startBot(config: BotConfig, overrides: { mail?: MailPort; 
   const logger = overrides.logger ?? createLogger({ name: 'bot', level: config.logLevel });
   const keys = deriveKeys(parseMasterKey(config.masterKey, 'SMARTCARD_MASTER_KEY'));
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
-  const storage = await openStorage(config.storage, logger);
+  const { storage, bus, closeClient } = await openStore(config, keys, logger);
   let mail: MailPort;
   if (overrides.mail) mail = overrides.mail;
   else if (config.mail.transport === 'graph') {
@@ -62,7 +92,8 @@ export async function startBot(config: BotConfig, overrides: { mail?: MailPort; 
     mail = graph;
   } else mail = new OutboxMailAdapter({ dir: config.mail.outboxDir, from: { name: 'Smartcard Assist', address: config.mail.from }, logger });
 
-  const link = new CompanionLinkServer({ storage, credentialHashKey: keys.credentialHashKey, logger, instanceId: config.instanceId });
+  const link = new CompanionLinkServer({ storage, credentialHashKey: keys.credentialHashKey, logger, instanceId: config.instanceId, bus });
+  await link.start();
   const pairing = new PairingService({ storage, codeHashKey: keys.codeHashKey, credentialHashKey: keys.credentialHashKey, pollIntervalSeconds: config.pairingPollIntervalSeconds, logger });
   const rules = DEFAULT_UNLOCK_RULES;
   const now = (): Date => new Date();
@@ -80,7 +111,7 @@ export async function startBot(config: BotConfig, overrides: { mail?: MailPort; 
     timeZone: config.timeZone,
     raContact: config.raContact,
     commandTimeoutMs: config.companionCommandTimeoutMs,
-    currentDevice: (personId) => pairing.currentDevice(personId, (id) => link.isConnected(id)),
+    currentDevice: (personId) => pairing.currentDevice(personId, (d) => link.isReachable(d)),
   });
 
   const auth =
@@ -120,10 +151,10 @@ export async function startBot(config: BotConfig, overrides: { mail?: MailPort; 
     directory,
     timeZone: config.timeZone,
     raContact: config.raContact,
-    currentDevice: (personId) => pairing.currentDevice(personId, (id) => link.isConnected(id)),
-    isConnected: (id) => link.isConnected(id),
+    currentDevice: (personId) => pairing.currentDevice(personId, (d) => link.isReachable(d)),
+    isReachable: (d) => link.isReachable(d),
   });
-  const bot = new SmartcardBot({ storage, unlock, registration, pairing, isConnected: (id) => link.isConnected(id), logger, timeZone: config.timeZone, raContact: config.raContact, rules, allowedTenants: config.allowedTenants });
+  const bot = new SmartcardBot({ storage, unlock, registration, pairing, isReachable: (d) => link.isReachable(d), logger, timeZone: config.timeZone, raContact: config.raContact, rules, allowedTenants: config.allowedTenants });
   notifier = new TeamsNotifierAdapter({ adapter, appId: config.auth.kind === 'none' ? '' : config.auth.appId, storage, engine, bot, logger });
   runner.setNotifier(notifier);
   engine.onFollowUp('unlock', (personId, event) => unlock.onFollowUp(personId, event));
@@ -166,7 +197,9 @@ export async function startBot(config: BotConfig, overrides: { mail?: MailPort; 
       clearInterval(sweeper);
       await link.close();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      await bus?.close().catch(() => undefined);
       await storage.close();
+      await closeClient();
     },
   };
 }

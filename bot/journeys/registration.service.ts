@@ -71,7 +71,8 @@ export class RegistrationService {
       timeZone: string;
       raContact: string;
       currentDevice: (personId: string) => Promise<Device | null>;
-      isConnected: (deviceId: string) => boolean;
+      /** Whether the device's companion can be reached now (this instance or, with a bus, another). */
+      isReachable: (device: Device) => boolean;
       now?: () => Date;
     },
   ) {}
@@ -150,7 +151,7 @@ export class RegistrationService {
   async submitContact(identity: TeamsIdentity, runId: string, step: string, email: string, mobile: string): Promise<JourneyRecord> {
     const { personId } = await this.resolve(identity);
     const device = await this.deps.currentDevice(personId);
-    const deviceId = device && this.deps.isConnected(device.id) ? device.id : null;
+    const deviceId = device && this.deps.isReachable(device) ? device.id : null;
     return this.apply(personId, async (j) => (j.runId === runId && String(j.state.step) === step ? { type: 'contact_submitted', step: j.state.step, email, mobile, deviceId } : null));
   }
 
@@ -158,7 +159,7 @@ export class RegistrationService {
     const { personId } = await this.resolve(identity);
     const device = await this.deps.currentDevice(personId);
     return this.apply(personId, async (j) =>
-      j.runId === runId && String(j.state.step) === step ? { type: 'check_card', step: j.state.step, deviceId: device?.id ?? null, companionOnline: !!device && this.deps.isConnected(device.id) } : null,
+      j.runId === runId && String(j.state.step) === step ? { type: 'check_card', step: j.state.step, deviceId: device?.id ?? null, companionOnline: !!device && this.deps.isReachable(device) } : null,
     );
   }
 

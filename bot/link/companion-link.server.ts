@@ -28,14 +28,32 @@ import {
   type Response,
 } from '../../protocol/companion-link.protocol';
 import type { Device, Storage } from '../../storage/storage.port';
+import type { BusMessage, BusSubscription, CommandBus } from '../../storage/command-bus.port';
+import { z } from 'zod';
+import { CommandSchema, ReplySchema } from '../../protocol/companion-link.protocol';
 import { hashesEqual, keyedHash } from '../security/codes';
 
 export const LINK_PATH = '/companion/link';
+
+/**
+ * Messages between bot instances about companion commands (over the command
+ * bus, when several instances share MongoDB): the instance where a Teams turn
+ * landed asks the instance holding the companion's WebSocket to send a command,
+ * and gets the reply back.
+ */
+const LinkBusMessageSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('link.command'), requestId: z.string().uuid(), deviceId: z.string().uuid(), command: CommandSchema, timeoutMs: z.number().int().positive().max(120_000), replyTo: z.string().min(1).max(200) }),
+  z.object({ kind: z.literal('link.reply'), requestId: z.string().uuid(), reply: ReplySchema }),
+  z.object({ kind: z.literal('link.failed'), requestId: z.string().uuid(), code: z.string().max(64), message: z.string().max(500) }),
+]);
+type LinkBusMessage = z.infer<typeof LinkBusMessageSchema>;
 
 /** What the rest of the bot needs from the link. */
 export interface CompanionLink {
   /** True when this instance holds a live socket for the device. */
   isConnected(deviceId: string): boolean;
+  /** True when the device's socket is live here, or (with a command bus) on another instance as far as the store knows. */
+  isReachable(device: Device): boolean;
   /**
    * Send a command and wait for its reply.
    *
@@ -79,6 +97,8 @@ export class CompanionLinkServer implements CompanionLink {
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
   private readonly sessions = new Map<string, Session>();
   private handlers: CompanionLinkHandlers | null = null;
+  private readonly remote = new Map<string, { resolve: (r: Reply) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  private subscription: BusSubscription | null = null;
 
   constructor(
     private readonly deps: {
@@ -86,9 +106,46 @@ export class CompanionLinkServer implements CompanionLink {
       credentialHashKey: KeyObject;
       logger: Logger;
       instanceId: string;
+      /** Present when several instances share the store (MongoDB); null for one process. */
+      bus?: CommandBus | null;
       now?: () => Date;
     },
   ) {}
+
+  /** Start receiving commands routed from other instances (no-op without a bus). */
+  async start(): Promise<void> {
+    const bus = this.deps.bus;
+    if (!bus || this.subscription) return;
+    this.subscription = await bus.subscribe(this.deps.instanceId, (m) => this.onBusMessage(m), {
+      onError: (err) => this.deps.logger.warn({ code: err instanceof AppError ? err.code : 'UNEXPECTED' }, 'command bus handler failed'),
+    });
+  }
+
+  private async onBusMessage(message: BusMessage): Promise<void> {
+    const parsed = LinkBusMessageSchema.safeParse(message.payload);
+    if (!parsed.success) {
+      this.deps.logger.warn({ from: message.from, issue: parsed.error.issues[0]?.path.join('.') ?? '' }, 'command bus: malformed message refused');
+      return;
+    }
+    const m = parsed.data;
+    if (m.kind === 'link.command') {
+      let answer: LinkBusMessage;
+      try {
+        const reply = await this.sendLocal(m.deviceId, m.command, m.timeoutMs);
+        answer = { kind: 'link.reply', requestId: m.requestId, reply };
+      } catch (err) {
+        answer = { kind: 'link.failed', requestId: m.requestId, code: err instanceof AppError ? err.code : 'LINK.FAILED', message: err instanceof Error ? err.message.slice(0, 500) : 'failed' };
+      }
+      await this.deps.bus?.publish(m.replyTo, answer).catch((err: unknown) => this.deps.logger.warn({ code: err instanceof AppError ? err.code : 'UNEXPECTED' }, 'command bus: reply not sent'));
+      return;
+    }
+    const pending = this.remote.get(m.requestId);
+    if (!pending) return;
+    this.remote.delete(m.requestId);
+    clearTimeout(pending.timer);
+    if (m.kind === 'link.reply') pending.resolve(m.reply);
+    else pending.reject(new AppError(m.code.startsWith('LINK.') ? m.code : 'LINK.OFFLINE', m.message));
+  }
 
   /** Set the handlers (done once in the composition root, after the services exist). */
   setHandlers(handlers: CompanionLinkHandlers): void {
@@ -140,7 +197,10 @@ export class CompanionLinkServer implements CompanionLink {
       void this.onFrame(session, data as Buffer).catch((err: unknown) => this.deps.logger.error({ err, deviceId: device.id }, 'companion link: frame handling failed'));
     });
     ws.on('close', () => {
-      if (this.sessions.get(device.id) === session) this.sessions.delete(device.id);
+      if (this.sessions.get(device.id) === session) {
+        this.sessions.delete(device.id);
+        void this.clearConnected(device.id).catch(() => undefined);
+      }
       this.dropSession(session, 'closed');
     });
     ws.on('error', (err) => this.deps.logger.warn({ err: { message: err.message }, deviceId: device.id }, 'companion link: socket error'));
@@ -154,6 +214,15 @@ export class CompanionLinkServer implements CompanionLink {
       if (!d) return;
       const next: Device = { ...d, connectedInstance: instance, lastSeenAt: this.now().toISOString() };
       if ((await this.deps.storage.devices.save(next, d.version)) === 'saved') return;
+    }
+  }
+
+  /** The socket closed here: the device is no longer reachable through this instance. */
+  private async clearConnected(deviceId: string): Promise<void> {
+    for (let i = 0; i < 5; i++) {
+      const d = await this.deps.storage.devices.get(deviceId);
+      if (!d || d.connectedInstance !== this.deps.instanceId) return;
+      if ((await this.deps.storage.devices.save({ ...d, connectedInstance: null, version: d.version + 1 }, d.version)) === 'saved') return;
     }
   }
 
@@ -228,7 +297,42 @@ export class CompanionLinkServer implements CompanionLink {
     return !!s && s.socket.readyState === s.socket.OPEN;
   }
 
-  sendCommand(deviceId: string, command: Command, timeoutMs: number): Promise<Reply> {
+  isReachable(device: Device): boolean {
+    if (this.isConnected(device.id)) return true;
+    return !!this.deps.bus && device.connectedInstance !== null && device.connectedInstance !== this.deps.instanceId;
+  }
+
+  async sendCommand(deviceId: string, command: Command, timeoutMs: number): Promise<Reply> {
+    if (this.isConnected(deviceId) || !this.deps.bus) return this.sendLocal(deviceId, command, timeoutMs);
+    const device = await this.deps.storage.devices.get(deviceId);
+    const owner = device?.connectedInstance;
+    if (!device || !owner || owner === this.deps.instanceId || device.revokedAt) {
+      throw new AppError('LINK.OFFLINE', 'the companion is not connected', { meta: { deviceId } });
+    }
+    // Route through the instance that holds the socket.
+    const requestId = randomUUID();
+    const result = new Promise<Reply>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.remote.delete(requestId);
+        reject(new AppError('LINK.TIMEOUT', `no reply to ${command.kind} through instance routing within ${timeoutMs + 2000} ms`, { meta: { deviceId, kind: command.kind } }));
+      }, timeoutMs + 2000);
+      this.remote.set(requestId, { resolve, reject, timer });
+    });
+    const message: LinkBusMessage = { kind: 'link.command', requestId, deviceId, command, timeoutMs, replyTo: this.deps.instanceId };
+    try {
+      await this.deps.bus.publish(owner, message);
+    } catch (err) {
+      const pending = this.remote.get(requestId);
+      if (pending) {
+        clearTimeout(pending.timer);
+        this.remote.delete(requestId);
+      }
+      throw new AppError('LINK.OFFLINE', 'the instance holding the companion cannot be reached', { cause: err, meta: { deviceId } });
+    }
+    return result;
+  }
+
+  private sendLocal(deviceId: string, command: Command, timeoutMs: number): Promise<Reply> {
     const session = this.sessions.get(deviceId);
     if (!session || session.socket.readyState !== session.socket.OPEN) {
       return Promise.reject(new AppError('LINK.OFFLINE', 'the companion is not connected', { meta: { deviceId } }));
@@ -246,7 +350,15 @@ export class CompanionLinkServer implements CompanionLink {
 
   /** Close every socket (shutdown). */
   async close(): Promise<void> {
+    await this.subscription?.close().catch(() => undefined);
+    this.subscription = null;
+    for (const [, p] of this.remote) {
+      clearTimeout(p.timer);
+      p.reject(new AppError('LINK.OFFLINE', 'shutting down'));
+    }
+    this.remote.clear();
     for (const s of this.sessions.values()) {
+      await this.clearConnected(s.device.id).catch(() => undefined);
       s.socket.close(1001, 'server shutting down');
       this.dropSession(s, 'shutdown');
     }

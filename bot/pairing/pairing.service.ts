@@ -162,10 +162,10 @@ export class PairingService {
    * The device to use for a person now: the most recently seen, not revoked,
    * preferring one connected somewhere.
    */
-  async currentDevice(personId: string, isConnected: (deviceId: string) => boolean): Promise<Device | null> {
+  async currentDevice(personId: string, reachable: (device: Device) => boolean): Promise<Device | null> {
     const devices = (await this.deps.storage.devices.listByPerson(personId)).filter((d) => !d.revokedAt);
     if (devices.length === 0) return null;
-    const score = (d: Device): number => (isConnected(d.id) ? 2e15 : 0) + Date.parse(d.lastSeenAt ?? d.createdAt);
+    const score = (d: Device): number => (reachable(d) ? 2e15 : 0) + Date.parse(d.lastSeenAt ?? d.createdAt);
     devices.sort((a, b) => score(b) - score(a));
     return devices[0] ?? null;
   }

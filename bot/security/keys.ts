@@ -23,6 +23,7 @@ export const KEY_DERIVATION = {
     sealKey: 'smartcard-assist/seal/aes-256-gcm/v1',
     codeHashKey: 'smartcard-assist/code-hash/hmac-sha-256/v1',
     credentialHashKey: 'smartcard-assist/credential-hash/hmac-sha-256/v1',
+    busKey: 'smartcard-assist/command-bus/aes-256-gcm/v1',
   },
 } as const;
 
@@ -34,6 +35,8 @@ export interface DerivedKeys {
   codeHashKey: KeyObject;
   /** HMAC-SHA-256 key for device credentials. */
   credentialHashKey: KeyObject;
+  /** AES-256-GCM key sealing command-bus payloads at rest (several instances on MongoDB). */
+  busKey: KeyObject;
 }
 
 const HEX_KEY = /^[0-9a-fA-F]{64}$/;
@@ -81,7 +84,7 @@ export function parseMasterKey(value: string | undefined, variableName: string =
  * Derive the purpose-specific sub-keys from the master key with HKDF-SHA-256.
  *
  * @param masterKey - 32-byte secret key from {@link parseMasterKey}
- * @returns `{ sealKey, codeHashKey, credentialHashKey }`, each 32 bytes, pairwise distinct
+ * @returns `{ sealKey, codeHashKey, credentialHashKey, busKey }`, each 32 bytes, pairwise distinct
  * @throws SecurityError `CRYPTO.KEY_INVALID` when the master key is not a 32-byte secret key
  * @see RFC 5869 (HKDF); labels in {@link KEY_DERIVATION}
  */
@@ -94,6 +97,7 @@ export function deriveKeys(masterKey: KeyObject): DerivedKeys {
       sealKey: derive(KEY_DERIVATION.info.sealKey),
       codeHashKey: derive(KEY_DERIVATION.info.codeHashKey),
       credentialHashKey: derive(KEY_DERIVATION.info.credentialHashKey),
+      busKey: derive(KEY_DERIVATION.info.busKey),
     };
   } finally {
     ikm.fill(0);

@@ -24,7 +24,7 @@ import { unlockEndedCard } from '../../cards';
 import { welcomeCard } from '../../cards';
 import { AppError } from '../../common/app-error';
 import type { Logger } from '../../common/logger';
-import type { JourneyKind, JourneyRecord, Person, Storage } from '../../storage/storage.port';
+import type { Device, JourneyKind, JourneyRecord, Person, Storage } from '../../storage/storage.port';
 import type { PairingService } from '../pairing/pairing.service';
 import type { UnlockRules } from '../journeys/unlock.journey';
 import type { UnlockService } from '../journeys/unlock.service';
@@ -38,7 +38,8 @@ export interface TeamsBotDeps {
   storage: Storage;
   unlock: UnlockService;
   pairing: PairingService;
-  isConnected: (deviceId: string) => boolean;
+  /** Whether a device's companion can be reached now. */
+  isReachable: (device: Device) => boolean;
   logger: Logger;
   timeZone: string;
   raContact: string;
@@ -134,7 +135,7 @@ export class SmartcardBot extends ActivityHandler {
   }
 
   async view(person: Person, record: JourneyRecord): Promise<AdaptiveCard> {
-    const device = await this.deps.pairing.currentDevice(person.id, this.deps.isConnected);
+    const device = await this.deps.pairing.currentDevice(person.id, this.deps.isReachable);
     return renderUnlockCard(
       { personId: record.personId, runId: record.runId, state: record.state as never, counters: { answerFailures: record.counters['answerFailures'] ?? 0 } },
       { displayName: firstName(person.displayName), email: person.email, timeZone: this.deps.timeZone, raContact: this.deps.raContact, rules: this.deps.rules, workstation: device?.workstation ?? null },
@@ -217,8 +218,8 @@ export class SmartcardBot extends ActivityHandler {
   }
 
   private async pairHelp(person: Person | null): Promise<AdaptiveCard> {
-    const device = person ? await this.deps.pairing.currentDevice(person.id, this.deps.isConnected) : null;
-    const connected = !!device && this.deps.isConnected(device.id);
+    const device = person ? await this.deps.pairing.currentDevice(person.id, this.deps.isReachable) : null;
+    const connected = !!device && this.deps.isReachable(device);
     return pairHelpCard({ companionConnected: connected, ...(device ? { workstation: device.workstation } : {}) });
   }
 

@@ -21,10 +21,15 @@
  *    so plainly, and a problem card re-checks by itself when a card goes in.
  * 5. The companion stopped: "not connected"; started again it reconnects with
  *    its stored pairing and the person finishes.
- * 6. No secret used here appears in the bot log, the companion log or stdout,
+ * 6. The bot restarts between the code email and the code: the companion
+ *    reconnects, the person finishes, Teams is updated.
+ * 7. The code email cannot be written: the run ends, Teams and the companion
+ *    page say so, no code exists.
+ * 8. No secret used here appears in the bot log, the companion log or stdout,
  *    the outbox (except each code in its own email) or any data file. Both
  *    processes log at `trace` here, the most talkative level.
  */
+import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { QUESTION_BANK } from '../../bot/journeys/question-bank';
 import type { OutboxEntry } from '../../bot/mail/outbox-mail.adapter';
@@ -103,6 +108,8 @@ describe.skipIf(gate.skip)('unlock end to end through the Playground API: card p
   let pg: PlaygroundHandle;
   let page: PageBrowser;
   const codes: string[] = [];
+  /** Companion `UNLOCK:` lines printed while the code email failed (set by that test). */
+  let mailFailurePrompts: string[] | undefined;
 
   /** Say "unlock", answer the questions right, and return the questions card message and the code from the email. */
   async function unlockUpToCode(): Promise<{ questions: BotMessage; code: string; codeMail: OutboxEntry }> {
@@ -372,6 +379,60 @@ describe.skipIf(gate.skip)('unlock end to end through the Playground API: card p
     expect(pageState(done.body)).toBe('done');
     await pg.waitForBotMessage((m) => m.messageId === offline.messageId && messageText(m).includes('Your smartcard is unlocked'), { timeoutMs: E2E_WAIT_MS });
     expect(await card.verifies(NEW_PASSCODE_2)).toBe(true);
+  });
+
+  it('the bot restarts after the code was mailed: the companion reconnects and the person finishes', async () => {
+    for (let i = 0; i < 3; i++) expect(await card.verifies(WRONG_PIN)).toBe(false);
+    const { questions, code } = await unlockUpToCode();
+    const lines = companion.lineCount();
+    await bot.restart();
+    await companion.waitForLineAfter(/^STATUS: connected to Smartcard Assist/, lines);
+    const done = await page.post('/unlock', { code, passcode: NEW_PASSCODE_1, confirmation: NEW_PASSCODE_1 });
+    expect(pageState(done.body)).toBe('done');
+    await pg.waitForBotMessage((m) => m.messageId === questions.messageId && messageText(m).includes('Your smartcard is unlocked'), { timeoutMs: E2E_WAIT_MS });
+    expect(await card.verifies(NEW_PASSCODE_1)).toBe(true);
+    expect(await card.holdsPuk(card.seen.newPuks.at(-1)!)).toBe(true);
+  });
+
+  it('a code email that cannot be written ends the run, and Teams and the companion page say so', async () => {
+    for (let i = 0; i < 3; i++) expect(await card.verifies(WRONG_PIN)).toBe(false);
+    const codeMailsBefore = (await bot.outbox()).filter((m) => m.kind === 'unlock_code').length;
+    const resetsBefore = card.seen.resets;
+    // The outbox folder becomes a file: every write fails for good (ENOTDIR/EEXIST are permanent).
+    const aside = `${bot.outboxDir}.aside`;
+    renameSync(bot.outboxDir, aside);
+    writeFileSync(bot.outboxDir, 'not a folder\n');
+    try {
+      await pg.sendMessage('unlock');
+      const questions = await pg.waitForBotText('Answer your security questions', { timeoutMs: E2E_WAIT_MS });
+      const mark = pg.mark();
+      const cursor = companion.lineCount();
+      const r = await pg.invokeAction({ verb: 'unlock.answers', replyToId: questions.messageId, inputs: answerInputs(cardsOf(questions)[0], answerFor) });
+      expect(r.ok).toBe(true);
+      await pg.waitForBotText(/email with your unlock code could not be sent/, { since: mark, timeoutMs: E2E_WAIT_MS });
+      await expect.poll(() => currentText(questions.messageId), { timeout: E2E_WAIT_MS }).toContain('Unlock stopped');
+      await expect.poll(async () => pageState((await page.get()).body), { timeout: E2E_WAIT_MS }).toBe('idle');
+      expect(pageText((await page.get()).body)).toContain('could not be sent');
+      mailFailurePrompts = companion.process.lines().slice(cursor).filter((l) => l.startsWith('UNLOCK:'));
+    } finally {
+      rmSync(bot.outboxDir, { force: true });
+      renameSync(aside, bot.outboxDir);
+    }
+    expect((await bot.outbox()).filter((m) => m.kind === 'unlock_code')).toHaveLength(codeMailsBefore);
+    expect(card.card.pinBlocked).toBe(true);
+    expect(card.seen.resets).toBe(resetsBefore);
+    // The person can start again.
+    await pg.sendMessage('unlock');
+    await pg.waitForBotText('Answer your security questions', { timeoutMs: E2E_WAIT_MS });
+    await pg.sendMessage('cancel');
+    await pg.waitForBotText('Cancelled. Say "unlock" to start again.', { timeoutMs: E2E_WAIT_MS });
+  });
+
+  // FINDING (see .notes/e2e-findings.md): the prompt effect stored with the code email is carried out
+  // after that email failed for good, so the companion tells the person to type a code that was never sent.
+  it('after the code email failed for good, the companion is not told to ask for the code', () => {
+    expect(mailFailurePrompts, 'the mail-failure test did not run').toBeDefined();
+    expect(mailFailurePrompts).toEqual([]);
   });
 
   it('leaves no passcode, PUK, unlock code or answer in the logs, the outbox (but each code in its own email) or the data directories', async () => {

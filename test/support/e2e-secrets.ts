@@ -169,11 +169,11 @@ export interface ProductScanTarget {
  */
 export async function productSources(target: ProductScanTarget): Promise<ScanSource[]> {
   const { bot, companions } = target;
-  const files = [...(await listFiles(bot.dataDir)), bot.process.logFile];
+  const files = [...(await listFiles(bot.dataDir)), ...bot.processes.map((p) => p.logFile)];
   for (const c of companions) files.push(...(await listFiles(c.dataDir)), c.logFile, c.process.logFile);
   return [
     ...(await fileSources(files)),
-    { where: `${bot.name} output`, bytes: Buffer.from(bot.process.output()) },
+    ...bot.processes.map((p) => ({ where: `${p.name} output`, bytes: Buffer.from(p.output()) })),
     ...companions.map((c) => ({ where: `${c.process.name} stdout`, bytes: Buffer.from(c.process.output()) })),
     ...bot.adminRuns.map((r, i) => ({ where: `admin run ${i + 1} (${r.args[0] ?? ''})`, bytes: Buffer.from(r.stdout + r.stderr) })),
   ];

@@ -108,11 +108,21 @@ export interface BotStack {
   readonly outboxDir: string;
   /** The environment the bot and the admin command run with (includes the master key). */
   readonly env: Readonly<Record<string, string>>;
+  /** The bot process running now (the newest after a {@link BotStack.restart}). */
   readonly process: ManagedProcess;
+  /** Every bot process started for this stack, oldest first (for the secret scan). */
+  readonly processes: readonly ManagedProcess[];
   /** Every admin command run against this bot: the command and its output (for the secret scan). */
   readonly adminRuns: Array<{ args: string[]; stdout: string; stderr: string; code: number | null }>;
   /** Messages in the outbox now, oldest first. */
   outbox(): Promise<OutboxEntry[]>;
+  /**
+   * Stop the bot (SIGTERM) and start it again on the same port, data directory and key,
+   * as an operator restarting the service; its log goes to `artifacts/logs/<name>-<n>.log`.
+   *
+   * @throws Error when it does not answer `/healthz` again within 60 s
+   */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -138,15 +148,22 @@ export async function startBotStack(name: string, extraEnv: Record<string, strin
     LOG_LEVEL: 'debug',
     ...extraEnv,
   };
-  const proc = startProcess({ name, command: process.execPath, args: ['--import', 'tsx', 'bot/main.ts'], env: { ...env, MicrosoftAppId: undefined, MicrosoftAppPassword: undefined } });
   const url = `http://127.0.0.1:${port}`;
-  try {
-    await waitForHttp(`${url}/healthz`, { process: proc, status: 200, timeoutMs: 60_000 });
-  } catch (err) {
-    await proc.stop();
-    throw err;
-  }
+  const processes: ManagedProcess[] = [];
+  const launch = async (): Promise<void> => {
+    const logName = processes.length === 0 ? name : `${name}-${processes.length + 1}`;
+    const proc = startProcess({ name: logName, command: process.execPath, args: ['--import', 'tsx', 'bot/main.ts'], env: { ...env, MicrosoftAppId: undefined, MicrosoftAppPassword: undefined } });
+    processes.push(proc);
+    try {
+      await waitForHttp(`${url}/healthz`, { process: proc, status: 200, timeoutMs: 60_000 });
+    } catch (err) {
+      await proc.stop();
+      throw err;
+    }
+  };
+  await launch();
   const outboxDir = path.join(dataDir, 'outbox');
+  const current = (): ManagedProcess => processes[processes.length - 1]!;
   return {
     name,
     url,
@@ -155,11 +172,18 @@ export async function startBotStack(name: string, extraEnv: Record<string, strin
     dataDir,
     outboxDir,
     env,
-    process: proc,
+    get process() {
+      return current();
+    },
+    processes,
     adminRuns: [],
     outbox: () => readOutbox(outboxDir),
+    restart: async () => {
+      await current().stop();
+      await launch();
+    },
     stop: async () => {
-      await proc.stop();
+      await current().stop();
     },
   };
 }
@@ -356,6 +380,8 @@ export interface SeenReferenceData {
   pins: Set<string>;
   /** The PUK values set by CHANGE REFERENCE DATA of the PUK, in order (the bot's rotated PUKs). */
   newPuks: string[];
+  /** RESET RETRY COUNTER commands received (each carries a PUK). */
+  resets: number;
 }
 
 function unpad(block: Buffer): string {
@@ -369,7 +395,7 @@ function unpad(block: Buffer): string {
  */
 export class VpcdCard {
   /** What the card was told (filled by a tap that runs before any test hook). */
-  readonly seen: SeenReferenceData = { puks: new Set(), pins: new Set(), newPuks: [] };
+  readonly seen: SeenReferenceData = { puks: new Set(), pins: new Set(), newPuks: [], resets: 0 };
   /** Test hook run before the card acts on a command (e.g. to pull the card). */
   onCommand: ((ins: number, apdu: Buffer) => void) | undefined;
   /** Test hook run after the card acted on a command. */
@@ -409,6 +435,7 @@ export class VpcdCard {
     const p2 = apdu[3];
     if (ins === INS.VERIFY && data.length === 8) this.seen.pins.add(unpad(data));
     if (ins === INS.RESET_RETRY_COUNTER && data.length === 16) {
+      this.seen.resets += 1;
       this.seen.puks.add(unpad(data.subarray(0, 8)));
       this.seen.pins.add(unpad(data.subarray(8, 16)));
     }

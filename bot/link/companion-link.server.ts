@@ -117,7 +117,7 @@ export class CompanionLinkServer implements CompanionLink {
     const bus = this.deps.bus;
     if (!bus || this.subscription) return;
     this.subscription = await bus.subscribe(this.deps.instanceId, (m) => this.onBusMessage(m), {
-      onError: (err) => this.deps.logger.warn({ code: err instanceof AppError ? err.code : 'UNEXPECTED' }, 'command bus handler failed'),
+      onError: (err) => this.deps.logger.warn({ errorCode: err instanceof AppError ? err.code : 'UNEXPECTED' }, 'command bus handler failed'),
     });
   }
 
@@ -129,14 +129,10 @@ export class CompanionLinkServer implements CompanionLink {
     }
     const m = parsed.data;
     if (m.kind === 'link.command') {
-      let answer: LinkBusMessage;
-      try {
-        const reply = await this.sendLocal(m.deviceId, m.command, m.timeoutMs);
-        answer = { kind: 'link.reply', requestId: m.requestId, reply };
-      } catch (err) {
-        answer = { kind: 'link.failed', requestId: m.requestId, code: err instanceof AppError ? err.code : 'LINK.FAILED', message: err instanceof Error ? err.message.slice(0, 500) : 'failed' };
-      }
-      await this.deps.bus?.publish(m.replyTo, answer).catch((err: unknown) => this.deps.logger.warn({ code: err instanceof AppError ? err.code : 'UNEXPECTED' }, 'command bus: reply not sent'));
+      // Not awaited: the bus delivers this instance's messages one at a time, so
+      // waiting here for the companion (card operations take seconds, a silent
+      // one the whole timeout) would hold every other command and reply behind it.
+      void this.runRoutedCommand(m);
       return;
     }
     const pending = this.remote.get(m.requestId);
@@ -145,6 +141,18 @@ export class CompanionLinkServer implements CompanionLink {
     clearTimeout(pending.timer);
     if (m.kind === 'link.reply') pending.resolve(m.reply);
     else pending.reject(new AppError(m.code.startsWith('LINK.') ? m.code : 'LINK.OFFLINE', m.message));
+  }
+
+  /** Send a command routed here by another instance to its companion, and publish the outcome back. */
+  private async runRoutedCommand(m: Extract<LinkBusMessage, { kind: 'link.command' }>): Promise<void> {
+    let answer: LinkBusMessage;
+    try {
+      const reply = await this.sendLocal(m.deviceId, m.command, m.timeoutMs);
+      answer = { kind: 'link.reply', requestId: m.requestId, reply };
+    } catch (err) {
+      answer = { kind: 'link.failed', requestId: m.requestId, code: err instanceof AppError ? err.code : 'LINK.FAILED', message: err instanceof Error ? err.message.slice(0, 500) : 'failed' };
+    }
+    await this.deps.bus?.publish(m.replyTo, answer).catch((err: unknown) => this.deps.logger.warn({ errorCode: err instanceof AppError ? err.code : 'UNEXPECTED', to: m.replyTo }, 'command bus: reply not sent'));
   }
 
   /** Set the handlers (done once in the composition root, after the services exist). */
@@ -161,27 +169,44 @@ export class CompanionLinkServer implements CompanionLink {
         socket.destroy();
         return;
       }
-      this.wss.handleUpgrade(req, socket, head, (ws) => {
-        void this.accept(ws, req).catch((err: unknown) => {
-          this.deps.logger.error({ err }, 'companion link: accept failed');
-          ws.close(1011, 'server error');
-        });
-      });
+      // The credential is checked BEFORE the handshake completes, so the message
+      // listener is attached in the same tick as the socket opens. Checked after,
+      // a store that answers asynchronously (MongoDB: a network round trip) lets
+      // the companion's first frame (hello) arrive while nothing listens, and `ws`
+      // drops it: the companion then waits for a welcome that never comes.
+      void this.authenticate(req).then(
+        (auth) => this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, auth)),
+        (err: unknown) => {
+          this.deps.logger.error({ errorCode: err instanceof AppError ? err.code : 'UNEXPECTED' }, 'companion link: accept failed');
+          this.wss.handleUpgrade(req, socket, head, (ws) => ws.close(1011, 'server error'));
+        },
+      );
     });
+  }
+
+  /** Check the `Authorization: Bearer <deviceId>.<secret>` of an upgrade request against the stored device. */
+  private async authenticate(req: IncomingMessage): Promise<{ ok: true; device: Device } | { ok: false; deviceId: string | null; reason: string }> {
+    const bearer = parseBearer(req.headers.authorization);
+    if (!bearer) return { ok: false, deviceId: null, reason: 'malformed credential' };
+    const device = await this.deps.storage.devices.get(bearer.deviceId);
+    if (!device) return { ok: false, deviceId: bearer.deviceId, reason: 'unknown device' };
+    if (device.revokedAt) return { ok: false, deviceId: bearer.deviceId, reason: 'revoked' };
+    if (!hashesEqual(device.credentialHash, credentialHash(this.deps.credentialHashKey, bearer.secret))) return { ok: false, deviceId: bearer.deviceId, reason: 'wrong secret' };
+    return { ok: true, device };
   }
 
   private now(): Date {
     return this.deps.now ? this.deps.now() : new Date();
   }
 
-  private async accept(ws: WebSocket, req: IncomingMessage): Promise<void> {
-    const bearer = parseBearer(req.headers.authorization);
-    const device = bearer ? await this.deps.storage.devices.get(bearer.deviceId) : null;
-    if (!bearer || !device || device.revokedAt || !hashesEqual(device.credentialHash, credentialHash(this.deps.credentialHashKey, bearer.secret))) {
-      this.deps.logger.warn({ deviceId: bearer?.deviceId ?? null, reason: !bearer ? 'malformed credential' : !device ? 'unknown device' : device.revokedAt ? 'revoked' : 'wrong secret' }, 'companion link: refused');
+  /** Take an authenticated socket: listeners are attached synchronously (see {@link attach}). */
+  private accept(ws: WebSocket, auth: Awaited<ReturnType<CompanionLinkServer['authenticate']>>): void {
+    if (!auth.ok) {
+      this.deps.logger.warn({ deviceId: auth.deviceId, reason: auth.reason }, 'companion link: refused');
       ws.close(CloseCodes.UNAUTHORISED, 'device credential refused: pair again');
       return;
     }
+    const device = auth.device;
     const previous = this.sessions.get(device.id);
     if (previous) {
       previous.socket.close(CloseCodes.REPLACED, 'replaced by a newer connection');
@@ -204,8 +229,10 @@ export class CompanionLinkServer implements CompanionLink {
       this.dropSession(session, 'closed');
     });
     ws.on('error', (err) => this.deps.logger.warn({ err: { message: err.message }, deviceId: device.id }, 'companion link: socket error'));
-    await this.markConnected(device.id, this.deps.instanceId);
-    this.deps.logger.info({ deviceId: device.id, personId: device.personId }, 'companion connected');
+    void this.markConnected(device.id, this.deps.instanceId).then(
+      () => this.deps.logger.info({ deviceId: device.id, personId: device.personId }, 'companion connected'),
+      (err: unknown) => this.deps.logger.warn({ deviceId: device.id, errorCode: err instanceof AppError ? err.code : 'UNEXPECTED' }, 'companion connected, but its instance could not be recorded'),
+    );
   }
 
   private async markConnected(deviceId: string, instance: string | null): Promise<void> {

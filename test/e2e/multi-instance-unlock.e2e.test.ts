@@ -1,0 +1,293 @@
+/**
+ * End to end with two bot instances over one MongoDB database (issue #4):
+ * bot A and bot B are two `bot/main.ts` processes on different ports with
+ * `STORAGE=mongodb`, the same `MONGODB_URL`, `MONGODB_DATABASE` and master key.
+ * The Agents Playground (the Teams side) talks to A only; the companion
+ * process (`SMARTCARD_BOT_URL`) talks to B only, so its WebSocket lands on B
+ * and every companion command issued by a Teams turn on A must be routed to B
+ * over the command bus (the `command_bus` capped collection), and every
+ * proactive Teams update caused by the companion is sent from B.
+ *
+ * 1. Pairing: the companion asks B for a code, the person types `pair CODE`
+ *    to A, the companion polls B and connects its WebSocket to B.
+ * 2. Unlock: "unlock" on A reads the card through B, the answers on A mail a
+ *    code (A's outbox) and open the companion form through B; the passcode
+ *    page unblocks the card (B), Teams is updated in place from B, and the
+ *    card read back over PC/SC takes the new passcode and not the old one.
+ * 3. Typed "cancel" on A closes the companion's form held by B.
+ * 4. No secret of the run is in either bot's log or data directory, or in the
+ *    database files (when the server is this test's own FerretDB).
+ *
+ * FerretDB: this test's own server (`startPrivateFerretdb`), so its SQLite
+ * files can be scanned; `MONGODB_URL` set = that server instead (no file scan).
+ */
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MongoClient } from 'mongodb';
+import { QUESTION_BANK } from '../../bot/journeys/question-bank';
+import type { OutboxEntry } from '../../bot/mail/outbox-mail.adapter';
+import { PageBrowser, pageState, pageText } from '../../companion/passcode-page/page-browser.fake';
+import { PcscReaderAdapter } from '../../companion/pcsc/pcsc-reader.adapter';
+import { anyAllow, codeInOwnEmail, companionSecrets, describeFindings, expectFoundIn, fileSources, findSecrets, listFiles, productSources, type ScanSource, type TestSecret } from '../support/e2e-secrets';
+import {
+  answerInputs,
+  E2E_TEST_MS,
+  E2E_WAIT_MS,
+  randomCardId,
+  randomPasscode,
+  randomWord,
+  removeTestDirs,
+  seedPerson,
+  startBotStack,
+  startCompanion,
+  unlockCodeFrom,
+  VpcdCard,
+  type BotStack,
+  type CompanionProcess,
+} from '../support/e2e-stack';
+import { privateFerretdbGate, startPrivateFerretdb, type PrivateFerretdb } from '../support/ferretdb';
+import { pcscdService, VPCD_READER } from '../support/pcscd';
+import { cardsOf, cardText, messageText, startPlayground, type InvokeResult, type PlaygroundHandle } from '../support/playground';
+import { playgroundService, requireServices } from '../support/services';
+
+const EXTERNAL_MONGODB = process.env['MONGODB_URL'] ?? '';
+const gate = await requireServices([playgroundService(), pcscdService()]);
+const mongoGate = EXTERNAL_MONGODB ? { skip: false as const } : await privateFerretdbGate();
+
+const EMAIL = 'morgan.multi@nhs.net';
+const suffix = randomWord();
+const REGISTERED: Array<{ questionId: string; answer: string }> = [
+  { questionId: 'q02', answer: `Hollowmere ${suffix}` },
+  { questionId: 'q05', answer: `Brackenfold Rex ${suffix}` },
+  { questionId: 'q09', answer: `Ostlemarsh ${suffix}` },
+  { questionId: 'q12', answer: `Quillmoor Dawn ${suffix}` },
+];
+const OLD_PIN = randomPasscode();
+const PUK = randomPasscode([OLD_PIN]);
+const NEW_PASSCODE = randomPasscode([OLD_PIN, PUK]);
+const WRONG_PIN = randomPasscode([OLD_PIN, PUK, NEW_PASSCODE]);
+const CARD_ID = randomCardId();
+/** Instance id prefixes (each process appends a start-time suffix). */
+const INSTANCE_A = 'mi-bot-a';
+const INSTANCE_B = 'mi-bot-b';
+
+function answerFor(questionText: string): string | undefined {
+  const q = QUESTION_BANK.find((x) => x.text === questionText);
+  return REGISTERED.find((r) => r.questionId === q?.id)?.answer;
+}
+
+/** Text of the card an invoke answered with (fails the test on an error answer). */
+function invokeCardText(r: InvokeResult): string {
+  if (!r.ok) throw new Error(`card action failed: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+  if (!r.card) throw new Error(`card action answered ${String(r.type)}, not a card`);
+  return cardText(r.card);
+}
+
+describe.skipIf(gate.skip || mongoGate.skip)('two bot instances over one MongoDB database: Teams on A, companion on B (bot A + bot B + companion + pcscd/vpcd + FerretDB)', { timeout: E2E_TEST_MS }, () => {
+  let ferret: PrivateFerretdb | undefined;
+  let mongoUrl: string;
+  let database: string;
+  let mongo: MongoClient;
+  let pcsc: PcscReaderAdapter;
+  let botA: BotStack;
+  let botB: BotStack;
+  let companion: CompanionProcess;
+  let card: VpcdCard;
+  let pg: PlaygroundHandle;
+  let page: PageBrowser;
+  const codes: string[] = [];
+
+  /** Every mail either instance wrote (each writes to its own `<dataDir>/outbox`), oldest first. */
+  async function allMail(): Promise<OutboxEntry[]> {
+    const both = [...(await botA.outbox()), ...(await botB.outbox())];
+    return both.sort((x, y) => x.name.localeCompare(y.name));
+  }
+
+  async function waitForAnyMail(predicate: (m: OutboxEntry) => boolean, timeoutMs = E2E_WAIT_MS): Promise<OutboxEntry> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const all = await allMail();
+      const found = all.find(predicate);
+      if (found) return found;
+      if (Date.now() > deadline) throw new Error(`no matching email in ${botA.outboxDir} or ${botB.outboxDir} within ${timeoutMs} ms; outboxes: ${all.map((m) => m.name).join(', ') || '(empty)'}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** Messages on the command bus from an instance (prefix) to another, anchors left out. */
+  async function busCount(fromPrefix: string, toPrefix: string): Promise<number> {
+    const docs = await mongo.db(database).collection('command_bus').find({}, { projection: { from: 1, to: 1, anchor: 1 } }).toArray();
+    return docs.filter((d) => d['anchor'] !== true && String(d['from']).startsWith(fromPrefix) && String(d['to']).startsWith(toPrefix)).length;
+  }
+
+  /** pino lines of a bot's output with this `msg`. */
+  const logHas = (bot: BotStack, msg: string): boolean => bot.processes.some((p) => p.output().includes(`"msg":"${msg}"`));
+
+  beforeAll(async () => {
+    if (EXTERNAL_MONGODB) {
+      mongoUrl = EXTERNAL_MONGODB;
+    } else {
+      ferret = await startPrivateFerretdb();
+      mongoUrl = ferret.url;
+    }
+    database = `t_multi_${randomBytes(6).toString('hex')}`;
+    mongo = new MongoClient(mongoUrl, { serverSelectionTimeoutMS: 5000 });
+    await mongo.connect();
+    pcsc = await PcscReaderAdapter.open();
+
+    const shared = {
+      STORAGE: 'mongodb',
+      MONGODB_URL: mongoUrl,
+      MONGODB_DATABASE: database,
+      SMARTCARD_MASTER_KEY: randomBytes(32).toString('base64'),
+      LOG_LEVEL: 'debug',
+    };
+    // One after the other: both create the indexes at start-up.
+    botA = await startBotStack('e2e-multi-bot-a', { ...shared, BOT_INSTANCE_ID: INSTANCE_A });
+    botB = await startBotStack('e2e-multi-bot-b', { ...shared, BOT_INSTANCE_ID: INSTANCE_B });
+    expect(botA.port).not.toBe(botB.port);
+    expect(botA.outboxDir).not.toBe(botB.outboxDir);
+
+    // Seeded once, through the admin command with the same settings: both instances see the person.
+    await seedPerson(botA, { teamsUserId: 'user-id-0', displayName: 'Morgan Multi', email: EMAIL, cardId: CARD_ID, puk: PUK, answers: REGISTERED });
+    card = await VpcdCard.insert(pcsc, VPCD_READER, { cardId: CARD_ID, pin: OLD_PIN, puk: PUK, blocked: true });
+    companion = startCompanion(botB, { name: 'e2e-multi-companion', readerName: VPCD_READER.name, workstation: 'WS-E2E-MULTI' });
+    pg = await startPlayground({ botUrl: botA.messagesUrl, name: 'e2e-multi-playground', currentUser: { id: 'user-id-0', name: 'Alex Wilber' } });
+    await pg.install();
+  });
+
+  afterAll(async () => {
+    await pg?.stop();
+    await companion?.stop();
+    await botA?.stop();
+    await botB?.stop();
+    await card?.dispose();
+    await pcsc?.close();
+    if (mongo && database) await mongo.db(database).dropDatabase().catch(() => undefined);
+    await mongo?.close();
+    await ferret?.stop();
+    await removeTestDirs(botA?.dataDir, botB?.dataDir, companion?.dataDir, ferret ? path.dirname(ferret.dataDir) : undefined);
+  });
+
+  it('pairs a companion through B with the code typed to A; its WebSocket lands on B', async () => {
+    const pairing = await companion.pairingCode();
+    await pg.sendMessage(`pair ${pairing}`);
+    const paired = await pg.waitForBotText(/This computer is paired|Pairing did not work/, { timeoutMs: E2E_WAIT_MS });
+    expect(messageText(paired)).toContain('This computer is paired');
+    expect(messageText(paired)).toContain('WS-E2E-MULTI');
+    await companion.waitConnected();
+    // The socket is held by B, not A.
+    await expect.poll(() => logHas(botB, 'companion connected'), { timeout: E2E_WAIT_MS }).toBe(true);
+    expect(logHas(botA, 'companion connected')).toBe(false);
+    page = new PageBrowser(await companion.latestPageLink());
+    expect((await page.open()).status).toBe(200);
+  });
+
+  it('unlocks end to end with every Teams turn on A and the companion on B: code mailed, card unblocked, Teams updated from B', async () => {
+    expect(await card.pinRetries()).toBe(0);
+    const commandsBefore = await busCount(INSTANCE_A, INSTANCE_B);
+    const linesBefore = companion.lineCount();
+
+    // "unlock" on A: the card is read through B (card.read_status routed over the bus).
+    await pg.sendMessage('unlock');
+    const questions = await pg.waitForBotText(/Answer your security questions|not connected|No card in the reader|Pair this computer/, { timeoutMs: E2E_WAIT_MS });
+    const questionsText = messageText(questions);
+    expect(questionsText).toContain('Answer your security questions');
+    expect(questionsText).toContain('3 attempts left');
+    expect(await busCount(INSTANCE_A, INSTANCE_B)).toBeGreaterThan(commandsBefore);
+    expect(await busCount(INSTANCE_B, INSTANCE_A)).toBeGreaterThan(0); // the replies came back
+
+    // Right answers on A: the code is mailed, and B's companion is told to show its form.
+    const r = await pg.invokeAction({ verb: 'unlock.answers', replyToId: questions.messageId, inputs: answerInputs(cardsOf(questions)[0], answerFor) });
+    expect(invokeCardText(r)).toContain('Check your email');
+    const codeMail = await waitForAnyMail((m) => m.kind === 'unlock_code' && (m.headers['to'] ?? '').includes(EMAIL));
+    expect((await allMail()).filter((m) => m.kind === 'unlock_code')).toHaveLength(1);
+    const code = unlockCodeFrom(codeMail);
+    codes.push(code);
+    await companion.waitForLineAfter(/^UNLOCK: type your unlock code/, linesBefore);
+    await expect.poll(async () => pageState((await page.get()).body), { timeout: E2E_WAIT_MS }).toBe('awaiting_unlock');
+
+    // The passcode page (companion -> B): the card is unblocked, and B updates the Teams card in place.
+    const mark = pg.mark();
+    const done = await page.post('/unlock', { code, passcode: NEW_PASSCODE, confirmation: NEW_PASSCODE });
+    expect(pageState(done.body), pageText(done.body)).toBe('done');
+    await pg.waitForBotMessage((m) => m.messageId === questions.messageId && messageText(m).includes('Your smartcard is unlocked'), { since: mark, timeoutMs: E2E_WAIT_MS });
+    await pg.waitForBotText('You can use it with your new passcode now', { since: mark, timeoutMs: E2E_WAIT_MS });
+    const notice = await waitForAnyMail((m) => m.kind === 'unlock_notice' && (m.headers['to'] ?? '').includes(EMAIL));
+    expect(notice.text).not.toContain(NEW_PASSCODE);
+
+    // On the card, over PC/SC.
+    expect(await card.verifies(OLD_PIN)).toBe(false);
+    expect(await card.verifies(NEW_PASSCODE)).toBe(true);
+    expect(await card.pinRetries()).toBe(card.card.pinRetriesMax);
+    expect(card.seen.newPuks).toHaveLength(1);
+    const rotated = card.seen.newPuks[0]!;
+    expect(rotated).not.toBe(PUK);
+    expect(await card.holdsPuk(rotated)).toBe(true);
+
+    // A late click on the old questions card (on A) gets the current card from the shared store, no new email.
+    const late = await pg.invokeAction({ verb: 'unlock.answers', replyToId: questions.messageId, inputs: answerInputs(cardsOf(questions)[0], answerFor) });
+    expect(invokeCardText(late)).toContain('Your smartcard is unlocked');
+    const mails = await allMail();
+    expect(mails.filter((m) => m.kind === 'unlock_code')).toHaveLength(1);
+    expect(mails.filter((m) => m.kind === 'unlock_notice')).toHaveLength(1);
+  });
+
+  it('a typed "cancel" on A closes the companion form held by B', async () => {
+    for (let i = 0; i < 3; i++) expect(await card.verifies(WRONG_PIN)).toBe(false);
+    const linesBefore = companion.lineCount();
+    await pg.sendMessage('unlock');
+    const questions = await pg.waitForBotText('Answer your security questions', { timeoutMs: E2E_WAIT_MS });
+    const r = await pg.invokeAction({ verb: 'unlock.answers', replyToId: questions.messageId, inputs: answerInputs(cardsOf(questions)[0], answerFor) });
+    expect(invokeCardText(r)).toContain('Check your email');
+    const mail = await waitForAnyMail((m) => m.kind === 'unlock_code' && !codes.some((c) => m.text.includes(c)));
+    codes.push(unlockCodeFrom(mail));
+    await companion.waitForLineAfter(/^UNLOCK: type your unlock code/, linesBefore);
+    await expect.poll(async () => pageState((await page.get()).body), { timeout: E2E_WAIT_MS }).toBe('awaiting_unlock');
+
+    const mark = pg.mark();
+    await pg.sendMessage('cancel');
+    await pg.waitForBotText('Cancelled. Say "unlock" to start again.', { since: mark, timeoutMs: E2E_WAIT_MS });
+    await pg.waitForBotMessage((m) => m.messageId === questions.messageId && messageText(m).includes('Unlock cancelled'), { since: mark, timeoutMs: E2E_WAIT_MS });
+    await expect.poll(async () => pageState((await page.get()).body), { timeout: E2E_WAIT_MS }).toBe('idle');
+    expect(pageText((await page.get()).body)).toContain('Unlock cancelled in Teams.');
+    expect(card.card.pinBlocked).toBe(true);
+  });
+
+  it('leaves no passcode, PUK, code or answer in either bot\'s log or data directory, or in the database files', async () => {
+    const secrets: TestSecret[] = [
+      { label: 'old passcode', value: OLD_PIN, kind: 'digits' },
+      { label: 'new passcode', value: NEW_PASSCODE, kind: 'digits' },
+      { label: 'wrong passcode', value: WRONG_PIN, kind: 'digits' },
+      { label: 'enrolled PUK', value: PUK, kind: 'digits' },
+      ...card.seen.newPuks.map((p, i) => ({ label: `rotated PUK ${i + 1}`, value: p, kind: 'digits' as const })),
+      ...codes.map((c, i) => ({ label: `unlock code ${i + 1}`, value: c, kind: 'digits' as const })),
+      ...REGISTERED.map((a) => ({ label: `answer ${a.questionId}`, value: a.answer, kind: 'answer' as const })),
+    ];
+    expect(codes.length).toBe(2);
+    const codeMails = new Map<string, string>();
+    for (const m of await allMail()) if (m.kind === 'unlock_code') codeMails.set(m.file, unlockCodeFrom(m));
+    expect([...codeMails.values()].sort()).toEqual([...codes].sort());
+    const own = await companionSecrets([companion]);
+    secrets.push(...own.secrets);
+    const allow = anyAllow(codeInOwnEmail(codeMails), own.allow);
+
+    // The scan can fail: each code is found in its own email.
+    const inMail = findSecrets(await fileSources([...codeMails.keys()]), secrets.filter((s) => s.label.startsWith('unlock code')));
+    expect(new Set(inMail.map((f) => f.secret)).size).toBe(codes.length);
+
+    const sources: ScanSource[] = [...(await productSources({ bot: botA, companions: [companion] })), ...(await productSources({ bot: botB, companions: [] }))];
+    if (ferret) {
+      // The database files of this test's own server (FerretDB keeps one SQLite file per database).
+      const dbFiles = (await listFiles(ferret.dataDir)).filter((f) => f.includes(database));
+      expect(dbFiles.length).toBeGreaterThan(0);
+      const dbSources = await fileSources(dbFiles);
+      expectFoundIn(dbSources, new RegExp(database), [EMAIL, CARD_ID]);
+      sources.push(...dbSources);
+    }
+    expectFoundIn(sources, /e2e-multi-bot-b output$/, ['companion connected']);
+    const found = findSecrets(sources, secrets, allow);
+    expect(found, describeFindings(found)).toEqual([]);
+  });
+});

@@ -110,6 +110,15 @@ describe.skipIf(gate.skip)('unlock end to end through the Playground API: card p
   const codes: string[] = [];
   /** Companion `UNLOCK:` lines printed while the code email failed (set by that test). */
   let mailFailurePrompts: string[] | undefined;
+  /** Wrong codes typed on the page (secrets of the same kind). */
+  const mistypedCodes: string[] = [];
+
+  /** True while the person's unlock run waits for something (the Teams card offers "Cancel"). */
+  async function unlockRunActive(): Promise<boolean> {
+    const latest = [...pg.messages()].reverse().find((m) => cardsOf(m).length > 0);
+    const current = latest ? pg.current(latest.messageId) : undefined;
+    return !!current && cardsOf(current).flatMap(executeActions).some((a) => a.verb === 'unlock.cancel');
+  }
 
   /** Say "unlock", answer the questions right, and return the questions card message and the code from the email. */
   async function unlockUpToCode(): Promise<{ questions: BotMessage; code: string; codeMail: OutboxEntry }> {
@@ -428,6 +437,42 @@ describe.skipIf(gate.skip)('unlock end to end through the Playground API: card p
     await pg.waitForBotText('Cancelled. Say "unlock" to start again.', { timeoutMs: E2E_WAIT_MS });
   });
 
+  it('five wrong codes use up the code; after "Send a new code" in Teams the page takes the new code', async () => {
+    for (let i = 0; i < 3; i++) expect(await card.verifies(WRONG_PIN)).toBe(false);
+    const { questions, code } = await unlockUpToCode();
+    try {
+      for (let i = 1; i <= 5; i++) {
+        const wrongCode = randomPasscode([code, ...codes, ...mistypedCodes]);
+        mistypedCodes.push(wrongCode);
+        const r = await page.post('/unlock', { code: wrongCode, passcode: NEW_PASSCODE_2, confirmation: NEW_PASSCODE_2 });
+        if (i < 5) {
+          expect(pageState(r.body)).toBe('awaiting_unlock');
+          expect(pageText(r.body)).toContain(`You can try ${5 - i} more ${5 - i === 1 ? 'time' : 'times'}`);
+        } else {
+          expect(pageState(r.body)).toBe('error');
+          expect(pageText(r.body)).toContain('Too many wrong codes');
+        }
+      }
+      expect(card.card.pinBlocked).toBe(true);
+
+      // As the page says: ask for a new code in Teams.
+      const resent = await pg.invokeAction({ verb: 'unlock.resend_code', replyToId: questions.messageId });
+      expect(invokeCardText(resent)).toContain('Check your email');
+      const mail = await waitForMail(bot, (m) => m.kind === 'unlock_code' && !codes.some((c) => m.text.includes(c)));
+      const newCode = unlockCodeFrom(mail);
+      codes.push(newCode);
+      await expect.poll(async () => pageState((await page.get()).body), { timeout: 15_000 }).toBe('awaiting_unlock');
+      const done = await page.post('/unlock', { code: newCode, passcode: NEW_PASSCODE_2, confirmation: NEW_PASSCODE_2 });
+      expect(pageState(done.body)).toBe('done');
+      expect(await card.verifies(NEW_PASSCODE_2)).toBe(true);
+    } finally {
+      if (await unlockRunActive()) {
+        await pg.sendMessage('cancel');
+        await pg.waitForBotText(/Cancelled|nothing to cancel/, { timeoutMs: E2E_WAIT_MS });
+      }
+    }
+  });
+
   // FINDING (see .notes/e2e-findings.md): the prompt effect stored with the code email is carried out
   // after that email failed for good, so the companion tells the person to type a code that was never sent.
   it('after the code email failed for good, the companion is not told to ask for the code', () => {
@@ -447,6 +492,7 @@ describe.skipIf(gate.skip)('unlock end to end through the Playground API: card p
       { label: 'enrolled PUK', value: PUK, kind: 'digits' },
       ...card.seen.newPuks.map((p, i) => ({ label: `rotated PUK ${i + 1}`, value: p, kind: 'digits' as const })),
       ...codes.map((c, i) => ({ label: `unlock code ${i + 1}`, value: c, kind: 'digits' as const })),
+      ...mistypedCodes.map((c, i) => ({ label: `mistyped code ${i + 1}`, value: c, kind: 'digits' as const })),
       ...REGISTERED.map((a) => ({ label: `answer ${a.questionId} as registered`, value: a.answer, kind: 'answer' as const })),
       ...REGISTERED.map((a) => ({ label: `answer ${a.questionId} as typed`, value: typed(a.answer), kind: 'answer' as const })),
       { label: 'wrong answer typed', value: WRONG_ANSWER, kind: 'answer' },
@@ -474,6 +520,11 @@ describe.skipIf(gate.skip)('unlock end to end through the Playground API: card p
     expect(teamsSide.length).toBeGreaterThan(0);
 
     // While everything runs (the WAL holds recent writes)...
+    // Nothing secret went to Teams either: every bot message and card (including invoke answers).
+    const toTeams = findSecrets([{ where: 'bot messages to Teams', bytes: Buffer.from(JSON.stringify(pg.messages().map((m) => m.raw))) }], secrets);
+    expect(pg.messages().length).toBeGreaterThan(20);
+    expect(toTeams, describeFindings(toTeams)).toEqual([]);
+
     const running = await productSources({ bot, companions });
     expect(running.some((s) => s.where.endsWith('-wal'))).toBe(true);
     // ...and plain values stored or logged next to the secrets are found where they were written.

@@ -139,6 +139,8 @@ describe.skipIf(gate.skip)('unlock end to end in the Agents Playground driven by
   let cardB: VpcdCard | undefined;
   let unlockCode: string | undefined;
   let caseRef: string | undefined;
+  /** What the bot sent to Teams in each Playground (its stream), for the secret scan. */
+  const teamsMessages: unknown[] = [];
 
   beforeAll(async () => {
     pcsc = await PcscReaderAdapter.open();
@@ -173,6 +175,7 @@ describe.skipIf(gate.skip)('unlock end to end in the Agents Playground driven by
     afterAll(async () => {
       await tab?.close().catch(() => undefined);
       await ui?.close();
+      if (pg) teamsMessages.push(...pg.messages().map((m) => m.raw));
       await pg?.stop();
     });
 
@@ -268,6 +271,7 @@ describe.skipIf(gate.skip)('unlock end to end in the Agents Playground driven by
 
     afterAll(async () => {
       await ui?.close();
+      if (pg) teamsMessages.push(...pg.messages().map((m) => m.raw));
       await pg?.stop();
     });
 
@@ -368,6 +372,11 @@ describe.skipIf(gate.skip)('unlock end to end in the Agents Playground driven by
 
     // The search can fail: the code is found in its own email...
     expect(findSecrets(await fileSources([...codeMails.keys()]), secrets.filter((s) => s.label === 'A unlock code'))).not.toEqual([]);
+
+    // Nothing secret went to Teams either: every bot message and card update on the Playgrounds' streams.
+    expect(teamsMessages.length).toBeGreaterThan(6);
+    const toTeams = findSecrets([{ where: 'bot messages to Teams', bytes: Buffer.from(JSON.stringify(teamsMessages)) }], secrets);
+    expect(toTeams, describeFindings(toTeams)).toEqual([]);
 
     const running = await productSources({ bot, companions });
     expect(running.some((s) => s.where.endsWith('-wal'))).toBe(true);

@@ -21,6 +21,7 @@ import {
   type AdaptiveCard,
 } from '../../cards';
 import type { DirectoryPort } from '../directory/directory.port';
+import { timeText } from './unlock.view';
 import { hashAnswer } from '../security/answers';
 import { generateCaseRef, generateNumericCode, hashesEqual, keyedHash } from '../security/codes';
 import type { DerivedKeys } from '../security/keys';
@@ -264,7 +265,7 @@ export class RegistrationService {
           runId,
           step,
           maskedEmail: maskEmail(s.sentTo),
-          expiresAtText: new Intl.DateTimeFormat('en-GB', { timeZone: this.deps.timeZone, hour: '2-digit', minute: '2-digit', hour12: false }).format(new Date(s.code.expiresAt)),
+          expiresAtText: timeText(s.code.expiresAt, this.deps.timeZone),
           minutes: Math.round(REGISTRATION_CODE_RULES.ttlMs / 60_000),
           ...(s.error ? { error: s.error } : {}),
           canResend: true,

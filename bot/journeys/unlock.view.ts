@@ -73,8 +73,9 @@ const PROBLEMS: Record<CardProblem, { title: string; message: (v: ViewContext) =
   },
 };
 
-function timeText(iso: string, timeZone: string): string {
-  return new Intl.DateTimeFormat('en-GB', { timeZone, hour: '2-digit', minute: '2-digit', hour12: false }).format(new Date(iso));
+/** `09:45 GMT` in the configured zone. */
+export function timeText(iso: string, timeZone: string): string {
+  return new Intl.DateTimeFormat('en-GB', { timeZone, hour: '2-digit', minute: '2-digit', hour12: false, timeZoneName: 'short' }).format(new Date(iso));
 }
 
 /**

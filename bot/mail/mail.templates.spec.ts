@@ -54,7 +54,7 @@ describe('unlockCodeMail', () => {
 
   it('says what to do if the person did not ask, and that it may land in junk mail', () => {
     const mail = codeMail();
-    expect(mail.text).toContain(`Did not ask for this? Do not use the code, and contact your RA team straight away: ${RA}.`);
+    expect(mail.text).toContain(`Did not ask for this? Do not use the code, and contact ${RA} straight away.`);
     expect(mail.text).toMatch(/junk mail folder/);
     expect(mail.html).toMatch(/junk mail folder/);
   });
@@ -72,7 +72,7 @@ describe('unlockedNoticeMail', () => {
     const mail = notice();
     expect(mail.subject).toBe('Your smartcard was unlocked');
     expect(mail.text).toContain('Your smartcard was unlocked and given a new passcode at 09:41 BST on Friday 3 July 2026, on the computer WS-0042, using Smartcard Assist.');
-    expect(mail.text).toContain(`If this was not you, contact your RA team straight away: ${RA}.`);
+    expect(mail.text).toContain(`If this was not you, contact ${RA} straight away.`);
   });
 
   it('leaves the computer out when it is not known', () => {
@@ -119,7 +119,7 @@ describe('registrationCodeMail', () => {
 
   it('says what to do if the person did not ask, and mentions junk mail', () => {
     const m = mail();
-    expect(m.text).toContain(`Did not ask for this? Do not use the code, and contact your RA team straight away: ${RA}.`);
+    expect(m.text).toContain(`Did not ask for this? Do not use the code, and contact ${RA} straight away.`);
     expect(m.text).toMatch(/junk mail folder/);
     expect(m.html).toMatch(/junk mail folder/);
   });
@@ -160,7 +160,7 @@ describe('registrationConfirmedMail', () => {
     );
     expect(m.text).toMatch(/^- Security questions: 4\. /m);
     expect(m.html).toContain('<li>Email: <strong>alex.wilber@nhs.net</strong></li>');
-    expect(m.text).toContain(`If this was not you, contact your RA team straight away: ${RA}.`);
+    expect(m.text).toContain(`If this was not you, contact ${RA} straight away.`);
     expect(m.text).toMatch(/junk mail folder/);
   });
 

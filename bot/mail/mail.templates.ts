@@ -66,7 +66,7 @@ export function formatLocalDateTime(at: Date, timeZone: string): LocalDateTime {
 }
 
 const JUNK_LINE =
-  'Emails from Smartcard Assist sometimes land in the junk mail folder. If you were waiting for one and cannot see it, look there, and mark it as not junk.';
+  'Emails from Smartcard Assist sometimes land in the junk mail folder: if you are waiting for another one from us and cannot see it, look there, and mark it as not junk.';
 const SIGN_OFF = ['Smartcard Assist', 'This is an automatic message. Replies are not read.'];
 
 /** Wrap paragraphs (already escaped HTML) in a simple, mail-client-safe document. */
@@ -115,7 +115,7 @@ export function unlockCodeMail(input: {
   const howTo =
     'Open the Smartcard Assist companion on your computer and enter the code there, with your new passcode. ' +
     'Never type your passcode in Teams or in an email, and never tell it to anyone.';
-  const notYou = `Did not ask for this? Do not use the code, and contact your RA team straight away: ${input.raContact}. Someone may be trying to unlock your card.`;
+  const notYou = `Did not ask for this? Do not use the code, and contact ${input.raContact} straight away. Someone may be trying to unlock your card.`;
   const text = [
     `Hello ${input.displayName},`,
     '',
@@ -142,7 +142,7 @@ export function unlockCodeMail(input: {
     '</p>',
     p(`The code works once, for ${escapeHtml(String(input.minutes))} minutes: until <strong>${escapeHtml(until.time)} ${escapeHtml(until.zone)}</strong> on ${escapeHtml(until.date)}.`),
     p(escapeHtml(howTo)),
-    p(`<strong>Did not ask for this?</strong> Do not use the code, and contact your RA team straight away: ${escapeHtml(input.raContact)}. Someone may be trying to unlock your card.`),
+    p(`<strong>Did not ask for this?</strong> Do not use the code, and contact ${escapeHtml(input.raContact)} straight away. Someone may be trying to unlock your card.`),
     p(escapeHtml(JUNK_LINE)),
   ]);
   return { subject, text, html };
@@ -174,13 +174,13 @@ export function unlockedNoticeMail(input: {
     `Your smartcard was unlocked and given a new passcode at <strong>${escapeHtml(when.time)} ${escapeHtml(when.zone)}</strong> on ${escapeHtml(when.date)}` +
     `${where ? `, on the computer <strong>${escapeHtml(where)}</strong>` : ''}, using Smartcard Assist.`;
   const ok = 'If this was you, you do not need to do anything.';
-  const notYou = `If this was not you, contact your RA team straight away: ${input.raContact}. Someone else may have your card.`;
+  const notYou = `If this was not you, contact ${input.raContact} straight away. Someone else may have your card.`;
   const text = [`Hello ${input.displayName},`, '', whatText, '', ok, '', notYou, '', JUNK_LINE, '', ...SIGN_OFF, ''].join('\n');
   const html = htmlDocument(subject, [
     p(`Hello ${escapeHtml(input.displayName)},`),
     p(whatHtml),
     p(escapeHtml(ok)),
-    p(`<strong>If this was not you</strong>, contact your RA team straight away: ${escapeHtml(input.raContact)}. Someone else may have your card.`),
+    p(`<strong>If this was not you</strong>, contact ${escapeHtml(input.raContact)} straight away. Someone else may have your card.`),
     p(escapeHtml(JUNK_LINE)),
   ]);
   return { subject, text, html };
@@ -211,7 +211,7 @@ export function registrationCodeMail(input: {
   const intro = 'You asked to register for self-service smartcard unlock. Your registration code is:';
   const expiry = `The code works once, for ${input.minutes} minutes: until ${until.text}.`;
   const howTo = 'Enter the code in your Smartcard Assist chat in Microsoft Teams. Do not share it: nobody, including the RA team, will ever ask you for it.';
-  const notYou = `Did not ask for this? Do not use the code, and contact your RA team straight away: ${input.raContact}. Someone may be trying to register a card in your name.`;
+  const notYou = `Did not ask for this? Do not use the code, and contact ${input.raContact} straight away. Someone may be trying to register a card in your name.`;
   const text = [`Hello ${input.displayName},`, '', intro, '', input.code, '', expiry, '', howTo, '', notYou, '', JUNK_LINE, '', ...SIGN_OFF, ''].join('\n');
   const html = htmlDocument(subject, [
     p(`Hello ${escapeHtml(input.displayName)},`),
@@ -221,7 +221,7 @@ export function registrationCodeMail(input: {
     '</p>',
     p(`The code works once, for ${escapeHtml(String(input.minutes))} minutes: until <strong>${escapeHtml(until.time)} ${escapeHtml(until.zone)}</strong> on ${escapeHtml(until.date)}.`),
     p(escapeHtml(howTo)),
-    p(`<strong>Did not ask for this?</strong> Do not use the code, and contact your RA team straight away: ${escapeHtml(input.raContact)}. Someone may be trying to register a card in your name.`),
+    p(`<strong>Did not ask for this?</strong> Do not use the code, and contact ${escapeHtml(input.raContact)} straight away. Someone may be trying to register a card in your name.`),
     p(escapeHtml(JUNK_LINE)),
   ]);
   return { subject, text, html };
@@ -272,7 +272,7 @@ export function registrationConfirmedMail(input: {
   const notReady = `Your card is not yet enrolled for self-unlock. Until it is, if your card locks, contact your RA team to unlock it: ${input.raContact}. We have let them know.`;
   const ready = 'If your card ever locks, you can unlock it yourself: say "unlock" to Smartcard Assist in Microsoft Teams.';
   const ok = 'If this was you, you do not need to do anything.';
-  const notYou = `If this was not you, contact your RA team straight away: ${input.raContact}. Someone else may have your card and passcode.`;
+  const notYou = `If this was not you, contact ${input.raContact} straight away. Someone else may have your card and passcode.`;
   const text = [
     `Hello ${input.displayName},`,
     '',
@@ -305,7 +305,7 @@ export function registrationConfirmedMail(input: {
           `<strong>Your card is not yet enrolled for self-unlock.</strong> Until it is, if your card locks, contact your RA team to unlock it: ${escapeHtml(input.raContact)}. We have let them know.`,
         ),
     p(escapeHtml(ok)),
-    p(`<strong>If this was not you</strong>, contact your RA team straight away: ${escapeHtml(input.raContact)}. Someone else may have your card and passcode.`),
+    p(`<strong>If this was not you</strong>, contact ${escapeHtml(input.raContact)} straight away. Someone else may have your card and passcode.`),
     p(escapeHtml(JUNK_LINE)),
   ]);
   return { subject, text, html };

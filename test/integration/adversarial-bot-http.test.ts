@@ -11,6 +11,7 @@ import { randomBytes, randomInt } from 'node:crypto';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeTestDirs, startBotStack, type BotStack } from '../support/e2e-stack';
+import { loadConfig } from '../../bot/config';
 import { provisionalPersonId } from '../../bot/journeys/registration.service';
 import { activityText, httpRequest, postJson, RecordingConnector, scanForSecrets, seedPerson, sleep, TeamsClient, teamsUser, type SeededPerson } from './adversarial-harness';
 
@@ -252,6 +253,20 @@ describe('adversarial: bot HTTP (activities, card actions, pairing endpoints)', 
     expect(limited[0]!.text).toContain('Too many pairing requests');
     expect(rs.every((r) => r.status === 200 || r.status === 429)).toBe(true);
     await healthy();
+  });
+
+  it('does not start with channel authentication off on a non-loopback address unless that is asked for explicitly', () => {
+    // With no MicrosoftAppId anyone who reaches /api/messages can act as any Teams user (from.aadObjectId is taken as is).
+    const key = randomBytes(32).toString('base64');
+    expect(loadConfig({ SMARTCARD_MASTER_KEY: key }).auth).toEqual({ kind: 'none' }); // loopback: local development
+    let outcome: string;
+    try {
+      outcome = `started with auth ${loadConfig({ HOST: '0.0.0.0', SMARTCARD_MASTER_KEY: key }).auth.kind}`;
+    } catch (err) {
+      outcome = `refused: ${(err as Error).message}`;
+    }
+    expect(outcome).toMatch(/^refused: .*(MicrosoftAppId|ALLOW_UNAUTHENTICATED_CHANNEL)/);
+    expect(loadConfig({ HOST: '0.0.0.0', SMARTCARD_MASTER_KEY: key, ALLOW_UNAUTHENTICATED_CHANNEL: 'true' }).auth).toEqual({ kind: 'none' });
   });
 
   it('no secret sent in these tests shows in the bot log, the store or the outbox', async () => {

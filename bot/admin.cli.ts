@@ -3,7 +3,7 @@
  *
  *   npm run admin -- add-person --file person.json     (or --file - for standard input)
  *   npm run admin -- seed-demo [--teams-user-id user-id-0]
- *   npm run admin -- import-puks --file puks.csv [--replace]   (CSV header: card_id,puk)
+ *   npm run admin -- import-puks --file puks.csv [--replace]   (CSV header: card_id,puk,holder_email)
  *   npm run admin -- list-cases
  *
  * Secrets (answers, PUK) are read from a file or standard input, never from
@@ -25,7 +25,7 @@ import { hashAnswer, normaliseAnswer } from './security/answers';
 import { generatePuk } from './security/codes';
 import { deriveKeys, parseMasterKey, type DerivedKeys } from './security/keys';
 import { seal } from './security/seal';
-import { UNASSIGNED_CARD_OWNER } from './journeys/effect-runner';
+import { holderTag, HOLDER_TAG_PREFIX, UNASSIGNED_CARD_OWNER } from './journeys/effect-runner';
 
 const PersonFileSchema = z.object({
   teamsUserId: z.string().min(1).max(200),
@@ -71,7 +71,7 @@ export async function addPerson(storage: Storage, keys: DerivedKeys, input: unkn
     version: 1,
   };
   const existingCard = await storage.cards.get(p.cardId);
-  if (existingCard && existingCard.personId !== UNASSIGNED_CARD_OWNER) return { status: 'exists', personId: existingCard.personId };
+  if (existingCard && existingCard.personId !== UNASSIGNED_CARD_OWNER && !existingCard.personId.startsWith(HOLDER_TAG_PREFIX)) return { status: 'exists', personId: existingCard.personId };
   const r = await storage.persons.insert(person);
   if (r.status === 'exists') return { status: 'exists', personId: r.record.id };
   const puk = p.puk ? seal(keys.sealKey, p.puk, `puk:${p.cardId}`) : (existingCard?.puk ?? null);
@@ -97,26 +97,31 @@ export async function addPerson(storage: Storage, keys: DerivedKeys, input: unkn
 export async function importPuks(storage: Storage, keys: DerivedKeys, csv: string, replace = false): Promise<{ enrolled: number; replaced: number; skipped: number; refused: string[] }> {
   const lines = csv.split(/\r?\n/);
   const header = (lines[0] ?? '').trim().toLowerCase().replace(/\s/g, '');
-  if (header !== 'card_id,puk') throw new AppError('INPUT.PUK_FILE', 'the first line must be the header card_id,puk');
+  if (header !== 'card_id,puk' && header !== 'card_id,puk,holder_email') throw new AppError('INPUT.PUK_FILE', 'the first line must be the header card_id,puk,holder_email (or card_id,puk)');
+  const withHolder = header.endsWith(',holder_email');
   const out = { enrolled: 0, replaced: 0, skipped: 0, refused: [] as string[] };
   const now = new Date().toISOString();
   for (let i = 1; i < lines.length; i++) {
     const line = (lines[i] ?? '').trim();
     if (line === '') continue;
     const [rawId, rawPuk, ...rest] = line.split(',').map((x) => x.trim());
+    const rawHolder = withHolder ? rest.shift() ?? '' : '';
     const id = CardIdSchema.safeParse((rawId ?? '').toLowerCase());
     const puk = PukSchema.safeParse(rawPuk ?? '');
-    if (rest.length > 0 || !id.success || !puk.success) {
-      out.refused.push(`line ${i + 1}: ${rest.length > 0 ? 'has more than 2 fields' : !id.success ? 'card_id must be 32 hex digits (CHUID GUID)' : 'puk must be 8 digits'}`);
+    const holderOk = rawHolder === '' || z.string().email().safeParse(rawHolder).success;
+    if (rest.length > 0 || !id.success || !puk.success || !holderOk) {
+      out.refused.push(`line ${i + 1}: ${rest.length > 0 ? 'has too many fields' : !id.success ? 'card_id must be 32 hex digits (CHUID GUID)' : !puk.success ? 'puk must be 8 digits' : 'holder_email is not an email address'}`);
       continue;
     }
+    // The holder named by the card-management system; the card binds when that person registers.
+    const owner = rawHolder ? holderTag(keys.codeHashKey, rawHolder) : UNASSIGNED_CARD_OWNER;
     const cardId = id.data;
     const sealed = seal(keys.sealKey, puk.data, `puk:${cardId}`);
     let done = false;
     for (let attempt = 0; attempt < 5 && !done; attempt++) {
       const card = await storage.cards.get(cardId);
       if (!card) {
-        const r = await storage.cards.insert({ cardId, personId: UNASSIGNED_CARD_OWNER, puk: sealed, pendingPuk: null, updatedAt: now, version: 1 });
+        const r = await storage.cards.insert({ cardId, personId: owner, puk: sealed, pendingPuk: null, updatedAt: now, version: 1 });
         if (r.status === 'created') {
           out.enrolled++;
           done = true;

@@ -97,7 +97,7 @@ export async function startBot(config: BotConfig, overrides: { mail?: MailPort; 
   const pairing = new PairingService({ storage, codeHashKey: keys.codeHashKey, credentialHashKey: keys.credentialHashKey, pollIntervalSeconds: config.pairingPollIntervalSeconds, logger });
   const rules = DEFAULT_UNLOCK_RULES;
   const now = (): Date => new Date();
-  const runner = new EffectRunner({ storage, link, mail, sealKey: keys.sealKey, timeZone: config.timeZone, raContact: config.raContact, codeTtlMinutes: Math.round(rules.codeTtlMs / 60_000), commandTimeoutMs: config.companionCommandTimeoutMs, now });
+  const runner = new EffectRunner({ storage, link, mail, sealKey: keys.sealKey, codeHashKey: keys.codeHashKey, timeZone: config.timeZone, raContact: config.raContact, codeTtlMinutes: Math.round(rules.codeTtlMs / 60_000), commandTimeoutMs: config.companionCommandTimeoutMs, now });
   const engine = new JourneyEngine({ storage, runner, logger, now });
   let notifier: TeamsNotifierAdapter | null = null;
   const unlock = new UnlockService({

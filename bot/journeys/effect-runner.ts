@@ -11,10 +11,42 @@ import type { CompanionLink } from '../link/companion-link.server';
 import type { MailPort } from '../mail/mail.port';
 import { registrationCodeMail, registrationConfirmedMail, unlockCodeMail, unlockedNoticeMail } from '../mail/mail.templates';
 import { unseal } from '../security/seal';
+import { keyedHash } from '../security/codes';
 import type { Effect } from './journey.effects';
 
-/** `personId` of a card record whose PUK was enrolled (imported) before anyone registered the card. */
+/**
+ * `personId` of a card record whose PUK was enrolled (imported) with no holder
+ * named: registering such a card does not bind it; RA confirms the holder.
+ */
 export const UNASSIGNED_CARD_OWNER = 'unassigned';
+
+/** Prefix of a card record's `personId` while it waits for the holder the card-management system named. */
+export const HOLDER_TAG_PREFIX = 'holder:';
+
+/**
+ * The owner tag of an enrolled card waiting for its holder: a keyed hash of the
+ * holder's email as the card-management system gave it, so the address itself is
+ * not stored on the card record.
+ */
+export function holderTag(key: KeyObject, email: string): string {
+  return `${HOLDER_TAG_PREFIX}${keyedHash(key, 'card-holder', email.trim().toLowerCase())}`;
+}
+
+/**
+ * Whether a registrant may have the card's PUK used for self-unlock: only when
+ * the card is already theirs, or the card-management system named them as its
+ * holder (matched on the email their registration code was sent to). A card
+ * whose holder is unknown, or someone else, is registered but not bound; RA
+ * confirms. This is what stops a companion that merely claims a card id from
+ * ever being given that card's PUK.
+ */
+export function cardClaim(card: { personId: string; puk: string | null } | null, personId: string, tagForEmail: string): 'bound' | 'bindable' | 'unconfirmed' | 'taken' | 'new' {
+  if (!card) return 'new';
+  if (card.personId === personId) return 'bound';
+  if (card.personId === tagForEmail) return 'bindable';
+  if (card.personId === UNASSIGNED_CARD_OWNER || card.personId.startsWith(HOLDER_TAG_PREFIX)) return 'unconfirmed';
+  return 'taken';
+}
 
 /** An event an effect produced, for the journey of `kind`. */
 export interface FollowUp {
@@ -33,6 +65,8 @@ export interface EffectRunnerDeps {
   link: CompanionLink;
   mail: MailPort;
   sealKey: KeyObject;
+  /** Key for {@link holderTag}. */
+  codeHashKey: KeyObject;
   timeZone: string;
   raContact: string;
   codeTtlMinutes: number;
@@ -165,14 +199,17 @@ export class EffectRunner {
         if (!same && (await storage.persons.save(next, existing.version)) === 'conflict') continue;
       }
       const card = await storage.cards.get(effect.cardId);
-      if (!card) {
+      const claim = cardClaim(card, effect.personId, holderTag(this.deps.codeHashKey, effect.email));
+      if (claim === 'new') {
         await storage.cards.insert({ cardId: effect.cardId, personId: effect.personId, puk: null, pendingPuk: null, updatedAt: at, version: 1 });
-      } else if (card.personId === UNASSIGNED_CARD_OWNER) {
-        // The card was enrolled (PUK imported) before anyone registered it: bind it to this person.
+      } else if (claim === 'bindable' && card) {
+        // Enrolled from the card-management system for this holder: bind it now.
         if ((await storage.cards.save({ ...card, personId: effect.personId, updatedAt: at, version: card.version + 1 }, card.version)) === 'conflict') continue;
-      } else if (card.personId !== effect.personId) {
+      } else if (claim === 'taken') {
         throw new AppError('REGISTRATION.CARD_TAKEN', 'the card is bound to another person', { meta: { cardId: effect.cardId } });
       }
+      // 'unconfirmed': the person is registered with the card, but the card record stays
+      // unbound (no self-unlock) until RA confirms the holder.
       return;
     }
     throw new AppError('STORAGE.CONFLICT', 'could not store the registration after retries');

@@ -30,7 +30,7 @@ import type { JourneyEngine } from './journey.engine';
 import { QUESTION_BANK } from './question-bank';
 import { displayMobile, newRegistrationJourney, stepRegistration, type Registrant, type RegistrationEvent, type RegistrationJourney, type RegistrationState } from './registration.journey';
 import { checkQuestionsAndAnswers, normaliseTypedCode, REGISTRATION_CODE_RULES } from './registration.rules';
-import { UNASSIGNED_CARD_OWNER } from './effect-runner';
+import { cardClaim, holderTag, HOLDER_TAG_PREFIX, UNASSIGNED_CARD_OWNER } from './effect-runner';
 
 /** The Teams identity of the person in a turn. */
 export interface TeamsIdentity {
@@ -191,7 +191,11 @@ export class RegistrationService {
       const code = normaliseTypedCode(typed);
       const card = await this.deps.storage.cards.get(s.cardId);
       const device = await this.deps.storage.devices.get(s.deviceId);
-      return { type: 'code_submitted', step: s.step, who, codeHash: code ? this.codeHash(j.runId, code) : null, pukEnrolled: !!card?.puk, workstation: device?.workstation ?? null };
+      // Self-unlock is ready only when the card's PUK is enrolled AND the card is this person's
+      // (or the card-management system named them, by the address the code went to).
+      const claim = cardClaim(card, who.personId, holderTag(this.deps.keys.codeHashKey, s.sentTo));
+      const selfUnlockReady = !!card?.puk && (claim === 'bound' || claim === 'bindable');
+      return { type: 'code_submitted', step: s.step, who, codeHash: code ? this.codeHash(j.runId, code) : null, pukEnrolled: selfUnlockReady, workstation: device?.workstation ?? null };
     });
   }
 
@@ -222,7 +226,7 @@ export class RegistrationService {
     if (r.outcome === 'verified') {
       const owner = await this.deps.storage.persons.findByCardId(r.cardId);
       const card = await this.deps.storage.cards.get(r.cardId);
-      const cardOwner = owner?.id ?? (card && card.personId !== UNASSIGNED_CARD_OWNER ? card.personId : null);
+      const cardOwner = owner?.id ?? (card && card.personId !== UNASSIGNED_CARD_OWNER && !card.personId.startsWith(HOLDER_TAG_PREFIX) ? card.personId : null);
       result = { outcome: 'verified', cardId: r.cardId, cardOwner };
     } else result = r;
     await this.apply(device.personId, async (j) => (j.runId === request.journeyId ? { type: 'passcode_checked', runId: j.runId, deviceId: device.id, result } : null), true);

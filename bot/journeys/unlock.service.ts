@@ -154,7 +154,7 @@ export class UnlockService {
     const s = toJourney(record).state;
     if (s.phase !== 'checking_card') return record;
     const deviceId = s.deviceId;
-    const result = await this.readCard(deviceId);
+    const result = await this.readCard(deviceId, person.id);
     const { record: after } = await this.apply(person.id, async (j) => {
       if (j.state.phase !== 'checking_card' || j.state.deviceId !== deviceId || j.runId !== record.runId) return null;
       return { type: 'card_status', person: this.personFacts(person), result };
@@ -162,11 +162,13 @@ export class UnlockService {
     return after;
   }
 
-  private async readCard(deviceId: string): Promise<{ ok: true; status: CardStatus; pukEnrolled: boolean } | { ok: false; problem: 'companion_offline' | 'card_unreadable' }> {
+  private async readCard(deviceId: string, personId: string): Promise<{ ok: true; status: CardStatus; pukEnrolled: boolean } | { ok: false; problem: 'companion_offline' | 'card_unreadable' }> {
     try {
       const reply = await this.deps.link.sendCommand(deviceId, { kind: 'card.read_status' }, this.deps.commandTimeoutMs);
       if (reply.kind === 'card.status') {
-        const pukEnrolled = reply.status.present ? !!(await this.deps.storage.cards.get(reply.status.cardId))?.puk : false;
+        const card = reply.status.present ? await this.deps.storage.cards.get(reply.status.cardId) : null;
+        // A PUK counts only on a card bound to this person (registered and confirmed).
+        const pukEnrolled = !!card?.puk && card.personId === personId;
         return { ok: true, status: reply.status, pukEnrolled };
       }
       if (reply.kind === 'error' && reply.code === 'CARD.NOT_PRESENT') return { ok: true, status: { present: false, reader: null }, pukEnrolled: false };
@@ -261,7 +263,8 @@ export class UnlockService {
   async onCardEvent(device: Device, status: CardStatus): Promise<void> {
     const person = await this.deps.storage.persons.get(device.personId);
     if (!person) return;
-    const pukEnrolled = status.present ? !!(await this.deps.storage.cards.get(status.cardId))?.puk : false;
+    const card = status.present ? await this.deps.storage.cards.get(status.cardId) : null;
+    const pukEnrolled = !!card?.puk && card.personId === person.id;
     const { result } = await this.apply(person.id, async (j) => {
       const s = j.state;
       if (s.phase !== 'card_problem' || s.deviceId !== device.id) return null;

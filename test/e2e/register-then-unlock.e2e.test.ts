@@ -6,8 +6,9 @@
  * with the project's virtual PIV card served from this test, and the
  * Playground's web UI in Debian's Chromium.
  *
- * - The card's PUK is enrolled first through `admin import-puks` (the card is
- *   not bound to anyone yet), so self-unlock works once the card is registered.
+ * - The card's PUK is enrolled first through `admin import-puks` naming its holder
+ *   (the card-management system's holder email), so self-unlock works once that
+ *   person registers with that address.
  * - Registration: pair (`pair CODE`), "register", the contact card (work email
  *   and a UK mobile), the companion's page asks for the current passcode, the
  *   Teams card moves on to the questions card, 4 questions chosen and answered,
@@ -124,7 +125,7 @@ describe.skipIf(gate.skip)('register for self-service, then unlock, in the Agent
     pcsc = await PcscReaderAdapter.open();
     bot = await startBotStack('e2e-register-bot');
     // The card-management system's PUK for the card, before anyone registers it.
-    const imported = await runAdmin(bot, ['import-puks', '--file', '-'], `card_id,puk\n${CARD_ID},${PUK}\n`);
+    const imported = await runAdmin(bot, ['import-puks', '--file', '-'], `card_id,puk,holder_email\n${CARD_ID},${PUK},alex.wilber@nhs.net\n`);
     expect(imported.code, imported.stdout + imported.stderr).toBe(0);
     expect(imported.stdout).toContain('PUKs enrolled: 1,');
     card = await VpcdCard.insert(pcsc, VPCD_READER, { cardId: CARD_ID, pin: PIN, puk: PUK, blocked: false });

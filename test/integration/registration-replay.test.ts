@@ -96,7 +96,7 @@ describe.skipIf(gate.skip)('a double-clicked or replayed registration card sends
   beforeAll(async () => {
     pcsc = await PcscReaderAdapter.open();
     bot = await startBotStack('it-registration-replay-bot');
-    const imported = await runAdmin(bot, ['import-puks', '--file', '-'], `card_id,puk\n${CARD_ID},${PUK}\n`);
+    const imported = await runAdmin(bot, ['import-puks', '--file', '-'], `card_id,puk,holder_email\n${CARD_ID},${PUK},${EMAIL}\n`);
     expect(imported.code, imported.stdout + imported.stderr).toBe(0);
     card = await VpcdCard.insert(pcsc, VPCD_READER, { cardId: CARD_ID, pin: PIN, puk: PUK, blocked: false });
     companion = startCompanion(bot, { name: 'it-registration-replay-companion', readerName: VPCD_READER.name, workstation: 'WS-REPLAY-01' });

@@ -114,7 +114,7 @@ describe.skipIf(gate.skip)('unlock end to end through the Playground API: card p
   const mistypedCodes: string[] = [];
 
   /** True while the person's unlock run waits for something (the Teams card offers "Cancel"). */
-  async function unlockRunActive(): Promise<boolean> {
+  function unlockRunActive(): boolean {
     const latest = [...pg.messages()].reverse().find((m) => cardsOf(m).length > 0);
     const current = latest ? pg.current(latest.messageId) : undefined;
     return !!current && cardsOf(current).flatMap(executeActions).some((a) => a.verb === 'unlock.cancel');
@@ -466,7 +466,7 @@ describe.skipIf(gate.skip)('unlock end to end through the Playground API: card p
       expect(pageState(done.body)).toBe('done');
       expect(await card.verifies(NEW_PASSCODE_2)).toBe(true);
     } finally {
-      if (await unlockRunActive()) {
+      if (unlockRunActive()) {
         await pg.sendMessage('cancel');
         await pg.waitForBotText(/Cancelled|nothing to cancel/, { timeoutMs: E2E_WAIT_MS });
       }

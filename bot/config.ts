@@ -108,6 +108,12 @@ export function loadConfig(env: Record<string, string | undefined>): BotConfig {
     if (e.ALLOW_UNAUTHENTICATED_CHANNEL === false) {
       throw new AppError('CONFIG.INVALID', 'MicrosoftAppId is empty but ALLOW_UNAUTHENTICATED_CHANNEL=false: set the app registration');
     }
+    // Without an app registration anyone who reaches /api/messages could act as any
+    // Teams user: allowed on loopback (the Playground) or when explicitly asked for.
+    const loopback = /^(127\.\d+\.\d+\.\d+|localhost|::1)$/.test(e.HOST);
+    if (!loopback && e.ALLOW_UNAUTHENTICATED_CHANNEL !== true) {
+      throw new AppError('CONFIG.INVALID', `HOST=${e.HOST} is reachable from other machines but MicrosoftAppId is empty: set the Bot Framework app registration (MicrosoftAppId, MicrosoftAppPassword), or set ALLOW_UNAUTHENTICATED_CHANNEL=true for a test network`);
+    }
     auth = { kind: 'none' };
   }
   const allowedTenants = (e.ALLOWED_TENANTS ?? '').split(',').map((t) => t.trim()).filter(Boolean);

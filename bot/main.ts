@@ -165,6 +165,13 @@ export async function startBot(config: BotConfig, overrides: { mail?: MailPort; 
     onConnected: async (device) => {
       await engine.drain(device.personId, 'unlock');
       await engine.drain(device.personId, 'registration');
+      // A restarted companion forgot any form it was showing: show it again.
+      await unlock.onCompanionConnected(device).catch((err: unknown) => logger.warn({ code: err instanceof AppError ? err.code : 'UNEXPECTED' }, 'unlock prompt not re-sent'));
+      await registration
+        .onCompanionConnected(device, async (deviceId, journeyId) => {
+          await link.sendCommand(deviceId, { kind: 'register.prompt_passcode', journeyId }, config.companionCommandTimeoutMs);
+        })
+        .catch((err: unknown) => logger.warn({ code: err instanceof AppError ? err.code : 'UNEXPECTED' }, 'registration prompt not re-sent'));
     },
   });
 

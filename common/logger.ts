@@ -9,9 +9,13 @@ import { pino, type Logger, type DestinationStream, type LevelWithSilent } from 
 
 export type { Logger };
 
-/** Keys whose values are never written to a log, at any of the listed depths. */
+/**
+ * Keys whose values are never written to a log, at any of the listed depths.
+ * NOTE: `code` is not among them: it names error codes (`LINK.TIMEOUT`), which
+ * support needs. One-time codes are never put in a log object at all.
+ */
 export const REDACTED_KEYS = [
-  'passcode', 'newPasscode', 'pin', 'newPin', 'puk', 'newPuk', 'code', 'oneTimeCode', 'answer', 'answers',
+  'passcode', 'newPasscode', 'pin', 'newPin', 'puk', 'newPuk', 'oneTimeCode', 'unlockCode', 'registrationCode', 'answer', 'answers',
   'token', 'credential', 'authorization', 'Authorization', 'deviceCode', 'secret', 'password', 'clientSecret', 'cookie',
 ] as const;
 

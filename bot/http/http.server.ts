@@ -33,6 +33,30 @@ class WindowLimiter {
   }
 }
 
+/**
+ * What is wrong with a posted activity, in words, or null when it has what the
+ * bot needs (Bot Framework Activity schema: `type`, `from.id`, `conversation.id`,
+ * `serviceUrl`; an `adaptiveCard/action` invoke carries an object `value.action`).
+ * Never quotes the values sent.
+ */
+export function activityProblem(body: unknown): string | null {
+  const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (!isObj(body)) return 'The request body must be a Bot Framework activity: a JSON object.';
+  if (typeof body['type'] !== 'string' || body['type'] === '') return 'The activity has no "type".';
+  const from = body['from'];
+  if (!isObj(from) || typeof from['id'] !== 'string' || from['id'] === '') return 'The activity has no "from.id".';
+  const conversation = body['conversation'];
+  if (!isObj(conversation) || typeof conversation['id'] !== 'string' || conversation['id'] === '') return 'The activity has no "conversation.id".';
+  if (typeof body['serviceUrl'] !== 'string' || !/^https?:\/\//.test(body['serviceUrl'])) return 'The activity has no http(s) "serviceUrl".';
+  if (body['text'] !== undefined && typeof body['text'] !== 'string') return 'The activity\'s "text" must be a string.';
+  if (typeof body['text'] === 'string' && body['text'].length > 28_000) return 'The message text is longer than 28000 characters.';
+  if (body['type'] === 'invoke' && body['name'] === 'adaptiveCard/action') {
+    const value = body['value'];
+    if (!isObj(value) || !isObj(value['action'])) return 'The card action invoke needs "value.action" to be an object.';
+  }
+  return null;
+}
+
 function parseBody<T>(schema: z.ZodType<T>, body: unknown): { ok: true; value: T } | { ok: false; message: string } {
   const r = schema.safeParse(body ?? {});
   if (r.success) return { ok: true, value: r.data };
@@ -48,9 +72,9 @@ export function createHttpServer(deps: { adapter: CloudAdapter; bot: SmartcardBo
   const pollLimiter = new WindowLimiter(120, 60_000);
 
   server.post('/api/messages', async (req: Request, res: Response) => {
-    const body = req.body as { type?: unknown } | undefined;
-    if (!body || typeof body !== 'object' || typeof body.type !== 'string') {
-      res.send(400, { error: 'The request body must be a Bot Framework activity: a JSON object with a string "type".' });
+    const problem = activityProblem(req.body);
+    if (problem) {
+      res.send(400, { error: problem });
       return;
     }
     try {
@@ -96,8 +120,13 @@ export function createHttpServer(deps: { adapter: CloudAdapter; bot: SmartcardBo
     }
   });
 
-  server.on('restifyError', (req: Request, res: Response, err: Error & { statusCode?: number }, cb: () => void) => {
-    logger.warn({ path: req.path?.(), status: err.statusCode, message: err.message }, 'request refused');
+  server.on('restifyError', (req: Request, res: Response, err: Error & { statusCode?: number; body?: unknown }, cb: () => void) => {
+    // Never echo (or log) what was sent: a broken body may hold a secret.
+    if (err.name === 'InvalidContentError' || /JSON/.test(err.message)) {
+      err.message = 'The request body is not valid JSON.';
+      err.body = { code: 'InvalidContent', message: err.message };
+    }
+    logger.warn({ path: req.path?.(), status: err.statusCode, error: err.name }, 'request refused');
     cb();
   });
   return server;

@@ -233,6 +233,15 @@ export class RegistrationService {
     return { kind: 'ok' };
   }
 
+  /** A companion (re)connected: if this person's registration waits for its passcode check, ask again. */
+  async onCompanionConnected(device: Device, send: (deviceId: string, journeyId: string) => Promise<void>): Promise<void> {
+    const rec = await this.deps.storage.journeys.get(`${device.personId}:registration`);
+    if (!rec) return;
+    const s = rec.state as RegistrationState;
+    if (s.phase !== 'card_check' || s.deviceId !== device.id || s.check !== 'waiting') return;
+    await send(device.id, rec.runId);
+  }
+
   /** Events produced by effects (code mailed / mail failed). */
   async onFollowUp(personId: string, event: unknown): Promise<void> {
     await this.apply(personId, async () => event as RegistrationEvent);

@@ -146,7 +146,14 @@ export class UnlockService {
   /** "unlock" typed, or the welcome card's button: begin a new run and check the card. */
   async start(person: Person): Promise<JourneyRecord> {
     const device = await this.deps.currentDevice(person.id);
-    const { record } = await this.apply(person.id, async () => ({ type: 'start', person: this.personFacts(person), deviceId: device?.id ?? null }));
+    const { record } = await this.apply(person.id, async (j, rec) => {
+      // A run in progress is shown, not replaced: a double click or an old welcome card
+      // must not throw away an emailed code. (Cancel ends a run; a card check left
+      // hanging by a crash may be restarted after 30 seconds.)
+      const stuckCheck = j.state.phase === 'checking_card' && this.now().getTime() - Date.parse(rec.updatedAt) > 30_000;
+      if (isActive(j.state) && !stuckCheck) return null;
+      return { type: 'start', person: this.personFacts(person), deviceId: device?.id ?? null };
+    });
     return this.checkCardIfDue(person, record);
   }
 
@@ -245,7 +252,14 @@ export class UnlockService {
         return { kind: 'unlock.refused', reason: verdict.reason, message: refusalText(verdict.reason, verdict.triesLeft), ...(verdict.triesLeft !== undefined ? { triesLeft: verdict.triesLeft } : {}) };
       }
       case 'unlock.result': {
-        if (request.pukOnCard === 'new') await this.commitPendingPuk(request.cardId, device);
+        if (request.pukOnCard === 'new') {
+          // Only for the run that is unblocking this card with this device.
+          const rec = await this.load(device.personId);
+          const s = toJourney(rec).state;
+          if (rec.runId === request.journeyId && s.phase === 'unblocking' && s.cardId === request.cardId && s.deviceId === device.id) {
+            await this.commitPendingPuk(request.cardId, device);
+          }
+        }
         await this.apply(device.personId, async (j) =>
           j.runId === request.journeyId
             ? { type: 'unblock_result', deviceId: device.id, cardId: request.cardId, outcome: request.outcome, workstation: device.workstation }
@@ -257,6 +271,19 @@ export class UnlockService {
       default:
         return { kind: 'unlock.refused', reason: 'not_waiting', message: 'There is no unlock waiting for this.' };
     }
+  }
+
+  /**
+   * A companion (re)connected: if this person's run is waiting for the emailed code
+   * on that device, show the code form again (a restarted companion forgot it).
+   */
+  async onCompanionConnected(device: Device): Promise<void> {
+    const rec = await this.deps.storage.journeys.get(journeyKey(device.personId));
+    if (!rec) return;
+    const s = toJourney(rec).state;
+    if (s.phase !== 'code_sent' || s.deviceId !== device.id || !s.code.mailed) return;
+    if (this.now().getTime() >= Date.parse(s.code.expiresAt)) return;
+    await this.deps.link.sendCommand(device.id, { kind: 'unlock.prompt', journeyId: rec.runId, cardId: s.cardId, codeExpiresAt: s.code.expiresAt }, this.deps.commandTimeoutMs);
   }
 
   /** Card inserted or removed: a problem card waiting on the card re-checks by itself. */

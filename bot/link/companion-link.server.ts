@@ -80,6 +80,16 @@ interface Session {
   pending: Map<string, { resolve: (r: Reply) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>;
 }
 
+/** True when `data` is a JSON `hello` frame naming a protocol version other than ours. */
+function isHelloOfOtherVersion(data: Buffer): boolean {
+  try {
+    const v = JSON.parse(data.toString('utf8')) as { type?: unknown; protocol?: unknown };
+    return v.type === 'hello' && v.protocol !== PROTOCOL_VERSION;
+  } catch {
+    return false;
+  }
+}
+
 /** Hash of a device credential secret as stored (keyed, hex). */
 export function credentialHash(key: KeyObject, secret: string): string {
   return keyedHash(key, 'device-credential', secret);
@@ -128,6 +138,7 @@ export class CompanionLinkServer implements CompanionLink {
       return;
     }
     const m = parsed.data;
+    this.deps.logger.debug({ from: message.from, kind: m.kind, requestId: m.requestId, lagMs: Date.now() - Date.parse(message.sentAt) }, 'command bus: message received');
     if (m.kind === 'link.command') {
       // Not awaited: the bus delivers this instance's messages one at a time, so
       // waiting here for the companion (card operations take seconds, a silent
@@ -146,12 +157,14 @@ export class CompanionLinkServer implements CompanionLink {
   /** Send a command routed here by another instance to its companion, and publish the outcome back. */
   private async runRoutedCommand(m: Extract<LinkBusMessage, { kind: 'link.command' }>): Promise<void> {
     let answer: LinkBusMessage;
+    const started = Date.now();
     try {
       const reply = await this.sendLocal(m.deviceId, m.command, m.timeoutMs);
       answer = { kind: 'link.reply', requestId: m.requestId, reply };
     } catch (err) {
       answer = { kind: 'link.failed', requestId: m.requestId, code: err instanceof AppError ? err.code : 'LINK.FAILED', message: err instanceof Error ? err.message.slice(0, 500) : 'failed' };
     }
+    this.deps.logger.debug({ requestId: m.requestId, kind: m.command.kind, outcome: answer.kind, companionMs: Date.now() - started }, 'command bus: routed command answered by the companion');
     await this.deps.bus?.publish(m.replyTo, answer).catch((err: unknown) => this.deps.logger.warn({ errorCode: err instanceof AppError ? err.code : 'UNEXPECTED', to: m.replyTo }, 'command bus: reply not sent'));
   }
 
@@ -267,6 +280,10 @@ export class CompanionLinkServer implements CompanionLink {
 
   private async onFrame(session: Session, data: Buffer): Promise<void> {
     const parsed = parseFrame(data, CompanionToBotSchema);
+    if (!parsed.ok && !session.helloReceived && isHelloOfOtherVersion(data)) {
+      session.socket.close(CloseCodes.UNSUPPORTED, `protocol version not supported; this bot speaks ${PROTOCOL_VERSION}`);
+      return;
+    }
     if (!parsed.ok) {
       this.deps.logger.warn({ deviceId: session.device.id, error: parsed.error }, 'companion link: malformed frame refused');
       this.send(session, { type: 'protocol.error', ...(parsed.id ? { id: parsed.id } : {}), message: parsed.error });
@@ -298,6 +315,18 @@ export class CompanionLinkServer implements CompanionLink {
         return;
       }
       case 'request': {
+        if (!session.helloReceived) {
+          this.send(session, { type: 'protocol.error', id: msg.id, message: 'send hello first' });
+          return;
+        }
+        // The credential is checked on every request, not only at connect: a device
+        // revoked while its link is open gets nothing more.
+        const current = await this.deps.storage.devices.get(session.device.id);
+        if (!current || current.revokedAt) {
+          this.deps.logger.warn({ deviceId: session.device.id }, 'companion link: device revoked; closing');
+          session.socket.close(CloseCodes.UNAUTHORISED, 'device credential revoked: pair again');
+          return;
+        }
         if (!handlers) {
           this.send(session, { type: 'response', id: msg.id, response: { kind: 'unlock.refused', reason: 'unavailable', message: 'The service is starting; try again in a moment.' } });
           return;
@@ -348,6 +377,7 @@ export class CompanionLinkServer implements CompanionLink {
     const message: LinkBusMessage = { kind: 'link.command', requestId, deviceId, command, timeoutMs, replyTo: this.deps.instanceId };
     try {
       await this.deps.bus.publish(owner, message);
+      this.deps.logger.debug({ requestId, kind: command.kind, to: owner }, 'command bus: command routed to the instance holding the companion');
     } catch (err) {
       const pending = this.remote.get(requestId);
       if (pending) {

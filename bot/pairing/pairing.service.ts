@@ -25,6 +25,8 @@ export type ApproveResult =
   | { ok: false; reason: 'malformed' | 'unknown_or_expired' | 'already_used' | 'too_many_tries'; message: string };
 
 export class PairingService {
+  private readonly approvals = new Map<string, Promise<void>>();
+
   constructor(
     private readonly deps: {
       storage: Storage;
@@ -130,6 +132,19 @@ export class PairingService {
    * @param typed - the code as typed (case, spaces and dash tolerated)
    */
   async approve(person: { id: string }, typed: string): Promise<ApproveResult> {
+    // One check at a time per person, so a burst of guesses cannot all pass the
+    // failure count before any of them is recorded.
+    const previous = this.approvals.get(person.id) ?? Promise.resolve();
+    const run = previous.catch(() => undefined).then(() => this.approveNow(person, typed));
+    const tail = run.then(() => undefined, () => undefined);
+    this.approvals.set(person.id, tail);
+    void tail.then(() => {
+      if (this.approvals.get(person.id) === tail) this.approvals.delete(person.id);
+    });
+    return run;
+  }
+
+  private async approveNow(person: { id: string }, typed: string): Promise<ApproveResult> {
     const now = this.now();
     const since = now.getTime() - PAIRING_RULES.failureWindowMs;
     const recent = await this.deps.storage.audit.list({ personId: person.id, limit: 10_000 });

@@ -41,15 +41,13 @@ class WindowLimiter {
  */
 export function activityProblem(body: unknown): string | null {
   const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-  if (!isObj(body)) return 'The request body must be a Bot Framework activity: a JSON object.';
-  if (typeof body['type'] !== 'string' || body['type'] === '') return 'The activity has no "type".';
+  if (!isObj(body) || typeof body['type'] !== 'string' || body['type'] === '') return 'The request body must be a Bot Framework activity: a JSON object with a string "type".';
   const from = body['from'];
   if (!isObj(from) || typeof from['id'] !== 'string' || from['id'] === '') return 'The activity has no "from.id".';
   const conversation = body['conversation'];
   if (!isObj(conversation) || typeof conversation['id'] !== 'string' || conversation['id'] === '') return 'The activity has no "conversation.id".';
   if (typeof body['serviceUrl'] !== 'string' || !/^https?:\/\//.test(body['serviceUrl'])) return 'The activity has no http(s) "serviceUrl".';
   if (body['text'] !== undefined && typeof body['text'] !== 'string') return 'The activity\'s "text" must be a string.';
-  if (typeof body['text'] === 'string' && body['text'].length > 28_000) return 'The message text is longer than 28000 characters.';
   if (body['type'] === 'invoke' && body['name'] === 'adaptiveCard/action') {
     const value = body['value'];
     if (!isObj(value) || !isObj(value['action'])) return 'The card action invoke needs "value.action" to be an object.';

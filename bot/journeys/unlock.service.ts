@@ -144,14 +144,18 @@ export class UnlockService {
   // -------------------------------------------------------------------------
 
   /** "unlock" typed, or the welcome card's button: begin a new run and check the card. */
-  async start(person: Person): Promise<JourneyRecord> {
+  /**
+   * Begin a new run and check the card.
+   *
+   * @param options.keepActiveRun - show a run in progress instead of replacing it (a click on
+   *   an old welcome card, or a double click, must not throw away an emailed code); typed
+   *   "unlock" starts afresh. A card check left hanging by a crash is replaced after 30 s.
+   */
+  async start(person: Person, options: { keepActiveRun?: boolean } = {}): Promise<JourneyRecord> {
     const device = await this.deps.currentDevice(person.id);
     const { record } = await this.apply(person.id, async (j, rec) => {
-      // A run in progress is shown, not replaced: a double click or an old welcome card
-      // must not throw away an emailed code. (Cancel ends a run; a card check left
-      // hanging by a crash may be restarted after 30 seconds.)
       const stuckCheck = j.state.phase === 'checking_card' && this.now().getTime() - Date.parse(rec.updatedAt) > 30_000;
-      if (isActive(j.state) && !stuckCheck) return null;
+      if (options.keepActiveRun && isActive(j.state) && !stuckCheck) return null;
       return { type: 'start', person: this.personFacts(person), deviceId: device?.id ?? null };
     });
     return this.checkCardIfDue(person, record);

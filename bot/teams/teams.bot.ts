@@ -266,7 +266,7 @@ export class SmartcardBot extends ActivityHandler {
     const replyToId = context.activity.replyToId;
     switch (action.verb) {
       case 'unlock.start': {
-        const record = await this.deps.unlock.start(person);
+        const record = await this.deps.unlock.start(person, { keepActiveRun: true });
         if (replyToId) await this.deps.unlock.setCardActivity(person.id, record.runId, replyToId);
         return this.view(person, record);
       }

@@ -71,7 +71,14 @@ describe('adversarial: companion link WebSocket', () => {
 
   /** Start an unlock in Teams, answer right, and return the emailed code and the journey id the companion was prompted with. */
   const toCodeSent = async (p: Paired, c: RawCompanion): Promise<{ code: string; journeyId: string }> => {
-    const started = await teams.invoke(p.person.user, 'unlock.start', {});
+    // A run left in progress by an earlier test is shown again by "Unlock my smartcard"
+    // (it must not throw away an emailed code); cancel it first to begin afresh.
+    let started = await teams.invoke(p.person.user, 'unlock.start', {});
+    const cancel = executeActions(invokeCard(started)).find((a) => a.verb === 'unlock.cancel');
+    if (cancel && !executeActions(invokeCard(started)).some((a) => a.verb === 'unlock.answers')) {
+      await teams.invoke(p.person.user, 'unlock.cancel', cancel.data as Record<string, unknown>);
+      started = await teams.invoke(p.person.user, 'unlock.start', {});
+    }
     const card = invokeCard(started);
     const ans = executeActions(card).find((a) => a.verb === 'unlock.answers');
     if (!ans) throw new Error(`no questions card: ${activityText({ attachments: [{ content: card }] })}`);

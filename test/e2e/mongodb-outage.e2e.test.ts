@@ -1,0 +1,329 @@
+/**
+ * End to end, MongoDB unreachable in the middle of an unlock (issue #4): one
+ * bot process on MongoDB (this test's own FerretDB, so it can be stopped and
+ * started again on the same data directory), the companion process on
+ * pcscd's vpcd reader with the project's virtual PIV card, and the Agents
+ * Playground driven through its HTTP/WebSocket interface.
+ *
+ * 1. The person reaches the questions card and spends one attempt (wrong
+ *    answers: "2 attempts left"). FerretDB is stopped. "Check my answers" with
+ *    the right answers is answered with the "Smartcard Assist is busy ... Try
+ *    again" card (a card, not an HTTP error; the bot process stays up); a
+ *    typed "unlock" gets the plain "try again shortly" message. Nothing is
+ *    half-done: no code email, no form on the companion, the card untouched.
+ * 2. FerretDB starts again on the same data: "Try again" (`journey.show`)
+ *    shows the questions card with the same 2 attempts left (the failed click
+ *    counted nothing), and the person finishes: code email, passcode page,
+ *    card unblocked (new passcode verifies over PC/SC, the old does not).
+ * 3. A second outage while wrong answers are clicked: after the restart the
+ *    attempts left are still the same (the failed click was not counted).
+ * 4. The hardest moment: MongoDB dies right after the card took the new PUK,
+ *    before the companion reports the result. The card is unlocked (the page
+ *    says done); when MongoDB is back the result must still reach the bot
+ *    (Teams "unlocked", notice email), and the next unlock of that card must
+ *    use the PUK the card really holds without spending a PUK try.
+ */
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { QUESTION_BANK } from '../../bot/journeys/question-bank';
+import { PageBrowser, pageState, pageText } from '../../companion/passcode-page/page-browser.fake';
+import { PcscReaderAdapter } from '../../companion/pcsc/pcsc-reader.adapter';
+import { INS, KEY_REF } from '../../companion/piv/piv.constants';
+import {
+  answerInputs,
+  E2E_TEST_MS,
+  E2E_WAIT_MS,
+  randomCardId,
+  randomPasscode,
+  randomWord,
+  removeTestDirs,
+  seedPerson,
+  startBotStack,
+  startCompanion,
+  unlockCodeFrom,
+  VpcdCard,
+  waitForMail,
+  type BotStack,
+  type CompanionProcess,
+} from '../support/e2e-stack';
+import { privateFerretdbGate, startPrivateFerretdb, type PrivateFerretdb } from '../support/ferretdb';
+import { pcscdService, VPCD_READER, VPCD_READER_2 } from '../support/pcscd';
+import { cardsOf, cardText, executeActions, messageText, startPlayground, type InvokeResult, type PlaygroundHandle } from '../support/playground';
+import { playgroundService, requireServices } from '../support/services';
+
+const gate = await requireServices([playgroundService(), pcscdService()]);
+const ferretGate = await privateFerretdbGate();
+
+const EMAIL = 'olive.outage@nhs.net';
+const suffix = randomWord();
+const REGISTERED: Array<{ questionId: string; answer: string }> = [
+  { questionId: 'q01', answer: `Fernwhistle ${suffix}` },
+  { questionId: 'q04', answer: `Cobblestrand ${suffix}` },
+  { questionId: 'q07', answer: `Marrowgate Lane ${suffix}` },
+  { questionId: 'q11', answer: `Tindlebury ${suffix}` },
+];
+const OLD_PIN = randomPasscode();
+const PUK = randomPasscode([OLD_PIN]);
+const NEW_PASSCODE = randomPasscode([OLD_PIN, PUK]);
+const WRONG_PIN = randomPasscode([OLD_PIN, PUK, NEW_PASSCODE]);
+const NEW_PASSCODE_2 = randomPasscode([OLD_PIN, PUK, NEW_PASSCODE, WRONG_PIN]);
+const NEW_PASSCODE_3 = randomPasscode([OLD_PIN, PUK, NEW_PASSCODE, WRONG_PIN, NEW_PASSCODE_2]);
+const WRONG = { a1: `Not mine ${randomWord()}`, a2: `Not mine ${randomWord()}`, a3: `Not mine ${randomWord()}` };
+const CARD_ID = randomCardId();
+
+/** The bot's words for a failed click and a failed typed turn (cards/service.card.ts, bot/main.ts). */
+const BUSY_CARD = 'Smartcard Assist is busy';
+const TRY_AGAIN_SHORTLY = /cannot reach its records just now.*try again shortly/i;
+
+function answerFor(questionText: string): string | undefined {
+  const q = QUESTION_BANK.find((x) => x.text === questionText);
+  return REGISTERED.find((r) => r.questionId === q?.id)?.answer;
+}
+
+/**
+ * A PC/SC read-back from this test, tried again when another process (the companion) reset the
+ * shared card meanwhile: PC/SC then fails the next transmit with SCARD_W_RESET_CARD (0x80100068)
+ * and sends nothing to the card, so trying again changes nothing on it.
+ */
+async function onCard<T>(read: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await read();
+    } catch (err) {
+      if (attempt >= 5 || !(err instanceof Error && /Card was reset|0x80100068/.test(err.message))) throw err;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+
+/**
+ * Insert the test's card into whichever vpcd reader is free, waiting (up to 10 minutes) while
+ * other runs on this machine hold both. Under CI the suite runs alone and the first reader is free.
+ */
+async function insertOnFreeReader(pcsc: PcscReaderAdapter, options: { cardId: string; pin: string; puk: string; blocked: boolean }): Promise<VpcdCard> {
+  const deadline = Date.now() + 600_000;
+  for (;;) {
+    for (const reader of [VPCD_READER, VPCD_READER_2]) {
+      try {
+        return await VpcdCard.insert(pcsc, reader, options);
+      } catch (err) {
+        if (!(err instanceof Error && /already holds a card|did not talk to the card/.test(err.message)) || Date.now() > deadline) throw err;
+      }
+    }
+    await new Promise((r) => setTimeout(r, 5000));
+  }
+}
+
+/** The card an invoke answered with (fails the test on an HTTP error answer). */
+function invokeCard(r: InvokeResult): unknown {
+  if (!r.ok) throw new Error(`card action failed: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+  if (!r.card) throw new Error(`card action answered ${String(r.type)}, not a card`);
+  return r.card;
+}
+
+describe.skipIf(gate.skip || ferretGate.skip)('MongoDB stops mid-journey: "try again", nothing half-written, the journey carries on when it is back (bot on FerretDB + companion + pcscd/vpcd)', { timeout: E2E_TEST_MS }, () => {
+  let ferret: PrivateFerretdb;
+  let pcsc: PcscReaderAdapter;
+  let bot: BotStack;
+  let companion: CompanionProcess;
+  let card: VpcdCard;
+  let pg: PlaygroundHandle;
+  let page: PageBrowser;
+  /** The questions card message (its replacements are recorded by the Playground helper). */
+  let questionsId = '';
+
+  const codeMails = async (): Promise<number> => (await bot.outbox()).filter((m) => m.kind === 'unlock_code').length;
+
+  /** Click a button on the current version of the questions message. */
+  const click = (verb: string, inputs?: Record<string, string>): Promise<InvokeResult> => pg.invokeAction({ verb, replyToId: questionsId, ...(inputs ? { inputs } : {}) });
+
+  /** Companion requests the bot could not serve (its log line for a request handler that threw). */
+  const failedRequests = (): number => bot.process.output().split('"msg":"companion link: request failed"').length - 1;
+
+  /** Stop FerretDB (orderly) and make sure it is down. */
+  async function outage(): Promise<void> {
+    await ferret.stop('SIGTERM');
+    expect(ferret.pid()).toBeNull();
+  }
+
+  beforeAll(async () => {
+    ferret = await startPrivateFerretdb();
+    pcsc = await PcscReaderAdapter.open();
+    bot = await startBotStack('e2e-outage-bot', { STORAGE: 'mongodb', MONGODB_URL: ferret.url, MONGODB_DATABASE: 'outage', BOT_INSTANCE_ID: 'outage-bot' });
+    await seedPerson(bot, { teamsUserId: 'user-id-0', displayName: 'Olive Outage', email: EMAIL, cardId: CARD_ID, puk: PUK, answers: REGISTERED });
+    card = await insertOnFreeReader(pcsc, { cardId: CARD_ID, pin: OLD_PIN, puk: PUK, blocked: true });
+    companion = startCompanion(bot, { name: 'e2e-outage-companion', readerName: card.readerName, workstation: 'WS-E2E-OUTAGE' });
+    pg = await startPlayground({ botUrl: bot.messagesUrl, name: 'e2e-outage-playground', currentUser: { id: 'user-id-0', name: 'Alex Wilber' } });
+    await pg.install();
+    const pairing = await companion.pairingCode();
+    await pg.sendMessage(`pair ${pairing}`);
+    const paired = await pg.waitForBotText(/This computer is paired|Pairing did not work/, { timeoutMs: E2E_WAIT_MS });
+    expect(messageText(paired)).toContain('This computer is paired');
+    await companion.waitConnected();
+    page = new PageBrowser(await companion.latestPageLink());
+    expect((await page.open()).status).toBe(200);
+  }, 900_000); // may wait for a free vpcd reader (insertOnFreeReader)
+
+  afterAll(async () => {
+    await pg?.stop();
+    await companion?.stop();
+    await bot?.stop();
+    await card?.dispose();
+    await pcsc?.close();
+    await ferret?.stop();
+    await removeTestDirs(bot?.dataDir, companion?.dataDir, ferret ? path.dirname(ferret.dataDir) : undefined);
+  });
+
+  it('a click during the outage gets the "busy, try again" card and a typed turn the plain "try again shortly"; after the restart "Try again" shows the same step and the person finishes', async () => {
+    // Up to the questions card, with one attempt spent.
+    await pg.sendMessage('unlock');
+    const questions = await pg.waitForBotText(/Answer your security questions|not connected|No card in the reader/, { timeoutMs: E2E_WAIT_MS });
+    expect(messageText(questions)).toContain('Answer your security questions');
+    questionsId = questions.messageId;
+    const spent = cardText(invokeCard(await click('unlock.answers', WRONG)));
+    expect(spent).toContain('2 attempts left');
+    const linesBefore = companion.lineCount();
+
+    // MongoDB goes away.
+    await outage();
+
+    // "Check my answers" (right answers): a card saying try again, not an error, and the bot is still up.
+    const t0 = Date.now();
+    const busy = await click('unlock.answers', answerInputs(cardsOf(questions)[0], answerFor));
+    const busyCard = invokeCard(busy);
+    expect(cardText(busyCard)).toContain(BUSY_CARD);
+    expect(cardText(busyCard)).toMatch(/Nothing you have done so far was lost/);
+    expect(executeActions(busyCard).map((a) => [a.verb, a.title, a.data?.['journey']])).toEqual([['journey.show', 'Try again', 'unlock']]);
+    expect(Date.now() - t0).toBeLessThan(30_000);
+    expect(bot.process.hasExited()).toBe(false);
+
+    // A typed turn during the outage: the plain message.
+    const mark = pg.mark();
+    await pg.sendMessage('unlock');
+    const shortly = await pg.waitForBotMessage((m) => TRY_AGAIN_SHORTLY.test(messageText(m)), { since: mark, timeoutMs: E2E_WAIT_MS });
+    expect(shortly.attachments).toHaveLength(0);
+    expect(bot.process.hasExited()).toBe(false);
+
+    // "Try again" while it is still down: the busy card again, nothing else.
+    expect(cardText(invokeCard(await click('journey.show')))).toContain(BUSY_CARD);
+
+    // Nothing was half-done: no code mailed, nothing asked of the companion or the card.
+    expect(await codeMails()).toBe(0);
+    expect(companion.process.lines().slice(linesBefore).some((l) => l.startsWith('UNLOCK:'))).toBe(false);
+    expect(card.seen.puks.size).toBe(0);
+    expect(card.card.pinBlocked).toBe(true);
+
+    // MongoDB is back (same data). "Try again" shows the journey's last stored step.
+    await ferret.start();
+    const back = await click('journey.show');
+    const backText = cardText(invokeCard(back));
+    expect(backText).toContain('Answer your security questions');
+    expect(backText).toContain('2 attempts left');
+
+    // The person finishes.
+    const answered = await click('unlock.answers', answerInputs(back.ok ? back.card : undefined, answerFor));
+    expect(cardText(invokeCard(answered))).toContain('Check your email');
+    const mail = await waitForMail(bot, (m) => m.kind === 'unlock_code' && (m.headers['to'] ?? '').includes(EMAIL));
+    expect(await codeMails()).toBe(1);
+    const code = unlockCodeFrom(mail);
+    await companion.waitForLineAfter(/^UNLOCK: type your unlock code/, linesBefore);
+    await expect.poll(async () => pageState((await page.get()).body), { timeout: E2E_WAIT_MS }).toBe('awaiting_unlock');
+    const done = await page.post('/unlock', { code, passcode: NEW_PASSCODE, confirmation: NEW_PASSCODE });
+    expect(pageState(done.body), pageText(done.body)).toBe('done');
+    await pg.waitForBotMessage((m) => m.messageId === questionsId && messageText(m).includes('Your smartcard is unlocked'), { timeoutMs: E2E_WAIT_MS });
+    expect(await onCard(() => card.verifies(OLD_PIN))).toBe(false);
+    expect(await onCard(() => card.verifies(NEW_PASSCODE))).toBe(true);
+    expect(card.seen.newPuks).toHaveLength(1);
+    expect(await onCard(() => card.holdsPuk(card.seen.newPuks[0]!))).toBe(true);
+  });
+
+  it('wrong answers clicked during an outage are not counted: after the restart the attempts left are unchanged', async () => {
+    for (let i = 0; i < 3; i++) expect(await onCard(() => card.verifies(WRONG_PIN))).toBe(false);
+    await pg.sendMessage('unlock');
+    const questions = await pg.waitForBotText('Answer your security questions', { timeoutMs: E2E_WAIT_MS });
+    questionsId = questions.messageId;
+    expect(messageText(questions)).toContain('3 attempts left');
+    expect(cardText(invokeCard(await click('unlock.answers', WRONG)))).toContain('2 attempts left');
+
+    await outage();
+    for (let i = 0; i < 2; i++) expect(cardText(invokeCard(await click('unlock.answers', WRONG)))).toContain(BUSY_CARD);
+    await ferret.start();
+
+    const back = cardText(invokeCard(await click('journey.show')));
+    expect(back).toContain('Answer your security questions');
+    expect(back).toContain('2 attempts left');
+    // And counting works again: the next wrong click is counted once.
+    expect(cardText(invokeCard(await click('unlock.answers', WRONG)))).toContain('1 attempt left');
+    await pg.sendMessage('cancel');
+    await pg.waitForBotText('Cancelled. Say "unlock" to start again.', { timeoutMs: E2E_WAIT_MS });
+    expect(card.card.pinBlocked).toBe(true);
+  });
+  it('MongoDB dies right after the card took the new PUK: the card is unlocked, and the result reaches the bot when MongoDB is back', async () => {
+    for (let i = 0; i < 3; i++) expect(await onCard(() => card.verifies(WRONG_PIN))).toBe(false);
+    const pukRetriesMax = card.card.pukRetriesMax;
+    expect(card.card.pukRetries).toBe(pukRetriesMax);
+    const mailsBefore = await codeMails();
+    const noticesBefore = (await bot.outbox()).filter((m) => m.kind === 'unlock_notice').length;
+    const linesBefore = companion.lineCount();
+    await pg.sendMessage('unlock');
+    const questions = await pg.waitForBotText('Answer your security questions', { timeoutMs: E2E_WAIT_MS });
+    questionsId = questions.messageId;
+    expect(cardText(invokeCard(await click('unlock.answers', answerInputs(cardsOf(questions)[0], answerFor))))).toContain('Check your email');
+    await expect.poll(codeMails, { timeout: E2E_WAIT_MS }).toBe(mailsBefore + 1);
+    const code = unlockCodeFrom((await bot.outbox()).filter((m) => m.kind === 'unlock_code').at(-1)!);
+    await companion.waitForLineAfter(/^UNLOCK: type your unlock code/, linesBefore);
+    await expect.poll(async () => pageState((await page.get()).body), { timeout: E2E_WAIT_MS }).toBe('awaiting_unlock');
+
+    // Kill MongoDB the moment the card has taken the new PUK (before the companion reports it).
+    let killed = false;
+    card.afterCommand = (ins, apdu, response) => {
+      if (!killed && ins === INS.CHANGE_REFERENCE_DATA && apdu[3] === KEY_REF.PUK && response.subarray(-2).equals(Buffer.from([0x90, 0x00]))) {
+        killed = true;
+        card.afterCommand = undefined;
+        void ferret.stop('SIGKILL');
+      }
+    };
+    const pukBefore = card.seen.newPuks.length;
+    const failedBefore = failedRequests();
+    const mark = pg.mark();
+    const done = await page.post('/unlock', { code, passcode: NEW_PASSCODE_2, confirmation: NEW_PASSCODE_2 });
+    expect(killed).toBe(true);
+    expect(pageState(done.body), pageText(done.body)).toBe('done');
+    expect(card.seen.newPuks).toHaveLength(pukBefore + 1);
+    expect(await onCard(() => card.verifies(NEW_PASSCODE_2))).toBe(true);
+    expect(bot.process.hasExited()).toBe(false);
+
+    // The outage lasts until the bot has failed the companion's report (the driver waits 5 s for a server first).
+    await expect.poll(() => failedRequests() > failedBefore, { timeout: E2E_WAIT_MS }).toBe(true);
+    await new Promise((r) => setTimeout(r, 2000));
+
+    // MongoDB back: the result reaches the bot (Teams says unlocked, the notice is mailed).
+    await ferret.start();
+    await pg.waitForBotMessage((m) => m.messageId === questionsId && messageText(m).includes('Your smartcard is unlocked'), { since: mark, timeoutMs: 60_000 });
+    await expect.poll(async () => (await bot.outbox()).filter((m) => m.kind === 'unlock_notice').length, { timeout: E2E_WAIT_MS }).toBe(noticesBefore + 1);
+    expect(card.card.pukRetries).toBe(pukRetriesMax);
+  });
+
+  it('after that outage, the next unlock of the card uses the PUK the card holds and spends no PUK try', async () => {
+    card.afterCommand = undefined;
+    if (ferret.pid() === null) await ferret.start();
+    for (let i = 0; i < 3; i++) expect(await onCard(() => card.verifies(WRONG_PIN))).toBe(false);
+    const pukRetriesMax = card.card.pukRetriesMax;
+    const linesBefore = companion.lineCount();
+    const codesBefore = await codeMails();
+    const mark = pg.mark();
+    await pg.sendMessage('unlock');
+    const questions = await pg.waitForBotMessage((m) => /Answer your security questions/.test(messageText(m)), { since: mark, timeoutMs: E2E_WAIT_MS });
+    questionsId = questions.messageId;
+    expect(cardText(invokeCard(await click('unlock.answers', answerInputs(cardsOf(questions)[0], answerFor))))).toContain('Check your email');
+    await expect.poll(codeMails, { timeout: E2E_WAIT_MS }).toBe(codesBefore + 1);
+    const code = unlockCodeFrom((await bot.outbox()).filter((m) => m.kind === 'unlock_code').at(-1)!);
+    await companion.waitForLineAfter(/^UNLOCK: type your unlock code/, linesBefore);
+    await expect.poll(async () => pageState((await page.get()).body), { timeout: E2E_WAIT_MS }).toBe('awaiting_unlock');
+    const done = await page.post('/unlock', { code, passcode: NEW_PASSCODE_3, confirmation: NEW_PASSCODE_3 });
+    expect(pageState(done.body), pageText(done.body)).toBe('done');
+    expect(card.card.pukRetries).toBe(pukRetriesMax);
+    expect(await onCard(() => card.verifies(NEW_PASSCODE_3))).toBe(true);
+    expect(await onCard(() => card.holdsPuk(card.seen.newPuks.at(-1)!))).toBe(true);
+  });
+});

@@ -24,7 +24,14 @@ export type Effect =
       expiresAt: string;
     }
   | { type: 'mail.unlock_notice'; id: string; personId: string; at: string; workstation: string | null }
-  | { type: 'companion.command'; id: string; deviceId: string; command: Command }
+  | {
+      type: 'companion.command';
+      id: string;
+      deviceId: string;
+      command: Command;
+      /** Carry this out only if the effect with this id succeeded (e.g. prompt for a code only once it was mailed). */
+      onlyAfter?: string;
+    }
   | {
       type: 'audit';
       id: string;

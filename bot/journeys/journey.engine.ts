@@ -143,8 +143,14 @@ export class JourneyEngine {
     const followUps: FollowUp[] = [];
     const rec = await this.deps.storage.journeys.get(key);
     if (!rec || rec.pendingEffects.length === 0) return followUps;
+    const abandoned = new Set<string>();
     for (const stored of rec.pendingEffects) {
       const effect = stored.payload as Effect;
+      if (effect.type === 'companion.command' && effect.onlyAfter && abandoned.has(effect.onlyAfter)) {
+        // What it depended on failed for good (e.g. the code email): drop it unsent.
+        await this.deps.storage.journeys.removeEffects(key, [stored.id]);
+        continue;
+      }
       try {
         const next = await this.deps.runner.carryOut(effect);
         await this.deps.storage.journeys.removeEffects(key, [stored.id]);
@@ -157,6 +163,7 @@ export class JourneyEngine {
         // A mail that finally failed is final: the mail adapter already retried what can be retried.
         const final = attempts >= MAX_EFFECT_ATTEMPTS || failure !== null;
         if (final) {
+          abandoned.add(stored.id);
           await this.deps.storage.journeys.removeEffects(key, [stored.id]);
           const requestId = err instanceof AppError ? err.meta['requestId'] : undefined;
           await this.deps.storage.audit.append({

@@ -289,11 +289,14 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
         const code = issueCode(ctx);
         return {
           journey: { ...journey, counters: { ...journey.counters }, state: { phase: 'code_sent', step, deviceId: s.deviceId, cardId: s.cardId, code, codesIssued: 1 } },
-          effects: [
-            audit(ctx, personId, 'unlock.answers_passed', { runId: journey.runId }),
-            { type: 'mail.unlock_code', id: ctx.newId(), personId, codeSealed: ctx.freshCode.sealed(journey.runId), codeHash: code.hash, runId: journey.runId, expiresAt: code.expiresAt },
-            { type: 'companion.command', id: ctx.newId(), deviceId: s.deviceId, command: { kind: 'unlock.prompt', journeyId: journey.runId, cardId: s.cardId, codeExpiresAt: code.expiresAt } },
-          ],
+          effects: (() => {
+            const mailId = ctx.newId();
+            return [
+              audit(ctx, personId, 'unlock.answers_passed', { runId: journey.runId }),
+              { type: 'mail.unlock_code', id: mailId, personId, codeSealed: ctx.freshCode.sealed(journey.runId), codeHash: code.hash, runId: journey.runId, expiresAt: code.expiresAt },
+              { type: 'companion.command', id: ctx.newId(), deviceId: s.deviceId, command: { kind: 'unlock.prompt', journeyId: journey.runId, cardId: s.cardId, codeExpiresAt: code.expiresAt }, onlyAfter: mailId },
+            ] satisfies Effect[];
+          })(),
           changed: true,
         };
       }
@@ -326,11 +329,14 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
       const code = issueCode(ctx);
       return {
         journey: { ...journey, state: { ...s, step: s.step + 1, code, codesIssued: s.codesIssued + 1 } },
-        effects: [
-          audit(ctx, personId, 'unlock.code_resent', { runId: journey.runId, codesIssued: s.codesIssued + 1 }),
-          { type: 'mail.unlock_code', id: ctx.newId(), personId, codeSealed: ctx.freshCode.sealed(journey.runId), codeHash: code.hash, runId: journey.runId, expiresAt: code.expiresAt },
-          { type: 'companion.command', id: ctx.newId(), deviceId: s.deviceId, command: { kind: 'unlock.prompt', journeyId: journey.runId, cardId: s.cardId, codeExpiresAt: code.expiresAt } },
-        ],
+        effects: (() => {
+          const mailId = ctx.newId();
+          return [
+            audit(ctx, personId, 'unlock.code_resent', { runId: journey.runId, codesIssued: s.codesIssued + 1 }),
+            { type: 'mail.unlock_code', id: mailId, personId, codeSealed: ctx.freshCode.sealed(journey.runId), codeHash: code.hash, runId: journey.runId, expiresAt: code.expiresAt },
+            { type: 'companion.command', id: ctx.newId(), deviceId: s.deviceId, command: { kind: 'unlock.prompt', journeyId: journey.runId, cardId: s.cardId, codeExpiresAt: code.expiresAt }, onlyAfter: mailId },
+          ] satisfies Effect[];
+        })(),
         changed: true,
       };
     }

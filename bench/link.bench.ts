@@ -40,7 +40,7 @@ interface Expected {
  * Pair a companion for `person` through the bot's pairing service (RFC 8628 flow:
  * start, approve as the person would in Teams, poll for the credential) and store the credential.
  */
-async function pairCompanion(app: BotApp, person: Person, credentials: CredentialStore, botUrl: URL): Promise<string> {
+export async function pairCompanion(app: BotApp, person: Person, credentials: CredentialStore, botUrl: URL): Promise<string> {
   const started = await app.pairing.start({ workstation: 'BENCH-WS' });
   const approved = await app.pairing.approve(person, started.userCode);
   if (!approved.ok) throw new Error(`pairing refused: ${approved.message}`);

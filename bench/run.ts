@@ -5,13 +5,18 @@
  * 2. the time to check 3 security answers, and the event-loop delay p99 while
  *    10 checks run at once, against idle;
  * 3. the companion's `card.read_status` round trip over the WebSocket link against
- *    the same card read done directly (overhead in ms).
+ *    the same card read done directly (overhead in ms);
+ * 4. (issue #4, when a MongoDB-protocol server is at hand) journey-step turns on the
+ *    MongoDB adapter with 1 and 2 bot instances against the embedded store, and the
+ *    companion round trip issued on the other instance (over the command bus) against
+ *    the instance holding the companion (`mongodb.bench.ts`).
  *
  * Figures are printed next to their targets with "met"/"not met"; a missed target
  * never fails the run (this is a benchmark, not a test). The same figures go to
  * `artifacts/bench/bench-<timestamp>.json`. Everything is on loopback, in this process.
  *
- * Options: `--quick` (short windows, for checking the harness; figures are noisier).
+ * Options: `--quick` (short windows, for checking the harness; figures are noisier),
+ * `--skip-mongodb` (leave out section 4).
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -32,6 +37,7 @@ import { benchAnswers, type AnswerBenchResult } from './answers.bench';
 import { ConnectorFake } from './connector.fake';
 import { startEchoServer } from './echo.bot';
 import { benchLink, type LinkBenchResult } from './link.bench';
+import { benchMongo, type MongoBenchResult } from './mongodb.bench';
 import { round } from './latency.stats';
 import { echoTurns, journeyTurns, measureTurns, type TurnSeries } from './turns.bench';
 
@@ -121,6 +127,7 @@ async function seedPeople(app: BotApp, count: number): Promise<Person[]> {
 
 async function main(): Promise<void> {
   const quick = process.argv.includes('--quick');
+  const skipMongo = process.argv.includes('--skip-mongodb');
   const size = quick ? SIZES.quick : SIZES.full;
   const startedAt = new Date();
   const t0 = Date.now();
@@ -131,11 +138,11 @@ async function main(): Promise<void> {
   log(`load average at start: ${loadBefore.map((l) => fmt(l)).join(' ')} (other work on the machine skews every figure)\n`);
 
   // 2. Answer checks first, before the bot exists, so nothing else uses the event loop.
-  log('[1/3] security answer checks ...');
+  log('[1/4] security answer checks ...');
   const answers: AnswerBenchResult = await benchAnswers({ runs: size.answerRuns, concurrent: size.concurrentChecks, rounds: size.checkRounds, idleMs: size.idleMs });
 
   // 1. Turns.
-  log('[2/3] turns: starting the bot (embedded store), the echo bot and the connector stand-in ...');
+  log('[2/4] turns: starting the bot (embedded store), the echo bot and the connector stand-in ...');
   const dataDir = await mkdtemp(path.join(tmpdir(), 'bench-bot-'));
   const connector = new ConnectorFake();
   const serviceUrl = await connector.start();
@@ -173,7 +180,7 @@ async function main(): Promise<void> {
     }
 
     // 3. Link.
-    log('[3/3] companion link: pairing a companion runtime with an in-process virtual card ...');
+    log('[3/4] companion link: pairing a companion runtime with an in-process virtual card ...');
     link = await benchLink(app, linkPerson, logger, { blocks: size.linkBlocks, perBlock: size.linkPerBlock, warmup: size.linkWarmup });
   } finally {
     client.close();
@@ -181,6 +188,15 @@ async function main(): Promise<void> {
     await app.close();
     await connector.stop();
     await rm(dataDir, { recursive: true, force: true });
+  }
+
+  // 4. MongoDB (never fails the run: no server, or a failure, is reported as skipped).
+  let mongo: MongoBenchResult;
+  if (skipMongo) {
+    mongo = { skipped: true, reason: '--skip-mongodb' };
+  } else {
+    log('[4/4] MongoDB adapter: journey steps with 1 and 2 instances, companion round trip across instances ...');
+    mongo = await benchMongo(logger, { concurrencies: size.concurrencies, warmupMs: size.warmupMs, measureMs: size.measureMs, linkBlocks: size.linkBlocks, linkPerBlock: Math.max(10, Math.round(size.linkPerBlock / 5)), linkWarmup: Math.max(5, Math.round(size.linkWarmup / 10)), log });
   }
 
   // Report.
@@ -217,6 +233,42 @@ async function main(): Promise<void> {
   ));
   if (link.errors > 0) log(`   ${link.errors} call(s) did not read the expected card id and PIN status`);
 
+  log('\n== 4. MongoDB adapter (issue #4): journey steps against the embedded store; companion command across instances ==');
+  if (mongo.skipped) {
+    log(mongo.reason === '--skip-mongodb' ? 'skipped (--skip-mongodb)' : `skipped: no MongoDB (${mongo.reason})`);
+  } else {
+    log(`server: ${mongo.server}; both instances in this process, each with its own port and MongoDB client`);
+    const rows: string[][] = [];
+    for (const c of comparisons) rows.push(['embedded (SQLite)', '1', '', String(c.concurrency), String(c.journey.turns), String(c.journey.errors), fmt(c.journey.turnsPerSecond, 1), fmt(c.journey.latency.p50Ms), fmt(c.journey.latency.p99Ms), '1.00', '1.00']);
+    for (const r of mongo.turns) {
+      const base = comparisons.find((c) => c.concurrency === r.concurrency)?.journey;
+      const ratio = base && base.turnsPerSecond > 0 ? r.series.turnsPerSecond / base.turnsPerSecond : Number.NaN;
+      const p99Ratio = base && base.latency.p99Ms > 0 ? r.series.latency.p99Ms / base.latency.p99Ms : Number.NaN;
+      rows.push(['mongodb', String(r.instances), r.instances > 1 ? r.spread : '', String(r.concurrency), String(r.series.turns), String(r.series.errors), fmt(r.series.turnsPerSecond, 1), fmt(r.series.latency.p50Ms), fmt(r.series.latency.p99Ms), fmt(ratio), fmt(p99Ratio)]);
+    }
+    log(table(['store', 'instances', 'turns go', 'conversations', 'turns', 'errors', 'turns/s', 'p50 ms', 'p99 ms', 'turns/s vs embedded', 'p99 vs embedded'], rows));
+    log('   alternate: each conversation\'s turns alternate between A and B (a run started on one is cancelled on the other);');
+    log('   pinned: conversation c always on instance c % 2 (session affinity). Errors are turns not answered as expected (e.g. a "busy" card).');
+    for (const r of mongo.turns) {
+      const e = r.series.firstError;
+      if (e) log(`   first error, mongodb ${r.instances} instance(s) ${r.spread} at ${r.concurrency}: ${e.includes('Smartcard Assist is busy') ? `${e.split(':')[0]}: answered with the "Smartcard Assist is busy" card (the store failed the step)` : e.slice(0, 200)}`);
+    }
+    if (mongo.link) {
+      const l = mongo.link;
+      log(table(
+        ['card.read_status to a companion connected to B', 'calls', 'p50 ms', 'p99 ms', 'max ms'],
+        [
+          ['issued on B (same instance: WebSocket only)', String(l.sameInstance.count), fmt(l.sameInstance.p50Ms, 3), fmt(l.sameInstance.p99Ms, 3), fmt(l.sameInstance.maxMs, 3)],
+          ['issued on A (A -> command bus -> B -> companion -> B -> bus -> A)', String(l.acrossInstances.count), fmt(l.acrossInstances.p50Ms, 3), fmt(l.acrossInstances.p99Ms, 3), fmt(l.acrossInstances.maxMs, 3)],
+          ['added by the routing (across - same)', '', fmt(l.addedP50Ms, 3), fmt(l.addedP99Ms, 3), ''],
+        ],
+      ));
+      if (l.errors > 0) log(`   ${l.errors} call(s) failed or read the wrong status; first: ${l.firstError ?? ''}`);
+    } else {
+      log(`   companion round trip not measured: ${mongo.linkError ?? 'unknown reason'}`);
+    }
+  }
+
   const targets: TargetLine[] = [
     ...comparisons.map((c) => ({
       name: `journey turns/s >= ${TARGETS.journeyToEchoMin}x echo, ${c.concurrency} conversation(s)`,
@@ -252,6 +304,7 @@ async function main(): Promise<void> {
     turns: comparisons,
     answers,
     link,
+    mongodb: mongo,
     targets,
   };
   writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);

@@ -215,7 +215,14 @@ export const ResponseSchema = z.discriminatedUnion('kind', [
    * The code is right: here is the card's current PUK and the PUK to change it
    * to. Sent only to the paired companion, only for the bound card.
    */
-  z.object({ kind: z.literal('unlock.authorised'), journeyId: JourneyIdSchema, puk: PukSchema, newPuk: PukSchema }),
+  z.object({
+    kind: z.literal('unlock.authorised'),
+    journeyId: JourneyIdSchema,
+    puk: PukSchema,
+    newPuk: PukSchema,
+    /** True when an earlier attempt may have left `newPuk` on the card already: try `puk`, then `newPuk`. */
+    pukUncertain: z.boolean().optional(),
+  }),
   z.object({
     kind: z.literal('unlock.refused'),
     /** Why, in words for the person (no secret in it). */

@@ -315,12 +315,14 @@ export class UnlockService {
         return { kind: 'unlock.refused', reason: 'unavailable', message: 'This card cannot be unlocked from here. Contact your RA team.' };
       }
       let pending = card.pendingPuk;
+      // A pending PUK from before this authorisation: an earlier attempt may have put it on the card.
+      const pukUncertain = pending !== null;
       if (!pending) {
         pending = seal(this.deps.keys.sealKey, generatePuk(), aad);
         const saved = await this.deps.storage.cards.save({ ...card, pendingPuk: pending, updatedAt: this.now().toISOString(), version: card.version + 1 }, card.version);
         if (saved === 'conflict') continue;
       }
-      return { kind: 'unlock.authorised', journeyId: runId, puk: unseal(this.deps.keys.sealKey, card.puk, aad), newPuk: unseal(this.deps.keys.sealKey, pending, aad) };
+      return { kind: 'unlock.authorised', journeyId: runId, puk: unseal(this.deps.keys.sealKey, card.puk, aad), newPuk: unseal(this.deps.keys.sealKey, pending, aad), ...(pukUncertain ? { pukUncertain: true } : {}) };
     }
     throw new AppError('CARD.BUSY', 'card record kept changing', { meta: { cardId } });
   }

@@ -72,6 +72,9 @@ const NOT_REGISTERED = (raContact: string): AdaptiveCard =>
   unlockEndedCard({ title: 'You are not registered for self-service yet', message: `Self-service unlock needs you to register first: say "register" (you will need your card and its passcode). Until then, ${raContact} can unlock your card.` });
 
 export class SmartcardBot extends ActivityHandler {
+  /** Conversation reference last stored per person by this process (JSON), to skip unchanged writes. */
+  private readonly lastReference = new Map<string, string>();
+
   constructor(private readonly deps: TeamsBotDeps) {
     super();
 
@@ -121,7 +124,18 @@ export class SmartcardBot extends ActivityHandler {
     const primary = ids[0];
     if (primary && (context.activity.conversation?.conversationType ?? 'personal') === 'personal') {
       const reference = TurnContext.getConversationReference(context.activity) as Partial<ConversationReference>;
-      await this.deps.storage.conversations.put({ personId: person?.id ?? provisionalPersonId(primary), reference: reference as Record<string, unknown>, updatedAt: new Date().toISOString() });
+      const personId = person?.id ?? provisionalPersonId(primary);
+      const json = JSON.stringify(reference);
+      // One write per change, not per click; a failed write does not fail the turn.
+      if (this.lastReference.get(personId) !== json) {
+        try {
+          await this.deps.storage.conversations.put({ personId, reference: reference as Record<string, unknown>, updatedAt: new Date().toISOString() });
+          if (this.lastReference.size > 50_000) this.lastReference.clear();
+          this.lastReference.set(personId, json);
+        } catch (err) {
+          this.deps.logger.warn({ errorCode: err instanceof AppError ? err.code : 'UNEXPECTED' }, 'conversation reference not stored');
+        }
+      }
     }
     return person;
   }

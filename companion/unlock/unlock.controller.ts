@@ -335,6 +335,9 @@ export class UnlockController {
       return;
     }
     journey.codeAccepted = true;
+    // The bot cannot tell which of the two PUKs the card holds (an earlier attempt may have
+    // changed it): try the current one, then the new one.
+    if (response.pukUncertain) journey.pukOnCard = 'unknown';
     await this.unblock(journey, response.puk, response.newPuk);
   }
 
@@ -384,7 +387,25 @@ export class UnlockController {
       for (;;) {
         const result = await this.options.link.request(request);
         if (result.ok) {
-          if (result.response.kind !== 'ok') log.warn({ journeyId: request.journeyId, kind: result.response.kind }, 'unexpected answer to unlock.result');
+          const r = result.response;
+          // The bot could not record it (its store was unreachable): send it again, as when the link drops.
+          const notRecorded = r.kind === 'unlock.refused' && r.reason === 'unavailable';
+          if (!notRecorded) {
+            if (r.kind !== 'ok') log.warn({ journeyId: request.journeyId, kind: r.kind }, 'unexpected answer to unlock.result');
+            return;
+          }
+        } else if (result.reason === 'refused_by_bot') {
+          log.error({ journeyId: request.journeyId }, 'bot refused unlock.result');
+          return;
+        }
+        const left0 = deadline - Date.now();
+        if (result.ok && left0 > 0) {
+          log.warn({ journeyId: request.journeyId }, 'unlock.result not recorded by the bot; sending it again shortly');
+          await new Promise((r) => setTimeout(r, Math.min(left0, 2000)));
+          continue;
+        }
+        if (result.ok) {
+          log.error({ journeyId: request.journeyId, outcome: request.outcome }, 'gave up delivering unlock.result');
           return;
         }
         if (result.reason === 'refused_by_bot') {

@@ -138,6 +138,11 @@ export interface MongoStorage extends Storage {
  *   `STORAGE.SCHEMA_TOO_NEW` when a newer release wrote the database;
  *   `STORAGE.QUERY_FAILED` when an index of the same name exists with other options
  */
+/** FerretDB on SQLite: a write refused because another process held the database lock. */
+function isBackendLocked(err: unknown): boolean {
+  return err instanceof MongoError && /database is locked|SQLITE_BUSY/.test(err.message);
+}
+
 export async function openMongoStorage(options: MongoStorageOptions): Promise<MongoStorage> {
   let client = options.client;
   const owned = client === undefined;
@@ -728,10 +733,20 @@ class MongoStorageImpl implements MongoStorage {
 
   private async run<T>(operation: string, fn: () => Promise<T>): Promise<T> {
     if (this.closed) throw new StorageError(STORAGE_ERROR.UNAVAILABLE, `${operation}: storage is closed`, { meta: { operation } });
-    try {
-      return await fn();
-    } catch (err) {
-      throw toStorageError(operation, err);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        // FerretDB's SQLite backend refuses a write now and then when two processes write
+        // ("database is locked"): nothing was written by the refused step, and every step
+        // here is an insert-only revision or a read, so a short jittered retry is safe (a
+        // revision that did land is found as a lost race, and the caller re-reads).
+        if (attempt < 4 && isBackendLocked(err)) {
+          await new Promise((r) => setTimeout(r, 15 * attempt + Math.floor(Math.random() * 40)));
+          continue;
+        }
+        throw toStorageError(operation, err);
+      }
     }
   }
 

@@ -320,8 +320,18 @@ export class CompanionLinkServer implements CompanionLink {
           return;
         }
         // The credential is checked on every request, not only at connect: a device
-        // revoked while its link is open gets nothing more.
-        const current = await this.deps.storage.devices.get(session.device.id);
+        // revoked while its link is open gets nothing more. A store that cannot answer
+        // gets the same prompt "unavailable" as a failed handler (the companion sends a
+        // result again; the page says try again), not silence until the companion's
+        // request timeout (30 s).
+        let current: Device | null;
+        try {
+          current = await this.deps.storage.devices.get(session.device.id);
+        } catch (err) {
+          this.deps.logger.error({ errorCode: err instanceof AppError ? err.code : 'UNEXPECTED', deviceId: session.device.id, kind: msg.request.kind }, 'companion link: request failed');
+          this.send(session, { type: 'response', id: msg.id, response: { kind: 'unlock.refused', reason: 'unavailable', message: 'Smartcard Assist could not complete that just now. Try again shortly.' } });
+          return;
+        }
         if (!current || current.revokedAt) {
           this.deps.logger.warn({ deviceId: session.device.id }, 'companion link: device revoked; closing');
           session.socket.close(CloseCodes.UNAUTHORISED, 'device credential revoked: pair again');

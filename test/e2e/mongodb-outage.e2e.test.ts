@@ -22,6 +22,9 @@
  *    says done); when MongoDB is back the result must still reach the bot
  *    (Teams "unlocked", notice email), and the next unlock of that card must
  *    use the PUK the card really holds without spending a PUK try.
+ * 5. The unlock code typed on the passcode page while MongoDB is down: the page
+ *    says promptly to try again, nothing reaches the card, the code is not
+ *    spent; when MongoDB is back the same code unlocks the card.
  */
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -68,6 +71,7 @@ const NEW_PASSCODE = randomPasscode([OLD_PIN, PUK]);
 const WRONG_PIN = randomPasscode([OLD_PIN, PUK, NEW_PASSCODE]);
 const NEW_PASSCODE_2 = randomPasscode([OLD_PIN, PUK, NEW_PASSCODE, WRONG_PIN]);
 const NEW_PASSCODE_3 = randomPasscode([OLD_PIN, PUK, NEW_PASSCODE, WRONG_PIN, NEW_PASSCODE_2]);
+const NEW_PASSCODE_4 = randomPasscode([OLD_PIN, PUK, NEW_PASSCODE, WRONG_PIN, NEW_PASSCODE_2, NEW_PASSCODE_3]);
 const WRONG = { a1: `Not mine ${randomWord()}`, a2: `Not mine ${randomWord()}`, a3: `Not mine ${randomWord()}` };
 const CARD_ID = randomCardId();
 
@@ -137,8 +141,8 @@ describe.skipIf(gate.skip || ferretGate.skip)('MongoDB stops mid-journey: "try a
   /** Click a button on the current version of the questions message. */
   const click = (verb: string, inputs?: Record<string, string>): Promise<InvokeResult> => pg.invokeAction({ verb, replyToId: questionsId, ...(inputs ? { inputs } : {}) });
 
-  /** Companion requests the bot could not serve (its log line for a request handler that threw). */
-  const failedRequests = (): number => bot.process.output().split('"msg":"companion link: request failed"').length - 1;
+  /** Companion frames the bot could not serve (its log lines for a request or frame handler that threw). */
+  const failedRequests = (): number => bot.process.output().match(/"msg":"companion link: (request|frame handling) failed"/g)?.length ?? 0;
 
   /** Stop FerretDB (orderly) and make sure it is down. */
   async function outage(): Promise<void> {
@@ -325,5 +329,46 @@ describe.skipIf(gate.skip || ferretGate.skip)('MongoDB stops mid-journey: "try a
     expect(card.card.pukRetries).toBe(pukRetriesMax);
     expect(await onCard(() => card.verifies(NEW_PASSCODE_3))).toBe(true);
     expect(await onCard(() => card.holdsPuk(card.seen.newPuks.at(-1)!))).toBe(true);
+  });
+  it('the unlock code typed on the page during an outage: "try again" promptly, nothing on the card, and the same code works when MongoDB is back', async () => {
+    if (ferret.pid() === null) await ferret.start();
+    for (let i = 0; i < 3; i++) expect(await onCard(() => card.verifies(WRONG_PIN))).toBe(false);
+    const linesBefore = companion.lineCount();
+    const codesBefore = await codeMails();
+    const mark = pg.mark();
+    await pg.sendMessage('unlock');
+    const questions = await pg.waitForBotMessage((m) => /Answer your security questions/.test(messageText(m)), { since: mark, timeoutMs: E2E_WAIT_MS });
+    questionsId = questions.messageId;
+    expect(cardText(invokeCard(await click('unlock.answers', answerInputs(cardsOf(questions)[0], answerFor))))).toContain('Check your email');
+    await expect.poll(codeMails, { timeout: E2E_WAIT_MS }).toBe(codesBefore + 1);
+    const code = unlockCodeFrom((await bot.outbox()).filter((m) => m.kind === 'unlock_code').at(-1)!);
+    await companion.waitForLineAfter(/^UNLOCK: type your unlock code/, linesBefore);
+    await expect.poll(async () => pageState((await page.get()).body), { timeout: E2E_WAIT_MS }).toBe('awaiting_unlock');
+    const pukCommandsBefore = card.seen.puks.size;
+    const newPuksBefore = card.seen.newPuks.length;
+
+    await outage();
+    const t0 = Date.now();
+    const refused = await page.post('/unlock', { code, passcode: NEW_PASSCODE_4, confirmation: NEW_PASSCODE_4 });
+    const elapsed = Date.now() - t0;
+    expect(pageState(refused.body), pageText(refused.body)).toBe('error');
+    expect(pageText(refused.body)).toMatch(/try again/i);
+    expect(pageText(refused.body)).toContain('Try again');
+    // Promptly: the bot's 5 s wait for a server, not the companion's 30 s request timeout.
+    expect(elapsed).toBeLessThan(20_000);
+    expect(card.card.pinBlocked).toBe(true);
+    expect(card.seen.puks.size).toBe(pukCommandsBefore);
+    expect(card.seen.newPuks).toHaveLength(newPuksBefore);
+
+    await ferret.start();
+    // "Try again" on the page, then the same code: it was not spent.
+    await page.post('/retry', {});
+    expect(pageState((await page.get()).body)).toBe('awaiting_unlock');
+    const done = await page.post('/unlock', { code, passcode: NEW_PASSCODE_4, confirmation: NEW_PASSCODE_4 });
+    expect(pageState(done.body), pageText(done.body)).toBe('done');
+    await pg.waitForBotMessage((m) => m.messageId === questionsId && messageText(m).includes('Your smartcard is unlocked'), { since: mark, timeoutMs: E2E_WAIT_MS });
+    expect(await onCard(() => card.verifies(NEW_PASSCODE_4))).toBe(true);
+    expect(await onCard(() => card.holdsPuk(card.seen.newPuks.at(-1)!))).toBe(true);
+    expect(await codeMails()).toBe(codesBefore + 1);
   });
 });

@@ -13,12 +13,20 @@
  *   const card = await VpcdCard.insert(pcsc, VPCD_READER, { cardId, pin, puk, blocked: true });
  *   const companion = startCompanion(bot, { name: 'companion-a', readerName: VPCD_READER.name, workstation: 'WS-A' });
  *   const code = await companion.pairingCode();
+ *
+ * Mail transport: the outbox by default. With `E2E_MAIL=graph` in the test's environment (or
+ * `startBotStack(name, extraEnv, { mail: 'graph' })`) the bot sends through the Graph mail adapter
+ * (`MAIL_TRANSPORT=graph`) over https to the local Graph + Entra fake (`test/support/graph-fake/`), and
+ * `bot.outbox()` returns the mails Graph accepted (202), in the same entry shape; see {@link startBotStack}.
  */
 import { spawn } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
+import type { MailKind } from '../../bot/mail/mail.port';
+import { registrationCodeMail, registrationConfirmedMail, unlockCodeMail, unlockedNoticeMail } from '../../bot/mail/mail.templates';
+import { composeMimeMessage, parseMimeMessage } from '../../bot/mail/mime-message';
 import { readOutbox, type OutboxEntry } from '../../bot/mail/outbox-mail.adapter';
 import { checkPasscode } from '../../companion/passcode-policy';
 import { INS, KEY_REF, PIN_PAD_BYTE } from '../../companion/piv/piv.constants';
@@ -29,6 +37,7 @@ import { waitForCardState } from '../../companion/piv/reader-events';
 import { VirtualPivCard } from '../../companion/virtual-card/virtual-piv-card';
 import { VpcdClient } from '../../companion/virtual-card/vpcd-client';
 import { artifactDir, artifactPath, REPO_ROOT } from './artifacts';
+import { startGraphFakeHarness, type AcceptedMail, type GraphFakeHarness } from './graph-fake/graph-fake.harness';
 import { insertVirtualCard } from './pcscd';
 import { freePort, startProcess, waitForHttp, type ManagedProcess } from './processes';
 
@@ -104,8 +113,15 @@ export interface BotStack {
   readonly port: number;
   /** `SMARTCARD_DATA_DIR` (sqlite file, WAL, outbox). */
   readonly dataDir: string;
-  /** `<dataDir>/outbox`. */
+  /**
+   * Where {@link BotStack.outbox} reads: `<dataDir>/outbox` with outbox mail; with Graph mail,
+   * `<dataDir>/graph-accepted`, where this test process writes a copy (`.eml`) of each mail Graph accepted.
+   */
   readonly outboxDir: string;
+  /** How the bot sends mail: `outbox` (files) or `graph` (the Graph adapter against the local fake). */
+  readonly mail: MailTransportChoice;
+  /** The Graph + Entra fake the bot sends to (`mail === 'graph'` only): requests, tokens, scripted answers. */
+  readonly graph: GraphFakeHarness | undefined;
   /** The environment the bot and the admin command run with (includes the master key). */
   readonly env: Readonly<Record<string, string>>;
   /** The bot process running now (the newest after a {@link BotStack.restart}). */
@@ -114,7 +130,11 @@ export interface BotStack {
   readonly processes: readonly ManagedProcess[];
   /** Every admin command run against this bot: the command and its output (for the secret scan). */
   readonly adminRuns: Array<{ args: string[]; stdout: string; stderr: string; code: number | null }>;
-  /** Messages in the outbox now, oldest first. */
+  /**
+   * Messages in the outbox now, oldest first. With Graph mail: the mails Graph accepted (202), oldest first,
+   * each also written as an `.eml` file under `outboxDir` (so `file` and the secret scan work as with the outbox);
+   * `kind` comes from the subject, `text` from the HTML body (Graph carries only the HTML).
+   */
   outbox(): Promise<OutboxEntry[]>;
   /**
    * Stop the bot (SIGTERM) and start it again on the same port, data directory and key,
@@ -126,19 +146,42 @@ export interface BotStack {
   stop(): Promise<void>;
 }
 
+/** How an end-to-end bot sends mail. */
+export type MailTransportChoice = 'outbox' | 'graph';
+
+/**
+ * The mail transport the environment asks for: `E2E_MAIL=graph` or `E2E_MAIL=outbox`; unset or empty = outbox.
+ *
+ * @throws Error naming `E2E_MAIL` when it holds another value
+ */
+export function mailTransportFromEnv(env: NodeJS.ProcessEnv = process.env): MailTransportChoice {
+  const v = env['E2E_MAIL']?.trim() ?? '';
+  if (v === '' || v === 'outbox') return 'outbox';
+  if (v === 'graph') return 'graph';
+  throw new Error(`E2E_MAIL must be "outbox" or "graph" (or unset); it is "${v}"`);
+}
+
 /**
  * Start the bot as a process (`node --import tsx bot/main.ts`) with a fresh data directory under
  * `artifacts/tmp/`, a random master key, `PAIRING_POLL_INTERVAL_SECONDS=1` and `LOG_LEVEL=debug`,
  * and wait for `GET /healthz`.
  *
+ * With Graph mail (`options.mail`, else `E2E_MAIL`), the Graph + Entra fake is started first and its settings
+ * (`MAIL_TRANSPORT=graph`, `GRAPH_*` with a client secret, `NODE_EXTRA_CA_CERTS` = the test CA) go into the bot's
+ * environment (`extraEnv` still wins); `outbox()` then reads what Graph accepted, and `stop()` stops the fake too.
+ *
  * @param name - log name: `artifacts/logs/<name>.log` holds its stdout/stderr (the pino log)
  * @param extraEnv - more variables (e.g. `COMPANION_COMMAND_TIMEOUT_MS`)
+ * @param options.mail - `outbox` or `graph`; default from `E2E_MAIL` ({@link mailTransportFromEnv})
  * @returns the running stack; call `stop()` in `afterAll`
- * @throws Error when the bot does not answer `/healthz` within 60 s (message ends with its output)
+ * @throws Error when the bot does not answer `/healthz` within 60 s (message ends with its output), when
+ *   `E2E_MAIL` is neither `outbox` nor `graph`, or (Graph mail) when `openssl` is missing for the fake's test PKI
  */
-export async function startBotStack(name: string, extraEnv: Record<string, string> = {}): Promise<BotStack> {
+export async function startBotStack(name: string, extraEnv: Record<string, string> = {}, options: { mail?: MailTransportChoice } = {}): Promise<BotStack> {
+  const mail = options.mail ?? mailTransportFromEnv();
   const port = await freePort();
   const dataDir = mkdtempSync(path.join(artifactDir('tmp'), `${name}-bot-`));
+  const graph = mail === 'graph' ? await startGraphFakeHarness() : undefined;
   const env: Record<string, string> = {
     PORT: String(port),
     HOST: '127.0.0.1',
@@ -146,6 +189,7 @@ export async function startBotStack(name: string, extraEnv: Record<string, strin
     SMARTCARD_MASTER_KEY: randomBytes(32).toString('base64'),
     PAIRING_POLL_INTERVAL_SECONDS: '1',
     LOG_LEVEL: 'debug',
+    ...(graph?.env ?? {}),
     ...extraEnv,
   };
   const url = `http://127.0.0.1:${port}`;
@@ -161,8 +205,14 @@ export async function startBotStack(name: string, extraEnv: Record<string, strin
       throw err;
     }
   };
-  await launch();
-  const outboxDir = path.join(dataDir, 'outbox');
+  try {
+    await launch();
+  } catch (err) {
+    await graph?.stop();
+    throw err;
+  }
+  const outboxDir = path.join(dataDir, graph ? 'graph-accepted' : 'outbox');
+  const graphMirror = graph ? new GraphAcceptedMirror(graph, outboxDir) : undefined;
   const current = (): ManagedProcess => processes[processes.length - 1]!;
   return {
     name,
@@ -171,21 +221,141 @@ export async function startBotStack(name: string, extraEnv: Record<string, strin
     port,
     dataDir,
     outboxDir,
+    mail,
+    graph,
     env,
     get process() {
       return current();
     },
     processes,
     adminRuns: [],
-    outbox: () => readOutbox(outboxDir),
+    outbox: async () => (graphMirror ? graphMirror.sync() : readOutbox(outboxDir)),
     restart: async () => {
       await current().stop();
       await launch();
     },
     stop: async () => {
       await current().stop();
+      if (graphMirror) {
+        graphMirror.close();
+        await graph!.stop();
+      }
     },
   };
+}
+
+// ---------------------------------------------------------------------------
+// Graph mail seen as an outbox
+// ---------------------------------------------------------------------------
+
+/** Subject -> kind, from the product's own templates (the subjects do not depend on the input). */
+function subjectKinds(): ReadonlyMap<string, MailKind> {
+  const at = new Date(0);
+  const common = { displayName: 'x', timeZone: 'UTC', raContact: 'x' };
+  return new Map<string, MailKind>([
+    [unlockCodeMail({ ...common, code: '00000000', expiresAt: at, minutes: 15 }).subject, 'unlock_code'],
+    [unlockedNoticeMail({ ...common, at }).subject, 'unlock_notice'],
+    [registrationCodeMail({ ...common, code: '00000000', expiresAt: at, minutes: 15 }).subject, 'registration_code'],
+    [registrationConfirmedMail({ ...common, at, email: 'x@example.org', mobile: null, workstation: null, selfUnlockReady: true }).subject, 'registration_notice'],
+  ]);
+}
+
+const HTML_ENTITIES: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", nbsp: ' ' };
+
+/**
+ * The text a reader sees in an HTML mail body: one line per paragraph, list item or `<br>`, tags removed,
+ * character references decoded, lines trimmed, runs of blank lines collapsed. (Graph carries only the HTML part;
+ * the templates put every sentence of the text part into the HTML, the code in a paragraph of its own.)
+ *
+ * @param html - the HTML body as Graph received it
+ * @returns plain text, lines separated by `\n`
+ */
+export function textOfHtml(html: string): string {
+  const text = html
+    .replace(/<head[\s\S]*?<\/head>/gi, '')
+    .replace(/<!DOCTYPE[^>]*>/gi, '')
+    .replace(/<br\s*\/?>/gi, '\n')
+    .replace(/<\/?(p|div|li|ul|ol|h[1-6]|tr|table|body|html)\b[^>]*>/gi, '\n')
+    .replace(/<[^>]*>/g, '')
+    .replace(/&(#x[0-9a-f]+|#\d+|[a-z]+);/gi, (m, ref: string) => {
+      if (ref[0] === '#') return String.fromCodePoint(ref[1] === 'x' || ref[1] === 'X' ? parseInt(ref.slice(2), 16) : parseInt(ref.slice(1), 10));
+      return HTML_ENTITIES[ref.toLowerCase()] ?? m;
+    });
+  return `${text
+    .split('\n')
+    .map((l) => l.replace(/[ \t]+/g, ' ').trim())
+    .join('\n')
+    .replace(/\n{3,}/g, '\n\n')
+    .trim()}\n`;
+}
+
+/** `yyyymmddThhmmss` in UTC, as the outbox names files. */
+function fileTimestamp(ms: number): string {
+  return new Date(ms).toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, '');
+}
+
+/**
+ * Writes each mail the Graph fake accepted (202) as an `.eml` file, named as the outbox names them
+ * (`<yyyymmddThhmmss>-<kind>-<id>.eml`, id derived from the fake's request number), mode 0600, and serves them as
+ * outbox entries. Kept in step every 200 ms and on each read, so a scan of the data directory sees them too.
+ */
+class GraphAcceptedMirror {
+  private readonly entries: OutboxEntry[] = [];
+  private readonly written = new Set<number>();
+  private readonly kinds = subjectKinds();
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly graph: GraphFakeHarness,
+    private readonly dir: string,
+  ) {
+    this.timer = setInterval(() => {
+      try {
+        this.sync();
+      } catch {
+        // a read through outbox() reports the same failure
+      }
+    }, 200);
+    this.timer.unref();
+  }
+
+  /** Write the mails accepted since the last call; returns every accepted mail, oldest first. */
+  sync(): OutboxEntry[] {
+    const accepted = this.graph.fake.requestsOf('sendMail').filter((r) => r.status === 202);
+    const mails = this.graph.acceptedMails();
+    accepted.forEach((request, i) => {
+      if (this.written.has(request.seq)) return;
+      this.entries.push(this.write(request.seq, request.pathname, mails[i]!));
+      this.written.add(request.seq);
+    });
+    return [...this.entries];
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+    this.sync();
+  }
+
+  private write(seq: number, pathname: string, mail: AcceptedMail): OutboxEntry {
+    const kind = this.kinds.get(mail.subject);
+    if (!kind) throw new Error(`Graph accepted a mail with a subject no template makes: "${mail.subject}"`);
+    const id = `00000000-0000-4000-8000-${seq.toString(16).padStart(12, '0')}`;
+    const name = `${fileTimestamp(mail.receivedAt)}-${kind}-${id}.eml`;
+    const raw = composeMimeMessage({
+      from: { name: 'Smartcard Assist', address: decodeURIComponent(mail.from) },
+      to: mail.to,
+      subject: mail.subject,
+      date: new Date(mail.receivedAt),
+      messageId: `${id}@graph-fake.invalid`,
+      text: textOfHtml(mail.html),
+      html: mail.html,
+      headers: { 'X-Smartcard-Assist-Kind': kind, 'X-Graph-Request-Path': pathname, 'X-Graph-Save-To-Sent-Items': String(mail.saveToSentItems) },
+    });
+    if (!existsSync(this.dir)) mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    const file = path.join(this.dir, name);
+    writeFileSync(file, raw, { mode: 0o600 });
+    return { ...parseMimeMessage(raw), file, name, kind, id };
+  }
 }
 
 /**
@@ -201,7 +371,8 @@ export function runAdmin(bot: BotStack, args: string[], stdin?: string): Promise
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', 'bot/admin.cli.ts', ...args], {
       cwd: REPO_ROOT,
-      env: { ...process.env, ...bot.env },
+      // The admin command sends no mail: it gets no Graph settings (no client secret in another process).
+      env: withoutKeys({ ...process.env, ...bot.env }, Object.keys(bot.graph?.env ?? {})),
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -220,6 +391,12 @@ export function runAdmin(bot: BotStack, args: string[], stdin?: string): Promise
     });
     child.stdin.end(stdin ?? '');
   });
+}
+
+function withoutKeys(env: Readonly<Record<string, string | undefined>>, keys: readonly string[]): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = { ...env };
+  for (const k of keys) delete out[k];
+  return out;
 }
 
 /** A person file for `admin add-person` (the admin command's schema). */

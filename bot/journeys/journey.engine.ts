@@ -96,7 +96,12 @@ export class JourneyEngine {
             ? 'saved'
             : 'conflict'
           : await this.deps.storage.journeys.save(next, rec.version);
-      if (saved === 'saved') {
+      if (saved === 'conflict') {
+        // Lost a race: back off a little (jittered) before reading again.
+        await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 5 * (attempt + 1))));
+        continue;
+      }
+      {
         if (options.deferEffects) {
           // The caller answers first (e.g. a companion request), then the effects run:
           // the companion hears "ok" before any command the step sends it.

@@ -238,6 +238,8 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
   const personId = journey.personId;
   switch (event.type) {
     case 'start': {
+      // Locked out and already showing it: nothing to write.
+      if (event.person.lockCaseRef && s.phase === 'locked_out' && s.caseRef === event.person.lockCaseRef) return unchanged(journey);
       // A start always begins a new run, replacing an unfinished one (its code dies with it).
       const runId = ctx.newId();
       const step = s.step + 1;

@@ -244,7 +244,8 @@ describe('adversarial: the companion (or the bot) dies mid-journey', () => {
     raws.push(c2);
     c2.cardStatus = c1.cardStatus;
     const again = await c2.request({ kind: 'unlock.resume', journeyId, cardId: gil.cardId });
-    expect(again).toEqual({ kind: 'unlock.authorised', journeyId, puk: gil.puk, newPuk: auth['newPuk'] });
+    // pukUncertain: the first attempt may already have changed the PUK (the companion died mid-way).
+    expect(again).toMatchObject({ kind: 'unlock.authorised', journeyId, puk: gil.puk, newPuk: auth['newPuk'] });
     // The code cannot be used a second time, by anyone.
     expect(await c2.request({ kind: 'unlock.submit_code', journeyId, cardId: gil.cardId, code })).toMatchObject({ kind: 'unlock.refused', reason: 'used' });
     const result = { kind: 'unlock.result', journeyId, cardId: gil.cardId, outcome: 'unblocked', pukOnCard: 'new' };

@@ -212,7 +212,7 @@ describe.skipIf(gate.skip)('unlock end to end with Microsoft Graph mail against 
     await bot.stop();
     const sources = await productSources({ bot, companions: [companion] });
     // The scan reads what was written: the copy of the code email and the store.
-    expectFoundIn(sources, /graph-accepted\/[^/]+-unlock_code-[^/]+\.eml#decoded$/, [EMAIL]);
+    expectFoundIn(sources, /graph-accepted\/[^/]+-unlock_code-[^/]+\.eml$/, [EMAIL]);
     expectFoundIn(sources, /\.sqlite(-wal)?$/, [EMAIL, CARD_ID]);
     const findings = findSecrets(sources, [...secrets, ...companionOwn.secrets], allow);
     expect(findings, describeFindings(findings)).toEqual([]);

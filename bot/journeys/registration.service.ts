@@ -26,7 +26,7 @@ import { hashAnswer } from '../security/answers';
 import { generateCaseRef, generateNumericCode, hashesEqual, keyedHash } from '../security/codes';
 import type { DerivedKeys } from '../security/keys';
 import { seal } from '../security/seal';
-import type { JourneyEngine } from './journey.engine';
+import { journeyKey, type JourneyEngine } from './journey.engine';
 import { QUESTION_BANK } from './question-bank';
 import { displayMobile, newRegistrationJourney, stepRegistration, type Registrant, type RegistrationEvent, type RegistrationJourney, type RegistrationState } from './registration.journey';
 import { checkQuestionsAndAnswers, normaliseTypedCode, REGISTRATION_CODE_RULES } from './registration.rules';
@@ -217,7 +217,7 @@ export class RegistrationService {
   /** `register.passcode_checked` from the person's paired companion. */
   async onCompanionRequest(device: Device, request: Request): Promise<Response> {
     if (request.kind !== 'register.passcode_checked') return { kind: 'register.refused', message: 'Not a registration request.' };
-    const rec = await this.deps.storage.journeys.get(`${device.personId}:registration`);
+    const rec = await this.deps.storage.journeys.get(journeyKey(device.personId, 'registration'));
     if (!rec || rec.runId !== request.journeyId || (rec.state as RegistrationState).phase !== 'card_check') {
       return { kind: 'register.refused', message: 'There is no registration waiting for a passcode check. Start in Teams.' };
     }
@@ -235,7 +235,7 @@ export class RegistrationService {
 
   /** A companion (re)connected: if this person's registration waits for its passcode check, ask again. */
   async onCompanionConnected(device: Device, send: (deviceId: string, journeyId: string) => Promise<void>): Promise<void> {
-    const rec = await this.deps.storage.journeys.get(`${device.personId}:registration`);
+    const rec = await this.deps.storage.journeys.get(journeyKey(device.personId, 'registration'));
     if (!rec) return;
     const s = rec.state as RegistrationState;
     if (s.phase !== 'card_check' || s.deviceId !== device.id || s.check !== 'waiting') return;

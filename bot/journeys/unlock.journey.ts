@@ -459,7 +459,3 @@ function issueCode(ctx: StepContext): IssuedCode {
   };
 }
 
-/** The step token a card action must carry to apply to the current state. */
-export function stepToken(journey: UnlockJourney): string {
-  return String(journey.state.step);
-}

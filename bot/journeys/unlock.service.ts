@@ -12,13 +12,13 @@ import { randomInt, randomUUID, type KeyObject } from 'node:crypto';
 import { AppError } from '../../common/app-error';
 import type { Logger } from '../../common/logger';
 import type { CardStatus, Request, Response } from '../../protocol/companion-link.protocol';
-import type { Device, JourneyRecord, Person, Storage, StoredEffect } from '../../storage/storage.port';
+import type { Device, JourneyRecord, Person, Storage } from '../../storage/storage.port';
 import type { CompanionLink } from '../link/companion-link.server';
 import { generateCaseRef, generateNumericCode, generatePuk, hashesEqual, keyedHash } from '../security/codes';
 import { verifyAnswers } from '../security/answers';
 import { seal, unseal } from '../security/seal';
 import type { DerivedKeys } from '../security/keys';
-import type { JourneyEngine } from './journey.engine';
+import { journeyKey, type JourneyEngine } from './journey.engine';
 import {
   isActive,
   newUnlockJourney,
@@ -30,10 +30,6 @@ import {
   type UnlockJourney,
   type UnlockRules,
 } from './unlock.journey';
-
-export function journeyKey(personId: string): string {
-  return `${personId}:unlock`;
-}
 
 function toJourney(rec: JourneyRecord): UnlockJourney {
   return {
@@ -225,12 +221,6 @@ export class UnlockService {
     return { record, cancelled: !!result?.changed };
   }
 
-  /** True while the person's run is in progress. */
-  async hasActiveRun(personId: string): Promise<boolean> {
-    const rec = await this.deps.storage.journeys.get(journeyKey(personId));
-    return !!rec && isActive(toJourney(rec).state);
-  }
-
   /** Remember which Teams activity shows this run's card (for in-place updates). */
   async setCardActivity(personId: string, runId: string, activityId: string): Promise<void> {
     await this.deps.engine.setCardActivity(personId, 'unlock', runId, activityId);
@@ -282,7 +272,7 @@ export class UnlockService {
    * on that device, show the code form again (a restarted companion forgot it).
    */
   async onCompanionConnected(device: Device): Promise<void> {
-    const rec = await this.deps.storage.journeys.get(journeyKey(device.personId));
+    const rec = await this.deps.storage.journeys.get(journeyKey(device.personId, 'unlock'));
     if (!rec) return;
     const s = toJourney(rec).state;
     if (s.phase !== 'code_sent' || s.deviceId !== device.id || !s.code.mailed) return;

@@ -30,7 +30,7 @@ import type { UnlockRules } from '../journeys/unlock.journey';
 import type { UnlockService } from '../journeys/unlock.service';
 import { provisionalPersonId, type RegistrationService, type TeamsIdentity } from '../journeys/registration.service';
 import type { TeamsNotifier } from '../journeys/effect-runner';
-import type { JourneyEngine } from '../journeys/journey.engine';
+import { journeyKey, type JourneyEngine } from '../journeys/journey.engine';
 import { renderUnlockCard } from '../journeys/unlock.view';
 import { parseIntent } from './intents';
 
@@ -366,7 +366,7 @@ export class TeamsNotifierAdapter implements TeamsNotifier {
       this.deps.logger.warn({ personId }, 'no conversation reference: cannot update Teams');
       return;
     }
-    const record = await this.deps.storage.journeys.get(`${personId}:${journey}`);
+    const record = await this.deps.storage.journeys.get(journeyKey(personId, journey));
     if (!record) return;
     const card = await this.deps.bot.cardForRecord(record);
     await this.deps.adapter.continueConversationAsync(this.deps.appId, conv.reference as Partial<ConversationReference>, async (ctx) => {

@@ -14,7 +14,7 @@ module.exports = {
       name: 'journeys-no-adapters',
       comment: 'pure journeys import no adapter, no storage implementation, no botbuilder',
       severity: 'error',
-      from: { path: '^bot/journeys/[^/]+\\.journey\\.ts$' },
+      from: { path: '^bot/journeys/.*[.]journey[.]ts$' },
       to: { path: '(adapter|sqlite|mongo|botbuilder|restify|node_modules)' , pathNot: '^node_modules/zod' },
     },
     {

@@ -20,7 +20,7 @@ import { CardIdSchema, PukSchema } from '../protocol/companion-link.protocol';
 import type { Person, Storage } from '../storage/storage.port';
 import { openStorage } from '../storage/storage.factory';
 import { loadConfig } from './config';
-import { isQuestionId, QUESTION_BANK } from './journeys/question-bank';
+import { isQuestionId, QUESTION_BANK } from './journeys/registration/question-bank';
 import { hashAnswer, normaliseAnswer } from './security/answers';
 import { generatePuk } from './security/codes';
 import { deriveKeys, parseMasterKey, type DerivedKeys } from './security/keys';

@@ -26,12 +26,12 @@ import { AppError } from '../../common/app-error';
 import type { Logger } from '../../common/logger';
 import type { Device, JourneyKind, JourneyRecord, Person, Storage } from '../../storage/storage.port';
 import type { PairingService } from '../pairing/pairing.service';
-import type { UnlockRules } from '../journeys/unlock.journey';
-import type { UnlockService } from '../journeys/unlock.service';
-import { provisionalPersonId, type RegistrationService, type TeamsIdentity } from '../journeys/registration.service';
+import type { UnlockRules } from '../journeys/unlock/unlock.journey';
+import type { UnlockService } from '../journeys/unlock/unlock.service';
+import { provisionalPersonId, type RegistrationService, type TeamsIdentity } from '../journeys/registration/registration.service';
 import type { TeamsNotifier } from '../journeys/effect-runner';
 import { journeyKey, type JourneyEngine } from '../journeys/journey.engine';
-import { renderUnlockCard } from '../journeys/unlock.view';
+import { renderUnlockCard } from '../journeys/unlock/unlock.view';
 import { parseIntent } from './intents';
 
 export interface TeamsBotDeps {

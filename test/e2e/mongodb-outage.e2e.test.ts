@@ -28,7 +28,7 @@
  */
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { QUESTION_BANK } from '../../bot/journeys/question-bank';
+import { QUESTION_BANK } from '../../bot/journeys/registration/question-bank';
 import { PageBrowser, pageState, pageText } from '../../companion/passcode-page/page-browser.fake';
 import { PcscReaderAdapter } from '../../companion/pcsc/pcsc-reader.adapter';
 import { INS, KEY_REF } from '../../companion/piv/piv.constants';

@@ -26,7 +26,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MongoClient } from 'mongodb';
-import { QUESTION_BANK } from '../../bot/journeys/question-bank';
+import { QUESTION_BANK } from '../../bot/journeys/registration/question-bank';
 import type { OutboxEntry } from '../../bot/mail/outbox-mail.adapter';
 import { PageBrowser, pageState, pageText } from '../../companion/passcode-page/page-browser.fake';
 import { PcscReaderAdapter } from '../../companion/pcsc/pcsc-reader.adapter';

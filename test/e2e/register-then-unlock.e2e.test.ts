@@ -25,7 +25,7 @@
  */
 import type { Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { QUESTION_BANK } from '../../bot/journeys/question-bank';
+import { QUESTION_BANK } from '../../bot/journeys/registration/question-bank';
 import type { OutboxEntry } from '../../bot/mail/outbox-mail.adapter';
 import { PcscReaderAdapter } from '../../companion/pcsc/pcsc-reader.adapter';
 import { artifactPath } from '../support/artifacts';

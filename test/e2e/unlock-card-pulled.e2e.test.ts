@@ -31,7 +31,7 @@
  */
 import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { QUESTION_BANK } from '../../bot/journeys/question-bank';
+import { QUESTION_BANK } from '../../bot/journeys/registration/question-bank';
 import type { OutboxEntry } from '../../bot/mail/outbox-mail.adapter';
 import { PageBrowser, pageState, pageText } from '../../companion/passcode-page/page-browser.fake';
 import { PcscReaderAdapter } from '../../companion/pcsc/pcsc-reader.adapter';

@@ -20,7 +20,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { QUESTION_BANK } from '../../bot/journeys/question-bank';
+import { QUESTION_BANK } from '../../bot/journeys/registration/question-bank';
 import { PageBrowser, pageState, pageText } from '../../companion/passcode-page/page-browser.fake';
 import { PcscReaderAdapter } from '../../companion/pcsc/pcsc-reader.adapter';
 import { anyAllow, codeInOwnEmail, companionSecrets, describeFindings, expectFoundIn, findSecrets, productSources, type TestSecret } from '../support/e2e-secrets';

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeTestDirs, startBotStack, type BotStack } from '../support/e2e-stack';
 import { loadConfig } from '../../bot/config';
-import { provisionalPersonId } from '../../bot/journeys/registration.service';
+import { provisionalPersonId } from '../../bot/journeys/registration/registration.service';
 import { activityText, httpRequest, postJson, RecordingConnector, scanForSecrets, seedPerson, sleep, TeamsClient, teamsUser, type SeededPerson } from './adversarial-harness';
 
 /** The pairing user-code alphabet (no 0 O 1 I L). */

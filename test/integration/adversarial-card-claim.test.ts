@@ -12,7 +12,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { QUESTION_BANK } from '../../bot/journeys/question-bank';
+import { QUESTION_BANK } from '../../bot/journeys/registration/question-bank';
 import { removeTestDirs, runAdmin, startBotStack, type BotStack } from '../support/e2e-stack';
 import { cardText, eventually, executeActions, invokeCard, pairDevice, randomDigits8, RawCompanion, RecordingConnector, TeamsClient, teamsUser, unlockCodeOf } from './adversarial-harness';
 

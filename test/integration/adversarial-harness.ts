@@ -444,7 +444,7 @@ export async function scanForSecrets(dirs: string[], texts: Array<{ where: strin
  * @returns `{ a1, a2, a3 }`
  */
 export async function answersFor(card: unknown, person: SeededPerson, wrong = false): Promise<Record<'a1' | 'a2' | 'a3', string>> {
-  const { QUESTION_BANK } = await import('../../bot/journeys/question-bank');
+  const { QUESTION_BANK } = await import('../../bot/journeys/registration/question-bank');
   const inputs: Record<string, string> = {};
   const walk = (n: unknown): void => {
     if (Array.isArray(n)) n.forEach(walk);

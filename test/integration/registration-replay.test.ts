@@ -14,7 +14,7 @@
 import Database from 'better-sqlite3';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { provisionalPersonId } from '../../bot/journeys/registration.service';
+import { provisionalPersonId } from '../../bot/journeys/registration/registration.service';
 import type { OutboxEntry } from '../../bot/mail/outbox-mail.adapter';
 import { createLogger } from '../../common/logger';
 import { PageBrowser, pageState, pageText } from '../../companion/passcode-page/page-browser.fake';

@@ -3,8 +3,8 @@
  * journey to an Adaptive Card. A stale or repeated click is answered with this
  * card for the current state.
  */
-import type { AdaptiveCard } from '../../cards';
-import { maskEmail } from '../../cards';
+import type { AdaptiveCard } from '../../../cards';
+import { maskEmail } from '../../../cards';
 import {
   unlockCheckingCard,
   unlockCodeSentCard,
@@ -14,9 +14,9 @@ import {
   unlockProblemCard,
   unlockQuestionsCard,
   unlockWorkingCard,
-} from '../../cards';
-import { welcomeCard } from '../../cards';
-import { questionText } from './question-bank';
+} from '../../../cards';
+import { welcomeCard } from '../../../cards';
+import { questionText } from '../registration/question-bank';
 import type { CardProblem, UnlockJourney, UnlockRules } from './unlock.journey';
 
 export interface ViewContext {

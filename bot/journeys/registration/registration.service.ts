@@ -5,9 +5,9 @@
  * and renders the card for the current state.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import type { Logger } from '../../common/logger';
-import type { Request, Response } from '../../protocol/companion-link.protocol';
-import type { Device, JourneyRecord, Person, Storage } from '../../storage/storage.port';
+import type { Logger } from '../../../common/logger';
+import type { Request, Response } from '../../../protocol/companion-link.protocol';
+import type { Device, JourneyRecord, Person, Storage } from '../../../storage/storage.port';
 import {
   registerCardCheckCard,
   registerCodeCard,
@@ -19,18 +19,18 @@ import {
   registerQuestionsCard,
   maskEmail,
   type AdaptiveCard,
-} from '../../cards';
-import type { DirectoryPort } from '../directory/directory.port';
-import { timeText } from './unlock.view';
-import { hashAnswer } from '../security/answers';
-import { generateCaseRef, generateNumericCode, hashesEqual, keyedHash } from '../security/codes';
-import type { DerivedKeys } from '../security/keys';
-import { seal } from '../security/seal';
-import { journeyKey, type JourneyEngine } from './journey.engine';
+} from '../../../cards';
+import type { DirectoryPort } from '../../directory/directory.port';
+import { timeText } from '../unlock/unlock.view';
+import { hashAnswer } from '../../security/answers';
+import { generateCaseRef, generateNumericCode, hashesEqual, keyedHash } from '../../security/codes';
+import type { DerivedKeys } from '../../security/keys';
+import { seal } from '../../security/seal';
+import { journeyKey, type JourneyEngine } from '../journey.engine';
 import { QUESTION_BANK } from './question-bank';
 import { displayMobile, newRegistrationJourney, stepRegistration, type Registrant, type RegistrationEvent, type RegistrationJourney, type RegistrationState } from './registration.journey';
 import { checkQuestionsAndAnswers, normaliseTypedCode, REGISTRATION_CODE_RULES } from './registration.rules';
-import { cardClaim, holderTag, HOLDER_TAG_PREFIX, UNASSIGNED_CARD_OWNER } from './effect-runner';
+import { cardClaim, holderTag, HOLDER_TAG_PREFIX, UNASSIGNED_CARD_OWNER } from '../effect-runner';
 
 /** The Teams identity of the person in a turn. */
 export interface TeamsIdentity {

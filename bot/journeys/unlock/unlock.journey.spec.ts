@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import type { Effect } from './journey.effects';
+import type { Effect } from '../journey.effects';
 import {
   DEFAULT_UNLOCK_RULES,
   newUnlockJourney,

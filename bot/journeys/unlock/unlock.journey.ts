@@ -16,9 +16,9 @@
  * - The unlock code is 8 digits, valid 15 minutes, single use, at most 5 wrong
  *   tries; only a right code lets the companion have the PUK.
  */
-import type { CardStatus } from '../../protocol/companion-link.protocol';
-import type { Sealed } from '../../storage/storage.port';
-import type { Effect } from './journey.effects';
+import type { CardStatus } from '../../../protocol/companion-link.protocol';
+import type { Sealed } from '../../../storage/storage.port';
+import type { Effect } from '../journey.effects';
 
 /** Tunable limits; defaults from issue #2. */
 export interface UnlockRules {

@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import type { AnswerHash } from '../../storage/storage.port';
-import type { Effect } from './journey.effects';
+import type { AnswerHash } from '../../../storage/storage.port';
+import type { Effect } from '../journey.effects';
 import { newRegistrationJourney, stepRegistration, type RegistrationContext, type RegistrationEvent, type RegistrationJourney, type Registrant } from './registration.journey';
 
 const DEVICE = '22222222-2222-4222-8222-222222222222';

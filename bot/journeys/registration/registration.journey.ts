@@ -9,8 +9,8 @@
  * rules are pure ({@link ./registration.rules}) and run here; only the slow
  * answer hashing is done by the shell and handed in.
  */
-import type { AnswerHash, Sealed } from '../../storage/storage.port';
-import type { Effect } from './journey.effects';
+import type { AnswerHash, Sealed } from '../../../storage/storage.port';
+import type { Effect } from '../journey.effects';
 import { canIssueCode, checkEmail, checkUkMobile, REGISTRATION_CODE_RULES } from './registration.rules';
 
 export type CardCheck = 'waiting' | 'wrong_passcode' | 'no_card' | 'no_companion' | 'companion_offline' | 'card_error';

@@ -9,16 +9,16 @@
  * loses a race is retried from a fresh read, so a double click counts once.
  */
 import { randomInt, randomUUID, type KeyObject } from 'node:crypto';
-import { AppError } from '../../common/app-error';
-import type { Logger } from '../../common/logger';
-import type { CardStatus, Request, Response } from '../../protocol/companion-link.protocol';
-import type { Device, JourneyRecord, Person, Storage } from '../../storage/storage.port';
-import type { CompanionLink } from '../link/companion-link.server';
-import { generateCaseRef, generateNumericCode, generatePuk, hashesEqual, keyedHash } from '../security/codes';
-import { verifyAnswers } from '../security/answers';
-import { seal, unseal } from '../security/seal';
-import type { DerivedKeys } from '../security/keys';
-import { journeyKey, type JourneyEngine } from './journey.engine';
+import { AppError } from '../../../common/app-error';
+import type { Logger } from '../../../common/logger';
+import type { CardStatus, Request, Response } from '../../../protocol/companion-link.protocol';
+import type { Device, JourneyRecord, Person, Storage } from '../../../storage/storage.port';
+import type { CompanionLink } from '../../link/companion-link.server';
+import { generateCaseRef, generateNumericCode, generatePuk, hashesEqual, keyedHash } from '../../security/codes';
+import { verifyAnswers } from '../../security/answers';
+import { seal, unseal } from '../../security/seal';
+import type { DerivedKeys } from '../../security/keys';
+import { journeyKey, type JourneyEngine } from '../journey.engine';
 import {
   isActive,
   newUnlockJourney,

@@ -3,7 +3,7 @@
  * each returns the normalised value or a reason a person can act on. The
  * server applies them to every submission, whatever the card allowed.
  */
-import { normaliseAnswer } from '../security/answers';
+import { normaliseAnswer } from '../../security/answers';
 import { isQuestionId } from './question-bank';
 
 export type Checked<T> = { ok: true; value: T } | { ok: false; reason: string };

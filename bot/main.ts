@@ -74,14 +74,21 @@ export interface BotApp {
  * Build every adapter and service once, wire them, and start listening.
  *
  * @param config - validated configuration ({@link loadConfig})
- * @param overrides - replace an adapter (tests, benchmarks): `mail`, `logger`
+ * @param overrides - replace an adapter (tests, benchmarks): `mail`, `logger`, `directory`;
+ *   `wrapStorage` wraps the opened store before anything uses it (interleaving tests)
  * @returns the running app; `close()` stops the server, the link and the store
  */
-export async function startBot(config: BotConfig, overrides: { mail?: MailPort; logger?: Logger; directory?: DirectoryPort | null } = {}): Promise<BotApp> {
+export async function startBot(
+  config: BotConfig,
+  overrides: { mail?: MailPort; logger?: Logger; directory?: DirectoryPort | null; wrapStorage?: (storage: Storage) => Storage } = {},
+): Promise<BotApp> {
   const logger = overrides.logger ?? createLogger({ name: 'bot', level: config.logLevel });
   const keys = deriveKeys(parseMasterKey(config.masterKey, 'SMARTCARD_MASTER_KEY'));
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
-  const { storage, bus, closeClient } = await openStore(config, keys, logger);
+  const opened = await openStore(config, keys, logger);
+  const { bus, closeClient } = opened;
+  // Tests may interpose on every storage call (e.g. to schedule interleavings).
+  const storage = overrides.wrapStorage ? overrides.wrapStorage(opened.storage) : opened.storage;
   let mail: MailPort;
   if (overrides.mail) mail = overrides.mail;
   else if (config.mail.transport === 'graph') {

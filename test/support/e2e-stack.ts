@@ -475,19 +475,44 @@ export interface CompanionProcess {
   stop(): Promise<void>;
 }
 
+/** Options of {@link startCompanion}. */
+export interface CompanionOptions {
+  /** Log name (`artifacts/logs/<name>.log` = its stdout, the person's lines). */
+  name: string;
+  /** The reader to use, e.g. `Virtual PCD 00 00` (with {@link CompanionOptions.inProcessCard}: its name, optional). */
+  readerName?: string;
+  /** Workstation name shown in Teams. */
+  workstation: string;
+  /** Default `debug`; `trace` also logs APDU names (the secret scan's harder case). */
+  logLevel?: 'debug' | 'trace';
+  /** Reuse a data directory (a restart keeps its pairing); default a fresh one. */
+  dataDir?: string;
+  /**
+   * Run the companion on its in-process reader (`COMPANION_READER=virtual`) holding this virtual card, instead of
+   * PC/SC: no pcscd needed, but the card lives in the companion process (no read-back from the test).
+   */
+  inProcessCard?: { cardId: string; pin: string; puk: string; blocked: boolean };
+}
+
 /**
- * Start `companion/main.ts` with the PC/SC reader adapter on one reader, a fresh data directory and
- * a log file at debug level, against the bot.
+ * Start `companion/main.ts` with the PC/SC reader adapter on one reader (or its in-process reader), a fresh data
+ * directory and a log file at debug level, against the bot.
  *
  * @param bot - the bot to pair with
- * @param options.name - log name (`artifacts/logs/<name>.log` = its stdout, the person's lines)
- * @param options.readerName - the PC/SC reader to use, e.g. `Virtual PCD 00 00`
- * @param options.workstation - workstation name shown in Teams
- * @param options.logLevel - default `debug`; `trace` also logs APDU names (the secret scan's harder case)
- * @param options.dataDir - reuse a data directory (a restart keeps its pairing); default a fresh one
+ * @param options - see {@link CompanionOptions}
  */
-export function startCompanion(bot: BotStack, options: { name: string; readerName: string; workstation: string; logLevel?: 'debug' | 'trace'; dataDir?: string }): CompanionProcess {
+export function startCompanion(bot: BotStack, options: CompanionOptions): CompanionProcess {
   const dataDir = options.dataDir ?? mkdtempSync(path.join(artifactDir('tmp'), `${options.name}-data-`));
+  const reader: Record<string, string> = options.inProcessCard
+    ? {
+        COMPANION_READER: 'virtual',
+        COMPANION_VIRTUAL_CARD_ID: options.inProcessCard.cardId,
+        COMPANION_VIRTUAL_CARD_PIN: options.inProcessCard.pin,
+        COMPANION_VIRTUAL_CARD_PUK: options.inProcessCard.puk,
+        COMPANION_VIRTUAL_CARD_BLOCKED: String(options.inProcessCard.blocked),
+        COMPANION_READER_NAME: options.readerName ?? '',
+      }
+    : { COMPANION_READER: 'pcsc', COMPANION_READER_NAME: options.readerName ?? '' };
   const logFile = artifactPath('logs', `${options.name}.pino.log`);
   writeFileSync(logFile, '', { mode: 0o600 }); // pino appends: start each run with an empty log
   const proc = startProcess({
@@ -497,8 +522,7 @@ export function startCompanion(bot: BotStack, options: { name: string; readerNam
     env: {
       SMARTCARD_BOT_URL: bot.url,
       COMPANION_DATA_DIR: dataDir,
-      COMPANION_READER: 'pcsc',
-      COMPANION_READER_NAME: options.readerName,
+      ...reader,
       COMPANION_WORKSTATION: options.workstation,
       COMPANION_LOG_FILE: logFile,
       COMPANION_LOG_LEVEL: options.logLevel ?? 'debug',

@@ -14,6 +14,7 @@ export interface CommandRouterDeps {
   unlock: {
     prompt(command: Extract<Command, { kind: 'unlock.prompt' }>): void;
     closed(command: Extract<Command, { kind: 'unlock.closed' }>): void;
+    authorised(command: Extract<Command, { kind: 'unlock.authorised' }>): void;
   };
   register: {
     prompt(command: Extract<Command, { kind: 'register.prompt_passcode' }>): void;
@@ -26,7 +27,7 @@ export interface CommandRouterDeps {
  *
  * @param deps - card service, unlock and register controllers
  * @returns `(command) => reply`: `card.read_status` -> `card.status`; `unlock.prompt`, `unlock.closed`,
- *   `register.prompt_passcode`, `register.closed` -> `ack`.
+ *   `unlock.authorised`, `register.prompt_passcode`, `register.closed` -> `ack`.
  *   A card error is thrown and the link client turns it into an `error` reply with its code.
  */
 export function createCommandRouter(deps: CommandRouterDeps): (command: Command) => Promise<Reply> {
@@ -38,6 +39,12 @@ export function createCommandRouter(deps: CommandRouterDeps): (command: Command)
     },
     'unlock.closed': async (command) => {
       deps.unlock.closed(command);
+      return { kind: 'ack' };
+    },
+    // The PUK pair after an accepted code: acknowledged at once; the unblock runs on and
+    // its outcome goes to the bot as `unlock.result`.
+    'unlock.authorised': async (command) => {
+      deps.unlock.authorised(command);
       return { kind: 'ack' };
     },
     'register.prompt_passcode': async (command) => {

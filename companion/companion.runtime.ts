@@ -46,6 +46,8 @@ export interface RuntimeTuning {
   requestTimeoutMs?: number;
   heartbeatMs?: number;
   passcodeHoldMs?: number;
+  /** How long the unlock controller waits for the PUK pair after an accepted code, in ms. */
+  releaseWaitMs?: number;
   submitWaitMs?: number;
 }
 
@@ -91,6 +93,7 @@ export class CompanionRuntime {
       logger: options.logger.child({ part: 'unlock' }),
       onPrompt: () => this.onPrompt('unlock'),
       ...(tuning.passcodeHoldMs !== undefined ? { passcodeHoldMs: tuning.passcodeHoldMs } : {}),
+      ...(tuning.releaseWaitMs !== undefined ? { releaseWaitMs: tuning.releaseWaitMs } : {}),
     });
     this.register = new RegisterController({
       link: linkProxy,

@@ -22,8 +22,13 @@ import { z } from 'zod';
 /** Largest accepted WebSocket frame, in bytes. */
 export const MAX_FRAME_BYTES = 16 * 1024;
 
-/** Protocol version; the companion sends it in the `hello` message. */
-export const PROTOCOL_VERSION = 1 as const;
+/**
+ * Protocol version; the companion sends it in the `hello` message.
+ * 2: the PUK pair reaches the companion as the `unlock.authorised` COMMAND (sent by the
+ * bot's PUK custody after the code was accepted), no longer in the response to
+ * `unlock.submit_code` / `unlock.resume`, which now answer `unlock.accepted`.
+ */
+export const PROTOCOL_VERSION = 2 as const;
 
 /** Card identifier: the CHUID GUID (NIST SP 800-73-4 Part 1, 3.1.2), 32 lower-case hex digits. */
 export const CardIdSchema = z.string().regex(/^[0-9a-f]{32}$/, 'card id must be 32 lower-case hex digits (CHUID GUID)');
@@ -124,6 +129,23 @@ export const CommandSchema = z.discriminatedUnion('kind', [
     /** ISO 8601 time the code expires, shown on the page. */
     codeExpiresAt: z.string().datetime(),
   }),
+  /**
+   * The code was accepted and every check passed at the moment of sending: here is
+   * the card's current PUK and the PUK to change it to. Sent by the bot's PUK custody
+   * (`bot/puk/`) only to the one paired companion unblocking that card for that run.
+   * The companion then runs RESET RETRY COUNTER and reports `unlock.result`.
+   * Reply: `ack` at once (also when the companion no longer waits for it; it then
+   * ignores it). Never logged: `puk` and `newPuk` are redacted log keys.
+   */
+  z.object({
+    kind: z.literal('unlock.authorised'),
+    journeyId: JourneyIdSchema,
+    cardId: CardIdSchema,
+    puk: PukSchema,
+    newPuk: PukSchema,
+    /** True when an earlier attempt may have left `newPuk` on the card already: try `puk`, then `newPuk`. */
+    pukUncertain: z.boolean().optional(),
+  }),
   /** Tell the companion the unlock journey ended (done, cancelled, locked out); it clears its page. Reply: `ack`. */
   z.object({
     kind: z.literal('unlock.closed'),
@@ -168,13 +190,14 @@ export type Reply = z.infer<typeof ReplySchema>;
 export const RequestSchema = z.discriminatedUnion('kind', [
   /**
    * The person typed the unlock code on the companion page. The new passcode
-   * stays on the workstation. Response: `unlock.authorised` or `unlock.refused`.
+   * stays on the workstation. Response: `unlock.accepted` or `unlock.refused`; after
+   * `unlock.accepted` the PUK pair follows as the `unlock.authorised` command.
    */
   z.object({ kind: z.literal('unlock.submit_code'), journeyId: JourneyIdSchema, cardId: CardIdSchema, code: OneTimeCodeSchema }),
   /**
    * The card was pulled (or the APDU failed) after a code was accepted; the
    * card is back and the companion asks for the PUK again to finish.
-   * Response: `unlock.authorised` or `unlock.refused`.
+   * Response: `unlock.accepted` (the `unlock.authorised` command follows) or `unlock.refused`.
    */
   z.object({ kind: z.literal('unlock.resume'), journeyId: JourneyIdSchema, cardId: CardIdSchema }),
   /** Outcome of RESET RETRY COUNTER and the PUK change. Response: `ok`. */
@@ -212,17 +235,12 @@ export type Request = z.infer<typeof RequestSchema>;
 
 export const ResponseSchema = z.discriminatedUnion('kind', [
   /**
-   * The code is right: here is the card's current PUK and the PUK to change it
-   * to. Sent only to the paired companion, only for the bound card.
+   * The code is right (or the resume is in order). No secret in it: the PUK pair follows
+   * separately as the `unlock.authorised` command, sent through the bot's outbox.
    */
-  z.object({
-    kind: z.literal('unlock.authorised'),
-    journeyId: JourneyIdSchema,
-    puk: PukSchema,
-    newPuk: PukSchema,
-    /** True when an earlier attempt may have left `newPuk` on the card already: try `puk`, then `newPuk`. */
-    pukUncertain: z.boolean().optional(),
-  }),
+  z.object({ kind: z.literal('unlock.accepted'), journeyId: JourneyIdSchema }),
+  /** TEMPORARY (removed once the bot sends the pair through bot/puk): the old in-response PUK pair. */
+  z.object({ kind: z.literal('unlock.authorised'), journeyId: JourneyIdSchema, puk: PukSchema, newPuk: PukSchema, pukUncertain: z.boolean().optional() }),
   z.object({
     kind: z.literal('unlock.refused'),
     /** Why, in words for the person (no secret in it). */

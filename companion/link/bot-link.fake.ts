@@ -26,6 +26,13 @@ import {
   type Response,
 } from '../../protocol/companion-link.protocol';
 
+/** A PUK pair the fake hands out after `unlock.accepted` (see {@link FakeBot.releaseOnAccept}). */
+export interface PukRelease {
+  puk: string;
+  newPuk: string;
+  pukUncertain?: boolean;
+}
+
 /** A frame the fake received, with the connection number it came on and when. */
 export interface Received {
   connection: number;
@@ -47,7 +54,10 @@ export interface FakeBotOptions {
   pairInterval?: number;
   /** Code lifetime, in protocol seconds; default 600. */
   pairExpiresIn?: number;
-  /** Answers requests; default: `ok` for `unlock.result`, `unlock.refused`/`unavailable` otherwise. */
+  /**
+   * Answers requests; default: `ok` for `unlock.result`, `unlock.refused`/`unavailable` otherwise.
+   * Commands that follow a response (the PUK pair) come from {@link FakeBot.afterResponse}.
+   */
   onRequest?: (request: Request) => Response | Promise<Response> | null;
 }
 
@@ -70,6 +80,13 @@ export class FakeBot {
   refuseUpgradeWith401 = false;
   /** When false, requests get no response at all. */
   answerRequests = true;
+  /**
+   * Commands to send just after a response went out, as the real bot's outbox does
+   * (e.g. the PUK custody's `unlock.authorised` after `unlock.accepted`). Null: none.
+   */
+  afterResponse: ((request: Request, response: Response) => Command[] | null) | null = null;
+  /** Replies to the commands {@link afterResponse} sent, in order of arrival. */
+  readonly followUpReplies: { command: Command['kind']; reply: Reply | 'no_reply' }[] = [];
 
   private server: Server | null = null;
   private readonly wss: WebSocketServer;
@@ -175,6 +192,21 @@ export class FakeBot {
     });
   }
 
+  /**
+   * After every `unlock.accepted`, send the PUK pair as the `unlock.authorised` command, as the
+   * bot's PUK custody does (the pair is chosen per request, or null to send nothing).
+   *
+   * @param pair - `{ puk, newPuk, pukUncertain? }` (8 digits each), or a function of the request
+   */
+  releaseOnAccept(pair: PukRelease | ((request: Request) => PukRelease | null)): void {
+    this.afterResponse = (request, response) => {
+      if (response.kind !== 'unlock.accepted' || (request.kind !== 'unlock.submit_code' && request.kind !== 'unlock.resume')) return null;
+      const p = typeof pair === 'function' ? pair(request) : pair;
+      if (!p) return null;
+      return [{ kind: 'unlock.authorised', journeyId: request.journeyId, cardId: request.cardId, puk: p.puk, newPuk: p.newPuk, ...(p.pukUncertain ? { pukUncertain: true } : {}) }];
+    };
+  }
+
   /** Send raw text (or bytes) on the live connection. */
   sendRaw(data: string | Buffer, binary = false): void {
     if (!this.current) throw new Error('no companion connected');
@@ -274,6 +306,13 @@ export class FakeBot {
         if (!this.answerRequests) return;
         const response = await this.onRequest(frame.request);
         if (response && ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: 'response', id: frame.id, response } satisfies BotToCompanion));
+        const then = response && this.afterResponse ? (this.afterResponse(frame.request, response) ?? []) : [];
+        for (const command of then) {
+          void this.command(command).then(
+            (reply) => this.followUpReplies.push({ command: command.kind, reply }),
+            () => this.followUpReplies.push({ command: command.kind, reply: 'no_reply' }),
+          );
+        }
         return;
       }
       case 'card.event':

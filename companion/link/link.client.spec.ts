@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AppError } from '../../common/app-error';
 import { createLogger } from '../../common/logger';
-import type { Command, Reply } from '../../protocol/companion-link.protocol';
+import { PROTOCOL_VERSION, type Command, type Reply } from '../../protocol/companion-link.protocol';
 import { backoffDelay } from '../backoff';
 import { linkUrlFor } from '../config';
 import { FakeBot } from './bot-link.fake';
@@ -78,7 +78,7 @@ describe('LinkClient: connect and talk', () => {
     client.start();
     await until(() => client.state === 'ready');
     expect(bot.connections).toEqual([expect.objectContaining({ authorised: true })]);
-    expect(bot.received[0]!.frame).toEqual({ type: 'hello', protocol: 1, version: '0.1.0', workstation: 'WS-01' });
+    expect(bot.received[0]!.frame).toEqual({ type: 'hello', protocol: PROTOCOL_VERSION, version: '0.1.0', workstation: 'WS-01' });
     expect(events.welcomes).toEqual(['Alex Wilber']);
   });
 
@@ -155,16 +155,20 @@ describe('LinkClient: malformed frames', () => {
     bot.sendRaw('not json SECRET-MARKER-1');
     bot.sendRaw(JSON.stringify({ type: 'mystery', secret: 'SECRET-MARKER-2' }));
     bot.sendRaw(JSON.stringify({ type: 'command', id: 'cmd-bad-1', command: { kind: 'unlock.prompt', journeyId: JOURNEY, cardId: 'SECRET-MARKER-3', codeExpiresAt: 'x' } }));
-    bot.sendRaw(JSON.stringify({ type: 'response', id: 'resp-1', response: { kind: 'unlock.authorised', journeyId: JOURNEY, puk: 'SECRET-MARKER-4', newPuk: '1' } }));
+    bot.sendRaw(JSON.stringify({ type: 'response', id: 'resp-1', response: { kind: 'unlock.accepted', journeyId: 'SECRET-MARKER-4' } }));
+    // A PUK release whose PUK is malformed: refused with an error reply that does not echo it.
+    bot.sendRaw(JSON.stringify({ type: 'command', id: 'cmd-bad-2', command: { kind: 'unlock.authorised', journeyId: JOURNEY, cardId: CARD, puk: 'SECRET-MARKER-6', newPuk: '1' } }));
     bot.sendRaw(Buffer.from('SECRET-MARKER-5'), true);
     bot.sendRaw(JSON.stringify({ type: 'command', id: 'x'.repeat(65), command: { kind: 'card.read_status' } }));
     const reply = await bot.waitFor((r) => r.frame.type === 'reply');
     expect(reply.frame).toMatchObject({ type: 'reply', id: 'cmd-bad-1', reply: { kind: 'error', code: 'PROTOCOL.INVALID_COMMAND' } });
-    expect(JSON.stringify(reply.frame)).not.toContain('SECRET-MARKER');
+    const reply2 = await bot.waitFor((r) => r.frame.type === 'reply' && r.frame.id === 'cmd-bad-2');
+    expect(reply2.frame).toMatchObject({ type: 'reply', id: 'cmd-bad-2', reply: { kind: 'error', code: 'PROTOCOL.INVALID_COMMAND' } });
+    expect(JSON.stringify([reply.frame, reply2.frame])).not.toContain('SECRET-MARKER');
     // Still up and working: a good command after the bad ones is answered.
     expect(await bot.command({ kind: 'card.read_status' })).toEqual({ kind: 'ack' });
     const after = bot.received.slice(before).map((r) => r.frame.type);
-    expect(after).toEqual(['reply', 'reply']); // the error reply for cmd-bad-1 and the ack; nothing else was answered
+    expect(after).toEqual(['reply', 'reply', 'reply']); // the error replies for cmd-bad-1 and cmd-bad-2, and the ack; nothing else was answered
     expect(commands.map((c) => c.kind)).toEqual(['card.read_status']);
     expect(bot.connections).toHaveLength(1);
     const text = logs.text();

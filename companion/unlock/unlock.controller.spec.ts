@@ -63,16 +63,19 @@ afterEach(async () => {
   world = null;
 });
 
-/** The bot's side of the unlock, as the journey would answer. */
+/**
+ * The bot's side of the unlock, as the journey would answer: `unlock.accepted` for the right
+ * code (the PUK pair follows as a command, see {@link FakeBot.releaseOnAccept}).
+ */
 function botSide(w: { triesLeft: number }) {
   return (request: Request): Response => {
     switch (request.kind) {
       case 'unlock.submit_code':
-        if (request.code === CODE) return { kind: 'unlock.authorised', journeyId: request.journeyId, puk: PUK, newPuk: NEW_PUK };
+        if (request.code === CODE) return { kind: 'unlock.accepted', journeyId: request.journeyId };
         w.triesLeft -= 1;
         return { kind: 'unlock.refused', reason: 'wrong_code', message: 'That code is not right.', triesLeft: w.triesLeft };
       case 'unlock.resume':
-        return { kind: 'unlock.authorised', journeyId: request.journeyId, puk: PUK, newPuk: NEW_PUK };
+        return { kind: 'unlock.accepted', journeyId: request.journeyId };
       case 'unlock.result':
       case 'register.passcode_checked':
         return { kind: 'ok' };
@@ -80,7 +83,7 @@ function botSide(w: { triesLeft: number }) {
   };
 }
 
-async function setup(cardId = CARD_ID, passcodeHoldMs?: number): Promise<World> {
+async function setup(cardId = CARD_ID, passcodeHoldMs?: number, releaseWaitMs?: number): Promise<World> {
   const chunks: string[] = [];
   const logger = createLogger({
     name: 'unlock-spec',
@@ -112,7 +115,11 @@ async function setup(cardId = CARD_ID, passcodeHoldMs?: number): Promise<World> 
     card: new CardService({ reader, readerName: null, logger, insertSettleMs: 5 }),
     logger,
     print: (l) => lines.push(l),
-    tuning: { linkBackoff: { initialMs: 20, maxMs: 200 }, ...(passcodeHoldMs !== undefined ? { passcodeHoldMs } : {}) },
+    tuning: {
+      linkBackoff: { initialMs: 20, maxMs: 200 },
+      ...(passcodeHoldMs !== undefined ? { passcodeHoldMs } : {}),
+      ...(releaseWaitMs !== undefined ? { releaseWaitMs } : {}),
+    },
   });
   const link = await runtime.start();
   const browser = new PageBrowser(link);
@@ -120,6 +127,7 @@ async function setup(cardId = CARD_ID, passcodeHoldMs?: number): Promise<World> 
   await until(() => runtime.linkState === 'ready');
   const w: World = { bot, reader, card, runtime, browser, lines, logs: () => chunks.join(''), dataDir, triesLeft: 5 };
   bot.onRequest = botSide(w);
+  bot.releaseOnAccept({ puk: PUK, newPuk: NEW_PUK });
   world = w;
   return w;
 }
@@ -155,6 +163,10 @@ async function pukIs(reader: InProcessReaderAdapter, puk: string): Promise<boole
   } finally {
     await conn.close('reset');
   }
+}
+
+function releaseCommand(cardId = CARD_ID, journeyId = JOURNEY) {
+  return { kind: 'unlock.authorised' as const, journeyId, cardId, puk: PUK, newPuk: NEW_PUK };
 }
 
 /** No secret of the test in any frame the bot got, any log line, or any stdout line. */
@@ -359,5 +371,77 @@ describe('unlock controller (in-process virtual card, local ws bot side)', () =>
     expect(pageState((await w.browser.post('/unlock', form(CODE))).body)).toBe('done');
     await prompt(w);
     expect(pageState((await w.browser.get()).body)).toBe('done');
+  });
+
+  it('uses the PUK pair only from the unlock.authorised command that follows unlock.accepted; the response itself carries none', async () => {
+    const w = await setup();
+    await prompt(w);
+    const done = await w.browser.post('/unlock', form(CODE));
+    expect(pageState(done.body)).toBe('done');
+    expect(w.bot.followUpReplies).toEqual([{ command: 'unlock.authorised', reply: { kind: 'ack' } }]);
+    expect(await pukIs(w.reader, NEW_PUK)).toBe(true);
+    // The same pair again (a repeated release): acknowledged, ignored, the card is not touched again.
+    const resetsBefore = w.card.pukRetries;
+    expect(await w.bot.command(releaseCommand())).toEqual({ kind: 'ack' });
+    expect(w.card.pukRetries).toBe(resetsBefore);
+    expect(w.bot.requests().filter((r) => r.kind === 'unlock.result')).toHaveLength(1);
+    expectNoSecretsLeaked(w);
+  });
+
+  it('ignores a PUK release nobody asked for (no code submitted, or another journey or card): the card stays blocked', async () => {
+    const w = await setup();
+    await prompt(w);
+    expect(await w.bot.command(releaseCommand())).toEqual({ kind: 'ack' }); // before any code was typed
+    expect(pageState((await w.browser.get()).body)).toBe('awaiting_unlock');
+    // The bot accepts, but sends the pair for another journey, then for another card: neither is used.
+    w.bot.releaseOnAccept(() => null);
+    w.bot.afterResponse = (request, response) =>
+      response.kind === 'unlock.accepted' ? [releaseCommand(CARD_ID, randomUUID()), releaseCommand(OTHER_ID)] : null;
+    const page = w.browser.post('/unlock', form(CODE));
+    await until(() => w.bot.followUpReplies.length === 2);
+    expect(w.bot.followUpReplies.map((r) => r.reply)).toEqual([{ kind: 'ack' }, { kind: 'ack' }]);
+    expect(w.runtime.unlock.stateKind).toBe('working');
+    expect(w.card.pinBlocked).toBe(true);
+    expect(w.card.pukRetries).toBe(w.card.pukRetriesMax);
+    // The right pair then finishes it.
+    expect(await w.bot.command(releaseCommand())).toEqual({ kind: 'ack' });
+    await until(() => w.runtime.unlock.stateKind === 'done');
+    expect(pageState((await page).body)).toBe('done');
+    expect(await verifies(w.reader, NEW_PASSCODE)).toBe(true);
+    expectNoSecretsLeaked(w);
+  });
+
+  it('takes the pair even when the command overtakes the response', async () => {
+    const w = await setup();
+    await prompt(w);
+    w.bot.afterResponse = null;
+    const answer = botSide(w);
+    w.bot.onRequest = async (request) => {
+      if (request.kind === 'unlock.submit_code' && request.code === CODE) expect(await w.bot.command(releaseCommand())).toEqual({ kind: 'ack' });
+      return answer(request);
+    };
+    expect(pageState((await w.browser.post('/unlock', form(CODE))).body)).toBe('done');
+    expect(await verifies(w.reader, NEW_PASSCODE)).toBe(true);
+    expect(await pukIs(w.reader, NEW_PUK)).toBe(true);
+  });
+
+  it('accepted but no pair arrives in time: an error with a retry, and the retry resumes and finishes', async () => {
+    const w = await setup(CARD_ID, undefined, 300);
+    await prompt(w);
+    w.bot.releaseOnAccept(() => null);
+    const page = await w.browser.post('/unlock', form(CODE));
+    await until(() => w.runtime.unlock.stateKind === 'error');
+    expect(pageText((await w.browser.get()).body)).toContain('did not reach this computer');
+    expect(page.status).toBe(200);
+    expect(w.card.pinBlocked).toBe(true);
+    expect(w.runtime.unlock.holdsPasscode).toBe(true);
+    w.bot.releaseOnAccept({ puk: PUK, newPuk: NEW_PUK, pukUncertain: true });
+    await w.browser.post('/retry', {});
+    await until(() => w.runtime.unlock.stateKind === 'done');
+    await until(() => w.bot.requests().length === 3);
+    expect(w.bot.requests().map((r) => r.kind)).toEqual(['unlock.submit_code', 'unlock.resume', 'unlock.result']);
+    expect(await verifies(w.reader, NEW_PASSCODE)).toBe(true);
+    expect(await pukIs(w.reader, NEW_PUK)).toBe(true);
+    expectNoSecretsLeaked(w);
   });
 });

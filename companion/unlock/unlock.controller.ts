@@ -3,8 +3,11 @@
  *
  * `unlock.prompt` shows the form. On submit the passcode policy is checked
  * here, and ONLY the unlock code goes to the bot (`unlock.submit_code`); the
- * new passcode stays in this process's memory. On `unlock.authorised` the card
- * is unblocked and the outcome sent as `unlock.result`. If the card is pulled
+ * new passcode stays in this process's memory. The bot answers `unlock.accepted`
+ * (no secret), and its PUK custody then sends the PUK pair as the
+ * `unlock.authorised` command; only a pair for the journey and card this
+ * controller is waiting on is used. The card is then unblocked and the outcome
+ * sent as `unlock.result`. If the card is pulled
  * mid-way the page says "put your card back"; when the same card returns the
  * controller sends `unlock.resume` and finishes with the passcode it still
  * holds. The passcode is dropped after success, on `unlock.closed`, or after
@@ -27,6 +30,9 @@ import { checkPasscode } from '../passcode-policy';
 /** Longest time the new passcode is held in memory, in ms (10 minutes). */
 export const PASSCODE_HOLD_MS = 10 * 60 * 1000;
 
+/** How long to wait for the `unlock.authorised` command after `unlock.accepted`, in ms (30 s). */
+export const RELEASE_WAIT_MS = 30 * 1000;
+
 /** What the controller needs of the link. */
 export interface UnlockLink {
   request(request: Request, timeoutMs?: number): Promise<RequestResult>;
@@ -48,6 +54,24 @@ export interface UnlockControllerOptions {
   passcodeHoldMs?: number;
   /** How long to keep trying to deliver `unlock.result` across reconnects, in ms; default 10 minutes. */
   resultDeliveryMs?: number;
+  /** How long to wait for the PUK pair after the bot accepted the code, in ms; default {@link RELEASE_WAIT_MS}. */
+  releaseWaitMs?: number;
+}
+
+/** The PUK pair from an `unlock.authorised` command. Secret: held only until the unblock starts. */
+interface PukPair {
+  puk: string;
+  newPuk: string;
+  pukUncertain: boolean;
+}
+
+/** Waiting for the bot's `unlock.authorised` for one journey and card. */
+interface ReleaseWait {
+  journeyId: string;
+  cardId: string;
+  /** Resolves with the pair, or null when the wait was cancelled. */
+  promise: Promise<PukPair | null>;
+  settle: (pair: PukPair | null) => void;
 }
 
 interface Journey {
@@ -77,6 +101,7 @@ const TEXT = {
   pukRejected: 'Your card refused the unlock, so it is still locked. Smartcard Assist will tell you what to do next in Teams.',
   cardError: 'Your card did not finish the unlock. Make sure the card is fully in the reader, then try again.',
   heldTooLong: 'The unlock took too long, so the companion has forgotten your new passcode. Start again in Teams.',
+  releaseLate: 'Smartcard Assist accepted your code, but the unlock did not reach this computer in time. Try again.',
 } as const;
 
 function refusalText(r: Refusal): { message: string; canRetry: boolean; form: boolean } {
@@ -114,6 +139,8 @@ export class UnlockController {
   /** `unlock.result` deliveries still running (a resume waits for them). */
   private resultDelivery: Promise<void> = Promise.resolve();
   private readonly settleWaiters = new Set<() => void>();
+  /** Set between an `unlock.submit_code`/`unlock.resume` and the PUK pair (or its cancellation). */
+  private release: ReleaseWait | null = null;
 
   constructor(private readonly options: UnlockControllerOptions) {}
 
@@ -195,6 +222,7 @@ export class UnlockController {
       return;
     }
     this.dropPasscode();
+    this.cancelRelease();
     if (command.outcome === 'unlocked' && s.kind === 'done') {
       this.setState({ ...s, closed: true });
     } else {
@@ -206,7 +234,26 @@ export class UnlockController {
   /** The link was lost for good (credential revoked): forget everything. */
   reset(notice: string | null = null): void {
     this.dropPasscode();
+    this.cancelRelease();
     this.setState({ kind: 'idle', notice });
+  }
+
+  /**
+   * Command `unlock.authorised`: the PUK pair for the journey whose code the bot accepted. Used
+   * only while this controller waits for a pair for that journey and card (after its own
+   * `unlock.submit_code` or `unlock.resume`); otherwise ignored (a late or repeated release).
+   * The PUKs are never logged.
+   *
+   * @param command - journey id, card id, current PUK, new PUK (8 digits each), pukUncertain
+   */
+  authorised(command: Extract<Command, { kind: 'unlock.authorised' }>): void {
+    const wait = this.release;
+    if (!wait || wait.journeyId !== command.journeyId || wait.cardId !== command.cardId) {
+      this.options.logger.info({ journeyId: command.journeyId, waiting: wait !== null }, 'PUK release for no unlock waiting for it; ignored');
+      return;
+    }
+    this.release = null;
+    wait.settle({ puk: command.puk, newPuk: command.newPuk, pukUncertain: command.pukUncertain === true });
   }
 
   /**
@@ -233,8 +280,9 @@ export class UnlockController {
     this.holdPasscode(form.passcode);
     this.setState({ kind: 'working', journey, step: 'checking_code' });
     this.options.logger.info({ journeyId: journey.journeyId }, 'unlock code sent to the bot');
+    const release = this.expectRelease(journey);
     const result = await this.options.link.request({ kind: 'unlock.submit_code', journeyId: journey.journeyId, cardId: journey.cardId, code });
-    await this.afterAuthorisationRequest(journey, result);
+    await this.afterAuthorisationRequest(journey, result, release);
   }
 
   /** "Try again" on an error screen: back to the form, or resume when the code was already accepted. */
@@ -291,6 +339,7 @@ export class UnlockController {
   /** Drop the passcode and stop timers (shutdown). */
   dispose(): void {
     this.dropPasscode();
+    this.cancelRelease();
   }
 
   // -------------------------------------------------------------------------
@@ -303,13 +352,35 @@ export class UnlockController {
     this.setState({ kind: 'working', journey, step: 'unlocking' });
     await this.resultDelivery; // the bot must know what the card holds before it answers a resume
     if (!this.isCurrent(journey)) return;
+    const release = this.expectRelease(journey);
     const result = await this.options.link.request({ kind: 'unlock.resume', journeyId: journey.journeyId, cardId: journey.cardId });
-    await this.afterAuthorisationRequest(journey, result);
+    await this.afterAuthorisationRequest(journey, result, release);
   }
 
-  private async afterAuthorisationRequest(journey: Journey, result: RequestResult): Promise<void> {
+  /** Start waiting for the PUK pair of `journey` (before the request goes, so an early command is not missed). */
+  private expectRelease(journey: Journey): ReleaseWait {
+    this.cancelRelease();
+    let settle: (pair: PukPair | null) => void = () => undefined;
+    const promise = new Promise<PukPair | null>((resolve) => (settle = resolve));
+    const wait: ReleaseWait = { journeyId: journey.journeyId, cardId: journey.cardId, promise, settle };
+    this.release = wait;
+    return wait;
+  }
+
+  /** Stop waiting for a PUK pair (journey closed, refused, reset). */
+  private cancelRelease(wait: ReleaseWait | null = this.release): void {
+    if (!wait) return;
+    if (this.release === wait) this.release = null;
+    wait.settle(null);
+  }
+
+  private async afterAuthorisationRequest(journey: Journey, result: RequestResult, release: ReleaseWait): Promise<void> {
     const log = this.options.logger;
-    if (!this.isCurrent(journey)) return;
+    if (!this.isCurrent(journey)) {
+      this.cancelRelease(release);
+      return;
+    }
+    if (!result.ok || result.response.kind !== 'unlock.accepted' || result.response.journeyId !== journey.journeyId) this.cancelRelease(release);
     if (!result.ok) {
       log.warn({ journeyId: journey.journeyId, reason: result.reason }, 'no answer from the bot to an unlock request');
       if (!journey.codeAccepted) this.dropPasscode();
@@ -329,16 +400,31 @@ export class UnlockController {
       }
       return;
     }
-    if (response.kind !== 'unlock.authorised' || response.journeyId !== journey.journeyId) {
+    if (response.kind !== 'unlock.accepted' || response.journeyId !== journey.journeyId) {
       log.warn({ journeyId: journey.journeyId, kind: response.kind }, 'unexpected answer to an unlock request');
       this.setState({ kind: 'error', journey, message: TEXT.unexpected, canRetry: true });
       return;
     }
     journey.codeAccepted = true;
+    // The pair comes as the `unlock.authorised` command (it may even have come already).
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), this.options.releaseWaitMs ?? RELEASE_WAIT_MS);
+      timer.unref();
+    });
+    const pair = await Promise.race([release.promise, late]);
+    clearTimeout(timer);
+    if (pair === 'late') this.cancelRelease(release);
+    if (!this.isCurrent(journey)) return;
+    if (pair === null || pair === 'late') {
+      if (pair === 'late') log.warn({ journeyId: journey.journeyId }, 'code accepted but no PUK release arrived in time');
+      this.setState({ kind: 'error', journey, message: TEXT.releaseLate, canRetry: true });
+      return;
+    }
     // The bot cannot tell which of the two PUKs the card holds (an earlier attempt may have
     // changed it): try the current one, then the new one.
-    if (response.pukUncertain) journey.pukOnCard = 'unknown';
-    await this.unblock(journey, response.puk, response.newPuk);
+    if (pair.pukUncertain) journey.pukOnCard = 'unknown';
+    await this.unblock(journey, pair.puk, pair.newPuk);
   }
 
   private async unblock(journey: Journey, puk: string, newPuk: string): Promise<void> {

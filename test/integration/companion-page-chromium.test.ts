@@ -56,10 +56,12 @@ describe.skipIf(gate.skip)('passcode page in Chromium (in-process virtual card, 
     const logger = createLogger({ name: 'page-chromium', level: 'silent' });
     bot = new FakeBot();
     const botUrl = await bot.start();
+    // As the bot's PUK custody does: the pair follows an accepted code as the unlock.authorised command.
+    bot.releaseOnAccept({ puk: PUK, newPuk: NEW_PUK });
     bot.onRequest = (request: Request): Response => {
       if (request.kind === 'unlock.submit_code') {
         return request.code === CODE
-          ? { kind: 'unlock.authorised', journeyId: request.journeyId, puk: PUK, newPuk: NEW_PUK }
+          ? { kind: 'unlock.accepted', journeyId: request.journeyId }
           : { kind: 'unlock.refused', reason: 'wrong_code', message: 'no', triesLeft: 4 };
       }
       return { kind: 'ok' };

@@ -45,13 +45,15 @@ describe('companion process with the in-process virtual card, against a local bo
   beforeAll(async () => {
     bot = new FakeBot({ pairInterval: 1 });
     await bot.start();
+    // As the bot's PUK custody does: the pair follows an accepted code as the unlock.authorised command.
+    bot.releaseOnAccept({ puk: PUK, newPuk: NEW_PUK });
     bot.onRequest = (request: Request): Response => {
       if (request.kind === 'unlock.submit_code') {
         return request.code === CODE
-          ? { kind: 'unlock.authorised', journeyId: request.journeyId, puk: PUK, newPuk: NEW_PUK }
+          ? { kind: 'unlock.accepted', journeyId: request.journeyId }
           : { kind: 'unlock.refused', reason: 'wrong_code', message: 'no', triesLeft: 4 };
       }
-      if (request.kind === 'unlock.resume') return { kind: 'unlock.authorised', journeyId: request.journeyId, puk: PUK, newPuk: NEW_PUK };
+      if (request.kind === 'unlock.resume') return { kind: 'unlock.accepted', journeyId: request.journeyId };
       return { kind: 'ok' };
     };
     root = await mkdtemp(join(tmpdir(), 'companion-process-'));

@@ -31,36 +31,36 @@
  */
 import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { QUESTION_BANK } from '../../bot/journeys/registration/question-bank';
 import type { OutboxEntry } from '../../bot/mail/outbox-mail.adapter';
-import { PageBrowser, pageState, pageText } from '../../companion/passcode-page/page-browser.fake';
-import { PcscReaderAdapter } from '../../companion/pcsc/pcsc-reader.adapter';
+import { pageState, pageText, type PageBrowser } from '../../companion/passcode-page/page-browser.fake';
 import { INS, KEY_REF } from '../../companion/piv/piv.constants';
 import { artifactPath } from '../support/artifacts';
 import { anyAllow, codeInOwnEmail, companionSecrets, describeFindings, expectFoundIn, fileSources, findSecrets, productSources, type TestSecret } from '../support/e2e-secrets';
 import {
   answerInputs,
+  answersByQuestion,
   E2E_TEST_MS,
   E2E_WAIT_MS,
+  e2eGate,
+  invokeCardText,
   randomCardId,
   randomPasscode,
   randomWord,
-  removeTestDirs,
   runAdmin,
   seedPerson,
-  startBotStack,
-  startCompanion,
+  startE2eStack,
   unlockCodeFrom,
+  VPCD_READER,
   VpcdCard,
   waitForMail,
   type BotStack,
   type CompanionProcess,
-} from '../support/e2e-stack';
-import { pcscdService, VPCD_READER } from '../support/pcscd';
-import { cardsOf, cardText, executeActions, messageText, startPlayground, type BotMessage, type InvokeResult, type PlaygroundHandle } from '../support/playground';
-import { playgroundService, requireServices } from '../support/services';
+  type E2eSeat,
+  type E2eStack,
+} from '../support/e2e-fixture';
+import { cardsOf, cardText, executeActions, messageText, type BotMessage, type PlaygroundHandle } from '../support/playground';
 
-const gate = await requireServices([playgroundService(), pcscdService()]);
+const gate = await e2eGate();
 
 const EMAIL = 'pat.pulled@nhs.net';
 const suffix = randomWord();
@@ -85,21 +85,11 @@ const OTHER_PIN = randomPasscode([OLD_PIN, PUK, NEW_PASSCODE_1, NEW_PASSCODE_2, 
 const OTHER_PUK = randomPasscode([OLD_PIN, PUK, NEW_PASSCODE_1, NEW_PASSCODE_2, WRONG_PIN, RA_PIN, OTHER_PIN]);
 const CARD_ID = randomCardId();
 
-/** Text of the card an invoke answered with (fails the test on an error answer). */
-function invokeCardText(r: InvokeResult): string {
-  if (!r.ok) throw new Error(`card action failed: HTTP ${r.status} ${JSON.stringify(r.body)}`);
-  if (!r.card) throw new Error(`card action answered ${String(r.type)}, not a card`);
-  return cardText(r.card);
-}
-
-function answerFor(questionText: string): string | undefined {
-  const q = QUESTION_BANK.find((x) => x.text === questionText);
-  const a = q && REGISTERED.find((r) => r.questionId === q.id);
-  return a ? typed(a.answer) : undefined;
-}
+const answerFor = answersByQuestion(REGISTERED, typed);
 
 describe.skipIf(gate.skip)('unlock end to end through the Playground API: card pulled mid-unblock, stale clicks, card problems, companion restart (bot + companion + pcscd/vpcd)', { timeout: E2E_TEST_MS }, () => {
-  let pcsc: PcscReaderAdapter;
+  let e2e: E2eStack;
+  let seat: E2eSeat;
   let bot: BotStack;
   let companion: CompanionProcess;
   /** Every companion process started (a restart adds one), for the secret scan. */
@@ -145,33 +135,23 @@ describe.skipIf(gate.skip)('unlock end to end through the Playground API: card p
   };
 
   beforeAll(async () => {
-    pcsc = await PcscReaderAdapter.open();
-    bot = await startBotStack('e2e-pulled-bot', { LOG_LEVEL: 'trace' });
+    e2e = await startE2eStack({ name: 'e2e-pulled', botEnv: { LOG_LEVEL: 'trace' } });
+    bot = e2e.bot;
     await seedPerson(bot, { teamsUserId: 'user-id-0', displayName: 'Pat Pulled', email: EMAIL, cardId: CARD_ID, puk: PUK, answers: REGISTERED });
-    card = await VpcdCard.insert(pcsc, VPCD_READER, { cardId: CARD_ID, pin: OLD_PIN, puk: PUK, blocked: true });
-    companion = startCompanion(bot, { name: 'e2e-pulled-companion', readerName: VPCD_READER.name, workstation: 'WS-E2E-PULL', logLevel: 'trace' });
+    seat = await e2e.addSeat({
+      card: { cardId: CARD_ID, pin: OLD_PIN, puk: PUK, blocked: true },
+      reader: VPCD_READER,
+      workstation: 'WS-E2E-PULL',
+      companionLogLevel: 'trace',
+      teams: { user: { id: 'user-id-0', name: 'Alex Wilber' } },
+    });
+    ({ card, companion, pg } = seat);
     companions.push(companion);
-    pg = await startPlayground({ botUrl: bot.messagesUrl, name: 'e2e-pulled-playground', currentUser: { id: 'user-id-0', name: 'Alex Wilber' } });
-    await pg.install();
-
-    const pairing = await companion.pairingCode();
-    await pg.sendMessage(`pair ${pairing}`);
-    const paired = await pg.waitForBotText(/This computer is paired|Pairing did not work/, { timeoutMs: E2E_WAIT_MS });
-    expect(messageText(paired)).toContain('This computer is paired');
-    await companion.waitConnected();
-    page = new PageBrowser(await companion.latestPageLink());
-    const opened = await page.open();
-    expect(opened.status).toBe(200);
+    await seat.pair();
+    page = await seat.openPage();
   });
 
-  afterAll(async () => {
-    await pg?.stop();
-    for (const c of companions) await c.stop();
-    await bot?.stop();
-    await card?.dispose();
-    await pcsc?.close();
-    await removeTestDirs(bot?.dataDir, companion?.dataDir);
-  });
+  afterAll(() => e2e?.stop());
 
   it('card pulled during RESET RETRY COUNTER: page and Teams say put it back, the card stays blocked, and the person finishes after putting it back', async () => {
     expect(await card.pinRetries()).toBe(0);
@@ -337,7 +317,7 @@ describe.skipIf(gate.skip)('unlock end to end through the Playground API: card p
 
     // Another person's card goes in: the same Teams card changes by itself to say so.
     const mark = pg.mark();
-    const other = await VpcdCard.insert(pcsc, VPCD_READER, { cardId: randomCardId(), pin: OTHER_PIN, puk: OTHER_PUK, blocked: true });
+    const other = await VpcdCard.insert(e2e.pcsc, VPCD_READER, { cardId: randomCardId(), pin: OTHER_PIN, puk: OTHER_PUK, blocked: true });
     try {
       await pg.waitForBotMessage((m) => m.messageId === msg && messageText(m).includes('This is not your registered card'), { since: mark, timeoutMs: E2E_WAIT_MS });
       expect(other.seen.puks.size).toBe(0);
@@ -369,12 +349,11 @@ describe.skipIf(gate.skip)('unlock end to end through the Playground API: card p
     expect(messageText(offline)).toContain('WS-E2E-PULL');
 
     // Started again on the same data directory: no new pairing, it reconnects with its credential.
-    companion = startCompanion(bot, { name: 'e2e-pulled-companion-2', readerName: VPCD_READER.name, workstation: 'WS-E2E-PULL', logLevel: 'trace', dataDir: companion.dataDir });
+    companion = seat.restartCompanion('-2');
     companions.push(companion);
     await companion.process.waitForLine(/^STATUS: connected to Smartcard Assist/, E2E_WAIT_MS);
     expect(companion.process.lines().some((l) => l.startsWith('PAIRING CODE:'))).toBe(false);
-    page = new PageBrowser(await companion.latestPageLink());
-    expect((await page.open()).status).toBe(200);
+    page = await seat.openPage();
 
     const retry = await pg.invokeAction({ verb: 'unlock.check_card', replyToId: offline.messageId });
     expect(invokeCardText(retry)).toContain('Answer your security questions');

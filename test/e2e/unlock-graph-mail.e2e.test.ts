@@ -11,7 +11,7 @@
  * writes no outbox; no secret (passcodes, PUKs, the code, answers, the client secret, the access tokens) shows in
  * the logs or data files, the code only in its own email.
  *
- * The other end-to-end files run with Graph mail too: `E2E_MAIL=graph` makes `startBotStack` start the fake and
+ * The other end-to-end files run with Graph mail too: `E2E_MAIL=graph` makes `startBotStack` (and `startE2eStack`) start the fake and
  * read `bot.outbox()` from what Graph accepted, e.g.
  *   E2E_MAIL=graph CI=true npx vitest run --project integration test/e2e/register-then-unlock.e2e.test.ts
  * (registration, then unlock, through Graph). Tests that break the outbox folder on purpose (the "email cannot be
@@ -20,42 +20,30 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { QUESTION_BANK } from '../../bot/journeys/registration/question-bank';
-import { PageBrowser, pageState, pageText } from '../../companion/passcode-page/page-browser.fake';
-import { PcscReaderAdapter } from '../../companion/pcsc/pcsc-reader.adapter';
+import { pageState, pageText, type PageBrowser } from '../../companion/passcode-page/page-browser.fake';
 import { anyAllow, codeInOwnEmail, companionSecrets, describeFindings, expectFoundIn, findSecrets, productSources, type TestSecret } from '../support/e2e-secrets';
 import {
   answerInputs,
+  answersByQuestion,
   E2E_TEST_MS,
   E2E_WAIT_MS,
+  e2eGate,
+  invokeCardText,
   randomCardId,
   randomPasscode,
   randomWord,
-  removeTestDirs,
   seedPerson,
-  startBotStack,
-  startCompanion,
+  startE2eStack,
   unlockCodeFrom,
-  VpcdCard,
   waitForMail,
   type BotStack,
   type CompanionProcess,
-} from '../support/e2e-stack';
-import { hasOpenssl } from '../support/graph-fake/test-pki';
-import { pcscdService, VPCD_READER } from '../support/pcscd';
-import { cardsOf, cardText, messageText, startPlayground, type InvokeResult, type PlaygroundHandle } from '../support/playground';
-import { playgroundService, requireServices, type ServiceCheck } from '../support/services';
+  type E2eStack,
+  type VpcdCard,
+} from '../support/e2e-fixture';
+import { cardsOf, messageText, type PlaygroundHandle } from '../support/playground';
 
-/** The Graph fake's test PKI is made with the openssl command. */
-const opensslService: ServiceCheck = {
-  name: 'openssl (test PKI of the Graph fake)',
-  probe: () =>
-    hasOpenssl()
-      ? { name: 'openssl', ok: true }
-      : { name: 'openssl', ok: false, reason: 'the openssl command is not on PATH', hint: 'apt-get install openssl' },
-};
-
-const gate = await requireServices([playgroundService(), pcscdService(), opensslService]);
+const gate = await e2eGate({ mail: 'graph' });
 
 const EMAIL = 'gita.graph@nhs.net';
 const suffix = randomWord();
@@ -70,19 +58,10 @@ const PUK = randomPasscode([OLD_PIN]);
 const NEW_PASSCODE = randomPasscode([OLD_PIN, PUK]);
 const CARD_ID = randomCardId();
 
-function answerFor(questionText: string): string | undefined {
-  const q = QUESTION_BANK.find((x) => x.text === questionText);
-  return q && REGISTERED.find((r) => r.questionId === q.id)?.answer;
-}
-
-function invokeCardText(r: InvokeResult): string {
-  if (!r.ok) throw new Error(`card action failed: HTTP ${r.status} ${JSON.stringify(r.body)}`);
-  if (!r.card) throw new Error(`card action answered ${String(r.type)}, not a card`);
-  return cardText(r.card);
-}
+const answerFor = answersByQuestion(REGISTERED);
 
 describe.skipIf(gate.skip)('unlock end to end with Microsoft Graph mail against the local Graph fake (bot + companion + pcscd/vpcd)', { timeout: E2E_TEST_MS }, () => {
-  let pcsc: PcscReaderAdapter;
+  let e2e: E2eStack;
   let bot: BotStack;
   let companion: CompanionProcess;
   let card: VpcdCard;
@@ -91,30 +70,16 @@ describe.skipIf(gate.skip)('unlock end to end with Microsoft Graph mail against 
   let code: string | undefined;
 
   beforeAll(async () => {
-    pcsc = await PcscReaderAdapter.open();
-    bot = await startBotStack('e2e-graph-bot', { LOG_LEVEL: 'trace' }, { mail: 'graph' });
+    e2e = await startE2eStack({ name: 'e2e-graph', mail: 'graph', botEnv: { LOG_LEVEL: 'trace' } });
+    bot = e2e.bot;
     await seedPerson(bot, { teamsUserId: 'user-id-0', displayName: 'Gita Graph', email: EMAIL, cardId: CARD_ID, puk: PUK, answers: REGISTERED });
-    card = await VpcdCard.insert(pcsc, VPCD_READER, { cardId: CARD_ID, pin: OLD_PIN, puk: PUK, blocked: true });
-    companion = startCompanion(bot, { name: 'e2e-graph-companion', readerName: VPCD_READER.name, workstation: 'WS-E2E-GRAPH' });
-    pg = await startPlayground({ botUrl: bot.messagesUrl, name: 'e2e-graph-playground', currentUser: { id: 'user-id-0', name: 'Gita Graph' } });
-    await pg.install();
-    const pairing = await companion.pairingCode();
-    await pg.sendMessage(`pair ${pairing}`);
-    const paired = await pg.waitForBotText(/This computer is paired|Pairing did not work/, { timeoutMs: E2E_WAIT_MS });
-    expect(messageText(paired)).toContain('This computer is paired');
-    await companion.waitConnected();
-    page = new PageBrowser(await companion.latestPageLink());
-    expect((await page.open()).status).toBe(200);
+    const seat = await e2e.addSeat({ card: { cardId: CARD_ID, pin: OLD_PIN, puk: PUK, blocked: true }, workstation: 'WS-E2E-GRAPH', teams: { user: { id: 'user-id-0', name: 'Gita Graph' } } });
+    ({ card, companion, pg } = seat);
+    await seat.pair();
+    page = await seat.openPage();
   });
 
-  afterAll(async () => {
-    await pg?.stop();
-    await companion?.stop();
-    await bot?.stop();
-    await card?.dispose();
-    await pcsc?.close();
-    await removeTestDirs(bot?.dataDir, companion?.dataDir);
-  });
+  afterAll(() => e2e?.stop());
 
   it('the bot started with the Graph adapter: a token from the fake Entra ID, and no mail yet', () => {
     expect(bot.mail).toBe('graph');

@@ -188,6 +188,16 @@ export const ArgumentSchemas = {
   effectIds: z.array(id).max(1000),
 } as const;
 
+/** The first few problems of a failed parse, as `path: rule` (zod's messages name rules, never the value). */
+function problemsOf(error: z.ZodError, what: string): { text: string; fields: string } {
+  const text = error.issues
+    .slice(0, 5)
+    .map((issue) => `${issue.path.length ? issue.path.join('.') : what}: ${issue.message}`)
+    .join('; ');
+  const fields = [...new Set(error.issues.map((i) => i.path.join('.') || what))].join(',');
+  return { text, fields };
+}
+
 /**
  * Validate a value against a schema or throw a storage error naming what is wrong.
  *
@@ -201,8 +211,116 @@ export const ArgumentSchemas = {
 export function validate<T>(schema: z.ZodType<unknown>, value: T, operation: string, what = 'record'): T {
   const result = schema.safeParse(value);
   if (result.success) return value;
-  const problems = result.error.issues.slice(0, 5).map((issue) => `${issue.path.length ? issue.path.join('.') : what}: ${issue.message}`);
-  throw new StorageError(STORAGE_ERROR.INVALID_RECORD, `${operation}: invalid ${what}: ${problems.join('; ')}`, {
-    meta: { operation, fields: result.error.issues.map((i) => i.path.join('.') || what).join(',') },
+  const problems = problemsOf(result.error, what);
+  throw new StorageError(STORAGE_ERROR.INVALID_RECORD, `${operation}: invalid ${what}: ${problems.text}`, { meta: { operation, fields: problems.fields } });
+}
+
+// ---------------------------------------------------------------------------
+// Stored record types: one descriptor each, shared by every adapter's codecs
+// ---------------------------------------------------------------------------
+
+/** Names of the stored record types (also the SQLite table and MongoDB collection names). */
+export type RecordName = 'persons' | 'cards' | 'journeys' | 'devices' | 'pairings' | 'cases' | 'audit' | 'conversations';
+
+/**
+ * What every adapter needs to know about one stored record type, beyond its
+ * schema: its key and the fields that must be unique across records. Adapters
+ * add their own layout (JSON columns, derived columns) and derive their codecs
+ * from the schema's fields, so a field added to a schema is stored by both.
+ */
+export interface RecordDescriptor<T> {
+  /** Repository name: messages (`persons.email`), SQLite table, MongoDB collection, claim scopes. */
+  name: RecordName;
+  /** The record's zod object schema; its fields, in order, are the stored fields. */
+  schema: z.ZodObject;
+  /** The key field (one record per value). */
+  key: keyof T & string;
+  /** Other fields unique across records (null never clashes), in the order an insert reports a clash. */
+  uniques: readonly (keyof T & string)[];
+}
+
+/** How a schema field is stored: a scalar (text, number, enum) or an open value (object, array, JSON). */
+export interface FieldShape {
+  name: string;
+  /** `null` is a valid value (a `.nullable()` field). */
+  nullable: boolean;
+  /** text, number, boolean or enum: fits one SQL column or BSON value as it is. */
+  scalar: boolean;
+}
+
+const SCALAR_TYPES = new Set(['string', 'number', 'boolean', 'enum', 'literal']);
+
+/**
+ * The stored fields of a record type, read from its schema.
+ *
+ * @returns one entry per schema field, in schema order
+ */
+export function fieldShapes(descriptor: RecordDescriptor<unknown>): FieldShape[] {
+  return Object.entries(descriptor.schema.shape).map(([name, field]) => {
+    const nullable = field instanceof z.ZodNullable;
+    const inner = (nullable ? (field as z.ZodNullable).unwrap() : field) as z.ZodType;
+    return { name, nullable, scalar: SCALAR_TYPES.has(inner.def.type) };
   });
 }
+
+/**
+ * Check a record offered for writing and return the copy to store: only the
+ * schema's fields (unknown properties dropped, at every level), fresh objects.
+ *
+ * @throws StorageError `STORAGE.INVALID_RECORD` naming each bad field and its rule, never its value
+ */
+export function recordToStore<T>(descriptor: RecordDescriptor<T>, value: T, operation: string): T {
+  const result = descriptor.schema.safeParse(value);
+  if (result.success) return result.data as T;
+  const problems = problemsOf(result.error, 'record');
+  throw new StorageError(STORAGE_ERROR.INVALID_RECORD, `${operation}: invalid record: ${problems.text}`, { meta: { operation, fields: problems.fields } });
+}
+
+/**
+ * Check a record rebuilt from a stored row or document against its schema.
+ *
+ * @param candidate - the fields decoded from storage (JSON text already parsed)
+ * @returns the record (fresh objects)
+ * @throws StorageError `STORAGE.CORRUPT_RECORD` naming each bad field as `<name>.<field>` with its rule, never its value
+ */
+export function storedRecord<T>(descriptor: RecordDescriptor<T>, candidate: Record<string, unknown>, operation: string): T {
+  const result = descriptor.schema.safeParse(candidate);
+  if (result.success) return result.data as T;
+  const problems = problemsOf(result.error, 'record');
+  const named = problems.text.split('; ').map((p) => `${descriptor.name}.${p}`);
+  throw new StorageError(STORAGE_ERROR.CORRUPT_RECORD, `${operation}: a stored ${descriptor.name} record breaks its schema: ${named.join('; ')}`, {
+    meta: { operation, fields: problems.fields },
+  });
+}
+
+/**
+ * Parse a stored JSON text field.
+ *
+ * @param where - `<table or collection>.<column or field>`, for the message
+ * @throws StorageError `STORAGE.CORRUPT_RECORD` naming `where`, never the text
+ */
+export function parseStoredJson(value: unknown, operation: string, where: string): unknown {
+  try {
+    if (typeof value !== 'string') throw new TypeError('not text');
+    return JSON.parse(value) as unknown;
+  } catch (cause) {
+    throw new StorageError(STORAGE_ERROR.CORRUPT_RECORD, `${operation}: stored ${where} is not valid JSON text`, { cause, meta: { operation, field: where } });
+  }
+}
+
+const describe = <T>(d: RecordDescriptor<T>): RecordDescriptor<T> => d;
+
+/** Every stored record type: schema, key and unique fields. */
+export const RECORDS = {
+  persons: describe<Person>({ name: 'persons', schema: PersonSchema, key: 'id', uniques: ['teamsUserId', 'cardId'] }),
+  cards: describe<CardRecord>({ name: 'cards', schema: CardRecordSchema, key: 'cardId', uniques: [] }),
+  journeys: describe<JourneyRecord>({ name: 'journeys', schema: JourneyRecordSchema, key: 'key', uniques: [] }),
+  devices: describe<Device>({ name: 'devices', schema: DeviceSchema, key: 'id', uniques: [] }),
+  pairings: describe<Pairing>({ name: 'pairings', schema: PairingSchema, key: 'id', uniques: ['deviceCodeHash', 'userCodeHash'] }),
+  cases: describe<RaCase>({ name: 'cases', schema: RaCaseSchema, key: 'ref', uniques: ['sourceId'] }),
+  audit: describe<AuditEntry>({ name: 'audit', schema: AuditEntrySchema, key: 'id', uniques: [] }),
+  conversations: describe<ConversationRecord>({ name: 'conversations', schema: ConversationRecordSchema, key: 'personId', uniques: [] }),
+} as const;
+
+/** The record types with `version` and compare-and-set `save`. */
+export type VersionedRecordName = 'persons' | 'cards' | 'journeys' | 'devices' | 'pairings' | 'cases';

@@ -17,45 +17,15 @@ import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Logger } from '../../common/logger';
-import type {
-  AuditEntry,
-  AuditLog,
-  CardRecord,
-  CardRepository,
-  CaseRepository,
-  ConversationRecord,
-  ConversationRepository,
-  Device,
-  DeviceRepository,
-  InsertResult,
-  JourneyRecord,
-  JourneyRepository,
-  Pairing,
-  PairingRepository,
-  Person,
-  PersonRepository,
-  RaCase,
-  SaveResult,
-  Storage,
-  StoredEffect,
-} from '../storage.port';
+import type { AuditLog, CardRepository, CaseRepository, ConversationRepository, DeviceRepository, JourneyRepository, PairingRepository, PersonRepository, Storage, StoredEffect } from '../storage.port';
+import { versionedRepository, type StoreRunner } from '../storage.repository';
 import { STORAGE_ERROR, StorageError } from '../storage.errors';
-import {
-  ArgumentSchemas,
-  AuditEntrySchema,
-  CardRecordSchema,
-  ConversationRecordSchema,
-  DeviceSchema,
-  JourneyRecordSchema,
-  PairingSchema,
-  PersonSchema,
-  RaCaseSchema,
-  validate,
-} from '../storage.schemas';
+import { ArgumentSchemas, RECORDS, recordToStore, validate } from '../storage.schemas';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS } from './sqlite.migrations';
+import { sqliteCodec, type Row, type SqliteCodec } from './sqlite-row.codec';
+import { SqliteVersionedTable } from './sqlite-versioned.table';
 
 type Db = Database.Database;
-type Row = Record<string, unknown>;
 
 /** Options for {@link openSqliteStorage}. */
 export interface SqliteStorageOptions {
@@ -93,21 +63,27 @@ export interface SqliteStorage extends Storage {
 /** Default busy timeout, in ms. */
 export const SQLITE_DEFAULTS = { busyTimeoutMs: 5000 } as const;
 
-/** Column name -> port field name, for unique-constraint messages. */
-const FIELD_OF_COLUMN: Readonly<Record<string, string>> = {
-  'persons.id': 'id',
-  'persons.teams_user_id': 'teamsUserId',
-  'persons.card_id': 'cardId',
-  'cards.card_id': 'cardId',
-  'journeys.key': 'key',
-  'devices.id': 'id',
-  'pairings.id': 'id',
-  'pairings.device_code_hash': 'deviceCodeHash',
-  'pairings.user_code_hash': 'userCodeHash',
-  'cases.ref': 'ref',
-  'cases.source_id': 'sourceId',
-  'audit.id': 'id',
-};
+/**
+ * Row codecs of every table, derived from the record schemas (`sqlite-row.codec.ts`): which fields are
+ * JSON text columns and which columns are derived is all that is said here. Matches migration 1's layout.
+ */
+const CODECS = {
+  persons: sqliteCodec(RECORDS.persons, { json: ['answers', 'selfServiceLock'] }),
+  cards: sqliteCodec(RECORDS.cards, { json: [] }),
+  journeys: sqliteCodec(RECORDS.journeys, { json: ['state', 'counters', 'pendingEffects', 'ui'], derived: { pendingCount: (j) => j.pendingEffects.length } }),
+  devices: sqliteCodec(RECORDS.devices, { json: [] }),
+  pairings: sqliteCodec(RECORDS.pairings, { json: [] }),
+  cases: sqliteCodec(RECORDS.cases, { json: ['context'] }),
+  audit: sqliteCodec(RECORDS.audit, { json: ['details'] }),
+  conversations: sqliteCodec(RECORDS.conversations, { json: ['reference'] }),
+} as const;
+
+/** `table.column` -> port field name, for unique-constraint messages. */
+function fieldOfConstraint(constraint: string): string {
+  const [table, column] = constraint.split('.');
+  const codec = (CODECS as Record<string, SqliteCodec<unknown>>)[table ?? ''];
+  return (column !== undefined && codec?.fieldOf(column)) || constraint;
+}
 
 /**
  * Turn whatever the driver threw into a StorageError with no values in its message.
@@ -120,7 +96,7 @@ function toStorageError(operation: string, err: unknown): StorageError {
     const meta = { operation, sqliteCode: code };
     if (code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY') {
       const constraint = /failed: ([\w.]+)/.exec(err.message)?.[1] ?? 'unknown';
-      const field = FIELD_OF_COLUMN[constraint] ?? constraint;
+      const field = fieldOfConstraint(constraint);
       return new StorageError(STORAGE_ERROR.UNIQUE_VIOLATION, `${operation}: another record already has this ${field}`, { cause: err, meta: { ...meta, field } });
     }
     if (code === 'SQLITE_CONSTRAINT_TRIGGER') {
@@ -146,186 +122,7 @@ function toStorageError(operation: string, err: unknown): StorageError {
   return new StorageError(STORAGE_ERROR.QUERY_FAILED, `${operation}: unexpected storage failure`, { cause: err, meta: { operation } });
 }
 
-function parseJson<T>(value: unknown, operation: string, column: string): T {
-  try {
-    return JSON.parse(String(value)) as T;
-  } catch (cause) {
-    throw new StorageError(STORAGE_ERROR.CORRUPT_RECORD, `${operation}: stored column ${column} is not valid JSON`, { cause, meta: { operation, column } });
-  }
-}
-
-const str = (v: unknown): string => v as string;
-const strOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : (v as string));
 const num = (v: unknown): number => Number(v);
-
-// ---------------------------------------------------------------------------
-// Row <-> record mapping
-// ---------------------------------------------------------------------------
-
-function personRow(p: Person): Row {
-  return {
-    id: p.id,
-    teamsUserId: p.teamsUserId,
-    displayName: p.displayName,
-    email: p.email,
-    mobile: p.mobile,
-    answers: JSON.stringify(p.answers),
-    cardId: p.cardId,
-    selfServiceLock: p.selfServiceLock === null ? null : JSON.stringify(p.selfServiceLock),
-    createdAt: p.createdAt,
-    updatedAt: p.updatedAt,
-    version: p.version,
-  };
-}
-
-function personOf(r: Row, op: string): Person {
-  return {
-    id: str(r.id),
-    teamsUserId: str(r.teams_user_id),
-    displayName: str(r.display_name),
-    email: str(r.email),
-    mobile: strOrNull(r.mobile),
-    answers: parseJson(r.answers, op, 'persons.answers'),
-    cardId: strOrNull(r.card_id),
-    selfServiceLock: r.self_service_lock === null ? null : parseJson(r.self_service_lock, op, 'persons.self_service_lock'),
-    createdAt: str(r.created_at),
-    updatedAt: str(r.updated_at),
-    version: num(r.version),
-  };
-}
-
-function cardRow(c: CardRecord): Row {
-  return { cardId: c.cardId, personId: c.personId, puk: c.puk, pendingPuk: c.pendingPuk, updatedAt: c.updatedAt, version: c.version };
-}
-
-function cardOf(r: Row): CardRecord {
-  return { cardId: str(r.card_id), personId: str(r.person_id), puk: strOrNull(r.puk), pendingPuk: strOrNull(r.pending_puk), updatedAt: str(r.updated_at), version: num(r.version) };
-}
-
-function journeyRow(j: JourneyRecord): Row {
-  return {
-    key: j.key,
-    personId: j.personId,
-    kind: j.kind,
-    runId: j.runId,
-    state: JSON.stringify(j.state),
-    counters: JSON.stringify(j.counters),
-    pendingEffects: JSON.stringify(j.pendingEffects),
-    pendingCount: j.pendingEffects.length,
-    ui: JSON.stringify({ activityId: j.ui.activityId }),
-    createdAt: j.createdAt,
-    updatedAt: j.updatedAt,
-    version: j.version,
-  };
-}
-
-function journeyOf(r: Row, op: string): JourneyRecord {
-  return {
-    key: str(r.key),
-    personId: str(r.person_id),
-    kind: str(r.kind) as JourneyRecord['kind'],
-    runId: str(r.run_id),
-    state: parseJson(r.state, op, 'journeys.state'),
-    counters: parseJson(r.counters, op, 'journeys.counters'),
-    pendingEffects: parseJson(r.pending_effects, op, 'journeys.pending_effects'),
-    ui: parseJson(r.ui, op, 'journeys.ui'),
-    createdAt: str(r.created_at),
-    updatedAt: str(r.updated_at),
-    version: num(r.version),
-  };
-}
-
-function deviceRow(d: Device): Row {
-  return {
-    id: d.id,
-    personId: d.personId,
-    workstation: d.workstation,
-    credentialHash: d.credentialHash,
-    createdAt: d.createdAt,
-    lastSeenAt: d.lastSeenAt,
-    revokedAt: d.revokedAt,
-    connectedInstance: d.connectedInstance,
-    version: d.version,
-  };
-}
-
-function deviceOf(r: Row): Device {
-  return {
-    id: str(r.id),
-    personId: str(r.person_id),
-    workstation: str(r.workstation),
-    credentialHash: str(r.credential_hash),
-    createdAt: str(r.created_at),
-    lastSeenAt: strOrNull(r.last_seen_at),
-    revokedAt: strOrNull(r.revoked_at),
-    connectedInstance: strOrNull(r.connected_instance),
-    version: num(r.version),
-  };
-}
-
-function pairingRow(p: Pairing): Row {
-  return {
-    id: p.id,
-    deviceCodeHash: p.deviceCodeHash,
-    userCodeHash: p.userCodeHash,
-    workstation: p.workstation,
-    status: p.status,
-    personId: p.personId,
-    deviceId: p.deviceId,
-    createdAt: p.createdAt,
-    expiresAt: p.expiresAt,
-    lastPolledAt: p.lastPolledAt,
-    version: p.version,
-  };
-}
-
-function pairingOf(r: Row): Pairing {
-  return {
-    id: str(r.id),
-    deviceCodeHash: str(r.device_code_hash),
-    userCodeHash: str(r.user_code_hash),
-    workstation: str(r.workstation),
-    status: str(r.status) as Pairing['status'],
-    personId: strOrNull(r.person_id),
-    deviceId: strOrNull(r.device_id),
-    createdAt: str(r.created_at),
-    expiresAt: str(r.expires_at),
-    lastPolledAt: strOrNull(r.last_polled_at),
-    version: num(r.version),
-  };
-}
-
-function caseRow(c: RaCase): Row {
-  return {
-    ref: c.ref,
-    personId: c.personId,
-    reason: c.reason,
-    status: c.status,
-    context: JSON.stringify(c.context),
-    sourceId: c.sourceId,
-    createdAt: c.createdAt,
-    updatedAt: c.updatedAt,
-    version: c.version,
-  };
-}
-
-function caseOf(r: Row, op: string): RaCase {
-  return {
-    ref: str(r.ref),
-    personId: str(r.person_id),
-    reason: str(r.reason) as RaCase['reason'],
-    status: str(r.status) as RaCase['status'],
-    context: parseJson(r.context, op, 'cases.context'),
-    sourceId: str(r.source_id),
-    createdAt: str(r.created_at),
-    updatedAt: str(r.updated_at),
-    version: num(r.version),
-  };
-}
-
-function auditOf(r: Row, op: string): AuditEntry {
-  return { id: str(r.id), at: str(r.at), actor: str(r.actor), action: str(r.action), personId: strOrNull(r.person_id), details: parseJson(r.details, op, 'audit.details') };
-}
 
 // ---------------------------------------------------------------------------
 // Opening and migrating
@@ -432,257 +229,111 @@ class SqliteStorageImpl implements SqliteStorage {
     private readonly file: string,
     private readonly busyTimeoutMs: number,
   ) {
-    const q = (sql: string) => db.prepare(sql);
-    const run = <T>(operation: string, fn: () => T): Promise<T> => this.run(operation, fn);
-    const write = <T>(operation: string, fn: () => T): Promise<T> => this.write(operation, fn);
-    const { limit: limitSchema, id: idSchema, timestamp: timestampSchema, effectIds: effectIdsSchema, version: versionSchema } = ArgumentSchemas;
-    const checkVersion = (v: number, op: string) => validate(versionSchema, v, op, 'expectedVersion');
+    const runner: StoreRunner = {
+      read: <R>(operation: string, fn: () => R | Promise<R>) => this.run(operation, fn) as Promise<R>,
+      write: <R>(operation: string, fn: () => R | Promise<R>) => this.write(operation, fn) as Promise<R>,
+    };
+    const { limit: limitSchema, id: idSchema, timestamp: timestampSchema, effectIds: effectIdsSchema } = ArgumentSchemas;
+    const table = <T>(codec: SqliteCodec<T>) => new SqliteVersionedTable(db, codec);
+    const tables = {
+      persons: table(CODECS.persons),
+      cards: table(CODECS.cards),
+      journeys: table(CODECS.journeys),
+      devices: table(CODECS.devices),
+      pairings: table(CODECS.pairings),
+      cases: table(CODECS.cases),
+      audit: table(CODECS.audit),
+      conversations: table(CODECS.conversations),
+    };
+    const repo = <T>(t: SqliteVersionedTable<T>) => versionedRepository(t.codec.descriptor, t, runner);
 
-    // persons ---------------------------------------------------------------
-    const person = {
-      get: q('SELECT * FROM persons WHERE id = ?'),
-      byTeams: q('SELECT * FROM persons WHERE teams_user_id = ?'),
-      byCard: q('SELECT * FROM persons WHERE card_id = ?'),
-      insert: q(`INSERT INTO persons (id, teams_user_id, display_name, email, mobile, answers, card_id, self_service_lock, created_at, updated_at, version)
-                 VALUES (@id, @teamsUserId, @displayName, @email, @mobile, @answers, @cardId, @selfServiceLock, @createdAt, @updatedAt, @version)
-                 ON CONFLICT DO NOTHING`),
-      save: q(`UPDATE persons SET teams_user_id = @teamsUserId, display_name = @displayName, email = @email, mobile = @mobile, answers = @answers,
-                 card_id = @cardId, self_service_lock = @selfServiceLock, created_at = @createdAt, updated_at = @updatedAt, version = @expected + 1
-               WHERE id = @id AND version = @expected`),
-    };
-    this.persons = {
-      get: (id) => run('persons.get', () => one(person.get.get(validate(idSchema, id, 'persons.get', 'id')) as Row | undefined, (r) => personOf(r, 'persons.get'))),
-      findByTeamsUserId: (teamsUserId) =>
-        run('persons.findByTeamsUserId', () => one(person.byTeams.get(validate(idSchema, teamsUserId, 'persons.findByTeamsUserId', 'teamsUserId')) as Row | undefined, (r) => personOf(r, 'persons.findByTeamsUserId'))),
-      findByCardId: (cardId) => run('persons.findByCardId', () => one(person.byCard.get(String(cardId)) as Row | undefined, (r) => personOf(r, 'persons.findByCardId'))),
-      insert: (p) =>
-        write('persons.insert', (): InsertResult<Person> => {
-          validate(PersonSchema, p, 'persons.insert');
-          if (person.insert.run(personRow(p)).changes === 1) return { status: 'created', record: personOf(person.get.get(p.id) as Row, 'persons.insert') };
-          const existing = (person.get.get(p.id) ?? person.byTeams.get(p.teamsUserId) ?? (p.cardId === null ? undefined : person.byCard.get(p.cardId))) as Row | undefined;
-          return exists(existing, (r) => personOf(r, 'persons.insert'), 'persons.insert');
-        }),
-      save: (p, expectedVersion) =>
-        write('persons.save', () => {
-          validate(PersonSchema, p, 'persons.save');
-          checkVersion(expectedVersion, 'persons.save');
-          return saved(person.save.run({ ...personRow(p), expected: expectedVersion }).changes);
-        }),
-    };
+    const persons = repo(tables.persons);
+    this.persons = { get: persons.get, insert: persons.insert, save: persons.save, findByTeamsUserId: persons.findBy('teamsUserId', 'findByTeamsUserId'), findByCardId: persons.findBy('cardId', 'findByCardId') };
 
-    // cards -------------------------------------------------------------------
-    const card = {
-      get: q('SELECT * FROM cards WHERE card_id = ?'),
-      insert: q(`INSERT INTO cards (card_id, person_id, puk, pending_puk, updated_at, version)
-                 VALUES (@cardId, @personId, @puk, @pendingPuk, @updatedAt, @version) ON CONFLICT DO NOTHING`),
-      save: q(`UPDATE cards SET person_id = @personId, puk = @puk, pending_puk = @pendingPuk, updated_at = @updatedAt, version = @expected + 1
-               WHERE card_id = @cardId AND version = @expected`),
-    };
-    this.cards = {
-      get: (cardId) => run('cards.get', () => one(card.get.get(String(cardId)) as Row | undefined, cardOf)),
-      insert: (c) =>
-        write('cards.insert', (): InsertResult<CardRecord> => {
-          validate(CardRecordSchema, c, 'cards.insert');
-          if (card.insert.run(cardRow(c)).changes === 1) return { status: 'created', record: cardOf(card.get.get(c.cardId) as Row) };
-          return exists(card.get.get(c.cardId) as Row | undefined, cardOf, 'cards.insert');
-        }),
-      save: (c, expectedVersion) =>
-        write('cards.save', () => {
-          validate(CardRecordSchema, c, 'cards.save');
-          checkVersion(expectedVersion, 'cards.save');
-          return saved(card.save.run({ ...cardRow(c), expected: expectedVersion }).changes);
-        }),
-    };
+    const cards = repo(tables.cards);
+    this.cards = { get: cards.get, insert: cards.insert, save: cards.save };
 
-    // journeys -----------------------------------------------------------------
-    const journey = {
-      get: q('SELECT * FROM journeys WHERE key = ?'),
-      insert: q(`INSERT INTO journeys (key, person_id, kind, run_id, state, counters, pending_effects, pending_count, ui, created_at, updated_at, version)
-                 VALUES (@key, @personId, @kind, @runId, @state, @counters, @pendingEffects, @pendingCount, @ui, @createdAt, @updatedAt, @version)
-                 ON CONFLICT DO NOTHING`),
-      save: q(`UPDATE journeys SET person_id = @personId, kind = @kind, run_id = @runId, state = @state, counters = @counters,
-                 pending_effects = @pendingEffects, pending_count = @pendingCount, ui = @ui, created_at = @createdAt, updated_at = @updatedAt,
-                 version = @expected + 1
-               WHERE key = @key AND version = @expected`),
-      effects: q('SELECT pending_effects FROM journeys WHERE key = ?'),
-      setEffects: q('UPDATE journeys SET pending_effects = @pendingEffects, pending_count = @pendingCount WHERE key = @key'),
-      pending: q('SELECT * FROM journeys WHERE pending_count > 0 ORDER BY updated_at, key LIMIT ?'),
-    };
+    const journeys = repo(tables.journeys);
     const editEffects = (op: string, key: string, effectIds: string[], edit: (effects: StoredEffect[], ids: Set<string>) => StoredEffect[] | null) =>
-      write(op, () => {
+      this.write(op, () => {
         validate(idSchema, key, op, 'key');
         validate(effectIdsSchema, effectIds, op, 'effectIds');
         if (effectIds.length === 0) return;
         const ids = new Set(effectIds);
-        const row = journey.effects.get(key) as Row | undefined;
-        if (!row) return;
-        const next = edit(parseJson<StoredEffect[]>(row.pending_effects, op, 'journeys.pending_effects'), ids);
-        if (next) journey.setEffects.run({ key, pendingEffects: JSON.stringify(next), pendingCount: next.length });
+        tables.journeys.edit(key, (j) => {
+          const next = edit(j.pendingEffects, ids);
+          return next === null ? null : { ...j, pendingEffects: next };
+        }, op);
       });
     this.journeys = {
-      get: (key) => run('journeys.get', () => one(journey.get.get(validate(idSchema, key, 'journeys.get', 'key')) as Row | undefined, (r) => journeyOf(r, 'journeys.get'))),
-      insert: (j) =>
-        write('journeys.insert', (): InsertResult<JourneyRecord> => {
-          validate(JourneyRecordSchema, j, 'journeys.insert');
-          if (journey.insert.run(journeyRow(j)).changes === 1) return { status: 'created', record: journeyOf(journey.get.get(j.key) as Row, 'journeys.insert') };
-          return exists(journey.get.get(j.key) as Row | undefined, (r) => journeyOf(r, 'journeys.insert'), 'journeys.insert');
-        }),
-      save: (j, expectedVersion) =>
-        write('journeys.save', () => {
-          validate(JourneyRecordSchema, j, 'journeys.save');
-          checkVersion(expectedVersion, 'journeys.save');
-          return saved(journey.save.run({ ...journeyRow(j), expected: expectedVersion }).changes);
-        }),
-      removeEffects: (key, effectIds) =>
-        editEffects('journeys.removeEffects', key, effectIds, (effects, ids) => {
-          const kept = effects.filter((e) => !ids.has(e.id));
-          return kept.length === effects.length ? null : kept;
-        }),
-      countEffectAttempt: (key, effectIds) =>
-        editEffects('journeys.countEffectAttempt', key, effectIds, (effects, ids) => {
-          if (!effects.some((e) => ids.has(e.id))) return null;
-          return effects.map((e) => (ids.has(e.id) ? { ...e, attempts: e.attempts + 1 } : e));
-        }),
-      listWithPendingEffects: (limit) =>
-        run('journeys.listWithPendingEffects', () =>
-          (journey.pending.all(validate(limitSchema, limit, 'journeys.listWithPendingEffects', 'limit')) as Row[]).map((r) => journeyOf(r, 'journeys.listWithPendingEffects')),
-        ),
+      get: journeys.get,
+      insert: journeys.insert,
+      save: journeys.save,
+      removeEffects: (key, effectIds) => editEffects('journeys.removeEffects', key, effectIds, dropEffects),
+      countEffectAttempt: (key, effectIds) => editEffects('journeys.countEffectAttempt', key, effectIds, countAttempt),
+      listWithPendingEffects: (limit) => {
+        const op = 'journeys.listWithPendingEffects';
+        return this.run(op, () => tables.journeys.list({ where: 'pending_count > 0', orderBy: 'updated_at, key', limit: validate(limitSchema, limit, op, 'limit') }, op));
+      },
     };
 
-    // devices -----------------------------------------------------------------
-    const device = {
-      get: q('SELECT * FROM devices WHERE id = ?'),
-      byPerson: q('SELECT * FROM devices WHERE person_id = ? ORDER BY created_at, id'),
-      insert: q(`INSERT INTO devices (id, person_id, workstation, credential_hash, created_at, last_seen_at, revoked_at, connected_instance, version)
-                 VALUES (@id, @personId, @workstation, @credentialHash, @createdAt, @lastSeenAt, @revokedAt, @connectedInstance, @version)
-                 ON CONFLICT DO NOTHING`),
-      save: q(`UPDATE devices SET person_id = @personId, workstation = @workstation, credential_hash = @credentialHash, created_at = @createdAt,
-                 last_seen_at = @lastSeenAt, revoked_at = @revokedAt, connected_instance = @connectedInstance, version = @expected + 1
-               WHERE id = @id AND version = @expected`),
-    };
+    const devices = repo(tables.devices);
     this.devices = {
-      get: (id) => run('devices.get', () => one(device.get.get(validate(idSchema, id, 'devices.get', 'id')) as Row | undefined, deviceOf)),
-      insert: (d) =>
-        write('devices.insert', (): InsertResult<Device> => {
-          validate(DeviceSchema, d, 'devices.insert');
-          if (device.insert.run(deviceRow(d)).changes === 1) return { status: 'created', record: deviceOf(device.get.get(d.id) as Row) };
-          return exists(device.get.get(d.id) as Row | undefined, deviceOf, 'devices.insert');
-        }),
-      save: (d, expectedVersion) =>
-        write('devices.save', () => {
-          validate(DeviceSchema, d, 'devices.save');
-          checkVersion(expectedVersion, 'devices.save');
-          return saved(device.save.run({ ...deviceRow(d), expected: expectedVersion }).changes);
-        }),
-      listByPerson: (personId) => run('devices.listByPerson', () => (device.byPerson.all(validate(idSchema, personId, 'devices.listByPerson', 'personId')) as Row[]).map(deviceOf)),
+      get: devices.get,
+      insert: devices.insert,
+      save: devices.save,
+      listByPerson: (personId) => {
+        const op = 'devices.listByPerson';
+        return this.run(op, () => tables.devices.list({ where: 'person_id = ?', orderBy: 'created_at, id', params: [validate(idSchema, personId, op, 'personId')] }, op));
+      },
     };
 
-    // pairings ------------------------------------------------------------------
-    const pairing = {
-      get: q('SELECT * FROM pairings WHERE id = ?'),
-      byDevice: q('SELECT * FROM pairings WHERE device_code_hash = ?'),
-      byUser: q('SELECT * FROM pairings WHERE user_code_hash = ?'),
-      insert: q(`INSERT INTO pairings (id, device_code_hash, user_code_hash, workstation, status, person_id, device_id, created_at, expires_at, last_polled_at, version)
-                 VALUES (@id, @deviceCodeHash, @userCodeHash, @workstation, @status, @personId, @deviceId, @createdAt, @expiresAt, @lastPolledAt, @version)
-                 ON CONFLICT DO NOTHING`),
-      save: q(`UPDATE pairings SET device_code_hash = @deviceCodeHash, user_code_hash = @userCodeHash, workstation = @workstation, status = @status,
-                 person_id = @personId, device_id = @deviceId, created_at = @createdAt, expires_at = @expiresAt, last_polled_at = @lastPolledAt,
-                 version = @expected + 1
-               WHERE id = @id AND version = @expected`),
-      deleteExpired: q('DELETE FROM pairings WHERE expires_at < ?'),
-    };
+    const pairings = repo(tables.pairings);
     this.pairings = {
-      getByDeviceCodeHash: (hash) => run('pairings.getByDeviceCodeHash', () => one(pairing.byDevice.get(String(hash)) as Row | undefined, pairingOf)),
-      getByUserCodeHash: (hash) => run('pairings.getByUserCodeHash', () => one(pairing.byUser.get(String(hash)) as Row | undefined, pairingOf)),
-      insert: (p) =>
-        write('pairings.insert', (): InsertResult<Pairing> => {
-          validate(PairingSchema, p, 'pairings.insert');
-          if (pairing.insert.run(pairingRow(p)).changes === 1) return { status: 'created', record: pairingOf(pairing.get.get(p.id) as Row) };
-          const existing = (pairing.get.get(p.id) ?? pairing.byDevice.get(p.deviceCodeHash) ?? pairing.byUser.get(p.userCodeHash)) as Row | undefined;
-          return exists(existing, pairingOf, 'pairings.insert');
-        }),
-      save: (p, expectedVersion) =>
-        write('pairings.save', () => {
-          validate(PairingSchema, p, 'pairings.save');
-          checkVersion(expectedVersion, 'pairings.save');
-          return saved(pairing.save.run({ ...pairingRow(p), expected: expectedVersion }).changes);
-        }),
-      deleteExpired: (before) => write('pairings.deleteExpired', () => pairing.deleteExpired.run(validate(timestampSchema, before, 'pairings.deleteExpired', 'before')).changes),
+      getByDeviceCodeHash: pairings.findBy('deviceCodeHash', 'getByDeviceCodeHash'),
+      getByUserCodeHash: pairings.findBy('userCodeHash', 'getByUserCodeHash'),
+      insert: pairings.insert,
+      save: pairings.save,
+      deleteExpired: (before) => {
+        const op = 'pairings.deleteExpired';
+        return this.write(op, () => tables.pairings.deleteWhere('expires_at < ?', [validate(timestampSchema, before, op, 'before')]));
+      },
     };
 
-    // cases -------------------------------------------------------------------
-    const raCase = {
-      get: q('SELECT * FROM cases WHERE ref = ?'),
-      bySource: q('SELECT * FROM cases WHERE source_id = ?'),
-      byPerson: q('SELECT * FROM cases WHERE person_id = ? ORDER BY created_at, ref'),
-      open: q(`SELECT * FROM cases WHERE status = 'open' ORDER BY created_at, ref LIMIT ?`),
-      insert: q(`INSERT INTO cases (ref, person_id, reason, status, context, source_id, created_at, updated_at, version)
-                 VALUES (@ref, @personId, @reason, @status, @context, @sourceId, @createdAt, @updatedAt, @version) ON CONFLICT DO NOTHING`),
-      save: q(`UPDATE cases SET person_id = @personId, reason = @reason, status = @status, context = @context, source_id = @sourceId,
-                 created_at = @createdAt, updated_at = @updatedAt, version = @expected + 1
-               WHERE ref = @ref AND version = @expected`),
-    };
+    const cases = repo(tables.cases);
     this.cases = {
-      get: (ref) => run('cases.get', () => one(raCase.get.get(String(ref)) as Row | undefined, (r) => caseOf(r, 'cases.get'))),
-      insert: (c) =>
-        write('cases.insert', (): InsertResult<RaCase> => {
-          validate(RaCaseSchema, c, 'cases.insert');
-          if (raCase.insert.run(caseRow(c)).changes === 1) return { status: 'created', record: caseOf(raCase.get.get(c.ref) as Row, 'cases.insert') };
-          const existing = (raCase.get.get(c.ref) ?? raCase.bySource.get(c.sourceId)) as Row | undefined;
-          return exists(existing, (r) => caseOf(r, 'cases.insert'), 'cases.insert');
-        }),
-      save: (c, expectedVersion) =>
-        write('cases.save', () => {
-          validate(RaCaseSchema, c, 'cases.save');
-          checkVersion(expectedVersion, 'cases.save');
-          return saved(raCase.save.run({ ...caseRow(c), expected: expectedVersion }).changes);
-        }),
-      listByPerson: (personId) =>
-        run('cases.listByPerson', () => (raCase.byPerson.all(validate(idSchema, personId, 'cases.listByPerson', 'personId')) as Row[]).map((r) => caseOf(r, 'cases.listByPerson'))),
-      listOpen: (limit) => run('cases.listOpen', () => (raCase.open.all(validate(limitSchema, limit, 'cases.listOpen', 'limit')) as Row[]).map((r) => caseOf(r, 'cases.listOpen'))),
+      get: cases.get,
+      insert: cases.insert,
+      save: cases.save,
+      listByPerson: (personId) => {
+        const op = 'cases.listByPerson';
+        return this.run(op, () => tables.cases.list({ where: 'person_id = ?', orderBy: 'created_at, ref', params: [validate(idSchema, personId, op, 'personId')] }, op));
+      },
+      listOpen: (limit) => {
+        const op = 'cases.listOpen';
+        return this.run(op, () => tables.cases.list({ where: "status = 'open'", orderBy: 'created_at, ref', limit: validate(limitSchema, limit, op, 'limit') }, op));
+      },
     };
 
-    // audit -------------------------------------------------------------------
-    const audit = {
-      append: q(`INSERT INTO audit (id, at, actor, action, person_id, details) VALUES (@id, @at, @actor, @action, @personId, @details)
-                 ON CONFLICT (id) DO NOTHING`),
-      all: q('SELECT * FROM audit ORDER BY at, seq LIMIT ?'),
-      byPerson: q('SELECT * FROM audit WHERE person_id = ? ORDER BY at, seq LIMIT ?'),
-    };
+    // Append-only (the database refuses UPDATE and DELETE); `seq` orders entries with the same time.
     this.audit = {
       append: (e) =>
-        write('audit.append', () => {
-          validate(AuditEntrySchema, e, 'audit.append');
-          audit.append.run({ id: e.id, at: e.at, actor: e.actor, action: e.action, personId: e.personId, details: JSON.stringify(e.details) });
+        this.write('audit.append', () => {
+          // An entry whose id is stored already is kept as it was (idempotent).
+          tables.audit.insert(recordToStore(RECORDS.audit, e, 'audit.append'), 'audit.append');
         }),
       list: (filter) =>
-        run('audit.list', () => {
+        this.run('audit.list', () => {
           const limit = validate(limitSchema, filter?.limit, 'audit.list', 'limit');
-          const rows = (filter.personId === undefined ? audit.all.all(limit) : audit.byPerson.all(validate(idSchema, filter.personId, 'audit.list', 'personId'), limit)) as Row[];
-          return rows.map((r) => auditOf(r, 'audit.list'));
+          if (filter.personId === undefined) return tables.audit.list({ orderBy: 'at, seq', limit }, 'audit.list');
+          return tables.audit.list({ where: 'person_id = ?', orderBy: 'at, seq', params: [validate(idSchema, filter.personId, 'audit.list', 'personId')], limit }, 'audit.list');
         }),
     };
 
-    // conversations -------------------------------------------------------------
-    const conversation = {
-      get: q('SELECT * FROM conversations WHERE person_id = ?'),
-      put: q(`INSERT INTO conversations (person_id, reference, updated_at) VALUES (@personId, @reference, @updatedAt)
-              ON CONFLICT (person_id) DO UPDATE SET reference = excluded.reference, updated_at = excluded.updated_at`),
-    };
+    // Last writer wins: a conversation reference is a routing hint, not state.
     this.conversations = {
-      get: (personId) =>
-        run('conversations.get', () =>
-          one(conversation.get.get(validate(idSchema, personId, 'conversations.get', 'personId')) as Row | undefined, (r): ConversationRecord => ({
-            personId: str(r.person_id),
-            reference: parseJson(r.reference, 'conversations.get', 'conversations.reference'),
-            updatedAt: str(r.updated_at),
-          })),
-        ),
-      put: (record) =>
-        write('conversations.put', () => {
-          validate(ConversationRecordSchema, record, 'conversations.put');
-          conversation.put.run({ personId: record.personId, reference: JSON.stringify(record.reference), updatedAt: record.updatedAt });
-        }),
+      get: (personId) => this.run('conversations.get', () => tables.conversations.get(validate(idSchema, personId, 'conversations.get', 'personId'), 'conversations.get')),
+      put: (record) => this.write('conversations.put', () => tables.conversations.put(recordToStore(RECORDS.conversations, record, 'conversations.put'))),
     };
   }
 
@@ -797,18 +448,14 @@ function createPrivateFile(file: string): void {
   }
 }
 
-function one<T>(row: Row | undefined, map: (r: Row) => T): T | null {
-  return row === undefined ? null : map(row);
+/** Effect edit of `removeEffects`: drop the given ids (null: none of them is there). */
+export function dropEffects(effects: StoredEffect[], ids: Set<string>): StoredEffect[] | null {
+  const kept = effects.filter((e) => !ids.has(e.id));
+  return kept.length === effects.length ? null : kept;
 }
 
-function saved(changes: number): SaveResult {
-  return changes === 1 ? 'saved' : 'conflict';
-}
-
-function exists<T>(row: Row | undefined, map: (r: Row) => T, operation: string): InsertResult<T> {
-  if (row === undefined) {
-    // ON CONFLICT fired but no clashing row is visible: cannot happen inside one transaction.
-    throw new StorageError(STORAGE_ERROR.QUERY_FAILED, `${operation}: insert was refused but no clashing record was found`, { meta: { operation } });
-  }
-  return { status: 'exists', record: map(row) };
+/** Effect edit of `countEffectAttempt`: add 1 to `attempts` of the given ids (null: none of them is there). */
+export function countAttempt(effects: StoredEffect[], ids: Set<string>): StoredEffect[] | null {
+  if (!effects.some((e) => ids.has(e.id))) return null;
+  return effects.map((e) => (ids.has(e.id) ? { ...e, attempts: e.attempts + 1 } : e));
 }

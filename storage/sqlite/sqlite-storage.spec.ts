@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,9 +14,9 @@ import { seal, unseal } from '../../bot/security/seal';
 import { runStorageConformance } from '../storage.conformance';
 import { STORAGE_ERROR } from '../storage.errors';
 import { openStorage } from '../storage.factory';
-import { at, makeAuditEntry, makeCard, makeDevice, makeEffect, makeJourney, makePairing, makePerson } from '../storage.fixtures';
+import { at, fakeSealed, makeAuditEntry, makeCard, makeCase, makeConversation, makeDevice, makeEffect, makeJourney, makePairing, makePerson } from '../storage.fixtures';
 import { openSqliteStorage } from './sqlite-storage.adapter';
-import { LATEST_SCHEMA_VERSION } from './sqlite.migrations';
+import { LATEST_SCHEMA_VERSION, MIGRATIONS } from './sqlite.migrations';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const projectRoot = resolve(here, '..', '..');
@@ -384,5 +384,127 @@ describe('sqlite storage: no plaintext secret at rest', () => {
     expect(() => rw.prepare("UPDATE cards SET puk = '12345678'").run()).toThrow(/CHECK constraint/);
     rw.close();
     raw.close();
+  });
+});
+
+describe('sqlite storage: files written by earlier releases', () => {
+  /**
+   * The row layout of schema version 1, as the hand-written mappers of the first release wrote it:
+   * snake_case columns, nested values as JSON text, `journeys.pending_count` derived. Frozen here on
+   * purpose: the derived codecs must read these rows unchanged and write the same layout.
+   */
+  function v1Rows(p: ReturnType<typeof makePerson>, c: ReturnType<typeof makeCard>, j: ReturnType<typeof makeJourney>, d: ReturnType<typeof makeDevice>, pr: ReturnType<typeof makePairing>, rc: ReturnType<typeof makeCase>, e: ReturnType<typeof makeAuditEntry>, conv: ReturnType<typeof makeConversation>) {
+    return {
+      persons: {
+        id: p.id, teams_user_id: p.teamsUserId, display_name: p.displayName, email: p.email, mobile: p.mobile, answers: JSON.stringify(p.answers), card_id: p.cardId,
+        self_service_lock: p.selfServiceLock === null ? null : JSON.stringify(p.selfServiceLock), created_at: p.createdAt, updated_at: p.updatedAt, version: p.version,
+      },
+      cards: { card_id: c.cardId, person_id: c.personId, puk: c.puk, pending_puk: c.pendingPuk, updated_at: c.updatedAt, version: c.version },
+      journeys: {
+        key: j.key, person_id: j.personId, kind: j.kind, run_id: j.runId, state: JSON.stringify(j.state), counters: JSON.stringify(j.counters), pending_effects: JSON.stringify(j.pendingEffects),
+        pending_count: j.pendingEffects.length, ui: JSON.stringify({ activityId: j.ui.activityId }), created_at: j.createdAt, updated_at: j.updatedAt, version: j.version,
+      },
+      devices: {
+        id: d.id, person_id: d.personId, workstation: d.workstation, credential_hash: d.credentialHash, created_at: d.createdAt, last_seen_at: d.lastSeenAt, revoked_at: d.revokedAt,
+        connected_instance: d.connectedInstance, version: d.version,
+      },
+      pairings: {
+        id: pr.id, device_code_hash: pr.deviceCodeHash, user_code_hash: pr.userCodeHash, workstation: pr.workstation, status: pr.status, person_id: pr.personId, device_id: pr.deviceId,
+        created_at: pr.createdAt, expires_at: pr.expiresAt, last_polled_at: pr.lastPolledAt, version: pr.version,
+      },
+      cases: {
+        ref: rc.ref, person_id: rc.personId, reason: rc.reason, status: rc.status, context: JSON.stringify(rc.context), source_id: rc.sourceId, created_at: rc.createdAt, updated_at: rc.updatedAt,
+        version: rc.version,
+      },
+      audit: { id: e.id, at: e.at, actor: e.actor, action: e.action, person_id: e.personId, details: JSON.stringify(e.details) },
+      conversations: { person_id: conv.personId, reference: JSON.stringify(conv.reference), updated_at: conv.updatedAt },
+    } as const;
+  }
+
+  function sampleRecords() {
+    const p = makePerson({ selfServiceLock: { at: at(5), caseRef: 'RA-7K2Q9D', reason: 'answers_failed' }, mobile: null });
+    const c = makeCard({ personId: p.id, cardId: p.cardId!, pendingPuk: fakeSealed() });
+    const j = makeJourney({ personId: p.id, pendingEffects: [makeEffect({ attempts: 2 })], counters: { failedAnswers: 2 }, ui: { activityId: 'act-1' }, state: null });
+    const d = makeDevice({ personId: p.id, lastSeenAt: at(9), connectedInstance: 'bot-a' });
+    const pr = makePairing({ status: 'approved', personId: p.id });
+    const rc = makeCase({ personId: p.id });
+    const e = makeAuditEntry({ personId: p.id });
+    const conv = makeConversation({ personId: p.id });
+    return { p, c, j, d, pr, rc, e, conv };
+  }
+
+  it('reads a schema-1 file whose rows were written by the first release, and keeps writing the same layout', async () => {
+    const file = freshFile();
+    mkdirSync(dirname(file), { recursive: true });
+    const raw = new Database(file);
+    // Exactly what release 1 did: migration 1 and its schema_version row, nothing newer.
+    const v1 = MIGRATIONS.find((m) => m.version === 1)!;
+    raw.exec('CREATE TABLE schema_version (version INTEGER PRIMARY KEY NOT NULL, name TEXT NOT NULL, applied_at TEXT NOT NULL) STRICT');
+    raw.exec(v1.sql);
+    raw.prepare('INSERT INTO schema_version (version, name, applied_at) VALUES (1, ?, ?)').run(v1.name, at(0));
+    const r = sampleRecords();
+    const rows = v1Rows(r.p, r.c, r.j, r.d, r.pr, r.rc, r.e, r.conv);
+    for (const [table, row] of Object.entries(rows)) {
+      const cols = Object.keys(row);
+      raw.prepare(`INSERT INTO ${table} (${cols.join(', ')}) VALUES (${cols.map((k) => `@${k}`).join(', ')})`).run(row);
+    }
+    raw.close();
+
+    const s = openSqliteStorage({ file });
+    expect(await s.persons.get(r.p.id)).toEqual(r.p);
+    expect(await s.persons.findByTeamsUserId(r.p.teamsUserId)).toEqual(r.p);
+    expect(await s.persons.findByCardId(r.p.cardId!)).toEqual(r.p);
+    expect(await s.cards.get(r.c.cardId)).toEqual(r.c);
+    expect(await s.journeys.get(r.j.key)).toEqual(r.j);
+    expect(await s.journeys.listWithPendingEffects(10)).toEqual([r.j]);
+    expect(await s.devices.listByPerson(r.p.id)).toEqual([r.d]);
+    expect(await s.pairings.getByDeviceCodeHash(r.pr.deviceCodeHash)).toEqual(r.pr);
+    expect(await s.cases.listOpen(10)).toEqual([r.rc]);
+    expect(await s.audit.list({ personId: r.p.id, limit: 10 })).toEqual([r.e]);
+    expect(await s.conversations.get(r.p.id)).toEqual(r.conv);
+
+    // Written by this release: the same columns and encodings (an older reader of the file still understands it).
+    const next = sampleRecords();
+    await s.persons.save({ ...r.p, displayName: 'Renamed' }, 1);
+    await s.journeys.countEffectAttempt(r.j.key, [r.j.pendingEffects[0]!.id]);
+    await Promise.all([s.persons.insert(next.p), s.cards.insert(next.c), s.journeys.insert(next.j), s.devices.insert(next.d), s.pairings.insert(next.pr), s.cases.insert(next.rc), s.audit.append(next.e), s.conversations.put(next.conv)]);
+    await s.close();
+    const check = new Database(file, { readonly: true });
+    const expected = v1Rows(next.p, next.c, next.j, next.d, next.pr, next.rc, next.e, next.conv);
+    const keyCol: Record<string, string> = { persons: 'id', cards: 'card_id', journeys: 'key', devices: 'id', pairings: 'id', cases: 'ref', audit: 'id', conversations: 'person_id' };
+    for (const [table, row] of Object.entries(expected)) {
+      const stored = check.prepare(`SELECT * FROM ${table} WHERE ${keyCol[table]} = ?`).get((row as Record<string, unknown>)[keyCol[table]!]) as Record<string, unknown>;
+      if (table === 'audit') delete stored.seq;
+      expect(stored, table).toEqual(row);
+    }
+    const renamed = check.prepare('SELECT display_name, version FROM persons WHERE id = ?').get(r.p.id);
+    expect(renamed).toEqual({ display_name: 'Renamed', version: 2 });
+    const edited = check.prepare('SELECT pending_effects, version FROM journeys WHERE key = ?').get(r.j.key) as { pending_effects: string; version: number };
+    expect(JSON.parse(edited.pending_effects)[0].attempts).toBe(3);
+    expect(edited.version).toBe(1);
+    check.close();
+  });
+
+  it('a stored row that breaks the record schema is CORRUPT_RECORD naming the field, never the value', async () => {
+    const file = freshFile();
+    const s = openSqliteStorage({ file });
+    const p = makePerson();
+    const c = makeCard({ personId: p.id });
+    await s.persons.insert(p);
+    await s.cards.insert(c);
+    const raw = new Database(file);
+    raw.prepare('UPDATE persons SET email = ? WHERE id = ?').run('NOT-AN-ADDRESS-secretish', p.id);
+    raw.prepare('UPDATE cards SET updated_at = ? WHERE card_id = ?').run('yesterday-secretish', c.cardId);
+    raw.close();
+    const err = await rejection(s.persons.get(p.id));
+    expect(err.code).toBe(STORAGE_ERROR.CORRUPT_RECORD);
+    expect(err.message).toMatch(/persons\.email/);
+    expect(err.message).not.toContain('secretish');
+    expect(err.meta?.fields).toBe('email');
+    const cardErr = await rejection(s.cards.get(c.cardId));
+    expect(cardErr.code).toBe(STORAGE_ERROR.CORRUPT_RECORD);
+    expect(cardErr.message).toMatch(/cards\.updatedAt/);
+    expect(cardErr.message).not.toContain('secretish');
+    await s.close();
   });
 });

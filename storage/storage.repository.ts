@@ -1,0 +1,78 @@
+/**
+ * The port side of a versioned repository, written once for every adapter.
+ *
+ * An adapter supplies one generic store per record type (SQLite: a table,
+ * MongoDB: heads + revisions) and how it runs reads and writes; this module
+ * turns it into the port's `get` / `findBy…` / `insert` / `save` with the
+ * argument and record checks, operation names (`persons.save`) and messages
+ * every adapter must share. Special operations (journeys' effect edits, lists,
+ * pairings' expiry) are added by each adapter on top.
+ */
+import type { InsertResult, SaveResult } from './storage.port';
+import { ArgumentSchemas, recordToStore, validate, type RecordDescriptor } from './storage.schemas';
+
+/** What an adapter's generic store does for one record type. Values may be plain (SQLite) or promised (MongoDB). */
+export interface VersionedStore<T> {
+  /** The record with this key, or null. */
+  get(key: string, operation: string): T | null | Promise<T | null>;
+  /** The record whose unique `field` holds `value`, or null. */
+  findBy(field: keyof T & string, value: string, operation: string): T | null | Promise<T | null>;
+  /** Insert a checked record; `exists` with the record holding its key or a unique value. */
+  insert(record: T, operation: string): InsertResult<T> | Promise<InsertResult<T>>;
+  /** Compare-and-set: store `record` as version `expected + 1` when the stored version is `expected`. */
+  save(record: T, expected: number, operation: string): SaveResult | Promise<SaveResult>;
+}
+
+/** How an adapter runs a call: reads and writes, each mapping failures to StorageError with the operation name. */
+export interface StoreRunner {
+  read<R>(operation: string, fn: () => R | Promise<R>): Promise<R>;
+  write<R>(operation: string, fn: () => R | Promise<R>): Promise<R>;
+}
+
+/** The port methods every versioned repository has. */
+export interface VersionedRepository<T> {
+  get(key: string): Promise<T | null>;
+  insert(record: T): Promise<InsertResult<T>>;
+  save(record: T, expectedVersion: number): Promise<SaveResult>;
+  /** A port finder (`findByCardId`, `getByUserCodeHash`) on one unique field. */
+  findBy(field: keyof T & string, method: string): (value: string) => Promise<T | null>;
+}
+
+/**
+ * Build the port methods of one record type on an adapter's generic store.
+ *
+ * Arguments are checked before the store is touched: keys and unique values
+ * as ids (non-empty, at most 200 characters, no control characters), records
+ * against the schema (the store gets the checked copy: unknown properties
+ * dropped), `expectedVersion` as an integer of 1 or more.
+ *
+ * @param descriptor - the record type (see `RECORDS` in storage.schemas.ts)
+ * @param store - the adapter's generic store for it
+ * @param runner - the adapter's read/write runner
+ * @returns `{ get, insert, save, findBy }`; operation names are `<name>.<method>`
+ * @throws (from the returned methods) StorageError `STORAGE.INVALID_RECORD` for a bad argument or record, naming the field, never the value
+ */
+export function versionedRepository<T>(descriptor: RecordDescriptor<T>, store: VersionedStore<T>, runner: StoreRunner): VersionedRepository<T> {
+  const { name } = descriptor;
+  return {
+    get: (key) => {
+      const op = `${name}.get`;
+      return runner.read(op, () => store.get(validate(ArgumentSchemas.id, key, op, descriptor.key), op));
+    },
+    findBy: (field, method) => (value) => {
+      const op = `${name}.${method}`;
+      return runner.read(op, () => store.findBy(field, validate(ArgumentSchemas.id, value, op, field), op));
+    },
+    insert: (record) => {
+      const op = `${name}.insert`;
+      return runner.write(op, () => store.insert(recordToStore(descriptor, record, op), op));
+    },
+    save: (record, expectedVersion) => {
+      const op = `${name}.save`;
+      return runner.write(op, () => {
+        const checked = recordToStore(descriptor, record, op);
+        return store.save(checked, validate(ArgumentSchemas.version, expectedVersion, op, 'expectedVersion'), op);
+      });
+    },
+  };
+}

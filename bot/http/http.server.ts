@@ -13,6 +13,7 @@ import { PairPollRequestSchema, PairStartRequestSchema } from '../../protocol/co
 import type { Storage } from '../../storage/storage.port';
 import type { PairingService } from '../pairing/pairing.service';
 import type { SmartcardBot } from '../teams/teams.bot';
+import { checkActivity, type DoorVerdict } from './activity.schema';
 
 /** Largest accepted request body, bytes. */
 const MAX_BODY_BYTES = 256 * 1024;
@@ -34,25 +35,17 @@ class WindowLimiter {
 }
 
 /**
- * What is wrong with a posted activity, in words, or null when it has what the
- * bot needs (Bot Framework Activity schema: `type`, `from.id`, `conversation.id`,
- * `serviceUrl`; an `adaptiveCard/action` invoke carries an object `value.action`).
- * Never quotes the values sent.
+ * The 400 body for an activity refused at the door: `{ error }` as for every refusal here, and for
+ * an invoke also the invoke error shape Teams reads from an invoke response
+ * (`{ statusCode, type: 'application/vnd.microsoft.error', value: { code, message } }`, Universal Actions
+ * for Adaptive Cards, "Adaptive Card Invoke Response": error response).
+ *
+ * @param verdict - a refusal from `checkActivity`
+ * @returns the JSON body; it never holds a value that was sent, only the checked field's name
  */
-export function activityProblem(body: unknown): string | null {
-  const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-  if (!isObj(body) || typeof body['type'] !== 'string' || body['type'] === '') return 'The request body must be a Bot Framework activity: a JSON object with a string "type".';
-  const from = body['from'];
-  if (!isObj(from) || typeof from['id'] !== 'string' || from['id'] === '') return 'The activity has no "from.id".';
-  const conversation = body['conversation'];
-  if (!isObj(conversation) || typeof conversation['id'] !== 'string' || conversation['id'] === '') return 'The activity has no "conversation.id".';
-  if (typeof body['serviceUrl'] !== 'string' || !/^https?:\/\//.test(body['serviceUrl'])) return 'The activity has no http(s) "serviceUrl".';
-  if (body['text'] !== undefined && typeof body['text'] !== 'string') return 'The activity\'s "text" must be a string.';
-  if (body['type'] === 'invoke' && body['name'] === 'adaptiveCard/action') {
-    const value = body['value'];
-    if (!isObj(value) || !isObj(value['action'])) return 'The card action invoke needs "value.action" to be an object.';
-  }
-  return null;
+export function doorRefusal(verdict: Extract<DoorVerdict, { ok: false }>): Record<string, unknown> {
+  if (!verdict.invoke) return { error: verdict.message };
+  return { statusCode: 400, type: 'application/vnd.microsoft.error', value: { code: verdict.code, message: verdict.message }, error: verdict.message };
 }
 
 function parseBody<T>(schema: z.ZodType<T>, body: unknown): { ok: true; value: T } | { ok: false; message: string } {
@@ -70,9 +63,11 @@ export function createHttpServer(deps: { adapter: CloudAdapter; bot: SmartcardBo
   const pollLimiter = new WindowLimiter(120, 60_000);
 
   server.post('/api/messages', async (req: Request, res: Response) => {
-    const problem = activityProblem(req.body);
-    if (problem) {
-      res.send(400, { error: problem });
+    // Checked at the door (activity.schema.ts): 400 naming the field, before the adapter, a handler or a store write.
+    const verdict = checkActivity(req.body);
+    if (!verdict.ok) {
+      logger.warn({ code: verdict.code, invoke: verdict.invoke, problem: verdict.message }, 'activity refused at the door');
+      res.send(400, doorRefusal(verdict));
       return;
     }
     try {

@@ -7,7 +7,7 @@
  * stored inconsistently, no secret echoed in an answer or the log.
  */
 import Database from 'better-sqlite3';
-import { randomBytes, randomInt } from 'node:crypto';
+import { randomBytes, randomInt, randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeTestDirs, startBotStack, type BotStack } from '../support/e2e-stack';
@@ -127,6 +127,126 @@ describe('adversarial: bot HTTP (activities, card actions, pairing endpoints)', 
     expect(failedTurns, 'turns that failed with a stack trace').toEqual([]);
   });
 
+  it('answers invokes other than adaptiveCard/action (or with no name) with a 400 naming what is not supported, never a 5xx or an empty 501', async () => {
+    const u = teamsUser('Other Invokes');
+    const before = bot.process.output().length;
+    const cases: Array<{ name: string | undefined; value: unknown; says: RegExp }> = [
+      { name: 'task/fetch', value: { data: { verb: 'x' } }, says: /"task\/fetch" is not supported/ },
+      { name: 'composeExtension/query', value: { commandId: 'search', parameters: [] }, says: /"composeExtension\/query" is not supported/ },
+      { name: 'signin/verifyState', value: { state: '123456' }, says: /"signin\/verifyState" is not supported/ },
+      { name: 'application/search', value: { kind: 'search', queryText: 'x' }, says: /"application\/search" is not supported/ },
+      { name: undefined, value: { action: { type: 'Action.Execute', verb: 'unlock.start', data: {} } }, says: /invoke has no "name"/ },
+      { name: `evil\u202E${'n'.repeat(300)}`, value: {}, says: /This invoke name is not supported/ },
+    ];
+    for (const c of cases) {
+      const r = await teams.raw(u, { type: 'invoke', name: c.name, value: c.value });
+      expect.soft(r.status, `${String(c.name).slice(0, 30)}: ${r.status} ${r.text.slice(0, 160)}`).toBe(400);
+      const body = r.json as { error?: string; value?: { code?: string; message?: string } } | null;
+      expect.soft(body?.value?.message ?? '', `${String(c.name).slice(0, 30)} answer says what is not supported`).toMatch(c.says);
+      expect.soft(body?.value?.message ?? '', 'answer names what is supported').toMatch(/adaptiveCard\/action/);
+      expect.soft(body?.value?.code, 'an invoke error body Teams can read').toBe('NotSupported');
+      expect.soft(body?.error, 'the same words as every refusal at the door').toBe(body?.value?.message);
+      expect.soft(r.text).not.toContain('n'.repeat(50));
+    }
+    await healthy();
+    const failedTurns = bot.process.output().slice(before).split('\n').filter((l) => l.includes('"msg":"turn failed"'));
+    expect(failedTurns, 'turns that failed with a stack trace').toEqual([]);
+  });
+
+  it('refuses a conversationUpdate whose membersAdded or membersRemoved is not an array of members with string ids: 400 naming the field, no failed turn', async () => {
+    const u = teamsUser('Members Malformed');
+    const before = bot.process.output().length;
+    const sentBefore = conn.textsIn(u.conversationId).length;
+    const cases: Array<{ field: 'membersAdded' | 'membersRemoved'; value: unknown }> = [
+      { field: 'membersAdded', value: 'x' },
+      { field: 'membersAdded', value: { id: 'a' } },
+      { field: 'membersAdded', value: [1] },
+      { field: 'membersAdded', value: [{}] },
+      { field: 'membersAdded', value: [{ id: 5 }] },
+      { field: 'membersAdded', value: [{ id: '28:adv-bot' }, null] },
+      { field: 'membersRemoved', value: 42 },
+      { field: 'membersRemoved', value: [{ id: '' }] },
+    ];
+    for (const c of cases) {
+      const r = await teams.raw(u, { type: 'conversationUpdate', text: undefined, [c.field]: c.value });
+      expect.soft(r.status, `${c.field}=${JSON.stringify(c.value)}: ${r.text.slice(0, 160)}`).toBe(400);
+      expect.soft(r.text, `${c.field}=${JSON.stringify(c.value)} answer names the field`).toMatch(new RegExp(c.field));
+    }
+    // Positive control: a well-formed update is welcomed (the handler ran).
+    const ok = await teams.raw(u, { type: 'conversationUpdate', membersAdded: [{ id: u.id }, { id: '28:adv-bot' }] });
+    expect(ok.status).toBe(200);
+    await sleep(300);
+    expect(conn.textsIn(u.conversationId).length, 'one welcome, for the well-formed update only').toBe(sentBefore + 1);
+    await healthy();
+    const failedTurns = bot.process.output().slice(before).split('\n').filter((l) => l.includes('"msg":"turn failed"'));
+    expect(failedTurns, 'turns that failed with a stack trace').toEqual([]);
+  });
+
+  it('refuses ids, names, URLs and text longer than Teams ever sends with a 400 naming the field, never the value, before anything is stored', async () => {
+    const count = (table: 'conversations' | 'journeys'): number => sql<{ n: number }>(`SELECT count(*) AS n FROM ${table}`)[0]!.n;
+    const stored = { conversations: count('conversations'), journeys: count('journeys') };
+    const marker = `Zq${randomBytes(3).toString('hex')}`;
+    const long = (n: number): string => `${marker}${'x'.repeat(n - marker.length)}`;
+    type Case = { field: string; fields: (u: TeamsUserT) => Record<string, unknown> };
+    type TeamsUserT = ReturnType<typeof teamsUser>;
+    const base = (u: TeamsUserT): Record<string, unknown> => teams.base(u);
+    const cases: Case[] = [
+      { field: 'conversation.id', fields: (u) => ({ conversation: { ...(base(u)['conversation'] as object), id: `a:${long(10_240)}` } }) },
+      { field: 'from.id', fields: (u) => ({ from: { id: long(1000), name: u.name } }) },
+      { field: 'from.aadObjectId', fields: (u) => ({ from: { id: u.id, name: u.name, aadObjectId: long(1000) } }) },
+      { field: 'from.name', fields: (u) => ({ from: { id: u.id, aadObjectId: u.id, name: long(5000) } }) },
+      { field: 'recipient.id', fields: () => ({ recipient: { id: long(1000), name: 'Smartcard Assist' } }) },
+      { field: 'serviceUrl', fields: () => ({ serviceUrl: `${conn.url}${long(3000)}/` }) },
+      { field: 'id', fields: () => ({ id: long(1000) }) },
+      { field: 'replyToId', fields: () => ({ replyToId: long(1000) }) },
+      { field: 'conversation.tenantId', fields: (u) => ({ conversation: { ...(base(u)['conversation'] as object), tenantId: long(1000) } }) },
+      { field: 'channelData.tenant.id', fields: () => ({ channelData: { tenant: { id: long(1000) } } }) },
+      { field: 'text', fields: () => ({ text: `register ${long(100_000)}` }) },
+      { field: 'conversation', fields: (u) => ({ conversation: { ...(base(u)['conversation'] as object), extra: long(50_000) } }) },
+    ];
+    for (const c of cases) {
+      const u = teamsUser(`Long ${c.field}`);
+      // "register" starts a registration journey and stores the conversation reference when accepted.
+      const r = await teams.raw(u, { type: 'message', text: 'register', ...c.fields(u) });
+      expect.soft(r.status, `${c.field}: ${r.status} ${r.text.slice(0, 160)}`).toBe(400);
+      expect.soft(r.text, `${c.field}: answer names the field`).toContain(`${c.field} `);
+      expect.soft(r.text, `${c.field}: answer echoes the value`).not.toContain(marker);
+      expect.soft(r.text.length).toBeLessThan(500);
+    }
+    await sleep(300);
+    expect(count('conversations'), 'conversation references stored for refused activities').toBe(stored.conversations);
+    expect(count('journeys'), 'journeys stored for refused activities').toBe(stored.journeys);
+    expect(bot.process.output(), 'a refused value in the bot log').not.toContain(marker);
+    await healthy();
+  });
+
+  it('refuses a serviceUrl that is not an http(s) URL with a 400 naming serviceUrl, before anything is stored', async () => {
+    const count = (): number => sql<{ n: number }>(`SELECT count(*) AS n FROM conversations`)[0]!.n;
+    const before = count();
+    for (const serviceUrl of ['ftp://127.0.0.1/', 'javascript:alert(1)', 'http://', 'https://exa mple.com/', 'http://[::1/', '127.0.0.1:3978', 5]) {
+      const u = teamsUser('Bad ServiceUrl');
+      const r = await teams.raw(u, { type: 'message', text: 'register', serviceUrl });
+      expect.soft(r.status, `${String(serviceUrl)}: ${r.status} ${r.text.slice(0, 160)}`).toBe(400);
+      expect.soft(r.text, String(serviceUrl)).toMatch(/serviceUrl/);
+    }
+    expect(count(), 'conversation references stored for refused activities').toBe(before);
+    await healthy();
+  });
+
+  it('accepts Teams-shaped ids at realistic lengths (channel thread ids, 29: user ids, regional service URLs)', async () => {
+    const u = teamsUser('Realistic Lengths');
+    const r = await teams.raw(u, {
+      type: 'message',
+      text: 'help',
+      id: `f:${randomBytes(24).toString('hex')}`,
+      replyToId: '1712345678901',
+      from: { id: `29:1${randomBytes(60).toString('base64url')}`, name: 'Realistic Lengths', aadObjectId: u.id },
+      conversation: { id: `a:1${randomBytes(120).toString('base64url')}`, conversationType: 'personal', tenantId: 'adv-tenant' },
+      recipient: { id: `28:${randomUUID()}`, name: 'Smartcard Assist' },
+    });
+    expect(r.status, r.text.slice(0, 200)).toBe(200);
+  });
+
   it('refuses card actions with an unknown verb, missing run id, wrong types or a 10k answer, naming the field and never the value', async () => {
     const runId = '6d1f2b4e-8a7c-4d3e-9f10-0123456789ab';
     const longAnswer = `Secretive${randomBytes(3).toString('hex')}`.repeat(1000);
@@ -154,9 +274,9 @@ describe('adversarial: bot HTTP (activities, card actions, pairing endpoints)', 
     await healthy();
   });
 
-  it('answers odd but well-formed messages plainly: 100k characters, Unicode look-alikes, bidi controls, a legacy submit value', async () => {
+  it('answers odd but well-formed messages plainly: 60k characters (under the 65,536 text limit), Unicode look-alikes, bidi controls, a legacy submit value', async () => {
     const u = teamsUser('Unicode Tester');
-    const texts = [`unlock ${'A'.repeat(100_000)}`, 'ｕｎｌｏｃｋ', '\u202Eunlock', 'unl\u200Bock', 'pair \u0000\u0000', `pair ${'Z'.repeat(70)}`, '<at>Bot</at> help'];
+    const texts = [`unlock ${'A'.repeat(60_000)}`, 'ｕｎｌｏｃｋ', '\u202Eunlock', 'unl\u200Bock', 'pair \u0000\u0000', `pair ${'Z'.repeat(70)}`, '<at>Bot</at> help'];
     for (const text of texts) {
       const r = await teams.message(u, text);
       expect(r.status, text.slice(0, 20)).toBe(200);

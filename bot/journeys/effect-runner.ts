@@ -13,6 +13,8 @@ import { registrationCodeMail, registrationConfirmedMail, unlockCodeMail, unlock
 import { unseal } from '../security/seal';
 import { keyedHash } from '../security/codes';
 import type { Effect } from './journey.effects';
+import type { UnlockEvent } from './unlock/unlock.journey';
+import type { RegistrationEvent } from './registration/registration.journey';
 
 /**
  * `personId` of a card record whose PUK was enrolled (imported) with no holder
@@ -48,11 +50,14 @@ export function cardClaim(card: { personId: string; puk: string | null } | null,
   return 'taken';
 }
 
-/** An event an effect produced, for the journey of `kind`. */
-export interface FollowUp {
-  kind: JourneyKind;
-  event: unknown;
+/** Events an effect may produce, per journey kind (fed back to that journey's step). */
+export interface FollowUpEvents {
+  unlock: Extract<UnlockEvent, { type: 'code_mailed' | 'code_mail_failed' }>;
+  registration: Extract<RegistrationEvent, { type: 'code_mailed' | 'code_mail_failed' }>;
 }
+
+/** An event an effect produced, for the journey of `kind`. */
+export type FollowUp = { [K in JourneyKind]: { kind: K; event: FollowUpEvents[K] } }[JourneyKind];
 
 /** Proactive delivery to Teams, implemented by the Teams layer. */
 export interface TeamsNotifier {
@@ -118,9 +123,17 @@ export class EffectRunner {
         for (let i = 0; i < 5; i++) {
           const p = await storage.persons.get(effect.personId);
           if (!p || p.selfServiceLock) return null;
-          if ((await storage.persons.save({ ...p, selfServiceLock: { at, caseRef: effect.caseRef, reason: effect.reason }, updatedAt: at, version: p.version + 1 }, p.version)) === 'saved') return null;
+          if ((await storage.persons.save({ ...p, selfServiceLock: { at: effect.at ?? at, caseRef: effect.caseRef, reason: effect.reason }, updatedAt: at, version: p.version + 1 }, p.version)) === 'saved') return null;
         }
-        throw new AppError('STORAGE.CONFLICT', 'could not lock self-service after retries');
+        throw new AppError('STORAGE.CONFLICT', 'could not mirror the self-service lock after retries');
+      }
+      case 'person.clear_self_service_lock': {
+        for (let i = 0; i < 5; i++) {
+          const p = await storage.persons.get(effect.personId);
+          if (!p || !p.selfServiceLock) return null;
+          if ((await storage.persons.save({ ...p, selfServiceLock: null, updatedAt: at, version: p.version + 1 }, p.version)) === 'saved') return null;
+        }
+        throw new AppError('STORAGE.CONFLICT', 'could not clear the self-service lock mirror after retries');
       }
       case 'person.register':
         await this.register(effect, at);

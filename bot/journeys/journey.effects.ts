@@ -48,7 +48,13 @@ export type Effect =
       reason: 'answers_failed' | 'requested' | 'no_puk_enrolled';
       context: Record<string, string | number | boolean | null>;
     }
-  | { type: 'person.lock_self_service'; id: string; personId: string; caseRef: string; reason: 'answers_failed' }
+  /**
+   * Mirror the unlock journey's lock onto `Person.selfServiceLock` (display and listing only;
+   * no rule reads it back). `at` is the lock's time (absent in effects stored by older versions).
+   */
+  | { type: 'person.lock_self_service'; id: string; personId: string; caseRef: string; reason: 'answers_failed'; at?: string }
+  /** Clear the mirror after a reset (also a lock stored there by older versions). */
+  | { type: 'person.clear_self_service_lock'; id: string; personId: string }
   /** Update this run's card in Teams in place (proactively) and optionally post a short message below it. */
   | { type: 'teams.refresh'; id: string; personId: string; message: string | null; journey?: JourneyKind }
   | {

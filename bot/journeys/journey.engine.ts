@@ -13,7 +13,7 @@ import { randomUUID } from 'node:crypto';
 import { AppError } from '../../common/app-error';
 import type { Logger } from '../../common/logger';
 import type { JourneyKind, JourneyRecord, Storage, StoredEffect } from '../../storage/storage.port';
-import type { EffectRunner, FollowUp } from './effect-runner';
+import type { EffectRunner, FollowUp, FollowUpEvents } from './effect-runner';
 import type { Effect } from './journey.effects';
 
 /** Attempts after which an effect is abandoned (logged and audited). */
@@ -33,7 +33,7 @@ export function journeyKey(personId: string, kind: JourneyKind): string {
 
 export class JourneyEngine {
   private readonly draining = new Map<string, Promise<FollowUp[]>>();
-  private readonly followUpHandlers = new Map<JourneyKind, (personId: string, event: unknown) => Promise<void>>();
+  private readonly followUpHandlers: { [K in JourneyKind]?: (personId: string, event: FollowUpEvents[K]) => Promise<void> } = {};
 
   constructor(
     private readonly deps: {
@@ -45,8 +45,8 @@ export class JourneyEngine {
   ) {}
 
   /** Register where events produced by effects of `kind` journeys go. */
-  onFollowUp(kind: JourneyKind, handler: (personId: string, event: unknown) => Promise<void>): void {
-    this.followUpHandlers.set(kind, handler);
+  onFollowUp<K extends JourneyKind>(kind: K, handler: (personId: string, event: FollowUpEvents[K]) => Promise<void>): void {
+    (this.followUpHandlers as Record<K, (personId: string, event: FollowUpEvents[K]) => Promise<void>>)[kind] = handler;
   }
 
   /** The stored record, or a fresh one (version 0, not stored) built from `initial`. */
@@ -138,10 +138,12 @@ export class JourneyEngine {
     });
     this.draining.set(key, p);
     const followUps = await p;
-    const handler = this.followUpHandlers.get(kind);
-    for (const f of followUps) {
-      if (handler) await handler(personId, f.event);
-    }
+    for (const f of followUps) await this.deliver(personId, f);
+  }
+
+  private async deliver(personId: string, f: FollowUp): Promise<void> {
+    if (f.kind === 'unlock') await this.followUpHandlers.unlock?.(personId, f.event);
+    else await this.followUpHandlers.registration?.(personId, f.event);
   }
 
   private async drainOnce(key: string): Promise<FollowUp[]> {

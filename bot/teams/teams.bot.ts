@@ -32,6 +32,7 @@ import { provisionalPersonId, type RegistrationService, type TeamsIdentity } fro
 import type { TeamsNotifier } from '../journeys/effect-runner';
 import { journeyKey, type JourneyEngine } from '../journeys/journey.engine';
 import { renderUnlockCard } from '../journeys/unlock/unlock.view';
+import { decodeUnlock } from '../journeys/unlock/unlock.state';
 import { parseIntent } from './intents';
 
 export interface TeamsBotDeps {
@@ -151,7 +152,7 @@ export class SmartcardBot extends ActivityHandler {
   async view(person: Person, record: JourneyRecord): Promise<AdaptiveCard> {
     const device = await this.deps.pairing.currentDevice(person.id, this.deps.isReachable);
     return renderUnlockCard(
-      { personId: record.personId, runId: record.runId, state: record.state as never, counters: { answerFailures: record.counters['answerFailures'] ?? 0 } },
+      decodeUnlock(record),
       { displayName: firstName(person.displayName), email: person.email, timeZone: this.deps.timeZone, raContact: this.deps.raContact, rules: this.deps.rules, workstation: device?.workstation ?? null },
     );
   }

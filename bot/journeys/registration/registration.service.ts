@@ -243,8 +243,8 @@ export class RegistrationService {
   }
 
   /** Events produced by effects (code mailed / mail failed). */
-  async onFollowUp(personId: string, event: unknown): Promise<void> {
-    await this.apply(personId, async () => event as RegistrationEvent);
+  async onFollowUp(personId: string, event: RegistrationEvent): Promise<void> {
+    await this.apply(personId, async () => event);
   }
 
   /** The card for the record's current state. */

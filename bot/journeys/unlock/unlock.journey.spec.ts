@@ -7,6 +7,7 @@ import {
   stepUnlock,
   type PersonFacts,
   type StepContext,
+  type StepResult,
   type UnlockEvent,
   type UnlockJourney,
 } from './unlock.journey';
@@ -16,7 +17,7 @@ const OTHER_CARD = 'b'.repeat(32);
 const DEVICE = '11111111-1111-4111-8111-111111111111';
 const T0 = new Date('2026-11-30T09:00:00.000Z');
 
-const person: PersonFacts = { personId: 'p1', registered: true, boundCardId: CARD, questionIds: ['q01', 'q02', 'q03', 'q04'], lockCaseRef: null };
+const person: PersonFacts = { personId: 'p1', registered: true, boundCardId: CARD, questionIds: ['q01', 'q02', 'q03', 'q04'], storedLock: null };
 
 const hashOf = (code: string): string => createHash('sha256').update(code).digest('hex');
 
@@ -57,13 +58,20 @@ function toAnswering() {
   return drive([[started()], [blockedCard()]]);
 }
 
-function answers(j: UnlockJourney, results: boolean[]): UnlockEvent {
-  return { type: 'answers_checked', person, step: j.state.step, results };
+let claims = 0;
+/** A current click on the questions card: the claim, then the check's result. */
+function check(j: UnlockJourney, results: boolean[], c: StepContext = ctx(T0)): StepResult {
+  const claimId = `claim-${++claims}`;
+  const claim = stepUnlock(j, { type: 'answers_submitted', person, runId: j.runId, step: j.state.step, claimId }, c);
+  if (claim.journey.state.phase !== 'checking_answers') return claim;
+  const r = stepUnlock(claim.journey, { type: 'answers_checked', runId: j.runId, claimId, results }, c);
+  return { ...r, effects: [...claim.effects, ...r.effects] };
 }
 
 function toCodeSent(mailedAt: Date = T0) {
   const a = toAnswering();
-  const passed = drive([[answers(a.journey, [true, true, true])]], a.journey);
+  const last = check(a.journey, [true, true, true]);
+  const passed = { journey: last.journey, last, effects: last.effects };
   const mailed = stepUnlock(passed.journey, { type: 'code_mailed', runId: passed.journey.runId, codeHash: hashOf('12345678'), at: mailedAt.toISOString() }, ctx(mailedAt));
   return { journey: mailed.journey, last: passed.last, effects: passed.effects };
 }
@@ -106,13 +114,13 @@ describe('unlock journey', () => {
 
   it('a fail uses one attempt and asks again; the third fail locks self-service and opens an RA case', () => {
     let { journey } = toAnswering();
-    const first = stepUnlock(journey, answers(journey, [true, false, true]), ctx(T0));
+    const first = check(journey, [true, false, true], ctx(T0));
     expect(first.journey.state).toMatchObject({ phase: 'answering', lastResult: 'wrong' });
-    expect(first.journey.counters.answerFailures).toBe(1);
+    expect(first.journey.counters.answerAttempts).toBe(1);
     journey = first.journey;
-    const second = stepUnlock(journey, answers(journey, [false, false, false]), ctx(T0));
-    expect(second.journey.counters.answerFailures).toBe(2);
-    const third = stepUnlock(second.journey, answers(second.journey, [true, true, false]), ctx(T0, '12345678', 'RA-XYZ789'));
+    const second = check(journey, [false, false, false], ctx(T0));
+    expect(second.journey.counters.answerAttempts).toBe(2);
+    const third = check(second.journey, [true, true, false], ctx(T0, '12345678', 'RA-XYZ789'));
     expect(third.journey.state).toEqual({ phase: 'locked_out', step: expect.any(Number), caseRef: 'RA-XYZ789' });
     expect(third.effects.find((e) => e.type === 'case.open')).toMatchObject({ ref: 'RA-XYZ789', reason: 'answers_failed' });
     expect(third.effects.some((e) => e.type === 'person.lock_self_service')).toBe(true);
@@ -121,24 +129,24 @@ describe('unlock journey', () => {
 
   it('failures carry over to a new run, so restarting does not reset the count', () => {
     let { journey } = toAnswering();
-    journey = stepUnlock(journey, answers(journey, [false, true, true]), ctx(T0)).journey;
-    journey = stepUnlock(journey, answers(journey, [false, true, true]), ctx(T0)).journey;
+    journey = check(journey, [false, true, true], ctx(T0)).journey;
+    journey = check(journey, [false, true, true], ctx(T0)).journey;
     const again = drive([[started()], [blockedCard()]], journey).journey;
-    const third = stepUnlock(again, answers(again, [false, false, false]), ctx(T0));
+    const third = check(again, [false, false, false], ctx(T0));
     expect(third.journey.state.phase).toBe('locked_out');
   });
 
   it('a stale or repeated click changes nothing and sends nothing', () => {
     const { journey } = toAnswering();
     const staleStep = journey.state.step;
-    const pass = stepUnlock(journey, answers(journey, [true, true, true]), ctx(T0));
-    const repeat = stepUnlock(pass.journey, { type: 'answers_checked', person, step: staleStep, results: [true, true, true] }, ctx(T0));
+    const pass = check(journey, [true, true, true]);
+    const repeat = stepUnlock(pass.journey, { type: 'answers_submitted', person, runId: journey.runId, step: staleStep, claimId: 'late' }, ctx(T0));
     expect(repeat.changed).toBe(false);
     expect(repeat.effects).toEqual([]);
     expect(repeat.journey).toBe(pass.journey);
-    const repeatFail = stepUnlock(pass.journey, { type: 'answers_checked', person, step: staleStep, results: [false, false, false] }, ctx(T0));
-    expect(repeatFail.changed).toBe(false);
-    expect(repeatFail.journey.counters.answerFailures).toBe(0);
+    const lateResult = stepUnlock(pass.journey, { type: 'answers_checked', runId: journey.runId, claimId: 'late', results: [false, false, false] }, ctx(T0));
+    expect(lateResult.changed).toBe(false);
+    expect(lateResult.journey.counters.answerAttempts).toBe(1);
   });
 
   it('accepts the right code once and then refuses it as used', () => {
@@ -181,7 +189,7 @@ describe('unlock journey', () => {
 
   it('a code cannot be used before the mail service accepted it, and its 15 minutes start then', () => {
     const a = toAnswering();
-    const passed = stepUnlock(a.journey, answers(a.journey, [true, true, true]), ctx(T0));
+    const passed = check(a.journey, [true, true, true], ctx(T0));
     const early = stepUnlock(passed.journey, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf('12345678') }, ctx(T0));
     expect(early.verdict).toEqual({ kind: 'refused', reason: 'not_waiting' });
     const mailedAt = new Date(T0.getTime() + 40_000);
@@ -192,7 +200,7 @@ describe('unlock journey', () => {
 
   it('when the code email finally fails, the run ends, the person is told and the code is not usable', () => {
     const a = toAnswering();
-    const passed = stepUnlock(a.journey, answers(a.journey, [true, true, true]), ctx(T0));
+    const passed = check(a.journey, [true, true, true], ctx(T0));
     const failed = stepUnlock(passed.journey, { type: 'code_mail_failed', runId: passed.journey.runId, codeHash: hashOf('12345678') }, ctx(T0));
     expect(failed.journey.state).toMatchObject({ phase: 'ended', reason: 'failed' });
     expect(failed.effects.find((e) => e.type === 'teams.refresh')).toMatchObject({ message: expect.stringContaining('could not be sent') });
@@ -202,8 +210,8 @@ describe('unlock journey', () => {
 
   it('a pulled card keeps the run open for resume; the unblocked result finishes, mails a notice and resets failures', () => {
     let { journey } = toAnswering();
-    journey = stepUnlock(journey, answers(journey, [false, true, true]), ctx(T0)).journey;
-    journey = stepUnlock(journey, answers(journey, [true, true, true]), ctx(T0)).journey;
+    journey = check(journey, [false, true, true], ctx(T0)).journey;
+    journey = check(journey, [true, true, true], ctx(T0)).journey;
     journey = stepUnlock(journey, { type: 'code_mailed', runId: journey.runId, codeHash: hashOf('12345678'), at: T0.toISOString() }, ctx(T0)).journey;
     journey = stepUnlock(journey, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf('12345678') }, ctx(T0)).journey;
     const pulled = stepUnlock(journey, { type: 'unblock_result', deviceId: DEVICE, cardId: CARD, outcome: 'card_removed', workstation: 'WS1' }, ctx(T0));
@@ -212,13 +220,16 @@ describe('unlock journey', () => {
     expect(resumed.verdict).toEqual({ kind: 'authorised' });
     const done = stepUnlock(resumed.journey, { type: 'unblock_result', deviceId: DEVICE, cardId: CARD, outcome: 'unblocked', workstation: 'WS1' }, ctx(T0));
     expect(done.journey.state.phase).toBe('done');
-    expect(done.journey.counters.answerFailures).toBe(0);
+    expect(done.journey.counters.answerAttempts).toBe(0);
     expect(done.effects.map((e) => e.type)).toEqual(expect.arrayContaining(['mail.unlock_notice', 'teams.refresh', 'audit']));
   });
 
-  it('a person locked by RA goes straight to the locked-out state', () => {
-    const { journey } = drive([[{ type: 'start', person: { ...person, lockCaseRef: 'RA-LOCK01' }, deviceId: DEVICE }]]);
+  it('a lock stored only on the person (older versions, RA) goes straight to locked out and moves into the record', () => {
+    const storedLock = { at: T0.toISOString(), caseRef: 'RA-LOCK01', reason: 'locked_by_ra' as const };
+    const { journey, effects } = drive([[{ type: 'start', person: { ...person, storedLock }, deviceId: DEVICE }]]);
     expect(journey.state).toMatchObject({ phase: 'locked_out', caseRef: 'RA-LOCK01' });
+    expect(journey.lock).toEqual(storedLock);
+    expect(effects.some((e) => e.type === 'case.open')).toBe(false);
   });
 
   it('cancel ends an active run and tells the companion', () => {

@@ -7,17 +7,45 @@
  * reference) and anything it looked up (the card status from the companion,
  * whether each answer matched). Unit tests drive it with plain values.
  *
- * Rules (DESIGN.md "Unlock a locked card", issue #2):
+ * Rules (DESIGN.md "Unlock a locked card", issues #2 and #9):
  * - The card in the reader must be the one bound to the person, and blocked
  *   (PIN retry counter 0).
  * - 3 of the person's 4 questions, drawn at random, on one card; all three right
- *   is a pass. A fail uses one of 3 attempts; the 3rd fail locks self-service
- *   and opens an RA case. Failures are counted across runs.
+ *   is a pass. Every evaluated submission uses one of 3 attempts, counted across
+ *   runs until a reset; a failed submission that uses the last attempt locks
+ *   self-service and opens an RA case. A run that reaches the questions with no
+ *   attempt left (the earlier ones passed but the run never finished) locks too.
  * - The unlock code is 8 digits, valid 15 minutes, single use, at most 5 wrong
  *   tries; only a right code lets the companion have the PUK.
+ *
+ * The journey record (one per person, key `<personId>:unlock`) is the single
+ * source of truth for the run's phase and step, the attempt count and the
+ * self-service lock. Every step decides from the record as read in its own
+ * compare-and-set write (the engine retries a lost race from a fresh read); the
+ * `Person.selfServiceLock` field is only a mirror written by an effect, except
+ * that a lock stored there by older versions (or newer than the last reset) still
+ * counts and is copied into the record by the next step that sees it.
+ *
+ * Invariants (checked by the interleaving property test, issue #9), for any
+ * interleaving of typed messages, clicks (repeated, stale), companion messages
+ * and bot restarts:
+ * - I1: at most `maxAnswerFailures` (3) answer submissions are evaluated per
+ *   person between two resets (a successful unlock, or an RA reset). An attempt
+ *   is counted by the claim (`answers_submitted`, one CAS write that moves the
+ *   run to `checking_answers`) BEFORE the answers are hashed, so a crash
+ *   mid-check cannot give an attempt back; only the click that wins the claim
+ *   hashes, and a claim is refused once the count is used up.
+ * - I2: once locked, no answers are evaluated, no code is sent or accepted and
+ *   no PUK is released (`code_submitted` / `resume` are refused) until a reset.
+ * - I3: each lockout opens exactly one RA case: a case is opened only by the
+ *   step that sets the record's lock, and a locked record is never locked again.
+ * - A claim left by a crash (no `answers_checked` within
+ *   `answerCheckTimeoutMs`, 30 s) returns the run to the questions at the next
+ *   step WITHOUT giving the attempt back (its answers may have been evaluated);
+ *   if it was the last attempt, self-service locks.
  */
 import type { CardStatus } from '../../../protocol/companion-link.protocol';
-import type { Sealed } from '../../../storage/storage.port';
+import type { Sealed, SelfServiceLock } from '../../../storage/storage.port';
 import type { Effect } from '../journey.effects';
 
 /** Tunable limits; defaults from issue #2. */
@@ -32,6 +60,8 @@ export interface UnlockRules {
   maxCodesPerRun: number;
   /** How long after a code is accepted the companion may finish (card pulled and put back), ms. */
   unblockWindowMs: number;
+  /** After this long a claimed answer check with no result is abandoned (a crash), ms. */
+  answerCheckTimeoutMs: number;
 }
 
 export const DEFAULT_UNLOCK_RULES: UnlockRules = {
@@ -40,6 +70,7 @@ export const DEFAULT_UNLOCK_RULES: UnlockRules = {
   maxCodeTries: 5,
   maxCodesPerRun: 3,
   unblockWindowMs: 15 * 60_000,
+  answerCheckTimeoutMs: 30_000,
 };
 
 export type CardProblem =
@@ -78,6 +109,18 @@ export type UnlockState =
       /** Set after a failed attempt, for the card. */
       lastResult: 'wrong' | null;
     }
+  /** One click won the claim for this submission; its answers are being hashed. The attempt is already counted. */
+  | {
+      phase: 'checking_answers';
+      step: number;
+      deviceId: string;
+      cardId: string;
+      questionIds: string[];
+      /** Id of the claim; only the `answers_checked` carrying it applies. */
+      claimId: string;
+      /** ISO 8601 time of the claim. */
+      claimedAt: string;
+    }
   | { phase: 'code_sent'; step: number; deviceId: string; cardId: string; code: IssuedCode; codesIssued: number }
   | { phase: 'unblocking'; step: number; deviceId: string; cardId: string; authorisedAt: string; interrupted: boolean }
   | { phase: 'done'; step: number; at: string; cardId: string }
@@ -93,8 +136,12 @@ export interface PersonFacts {
   boundCardId: string | null;
   /** Question ids the person registered (4). */
   questionIds: string[];
-  /** Set when self-service is locked (by answers or by RA). */
-  lockCaseRef: string | null;
+  /**
+   * `Person.selfServiceLock` as read (a mirror of the record's lock, or a lock
+   * stored by older versions). It counts only when newer than the record's last
+   * reset, so a stale copy cannot undo a reset nor stand in for the record's lock.
+   */
+  storedLock: SelfServiceLock | null;
 }
 
 export type UnlockEvent =
@@ -106,7 +153,12 @@ export type UnlockEvent =
       person: PersonFacts;
       result: { ok: true; status: CardStatus; pukEnrolled: boolean } | { ok: false; problem: 'companion_offline' | 'card_unreadable' };
     }
-  | { type: 'answers_checked'; person: PersonFacts; step: number; results: boolean[] }
+  /** A click on the questions card: claim the one answer check (counts an attempt). */
+  | { type: 'answers_submitted'; person: PersonFacts; runId: string; step: number; claimId: string }
+  /** The claimed check's result (one boolean per question, in card order). */
+  | { type: 'answers_checked'; runId: string; claimId: string; results: boolean[] }
+  /** RA or an admin clears the lock and the attempt count (audited as `actor`). */
+  | { type: 'reset'; actor: string; note: string | null }
   | { type: 'resend_code'; person: PersonFacts; step: number }
   /** The mail service accepted the code email at `at` (ISO 8601). */
   | { type: 'code_mailed'; runId: string; codeHash: string; at: string }
@@ -145,7 +197,12 @@ export interface UnlockJourney {
   personId: string;
   runId: string;
   state: UnlockState;
-  counters: { answerFailures: number };
+  /** Evaluated (or claimed) answer submissions since the last reset. */
+  counters: { answerAttempts: number };
+  /** The self-service lock; only a reset clears it. */
+  lock: SelfServiceLock | null;
+  /** ISO 8601 time of the last reset, or null. */
+  resetAt: string | null;
 }
 
 /** A synchronous answer to the companion for `code_submitted` / `resume`. */
@@ -166,7 +223,7 @@ export interface StepResult {
   changed: boolean;
 }
 
-const ACTIVE_PHASES: ReadonlySet<UnlockPhase> = new Set(['checking_card', 'answering', 'code_sent', 'unblocking']);
+const ACTIVE_PHASES: ReadonlySet<UnlockPhase> = new Set(['checking_card', 'answering', 'checking_answers', 'code_sent', 'unblocking']);
 
 /** True while a run is in progress (a new `start` would replace it). */
 export function isActive(state: UnlockState): boolean {
@@ -175,7 +232,26 @@ export function isActive(state: UnlockState): boolean {
 
 /** A fresh journey for a person with no record yet. */
 export function newUnlockJourney(personId: string, runId: string): UnlockJourney {
-  return { personId, runId, state: { phase: 'idle', step: 0 }, counters: { answerFailures: 0 } };
+  return { personId, runId, state: { phase: 'idle', step: 0 }, counters: { answerAttempts: 0 }, lock: null, resetAt: null };
+}
+
+/**
+ * The lock in force: the record's own, else a lock stored on the person that is
+ * newer than the record's last reset (older versions wrote it only there).
+ *
+ * @returns the lock, or null when self-service is open
+ */
+export function effectiveLock(journey: UnlockJourney, person: PersonFacts | null): SelfServiceLock | null {
+  if (journey.lock) return journey.lock;
+  const stored = person?.storedLock ?? null;
+  if (!stored) return null;
+  if (journey.resetAt && Date.parse(stored.at) <= Date.parse(journey.resetAt)) return null;
+  return stored;
+}
+
+/** Attempts left before the next failure locks self-service. */
+export function attemptsLeft(journey: UnlockJourney, rules: UnlockRules): number {
+  return Math.max(0, rules.maxAnswerFailures - journey.counters.answerAttempts);
 }
 
 function unchanged(journey: UnlockJourney, verdict?: CompanionVerdict): StepResult {
@@ -217,6 +293,16 @@ function expireIfDue(journey: UnlockJourney, ctx: StepContext): { journey: Unloc
       ],
     };
   }
+  if (s.phase === 'checking_answers' && now >= Date.parse(s.claimedAt) + ctx.rules.answerCheckTimeoutMs) {
+    // A claim left by a crash: the attempt stays counted (its answers may have been evaluated).
+    const abandoned = audit(ctx, journey.personId, 'unlock.answer_check_abandoned', { runId: journey.runId, attempt: journey.counters.answerAttempts }, 'system');
+    const back: UnlockJourney = { ...journey, state: { phase: 'answering', step: s.step + 1, deviceId: s.deviceId, cardId: s.cardId, questionIds: s.questionIds, lastResult: null } };
+    if (attemptsLeft(journey, ctx.rules) === 0) {
+      const locked = lockOut(back, ctx, s.step + 1, { runId: journey.runId, cardId: s.cardId, attempt: journey.counters.answerAttempts, wrongAnswers: null });
+      return { journey: locked.journey, effects: [abandoned, ...locked.effects] };
+    }
+    return { journey: back, effects: [abandoned] };
+  }
   if (s.phase === 'unblocking' && now >= Date.parse(s.authorisedAt) + ctx.rules.unblockWindowMs) {
     return {
       journey: { ...journey, state: { phase: 'ended', step: s.step + 1, reason: 'expired', detail: 'The card was not unlocked in time.' } },
@@ -229,6 +315,35 @@ function expireIfDue(journey: UnlockJourney, ctx: StepContext): { journey: Unloc
   return null;
 }
 
+/**
+ * Lock self-service (the record's lock) and open the one RA case for this lockout.
+ * Only called on an unlocked journey, so each lockout opens exactly one case (I3).
+ */
+function lockOut(journey: UnlockJourney, ctx: StepContext, step: number, context: { runId: string; cardId: string; attempt: number; wrongAnswers: number | null }): { journey: UnlockJourney; effects: Effect[] } {
+  const personId = journey.personId;
+  const caseRef = ctx.freshCaseRef;
+  const lock: SelfServiceLock = { at: ctx.now.toISOString(), caseRef, reason: 'answers_failed' };
+  const effects: Effect[] = [];
+  if (context.wrongAnswers !== null) effects.push(audit(ctx, personId, 'unlock.answers_failed', { runId: context.runId, attempt: context.attempt, wrongAnswers: context.wrongAnswers }));
+  effects.push(
+    { type: 'case.open', id: ctx.newId(), personId, ref: caseRef, reason: 'answers_failed', context: { runId: context.runId, cardId: context.cardId, failedAttempts: context.attempt } },
+    // Mirror for display and listing; no rule reads it back.
+    { type: 'person.lock_self_service', id: ctx.newId(), personId, caseRef, reason: 'answers_failed', at: lock.at },
+    audit(ctx, personId, 'unlock.self_service_locked', { runId: context.runId, caseRef }, 'system'),
+  );
+  return { journey: { ...journey, lock, state: { phase: 'locked_out', step, caseRef } }, effects };
+}
+
+/** Show the lock in force (copying a lock found only on the person into the record). */
+function showLock(journey: UnlockJourney, lock: SelfServiceLock, ctx: StepContext, newRun: boolean): StepResult {
+  const s = journey.state;
+  if (journey.lock && s.phase === 'locked_out' && s.caseRef === lock.caseRef) return unchanged(journey);
+  const effects: Effect[] = [];
+  if ('deviceId' in s && s.deviceId && isActive(s) && s.phase !== 'checking_card') effects.push(closeOnCompanion(ctx, s.deviceId, journey.runId, 'locked_out', 'Self-service unlock is locked. Contact your RA team.'));
+  const runId = newRun ? ctx.newId() : journey.runId;
+  return { journey: { ...journey, runId, lock, state: { phase: 'locked_out', step: s.step + 1, caseRef: lock.caseRef } }, effects, changed: true };
+}
+
 function closeOnCompanion(ctx: StepContext, deviceId: string, runId: string, outcome: 'unlocked' | 'cancelled' | 'locked_out' | 'expired' | 'failed', message: string): Effect {
   return { type: 'companion.command', id: ctx.newId(), deviceId, command: { kind: 'unlock.closed', journeyId: runId, outcome, message } };
 }
@@ -238,20 +353,18 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
   const personId = journey.personId;
   switch (event.type) {
     case 'start': {
-      // Locked out and already showing it: nothing to write.
-      if (event.person.lockCaseRef && s.phase === 'locked_out' && s.caseRef === event.person.lockCaseRef) return unchanged(journey);
+      // Locked (as the record says, or a lock only the person holds): show it, start nothing.
+      const lock = effectiveLock(journey, event.person);
+      if (lock) return showLock(journey, lock, ctx, true);
       // A start always begins a new run, replacing an unfinished one (its code dies with it).
       const runId = ctx.newId();
       const step = s.step + 1;
       const effects: Effect[] = [];
-      if ((s.phase === 'code_sent' || s.phase === 'unblocking' || s.phase === 'answering') && 'deviceId' in s) {
+      if (s.phase === 'code_sent' || s.phase === 'unblocking' || s.phase === 'answering' || s.phase === 'checking_answers') {
         effects.push(closeOnCompanion(ctx, s.deviceId, journey.runId, 'cancelled', 'A new unlock was started in Teams.'));
       }
       const base = { ...journey, runId };
       const p = event.person;
-      if (p.lockCaseRef) {
-        return { journey: { ...base, state: { phase: 'locked_out', step, caseRef: p.lockCaseRef } }, effects, changed: true };
-      }
       if (!p.registered || !p.boundCardId || p.questionIds.length < 3) {
         return { journey: { ...base, state: { phase: 'card_problem', step, problem: 'not_registered', deviceId: null } }, effects, changed: true };
       }
@@ -275,6 +388,13 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
       }
       if (r.status.pinRetries > 0) return problem('not_blocked');
       if (!r.pukEnrolled) return problem('no_puk');
+      const lock = effectiveLock(journey, event.person);
+      if (lock) return showLock(journey, lock, ctx, false);
+      if (attemptsLeft(journey, ctx.rules) === 0) {
+        // Every attempt was used (the last ones passed, but no unlock followed): no more evaluations.
+        const locked = lockOut(journey, ctx, step, { runId: journey.runId, cardId: r.status.cardId, attempt: journey.counters.answerAttempts, wrongAnswers: null });
+        return { ...locked, changed: true };
+      }
       const questionIds = ctx.shuffle(event.person.questionIds).slice(0, 3);
       return {
         journey: { ...journey, state: { phase: 'answering', step, deviceId, cardId: r.status.cardId, questionIds, lastResult: null } },
@@ -283,46 +403,67 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
       };
     }
 
+    case 'answers_submitted': {
+      // Decided from the record as read in this write: the lock, the run, the step, the count.
+      const lock = effectiveLock(journey, event.person);
+      if (lock) return showLock(journey, lock, ctx, false);
+      if (s.phase !== 'answering' || event.runId !== journey.runId || event.step !== s.step) return unchanged(journey);
+      if (attemptsLeft(journey, ctx.rules) === 0) {
+        const locked = lockOut(journey, ctx, s.step + 1, { runId: journey.runId, cardId: s.cardId, attempt: journey.counters.answerAttempts, wrongAnswers: null });
+        return { ...locked, changed: true };
+      }
+      // The claim: only one click wins this write; it counts the attempt before any hashing (I1).
+      return {
+        journey: {
+          ...journey,
+          counters: { ...journey.counters, answerAttempts: journey.counters.answerAttempts + 1 },
+          state: { phase: 'checking_answers', step: s.step + 1, deviceId: s.deviceId, cardId: s.cardId, questionIds: s.questionIds, claimId: event.claimId, claimedAt: ctx.now.toISOString() },
+        },
+        effects: [],
+        changed: true,
+      };
+    }
+
     case 'answers_checked': {
-      if (s.phase !== 'answering' || event.step !== s.step) return unchanged(journey);
+      if (s.phase !== 'checking_answers' || event.runId !== journey.runId || event.claimId !== s.claimId) return unchanged(journey);
+      // A lock is only ever set by a step that leaves `checking_answers`; kept as a guard (I2).
+      if (journey.lock) return showLock(journey, journey.lock, ctx, false);
       const step = s.step + 1;
+      const attempt = journey.counters.answerAttempts;
       const passed = event.results.length === 3 && event.results.every(Boolean);
       if (passed) {
         const code = issueCode(ctx);
+        const mailId = ctx.newId();
         return {
-          journey: { ...journey, counters: { ...journey.counters }, state: { phase: 'code_sent', step, deviceId: s.deviceId, cardId: s.cardId, code, codesIssued: 1 } },
-          effects: (() => {
-            const mailId = ctx.newId();
-            return [
-              audit(ctx, personId, 'unlock.answers_passed', { runId: journey.runId }),
-              { type: 'mail.unlock_code', id: mailId, personId, codeSealed: ctx.freshCode.sealed(journey.runId), codeHash: code.hash, runId: journey.runId, expiresAt: code.expiresAt },
-              { type: 'companion.command', id: ctx.newId(), deviceId: s.deviceId, command: { kind: 'unlock.prompt', journeyId: journey.runId, cardId: s.cardId, codeExpiresAt: code.expiresAt }, onlyAfter: mailId },
-            ] satisfies Effect[];
-          })(),
-          changed: true,
-        };
-      }
-      const failures = journey.counters.answerFailures + 1;
-      const counters = { ...journey.counters, answerFailures: failures };
-      const wrongCount = event.results.filter((ok) => !ok).length;
-      if (failures >= ctx.rules.maxAnswerFailures) {
-        const caseRef = ctx.freshCaseRef;
-        return {
-          journey: { ...journey, counters, state: { phase: 'locked_out', step, caseRef } },
+          journey: { ...journey, state: { phase: 'code_sent', step, deviceId: s.deviceId, cardId: s.cardId, code, codesIssued: 1 } },
           effects: [
-            audit(ctx, personId, 'unlock.answers_failed', { runId: journey.runId, attempt: failures, wrongAnswers: wrongCount }),
-            { type: 'case.open', id: ctx.newId(), personId, ref: caseRef, reason: 'answers_failed', context: { runId: journey.runId, cardId: s.cardId, failedAttempts: failures } },
-            { type: 'person.lock_self_service', id: ctx.newId(), personId, caseRef, reason: 'answers_failed' },
-            audit(ctx, personId, 'unlock.self_service_locked', { runId: journey.runId, caseRef }, 'system'),
+            audit(ctx, personId, 'unlock.answers_passed', { runId: journey.runId, attempt }),
+            { type: 'mail.unlock_code', id: mailId, personId, codeSealed: ctx.freshCode.sealed(journey.runId), codeHash: code.hash, runId: journey.runId, expiresAt: code.expiresAt },
+            { type: 'companion.command', id: ctx.newId(), deviceId: s.deviceId, command: { kind: 'unlock.prompt', journeyId: journey.runId, cardId: s.cardId, codeExpiresAt: code.expiresAt }, onlyAfter: mailId },
           ],
           changed: true,
         };
       }
+      const wrongCount = event.results.filter((ok) => !ok).length;
+      if (attemptsLeft(journey, ctx.rules) === 0) {
+        const locked = lockOut(journey, ctx, step, { runId: journey.runId, cardId: s.cardId, attempt, wrongAnswers: wrongCount });
+        return { ...locked, changed: true };
+      }
       return {
-        journey: { ...journey, counters, state: { ...s, step, lastResult: 'wrong' } },
-        effects: [audit(ctx, personId, 'unlock.answers_failed', { runId: journey.runId, attempt: failures, wrongAnswers: wrongCount })],
+        journey: { ...journey, state: { phase: 'answering', step, deviceId: s.deviceId, cardId: s.cardId, questionIds: s.questionIds, lastResult: 'wrong' } },
+        effects: [audit(ctx, personId, 'unlock.answers_failed', { runId: journey.runId, attempt, wrongAnswers: wrongCount })],
         changed: true,
       };
+    }
+
+    case 'reset': {
+      // The one way to clear a lock and the attempt count (admin CLI now, the RA desk later).
+      const effects: Effect[] = [
+        audit(ctx, personId, 'unlock.self_service_reset', { caseRef: journey.lock?.caseRef ?? null, attemptsBefore: journey.counters.answerAttempts, note: event.note }, event.actor),
+        { type: 'person.clear_self_service_lock', id: ctx.newId(), personId },
+      ];
+      const state: UnlockState = s.phase === 'locked_out' ? { phase: 'idle', step: s.step + 1 } : s;
+      return { journey: { ...journey, state, lock: null, resetAt: ctx.now.toISOString(), counters: { ...journey.counters, answerAttempts: 0 } }, effects, changed: true };
     }
 
     case 'resend_code': {
@@ -380,6 +521,7 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
     }
 
     case 'code_submitted': {
+      if (journey.lock) return unchanged(journey, { kind: 'refused', reason: 'not_waiting' });
       if (s.phase === 'unblocking') return unchanged(journey, { kind: 'refused', reason: 'used' });
       if (s.phase === 'ended' && s.reason === 'expired') return unchanged(journey, { kind: 'refused', reason: 'expired' });
       if (s.phase !== 'code_sent') return unchanged(journey, { kind: 'refused', reason: 'not_waiting' });
@@ -415,6 +557,7 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
     }
 
     case 'resume': {
+      if (journey.lock) return unchanged(journey, { kind: 'refused', reason: 'not_waiting' });
       if (s.phase !== 'unblocking') return unchanged(journey, { kind: 'refused', reason: 'not_waiting' });
       if (event.deviceId !== s.deviceId || event.cardId !== s.cardId) return unchanged(journey, { kind: 'refused', reason: 'wrong_card' });
       return {
@@ -430,7 +573,8 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
       if (event.outcome === 'unblocked') {
         const at = ctx.now.toISOString();
         return {
-          journey: { ...journey, counters: { ...journey.counters, answerFailures: 0 }, state: { phase: 'done', step: s.step + 1, at, cardId: s.cardId } },
+          // A successful unlock is a reset of the attempt count (not of a lock: only `reset` clears that).
+          journey: { ...journey, counters: { ...journey.counters, answerAttempts: 0 }, state: { phase: 'done', step: s.step + 1, at, cardId: s.cardId } },
           effects: [
             audit(ctx, personId, 'unlock.completed', { runId: journey.runId, cardId: s.cardId, workstation: event.workstation }, `device:${event.deviceId}`),
             { type: 'teams.refresh', id: ctx.newId(), personId, message: 'Your smartcard is unlocked. You can use it with your new passcode now.' },

@@ -30,15 +30,10 @@ import {
   type UnlockJourney,
   type UnlockRules,
 } from './unlock.journey';
+import { decodeUnlock, encodeUnlock } from './unlock.state';
+import { resetSelfService, type SelfServiceResetResult } from './self-service-reset';
 
-function toJourney(rec: JourneyRecord): UnlockJourney {
-  return {
-    personId: rec.personId,
-    runId: rec.runId,
-    state: rec.state as UnlockJourney['state'],
-    counters: { answerFailures: rec.counters['answerFailures'] ?? 0 },
-  };
-}
+const toJourney = decodeUnlock;
 
 function shuffle<T>(items: readonly T[]): T[] {
   const a = [...items];
@@ -99,14 +94,14 @@ export class UnlockService {
       registered: person.answers.length >= 3,
       boundCardId: person.cardId,
       questionIds: person.answers.map((a) => a.questionId),
-      lockCaseRef: person.selfServiceLock?.caseRef ?? null,
+      storedLock: person.selfServiceLock,
     };
   }
 
-  private initial = (): { state: unknown; counters: Record<string, number> } => {
-    const j = newUnlockJourney('', '');
-    return { state: j.state, counters: { ...j.counters } };
-  };
+  private initial = (): { state: unknown; counters: Record<string, number> } => encodeUnlock(newUnlockJourney('', ''));
+
+  /** Answer checks in flight in this process, per person (a duplicate click waits for it instead of hashing). */
+  private readonly checking = new Map<string, Promise<unknown>>();
 
   /** The stored record, or a fresh idle one (not stored). */
   async load(personId: string): Promise<JourneyRecord> {
@@ -130,7 +125,7 @@ export class UnlockService {
       const r = stepUnlock(journey, event, this.context(journey.runId));
       result = r;
       if (!r.changed) return null;
-      return { runId: r.journey.runId, state: r.journey.state, counters: { ...r.journey.counters }, effects: r.effects };
+      return { runId: r.journey.runId, ...encodeUnlock(r.journey), effects: r.effects };
     }, { deferEffects });
     return { record, result };
   }
@@ -196,15 +191,51 @@ export class UnlockService {
     return rec;
   }
 
-  /** Answers from the questions card; checked with scrypt off the event loop, then stepped. */
+  /**
+   * Answers from the questions card, in three steps:
+   * 1. claim (`answers_submitted`): one CAS write checks lock, run, step and the
+   *    attempt count on the record and counts the attempt; only one click wins it.
+   *    A stale, repeated or locked click ends here, having cost no hash.
+   * 2. the winner hashes the answers (scrypt, off the event loop);
+   * 3. `answers_checked` (matched on the claim id) decides pass, fail or lock.
+   * A click that loses the claim to a check running in this process waits for
+   * that check and shows its outcome.
+   */
   async submitAnswers(person: Person, runId: string, step: string, answers: [string, string, string]): Promise<JourneyRecord> {
+    const claimId = randomUUID();
     const { record } = await this.apply(person.id, async (j) => {
-      if (j.runId !== runId || j.state.phase !== 'answering' || String(j.state.step) !== step) return null;
-      const questionIds = j.state.questionIds;
-      const checks = await verifyAnswers(person.answers, questionIds.map((questionId, i) => ({ questionId, answer: answers[i] ?? '' })));
-      return { type: 'answers_checked', person: this.personFacts(person), step: j.state.step, results: checks.map((c) => c.correct) };
+      if (j.runId !== runId || String(j.state.step) !== step) return null;
+      return { type: 'answers_submitted', person: this.personFacts(person), runId, step: j.state.step, claimId };
     });
-    return record;
+    const claimed = toJourney(record);
+    if (claimed.state.phase !== 'checking_answers' || claimed.state.claimId !== claimId) {
+      const inFlight = this.checking.get(person.id);
+      if (inFlight && claimed.state.phase === 'checking_answers') {
+        await inFlight.catch(() => undefined);
+        return this.load(person.id);
+      }
+      return record;
+    }
+    const questionIds = claimed.state.questionIds;
+    const check = (async () => {
+      const checks = await verifyAnswers(person.answers, questionIds.map((questionId, i) => ({ questionId, answer: answers[i] ?? '' })));
+      const results = checks.map((c) => c.correct);
+      return (await this.apply(person.id, async (j) => (j.runId === claimed.runId ? { type: 'answers_checked', runId: claimed.runId, claimId, results } : null))).record;
+    })();
+    this.checking.set(person.id, check);
+    try {
+      return await check;
+    } finally {
+      if (this.checking.get(person.id) === check) this.checking.delete(person.id);
+    }
+  }
+
+  /**
+   * Clear the person's self-service lock and attempt count: the one reset
+   * operation (admin CLI, and the RA desk later). See {@link resetSelfService}.
+   */
+  async resetSelfService(personId: string, actor: string, note: string | null = null): Promise<SelfServiceResetResult> {
+    return resetSelfService(this.deps.engine, personId, actor, note, () => this.now(), this.deps.rules);
   }
 
   async resendCode(person: Person, runId: string, step: string): Promise<JourneyRecord> {
@@ -336,8 +367,8 @@ export class UnlockService {
   }
 
   /** An event produced by an effect (code mailed, mail failed). */
-  async onFollowUp(personId: string, event: unknown): Promise<void> {
-    await this.apply(personId, async () => event as UnlockEvent);
+  async onFollowUp(personId: string, event: UnlockEvent): Promise<void> {
+    await this.apply(personId, async () => event);
   }
 }
 

@@ -17,7 +17,7 @@ import {
 } from '../../../cards';
 import { welcomeCard } from '../../../cards';
 import { questionText } from '../registration/question-bank';
-import type { CardProblem, UnlockJourney, UnlockRules } from './unlock.journey';
+import { attemptsLeft, type CardProblem, type UnlockJourney, type UnlockRules } from './unlock.journey';
 
 export interface ViewContext {
   displayName: string;
@@ -103,9 +103,11 @@ export function renderUnlockCard(journey: UnlockJourney, view: ViewContext): Ada
         runId,
         step,
         questions: s.questionIds.map((id) => ({ id, text: questionText(id) ?? 'Security question' })),
-        attemptsLeft: Math.max(0, view.rules.maxAnswerFailures - journey.counters.answerFailures),
+        attemptsLeft: attemptsLeft(journey, view.rules),
         ...(s.lastResult === 'wrong' ? { error: 'One or more answers did not match. Check them and try again.' } : {}),
       });
+    case 'checking_answers':
+      return unlockWorkingCard({ runId, step, message: 'Checking your answers…' });
     case 'code_sent':
       return unlockCodeSentCard({
         runId,

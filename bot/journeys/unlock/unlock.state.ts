@@ -1,0 +1,78 @@
+/**
+ * How the unlock journey is stored in its `JourneyRecord` (`state` and
+ * `counters`), decoded with a zod schema: a malformed stored state is an error
+ * naming the field, never a cast.
+ *
+ * Stored `state` (version 2): `{ v: 2, run: UnlockState, lock, resetAt }`.
+ * Records written before issue #9 hold a bare `UnlockState` and count failures
+ * in `counters.answerFailures`; they decode as version 2 (a `locked_out` run
+ * becomes the record's lock, so an upgrade cannot unlock anyone).
+ */
+import { z } from 'zod';
+import { AppError } from '../../../common/app-error';
+import type { JourneyRecord, SelfServiceLock } from '../../../storage/storage.port';
+import type { UnlockJourney, UnlockState } from './unlock.journey';
+
+const iso = z.string().min(1);
+const step = z.number().int().nonnegative();
+
+const problem = z.enum(['not_registered', 'no_companion', 'companion_offline', 'no_card', 'wrong_card', 'not_blocked', 'card_unreadable', 'no_puk']);
+
+/** Schema of {@link UnlockState}, one variant per phase. */
+export const unlockStateSchema = z.discriminatedUnion('phase', [
+  z.object({ phase: z.literal('idle'), step }),
+  z.object({ phase: z.literal('checking_card'), step, deviceId: z.string() }),
+  z.object({ phase: z.literal('card_problem'), step, problem, deviceId: z.string().nullable() }),
+  z.object({ phase: z.literal('answering'), step, deviceId: z.string(), cardId: z.string(), questionIds: z.array(z.string()), lastResult: z.literal('wrong').nullable() }),
+  z.object({ phase: z.literal('checking_answers'), step, deviceId: z.string(), cardId: z.string(), questionIds: z.array(z.string()), claimId: z.string(), claimedAt: iso }),
+  z.object({
+    phase: z.literal('code_sent'),
+    step,
+    deviceId: z.string(),
+    cardId: z.string(),
+    code: z.object({ hash: z.string(), issuedAt: iso, expiresAt: iso, wrongTries: z.number().int().nonnegative(), mailed: z.boolean() }),
+    codesIssued: z.number().int().nonnegative(),
+  }),
+  z.object({ phase: z.literal('unblocking'), step, deviceId: z.string(), cardId: z.string(), authorisedAt: iso, interrupted: z.boolean() }),
+  z.object({ phase: z.literal('done'), step, at: iso, cardId: z.string() }),
+  z.object({ phase: z.literal('locked_out'), step, caseRef: z.string() }),
+  z.object({ phase: z.literal('ended'), step, reason: z.enum(['cancelled', 'expired', 'failed']), detail: z.string() }),
+]) satisfies z.ZodType<UnlockState>;
+
+const lockSchema = z.object({ at: iso, caseRef: z.string(), reason: z.enum(['answers_failed', 'locked_by_ra']) }) satisfies z.ZodType<SelfServiceLock>;
+
+const storedSchema = z.object({ v: z.literal(2), run: unlockStateSchema, lock: lockSchema.nullable(), resetAt: iso.nullable() });
+
+/**
+ * Decode a stored unlock record.
+ *
+ * @param rec - the journey record (kind `unlock`)
+ * @returns the journey the pure step works on
+ * @throws AppError `JOURNEY.STATE_INVALID` naming the malformed field (e.g. `state.run.step`)
+ */
+export function decodeUnlock(rec: Pick<JourneyRecord, 'personId' | 'runId' | 'state' | 'counters' | 'updatedAt'>): UnlockJourney {
+  const counters = rec.counters;
+  const attempts = counters['answerAttempts'] ?? counters['answerFailures'] ?? 0;
+  const raw = rec.state as { v?: unknown } | null;
+  if (raw && typeof raw === 'object' && raw.v === 2) {
+    const r = storedSchema.safeParse(raw);
+    if (!r.success) throw invalid(r.error, 'state');
+    return { personId: rec.personId, runId: rec.runId, state: r.data.run, counters: { answerAttempts: attempts }, lock: r.data.lock, resetAt: r.data.resetAt };
+  }
+  const legacy = unlockStateSchema.safeParse(raw);
+  if (!legacy.success) throw invalid(legacy.error, 'state');
+  const run = legacy.data;
+  const lock: SelfServiceLock | null = run.phase === 'locked_out' ? { at: rec.updatedAt, caseRef: run.caseRef, reason: 'answers_failed' } : null;
+  return { personId: rec.personId, runId: rec.runId, state: run, counters: { answerAttempts: attempts }, lock, resetAt: null };
+}
+
+/** The record's `state` and `counters` for a journey (inverse of {@link decodeUnlock}). */
+export function encodeUnlock(journey: UnlockJourney): { state: { v: 2; run: UnlockState; lock: SelfServiceLock | null; resetAt: string | null }; counters: Record<string, number> } {
+  return { state: { v: 2, run: journey.state, lock: journey.lock, resetAt: journey.resetAt }, counters: { answerAttempts: journey.counters.answerAttempts } };
+}
+
+function invalid(error: z.ZodError, root: string): AppError {
+  const issue = error.issues[0];
+  const field = [root, ...(issue?.path ?? []).map(String)].join('.');
+  return new AppError('JOURNEY.STATE_INVALID', `stored unlock journey is malformed at ${field}: ${issue?.message ?? 'invalid'}`, { meta: { field } });
+}

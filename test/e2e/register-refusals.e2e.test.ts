@@ -18,28 +18,27 @@
  */
 import type { Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { QUESTION_BANK } from '../../bot/journeys/registration/question-bank';
-import { PcscReaderAdapter } from '../../companion/pcsc/pcsc-reader.adapter';
 import { artifactPath } from '../support/artifacts';
-import { openPlayground, type PlaygroundPage } from '../support/browser';
+import type { PlaygroundPage } from '../support/browser';
 import { describeFindings, findSecrets, productSources, type TestSecret } from '../support/e2e-secrets';
 import {
+  chooseInCombobox,
   E2E_WAIT_MS,
+  e2eGate,
+  questionText,
   randomCardId,
   randomPasscode,
   randomWord,
-  removeTestDirs,
-  startBotStack,
-  startCompanion,
-  VpcdCard,
+  startE2eStack,
+  VPCD_READER_2,
   type BotStack,
   type CompanionProcess,
-} from '../support/e2e-stack';
-import { pcscdService, VPCD_READER_2 } from '../support/pcscd';
-import { startPlayground, type PlaygroundHandle } from '../support/playground';
-import { chromiumService, playgroundService, requireServices } from '../support/services';
+  type E2eSeat,
+  type E2eStack,
+  type VpcdCard,
+} from '../support/e2e-fixture';
 
-const gate = await requireServices([chromiumService(), playgroundService(), pcscdService()]);
+const gate = await e2eGate({ chromium: true });
 
 const PERSON = { teamsUserId: 'user-id-1', displayName: 'Megan Bowen', email: 'megan.bowen@nhs.net', mobile: '07700 900456', workstation: 'WS-MEGAN-REG' } as const;
 const CARD_ID = randomCardId();
@@ -51,62 +50,31 @@ const ANSWERS = [`Harrowgate Lane ${w}`, `Pickled Onion Crisps ${w}`, `Juniper H
 const QUESTION_IDS = ['q01', 'q06', 'q13', 'q20'];
 const DOMAIN_REASON = 'Use your work email address: it must end in @nhs.net, @gov.uk or @mod.uk (or a sub-domain of one).';
 
-const questionText = (id: string): string => {
-  const q = QUESTION_BANK.find((x) => x.id === id);
-  if (!q) throw new Error(`no question ${id} in the bank`);
-  return q.text;
-};
-
-/**
- * Choose a question in a registration picker. The Playground renders a compact `Input.ChoiceSet` as a
- * Fluent UI combobox (not a `<select>`), which `PlaygroundPage.chooseOption` does not handle: open it and
- * click the option, as a person does.
- *
- * @param card - the questions card
- * @param label - the picker's label, e.g. `Question 1`
- * @param option - the question text to choose
- */
-async function chooseInCombobox(ui: PlaygroundPage, card: Locator, label: string, option: string): Promise<void> {
-  const box = card.getByRole('combobox', { name: label });
-  await box.click();
-  await ui.page.getByRole('option', { name: option, exact: true }).click();
-  await expect.poll(() => box.inputValue()).toBe(option);
-}
-
 describe.skipIf(gate.skip)('registration refusals as the person sees them, in the Agents Playground driven by Chromium (bot + companion + pcscd/vpcd)', () => {
-  let pcsc: PcscReaderAdapter;
+  let e2e: E2eStack;
+  let seat: E2eSeat;
   let bot: BotStack;
   let companion: CompanionProcess;
   let card: VpcdCard;
-  let pg: PlaygroundHandle;
   let ui: PlaygroundPage;
   let tab: Page | undefined;
   let checkCard: Locator | undefined;
   let passcodeChecked = false;
 
   beforeAll(async () => {
-    pcsc = await PcscReaderAdapter.open();
-    bot = await startBotStack('e2e-register-refusals-bot');
-    card = await VpcdCard.insert(pcsc, VPCD_READER_2, { cardId: CARD_ID, pin: PIN, puk: PUK, blocked: false });
-    companion = startCompanion(bot, { name: 'e2e-register-refusals-companion', readerName: VPCD_READER_2.name, workstation: PERSON.workstation });
-    pg = await startPlayground({ botUrl: bot.messagesUrl, name: 'e2e-register-refusals-playground', currentUser: { id: PERSON.teamsUserId, name: PERSON.displayName } });
-    ui = await openPlayground(pg.url, { name: 'e2e-register-refusals', timeoutMs: E2E_WAIT_MS, waitForText: 'I am Smartcard Assist' });
-    const pairing = await companion.pairingCode();
-    await ui.sendChat(`pair ${pairing}`);
-    await ui.waitForCardWithText('This computer is paired', E2E_WAIT_MS);
-    await companion.waitConnected();
+    e2e = await startE2eStack({ name: 'e2e-register-refusals' });
+    bot = e2e.bot;
+    seat = await e2e.addSeat({
+      card: { cardId: CARD_ID, pin: PIN, puk: PUK, blocked: false },
+      reader: VPCD_READER_2,
+      workstation: PERSON.workstation,
+      teams: { user: { id: PERSON.teamsUserId, name: PERSON.displayName }, client: 'chromium' },
+    });
+    ({ card, companion, ui } = seat);
+    await seat.pair();
   });
 
-  afterAll(async () => {
-    await tab?.close().catch(() => undefined);
-    await ui?.close();
-    await pg?.stop();
-    await companion?.stop();
-    await bot?.stop();
-    await card?.dispose();
-    await pcsc?.close();
-    await removeTestDirs(bot?.dataDir, companion?.dataDir);
-  });
+  afterAll(() => e2e?.stop());
 
   it('refused contact details: the card says why and keeps what was typed', { timeout: 150_000 }, async () => {
     // The welcome card's "Register for self-service" button starts the journey.
@@ -152,9 +120,7 @@ describe.skipIf(gate.skip)('registration refusals as the person sees them, in th
     const before = await card.pinRetries();
     expect(before).toBe(card.card.pinRetriesMax);
 
-    tab = await ui.context.newPage();
-    await tab.goto(await companion.latestPageLink());
-    await tab.waitForURL((u) => u.pathname === '/' && u.search === '');
+    tab = await seat.openPageTab();
     await expect.poll(() => tab!.locator('body').getAttribute('data-state'), { timeout: E2E_WAIT_MS }).toBe('awaiting_passcode');
     await tab.getByLabel('Current passcode').fill(WRONG_PIN);
     await tab.getByRole('button', { name: 'Check my passcode' }).click();

@@ -23,34 +23,34 @@
  *
  * Screenshots of the final states: `artifacts/screenshots/e2e-register-*.png`.
  */
-import type { Locator, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { QUESTION_BANK } from '../../bot/journeys/registration/question-bank';
 import type { OutboxEntry } from '../../bot/mail/outbox-mail.adapter';
-import { PcscReaderAdapter } from '../../companion/pcsc/pcsc-reader.adapter';
 import { artifactPath } from '../support/artifacts';
-import { openPlayground, type PlaygroundPage } from '../support/browser';
+import type { PlaygroundPage } from '../support/browser';
 import { codeInOwnEmail, describeFindings, expectFoundIn, fileSources, findSecrets, productSources, type TestSecret } from '../support/e2e-secrets';
 import {
+  chooseInCombobox,
   E2E_WAIT_MS,
+  e2eGate,
+  questionText,
   randomCardId,
   randomPasscode,
   randomWord,
-  removeTestDirs,
   runAdmin,
-  startBotStack,
-  startCompanion,
+  startE2eStack,
   unlockCodeFrom,
-  VpcdCard,
+  VPCD_READER,
   waitForMail,
   type BotStack,
   type CompanionProcess,
-} from '../support/e2e-stack';
-import { pcscdService, VPCD_READER } from '../support/pcscd';
-import { startPlayground, type PlaygroundHandle } from '../support/playground';
-import { chromiumService, playgroundService, requireServices } from '../support/services';
+  type E2eSeat,
+  type E2eStack,
+  type VpcdCard,
+} from '../support/e2e-fixture';
 
-const gate = await requireServices([chromiumService(), playgroundService(), pcscdService()]);
+const gate = await e2eGate({ chromium: true });
 
 const PERSON = {
   teamsUserId: 'user-id-0',
@@ -76,12 +76,6 @@ const CHOSEN: Array<{ questionId: string; answer: string }> = [
 /** What the person types when unlocking: another case and spacing than at registration. */
 const typedLater = (answer: string): string => answer.toUpperCase().replace(/\s+/g, ' ');
 
-const questionText = (id: string): string => {
-  const q = QUESTION_BANK.find((x) => x.id === id);
-  if (!q) throw new Error(`no question ${id} in the bank`);
-  return q.text;
-};
-
 /**
  * The registration code in a registration-code email: the line that is only 8 digits.
  *
@@ -93,28 +87,12 @@ function registrationCodeFrom(mail: OutboxEntry): string {
   return m[1]!;
 }
 
-/**
- * Choose a question in a registration picker. The Playground renders a compact `Input.ChoiceSet` as a
- * Fluent UI combobox (not a `<select>`), which `PlaygroundPage.chooseOption` does not handle: open it and
- * click the option, as a person does.
- *
- * @param card - the questions card
- * @param label - the picker's label, e.g. `Question 1`
- * @param option - the question text to choose
- */
-async function chooseInCombobox(ui: PlaygroundPage, card: Locator, label: string, option: string): Promise<void> {
-  const box = card.getByRole('combobox', { name: label });
-  await box.click();
-  await ui.page.getByRole('option', { name: option, exact: true }).click();
-  await expect.poll(() => box.inputValue()).toBe(option);
-}
-
 describe.skipIf(gate.skip)('register for self-service, then unlock, in the Agents Playground driven by Chromium (bot + companion + pcscd/vpcd)', () => {
-  let pcsc: PcscReaderAdapter;
+  let e2e: E2eStack;
+  let seat: E2eSeat;
   let bot: BotStack;
   let companion: CompanionProcess;
   let card: VpcdCard;
-  let pg: PlaygroundHandle;
   let ui: PlaygroundPage;
   let tab: Page | undefined;
   let registrationCode: string | undefined;
@@ -122,37 +100,28 @@ describe.skipIf(gate.skip)('register for self-service, then unlock, in the Agent
   let registered = false;
 
   beforeAll(async () => {
-    pcsc = await PcscReaderAdapter.open();
-    bot = await startBotStack('e2e-register-bot');
+    e2e = await startE2eStack({ name: 'e2e-register' });
+    bot = e2e.bot;
     // The card-management system's PUK for the card, before anyone registers it.
     const imported = await runAdmin(bot, ['import-puks', '--file', '-'], `card_id,puk,holder_email\n${CARD_ID},${PUK},alex.wilber@nhs.net\n`);
     expect(imported.code, imported.stdout + imported.stderr).toBe(0);
     expect(imported.stdout).toContain('PUKs enrolled: 1,');
-    card = await VpcdCard.insert(pcsc, VPCD_READER, { cardId: CARD_ID, pin: PIN, puk: PUK, blocked: false });
-    companion = startCompanion(bot, { name: 'e2e-register-companion', readerName: VPCD_READER.name, workstation: PERSON.workstation });
-    pg = await startPlayground({ botUrl: bot.messagesUrl, name: 'e2e-register-playground', currentUser: { id: PERSON.teamsUserId, name: PERSON.displayName } });
-    ui = await openPlayground(pg.url, { name: 'e2e-register', timeoutMs: E2E_WAIT_MS, waitForText: 'I am Smartcard Assist' });
+    seat = await e2e.addSeat({
+      card: { cardId: CARD_ID, pin: PIN, puk: PUK, blocked: false },
+      reader: VPCD_READER,
+      workstation: PERSON.workstation,
+      teams: { user: { id: PERSON.teamsUserId, name: PERSON.displayName }, client: 'chromium' },
+    });
+    ({ card, companion, ui } = seat);
   });
 
-  afterAll(async () => {
-    await tab?.close().catch(() => undefined);
-    await ui?.close();
-    await pg?.stop();
-    await companion?.stop();
-    await bot?.stop();
-    await card?.dispose();
-    await pcsc?.close();
-    await removeTestDirs(bot?.dataDir, companion?.dataDir);
-  });
+  afterAll(() => e2e?.stop());
 
   it('registers: contact details, passcode checked on the companion page, 4 questions, emailed code, confirmed card and email without the answers', { timeout: 180_000 }, async () => {
     expect(await card.pinRetries()).toBe(card.card.pinRetriesMax);
 
     // Pair first: registration checks the card through the companion.
-    const pairing = await companion.pairingCode();
-    await ui.sendChat(`pair ${pairing}`);
-    await ui.waitForCardWithText('This computer is paired', E2E_WAIT_MS);
-    await companion.waitConnected();
+    await seat.pair();
 
     // "register": the contact card.
     const linesBefore = companion.lineCount();
@@ -166,9 +135,7 @@ describe.skipIf(gate.skip)('register for self-service, then unlock, in the Agent
 
     // The companion asks for the current passcode on its page: another tab of the same browser.
     await companion.waitForLineAfter(/^REGISTER: type your current passcode/, linesBefore);
-    tab = await ui.context.newPage();
-    await tab.goto(await companion.latestPageLink());
-    await tab.waitForURL((u) => u.pathname === '/' && u.search === '');
+    tab = await seat.openPageTab();
     await expect.poll(() => tab!.locator('body').getAttribute('data-state'), { timeout: E2E_WAIT_MS }).toBe('awaiting_passcode');
     await tab.getByLabel('Current passcode').fill(PIN);
     await tab.getByRole('button', { name: 'Check my passcode' }).click();

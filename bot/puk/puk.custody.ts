@@ -1,0 +1,200 @@
+/**
+ * PUK custody: the only module that opens a sealed PUK (DESIGN.md "Trust
+ * boundaries": the PUK is sent to the paired companion only at the unblock step,
+ * after every check, then rotated).
+ *
+ * - Release ({@link PukCustody.release}): re-checks, at the moment of sending,
+ *   that the card is bound to the person with a PUK enrolled, that the device is
+ *   theirs and not revoked, and that the unlock run is still the one unblocking
+ *   that card with that device; ensures a pending rotation PUK on the card record
+ *   by compare-and-set (so racing releases share one); unseals current and new and
+ *   sends them as the `unlock.authorised` command to that one companion.
+ * - Commit ({@link PukCustody.commit}): the card holds the new PUK, so the
+ *   pending PUK becomes the current one (compare-and-set, once).
+ *
+ * Both run as effects of the unlock journey through its outbox and write their
+ * audit entries keyed on the effect id, so carrying one out twice stores one
+ * entry. No PUK appears in an audit entry, a log line or an error message.
+ */
+import type { KeyObject } from 'node:crypto';
+import { AppError } from '../../common/app-error';
+import type { Logger } from '../../common/logger';
+import type { Command, Reply } from '../../protocol/companion-link.protocol';
+import type { CardRecord, Sealed, Storage } from '../../storage/storage.port';
+import { generatePuk } from '../security/codes';
+import { seal, unseal } from '../security/seal';
+import type { PukCommitEffect, PukReleaseEffect } from './puk.effects';
+import { mayReceivePuk, pukAad, type PukRefusal } from './puk.rules';
+
+/** Compare-and-set attempts on the card record before giving up (`CARD.BUSY`). */
+export const CARD_WRITE_ATTEMPTS = 5;
+
+/** The unlock run that is unblocking a card now, as the journey's stored state says. */
+export interface UnblockingRun {
+  runId: string;
+  cardId: string;
+  deviceId: string;
+}
+
+export interface PukCustodyDeps {
+  storage: Pick<Storage, 'cards' | 'devices' | 'audit'>;
+  /** Sends one command to a companion and waits for its reply (the companion link). */
+  link: { sendCommand(deviceId: string, command: Command, timeoutMs: number): Promise<Reply> };
+  /** Key the PUKs are sealed with (`DerivedKeys.sealKey`). */
+  sealKey: KeyObject;
+  /** The person's unlock run in the `unblocking` phase, or null when it is in any other phase. */
+  unblockingRun: (personId: string) => Promise<UnblockingRun | null>;
+  /** How long to wait for the companion's `ack`, in ms. */
+  commandTimeoutMs: number;
+  now: () => Date;
+  logger?: Logger;
+  /** A fresh PUK (8 digits); default {@link generatePuk}. */
+  newPuk?: () => string;
+}
+
+/** Why a release sent nothing. */
+export type WithheldReason = PukRefusal | 'device_not_paired' | 'stale_run';
+
+export type ReleaseOutcome =
+  /** The pair went to the companion (it acknowledged). `pukUncertain`: a pending PUK existed before. */
+  | { kind: 'sent'; pukUncertain: boolean; pendingIssued: boolean }
+  /** A check failed at carry-out time: nothing was sent (audited). */
+  | { kind: 'withheld'; reason: WithheldReason }
+  /** The checks passed but the companion could not be reached or refused it (audited; its resume asks again). */
+  | { kind: 'undelivered'; errorCode: string };
+
+export type CommitOutcome = { kind: 'committed' } | { kind: 'nothing_pending' } | { kind: 'skipped'; reason: PukRefusal };
+
+/**
+ * Seal a PUK for storage on its card record (the admin import and enrolment use this;
+ * only {@link PukCustody} opens one).
+ *
+ * @param key - `DerivedKeys.sealKey`
+ * @param puk - 8 digits
+ * @param cardId - the card it belongs to (bound in as AAD `puk:<cardId>`)
+ * @returns the sealed value (`v1.<iv>.<ct>.<tag>`)
+ */
+export function sealPuk(key: KeyObject, puk: string, cardId: string): Sealed {
+  return seal(key, puk, pukAad(cardId));
+}
+
+/** Releases and rotates card PUKs; see the module comment. */
+export class PukCustody {
+  constructor(private readonly deps: PukCustodyDeps) {}
+
+  /**
+   * Carry out a `puk.release` effect.
+   *
+   * @param effect - person, device, card and run the journey step accepted the code for
+   * @returns what happened; every outcome is audited (`puk.released`, `puk.withheld`,
+   *   `puk.release_undelivered`, keyed on the effect id)
+   * @throws AppError `CARD.BUSY` when the card record kept changing ({@link CARD_WRITE_ATTEMPTS}
+   *   lost compare-and-sets), or a storage error; the outbox retries the effect later
+   * @throws SecurityError `CRYPTO.UNSEAL_FAILED` when a stored PUK does not open (no value in the message)
+   */
+  async release(effect: PukReleaseEffect): Promise<ReleaseOutcome> {
+    const withheld = await this.releaseCheck(effect);
+    if (withheld) {
+      await this.audit(effect, 'withheld', 'puk.withheld', { reason: withheld });
+      this.deps.logger?.warn({ effectId: effect.id, cardId: effect.cardId, reason: withheld }, 'PUK release withheld');
+      return { kind: 'withheld', reason: withheld };
+    }
+    const { card, pending, pukUncertain, pendingIssued } = await this.ensurePending(effect);
+    const aad = pukAad(effect.cardId);
+    const command: Command = {
+      kind: 'unlock.authorised',
+      journeyId: effect.runId,
+      cardId: effect.cardId,
+      puk: unseal(this.deps.sealKey, card.puk as Sealed, aad),
+      newPuk: unseal(this.deps.sealKey, pending, aad),
+      ...(pukUncertain ? { pukUncertain: true } : {}),
+    };
+    let errorCode: string | null = null;
+    try {
+      const reply = await this.deps.link.sendCommand(effect.deviceId, command, this.deps.commandTimeoutMs);
+      if (reply.kind === 'error') errorCode = reply.code;
+    } catch (err) {
+      errorCode = err instanceof AppError ? err.code : 'UNEXPECTED';
+    }
+    if (errorCode !== null) {
+      // Not retried by the outbox: the companion asks again with `unlock.resume` (re-checked then).
+      await this.audit(effect, 'undelivered', 'puk.release_undelivered', { errorCode, pendingIssued });
+      this.deps.logger?.warn({ effectId: effect.id, cardId: effect.cardId, errorCode }, 'PUK release not delivered');
+      return { kind: 'undelivered', errorCode };
+    }
+    await this.audit(effect, 'released', 'puk.released', { pukUncertain, pendingIssued });
+    return { kind: 'sent', pukUncertain, pendingIssued };
+  }
+
+  /**
+   * Carry out a `puk.commit` effect: the pending PUK becomes the current one, once.
+   *
+   * NOTE: it commits whatever PUK is pending when it runs; the journey emits it only
+   * while its run is unblocking that card and the companion reported the new PUK on it.
+   *
+   * @param effect - person, device, card and run the companion reported for
+   * @returns `committed` (audited `card.puk_rotated`), `nothing_pending` (already done, or
+   *   nothing was issued), or `skipped` when the card is no longer bound to the person (audited)
+   * @throws AppError `CARD.BUSY` after {@link CARD_WRITE_ATTEMPTS} lost compare-and-sets, or a storage error
+   */
+  async commit(effect: PukCommitEffect): Promise<CommitOutcome> {
+    const { storage } = this.deps;
+    for (let i = 0; i < CARD_WRITE_ATTEMPTS; i++) {
+      const card = await storage.cards.get(effect.cardId);
+      const may = mayReceivePuk(card, effect.personId);
+      if (!may.ok) {
+        await this.audit(effect, 'skipped', 'puk.commit_skipped', { reason: may.reason });
+        return { kind: 'skipped', reason: may.reason };
+      }
+      if (!card || !card.pendingPuk) return { kind: 'nothing_pending' };
+      const saved = await storage.cards.save({ ...card, puk: card.pendingPuk, pendingPuk: null, updatedAt: this.deps.now().toISOString(), version: card.version + 1 }, card.version);
+      if (saved === 'saved') {
+        await this.audit(effect, 'rotated', 'card.puk_rotated', {});
+        return { kind: 'committed' };
+      }
+    }
+    throw new AppError('CARD.BUSY', 'the card record kept changing; the PUK rotation is retried later', { meta: { cardId: effect.cardId } });
+  }
+
+  /** The first check that fails at carry-out time, or null when the release may go ahead. */
+  private async releaseCheck(effect: PukReleaseEffect): Promise<WithheldReason | null> {
+    const card = await this.deps.storage.cards.get(effect.cardId);
+    const may = mayReceivePuk(card, effect.personId);
+    if (!may.ok) return may.reason;
+    const device = await this.deps.storage.devices.get(effect.deviceId);
+    if (!device || device.personId !== effect.personId || device.revokedAt !== null) return 'device_not_paired';
+    const run = await this.deps.unblockingRun(effect.personId);
+    if (!run || run.runId !== effect.runId || run.cardId !== effect.cardId || run.deviceId !== effect.deviceId) return 'stale_run';
+    return null;
+  }
+
+  /**
+   * The card record with a pending rotation PUK: the one already there, or a fresh one
+   * stored by compare-and-set (a lost race re-reads and takes the winner's).
+   */
+  private async ensurePending(effect: PukReleaseEffect): Promise<{ card: CardRecord; pending: Sealed; pukUncertain: boolean; pendingIssued: boolean }> {
+    const { storage } = this.deps;
+    for (let i = 0; i < CARD_WRITE_ATTEMPTS; i++) {
+      const card = await storage.cards.get(effect.cardId);
+      const may = mayReceivePuk(card, effect.personId);
+      if (!card || !may.ok) throw new AppError('CARD.CHANGED', 'the card record changed during the PUK release; retried later', { meta: { cardId: effect.cardId } });
+      // A pending PUK from before this release: an earlier attempt may have put it on the card.
+      if (card.pendingPuk) return { card, pending: card.pendingPuk, pukUncertain: true, pendingIssued: false };
+      const pending = sealPuk(this.deps.sealKey, (this.deps.newPuk ?? generatePuk)(), effect.cardId);
+      const next: CardRecord = { ...card, pendingPuk: pending, updatedAt: this.deps.now().toISOString(), version: card.version + 1 };
+      if ((await storage.cards.save(next, card.version)) === 'saved') return { card: next, pending, pukUncertain: false, pendingIssued: true };
+    }
+    throw new AppError('CARD.BUSY', 'the card record kept changing; the PUK release is retried later', { meta: { cardId: effect.cardId } });
+  }
+
+  private async audit(effect: PukReleaseEffect | PukCommitEffect, suffix: string, action: string, details: Record<string, string | number | boolean | null>): Promise<void> {
+    await this.deps.storage.audit.append({
+      id: `${effect.id}:${suffix}`,
+      at: this.deps.now().toISOString(),
+      actor: `device:${effect.deviceId}`,
+      action,
+      personId: effect.personId,
+      details: { cardId: effect.cardId, runId: effect.runId, ...details },
+    });
+  }
+}

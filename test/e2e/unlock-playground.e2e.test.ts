@@ -23,33 +23,32 @@
  */
 import type { Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
-import { QUESTION_BANK } from '../../bot/journeys/registration/question-bank';
-import { PcscReaderAdapter } from '../../companion/pcsc/pcsc-reader.adapter';
 import { artifactPath } from '../support/artifacts';
-import { openPlayground, type PlaygroundPage } from '../support/browser';
+import type { PlaygroundPage } from '../support/browser';
 import { anyAllow, codeInOwnEmail, companionSecrets, describeFindings, expectFoundIn, fileSources, findSecrets, productSources, type TestSecret } from '../support/e2e-secrets';
 import {
   E2E_TEST_MS,
   E2E_WAIT_MS,
+  e2eGate,
+  questionText,
   randomCardId,
   randomPasscode,
   randomWord,
-  removeTestDirs,
   runAdmin,
   seedPerson,
-  startBotStack,
-  startCompanion,
+  startE2eStack,
   unlockCodeFrom,
-  VpcdCard,
+  VPCD_READER,
+  VPCD_READER_2,
   waitForMail,
   type BotStack,
   type CompanionProcess,
-} from '../support/e2e-stack';
-import { pcscdService, VPCD_READER, VPCD_READER_2 } from '../support/pcscd';
-import { startPlayground, type PlaygroundHandle } from '../support/playground';
-import { chromiumService, playgroundService, requireServices } from '../support/services';
+  type E2eSeat,
+  type E2eStack,
+  type VpcdCard,
+} from '../support/e2e-fixture';
 
-const gate = await requireServices([chromiumService(), playgroundService(), pcscdService()]);
+const gate = await e2eGate({ chromium: true });
 
 interface TestPerson {
   teamsUserId: string;
@@ -105,12 +104,6 @@ const B_WRONG = [1, 2, 3].map((n) => `Wrong guess ${n} ${randomWord()}`);
 /** What A types: another case and spacing than at registration. */
 const typed = (answer: string): string => answer.toUpperCase().replace(/\s+/g, ' ');
 
-const questionText = (id: string): string => {
-  const q = QUESTION_BANK.find((x) => x.id === id);
-  if (!q) throw new Error(`no question ${id}`);
-  return q.text;
-};
-
 /**
  * Fill the questions card as a person does: each input is labelled with its question.
  *
@@ -131,7 +124,7 @@ async function fillQuestions(ui: PlaygroundPage, card: Locator, person: TestPers
 }
 
 describe.skipIf(gate.skip)('unlock end to end in the Agents Playground driven by Chromium (bot + companion + pcscd/vpcd)', { timeout: E2E_TEST_MS }, () => {
-  let pcsc: PcscReaderAdapter;
+  let e2e: E2eStack;
   let bot: BotStack;
   let companionA: CompanionProcess | undefined;
   let companionB: CompanionProcess | undefined;
@@ -143,40 +136,34 @@ describe.skipIf(gate.skip)('unlock end to end in the Agents Playground driven by
   const teamsMessages: unknown[] = [];
 
   beforeAll(async () => {
-    pcsc = await PcscReaderAdapter.open();
-    bot = await startBotStack('e2e-unlock-bot');
+    e2e = await startE2eStack({ name: 'e2e-unlock' });
+    bot = e2e.bot;
     for (const p of [A, B]) {
       await seedPerson(bot, { teamsUserId: p.teamsUserId, displayName: p.displayName, email: p.email, cardId: p.cardId, puk: p.puk, answers: p.answers });
     }
   });
 
-  afterAll(async () => {
-    await companionA?.stop();
-    await companionB?.stop();
-    await bot?.stop();
-    await cardA?.dispose();
-    await cardB?.dispose();
-    await pcsc?.close();
-    await removeTestDirs(bot?.dataDir, companionA?.dataDir, companionB?.dataDir);
-  });
+  afterAll(() => e2e?.stop());
 
   describe('person A unlocks their card', () => {
-    let pg: PlaygroundHandle;
+    let seat: E2eSeat | undefined;
     let ui: PlaygroundPage;
     let tab: Page | undefined;
 
     beforeAll(async () => {
-      cardA = await VpcdCard.insert(pcsc, VPCD_READER, { cardId: A.cardId, pin: A.pin, puk: A.puk, blocked: true });
-      companionA = startCompanion(bot, { name: 'e2e-unlock-companion-a', readerName: VPCD_READER.name, workstation: 'WS-ALEX-01' });
-      pg = await startPlayground({ botUrl: bot.messagesUrl, name: 'e2e-unlock-playground-a', currentUser: { id: A.teamsUserId, name: A.displayName } });
-      ui = await openPlayground(pg.url, { name: 'e2e-unlock-a', timeoutMs: E2E_WAIT_MS, waitForText: 'I am Smartcard Assist' });
+      seat = await e2e.addSeat({
+        suffix: '-a',
+        card: { cardId: A.cardId, pin: A.pin, puk: A.puk, blocked: true },
+        reader: VPCD_READER,
+        workstation: 'WS-ALEX-01',
+        teams: { user: { id: A.teamsUserId, name: A.displayName }, client: 'chromium' },
+      });
+      ({ card: cardA, companion: companionA, ui } = seat);
     });
 
     afterAll(async () => {
-      await tab?.close().catch(() => undefined);
-      await ui?.close();
-      if (pg) teamsMessages.push(...pg.messages().map((m) => m.raw));
-      await pg?.stop();
+      await seat?.closeTeams();
+      if (seat) teamsMessages.push(...seat.pg.messages().map((m) => m.raw));
     });
 
     it('pairs, answers, types the emailed code and a new passcode on the companion page, and sees the card unlocked in Teams and on the page', async () => {
@@ -189,11 +176,7 @@ describe.skipIf(gate.skip)('unlock end to end in the Agents Playground driven by
       expect(await card.pinRetries()).toBe(0);
 
       // Pair: the companion shows a code; the person sends it in Teams.
-      const pairing = await companion.pairingCode();
-      await ui.sendChat(`pair ${pairing}`);
-      const paired = await ui.waitForCardWithText(/This computer is paired|Pairing did not work/, E2E_WAIT_MS);
-      expect(await paired.textContent()).toContain('This computer is paired');
-      await companion.waitConnected();
+      await seat!.pair();
 
       // Unlock: the questions card.
       const linesBefore = companion.lineCount();
@@ -213,9 +196,7 @@ describe.skipIf(gate.skip)('unlock end to end in the Agents Playground driven by
 
       // The companion was asked to show the form: open its page in another tab of the same browser.
       await companion.waitForLineAfter(/^UNLOCK: type your unlock code/, linesBefore);
-      tab = await ui.context.newPage();
-      await tab.goto(await companion.latestPageLink());
-      await tab.waitForURL((u) => u.pathname === '/' && u.search === '');
+      tab = await seat!.openPageTab();
       await expect.poll(() => tab!.locator('body').getAttribute('data-state'), { timeout: E2E_WAIT_MS }).toBe('awaiting_unlock');
       // A mistyped code first: refused by the bot, one of 5 tries used, the form comes back empty.
       await tab.getByLabel('Unlock code').fill(A_WRONG_CODE);
@@ -259,20 +240,23 @@ describe.skipIf(gate.skip)('unlock end to end in the Agents Playground driven by
   });
 
   describe('person B fails the questions three times', () => {
-    let pg: PlaygroundHandle;
+    let seat: E2eSeat | undefined;
     let ui: PlaygroundPage;
 
     beforeAll(async () => {
-      cardB = await VpcdCard.insert(pcsc, VPCD_READER_2, { cardId: B.cardId, pin: B.pin, puk: B.puk, blocked: true });
-      companionB = startCompanion(bot, { name: 'e2e-unlock-companion-b', readerName: VPCD_READER_2.name, workstation: 'WS-MEGAN-02' });
-      pg = await startPlayground({ botUrl: bot.messagesUrl, name: 'e2e-unlock-playground-b', currentUser: { id: B.teamsUserId, name: B.displayName } });
-      ui = await openPlayground(pg.url, { name: 'e2e-unlock-b', timeoutMs: E2E_WAIT_MS, waitForText: 'I am Smartcard Assist' });
+      seat = await e2e.addSeat({
+        suffix: '-b',
+        card: { cardId: B.cardId, pin: B.pin, puk: B.puk, blocked: true },
+        reader: VPCD_READER_2,
+        workstation: 'WS-MEGAN-02',
+        teams: { user: { id: B.teamsUserId, name: B.displayName }, client: 'chromium' },
+      });
+      ({ card: cardB, companion: companionB, ui } = seat);
     });
 
     afterAll(async () => {
-      await ui?.close();
-      if (pg) teamsMessages.push(...pg.messages().map((m) => m.raw));
-      await pg?.stop();
+      await seat?.closeTeams();
+      if (seat) teamsMessages.push(...seat.pg.messages().map((m) => m.raw));
     });
 
     it('is locked out with a case reference, the case is stored, no code is sent, and the card stays blocked', async () => {
@@ -283,11 +267,7 @@ describe.skipIf(gate.skip)('unlock end to end in the Agents Playground driven by
       const card = cardB!;
       const mailsBefore = (await bot.outbox()).length;
 
-      const pairing = await companion.pairingCode();
-      await ui.sendChat(`pair ${pairing}`);
-      const paired = await ui.waitForCardWithText(/This computer is paired|Pairing did not work/, E2E_WAIT_MS);
-      expect(await paired.textContent()).toContain('This computer is paired');
-      await companion.waitConnected();
+      await seat!.pair();
 
       await ui.sendChat('unlock');
       let questions = await ui.waitForCardWithText('Answer your security questions', E2E_WAIT_MS);
@@ -328,10 +308,8 @@ describe.skipIf(gate.skip)('unlock end to end in the Agents Playground driven by
       expect(card.seen.puks.size).toBe(0);
 
       // B's companion page never asked for a code: it shows the paired, idle screen.
-      const tab = await ui.context.newPage();
+      const tab = await seat!.openPageTab();
       try {
-        await tab.goto(await companion.latestPageLink());
-        await tab.waitForURL((u) => u.pathname === '/' && u.search === '');
         await expect.poll(() => tab.locator('body').getAttribute('data-state'), { timeout: E2E_WAIT_MS }).toBe('idle');
         await tab.getByText('Nothing to do right now').waitFor({ timeout: E2E_WAIT_MS });
         expect(await tab.getByLabel('Unlock code').count()).toBe(0);

@@ -9,14 +9,17 @@
  * 4. (issue #4, when a MongoDB-protocol server is at hand) journey-step turns on the
  *    MongoDB adapter with 1 and 2 bot instances against the embedded store, and the
  *    companion round trip issued on the other instance (over the command bus) against
- *    the instance holding the companion (`mongodb.bench.ts`).
+ *    the instance holding the companion (`mongodb.bench.ts`);
+ * 5. (issue #9) one person's flood of 100 identical answer clicks: another person's
+ *    answer-check turn during the flood against idle, and the scrypt runs the flood cost
+ *    (`flood.bench.ts`, its own bot and two companions with in-process virtual cards).
  *
  * Figures are printed next to their targets with "met"/"not met"; a missed target
  * never fails the run (this is a benchmark, not a test). The same figures go to
  * `artifacts/bench/bench-<timestamp>.json`. Everything is on loopback, in this process.
  *
  * Options: `--quick` (short windows, for checking the harness; figures are noisier),
- * `--skip-mongodb` (leave out section 4).
+ * `--skip-mongodb` (leave out section 4), `--flood-only` (section 5 alone).
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -36,6 +39,7 @@ import { ActivityClient, type BenchConversation } from './activity.client';
 import { benchAnswers, type AnswerBenchResult } from './answers.bench';
 import { ConnectorFake } from './connector.fake';
 import { startEchoServer } from './echo.bot';
+import { benchFlood, type FloodBenchResult } from './flood.bench';
 import { benchLink, type LinkBenchResult } from './link.bench';
 import { benchMongo, type MongoBenchResult } from './mongodb.bench';
 import { round } from './latency.stats';
@@ -53,11 +57,11 @@ export const TARGETS = {
 
 /** Run sizes: full (default) and `--quick`. Windows in ms. */
 const SIZES = {
-  full: { concurrencies: [1, 50], warmupMs: 1500, measureMs: 8000, answerRuns: 20, concurrentChecks: 10, checkRounds: 3, idleMs: 2000, linkBlocks: 5, linkPerBlock: 200, linkWarmup: 200 },
-  quick: { concurrencies: [1, 50], warmupMs: 300, measureMs: 1500, answerRuns: 5, concurrentChecks: 10, checkRounds: 1, idleMs: 500, linkBlocks: 2, linkPerBlock: 50, linkWarmup: 50 },
+  full: { concurrencies: [1, 50], warmupMs: 1500, measureMs: 8000, answerRuns: 20, concurrentChecks: 10, checkRounds: 3, idleMs: 2000, linkBlocks: 5, linkPerBlock: 200, linkWarmup: 200, floodRounds: 5, floodIdleSamples: 10, floodSize: 100 },
+  quick: { concurrencies: [1, 50], warmupMs: 300, measureMs: 1500, answerRuns: 5, concurrentChecks: 10, checkRounds: 1, idleMs: 500, linkBlocks: 2, linkPerBlock: 50, linkWarmup: 50, floodRounds: 1, floodIdleSamples: 3, floodSize: 100 },
 } as const;
 
-/** Answers for the seeded people (benchmark data only). */
+/** Answers for the seeded people (benchmark data only), by question id (section 5 answers with them). */
 const SEED_ANSWERS = [
   { questionId: 'q02', answer: 'Bench answer two' },
   { questionId: 'q05', answer: 'Bench answer five' },
@@ -125,9 +129,31 @@ async function seedPeople(app: BotApp, count: number): Promise<Person[]> {
   return people;
 }
 
+const SEED_ANSWER_BY_QUESTION: Readonly<Record<string, string>> = Object.fromEntries(SEED_ANSWERS.map((a) => [a.questionId, a.answer]));
+
+/** Section 5 as printed lines. */
+function floodReport(flood: FloodBenchResult): string[] {
+  const ratio = (a: number, b: number): string => (b > 0 ? `${fmt(a / b, 1)}x` : 'n/a');
+  const out = [
+    `\n== 5. Click flood (issue #9): ${flood.floodSize} identical unlock.answers clicks from one person; another person's answer check (unlock.answers invoke, 3 answers) ==`,
+    table(
+      ['other person\'s answer turn', 'turns', 'p50 ms', 'p99 ms', 'max ms', 'p50 vs idle', 'p99 vs idle'],
+      [
+        ['idle (no flood)', String(flood.idle.count), fmt(flood.idle.p50Ms), fmt(flood.idle.p99Ms), fmt(flood.idle.maxMs), '1.0x', '1.0x'],
+        ['during the flood', String(flood.duringFlood.count), fmt(flood.duringFlood.p50Ms), fmt(flood.duringFlood.p99Ms), fmt(flood.duringFlood.maxMs), ratio(flood.duringFlood.p50Ms, flood.idle.p50Ms), ratio(flood.duringFlood.p99Ms, flood.idle.p99Ms)],
+      ],
+    ),
+    `   each flood took ${fmt(flood.floodWallMs.p50Ms, 0)} ms (p50; max ${fmt(flood.floodWallMs.maxMs, 0)} ms) from first click to last answer; HTTP statuses ${Object.entries(flood.floodStatuses).map(([k, v]) => `${k}: ${v}`).join(', ')}`,
+    `   scrypt runs: ${fmt(flood.scryptPerFlood, 1)} per flood of ${flood.floodSize} clicks (one current click costs ${fmt(flood.scryptPerCheck, 0)}; counted on node:crypto scrypt)`,
+  ];
+  if (flood.errors > 0) out.push(`   ${flood.errors} answer turn(s) not answered as expected; first: ${flood.firstError ?? ''}`);
+  return out;
+}
+
 async function main(): Promise<void> {
   const quick = process.argv.includes('--quick');
   const skipMongo = process.argv.includes('--skip-mongodb');
+  const floodOnly = process.argv.includes('--flood-only');
   const size = quick ? SIZES.quick : SIZES.full;
   const startedAt = new Date();
   const t0 = Date.now();
@@ -136,13 +162,23 @@ async function main(): Promise<void> {
   const loadBefore = loadavg();
   log(`node ${process.version}, ${cpus().length} CPU(s) (${cpus()[0]?.model ?? 'unknown'}), ${process.platform}/${process.arch}; everything in this process, on loopback`);
   log(`load average at start: ${loadBefore.map((l) => fmt(l)).join(' ')} (other work on the machine skews every figure)\n`);
+  const floodSection = (): Promise<FloodBenchResult> => {
+    log('[5/5] click flood: a bot, two people with paired companions (in-process virtual cards) ...');
+    return benchFlood(logger, seedPeople, SEED_ANSWER_BY_QUESTION, { rounds: size.floodRounds, idleSamples: size.floodIdleSamples, floodSize: size.floodSize, log });
+  };
+  if (floodOnly) {
+    const flood = await floodSection();
+    for (const line of floodReport(flood)) log(line);
+    writeReport({ startedAt: startedAt.toISOString(), durationMs: Date.now() - t0, quick, floodOnly: true, machine: machine(loadBefore), sizes: size, flood });
+    return;
+  }
 
   // 2. Answer checks first, before the bot exists, so nothing else uses the event loop.
-  log('[1/4] security answer checks ...');
+  log('[1/5] security answer checks ...');
   const answers: AnswerBenchResult = await benchAnswers({ runs: size.answerRuns, concurrent: size.concurrentChecks, rounds: size.checkRounds, idleMs: size.idleMs });
 
   // 1. Turns.
-  log('[2/4] turns: starting the bot (embedded store), the echo bot and the connector stand-in ...');
+  log('[2/5] turns: starting the bot (embedded store), the echo bot and the connector stand-in ...');
   const dataDir = await mkdtemp(path.join(tmpdir(), 'bench-bot-'));
   const connector = new ConnectorFake();
   const serviceUrl = await connector.start();
@@ -180,7 +216,7 @@ async function main(): Promise<void> {
     }
 
     // 3. Link.
-    log('[3/4] companion link: pairing a companion runtime with an in-process virtual card ...');
+    log('[3/5] companion link: pairing a companion runtime with an in-process virtual card ...');
     link = await benchLink(app, linkPerson, logger, { blocks: size.linkBlocks, perBlock: size.linkPerBlock, warmup: size.linkWarmup });
   } finally {
     client.close();
@@ -195,9 +231,12 @@ async function main(): Promise<void> {
   if (skipMongo) {
     mongo = { skipped: true, reason: '--skip-mongodb' };
   } else {
-    log('[4/4] MongoDB adapter: journey steps with 1 and 2 instances, companion round trip across instances ...');
+    log('[4/5] MongoDB adapter: journey steps with 1 and 2 instances, companion round trip across instances ...');
     mongo = await benchMongo(logger, { concurrencies: size.concurrencies, warmupMs: size.warmupMs, measureMs: size.measureMs, linkBlocks: size.linkBlocks, linkPerBlock: Math.max(10, Math.round(size.linkPerBlock / 5)), linkWarmup: Math.max(5, Math.round(size.linkWarmup / 10)), log });
   }
+
+  // 5. Flood.
+  const flood = await floodSection();
 
   // Report.
   log('\n== 1. Turns: journey step (Action.Execute invoke, CAS write, card) vs echo (message -> connector), same adapter ==');
@@ -289,26 +328,25 @@ async function main(): Promise<void> {
       met: link.overheadP50Ms < TARGETS.linkOverheadMaxMs && link.errors === 0,
     },
   ];
+  for (const line of floodReport(flood)) log(line);
+
   log('\n== Targets (issue #2; reported, never enforced) ==');
   log(table(['target', 'figure', 'aim', 'result'], targets.map((t) => [t.name, t.figure, t.target, t.met ? 'met' : 'not met'])));
 
+  writeReport({ startedAt: startedAt.toISOString(), durationMs: Date.now() - t0, quick, machine: machine(loadBefore), sizes: size, turns: comparisons, answers, link, mongodb: mongo, flood, targets });
+}
+
+function machine(loadBefore: number[]): Record<string, unknown> {
+  return { node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model ?? null, platform: process.platform, arch: process.arch, loadAverageAtStart: loadBefore, loadAverageAtEnd: loadavg() };
+}
+
+/** Write the figures to `artifacts/bench/bench-<startedAt>.json`. */
+function writeReport(report: { startedAt: string; durationMs: number } & Record<string, unknown>): void {
   const outDir = path.join(repoRoot, 'artifacts', 'bench');
   mkdirSync(outDir, { recursive: true });
-  const file = path.join(outDir, `bench-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
-  const report = {
-    startedAt: startedAt.toISOString(),
-    durationMs: Date.now() - t0,
-    quick,
-    machine: { node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model ?? null, platform: process.platform, arch: process.arch, loadAverageAtStart: loadBefore, loadAverageAtEnd: loadavg() },
-    sizes: size,
-    turns: comparisons,
-    answers,
-    link,
-    mongodb: mongo,
-    targets,
-  };
+  const file = path.join(outDir, `bench-${report.startedAt.replace(/[:.]/g, '-')}.json`);
   writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
-  log(`\nWritten ${path.relative(repoRoot, file)} (run took ${fmt((Date.now() - t0) / 1000, 1)} s)`);
+  log(`\nWritten ${path.relative(repoRoot, file)} (run took ${fmt(report.durationMs / 1000, 1)} s)`);
 }
 
 main().then(

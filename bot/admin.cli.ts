@@ -5,6 +5,7 @@
  *   npm run admin -- seed-demo [--teams-user-id user-id-0]
  *   npm run admin -- import-puks --file puks.csv [--replace]   (CSV header: card_id,puk,holder_email)
  *   npm run admin -- list-cases
+ *   npm run admin -- reset-self-service --person <person id | email | Teams user id | card id> [--note TEXT]
  *
  * Secrets (answers, PUK) are read from a file or standard input, never from
  * the command line (they would land in shell history and the process list).
@@ -25,7 +26,10 @@ import { hashAnswer, normaliseAnswer } from './security/answers';
 import { generatePuk } from './security/codes';
 import { deriveKeys, parseMasterKey, type DerivedKeys } from './security/keys';
 import { seal } from './security/seal';
-import { holderTag, HOLDER_TAG_PREFIX, UNASSIGNED_CARD_OWNER } from './journeys/effect-runner';
+import { EffectRunner, holderTag, HOLDER_TAG_PREFIX, UNASSIGNED_CARD_OWNER } from './journeys/effect-runner';
+import { JourneyEngine } from './journeys/journey.engine';
+import { resetSelfService, type SelfServiceResetResult } from './journeys/unlock/self-service-reset';
+import type { Logger } from '../common/logger';
 
 const PersonFileSchema = z.object({
   teamsUserId: z.string().min(1).max(200),
@@ -153,6 +157,60 @@ export const DEMO_ANSWERS = [
   { questionId: 'q11', answer: 'Omelette' },
 ] as const;
 
+/**
+ * Find a person by id, Teams user id, card id, or email. An email is matched
+ * among persons with an open RA case (the storage port has no email index; a
+ * locked-out person always has one).
+ *
+ * @returns the person, or null when none matches
+ */
+export async function findPerson(storage: Storage, ref: string): Promise<Person | null> {
+  const key = ref.trim();
+  if (!key) return null;
+  const direct = (await storage.persons.get(key)) ?? (await storage.persons.findByTeamsUserId(key)) ?? (/^[0-9a-f]{32}$/i.test(key) ? await storage.persons.findByCardId(key.toLowerCase()) : null);
+  if (direct) return direct;
+  if (!key.includes('@')) return null;
+  const email = key.toLowerCase();
+  const seen = new Set<string>();
+  for (const c of await storage.cases.listOpen(1000)) {
+    if (seen.has(c.personId)) continue;
+    seen.add(c.personId);
+    const p = await storage.persons.get(c.personId);
+    if (p && p.email.toLowerCase() === email) return p;
+  }
+  return null;
+}
+
+/**
+ * Reset a person's self-service unlock from the admin command (actor `admin`):
+ * the same operation the RA desk calls ({@link resetSelfService}); its effects
+ * (audit entry, clearing the lock mirror) are carried out before returning.
+ *
+ * @throws AppError `INPUT.PERSON_NOT_FOUND` when no person matches `ref`
+ */
+export async function adminResetSelfService(storage: Storage, keys: DerivedKeys, logger: Logger, ref: string, note: string | null): Promise<{ person: Person; result: SelfServiceResetResult }> {
+  const person = await findPerson(storage, ref);
+  if (!person) throw new AppError('INPUT.PERSON_NOT_FOUND', 'no person matches --person (give a person id, Teams user id, card id, or the email of a person with an open case)');
+  const offline = (): never => {
+    throw new AppError('ADMIN.NO_LINK', 'the admin command sends no mail and reaches no companion');
+  };
+  const runner = new EffectRunner({
+    storage,
+    link: { isConnected: () => false, isReachable: () => false, sendCommand: async () => offline() },
+    mail: { send: async () => offline() },
+    sealKey: keys.sealKey,
+    codeHashKey: keys.codeHashKey,
+    timeZone: 'UTC',
+    raContact: '',
+    codeTtlMinutes: 15,
+    commandTimeoutMs: 1000,
+    now: () => new Date(),
+  });
+  const engine = new JourneyEngine({ storage, runner, logger, now: () => new Date() });
+  const result = await resetSelfService(engine, person.id, 'admin', note);
+  return { person, result };
+}
+
 function arg(args: string[], name: string): string | undefined {
   const i = args.indexOf(name);
   return i >= 0 ? args[i + 1] : undefined;
@@ -231,8 +289,17 @@ async function run(argv: string[]): Promise<number> {
         if (cases.length === 0) process.stdout.write('no open cases\n');
         return 0;
       }
+      case 'reset-self-service': {
+        const ref = arg(args, '--person');
+        if (!ref) throw new AppError('INPUT.USAGE', 'reset-self-service needs --person <person id | email | Teams user id | card id>');
+        const { person, result } = await adminResetSelfService(storage, keys, logger, ref, arg(args, '--note') ?? null);
+        process.stdout.write(
+          `Self-service reset for person ${person.id}: ${result.clearedCaseRef ? `lock ${result.clearedCaseRef} cleared` : person.selfServiceLock ? `lock ${person.selfServiceLock.caseRef} cleared` : 'no lock was set'}, ${result.attemptsBefore} answer attempt(s) forgotten.\n`,
+        );
+        return 0;
+      }
       default:
-        process.stderr.write('usage: admin add-person --file PATH|- | import-puks --file PATH|- [--replace] | seed-demo [--teams-user-id ID] | list-cases\n');
+        process.stderr.write('usage: admin add-person --file PATH|- | import-puks --file PATH|- [--replace] | seed-demo [--teams-user-id ID] | list-cases | reset-self-service --person REF [--note TEXT]\n');
         return 2;
     }
   } finally {

@@ -239,3 +239,118 @@ describe('unlock journey', () => {
     expect(r.effects.some((e) => e.type === 'companion.command' && e.command.kind === 'unlock.closed')).toBe(true);
   });
 });
+
+describe('unlock journey: one decision per step (issue #9)', () => {
+  const claim = (j: UnlockJourney, claimId: string, p: PersonFacts = person): UnlockEvent => ({ type: 'answers_submitted', person: p, runId: j.runId, step: j.state.step, claimId });
+  const locked = (): UnlockJourney => {
+    let { journey } = toAnswering();
+    for (let i = 0; i < 3; i++) journey = check(journey, [false, true, true], ctx(T0, '12345678', 'RA-LOCKED')).journey;
+    return journey;
+  };
+
+  it('a locked record starts no run, evaluates nothing and opens no second case', () => {
+    const j = locked();
+    expect(j.lock).toMatchObject({ caseRef: 'RA-LOCKED', reason: 'answers_failed' });
+    const again = drive([[started()], [blockedCard()]], j);
+    expect(again.journey.state).toMatchObject({ phase: 'locked_out', caseRef: 'RA-LOCKED' });
+    expect(again.effects.some((e) => e.type === 'case.open')).toBe(false);
+    expect(again.journey.counters.answerAttempts).toBe(3);
+  });
+
+  it('a start built from a person copy read before the lock still sees the lock (it is in the record)', () => {
+    // The person copy says "not locked" (the mirror was not written yet): the record decides.
+    const j = locked();
+    const r = stepUnlock(j, { type: 'start', person: { ...person, storedLock: null }, deviceId: DEVICE }, ctx(T0));
+    expect(r.journey.state.phase).toBe('locked_out');
+    expect(r.changed).toBe(false);
+  });
+
+  it('a click on a questions card issued before the lock is not evaluated and sends no code', () => {
+    const { journey: a } = toAnswering();
+    const twoFails = check(check(a, [false, true, true]).journey, [false, true, true]).journey;
+    // A second questions card from a new run (typed "unlock" racing the third answer)...
+    const second = drive([[started()], [blockedCard()]], twoFails).journey;
+    // ...the third answer on the first card is stale; on the second card it is the last attempt.
+    const third = check(second, [false, false, true], ctx(T0, '12345678', 'RA-ONE'));
+    expect(third.journey.state.phase).toBe('locked_out');
+    const fourth = stepUnlock(third.journey, claim(second, 'c4'), ctx(T0));
+    expect(fourth.changed).toBe(false);
+    expect(fourth.journey.counters.answerAttempts).toBe(3);
+    expect(third.effects.filter((e) => e.type === 'case.open')).toHaveLength(1);
+  });
+
+  it('only one claim per step wins; the loser and a stale result change nothing', () => {
+    const { journey } = toAnswering();
+    const won = stepUnlock(journey, claim(journey, 'c1'), ctx(T0));
+    expect(won.journey.state).toMatchObject({ phase: 'checking_answers', claimId: 'c1' });
+    expect(won.journey.counters.answerAttempts).toBe(1);
+    const lost = stepUnlock(won.journey, claim(journey, 'c2'), ctx(T0));
+    expect(lost.changed).toBe(false);
+    const wrongClaim = stepUnlock(won.journey, { type: 'answers_checked', runId: journey.runId, claimId: 'c2', results: [true, true, true] }, ctx(T0));
+    expect(wrongClaim.changed).toBe(false);
+    expect(wrongClaim.effects).toEqual([]);
+  });
+
+  it('the attempt is counted by the claim, before any check, so a crash cannot give it back', () => {
+    const { journey } = toAnswering();
+    const claimed = stepUnlock(journey, claim(journey, 'c1'), ctx(T0)).journey;
+    // No result within 30 s: back to the questions, the attempt still counted.
+    const later = new Date(T0.getTime() + 30_000);
+    const back = stepUnlock(claimed, { type: 'cancel', step: -1 }, ctx(later));
+    expect(back.journey.state).toMatchObject({ phase: 'answering', lastResult: null });
+    expect(back.journey.counters.answerAttempts).toBe(1);
+    expect(back.effects.find((e) => e.type === 'audit')).toMatchObject({ action: 'unlock.answer_check_abandoned' });
+    // Before 30 s the claim stands.
+    const early = stepUnlock(claimed, { type: 'cancel', step: -1 }, ctx(new Date(T0.getTime() + 29_999)));
+    expect(early.journey.state.phase).toBe('checking_answers');
+  });
+
+  it('an abandoned claim that used the last attempt locks self-service with one case', () => {
+    let { journey } = toAnswering();
+    journey = check(check(journey, [false, true, true]).journey, [false, true, true]).journey;
+    const claimed = stepUnlock(journey, claim(journey, 'c3'), ctx(T0)).journey;
+    const r = stepUnlock(claimed, { type: 'answers_checked', runId: journey.runId, claimId: 'c3', results: [true, true, true] }, ctx(new Date(T0.getTime() + 31_000), '1', 'RA-LATE'));
+    expect(r.journey.state).toMatchObject({ phase: 'locked_out', caseRef: 'RA-LATE' });
+    expect(r.effects.filter((e) => e.type === 'case.open')).toHaveLength(1);
+    expect(r.effects.some((e) => e.type === 'mail.unlock_code')).toBe(false);
+  });
+
+  it('every evaluated submission counts: after 3 passes with no unlock, the next run locks instead of asking', () => {
+    let j = toAnswering().journey;
+    for (let i = 0; i < 3; i++) {
+      j = check(j, [true, true, true]).journey;
+      j = drive([[started()], ...(i < 2 ? [[blockedCard()] as [UnlockEvent]] : [])], j).journey;
+    }
+    expect(j.counters.answerAttempts).toBe(3);
+    const r = stepUnlock(j, blockedCard(), ctx(T0, '1', 'RA-USED'));
+    expect(r.journey.state).toMatchObject({ phase: 'locked_out', caseRef: 'RA-USED' });
+    expect(r.effects.filter((e) => e.type === 'case.open')).toHaveLength(1);
+  });
+
+  it('once locked, a code is refused and no PUK is authorised', () => {
+    const { journey } = toCodeSent();
+    const lockedJourney: UnlockJourney = { ...journey, lock: { at: T0.toISOString(), caseRef: 'RA-RA0001', reason: 'locked_by_ra' } };
+    const r = stepUnlock(lockedJourney, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf('12345678') }, ctx(T0));
+    expect(r.verdict).toEqual({ kind: 'refused', reason: 'not_waiting' });
+    const resume = stepUnlock({ ...lockedJourney, state: { phase: 'unblocking', step: 9, deviceId: DEVICE, cardId: CARD, authorisedAt: T0.toISOString(), interrupted: true } }, { type: 'resume', deviceId: DEVICE, cardId: CARD }, ctx(T0));
+    expect(resume.verdict).toEqual({ kind: 'refused', reason: 'not_waiting' });
+  });
+
+  it('reset clears the lock and the count, is audited with its actor, clears the mirror, and a stale person copy cannot re-lock', () => {
+    const j = locked();
+    const at = new Date(T0.getTime() + 3600_000);
+    const r = stepUnlock(j, { type: 'reset', actor: 'admin', note: null }, ctx(at));
+    expect(r.journey.lock).toBeNull();
+    expect(r.journey.counters.answerAttempts).toBe(0);
+    expect(r.journey.state.phase).toBe('idle');
+    expect(r.effects.find((e) => e.type === 'audit')).toMatchObject({ actor: 'admin', action: 'unlock.self_service_reset', details: { caseRef: 'RA-LOCKED', attemptsBefore: 3 } });
+    expect(r.effects.some((e) => e.type === 'person.clear_self_service_lock')).toBe(true);
+    // The mirror (written at lock time) may still be on the person copy: it is older than the reset.
+    const stale = { ...person, storedLock: { at: T0.toISOString(), caseRef: 'RA-LOCKED', reason: 'answers_failed' as const } };
+    const restarted = drive([[{ type: 'start', person: stale, deviceId: DEVICE }], [blockedCard()]], r.journey).journey;
+    expect(restarted.state.phase).toBe('answering');
+    // A lock set on the person after the reset (older versions, RA) counts again.
+    const newer = { ...person, storedLock: { at: new Date(at.getTime() + 1000).toISOString(), caseRef: 'RA-NEWER', reason: 'locked_by_ra' as const } };
+    expect(stepUnlock(r.journey, { type: 'start', person: newer, deviceId: DEVICE }, ctx(at)).journey.state).toMatchObject({ phase: 'locked_out', caseRef: 'RA-NEWER' });
+  });
+});

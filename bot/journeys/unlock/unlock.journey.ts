@@ -173,6 +173,8 @@ export type UnlockEvent =
       deviceId: string;
       cardId: string;
       outcome: 'unblocked' | 'card_removed' | 'puk_rejected' | 'card_error';
+      /** Which PUK the card holds now, as the companion knows it; `new` commits the rotation. */
+      pukOnCard: 'current' | 'new' | 'unknown';
       workstation: string | null;
     };
 
@@ -549,6 +551,8 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
         journey: { ...journey, state: { phase: 'unblocking', step: s.step + 1, deviceId: s.deviceId, cardId: s.cardId, authorisedAt: ctx.now.toISOString(), interrupted: false } },
         effects: [
           audit(ctx, personId, 'unlock.code_accepted', { runId: journey.runId, cardId: s.cardId }, `device:${event.deviceId}`),
+          // The PUK pair goes to this companion through the outbox (bot/puk re-checks before sending).
+          pukRelease(ctx, personId, s.deviceId, s.cardId, journey.runId),
           { type: 'teams.refresh', id: ctx.newId(), personId, message: null },
         ],
         verdict: { kind: 'authorised' },
@@ -562,7 +566,7 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
       if (event.deviceId !== s.deviceId || event.cardId !== s.cardId) return unchanged(journey, { kind: 'refused', reason: 'wrong_card' });
       return {
         journey,
-        effects: [audit(ctx, personId, 'unlock.resumed', { runId: journey.runId }, `device:${event.deviceId}`)],
+        effects: [audit(ctx, personId, 'unlock.resumed', { runId: journey.runId }, `device:${event.deviceId}`), pukRelease(ctx, personId, s.deviceId, s.cardId, journey.runId)],
         verdict: { kind: 'authorised' },
         changed: true,
       };
@@ -570,12 +574,15 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
 
     case 'unblock_result': {
       if (s.phase !== 'unblocking' || event.deviceId !== s.deviceId || event.cardId !== s.cardId) return unchanged(journey);
+      // The card holds the new PUK (whatever else happened): make it current before anything else.
+      const rotation: Effect[] = event.pukOnCard === 'new' ? [{ type: 'puk.commit', id: ctx.newId(), personId, deviceId: s.deviceId, cardId: s.cardId, runId: journey.runId }] : [];
       if (event.outcome === 'unblocked') {
         const at = ctx.now.toISOString();
         return {
           // A successful unlock is a reset of the attempt count (not of a lock: only `reset` clears that).
           journey: { ...journey, counters: { ...journey.counters, answerAttempts: 0 }, state: { phase: 'done', step: s.step + 1, at, cardId: s.cardId } },
           effects: [
+            ...rotation,
             audit(ctx, personId, 'unlock.completed', { runId: journey.runId, cardId: s.cardId, workstation: event.workstation }, `device:${event.deviceId}`),
             { type: 'teams.refresh', id: ctx.newId(), personId, message: 'Your smartcard is unlocked. You can use it with your new passcode now.' },
             { type: 'mail.unlock_notice', id: ctx.newId(), personId, at, workstation: event.workstation },
@@ -586,11 +593,16 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
       }
       // Not finished: the card was pulled or refused. Stay in `unblocking` so the
       // companion can resume when the card is back, within the window.
-      const effects: Effect[] = [audit(ctx, personId, 'unlock.unblock_interrupted', { runId: journey.runId, outcome: event.outcome }, `device:${event.deviceId}`)];
+      const effects: Effect[] = [...rotation, audit(ctx, personId, 'unlock.unblock_interrupted', { runId: journey.runId, outcome: event.outcome }, `device:${event.deviceId}`)];
       if (!s.interrupted) effects.push({ type: 'teams.refresh', id: ctx.newId(), personId, message: null });
       return { journey: { ...journey, state: { ...s, interrupted: true } }, effects, changed: true };
     }
   }
+}
+
+/** Release the card's PUK pair to `deviceId` for this run (carried out by `bot/puk/`). */
+function pukRelease(ctx: StepContext, personId: string, deviceId: string, cardId: string, runId: string): Effect {
+  return { type: 'puk.release', id: ctx.newId(), personId, deviceId, cardId, runId };
 }
 
 function issueCode(ctx: StepContext): IssuedCode {

@@ -1,0 +1,28 @@
+import { describe, expect, it } from 'vitest';
+import { AppError } from '../../../common/app-error';
+import { newUnlockJourney } from './unlock.journey';
+import { decodeUnlock, encodeUnlock } from './unlock.state';
+
+const base = { personId: 'p1', runId: 'r1', updatedAt: '2026-11-30T09:00:00.000Z' };
+
+describe('unlock journey state codec', () => {
+  it('round-trips a journey through the record', () => {
+    const j = { ...newUnlockJourney('p1', 'r1'), lock: { at: base.updatedAt, caseRef: 'RA-AAAAAA', reason: 'answers_failed' as const }, counters: { answerAttempts: 2 } };
+    const enc = encodeUnlock(j);
+    expect(decodeUnlock({ ...base, ...enc })).toEqual(j);
+  });
+
+  it('reads a record written before issue #9: bare state, failures counter, locked_out becomes the lock', () => {
+    const j = decodeUnlock({ ...base, state: { phase: 'locked_out', step: 4, caseRef: 'RA-OLD001' }, counters: { answerFailures: 3 } });
+    expect(j.lock).toEqual({ at: base.updatedAt, caseRef: 'RA-OLD001', reason: 'answers_failed' });
+    expect(j.counters.answerAttempts).toBe(3);
+    expect(j.resetAt).toBeNull();
+  });
+
+  it('a malformed stored state is an error naming the field', () => {
+    const bad = () => decodeUnlock({ ...base, state: { v: 2, run: { phase: 'answering', step: 'x', deviceId: 'd', cardId: 'c', questionIds: [], lastResult: null }, lock: null, resetAt: null }, counters: {} });
+    expect(bad).toThrow(AppError);
+    expect(bad).toThrow(/state\.run\.step/);
+    expect(() => decodeUnlock({ ...base, state: { phase: 'flying', step: 1 }, counters: {} })).toThrow(/state\.phase/);
+  });
+});

@@ -25,7 +25,7 @@ import { OutboxMailAdapter } from './mail/outbox-mail.adapter';
 import { PairingService } from './pairing/pairing.service';
 import { deriveKeys, parseMasterKey, type DerivedKeys } from './security/keys';
 import { seal, unseal } from './security/seal';
-import type { CommandBus } from '../storage/command-bus.port';
+import type { CommandBus } from './link/bus/command-bus.port';
 import { SmartcardBot, TeamsNotifierAdapter } from './teams/teams.bot';
 
 /**
@@ -35,25 +35,33 @@ import { SmartcardBot, TeamsNotifierAdapter } from './teams/teams.bot';
  */
 async function openStore(config: BotConfig, keys: DerivedKeys, logger: Logger): Promise<{ storage: Storage; bus: CommandBus | null; closeClient: () => Promise<void> }> {
   if (config.storage.kind !== 'mongodb') return { storage: await openStorage(config.storage, logger), bus: null, closeClient: async () => undefined };
-  const { MongoClient } = await import('mongodb');
+  const { openMongoClient } = await import('../storage/mongodb/mongodb-client');
   const { openMongoStorage } = await import('../storage/mongodb/mongodb-storage.adapter');
-  const { openMongoCommandBus } = await import('../storage/mongodb/mongodb-command-bus');
-  const client = new MongoClient(config.storage.url, { serverSelectionTimeoutMS: 5000 });
+  const { openMongoCommandBus } = await import('./link/bus/mongodb-command-bus.adapter');
+  // One client for the store and the bus, with a watchdog that reconnects it when the driver's
+  // own monitor is stuck after a server restart (storage/mongodb/mongodb-client.ts).
+  let handle: Awaited<ReturnType<typeof openMongoClient>>;
   try {
-    await client.connect();
+    handle = await openMongoClient({ url: config.storage.url, logger });
   } catch (err) {
     throw new AppError('STORAGE.UNAVAILABLE', 'cannot reach MongoDB at MONGODB_URL', { cause: err });
   }
-  const storage = await openMongoStorage({ client, ...(config.storage.database ? { database: config.storage.database } : {}), logger });
-  const busKey = keys.busKey;
-  const bus = await openMongoCommandBus({
-    db: client.db(storage.databaseName),
-    instanceId: config.instanceId,
-    cipher: { seal: (plaintext, aad) => seal(busKey, plaintext, aad), open: (sealed, aad) => unseal(busKey, sealed, aad) },
-    logger,
-  });
-  logger.info({ instanceId: config.instanceId, database: storage.databaseName, bus: bus.mode }, 'MongoDB store and command bus open');
-  return { storage, bus, closeClient: () => client.close() };
+  const { client } = handle;
+  try {
+    const storage = await openMongoStorage({ client, ...(config.storage.database ? { database: config.storage.database } : {}), logger });
+    const busKey = keys.busKey;
+    const bus = await openMongoCommandBus({
+      db: client.db(storage.databaseName),
+      instanceId: config.instanceId,
+      cipher: { seal: (plaintext, aad) => seal(busKey, plaintext, aad), open: (sealed, aad) => unseal(busKey, sealed, aad) },
+      logger,
+    });
+    logger.info({ instanceId: config.instanceId, database: storage.databaseName, bus: bus.mode }, 'MongoDB store and command bus open');
+    return { storage, bus, closeClient: () => handle.close() };
+  } catch (err) {
+    await handle.close().catch(() => undefined);
+    throw err;
+  }
 }
 
 /** A running bot: its services (for tests and benchmarks in-process) and how to stop it. */

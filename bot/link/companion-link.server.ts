@@ -28,7 +28,7 @@ import {
   type Response,
 } from '../../protocol/companion-link.protocol';
 import type { Device, Storage } from '../../storage/storage.port';
-import type { BusMessage, BusSubscription, CommandBus } from '../../storage/command-bus.port';
+import type { BusMessage, BusSubscription, CommandBus } from './bus/command-bus.port';
 import { z } from 'zod';
 import { CommandSchema, ReplySchema } from '../../protocol/companion-link.protocol';
 import { hashesEqual, keyedHash } from '../security/codes';

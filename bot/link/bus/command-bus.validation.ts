@@ -1,7 +1,7 @@
 /**
  * Checks and errors shared by the command bus adapters.
  */
-import { AppError } from '../common/app-error';
+import { AppError } from '../../../common/app-error';
 import { COMMAND_BUS_ERROR, COMMAND_BUS_LIMITS, parseBusMessageId } from './command-bus.port';
 
 type BusErrorCode = (typeof COMMAND_BUS_ERROR)[keyof typeof COMMAND_BUS_ERROR];

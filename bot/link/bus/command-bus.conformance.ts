@@ -11,7 +11,7 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AppError } from '../common/app-error';
+import { AppError } from '../../../common/app-error';
 import type { BusMessage, CommandBus } from './command-bus.port';
 import { COMMAND_BUS_ERROR, COMMAND_BUS_LIMITS, parseBusMessageId } from './command-bus.port';
 

@@ -9,9 +9,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MongoClient } from 'mongodb';
 import { seal, unseal } from '../../bot/security/seal';
-import { runCommandBusConformance } from '../../storage/command-bus.conformance';
-import type { BusMessage } from '../../storage/command-bus.port';
-import { MONGO_BUS_DEFAULTS, openMongoCommandBus, type PayloadCipher } from '../../storage/mongodb/mongodb-command-bus';
+import { runCommandBusConformance } from '../../bot/link/bus/command-bus.conformance';
+import type { BusMessage } from '../../bot/link/bus/command-bus.port';
+import { MONGO_BUS_DEFAULTS, openMongoCommandBus, type PayloadCipher } from '../../bot/link/bus/mongodb-command-bus.adapter';
 import { mongoTestServer, privateFerretdbGate, startPrivateFerretdb } from '../support/ferretdb';
 
 const key = createSecretKey(randomBytes(32));
@@ -124,6 +124,7 @@ describe.skipIf(mongo.skip)('MongoDB command bus', () => {
         await b.close();
       } finally {
         await fdb.stop('SIGKILL');
+        await fdb.dispose();
       }
     });
   });

@@ -4,7 +4,7 @@
  * instance holding that companion's WebSocket, and its reply comes back.
  *
  * Adapters: in memory (one process, the embedded single-machine case) and
- * MongoDB (`mongodb/mongodb-command-bus.ts`: a capped collection read with a
+ * MongoDB (`mongodb-command-bus.adapter.ts` beside this file: a capped collection read with a
  * tailable await cursor; several instances over one database, no second
  * service). `command-bus.conformance.ts` runs the same tests against both.
  *

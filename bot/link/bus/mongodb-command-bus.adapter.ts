@@ -23,12 +23,11 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MongoError, type Collection, type Db, type Document, type FindCursor } from 'mongodb';
-import type { Logger } from '../../common/logger';
-import type { BusHandler, BusMessage, BusSubscription, CommandBus, SubscribeOptions } from '../command-bus.port';
-import { COMMAND_BUS_ERROR } from '../command-bus.port';
-import { BusError, checkAfter, checkInstanceId, encodePayload } from '../command-bus.validation';
-import { isDuplicateKey, isUnavailable, MONGO_CODE } from './mongodb.errors';
-import { NameLocks } from './mongodb-versioned.collection';
+import type { Logger } from '../../../common/logger';
+import type { BusHandler, BusMessage, BusSubscription, CommandBus, SubscribeOptions } from './command-bus.port';
+import { COMMAND_BUS_ERROR } from './command-bus.port';
+import { BusError, checkAfter, checkInstanceId, encodePayload } from './command-bus.validation';
+import { isDuplicateKey, isUnavailable, MONGO_CODE } from '../../../storage/mongodb/mongodb.errors';
 
 /** Seals payloads at rest; the composition root wires it to the service's AES-256-GCM seal with a bus sub-key. */
 export interface PayloadCipher {
@@ -131,7 +130,8 @@ function toBusError(operation: string, err: unknown): BusError {
 
 class MongoCommandBusImpl implements MongoCommandBus {
   readonly instanceId: string;
-  private readonly locks = new NameLocks();
+  /** Publishes in flight per target, chained: this process inserts one target's messages one at a time, in call order. */
+  private readonly tails = new Map<string, Promise<unknown>>();
   /** Last seq this process inserted per target, and when (see insertNext). */
   private readonly lastSeqOf = new Map<string, { seq: number; at: number }>();
   private readonly subscriptions = new Set<MongoSubscription>();
@@ -155,7 +155,7 @@ class MongoCommandBusImpl implements MongoCommandBus {
 
   /** Insert the next message of `to`'s sequence (in-process lock per target; across processes the `_id` decides). */
   async insertNext(to: string, fields: { from: string; body: string; anchor?: true }, operation: string): Promise<BusDoc> {
-    return this.locks.run([to], async () => {
+    return this.inOrder(to, async () => {
       try {
         for (let attempt = 0; attempt < MONGO_BUS_DEFAULTS.publishAttempts; attempt++) {
           // The seq this process used last for `to`, if recent, saves the read: when another
@@ -177,6 +177,18 @@ class MongoCommandBusImpl implements MongoCommandBus {
         throw toBusError(operation, err);
       }
     });
+  }
+
+  /** Run `fn` after every earlier call for `to` has settled (FIFO per target). */
+  private inOrder<T>(to: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.tails.get(to) ?? Promise.resolve();
+    const result = previous.then(fn, fn);
+    const tail = result.catch(() => undefined);
+    this.tails.set(to, tail);
+    void tail.then(() => {
+      if (this.tails.get(to) === tail) this.tails.delete(to);
+    });
+    return result;
   }
 
   async highestSeq(to: string): Promise<number> {
@@ -264,38 +276,61 @@ class MongoSubscription implements BusSubscription {
     await this.bus.insertNext(this.instanceId, { from: this.instanceId, body: '', anchor: true }, 'subscribe.anchor');
   }
 
+  /**
+   * Read until closed. A failure (server gone, cursor killed, client reconnected) closes the
+   * cursor and opens a new one after `lastSeq` with a growing pause (up to `retryMaxMs`), so
+   * once the server answers again the subscription reads again within that pause. The first
+   * failure of a run is logged at warn with its cause, the rest at debug, and the recovery once.
+   */
   private async run(): Promise<void> {
     let retryMs: number = MONGO_BUS_DEFAULTS.retryMinMs;
+    let failingSince: number | null = null;
+    let failures = 0;
     while (!this.closed) {
       try {
-        if (this.bus.mode === 'tailable') await this.tail();
-        else await this.poll();
-        retryMs = MONGO_BUS_DEFAULTS.retryMinMs;
+        if (this.bus.mode === 'tailable') {
+          if (!this.cursor) await this.openCursor();
+          if (failingSince !== null) {
+            this.busOptions.logger?.info({ instanceId: this.instanceId, failures, downMs: Date.now() - failingSince }, 'command bus reading again');
+            failingSince = null;
+            failures = 0;
+          }
+          retryMs = MONGO_BUS_DEFAULTS.retryMinMs;
+          await this.tail();
+        } else {
+          await this.poll();
+        }
       } catch (err) {
         if (this.closed) break;
-        this.busOptions.logger?.warn({ instanceId: this.instanceId, err: err instanceof Error ? { name: err.name, message: err.message } : String(err), retryMs }, 'command bus read failed; reopening');
+        failures += 1;
+        const detail = { instanceId: this.instanceId, err: err instanceof Error ? { name: err.name, message: err.message } : String(err), retryMs, failures };
+        if (failingSince === null) {
+          failingSince = Date.now();
+          this.busOptions.logger?.warn(detail, 'command bus read failed; reopening');
+        } else {
+          this.busOptions.logger?.debug(detail, 'command bus still cannot read; reopening');
+        }
+        await this.dropCursor();
         await sleep(retryMs);
         retryMs = Math.min(retryMs * 2, MONGO_BUS_DEFAULTS.retryMaxMs);
+        continue;
       }
-      if (!this.closed && this.bus.mode === 'tailable') {
-        await this.cursor?.close().catch(() => undefined);
-        this.cursor = null;
-        try {
-          await this.openCursor();
-        } catch (err) {
-          if (this.closed) break;
-          this.busOptions.logger?.warn({ instanceId: this.instanceId, retryMs }, 'command bus cursor could not be reopened; retrying');
-          await sleep(retryMs);
-          retryMs = Math.min(retryMs * 2, MONGO_BUS_DEFAULTS.retryMaxMs);
-        }
-      }
+      // The cursor ended without an error (killed, or the server closed it): open a new one, not in a spin.
+      await this.dropCursor();
+      if (!this.closed) await sleep(MONGO_BUS_DEFAULTS.retryMinMs);
     }
+  }
+
+  private async dropCursor(): Promise<void> {
+    const cursor = this.cursor;
+    this.cursor = null;
+    await cursor?.close().catch(() => undefined);
   }
 
   /** Read the tailable cursor until it dies or the subscription closes. */
   private async tail(): Promise<void> {
     const cursor = this.cursor;
-    if (!cursor) throw new Error('no cursor');
+    if (!cursor) return;
     const anchorEvery = this.busOptions.anchorEveryMs ?? MONGO_BUS_DEFAULTS.anchorEveryMs;
     while (!this.closed) {
       const doc = await cursor.tryNext();

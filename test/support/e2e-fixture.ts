@@ -71,6 +71,8 @@ export interface E2eNeeds {
   mongoServer?: E2eMongoServer;
   /** Default from `E2E_MAIL`; `graph` adds the openssl check (the Graph fake's test PKI). */
   mail?: MailTransportChoice;
+  /** pcscd with vpcd (cards behind PC/SC); default true. False for a file whose cards are all in-process. */
+  pcsc?: boolean;
 }
 
 /** Options of {@link startE2eStack}. */
@@ -85,6 +87,8 @@ export interface E2eStackOptions {
   database?: string;
   /** Default from `E2E_MAIL` ({@link mailTransportFromEnv}). */
   mail?: MailTransportChoice;
+  /** Open a PC/SC context (cards behind vpcd); default true. False: every seat must use `reader: 'in-process'`. */
+  pcsc?: boolean;
   /** More environment for every bot instance (e.g. `LOG_LEVEL`). */
   botEnv?: Record<string, string>;
   /**
@@ -140,14 +144,14 @@ export const opensslService: ServiceCheck = {
 };
 
 /**
- * Probe the services an end-to-end file needs: the Agents Playground and pcscd always, Chromium, FerretDB and
- * openssl as `needs` says.
+ * Probe the services an end-to-end file needs: the Agents Playground always, pcscd unless `needs.pcsc` is false,
+ * Chromium, FerretDB and openssl as `needs` says.
  *
  * @returns `{ skip }`: true only outside CI when something is missing (a line on stderr says what)
  * @throws Error under `CI=true` when something is missing
  */
 export async function e2eGate(needs: E2eNeeds = {}): Promise<{ skip: boolean }> {
-  const checks = [...(needs.chromium ? [chromiumService()] : []), playgroundService(), pcscdService(), ...((needs.mail ?? mailTransportFromEnv()) === 'graph' ? [opensslService] : [])];
+  const checks = [...(needs.chromium ? [chromiumService()] : []), playgroundService(), ...(needs.pcsc === false ? [] : [pcscdService()]), ...((needs.mail ?? mailTransportFromEnv()) === 'graph' ? [opensslService] : [])];
   const gate = await requireServices(checks);
   if (needs.store !== 'mongodb' || (needs.mongoServer === 'external-or-private' && externalMongoUrl())) return gate;
   const ferret = await privateFerretdbGate();
@@ -310,7 +314,7 @@ export interface E2eStack {
   readonly bot: BotStack;
   /** Every bot instance, in the order of `options.bots`. */
   readonly bots: readonly BotStack[];
-  /** This test process's PC/SC context (the read-backs, more cards). */
+  /** This test process's PC/SC context (the read-backs, more cards). @throws Error when started with `pcsc: false` */
   readonly pcsc: PcscReaderAdapter;
   /** This test's own FerretDB (`store: 'mongodb'` on a private server), else undefined. */
   readonly ferret: PrivateFerretdb | undefined;
@@ -376,7 +380,7 @@ export async function startE2eStack(options: E2eStackOptions): Promise<E2eStack>
       storeEnv['MONGODB_URL'] = url;
       storeEnv['MONGODB_DATABASE'] = database;
     }
-    pcsc = await PcscReaderAdapter.open();
+    if (options.pcsc !== false) pcsc = await PcscReaderAdapter.open();
     const instances = options.bots ?? [{}];
     // Several instances share the master key (one store); a single bot gets a fresh one from startBotStack.
     const key: Record<string, string> = instances.length > 1 ? { SMARTCARD_MASTER_KEY: randomBytes(32).toString('base64') } : {};
@@ -398,12 +402,15 @@ export async function startE2eStack(options: E2eStackOptions): Promise<E2eStack>
     name: options.name,
     bot: bots[0]!,
     bots,
-    pcsc: pcsc!,
+    get pcsc(): PcscReaderAdapter {
+      if (!pcsc) throw new Error('this stack was started with pcsc: false');
+      return pcsc;
+    },
     ferret,
     mongo,
     seats,
     async addSeat(seatOptions) {
-      const seat = new SeatImpl(options.name, bots, pcsc!, seatOptions);
+      const seat = new SeatImpl(options.name, bots, pcsc, seatOptions);
       seats.push(seat);
       await seat.start();
       return seat;
@@ -436,7 +443,7 @@ class SeatImpl implements E2eSeat {
   constructor(
     prefix: string,
     private readonly bots: readonly BotStack[],
-    private readonly pcsc: PcscReaderAdapter,
+    private readonly pcsc: PcscReaderAdapter | undefined,
     private readonly options: E2eSeatOptions,
   ) {
     const suffix = options.suffix ?? '';
@@ -446,8 +453,9 @@ class SeatImpl implements E2eSeat {
   async start(): Promise<void> {
     const o = this.options;
     const reader = o.reader ?? VPCD_READER;
-    if (reader === 'free') this.vpcdCard = await insertOnFreeReader(this.pcsc, o.card);
-    else if (reader !== 'in-process') this.vpcdCard = await VpcdCard.insert(this.pcsc, reader, o.card);
+    if (reader !== 'in-process' && !this.pcsc) throw new Error('a card behind vpcd needs the stack\'s PC/SC context (started with pcsc: false)');
+    if (reader === 'free') this.vpcdCard = await insertOnFreeReader(this.pcsc!, o.card);
+    else if (reader !== 'in-process') this.vpcdCard = await VpcdCard.insert(this.pcsc!, reader, o.card);
     this.started.push(
       startCompanion(this.bot(o.companionBot), {
         name: this.names.companion,

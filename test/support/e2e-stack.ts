@@ -6,7 +6,8 @@
  * directory and log file, and the project's virtual PIV card behind pcscd's
  * vpcd reader in this test process, with read-back helpers over PC/SC.
  *
- * Usage (see `test/e2e/*.e2e.test.ts`):
+ * The building blocks of the end-to-end fixture: test files bring their stack up through
+ * `startE2eStack` of `e2e-fixture.ts` (which re-exports this module); the pieces below also work alone:
  *
  *   const bot = await startBotStack('e2e-unlock');
  *   await seedPerson(bot, person);

@@ -2,7 +2,8 @@
 # Installs the Debian packages the tests and the demo need. Idempotent: does
 # nothing when every package is already installed.
 set -euo pipefail
-PKGS=(pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools opensc chromium)
+# postgresql: the storage of the FerretDB test server (scripts/postgres.sh runs its own cluster).
+PKGS=(pcscd libpcsclite-dev vsmartcard-vpcd pcsc-tools opensc chromium postgresql)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -5,8 +5,8 @@
 #
 # Idempotent on a fresh Debian 12 machine of this kind: Debian packages (pcscd,
 # vpcd, Chromium...), npm dependencies when missing or stale, pcscd with the
-# virtual reader (scripts/pcscd.sh, when present), FerretDB (scripts/ferretdb.sh,
-# unless MONGODB_URL names a server), then typecheck, unit tests
+# virtual reader (scripts/pcscd.sh, when present), PostgreSQL and FerretDB on it
+# (scripts/postgres.sh, scripts/ferretdb.sh, unless MONGODB_URL names a server), then typecheck, unit tests
 # and integration tests (vitest JSON reports in artifacts/reports/). The last
 # line is "N passed, N failed[, N skipped]"; the exit status is non-zero when
 # anything failed or no test ran. Under CI=true a suite whose service is
@@ -24,13 +24,17 @@ die() { printf 'test-all: %s\n' "$*" >&2; exit 1; }
 
 STARTED_PCSCD=0
 STARTED_FERRETDB=0 # set by the FerretDB block (3b)
+STARTED_POSTGRES=0 # set by the FerretDB block (3b)
 cleanup() {
   if [ "$STARTED_PCSCD" = 1 ]; then
     bash scripts/pcscd.sh stop >/dev/null 2>&1 || true
   fi
-  # FerretDB block (3b): stop it only if this run started it.
+  # FerretDB block (3b): stop FerretDB, then PostgreSQL, each only if this run started it.
   if [ "$STARTED_FERRETDB" = 1 ]; then
     bash scripts/ferretdb.sh stop >/dev/null 2>&1 || true
+  fi
+  if [ "$STARTED_POSTGRES" = 1 ]; then
+    bash scripts/postgres.sh stop >/dev/null 2>&1 || true
   fi
 }
 trap cleanup EXIT
@@ -84,18 +88,27 @@ else
   echo "test-all: scripts/pcscd.sh not present; PC/SC suites will report pcscd missing"
 fi
 
-# --- 3b. FerretDB: the MongoDB-protocol server of the MongoDB storage suites ------
-# (block kept by the MongoDB storage work; details in scripts/ferretdb.sh)
+# --- 3b. FerretDB on PostgreSQL: the MongoDB-protocol server of the MongoDB suites ---
+# (block kept by the MongoDB storage work; details in scripts/ferretdb.sh and scripts/postgres.sh)
 # MONGODB_URL set: the suites use that server and nothing is started here.
-# Otherwise FerretDB v1.24.2 is built once with Go (cached in
-# ~/.cache/smartcard-assist/bin; about 3 minutes on 2 cores the first time,
-# instant after) and started on 127.0.0.1:${FERRETDB_PORT:-27117}. A failure
-# here does not stop the run: the MongoDB suites then fail under CI=true (and
-# skip with a message elsewhere), the other suites still run.
+# Otherwise the project's own PostgreSQL (Debian's package, its own cluster under
+# ${XDG_RUNTIME_DIR:-/tmp}/smartcard-assist/postgres, 127.0.0.1:${POSTGRES_PORT:-55432}) is
+# started first, then FerretDB v1.24.2 on it (built once with Go, cached in
+# ~/.cache/smartcard-assist/bin; about 3 minutes on 2 cores the first time, instant after)
+# on 127.0.0.1:${FERRETDB_PORT:-27117}. The outage and two-instance suites start private
+# FerretDBs on the same PostgreSQL. A failure here does not stop the run: the MongoDB
+# suites then fail under CI=true (and skip with a message elsewhere).
 if [ -n "${MONGODB_URL:-}" ]; then
   say "MongoDB server: MONGODB_URL is set; the MongoDB suites use it"
 else
-  say "FerretDB"
+  say "PostgreSQL + FerretDB"
+  if bash scripts/postgres.sh status >/dev/null 2>&1; then
+    echo "PostgreSQL already running; it stays running afterwards"
+  elif bash scripts/postgres.sh start >/dev/null; then
+    STARTED_POSTGRES=1
+  else
+    echo "test-all: WARNING scripts/postgres.sh start failed; the MongoDB suites will report it" >&2
+  fi
   if bash scripts/ferretdb.sh status >/dev/null 2>&1; then
     echo "FerretDB already running; it stays running afterwards"
   elif bash scripts/ferretdb.sh start >/dev/null; then

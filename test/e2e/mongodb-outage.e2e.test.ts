@@ -174,7 +174,7 @@ describe.skipIf(gate.skip || ferretGate.skip)('MongoDB stops mid-journey: "try a
     await bot?.stop();
     await card?.dispose();
     await pcsc?.close();
-    await ferret?.stop();
+    await ferret?.dispose();
     await removeTestDirs(bot?.dataDir, companion?.dataDir, ferret ? path.dirname(ferret.dataDir) : undefined);
   });
 

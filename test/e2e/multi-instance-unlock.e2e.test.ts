@@ -15,11 +15,11 @@
  *    page unblocks the card (B), Teams is updated in place from B, and the
  *    card read back over PC/SC takes the new passcode and not the old one.
  * 3. Typed "cancel" on A closes the companion's form held by B.
- * 4. No secret of the run is in either bot's log or data directory, or in the
- *    database files (when the server is this test's own FerretDB).
+ * 4. No secret of the run is in either bot's log or data directory, or in any
+ *    document the database holds (every collection, read back through the driver).
  *
- * FerretDB: this test's own server (`startPrivateFerretdb`), so its SQLite
- * files can be scanned; `MONGODB_URL` set = that server instead (no file scan).
+ * FerretDB: this test's own server (`startPrivateFerretdb`, on PostgreSQL, the
+ * multi-writer backend two instances need); `MONGODB_URL` set = that server instead.
  */
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
@@ -31,7 +31,7 @@ import type { OutboxEntry } from '../../bot/mail/outbox-mail.adapter';
 import { PageBrowser, pageState, pageText } from '../../companion/passcode-page/page-browser.fake';
 import { PcscReaderAdapter } from '../../companion/pcsc/pcsc-reader.adapter';
 import { artifactPath } from '../support/artifacts';
-import { anyAllow, codeInOwnEmail, companionSecrets, describeFindings, expectFoundIn, fileSources, findSecrets, listFiles, productSources, type ScanSource, type TestSecret } from '../support/e2e-secrets';
+import { anyAllow, codeInOwnEmail, companionSecrets, describeFindings, expectFoundIn, fileSources, findSecrets, productSources, type ScanSource, type TestSecret } from '../support/e2e-secrets';
 import {
   answerInputs,
   E2E_TEST_MS,
@@ -207,7 +207,7 @@ describe.skipIf(gate.skip || mongoGate.skip)('two bot instances over one MongoDB
       await mongo.db(database).dropDatabase().catch(() => undefined);
     }
     await mongo?.close();
-    await ferret?.stop();
+    await ferret?.dispose();
     await removeTestDirs(botA?.dataDir, botB?.dataDir, companion?.dataDir, ferret ? path.dirname(ferret.dataDir) : undefined);
   });
 
@@ -319,14 +319,15 @@ describe.skipIf(gate.skip || mongoGate.skip)('two bot instances over one MongoDB
     expect(new Set(inMail.map((f) => f.secret)).size).toBe(codes.length);
 
     const sources: ScanSource[] = [...(await productSources({ bot: botA, companions: [companion] })), ...(await productSources({ bot: botB, companions: [] }))];
-    if (ferret) {
-      // The database files of this test's own server (FerretDB keeps one SQLite file per database).
-      const dbFiles = (await listFiles(ferret.dataDir)).filter((f) => f.includes(database));
-      expect(dbFiles.length).toBeGreaterThan(0);
-      const dbSources = await fileSources(dbFiles);
-      expectFoundIn(dbSources, new RegExp(database), [EMAIL, CARD_ID]);
-      sources.push(...dbSources);
-    }
+    // Everything the database holds (PostgreSQL under FerretDB, or a real MongoDB), read back through the driver.
+    const dump: Record<string, unknown[]> = {};
+    for (const c of await mongo.db(database).listCollections({}, { nameOnly: true }).toArray()) dump[c.name] = await mongo.db(database).collection(c.name).find({}).toArray();
+    const dumpFile = artifactPath('logs', `e2e-multi-db-${database}.json`);
+    writeFileSync(dumpFile, `${JSON.stringify(dump, null, 1)}\n`);
+    const dbSources = await fileSources([dumpFile]);
+    // The scan can fail: the person's email and card id are stored.
+    expectFoundIn(dbSources, new RegExp(database), [EMAIL, CARD_ID]);
+    sources.push(...dbSources);
     expectFoundIn(sources, /e2e-multi-bot-b output$/, ['companion connected']);
     const found = findSecrets(sources, secrets, allow);
     expect(found, describeFindings(found)).toEqual([]);

@@ -26,6 +26,7 @@ describe.skipIf(gate.skip)('MongoDB storage adapter: server stopped mid-journey'
   afterAll(async () => {
     await storage?.close();
     await server?.stop('SIGKILL');
+    await server?.dispose();
   });
 
   async function waitUntilAnswers(s: MongoStorage, timeoutMs: number): Promise<number> {

@@ -1,7 +1,9 @@
 /**
- * A MongoDB-protocol server for integration tests: FerretDB v1.24.2 on its
- * SQLite backend, built, cached and started by `scripts/ferretdb.sh`, or the
- * server named by `MONGODB_URL` (so the same suites run against a real MongoDB).
+ * A MongoDB-protocol server for integration tests: FerretDB v1.24.2 on
+ * PostgreSQL (its multi-writer backend), built, cached and started by
+ * `scripts/ferretdb.sh` (which starts the project's PostgreSQL with
+ * `scripts/postgres.sh`), or the server named by `MONGODB_URL` (so the same
+ * suites run against a real MongoDB).
  *
  *   const mongo = await mongoTestServer();          // gate: run / skip / fail under CI
  *   describe.skipIf(mongo.skip)('...', () => {
@@ -11,12 +13,15 @@
  *   });
  *
  * Tests that must stop and restart the server (outage tests) start their own
- * private FerretDB with {@link startPrivateFerretdb}: never the shared one.
+ * private FerretDB with {@link startPrivateFerretdb}: never the shared one. It
+ * runs on the project's PostgreSQL (started when it is not running, and left
+ * running, like the shared FerretDB) with a PostgreSQL database of its own,
+ * dropped by `dispose()` or when the test process exits.
  *
  * Under `CI=true` a missing server or binary FAILS the test file; elsewhere the
  * file is skipped with a message saying how to get it.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, existsSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -29,6 +34,7 @@ import { MongoClient } from 'mongodb';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const SCRIPT = path.join(REPO_ROOT, 'scripts', 'ferretdb.sh');
+const POSTGRES_SCRIPT = path.join(REPO_ROOT, 'scripts', 'postgres.sh');
 
 /** The pinned server. */
 export const FERRETDB = { version: 'v1.24.2' } as const;
@@ -154,19 +160,46 @@ export interface PrivateFerretdb {
   readonly port: number;
   /** `mongodb://127.0.0.1:<port>/`. */
   readonly url: string;
+  /** Its state directory's `data` folder (FerretDB keeps its state beside it; the data itself is in PostgreSQL). */
   readonly dataDir: string;
+  /** The PostgreSQL database it keeps its data in (`sa_private_...`). */
+  readonly postgresDatabase: string;
   /** Pid while running, else null. */
   pid(): number | null;
   /** Stop it: SIGTERM (orderly) or SIGKILL (crash). Resolves when the process has exited. */
   stop(signal?: 'SIGTERM' | 'SIGKILL'): Promise<void>;
-  /** Start it again on the same port and data directory; resolves when it answers a ping. */
+  /** Start it again on the same port and data; resolves when it answers a ping. */
   start(): Promise<void>;
+  /** Stop it and drop its PostgreSQL database (the end of the test). */
+  dispose(): Promise<void>;
 }
 
 const privateChildren = new Set<ChildProcess>();
+const privateDatabases = new Set<string>();
 process.on('exit', () => {
   for (const child of privateChildren) child.kill('SIGKILL');
+  // Synchronous: 'exit' handlers cannot wait. DROP ... WITH (FORCE) ends the killed server's sessions.
+  for (const name of privateDatabases) spawnSync('bash', [POSTGRES_SCRIPT, 'drop-db', name], { stdio: 'ignore', timeout: 15_000 });
 });
+
+async function runPostgresScript(args: string[], timeoutMs: number): Promise<string> {
+  const { stdout } = await promisify(execFile)('bash', [POSTGRES_SCRIPT, ...args], { timeout: timeoutMs, maxBuffer: 1024 * 1024, env: { ...process.env } });
+  return stdout.trim();
+}
+
+/**
+ * Make sure the project's PostgreSQL runs (installing and initialising it when needed) and
+ * create a database for one private FerretDB.
+ *
+ * @returns the database name and its `postgres://` URL (holds the role's password: never log it)
+ */
+async function createPrivatePostgresDatabase(port: number): Promise<{ name: string; url: string }> {
+  await runPostgresScript(['start'], 600_000);
+  const name = `sa_private_${port}_${randomBytes(4).toString('hex')}`;
+  const url = await runPostgresScript(['create-db', name], 60_000);
+  privateDatabases.add(name);
+  return { name, url };
+}
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -197,18 +230,19 @@ async function waitUntilAnswers(url: string, child: ChildProcess, timeoutMs: num
 }
 
 /**
- * Start a private FerretDB (binary from the cache, built when missing).
- * Its log goes to `artifacts/logs/ferretdb-<port>.log`.
+ * Start a private FerretDB (binary from the cache, built when missing) on the
+ * project's PostgreSQL, with a PostgreSQL database of its own. Its log goes to
+ * `artifacts/logs/ferretdb-<port>.log`.
  *
- * @param options.dataDir - SQLite directory to use (default: a new temp directory)
- * @returns the running server; call `stop()` when done
+ * @returns the running server; call `dispose()` when done (`stop()`/`start()` in between)
  */
-export async function startPrivateFerretdb(options: { dataDir?: string } = {}): Promise<PrivateFerretdb> {
+export async function startPrivateFerretdb(): Promise<PrivateFerretdb> {
   const bin = await ensureFerretdbBinary();
   const port = await freePort();
   const root = mkdtempSync(path.join(tmpdir(), 'sa-ferretdb-'));
-  const dataDir = options.dataDir ?? path.join(root, 'data');
+  const dataDir = path.join(root, 'data');
   mkdirSync(dataDir, { recursive: true });
+  const postgres = await createPrivatePostgresDatabase(port);
   const logDir = path.join(process.env['ARTIFACTS_DIR'] ? path.resolve(process.env['ARTIFACTS_DIR']) : path.join(REPO_ROOT, 'artifacts'), 'logs');
   mkdirSync(logDir, { recursive: true });
   const url = `mongodb://127.0.0.1:${port}/`;
@@ -217,11 +251,11 @@ export async function startPrivateFerretdb(options: { dataDir?: string } = {}): 
   const start = async (): Promise<void> => {
     if (child && child.exitCode === null && child.signalCode === null) return;
     const log = createWriteStream(path.join(logDir, `ferretdb-${port}.log`), { flags: 'a' });
-    const proc = spawn(
-      bin,
-      ['--handler=sqlite', `--sqlite-url=file:${dataDir}/`, `--state-dir=${root}`, `--listen-addr=127.0.0.1:${port}`, '--debug-addr=-', '--telemetry=disable', '--log-level=WARN'],
-      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FERRETDB_TELEMETRY: 'disable', DO_NOT_TRACK: '1' } },
-    );
+    // The PostgreSQL URL holds the role's password: given in the environment, not on the command line.
+    const proc = spawn(bin, ['--handler=postgresql', `--state-dir=${root}`, `--listen-addr=127.0.0.1:${port}`, '--debug-addr=-', '--telemetry=disable', '--log-level=WARN'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, FERRETDB_POSTGRESQL_URL: postgres.url, FERRETDB_TELEMETRY: 'disable', DO_NOT_TRACK: '1' },
+    });
     proc.stdout?.pipe(log);
     proc.stderr?.pipe(log);
     privateChildren.add(proc);
@@ -239,20 +273,28 @@ export async function startPrivateFerretdb(options: { dataDir?: string } = {}): 
     await exited;
   };
 
+  const dispose = async (): Promise<void> => {
+    await stop();
+    if (privateDatabases.delete(postgres.name)) await runPostgresScript(['drop-db', postgres.name], 60_000).catch(() => undefined);
+  };
+
   await start();
   return {
     port,
     url,
     dataDir,
+    postgresDatabase: postgres.name,
     pid: () => (child && child.exitCode === null && child.signalCode === null ? (child.pid ?? null) : null),
     stop,
     start,
+    dispose,
   };
 }
 
 /**
  * Gate for suites that start their own FerretDB (outage tests): the binary must
- * be cached or buildable.
+ * be cached or buildable, and the project's PostgreSQL must start
+ * (`scripts/postgres.sh start`: installs Debian's package when missing).
  *
  * @returns `{ skip: false }`, or `{ skip: true, reason }` outside CI
  * @throws Error under CI when the binary cannot be had
@@ -263,11 +305,12 @@ export async function privateFerretdbGate(): Promise<{ skip: false } | { skip: t
       throw new Error(`FerretDB is not cached at ${ferretdbBinary()} and Go is not installed to build it`);
     }
     await ensureFerretdbBinary();
+    await runPostgresScript(['start'], 600_000);
     return { skip: false };
   } catch (err) {
     const reason = err instanceof Error ? err.message.split('\n')[0]! : String(err);
     if (isCI()) throw new Error(`CI=true and FerretDB ${FERRETDB.version} cannot be had: ${reason}`);
-    process.stderr.write(`SKIPPING FerretDB outage suite: ${reason}. Run \`bash scripts/ferretdb.sh build\`.\n`);
+    process.stderr.write(`SKIPPING FerretDB outage suite: ${reason}. Run \`bash scripts/ferretdb.sh build && bash scripts/postgres.sh start\`.\n`);
     return { skip: true, reason };
   }
 }

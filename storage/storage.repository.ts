@@ -8,7 +8,7 @@
  * every adapter must share. Special operations (journeys' effect edits, lists,
  * pairings' expiry) are added by each adapter on top.
  */
-import type { InsertResult, SaveResult } from './storage.port';
+import type { InsertResult, SaveResult, StoredEffect } from './storage.port';
 import { ArgumentSchemas, recordToStore, validate, type RecordDescriptor } from './storage.schemas';
 
 /** What an adapter's generic store does for one record type. Values may be plain (SQLite) or promised (MongoDB). */
@@ -75,4 +75,16 @@ export function versionedRepository<T>(descriptor: RecordDescriptor<T>, store: V
       });
     },
   };
+}
+
+/** Effect edit of `removeEffects`: drop the given ids (null: none of them is there). */
+export function dropEffects(effects: StoredEffect[], ids: Set<string>): StoredEffect[] | null {
+  const kept = effects.filter((e) => !ids.has(e.id));
+  return kept.length === effects.length ? null : kept;
+}
+
+/** Effect edit of `countEffectAttempt`: add 1 to `attempts` of the given ids (null: none of them is there). */
+export function countAttempt(effects: StoredEffect[], ids: Set<string>): StoredEffect[] | null {
+  if (!effects.some((e) => ids.has(e.id))) return null;
+  return effects.map((e) => (ids.has(e.id) ? { ...e, attempts: e.attempts + 1 } : e));
 }

@@ -31,42 +31,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { MongoClient, MongoError, ObjectId, type Db, type Document, type Filter } from 'mongodb';
 import { AppError } from '../../common/app-error';
 import type { Logger } from '../../common/logger';
-import type {
-  AuditEntry,
-  AuditLog,
-  CardRecord,
-  CardRepository,
-  CaseRepository,
-  ConversationRecord,
-  ConversationRepository,
-  Device,
-  DeviceRepository,
-  JourneyRecord,
-  JourneyRepository,
-  Pairing,
-  PairingRepository,
-  Person,
-  PersonRepository,
-  RaCase,
-  Storage,
-  StoredEffect,
-} from '../storage.port';
+import type { AuditLog, CardRepository, CaseRepository, ConversationRepository, DeviceRepository, JourneyRepository, PairingRepository, PersonRepository, Storage, StoredEffect } from '../storage.port';
+import { countAttempt, dropEffects, versionedRepository, type StoreRunner } from '../storage.repository';
 import { STORAGE_ERROR, StorageError } from '../storage.errors';
-import {
-  ArgumentSchemas,
-  AuditEntrySchema,
-  CardRecordSchema,
-  ConversationRecordSchema,
-  DeviceSchema,
-  JourneyRecordSchema,
-  PairingSchema,
-  PersonSchema,
-  RaCaseSchema,
-  validate,
-} from '../storage.schemas';
+import { ArgumentSchemas, RECORDS, recordToStore, validate } from '../storage.schemas';
 import { isDuplicateKey, isUnavailable, MONGO_CODE, toStorageError } from './mongodb.errors';
 import { MONGO_COLLECTION, MONGO_GC_TTL_INDEX, MONGO_INDEXES, MONGO_SCHEMA_VERSION, type MongoCollectionName } from './mongodb.indexes';
-import { ClaimRegistry, NameLocks, VERSIONED_DEFAULTS, VersionedCollection, type RecordCodec, type UniqueFieldSpec, type VersionedOptions } from './mongodb-versioned.collection';
+import { documentCodec, type DocumentCodec } from './mongodb-document.codec';
+import { ClaimRegistry, NameLocks, VERSIONED_DEFAULTS, VersionedCollection, type VersionedOptions } from './mongodb-versioned.collection';
 
 /** Defaults for {@link openMongoStorage}. */
 export const MONGO_DEFAULTS = {
@@ -273,212 +245,20 @@ async function ensureGcTtlIndex(db: Db, logger: Logger | undefined): Promise<boo
 }
 
 // ---------------------------------------------------------------------------
-// Record codecs: record <-> revision document fields (`k` holds the key)
+// Document codecs, derived from the record schemas (mongodb-document.codec.ts):
+// only which fields are JSON text and which are derived is said here.
 // ---------------------------------------------------------------------------
 
-const str = (v: unknown): string => v as string;
-const strOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : (v as string));
-const num = (v: unknown): number => Number(v);
-
-function parseJson<T>(value: unknown, operation: string, field: string): T {
-  try {
-    if (typeof value !== 'string') throw new TypeError('not text');
-    return JSON.parse(value) as T;
-  } catch (cause) {
-    throw new StorageError(STORAGE_ERROR.CORRUPT_RECORD, `${operation}: stored field ${field} is not valid JSON text`, { cause, meta: { operation, field } });
-  }
-}
-
-const personCodec: RecordCodec<Person> = {
-  name: 'persons',
-  keyOf: (p) => p.id,
-  versionOf: (p) => p.version,
-  withVersion: (p, version) => ({ ...p, version }),
-  toFields: (p) => ({
-    teamsUserId: p.teamsUserId,
-    displayName: p.displayName,
-    email: p.email,
-    mobile: p.mobile,
-    answers: p.answers.map((a) => ({ questionId: a.questionId, salt: a.salt, hash: a.hash, params: { N: a.params.N, r: a.params.r, p: a.params.p } })),
-    cardId: p.cardId,
-    selfServiceLock: p.selfServiceLock === null ? null : { at: p.selfServiceLock.at, caseRef: p.selfServiceLock.caseRef, reason: p.selfServiceLock.reason },
-    createdAt: p.createdAt,
-    updatedAt: p.updatedAt,
-    version: p.version,
-  }),
-  fromDoc: (d) => {
-    const lock = d.selfServiceLock as Document | null | undefined;
-    return {
-      id: str(d.k),
-      teamsUserId: str(d.teamsUserId),
-      displayName: str(d.displayName),
-      email: str(d.email),
-      mobile: strOrNull(d.mobile),
-      answers: ((d.answers ?? []) as Document[]).map((a) => ({
-        questionId: str(a.questionId),
-        salt: str(a.salt),
-        hash: str(a.hash),
-        params: { N: num(a.params?.N), r: num(a.params?.r), p: num(a.params?.p) },
-      })),
-      cardId: strOrNull(d.cardId),
-      selfServiceLock: lock ? { at: str(lock.at), caseRef: str(lock.caseRef), reason: str(lock.reason) as 'answers_failed' | 'locked_by_ra' } : null,
-      createdAt: str(d.createdAt),
-      updatedAt: str(d.updatedAt),
-      version: num(d.version),
-    };
-  },
-  uniques: [
-    { field: 'teamsUserId', docField: 'teamsUserId', valueOf: (p) => p.teamsUserId },
-    { field: 'cardId', docField: 'cardId', valueOf: (p) => p.cardId },
-  ],
-};
-
-const cardCodec: RecordCodec<CardRecord> = {
-  name: 'cards',
-  keyOf: (c) => c.cardId,
-  versionOf: (c) => c.version,
-  withVersion: (c, version) => ({ ...c, version }),
-  toFields: (c) => ({ personId: c.personId, puk: c.puk, pendingPuk: c.pendingPuk, updatedAt: c.updatedAt, version: c.version }),
-  fromDoc: (d) => ({ cardId: str(d.k), personId: str(d.personId), puk: strOrNull(d.puk), pendingPuk: strOrNull(d.pendingPuk), updatedAt: str(d.updatedAt), version: num(d.version) }),
-  uniques: [],
-};
-
-const journeyCodec: RecordCodec<JourneyRecord> = {
-  name: 'journeys',
-  keyOf: (j) => j.key,
-  versionOf: (j) => j.version,
-  withVersion: (j, version) => ({ ...j, version }),
-  toFields: (j) => ({
-    personId: j.personId,
-    kind: j.kind,
-    runId: j.runId,
-    state: JSON.stringify(j.state),
-    counters: JSON.stringify(j.counters),
-    pendingEffects: JSON.stringify(j.pendingEffects),
-    pendingCount: j.pendingEffects.length,
-    ui: { activityId: j.ui.activityId },
-    createdAt: j.createdAt,
-    updatedAt: j.updatedAt,
-    version: j.version,
-  }),
-  fromDoc: (d, op) => ({
-    key: str(d.k),
-    personId: str(d.personId),
-    kind: str(d.kind) as JourneyRecord['kind'],
-    runId: str(d.runId),
-    state: parseJson(d.state, op, 'journeys.state'),
-    counters: parseJson(d.counters, op, 'journeys.counters'),
-    pendingEffects: parseJson(d.pendingEffects, op, 'journeys.pendingEffects'),
-    ui: { activityId: strOrNull((d.ui as Document | undefined)?.activityId) },
-    createdAt: str(d.createdAt),
-    updatedAt: str(d.updatedAt),
-    version: num(d.version),
-  }),
-  uniques: [],
-};
-
-const deviceCodec: RecordCodec<Device> = {
-  name: 'devices',
-  keyOf: (d) => d.id,
-  versionOf: (d) => d.version,
-  withVersion: (d, version) => ({ ...d, version }),
-  toFields: (d) => ({
-    personId: d.personId,
-    workstation: d.workstation,
-    credentialHash: d.credentialHash,
-    createdAt: d.createdAt,
-    lastSeenAt: d.lastSeenAt,
-    revokedAt: d.revokedAt,
-    connectedInstance: d.connectedInstance,
-    version: d.version,
-  }),
-  fromDoc: (d) => ({
-    id: str(d.k),
-    personId: str(d.personId),
-    workstation: str(d.workstation),
-    credentialHash: str(d.credentialHash),
-    createdAt: str(d.createdAt),
-    lastSeenAt: strOrNull(d.lastSeenAt),
-    revokedAt: strOrNull(d.revokedAt),
-    connectedInstance: strOrNull(d.connectedInstance),
-    version: num(d.version),
-  }),
-  uniques: [],
-};
-
-const pairingCodec: RecordCodec<Pairing> = {
-  name: 'pairings',
-  deletable: true,
-  keyOf: (p) => p.id,
-  versionOf: (p) => p.version,
-  withVersion: (p, version) => ({ ...p, version }),
-  toFields: (p) => ({
-    deviceCodeHash: p.deviceCodeHash,
-    userCodeHash: p.userCodeHash,
-    workstation: p.workstation,
-    status: p.status,
-    personId: p.personId,
-    deviceId: p.deviceId,
-    createdAt: p.createdAt,
-    expiresAt: p.expiresAt,
-    lastPolledAt: p.lastPolledAt,
-    version: p.version,
-    gcAfter: new Date(Date.parse(p.expiresAt) + MONGO_GC_TTL_INDEX.graceMs),
-  }),
-  fromDoc: (d) => ({
-    id: str(d.k),
-    deviceCodeHash: str(d.deviceCodeHash),
-    userCodeHash: str(d.userCodeHash),
-    workstation: str(d.workstation),
-    status: str(d.status) as Pairing['status'],
-    personId: strOrNull(d.personId),
-    deviceId: strOrNull(d.deviceId),
-    createdAt: str(d.createdAt),
-    expiresAt: str(d.expiresAt),
-    lastPolledAt: strOrNull(d.lastPolledAt),
-    version: num(d.version),
-  }),
-  uniques: [
-    { field: 'deviceCodeHash', docField: 'deviceCodeHash', valueOf: (p) => p.deviceCodeHash },
-    { field: 'userCodeHash', docField: 'userCodeHash', valueOf: (p) => p.userCodeHash },
-  ],
-};
-
-const caseCodec: RecordCodec<RaCase> = {
-  name: 'cases',
-  keyOf: (c) => c.ref,
-  versionOf: (c) => c.version,
-  withVersion: (c, version) => ({ ...c, version }),
-  toFields: (c) => ({
-    personId: c.personId,
-    reason: c.reason,
-    status: c.status,
-    context: JSON.stringify(c.context),
-    sourceId: c.sourceId,
-    createdAt: c.createdAt,
-    updatedAt: c.updatedAt,
-    version: c.version,
-  }),
-  fromDoc: (d, op) => ({
-    ref: str(d.k),
-    personId: str(d.personId),
-    reason: str(d.reason) as RaCase['reason'],
-    status: str(d.status) as RaCase['status'],
-    context: parseJson(d.context, op, 'cases.context'),
-    sourceId: str(d.sourceId),
-    createdAt: str(d.createdAt),
-    updatedAt: str(d.updatedAt),
-    version: num(d.version),
-  }),
-  uniques: [{ field: 'sourceId', docField: 'sourceId', valueOf: (c) => c.sourceId }],
-};
-
-const [personTeamsUserId, personCardId] = personCodec.uniques as [UniqueFieldSpec<Person>, UniqueFieldSpec<Person>];
-const [pairingDeviceCodeHash, pairingUserCodeHash] = pairingCodec.uniques as [UniqueFieldSpec<Pairing>, UniqueFieldSpec<Pairing>];
-
-function auditOf(d: Document, op: string): AuditEntry {
-  return { id: str(d._id), at: str(d.at), actor: str(d.actor), action: str(d.action), personId: strOrNull(d.personId), details: parseJson(d.details, op, 'audit.details') };
-}
+const CODECS = {
+  persons: documentCodec(RECORDS.persons, { json: [] }),
+  cards: documentCodec(RECORDS.cards, { json: [] }),
+  journeys: documentCodec(RECORDS.journeys, { json: ['state', 'counters', 'pendingEffects'], derived: { pendingCount: (j) => j.pendingEffects.length } }),
+  devices: documentCodec(RECORDS.devices, { json: [] }),
+  pairings: documentCodec(RECORDS.pairings, { json: [], deletable: true, derived: { gcAfter: (p) => new Date(Date.parse(p.expiresAt) + MONGO_GC_TTL_INDEX.graceMs) } }),
+  cases: documentCodec(RECORDS.cases, { json: ['context'] }),
+  audit: documentCodec(RECORDS.audit, { json: ['details'] }),
+  conversations: documentCodec(RECORDS.conversations, { json: ['reference'] }),
+} as const;
 
 // ---------------------------------------------------------------------------
 // The adapter
@@ -508,174 +288,92 @@ class MongoStorageImpl implements MongoStorage {
   ) {
     this.databaseName = db.databaseName;
     const run = <T>(operation: string, fn: () => Promise<T>): Promise<T> => this.run(operation, fn);
-    const { limit: limitSchema, id: idSchema, timestamp: timestampSchema, effectIds: effectIdsSchema, version: versionSchema } = ArgumentSchemas;
-    const checkVersion = (v: number, op: string) => validate(versionSchema, v, op, 'expectedVersion');
+    const runner: StoreRunner = { read: (op, fn) => this.run(op, async () => fn()), write: (op, fn) => this.run(op, async () => fn()) };
+    const { limit: limitSchema, id: idSchema, timestamp: timestampSchema, effectIds: effectIdsSchema } = ArgumentSchemas;
     const claims = new ClaimRegistry(db, MONGO_COLLECTION.claims, versioned.claimGraceMs ?? VERSIONED_DEFAULTS.claimGraceMs);
     const locks = new NameLocks();
-    const store = <T>(name: MongoCollectionName, codec: RecordCodec<T>) => {
-      const collection = new VersionedCollection<T>(db, name, codec, claims, locks, versioned);
+    const store = <T>(codec: DocumentCodec<T>) => {
+      const collection = new VersionedCollection<T>(db, codec.name, codec, claims, locks, versioned);
       this.versionedCollections.push(collection as VersionedCollection<unknown>);
-      return collection;
+      return { collection, repository: versionedRepository(codec.descriptor, collection, runner) };
     };
 
-    // persons ---------------------------------------------------------------
-    const persons = store(MONGO_COLLECTION.persons, personCodec);
-    this.persons = {
-      get: (id) => run('persons.get', () => persons.get(validate(idSchema, id, 'persons.get', 'id'), 'persons.get')),
-      findByTeamsUserId: (teamsUserId) =>
-        run('persons.findByTeamsUserId', () =>
-          persons.findByUnique(personTeamsUserId, validate(idSchema, teamsUserId, 'persons.findByTeamsUserId', 'teamsUserId'), 'persons.findByTeamsUserId'),
-        ),
-      findByCardId: (cardId) => run('persons.findByCardId', () => persons.findByUnique(personCardId, String(cardId), 'persons.findByCardId')),
-      insert: (p) =>
-        run('persons.insert', () => {
-          validate(PersonSchema, p, 'persons.insert');
-          return persons.insert(p, 'persons.insert');
-        }),
-      save: (p, expectedVersion) =>
-        run('persons.save', () => {
-          validate(PersonSchema, p, 'persons.save');
-          checkVersion(expectedVersion, 'persons.save');
-          return persons.save(p, expectedVersion, 'persons.save');
-        }),
-    };
+    const persons = store(CODECS.persons).repository;
+    this.persons = { get: persons.get, insert: persons.insert, save: persons.save, findByTeamsUserId: persons.findBy('teamsUserId', 'findByTeamsUserId'), findByCardId: persons.findBy('cardId', 'findByCardId') };
 
-    // cards -------------------------------------------------------------------
-    const cards = store(MONGO_COLLECTION.cards, cardCodec);
-    this.cards = {
-      get: (cardId) => run('cards.get', () => cards.get(String(cardId), 'cards.get')),
-      insert: (card) =>
-        run('cards.insert', () => {
-          validate(CardRecordSchema, card, 'cards.insert');
-          return cards.insert(card, 'cards.insert');
-        }),
-      save: (card, expectedVersion) =>
-        run('cards.save', () => {
-          validate(CardRecordSchema, card, 'cards.save');
-          checkVersion(expectedVersion, 'cards.save');
-          return cards.save(card, expectedVersion, 'cards.save');
-        }),
-    };
+    const cards = store(CODECS.cards).repository;
+    this.cards = { get: cards.get, insert: cards.insert, save: cards.save };
 
-    // journeys ----------------------------------------------------------------
-    const journeys = store(MONGO_COLLECTION.journeys, journeyCodec);
+    // Effect edits insert a revision that keeps the version.
+    const journeys = store(CODECS.journeys);
     const editEffects = (op: string, key: string, effectIds: string[], edit: (effects: StoredEffect[], ids: Set<string>) => StoredEffect[] | null) =>
       run(op, async () => {
         validate(idSchema, key, op, 'key');
         validate(effectIdsSchema, effectIds, op, 'effectIds');
         if (effectIds.length === 0) return;
         const ids = new Set(effectIds);
-        await journeys.edit(
-          key,
-          (current) => {
-            const next = edit(current.pendingEffects, ids);
-            return next === null ? null : { ...current, pendingEffects: next };
-          },
-          op,
-        );
+        await journeys.collection.edit(key, (j) => {
+          const next = edit(j.pendingEffects, ids);
+          return next === null ? null : { ...j, pendingEffects: next };
+        }, op);
       });
     this.journeys = {
-      get: (key) => run('journeys.get', () => journeys.get(validate(idSchema, key, 'journeys.get', 'key'), 'journeys.get')),
-      insert: (j) =>
-        run('journeys.insert', () => {
-          validate(JourneyRecordSchema, j, 'journeys.insert');
-          return journeys.insert(j, 'journeys.insert');
-        }),
-      save: (j, expectedVersion) =>
-        run('journeys.save', () => {
-          validate(JourneyRecordSchema, j, 'journeys.save');
-          checkVersion(expectedVersion, 'journeys.save');
-          return journeys.save(j, expectedVersion, 'journeys.save');
-        }),
-      removeEffects: (key, effectIds) =>
-        editEffects('journeys.removeEffects', key, effectIds, (effects, ids) => {
-          const kept = effects.filter((e) => !ids.has(e.id));
-          return kept.length === effects.length ? null : kept;
-        }),
-      countEffectAttempt: (key, effectIds) =>
-        editEffects('journeys.countEffectAttempt', key, effectIds, (effects, ids) => {
-          if (!effects.some((e) => ids.has(e.id))) return null;
-          return effects.map((e) => (ids.has(e.id) ? { ...e, attempts: e.attempts + 1 } : e));
-        }),
-      listWithPendingEffects: (limit) =>
-        run('journeys.listWithPendingEffects', () =>
-          journeys.list(
-            { pendingCount: { $gt: 0 } },
-            (j) => j.pendingEffects.length > 0,
-            { updatedAt: 1 },
-            validate(limitSchema, limit, 'journeys.listWithPendingEffects', 'limit'),
-            'journeys.listWithPendingEffects',
-          ),
-        ),
+      get: journeys.repository.get,
+      insert: journeys.repository.insert,
+      save: journeys.repository.save,
+      removeEffects: (key, effectIds) => editEffects('journeys.removeEffects', key, effectIds, dropEffects),
+      countEffectAttempt: (key, effectIds) => editEffects('journeys.countEffectAttempt', key, effectIds, countAttempt),
+      listWithPendingEffects: (limit) => {
+        const op = 'journeys.listWithPendingEffects';
+        return run(op, () => journeys.collection.list({ pendingCount: { $gt: 0 } }, (j) => j.pendingEffects.length > 0, { updatedAt: 1 }, validate(limitSchema, limit, op, 'limit'), op));
+      },
     };
 
-    // devices -----------------------------------------------------------------
-    const devices = store(MONGO_COLLECTION.devices, deviceCodec);
+    const devices = store(CODECS.devices);
     this.devices = {
-      get: (id) => run('devices.get', () => devices.get(validate(idSchema, id, 'devices.get', 'id'), 'devices.get')),
-      insert: (d) =>
-        run('devices.insert', () => {
-          validate(DeviceSchema, d, 'devices.insert');
-          return devices.insert(d, 'devices.insert');
-        }),
-      save: (d, expectedVersion) =>
-        run('devices.save', () => {
-          validate(DeviceSchema, d, 'devices.save');
-          checkVersion(expectedVersion, 'devices.save');
-          return devices.save(d, expectedVersion, 'devices.save');
-        }),
-      listByPerson: (personId) =>
-        run('devices.listByPerson', () => {
-          const id = validate(idSchema, personId, 'devices.listByPerson', 'personId');
-          return devices.list({ personId: id }, (d) => d.personId === id, { createdAt: 1 }, null, 'devices.listByPerson');
-        }),
+      get: devices.repository.get,
+      insert: devices.repository.insert,
+      save: devices.repository.save,
+      listByPerson: (personId) => {
+        const op = 'devices.listByPerson';
+        return run(op, () => {
+          const id = validate(idSchema, personId, op, 'personId');
+          return devices.collection.list({ personId: id }, (d) => d.personId === id, { createdAt: 1 }, null, op);
+        });
+      },
     };
 
-    // pairings ----------------------------------------------------------------
-    const pairings = store(MONGO_COLLECTION.pairings, pairingCodec);
+    const pairings = store(CODECS.pairings);
     this.pairings = {
-      getByDeviceCodeHash: (hash) => run('pairings.getByDeviceCodeHash', () => pairings.findByUnique(pairingDeviceCodeHash, String(hash), 'pairings.getByDeviceCodeHash')),
-      getByUserCodeHash: (hash) => run('pairings.getByUserCodeHash', () => pairings.findByUnique(pairingUserCodeHash, String(hash), 'pairings.getByUserCodeHash')),
-      insert: (p) =>
-        run('pairings.insert', () => {
-          validate(PairingSchema, p, 'pairings.insert');
-          return pairings.insert(p, 'pairings.insert');
-        }),
-      save: (p, expectedVersion) =>
-        run('pairings.save', () => {
-          validate(PairingSchema, p, 'pairings.save');
-          checkVersion(expectedVersion, 'pairings.save');
-          return pairings.save(p, expectedVersion, 'pairings.save');
-        }),
-      deleteExpired: (before) =>
-        run('pairings.deleteExpired', () => {
-          const cutoff = validate(timestampSchema, before, 'pairings.deleteExpired', 'before');
-          return pairings.deleteWhere({ expiresAt: { $lt: cutoff } }, (p) => p.expiresAt < cutoff, 'pairings.deleteExpired');
-        }),
+      getByDeviceCodeHash: pairings.repository.findBy('deviceCodeHash', 'getByDeviceCodeHash'),
+      getByUserCodeHash: pairings.repository.findBy('userCodeHash', 'getByUserCodeHash'),
+      insert: pairings.repository.insert,
+      save: pairings.repository.save,
+      deleteExpired: (before) => {
+        const op = 'pairings.deleteExpired';
+        return run(op, () => {
+          const cutoff = validate(timestampSchema, before, op, 'before');
+          return pairings.collection.deleteWhere({ expiresAt: { $lt: cutoff } }, (p) => p.expiresAt < cutoff, op);
+        });
+      },
     };
 
-    // cases -------------------------------------------------------------------
-    const cases = store(MONGO_COLLECTION.cases, caseCodec);
+    const cases = store(CODECS.cases);
     this.cases = {
-      get: (ref) => run('cases.get', () => cases.get(String(ref), 'cases.get')),
-      insert: (c) =>
-        run('cases.insert', () => {
-          validate(RaCaseSchema, c, 'cases.insert');
-          return cases.insert(c, 'cases.insert');
-        }),
-      save: (c, expectedVersion) =>
-        run('cases.save', () => {
-          validate(RaCaseSchema, c, 'cases.save');
-          checkVersion(expectedVersion, 'cases.save');
-          return cases.save(c, expectedVersion, 'cases.save');
-        }),
-      listByPerson: (personId) =>
-        run('cases.listByPerson', () => {
-          const id = validate(idSchema, personId, 'cases.listByPerson', 'personId');
-          return cases.list({ personId: id }, (c) => c.personId === id, { createdAt: 1 }, null, 'cases.listByPerson');
-        }),
-      listOpen: (limit) =>
-        run('cases.listOpen', () => cases.list({ status: 'open' }, (c) => c.status === 'open', { createdAt: 1 }, validate(limitSchema, limit, 'cases.listOpen', 'limit'), 'cases.listOpen')),
+      get: cases.repository.get,
+      insert: cases.repository.insert,
+      save: cases.repository.save,
+      listByPerson: (personId) => {
+        const op = 'cases.listByPerson';
+        return run(op, () => {
+          const id = validate(idSchema, personId, op, 'personId');
+          return cases.collection.list({ personId: id }, (c) => c.personId === id, { createdAt: 1 }, null, op);
+        });
+      },
+      listOpen: (limit) => {
+        const op = 'cases.listOpen';
+        return run(op, () => cases.collection.list({ status: 'open' }, (c) => c.status === 'open', { createdAt: 1 }, validate(limitSchema, limit, op, 'limit'), op));
+      },
     };
 
     // audit -------------------------------------------------------------------
@@ -686,9 +384,9 @@ class MongoStorageImpl implements MongoStorage {
     this.audit = {
       append: (e) =>
         run('audit.append', async () => {
-          validate(AuditEntrySchema, e, 'audit.append');
+          const entry = recordToStore(RECORDS.audit, e, 'audit.append');
           try {
-            await audit.insertOne({ _id: e.id, seq: new ObjectId(), at: e.at, actor: e.actor, action: e.action, personId: e.personId, details: JSON.stringify(e.details) });
+            await audit.insertOne({ ...CODECS.audit.toFields(entry), _id: entry.id, seq: new ObjectId() });
           } catch (err) {
             // Same id appended before: idempotent, keep the first.
             if (!isDuplicateKey(err)) throw err;
@@ -699,7 +397,7 @@ class MongoStorageImpl implements MongoStorage {
           const limit = validate(limitSchema, filter?.limit, 'audit.list', 'limit');
           const query: Filter<Document & { _id: string }> = filter.personId === undefined ? {} : { personId: validate(idSchema, filter.personId, 'audit.list', 'personId') };
           const docs = await audit.find(query).sort({ at: 1, seq: 1 }).limit(limit).toArray();
-          return docs.map((d) => auditOf(d, 'audit.list'));
+          return docs.map((d) => CODECS.audit.fromKeyedDoc(d, 'audit.list'));
         }),
     };
 
@@ -710,18 +408,16 @@ class MongoStorageImpl implements MongoStorage {
       get: (personId) =>
         run('conversations.get', async () => {
           const d = await conversations.findOne({ _id: validate(idSchema, personId, 'conversations.get', 'personId') });
-          return d === null
-            ? null
-            : ({ personId: str(d._id), reference: parseJson(d.reference, 'conversations.get', 'conversations.reference'), updatedAt: str(d.updatedAt) } satisfies ConversationRecord);
+          return d === null ? null : CODECS.conversations.fromKeyedDoc(d, 'conversations.get');
         }),
       put: (record) =>
         run('conversations.put', async () => {
-          validate(ConversationRecordSchema, record, 'conversations.put');
-          const doc = { _id: record.personId, reference: JSON.stringify(record.reference), updatedAt: record.updatedAt };
+          const checked = recordToStore(RECORDS.conversations, record, 'conversations.put');
+          const doc = { ...CODECS.conversations.toFields(checked), _id: checked.personId };
           // Two first puts racing: the upsert that loses the insert race meets a duplicate key; replacing again wins.
           for (let attempt = 0; ; attempt++) {
             try {
-              await conversations.replaceOne({ _id: record.personId }, doc, { upsert: true });
+              await conversations.replaceOne({ _id: checked.personId }, doc, { upsert: true });
               return;
             } catch (err) {
               if (!isDuplicateKey(err) || attempt >= 2) throw err;

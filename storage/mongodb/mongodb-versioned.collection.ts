@@ -40,6 +40,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Collection, Db, Document, Filter, Sort } from 'mongodb';
 import type { InsertResult, SaveResult } from '../storage.port';
+import type { VersionedStore } from '../storage.repository';
 import { STORAGE_ERROR, StorageError } from '../storage.errors';
 import { isDuplicateKey } from './mongodb.errors';
 
@@ -80,7 +81,7 @@ export interface UniqueFieldSpec<T> {
   valueOf(record: T): string | null;
 }
 
-/** How one record type maps to documents. */
+/** How one record type maps to documents (derived from its schema by `documentCodec`, mongodb-document.codec.ts). */
 export interface RecordCodec<T> {
   /** Repository name for messages and claim scopes (`persons`). */
   name: string;
@@ -252,8 +253,8 @@ interface Latest {
   r: number;
 }
 
-/** One repository's records as heads plus revision documents. */
-export class VersionedCollection<T> {
+/** One repository's records as heads plus revision documents: the adapter's one versioned-repository implementation. */
+export class VersionedCollection<T> implements VersionedStore<T> {
   private readonly heads: Collection<Head>;
   private readonly revs: Collection<Rev>;
   private readonly gcAgeMs: number;
@@ -315,6 +316,13 @@ export class VersionedCollection<T> {
   async get(key: string, operation: string): Promise<T | null> {
     const latest = await this.latest(key);
     return latest === null ? null : this.codec.fromDoc(latest.doc, operation);
+  }
+
+  /** The record whose latest revision holds unique field `field` = `value`, or null. */
+  async findBy(field: string, value: string, operation: string): Promise<T | null> {
+    const u = this.codec.uniques.find((x) => x.field === field);
+    if (!u) throw new StorageError(STORAGE_ERROR.QUERY_FAILED, `${operation}: ${field} is not a unique field of ${this.codec.name}`, { meta: { operation, field } });
+    return this.findByUnique(u, value, operation);
   }
 
   /** The record whose latest revision holds unique `value` (through the claims, so always by `_id`), or null. */

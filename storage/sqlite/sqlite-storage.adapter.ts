@@ -18,7 +18,7 @@ import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Logger } from '../../common/logger';
 import type { AuditLog, CardRepository, CaseRepository, ConversationRepository, DeviceRepository, JourneyRepository, PairingRepository, PersonRepository, Storage, StoredEffect } from '../storage.port';
-import { versionedRepository, type StoreRunner } from '../storage.repository';
+import { countAttempt, dropEffects, versionedRepository, type StoreRunner } from '../storage.repository';
 import { STORAGE_ERROR, StorageError } from '../storage.errors';
 import { ArgumentSchemas, RECORDS, recordToStore, validate } from '../storage.schemas';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS } from './sqlite.migrations';
@@ -446,16 +446,4 @@ function createPrivateFile(file: string): void {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
   }
-}
-
-/** Effect edit of `removeEffects`: drop the given ids (null: none of them is there). */
-export function dropEffects(effects: StoredEffect[], ids: Set<string>): StoredEffect[] | null {
-  const kept = effects.filter((e) => !ids.has(e.id));
-  return kept.length === effects.length ? null : kept;
-}
-
-/** Effect edit of `countEffectAttempt`: add 1 to `attempts` of the given ids (null: none of them is there). */
-export function countAttempt(effects: StoredEffect[], ids: Set<string>): StoredEffect[] | null {
-  if (!effects.some((e) => ids.has(e.id))) return null;
-  return effects.map((e) => (ids.has(e.id) ? { ...e, attempts: e.attempts + 1 } : e));
 }

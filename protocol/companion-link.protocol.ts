@@ -239,8 +239,6 @@ export const ResponseSchema = z.discriminatedUnion('kind', [
    * separately as the `unlock.authorised` command, sent through the bot's outbox.
    */
   z.object({ kind: z.literal('unlock.accepted'), journeyId: JourneyIdSchema }),
-  /** TEMPORARY (removed once the bot sends the pair through bot/puk): the old in-response PUK pair. */
-  z.object({ kind: z.literal('unlock.authorised'), journeyId: JourneyIdSchema, puk: PukSchema, newPuk: PukSchema, pukUncertain: z.boolean().optional() }),
   z.object({
     kind: z.literal('unlock.refused'),
     /** Why, in words for the person (no secret in it). */

@@ -11,44 +11,16 @@ import type { CompanionLink } from '../link/companion-link.server';
 import type { MailPort } from '../mail/mail.port';
 import { registrationCodeMail, registrationConfirmedMail, unlockCodeMail, unlockedNoticeMail } from '../mail/mail.templates';
 import { unseal } from '../security/seal';
-import { keyedHash } from '../security/codes';
+import { PukCustody } from '../puk/puk.custody';
+import { cardClaim, holderTag } from '../puk/puk.rules';
+import { journeyKey } from './journey.engine';
+import { decodeUnlock } from './unlock/unlock.state';
 import type { Effect } from './journey.effects';
 import type { UnlockEvent } from './unlock/unlock.journey';
 import type { RegistrationEvent } from './registration/registration.journey';
 
-/**
- * `personId` of a card record whose PUK was enrolled (imported) with no holder
- * named: registering such a card does not bind it; RA confirms the holder.
- */
-export const UNASSIGNED_CARD_OWNER = 'unassigned';
-
-/** Prefix of a card record's `personId` while it waits for the holder the card-management system named. */
-export const HOLDER_TAG_PREFIX = 'holder:';
-
-/**
- * The owner tag of an enrolled card waiting for its holder: a keyed hash of the
- * holder's email as the card-management system gave it, so the address itself is
- * not stored on the card record.
- */
-export function holderTag(key: KeyObject, email: string): string {
-  return `${HOLDER_TAG_PREFIX}${keyedHash(key, 'card-holder', email.trim().toLowerCase())}`;
-}
-
-/**
- * Whether a registrant may have the card's PUK used for self-unlock: only when
- * the card is already theirs, or the card-management system named them as its
- * holder (matched on the email their registration code was sent to). A card
- * whose holder is unknown, or someone else, is registered but not bound; RA
- * confirms. This is what stops a companion that merely claims a card id from
- * ever being given that card's PUK.
- */
-export function cardClaim(card: { personId: string; puk: string | null } | null, personId: string, tagForEmail: string): 'bound' | 'bindable' | 'unconfirmed' | 'taken' | 'new' {
-  if (!card) return 'new';
-  if (card.personId === personId) return 'bound';
-  if (card.personId === tagForEmail) return 'bindable';
-  if (card.personId === UNASSIGNED_CARD_OWNER || card.personId.startsWith(HOLDER_TAG_PREFIX)) return 'unconfirmed';
-  return 'taken';
-}
+// Who may receive a card's PUK lives in bot/puk/; re-exported here for callers not yet moved.
+export { cardClaim, holderTag, HOLDER_TAG_PREFIX, UNASSIGNED_CARD_OWNER } from '../puk/puk.rules';
 
 /** Events an effect may produce, per journey kind (fed back to that journey's step). */
 export interface FollowUpEvents {
@@ -70,7 +42,7 @@ export interface EffectRunnerDeps {
   link: CompanionLink;
   mail: MailPort;
   sealKey: KeyObject;
-  /** Key for {@link holderTag}. */
+  /** Key for holder tags (`bot/puk/puk.rules.ts` `holderTag`). */
   codeHashKey: KeyObject;
   timeZone: string;
   raContact: string;
@@ -82,7 +54,27 @@ export interface EffectRunnerDeps {
 export class EffectRunner {
   private notifier: TeamsNotifier | null = null;
 
-  constructor(private readonly deps: EffectRunnerDeps) {}
+  /** The one place a PUK is unsealed and sent, or rotated (`puk.release`, `puk.commit`). */
+  private readonly custody: PukCustody;
+
+  constructor(private readonly deps: EffectRunnerDeps) {
+    this.custody = new PukCustody({
+      storage: deps.storage,
+      link: deps.link,
+      sealKey: deps.sealKey,
+      commandTimeoutMs: deps.commandTimeoutMs,
+      now: deps.now,
+      // Defence in depth: at carry-out time the person's unlock run must still be the one
+      // unblocking that card with that device, and self-service not locked.
+      unblockingRun: async (personId) => {
+        const rec = await deps.storage.journeys.get(journeyKey(personId, 'unlock'));
+        if (!rec) return null;
+        const j = decodeUnlock(rec);
+        if (j.lock || j.state.phase !== 'unblocking') return null;
+        return { runId: j.runId, cardId: j.state.cardId, deviceId: j.state.deviceId };
+      },
+    });
+  }
 
   setNotifier(notifier: TeamsNotifier): void {
     this.notifier = notifier;
@@ -176,6 +168,12 @@ export class EffectRunner {
         if (reply.kind === 'error') throw new AppError('LINK.COMMAND_FAILED', `companion refused ${effect.command.kind}: ${reply.code}`);
         return null;
       }
+      case 'puk.release':
+        await this.custody.release(effect);
+        return null;
+      case 'puk.commit':
+        await this.custody.commit(effect);
+        return null;
       case 'teams.refresh':
         if (this.notifier) await this.notifier.refresh(effect.personId, effect.journey ?? 'unlock', effect.message);
         return null;

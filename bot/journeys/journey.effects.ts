@@ -10,8 +10,13 @@
  */
 import type { Command } from '../../protocol/companion-link.protocol';
 import type { AnswerHash, JourneyKind, Sealed } from '../../storage/storage.port';
+import type { PukCommitEffect, PukReleaseEffect } from '../puk/puk.effects';
 
 export type Effect =
+  /** Release the card's PUK pair to the companion unblocking it (carried out by `bot/puk/`). */
+  | PukReleaseEffect
+  /** The card holds the new PUK: make it current (carried out by `bot/puk/`). */
+  | PukCommitEffect
   | {
       type: 'mail.unlock_code';
       id: string;

@@ -14,9 +14,9 @@ import type { Logger } from '../../../common/logger';
 import type { CardStatus, Request, Response } from '../../../protocol/companion-link.protocol';
 import type { Device, JourneyRecord, Person, Storage } from '../../../storage/storage.port';
 import type { CompanionLink } from '../../link/companion-link.server';
-import { generateCaseRef, generateNumericCode, generatePuk, hashesEqual, keyedHash } from '../../security/codes';
+import { generateCaseRef, generateNumericCode, hashesEqual, keyedHash } from '../../security/codes';
 import { verifyAnswers } from '../../security/answers';
-import { seal, unseal } from '../../security/seal';
+import { seal } from '../../security/seal';
 import type { DerivedKeys } from '../../security/keys';
 import { journeyKey, type JourneyEngine } from '../journey.engine';
 import {
@@ -273,21 +273,16 @@ export class UnlockService {
             : { type: 'resume', deviceId: device.id, cardId: request.cardId };
         }, true);
         const verdict = result?.verdict ?? { kind: 'refused' as const, reason: 'not_waiting' as const };
-        if (verdict.kind === 'authorised') return this.authorise(device, request.journeyId, request.cardId);
+        // Accepted: the step stored a `puk.release` effect; bot/puk sends the pair as the
+        // `unlock.authorised` command just after this answer (deferred effects).
+        if (verdict.kind === 'authorised') return { kind: 'unlock.accepted', journeyId: request.journeyId };
         return { kind: 'unlock.refused', reason: verdict.reason, message: refusalText(verdict.reason, verdict.triesLeft), ...(verdict.triesLeft !== undefined ? { triesLeft: verdict.triesLeft } : {}) };
       }
       case 'unlock.result': {
-        if (request.pukOnCard === 'new') {
-          // Only for the run that is unblocking this card with this device.
-          const rec = await this.load(device.personId);
-          const s = toJourney(rec).state;
-          if (rec.runId === request.journeyId && s.phase === 'unblocking' && s.cardId === request.cardId && s.deviceId === device.id) {
-            await this.commitPendingPuk(request.cardId, device);
-          }
-        }
+        // `pukOnCard: 'new'` makes the step emit `puk.commit` (only for the run unblocking this card with this device).
         await this.apply(device.personId, async (j) =>
           j.runId === request.journeyId
-            ? { type: 'unblock_result', deviceId: device.id, cardId: request.cardId, outcome: request.outcome, workstation: device.workstation }
+            ? { type: 'unblock_result', deviceId: device.id, cardId: request.cardId, outcome: request.outcome, pukOnCard: request.pukOnCard, workstation: device.workstation }
             : null,
           true,
         );
@@ -325,40 +320,6 @@ export class UnlockService {
       return { type: 'card_status', person: this.personFacts(person), result: { ok: true, status, pukEnrolled } };
     });
     if (result?.changed) await this.deps.notify(person.id, null).catch((err: unknown) => this.deps.logger.warn({ err }, 'teams refresh failed'));
-  }
-
-  /** Give the companion the card's PUK and the PUK to change it to (after every check passed). */
-  private async authorise(device: Device, runId: string, cardId: string): Promise<Response> {
-    const aad = `puk:${cardId}`;
-    for (let i = 0; i < 5; i++) {
-      const card = await this.deps.storage.cards.get(cardId);
-      if (!card || !card.puk || card.personId !== device.personId) {
-        return { kind: 'unlock.refused', reason: 'unavailable', message: 'This card cannot be unlocked from here. Contact your RA team.' };
-      }
-      let pending = card.pendingPuk;
-      // A pending PUK from before this authorisation: an earlier attempt may have put it on the card.
-      const pukUncertain = pending !== null;
-      if (!pending) {
-        pending = seal(this.deps.keys.sealKey, generatePuk(), aad);
-        const saved = await this.deps.storage.cards.save({ ...card, pendingPuk: pending, updatedAt: this.now().toISOString(), version: card.version + 1 }, card.version);
-        if (saved === 'conflict') continue;
-      }
-      return { kind: 'unlock.authorised', journeyId: runId, puk: unseal(this.deps.keys.sealKey, card.puk, aad), newPuk: unseal(this.deps.keys.sealKey, pending, aad), ...(pukUncertain ? { pukUncertain: true } : {}) };
-    }
-    throw new AppError('CARD.BUSY', 'card record kept changing', { meta: { cardId } });
-  }
-
-  /** The card now holds the pending PUK: make it the current one. */
-  private async commitPendingPuk(cardId: string, device: Device): Promise<void> {
-    for (let i = 0; i < 5; i++) {
-      const card = await this.deps.storage.cards.get(cardId);
-      if (!card || !card.pendingPuk || card.personId !== device.personId) return;
-      const saved = await this.deps.storage.cards.save({ ...card, puk: card.pendingPuk, pendingPuk: null, updatedAt: this.now().toISOString(), version: card.version + 1 }, card.version);
-      if (saved === 'saved') {
-        await this.deps.storage.audit.append({ id: randomUUID(), at: this.now().toISOString(), actor: `device:${device.id}`, action: 'card.puk_rotated', personId: device.personId, details: { cardId } });
-        return;
-      }
-    }
   }
 
   /** Carry out effects still pending for this person's unlock journey. */

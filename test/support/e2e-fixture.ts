@@ -362,7 +362,7 @@ export async function startE2eStack(options: E2eStackOptions): Promise<E2eStack>
     for (const s of seats) await s.dispose();
     await pcsc?.close();
     await mongo?.client.close();
-    await ferret?.stop();
+    await ferret?.dispose(); // stops it and drops its PostgreSQL database
     await removeTestDirs(...bots.map((b) => b.dataDir), ...seats.flatMap((s) => s.companions.map((c) => c.dataDir)), ferret ? path.dirname(ferret.dataDir) : undefined);
   };
 

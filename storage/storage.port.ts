@@ -2,8 +2,13 @@
  * The storage port: everything the bot keeps, behind one interface.
  *
  * Adapters: `sqlite/` (embedded, the default; one file through better-sqlite3)
- * and, later, MongoDB. One conformance suite (`storage.conformance.ts`) runs
- * against every adapter.
+ * and `mongodb/` (the official driver; MongoDB, Atlas, Cosmos DB for MongoDB,
+ * FerretDB), chosen by `storage.factory.ts`. One conformance suite
+ * (`storage.conformance.ts`) runs against every adapter.
+ *
+ * Each record type has one zod schema (`storage.schemas.ts`, `RECORDS`); both
+ * adapters derive their row / document codecs from it and share one generic
+ * versioned repository per adapter (`storage.repository.ts`).
  *
  * Rules every adapter keeps, so the same code runs on SQLite, MongoDB, Atlas,
  * Cosmos DB for MongoDB and FerretDB:

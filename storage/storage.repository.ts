@@ -8,7 +8,7 @@
  * every adapter must share. Special operations (journeys' effect edits, lists,
  * pairings' expiry) are added by each adapter on top.
  */
-import type { InsertResult, SaveResult, StoredEffect } from './storage.port';
+import type { InsertResult, JourneyRecord, JourneyRepository, SaveResult, StoredEffect } from './storage.port';
 import { ArgumentSchemas, recordToStore, validate, type RecordDescriptor } from './storage.schemas';
 
 /** What an adapter's generic store does for one record type. Values may be plain (SQLite) or promised (MongoDB). */
@@ -21,6 +21,8 @@ export interface VersionedStore<T> {
   insert(record: T, operation: string): InsertResult<T> | Promise<InsertResult<T>>;
   /** Compare-and-set: store `record` as version `expected + 1` when the stored version is `expected`. */
   save(record: T, expected: number, operation: string): SaveResult | Promise<SaveResult>;
+  /** Every record whose `field` equals `value`, ordered by `orderBy` then key. */
+  listBy(field: keyof T & string, value: string, orderBy: keyof T & string, operation: string): T[] | Promise<T[]>;
 }
 
 /** How an adapter runs a call: reads and writes, each mapping failures to StorageError with the operation name. */
@@ -36,6 +38,8 @@ export interface VersionedRepository<T> {
   save(record: T, expectedVersion: number): Promise<SaveResult>;
   /** A port finder (`findByCardId`, `getByUserCodeHash`) on one unique field. */
   findBy(field: keyof T & string, method: string): (value: string) => Promise<T | null>;
+  /** A port list (`listByPerson`) of the records whose `field` equals the argument, ordered by `orderBy` then key. */
+  listBy(field: keyof T & string, orderBy: keyof T & string, method: string): (value: string) => Promise<T[]>;
 }
 
 /**
@@ -49,7 +53,7 @@ export interface VersionedRepository<T> {
  * @param descriptor - the record type (see `RECORDS` in storage.schemas.ts)
  * @param store - the adapter's generic store for it
  * @param runner - the adapter's read/write runner
- * @returns `{ get, insert, save, findBy }`; operation names are `<name>.<method>`
+ * @returns `{ get, insert, save, findBy, listBy }`; operation names are `<name>.<method>`
  * @throws (from the returned methods) StorageError `STORAGE.INVALID_RECORD` for a bad argument or record, naming the field, never the value
  */
 export function versionedRepository<T>(descriptor: RecordDescriptor<T>, store: VersionedStore<T>, runner: StoreRunner): VersionedRepository<T> {
@@ -62,6 +66,10 @@ export function versionedRepository<T>(descriptor: RecordDescriptor<T>, store: V
     findBy: (field, method) => (value) => {
       const op = `${name}.${method}`;
       return runner.read(op, () => store.findBy(field, validate(ArgumentSchemas.id, value, op, field), op));
+    },
+    listBy: (field, orderBy, method) => (value) => {
+      const op = `${name}.${method}`;
+      return runner.read(op, () => store.listBy(field, validate(ArgumentSchemas.id, value, op, field), orderBy, op));
     },
     insert: (record) => {
       const op = `${name}.insert`;
@@ -77,14 +85,42 @@ export function versionedRepository<T>(descriptor: RecordDescriptor<T>, store: V
   };
 }
 
-/** Effect edit of `removeEffects`: drop the given ids (null: none of them is there). */
-export function dropEffects(effects: StoredEffect[], ids: Set<string>): StoredEffect[] | null {
-  const kept = effects.filter((e) => !ids.has(e.id));
-  return kept.length === effects.length ? null : kept;
-}
+/** Rewrites a journey without moving its version: `change` gets the stored record, returns the new one or null for "nothing to do". */
+export type JourneyEdit = (key: string, change: (current: JourneyRecord) => JourneyRecord | null, operation: string) => void | Promise<void>;
 
-/** Effect edit of `countEffectAttempt`: add 1 to `attempts` of the given ids (null: none of them is there). */
-export function countAttempt(effects: StoredEffect[], ids: Set<string>): StoredEffect[] | null {
-  if (!effects.some((e) => ids.has(e.id))) return null;
-  return effects.map((e) => (ids.has(e.id) ? { ...e, attempts: e.attempts + 1 } : e));
+/**
+ * The journeys' effect edits (`removeEffects`, `countEffectAttempt`) on an adapter's record edit.
+ *
+ * @param runner - the adapter's runner (edits are writes)
+ * @param edit - the adapter's edit of one journey, keeping its version
+ * @returns the two port methods; unknown keys and ids are ignored, an empty id list writes nothing
+ */
+export function journeyEffectEdits(runner: StoreRunner, edit: JourneyEdit): Pick<JourneyRepository, 'removeEffects' | 'countEffectAttempt'> {
+  const editEffects = (op: string, key: string, effectIds: string[], change: (effects: StoredEffect[], ids: Set<string>) => StoredEffect[] | null) =>
+    runner.write(op, () => {
+      validate(ArgumentSchemas.id, key, op, 'key');
+      validate(ArgumentSchemas.effectIds, effectIds, op, 'effectIds');
+      if (effectIds.length === 0) return;
+      const ids = new Set(effectIds);
+      return edit(
+        key,
+        (j) => {
+          const next = change(j.pendingEffects, ids);
+          return next === null ? null : { ...j, pendingEffects: next };
+        },
+        op,
+      );
+    });
+  return {
+    removeEffects: (key, effectIds) =>
+      editEffects('journeys.removeEffects', key, effectIds, (effects, ids) => {
+        const kept = effects.filter((e) => !ids.has(e.id));
+        return kept.length === effects.length ? null : kept;
+      }),
+    countEffectAttempt: (key, effectIds) =>
+      editEffects('journeys.countEffectAttempt', key, effectIds, (effects, ids) => {
+        if (!effects.some((e) => ids.has(e.id))) return null;
+        return effects.map((e) => (ids.has(e.id) ? { ...e, attempts: e.attempts + 1 } : e));
+      }),
+  };
 }

@@ -32,7 +32,7 @@ import { MongoClient, MongoError, ObjectId, type Db, type Document, type Filter 
 import { AppError } from '../../common/app-error';
 import type { Logger } from '../../common/logger';
 import type { AuditLog, CardRepository, CaseRepository, ConversationRepository, DeviceRepository, JourneyRepository, PairingRepository, PersonRepository, Storage, StoredEffect } from '../storage.port';
-import { countAttempt, dropEffects, versionedRepository, type StoreRunner } from '../storage.repository';
+import { journeyEffectEdits, versionedRepository, type StoreRunner } from '../storage.repository';
 import { STORAGE_ERROR, StorageError } from '../storage.errors';
 import { ArgumentSchemas, RECORDS, recordToStore, validate } from '../storage.schemas';
 import { isDuplicateKey, isUnavailable, MONGO_CODE, toStorageError } from './mongodb.errors';
@@ -304,25 +304,12 @@ class MongoStorageImpl implements MongoStorage {
     const cards = store(CODECS.cards).repository;
     this.cards = { get: cards.get, insert: cards.insert, save: cards.save };
 
-    // Effect edits insert a revision that keeps the version.
     const journeys = store(CODECS.journeys);
-    const editEffects = (op: string, key: string, effectIds: string[], edit: (effects: StoredEffect[], ids: Set<string>) => StoredEffect[] | null) =>
-      run(op, async () => {
-        validate(idSchema, key, op, 'key');
-        validate(effectIdsSchema, effectIds, op, 'effectIds');
-        if (effectIds.length === 0) return;
-        const ids = new Set(effectIds);
-        await journeys.collection.edit(key, (j) => {
-          const next = edit(j.pendingEffects, ids);
-          return next === null ? null : { ...j, pendingEffects: next };
-        }, op);
-      });
     this.journeys = {
       get: journeys.repository.get,
       insert: journeys.repository.insert,
       save: journeys.repository.save,
-      removeEffects: (key, effectIds) => editEffects('journeys.removeEffects', key, effectIds, dropEffects),
-      countEffectAttempt: (key, effectIds) => editEffects('journeys.countEffectAttempt', key, effectIds, countAttempt),
+      ...journeyEffectEdits(runner, (key, change, op) => journeys.collection.edit(key, change, op)),
       listWithPendingEffects: (limit) => {
         const op = 'journeys.listWithPendingEffects';
         return run(op, () => journeys.collection.list({ pendingCount: { $gt: 0 } }, (j) => j.pendingEffects.length > 0, { updatedAt: 1 }, validate(limitSchema, limit, op, 'limit'), op));
@@ -334,13 +321,7 @@ class MongoStorageImpl implements MongoStorage {
       get: devices.repository.get,
       insert: devices.repository.insert,
       save: devices.repository.save,
-      listByPerson: (personId) => {
-        const op = 'devices.listByPerson';
-        return run(op, () => {
-          const id = validate(idSchema, personId, op, 'personId');
-          return devices.collection.list({ personId: id }, (d) => d.personId === id, { createdAt: 1 }, null, op);
-        });
-      },
+      listByPerson: devices.repository.listBy('personId', 'createdAt', 'listByPerson'),
     };
 
     const pairings = store(CODECS.pairings);
@@ -363,13 +344,7 @@ class MongoStorageImpl implements MongoStorage {
       get: cases.repository.get,
       insert: cases.repository.insert,
       save: cases.repository.save,
-      listByPerson: (personId) => {
-        const op = 'cases.listByPerson';
-        return run(op, () => {
-          const id = validate(idSchema, personId, op, 'personId');
-          return cases.collection.list({ personId: id }, (c) => c.personId === id, { createdAt: 1 }, null, op);
-        });
-      },
+      listByPerson: cases.repository.listBy('personId', 'createdAt', 'listByPerson'),
       listOpen: (limit) => {
         const op = 'cases.listOpen';
         return run(op, () => cases.collection.list({ status: 'open' }, (c) => c.status === 'open', { createdAt: 1 }, validate(limitSchema, limit, op, 'limit'), op));

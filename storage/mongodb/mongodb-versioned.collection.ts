@@ -370,6 +370,11 @@ export class VersionedCollection<T> implements VersionedStore<T> {
     return (limit === null ? out : out.slice(0, limit)).map((o) => o.record);
   }
 
+  /** Every record whose `field` equals `value`, ordered by `orderBy` then key (heads checked against their latest revision). */
+  async listBy(field: string, value: string, orderBy: string, operation: string): Promise<T[]> {
+    return this.list({ [field]: value }, (record) => (record as Record<string, unknown>)[field] === value, { [orderBy]: 1 }, null, operation);
+  }
+
   /**
    * Insert a new record (revision 0). When its key or a unique field is taken,
    * answer `exists` with the record holding it (key first, then the unique

@@ -18,7 +18,7 @@ import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Logger } from '../../common/logger';
 import type { AuditLog, CardRepository, CaseRepository, ConversationRepository, DeviceRepository, JourneyRepository, PairingRepository, PersonRepository, Storage, StoredEffect } from '../storage.port';
-import { countAttempt, dropEffects, versionedRepository, type StoreRunner } from '../storage.repository';
+import { journeyEffectEdits, versionedRepository, type StoreRunner } from '../storage.repository';
 import { STORAGE_ERROR, StorageError } from '../storage.errors';
 import { ArgumentSchemas, RECORDS, recordToStore, validate } from '../storage.schemas';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS } from './sqlite.migrations';
@@ -254,23 +254,11 @@ class SqliteStorageImpl implements SqliteStorage {
     this.cards = { get: cards.get, insert: cards.insert, save: cards.save };
 
     const journeys = repo(tables.journeys);
-    const editEffects = (op: string, key: string, effectIds: string[], edit: (effects: StoredEffect[], ids: Set<string>) => StoredEffect[] | null) =>
-      this.write(op, () => {
-        validate(idSchema, key, op, 'key');
-        validate(effectIdsSchema, effectIds, op, 'effectIds');
-        if (effectIds.length === 0) return;
-        const ids = new Set(effectIds);
-        tables.journeys.edit(key, (j) => {
-          const next = edit(j.pendingEffects, ids);
-          return next === null ? null : { ...j, pendingEffects: next };
-        }, op);
-      });
     this.journeys = {
       get: journeys.get,
       insert: journeys.insert,
       save: journeys.save,
-      removeEffects: (key, effectIds) => editEffects('journeys.removeEffects', key, effectIds, dropEffects),
-      countEffectAttempt: (key, effectIds) => editEffects('journeys.countEffectAttempt', key, effectIds, countAttempt),
+      ...journeyEffectEdits(runner, (key, change, op) => tables.journeys.edit(key, change, op)),
       listWithPendingEffects: (limit) => {
         const op = 'journeys.listWithPendingEffects';
         return this.run(op, () => tables.journeys.list({ where: 'pending_count > 0', orderBy: 'updated_at, key', limit: validate(limitSchema, limit, op, 'limit') }, op));
@@ -282,10 +270,7 @@ class SqliteStorageImpl implements SqliteStorage {
       get: devices.get,
       insert: devices.insert,
       save: devices.save,
-      listByPerson: (personId) => {
-        const op = 'devices.listByPerson';
-        return this.run(op, () => tables.devices.list({ where: 'person_id = ?', orderBy: 'created_at, id', params: [validate(idSchema, personId, op, 'personId')] }, op));
-      },
+      listByPerson: devices.listBy('personId', 'createdAt', 'listByPerson'),
     };
 
     const pairings = repo(tables.pairings);
@@ -305,10 +290,7 @@ class SqliteStorageImpl implements SqliteStorage {
       get: cases.get,
       insert: cases.insert,
       save: cases.save,
-      listByPerson: (personId) => {
-        const op = 'cases.listByPerson';
-        return this.run(op, () => tables.cases.list({ where: 'person_id = ?', orderBy: 'created_at, ref', params: [validate(idSchema, personId, op, 'personId')] }, op));
-      },
+      listByPerson: cases.listBy('personId', 'createdAt', 'listByPerson'),
       listOpen: (limit) => {
         const op = 'cases.listOpen';
         return this.run(op, () => tables.cases.list({ where: "status = 'open'", orderBy: 'created_at, ref', limit: validate(limitSchema, limit, op, 'limit') }, op));

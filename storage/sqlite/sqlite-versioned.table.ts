@@ -62,6 +62,10 @@ export class SqliteVersionedTable<T> implements VersionedStore<T> {
     return row === undefined ? null : this.codec.decode(row, operation);
   }
 
+  listBy(field: keyof T & string, value: string, orderBy: keyof T & string, operation: string): T[] {
+    return this.list({ where: `${this.codec.column(field)} = ?`, orderBy: `${this.codec.column(orderBy)}, ${this.codec.keyColumn}`, params: [value] }, operation);
+  }
+
   insert(record: T, operation: string): InsertResult<T> {
     const row = this.codec.encode(record);
     if (this.statement(this.insertSql).run(row).changes === 1) return { status: 'created', record: this.codec.decode(row, operation) };

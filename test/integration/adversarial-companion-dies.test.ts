@@ -226,8 +226,10 @@ describe('adversarial: the companion (or the bot) dies mid-journey', () => {
     await teams.invoke(gil.user, 'unlock.answers', { ...ans.data, ...(await answersFor(card, gil)) });
     const code = unlockCodeOf(await eventually(() => bot.outbox(), (m) => m.kind === 'unlock_code' && !before.has(m.name)));
     secrets.push({ label: 'gil code', value: code });
-    const auth = await c1.request({ kind: 'unlock.submit_code', journeyId, cardId: gil.cardId, code });
-    expect(auth).toMatchObject({ kind: 'unlock.authorised', puk: gil.puk });
+    expect(await c1.request({ kind: 'unlock.submit_code', journeyId, cardId: gil.cardId, code })).toEqual({ kind: 'unlock.accepted', journeyId });
+    // The pair follows as a command from the bot's PUK custody.
+    const auth = await c1.release(journeyId);
+    expect(auth).toMatchObject({ kind: 'unlock.authorised', journeyId, cardId: gil.cardId, puk: gil.puk });
     secrets.push({ label: 'gil new PUK', value: String(auth['newPuk']) });
     c1.ws.terminate(); // dies without a word
     await sleep(500);
@@ -243,9 +245,9 @@ describe('adversarial: the companion (or the bot) dies mid-journey', () => {
     const c2 = await RawCompanion.connect(bot, `Bearer ${dev.credential}`);
     raws.push(c2);
     c2.cardStatus = c1.cardStatus;
-    const again = await c2.request({ kind: 'unlock.resume', journeyId, cardId: gil.cardId });
+    expect(await c2.request({ kind: 'unlock.resume', journeyId, cardId: gil.cardId })).toEqual({ kind: 'unlock.accepted', journeyId });
     // pukUncertain: the first attempt may already have changed the PUK (the companion died mid-way).
-    expect(again).toMatchObject({ kind: 'unlock.authorised', journeyId, puk: gil.puk, newPuk: auth['newPuk'] });
+    expect(await c2.release(journeyId)).toMatchObject({ kind: 'unlock.authorised', journeyId, puk: gil.puk, newPuk: auth['newPuk'], pukUncertain: true });
     // The code cannot be used a second time, by anyone.
     expect(await c2.request({ kind: 'unlock.submit_code', journeyId, cardId: gil.cardId, code })).toMatchObject({ kind: 'unlock.refused', reason: 'used' });
     const result = { kind: 'unlock.result', journeyId, cardId: gil.cardId, outcome: 'unblocked', pukOnCard: 'new' };

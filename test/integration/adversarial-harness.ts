@@ -13,6 +13,7 @@ import { createServer, request, type IncomingMessage, type Server, type ServerRe
 import type { AddressInfo } from 'node:net';
 import WebSocket from 'ws';
 import type { OutboxEntry } from '../../bot/mail/outbox-mail.adapter';
+import { PROTOCOL_VERSION } from '../../protocol/companion-link.protocol';
 import { listFiles } from '../support/e2e-secrets';
 import { runAdmin, type BotStack } from '../support/e2e-stack';
 
@@ -334,7 +335,7 @@ export class RawCompanion {
       ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
     });
     if (options.hello !== false) {
-      c.sendJson({ type: 'hello', protocol: 1, version: 'adv-1', workstation: 'WS-ADV' });
+      c.sendJson({ type: 'hello', protocol: PROTOCOL_VERSION, version: 'adv-1', workstation: 'WS-ADV' });
       await c.waitFor((f) => f.type === 'welcome', 5000);
     }
     return c;
@@ -383,6 +384,16 @@ export class RawCompanion {
     this.sendJson({ type: 'request', id, request: req });
     const f = await this.waitFor((x) => (x.type === 'response' || x.type === 'protocol.error') && x['id'] === id, timeoutMs);
     return f.type === 'response' ? (f['response'] as Record<string, unknown>) : { kind: 'protocol.error', message: f['message'] };
+  }
+
+  /**
+   * Wait for the PUK pair the bot's custody sends after an accepted code or resume
+   * (the `unlock.authorised` command), the `nth` one (1-based) for that journey.
+   */
+  async release(journeyId: string, nth = 1, timeoutMs = 10_000): Promise<Record<string, unknown>> {
+    const mine = (): Array<Record<string, unknown>> => this.commands('unlock.authorised').filter((c) => c['journeyId'] === journeyId);
+    await this.waitFor(() => mine().length >= nth, timeoutMs);
+    return mine()[nth - 1]!;
   }
 
   commands(kind?: string): Array<Record<string, unknown>> {

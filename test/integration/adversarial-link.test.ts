@@ -10,6 +10,7 @@ import Database from 'better-sqlite3';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PROTOCOL_VERSION } from '../../protocol/companion-link.protocol';
 import { removeTestDirs, startBotStack, type BotStack } from '../support/e2e-stack';
 import {
   activityText,
@@ -113,7 +114,7 @@ describe('adversarial: companion link WebSocket', () => {
     const unknownDevice = `Bearer ${randomUUID()}.${alice.credential.split('.')[1]!}`;
     for (const auth of [null, 'Bearer garbage', wrongSecret, unknownDevice, `Basic ${Buffer.from('a:b').toString('base64')}`, `Bearer ${alice.credential}x`]) {
       const c = await RawCompanion.connect(bot, auth, { hello: false });
-      c.sendJson({ type: 'hello', protocol: 1, version: 'x', workstation: 'x' });
+      c.sendJson({ type: 'hello', protocol: PROTOCOL_VERSION, version: 'x', workstation: 'x' });
       expect(await c.waitClosed(), String(auth).slice(0, 30)).toBe(4401);
       expect(c.frames.filter((f) => f.type === 'welcome')).toEqual([]);
     }
@@ -197,9 +198,12 @@ describe('adversarial: companion link WebSocket', () => {
     expect(journeyState(alice.person.personId)).toEqual(before);
     expect(cardRow(alice.person.cardId)).toEqual(pukBefore);
     expect(count(alice.person.personId, 'unlock.code_wrong')).toBe(0);
+    expect(b.commands('unlock.authorised')).toEqual([]);
     // Alice's own companion still finishes with the right code: the code was not spent or counted.
-    const ok = await a.request({ kind: 'unlock.submit_code', journeyId, cardId: alice.person.cardId, code });
-    expect(ok).toMatchObject({ kind: 'unlock.authorised', journeyId, puk: alice.person.puk });
+    expect(await a.request({ kind: 'unlock.submit_code', journeyId, cardId: alice.person.cardId, code })).toEqual({ kind: 'unlock.accepted', journeyId });
+    const ok = await a.release(journeyId);
+    expect(ok).toMatchObject({ kind: 'unlock.authorised', journeyId, cardId: alice.person.cardId, puk: alice.person.puk });
+    expect(b.commands('unlock.authorised')).toEqual([]);
     secrets.push({ label: 'alice new PUK', value: String(ok['newPuk']) });
     expect(await a.request({ kind: 'unlock.result', journeyId, cardId: alice.person.cardId, outcome: 'unblocked', pukOnCard: 'new' })).toEqual({ kind: 'ok' });
     await sleep(300);
@@ -231,12 +235,13 @@ describe('adversarial: companion link WebSocket', () => {
     const b = await connect(bob);
     const { code, journeyId } = await toCodeSent(bob, b);
     const two = await Promise.all([1, 2, 3].map(() => b.request({ kind: 'unlock.submit_code', journeyId, cardId: bob.person.cardId, code })));
-    expect(two.filter((r) => r['kind'] === 'unlock.authorised')).toHaveLength(1);
+    expect(two.filter((r) => r['kind'] === 'unlock.accepted')).toHaveLength(1);
     expect(two.filter((r) => r['reason'] === 'used')).toHaveLength(2);
     await expect.poll(() => count(bob.person.personId, 'unlock.code_accepted'), { timeout: 5000 }).toBe(1);
+    const auth = await b.release(journeyId);
     await sleep(300);
     expect(count(bob.person.personId, 'unlock.code_accepted')).toBe(1);
-    const auth = two.find((r) => r['kind'] === 'unlock.authorised')!;
+    expect(b.commands('unlock.authorised').filter((c) => c['journeyId'] === journeyId)).toHaveLength(1); // one release, one pair
     secrets.push({ label: 'bob new PUK', value: String(auth['newPuk']) });
     // Finish, so the next tests start from a done journey.
     await b.request({ kind: 'unlock.result', journeyId, cardId: bob.person.cardId, outcome: 'unblocked', pukOnCard: 'new' });
@@ -262,7 +267,8 @@ describe('adversarial: companion link WebSocket', () => {
   it('a result for a foreign journey id does not rotate the stored PUK while a pulled card still holds the old one', async () => {
     const b = await connect(bob);
     const { code, journeyId } = await toCodeSent(bob, b);
-    const auth = await b.request({ kind: 'unlock.submit_code', journeyId, cardId: bob.person.cardId, code });
+    expect(await b.request({ kind: 'unlock.submit_code', journeyId, cardId: bob.person.cardId, code })).toEqual({ kind: 'unlock.accepted', journeyId });
+    const auth = await b.release(journeyId);
     expect(auth).toMatchObject({ kind: 'unlock.authorised', puk: bob.person.puk });
     secrets.push({ label: 'bob pending PUK', value: String(auth['newPuk']) });
     // The card was pulled during RESET RETRY COUNTER: it still holds the current PUK.
@@ -272,8 +278,8 @@ describe('adversarial: companion link WebSocket', () => {
     await sleep(300);
     expect(journeyState(bob.person.personId)).toMatchObject({ phase: 'unblocking', interrupted: true });
     // The card is back: the bot must still name the PUK the card really holds.
-    const resumed = await b.request({ kind: 'unlock.resume', journeyId, cardId: bob.person.cardId });
-    expect(resumed['kind']).toBe('unlock.authorised');
+    expect(await b.request({ kind: 'unlock.resume', journeyId, cardId: bob.person.cardId })).toEqual({ kind: 'unlock.accepted', journeyId });
+    const resumed = await b.release(journeyId, 2);
     expect(resumed['puk'] === bob.person.puk, 'the stored PUK was swapped for one the card does not hold').toBe(true);
     b.close();
   });
@@ -295,7 +301,9 @@ describe('adversarial: companion link WebSocket', () => {
     try {
       const r = a.closeCode !== null ? null : await a.request({ kind: 'unlock.submit_code', journeyId, cardId: alice.person.cardId, code }, 5000);
       served = r === null ? `closed ${a.closeCode}` : String(r['kind']);
-      if (r && r['kind'] === 'unlock.authorised') secrets.push({ label: 'alice PUK released after revocation', value: String(r['newPuk']) });
+      await sleep(500);
+      for (const c of a.commands('unlock.authorised')) secrets.push({ label: 'alice PUK released after revocation', value: String(c['newPuk']) });
+      if (a.commands('unlock.authorised').length > 0) served = 'unlock.authorised (PUK released)';
     } catch (err) {
       served = `closed ${(err as Error).message}`;
     }

@@ -163,8 +163,9 @@ describe('adversarial: races on card actions (double clicks, floods)', () => {
     const stale = await teams.invoke(p.user, 'unlock.start', {});
     expect(cardText(invokeCard(stale))).toContain('Check your email');
     const r = await c.request({ kind: 'unlock.submit_code', journeyId, cardId: p.cardId, code });
-    expect(r['kind'], JSON.stringify({ kind: r['kind'], reason: r['reason'] })).toBe('unlock.authorised');
-    if (r['kind'] === 'unlock.authorised') secrets.push({ label: 'sally new PUK', value: String(r['newPuk']) });
+    expect(r['kind'], JSON.stringify({ kind: r['kind'], reason: r['reason'] })).toBe('unlock.accepted');
+    const pair = await c.release(journeyId);
+    secrets.push({ label: 'sally new PUK', value: String(pair['newPuk']) });
   });
 
   it('a double-clicked Cancel ends the run once and tells the companion once', async () => {

@@ -1,19 +1,28 @@
 /**
- * The MongoDB part of `npm run bench` (issue #4): the same journey-step turns
- * as section 1, on bots whose store is the MongoDB adapter, with one bot
- * instance and with two instances over one database (each conversation's
- * turns alternating between the instances, as a load balancer without
- * affinity spreads them, and each conversation pinned to one instance); and
- * the companion's `card.read_status` round trip when the command
- * is issued on the instance holding the companion's WebSocket against when it
- * is issued on the other instance and routed over the command bus.
+ * Section 4 of `npm run bench` (issues #4 and #8): the same journey-step turns
+ * as section 1, sent over HTTP to bot instances that each run as their own
+ * process (`bot/main.ts` under tsx, as deployed), and the companion round trip
+ * across instances.
  *
- * Server: `MONGODB_URL` when set (a fresh database, dropped afterwards), else
- * a private FerretDB (binary cached by `scripts/ferretdb.sh build`) on a free
- * loopback port and a temporary data directory. Neither: the section is
- * skipped, never failed. Both instances run in this process (each its own
- * `startBot`, port, MongoDB client and instance id), so they share one CPU
- * with the load client and, for FerretDB, with the server's own process.
+ * - Embedded baseline: one bot process on its SQLite file.
+ * - MongoDB, 1 instance: one bot process with STORAGE=mongodb.
+ * - MongoDB, 2 instances: two bot processes on one database; each
+ *   conversation's turns alternate between them (a load balancer without
+ *   affinity), so every turn reads what the other process just wrote.
+ * - Companion round trip: a companion connected to B; the `unlock.start` turn
+ *   (which asks the companion for `card.read_status` and waits for the reply)
+ *   issued on B, then on A (A -> command bus -> B -> companion -> B -> bus -> A).
+ *   The difference is what routing across instances adds.
+ *
+ * Server: `MONGODB_URL` when set (a fresh database, dropped afterwards), else a
+ * private FerretDB v1.24.2 on the project's PostgreSQL (its multi-writer
+ * backend; `scripts/ferretdb.sh build`, `scripts/postgres.sh`), dropped
+ * afterwards. Neither: the section is skipped, never failed.
+ *
+ * NOTE: on a 2-core machine the load client, every bot process, FerretDB and
+ * PostgreSQL share the same two cores. The 2-instance/1-instance ratio then
+ * shows what the shared store and the routing cost, not what a second machine
+ * would add (bench/README.md).
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -22,48 +31,45 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MongoClient } from 'mongodb';
 import { addPerson } from '../bot/admin.cli';
-import { loadConfig } from '../bot/config';
-import { startBot, type BotApp } from '../bot/main';
+import { PairingService } from '../bot/pairing/pairing.service';
 import { generatePuk } from '../bot/security/codes';
-import { deriveKeys, parseMasterKey } from '../bot/security/keys';
+import { deriveKeys, parseMasterKey, type DerivedKeys } from '../bot/security/keys';
 import type { Logger } from '../common/logger';
 import { CardService } from '../companion/card/card.service';
 import { CompanionRuntime } from '../companion/companion.runtime';
 import { CredentialStore } from '../companion/pairing/credential.store';
 import { InProcessReaderAdapter } from '../companion/virtual-card/in-process-reader.adapter';
 import { VirtualPivCard } from '../companion/virtual-card/virtual-piv-card';
-import type { Person } from '../storage/storage.port';
+import { openMongoStorage } from '../storage/mongodb/mongodb-storage.adapter';
+import { openStorage } from '../storage/storage.factory';
+import type { Person, Storage } from '../storage/storage.port';
 import { ferretdbBinary, FERRETDB, startPrivateFerretdb, type PrivateFerretdb } from '../test/support/ferretdb';
+import { freePort, startProcess, waitForHttp, type ManagedProcess } from '../test/support/processes';
 import { ActivityClient, type BenchConversation } from './activity.client';
 import { ConnectorFake } from './connector.fake';
 import { LatencyRecorder, round, type LatencySummary } from './latency.stats';
-import { pairCompanion } from './link.bench';
 import { findActionData, journeyTurns, measureTurns, type TurnSeries } from './turns.bench';
 
-/** Journey-step series on MongoDB at one concurrency and instance count. */
+/** One measured series: a store, a number of bot processes, a number of conversations. */
 export interface MongoTurnRow {
-  /** Bot instances serving the turns (1, or 2 over one database). */
+  store: 'embedded' | 'mongodb';
+  /** Bot processes serving the turns (1, or 2 over one database; turns alternate between them). */
   instances: number;
-  /**
-   * How turns meet instances: `alternate` = each conversation's turns alternate between the
-   * instances (no affinity); `pinned` = conversation c always on instance c % 2 (session affinity).
-   */
-  spread: 'alternate' | 'pinned';
   concurrency: number;
   series: TurnSeries;
 }
 
-/** `card.read_status` round trips to one companion connected to instance B. */
+/** `unlock.start` turns (each waits for the companion's `card.read_status` reply), companion connected to B. */
 export interface CrossInstanceLinkResult {
   /** Issued on B, which holds the companion's WebSocket. */
   sameInstance: LatencySummary;
-  /** Issued on A: A -> command bus -> B -> companion -> B -> command bus -> A. */
+  /** Issued on A: the command and its reply cross the command bus. */
   acrossInstances: LatencySummary;
   /** acrossInstances p50 - sameInstance p50, ms. */
   addedP50Ms: number;
   /** acrossInstances p99 - sameInstance p99, ms. */
   addedP99Ms: number;
-  /** Calls that failed or did not read the expected card id and PIN status (should be 0). */
+  /** Turns not answered with the questions card (should be 0). */
   errors: number;
   firstError: string | null;
 }
@@ -73,7 +79,7 @@ export type MongoBenchResult =
   | { skipped: true; reason: string }
   | { skipped: false; server: string; turns: MongoTurnRow[]; link: CrossInstanceLinkResult | null; linkError: string | null };
 
-/** Run sizes (the windows are section 1's, so the ratios compare like with like). */
+/** Run sizes (the windows are section 1's). */
 export interface MongoBenchOptions {
   concurrencies: readonly number[];
   warmupMs: number;
@@ -97,7 +103,8 @@ const SEED_ANSWERS = [
 type BenchServer = { url: string; label: string; release: (database: string) => Promise<void> };
 
 /**
- * Find a MongoDB-protocol server without building or installing anything.
+ * Find a MongoDB-protocol server: `MONGODB_URL`, else a private FerretDB on the project's
+ * PostgreSQL. Builds and installs nothing (the binary and PostgreSQL must be there).
  *
  * @returns the server, or why there is none
  */
@@ -117,7 +124,8 @@ async function findServer(): Promise<BenchServer | { reason: string }> {
       },
     };
   }
-  if (!existsSync(ferretdbBinary())) return { reason: `FerretDB is not built (bash scripts/ferretdb.sh build) and MONGODB_URL is not set` };
+  if (!existsSync(ferretdbBinary())) return { reason: 'FerretDB is not built (bash scripts/ferretdb.sh build) and MONGODB_URL is not set' };
+  if (!existsSync('/usr/lib/postgresql')) return { reason: 'PostgreSQL is not installed (bash scripts/postgres.sh install) and MONGODB_URL is not set' };
   let ferret: PrivateFerretdb;
   try {
     ferret = await startPrivateFerretdb();
@@ -126,12 +134,42 @@ async function findServer(): Promise<BenchServer | { reason: string }> {
   }
   return {
     url: ferret.url,
-    label: `FerretDB ${FERRETDB.version} (SQLite backend, private, 127.0.0.1:${ferret.port})`,
+    label: `FerretDB ${FERRETDB.version} on PostgreSQL (private, 127.0.0.1:${ferret.port})`,
     release: async () => {
-      await ferret.stop();
+      await ferret.dispose();
       await rm(join(ferret.dataDir, '..'), { recursive: true, force: true });
     },
   };
+}
+
+/** A bot process (`bot/main.ts` under tsx) answering on `url`. */
+interface BotProcess {
+  name: string;
+  url: string;
+  process: ManagedProcess;
+}
+
+/**
+ * Start `bot/main.ts` as its own process and wait until `/healthz` answers 200.
+ *
+ * @param env - the bot's settings (STORAGE, MONGODB_URL, ...); PORT and HOST are chosen here
+ */
+async function startBotProcess(name: string, env: Record<string, string>): Promise<BotProcess> {
+  const port = await freePort();
+  const proc = startProcess({
+    name: `bench-${name}`,
+    command: process.execPath,
+    args: ['--import', 'tsx', 'bot/main.ts'],
+    env: { ...env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', MicrosoftAppId: undefined, MicrosoftAppPassword: undefined, MONGODB_URL: env['MONGODB_URL'] ?? undefined },
+  });
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    await waitForHttp(`${url}/healthz`, { process: proc, status: 200, timeoutMs: 90_000 });
+  } catch (err) {
+    await proc.stop().catch(() => null);
+    throw err;
+  }
+  return { name, url, process: proc };
 }
 
 /** One conversation's next turn; null when the answer was right, else why not (as in turns.bench.ts). */
@@ -144,18 +182,7 @@ type Turn = (conversation: number) => Promise<string | null>;
  * `journeyTurns` in turns.bench.ts.
  */
 function journeyTurnsAcross(client: ActivityClient, urls: readonly string[], conversations: readonly BenchConversation[]): Turn {
-  return spreadTurns(client, urls, conversations, 'alternate');
-}
-
-/** Journey-step turns pinned per conversation: conversation `c` always on instance `c % urls.length`. */
-function journeyTurnsPinned(client: ActivityClient, urls: readonly string[], conversations: readonly BenchConversation[]): Turn {
-  return spreadTurns(client, urls, conversations, 'pinned');
-}
-
-function spreadTurns(client: ActivityClient, urls: readonly string[], conversations: readonly BenchConversation[], spread: MongoTurnRow['spread']): Turn {
-  const turnsOf = urls.map((url) => journeyTurns(client, url, conversations));
-  if (turnsOf.length === 1) return turnsOf[0]!;
-  if (spread === 'pinned') return (c) => turnsOf[c % turnsOf.length]!(c);
+  if (urls.length === 1) return journeyTurns(client, urls[0]!, conversations);
   const sent = conversations.map(() => 0);
   const next: ({ verb: 'unlock.start' } | { verb: 'unlock.cancel'; data: { runId: string; step: string } })[] = conversations.map(() => ({ verb: 'unlock.start' }));
   return async (c) => {
@@ -181,15 +208,15 @@ function spreadTurns(client: ActivityClient, urls: readonly string[], conversati
   };
 }
 
-async function seed(app: BotApp, count: number): Promise<Person[]> {
-  const keys = deriveKeys(parseMasterKey(app.config.masterKey, 'SMARTCARD_MASTER_KEY'));
+/** Register `count` people (each hashes 4 answers with scrypt: four at a time). */
+async function seed(storage: Storage, keys: DerivedKeys, count: number, prefix: string): Promise<Person[]> {
   const people: Person[] = [];
   for (let i = 0; i < count; i += 4) {
     const batch = Array.from({ length: Math.min(4, count - i) }, (_, k) => i + k);
     const added = await Promise.all(
       batch.map((n) =>
-        addPerson(app.storage, keys, {
-          teamsUserId: `bench-user-${n}`,
+        addPerson(storage, keys, {
+          teamsUserId: `${prefix}-user-${n}`,
           displayName: `Bench Person${n}`,
           email: `bench.person${n}@nhs.net`,
           cardId: randomBytes(16).toString('hex'),
@@ -199,7 +226,7 @@ async function seed(app: BotApp, count: number): Promise<Person[]> {
       ),
     );
     for (const a of added) {
-      const p = await app.storage.persons.get(a.personId);
+      const p = await storage.persons.get(a.personId);
       if (!p) throw new Error(`seeded person ${a.personId} is not in the store`);
       people.push(p);
     }
@@ -216,17 +243,26 @@ async function until(check: () => boolean | Promise<boolean>, timeoutMs: number,
 }
 
 /**
- * The companion paired with and connected to B; `card.read_status` issued on B and on A in
+ * The companion (in this process, as a client) paired through the store and connected to B;
+ * `unlock.start` + `unlock.cancel` turns for its person, the start timed, issued on B and on A in
  * alternating blocks.
  */
-async function benchCrossInstanceLink(a: BotApp, b: BotApp, person: Person, logger: Logger, options: MongoBenchOptions): Promise<CrossInstanceLinkResult> {
+async function benchCrossInstanceLink(a: BotProcess, b: BotProcess, storage: Storage, keys: DerivedKeys, person: Person, client: ActivityClient, logger: Logger, options: MongoBenchOptions): Promise<CrossInstanceLinkResult> {
   const cardId = person.cardId ?? '00112233445566778899aabbccddeeff';
   const reader = new InProcessReaderAdapter();
   reader.insert(new VirtualPivCard({ cardId, pin: '204817', puk: '73920184', blocked: true }));
   const dataDir = await mkdtemp(join(tmpdir(), 'bench-mongo-companion-'));
   const credentials = new CredentialStore(join(dataDir, 'companion'), logger);
   const botUrl = new URL(b.url);
-  const deviceId = await pairCompanion(b, person, credentials, botUrl);
+  // Pairing through the shared store (what B's pairing endpoints and A's "pair CODE" turn do).
+  const pairing = new PairingService({ storage, codeHashKey: keys.codeHashKey, credentialHashKey: keys.credentialHashKey, pollIntervalSeconds: 1, logger });
+  const started = await pairing.start({ workstation: 'BENCH-WS' });
+  const approved = await pairing.approve(person, started.userCode);
+  if (!approved.ok) throw new Error(`pairing refused: ${approved.message}`);
+  const polled = await pairing.poll(started.deviceCode);
+  if (polled.status !== 'approved') throw new Error(`pairing poll answered ${polled.status}`);
+  await credentials.write({ deviceId: polled.deviceId, credential: polled.credential, personName: polled.personName, botUrl: botUrl.href, pairedAt: new Date().toISOString() });
+  const deviceId = polled.deviceId;
   const runtime = new CompanionRuntime({
     botUrl,
     workstation: 'BENCH-WS',
@@ -236,40 +272,41 @@ async function benchCrossInstanceLink(a: BotApp, b: BotApp, person: Person, logg
     logger,
     print: () => undefined,
   });
+  const conversation: BenchConversation = { conversationId: 'a:bench-mongo-link', userId: person.teamsUserId, userName: person.displayName };
   let errors = 0;
   let firstError: string | null = null;
   try {
     await runtime.start();
-    await until(() => runtime.linkState === 'ready' && b.link.isConnected(deviceId), 15_000, 'the companion link to B');
-    // A routes only once the store says which instance holds the socket.
-    await until(async () => (await a.storage.devices.get(deviceId))?.connectedInstance === b.config.instanceId, 15_000, 'B recorded as the connected instance');
-    if (a.link.isConnected(deviceId)) throw new Error('the companion is connected to A too: nothing would be routed');
+    await until(() => runtime.linkState === 'ready', 15_000, 'the companion link to B');
+    await until(async () => (await storage.devices.get(deviceId))?.connectedInstance === 'bench-b', 15_000, 'B recorded as the instance holding the companion');
 
-    const call = (app: BotApp) => async (): Promise<void> => {
-      try {
-        const reply = await app.link.sendCommand(deviceId, { kind: 'card.read_status' }, 10_000);
-        if (reply.kind !== 'card.status' || !reply.status.present || reply.status.cardId !== cardId || reply.status.pinRetries !== 0) {
-          errors += 1;
-          firstError ??= `unexpected reply ${reply.kind}`;
-        }
-      } catch (err) {
+    /** One start (timed by the caller) then its cancel; null when both answered as expected. */
+    const startAndCancel = (bot: BotProcess, latency: LatencyRecorder | null) => async (): Promise<void> => {
+      const t0 = process.hrtime.bigint();
+      const result = await client.cardAction(bot.url, conversation, 'unlock.start', {});
+      const elapsed = process.hrtime.bigint() - t0;
+      const body = result.body as { value?: unknown } | null;
+      const text = JSON.stringify(body?.value ?? null);
+      const cancel = findActionData(body?.value, 'unlock.cancel');
+      if (result.status !== 200 || !text.includes('security questions') || typeof cancel?.['runId'] !== 'string') {
         errors += 1;
-        firstError ??= err instanceof Error ? err.message : String(err);
+        firstError ??= `${bot.name} unlock.start: HTTP ${result.status} ${text.slice(0, 200)}`;
+      } else {
+        latency?.recordNs(elapsed);
       }
+      if (typeof cancel?.['runId'] === 'string') await client.cardAction(bot.url, conversation, 'unlock.cancel', { runId: cancel['runId'], step: cancel['step'] });
     };
-    const same = call(b);
-    const across = call(a);
     for (let i = 0; i < options.linkWarmup; i++) {
-      await same();
-      await across();
+      await startAndCancel(b, null)();
+      await startAndCancel(a, null)();
     }
     errors = 0;
     firstError = null;
     const sameLatency = new LatencyRecorder();
     const acrossLatency = new LatencyRecorder();
     for (let blk = 0; blk < options.linkBlocks; blk++) {
-      for (let i = 0; i < options.linkPerBlock; i++) await sameLatency.time(same);
-      for (let i = 0; i < options.linkPerBlock; i++) await acrossLatency.time(across);
+      for (let i = 0; i < options.linkPerBlock; i++) await startAndCancel(b, sameLatency)();
+      for (let i = 0; i < options.linkPerBlock; i++) await startAndCancel(a, acrossLatency)();
     }
     const s = sameLatency.summary();
     const x = acrossLatency.summary();
@@ -282,11 +319,12 @@ async function benchCrossInstanceLink(a: BotApp, b: BotApp, person: Person, logg
 }
 
 /**
- * Measure journey steps on MongoDB with 1 and 2 instances, and the companion round trip
- * across instances. Never throws: a missing server or a failure is returned as `skipped`.
+ * Measure journey steps on the embedded store and on MongoDB with 1 and 2 bot processes, and
+ * the companion round trip across instances. Never throws: a missing server or a failure is
+ * returned as `skipped`.
  *
- * @param logger - a silent logger for the bots and the companion
- * @param options - windows and sizes (section 1's, for comparable ratios)
+ * @param logger - a silent logger for this process's companion and seeding
+ * @param options - windows and sizes (section 1's)
  * @returns the figures, or `{ skipped: true, reason }`
  */
 export async function benchMongo(logger: Logger, options: MongoBenchOptions): Promise<MongoBenchResult> {
@@ -294,49 +332,67 @@ export async function benchMongo(logger: Logger, options: MongoBenchOptions): Pr
   if ('reason' in found) return { skipped: true, reason: found.reason };
   const database = `bench_${randomBytes(6).toString('hex')}`;
   const dirs: string[] = [];
-  const apps: BotApp[] = [];
+  const bots: BotProcess[] = [];
   const connector = new ConnectorFake();
   let client: ActivityClient | null = null;
+  let mongoClient: MongoClient | null = null;
+  let mongoStore: Storage | null = null;
   try {
     const serviceUrl = await connector.start();
     client = new ActivityClient(serviceUrl);
     const masterKey = randomBytes(32).toString('base64');
-    const start = async (name: string): Promise<BotApp> => {
-      const dataDir = await mkdtemp(join(tmpdir(), `bench-${name}-`));
-      dirs.push(dataDir);
-      const app = await startBot(
-        loadConfig({ PORT: '0', HOST: '127.0.0.1', SMARTCARD_DATA_DIR: dataDir, SMARTCARD_MASTER_KEY: masterKey, LOG_LEVEL: 'silent', STORAGE: 'mongodb', MONGODB_URL: found.url, MONGODB_DATABASE: database, BOT_INSTANCE_ID: `bench-${name}` }),
-        { logger },
-      );
-      apps.push(app);
-      return app;
-    };
-    options.log(`      server: ${found.label}, database ${database}; starting instance A ...`);
-    const a = await start('a');
+    const keys = deriveKeys(parseMasterKey(masterKey, 'SMARTCARD_MASTER_KEY'));
     const maxConcurrency = Math.max(...options.concurrencies);
-    options.log(`      seeding ${maxConcurrency + 1} people ...`);
-    const people = await seed(a, maxConcurrency + 1);
-    const linkPerson = people.pop()!;
-    const conversations: BenchConversation[] = people.map((p, i) => ({ conversationId: `a:bench-mongo-conversation-${i}`, userId: p.teamsUserId, userName: p.displayName }));
+    const dataDirOf = async (name: string): Promise<string> => {
+      const d = await mkdtemp(join(tmpdir(), `bench-${name}-`));
+      dirs.push(d);
+      return d;
+    };
+    const conversationsOf = (people: Person[], prefix: string): BenchConversation[] => people.map((p, i) => ({ conversationId: `a:${prefix}-conversation-${i}`, userId: p.teamsUserId, userName: p.displayName }));
     const noCounters = (): Record<string, number> => ({});
     const turns: MongoTurnRow[] = [];
-    for (const concurrency of options.concurrencies) {
-      options.log(`      1 instance, ${concurrency} conversation(s) ...`);
-      turns.push({ instances: 1, spread: 'pinned', concurrency, series: await measureTurns('journey', concurrency, journeyTurnsAcross(client, [a.url], conversations), options.warmupMs, options.measureMs, noCounters) });
-    }
-    options.log('      starting instance B on the same database ...');
-    const b = await start('b');
-    for (const concurrency of options.concurrencies) {
-      options.log(`      2 instances, ${concurrency} conversation(s), turns alternating between them ...`);
-      turns.push({ instances: 2, spread: 'alternate', concurrency, series: await measureTurns('journey', concurrency, journeyTurnsAcross(client, [a.url, b.url], conversations), options.warmupMs, options.measureMs, noCounters) });
-      options.log(`      2 instances, ${concurrency} conversation(s), each conversation pinned to one ...`);
-      turns.push({ instances: 2, spread: 'pinned', concurrency, series: await measureTurns('journey', concurrency, journeyTurnsPinned(client, [a.url, b.url], conversations), options.warmupMs, options.measureMs, noCounters) });
-    }
-    options.log('      companion on B: card.read_status issued on B vs on A (routed over the command bus) ...');
+    const measure = async (store: MongoTurnRow['store'], bs: BotProcess[], conversations: BenchConversation[]): Promise<void> => {
+      for (const concurrency of options.concurrencies) {
+        options.log(`      ${store}, ${bs.length} bot process(es), ${concurrency} conversation(s) ...`);
+        turns.push({ store, instances: bs.length, concurrency, series: await measureTurns('journey', concurrency, journeyTurnsAcross(client!, bs.map((x) => x.url), conversations), options.warmupMs, options.measureMs, noCounters) });
+      }
+    };
+
+    // Embedded baseline, as its own process too (seeded before it starts: one writer at a time on the file).
+    const embeddedDir = await dataDirOf('embedded');
+    options.log(`      embedded: seeding ${maxConcurrency} people ...`);
+    const sqlite = await openStorage({ kind: 'sqlite', file: join(embeddedDir, 'smartcard-assist.sqlite') }, logger);
+    const embeddedPeople = await seed(sqlite, keys, maxConcurrency, 'bench-e');
+    await sqlite.close();
+    const embedded = await startBotProcess('embedded', { SMARTCARD_DATA_DIR: embeddedDir, SMARTCARD_MASTER_KEY: masterKey, STORAGE: 'sqlite', BOT_INSTANCE_ID: 'bench-e' });
+    bots.push(embedded);
+    await measure('embedded', [embedded], conversationsOf(embeddedPeople, 'bench-e'));
+    await embedded.process.stop();
+    bots.splice(bots.indexOf(embedded), 1);
+
+    // MongoDB: seed through a store in this process, then the bot processes.
+    options.log(`      server: ${found.label}, database ${database}; seeding ${maxConcurrency + 1} people ...`);
+    mongoClient = new MongoClient(found.url, { serverSelectionTimeoutMS: 5000 });
+    await mongoClient.connect();
+    mongoStore = await openMongoStorage({ client: mongoClient, database, gcIntervalMs: 0 });
+    const people = await seed(mongoStore, keys, maxConcurrency + 1, 'bench-m');
+    const linkPerson = people.pop()!;
+    const conversations = conversationsOf(people, 'bench-m');
+    const mongoEnv = (id: string): Promise<Record<string, string>> =>
+      dataDirOf(id).then((d) => ({ SMARTCARD_DATA_DIR: d, SMARTCARD_MASTER_KEY: masterKey, STORAGE: 'mongodb', MONGODB_URL: found.url, MONGODB_DATABASE: database, BOT_INSTANCE_ID: id }));
+    const a = await startBotProcess('mongodb-a', await mongoEnv('bench-a'));
+    bots.push(a);
+    await measure('mongodb', [a], conversations);
+    options.log('      starting bot process B on the same database ...');
+    const b = await startBotProcess('mongodb-b', await mongoEnv('bench-b'));
+    bots.push(b);
+    await measure('mongodb', [a, b], conversations);
+
+    options.log('      companion on B: unlock.start (waits for card.read_status) issued on B vs on A (routed over the command bus) ...');
     let link: CrossInstanceLinkResult | null = null;
     let linkError: string | null = null;
     try {
-      link = await benchCrossInstanceLink(a, b, linkPerson, logger, options);
+      link = await benchCrossInstanceLink(a, b, mongoStore, keys, linkPerson, client, logger, options);
     } catch (err) {
       linkError = err instanceof Error ? err.message : String(err);
     }
@@ -345,9 +401,67 @@ export async function benchMongo(logger: Logger, options: MongoBenchOptions): Pr
     return { skipped: true, reason: `the MongoDB section failed: ${err instanceof Error ? err.message : String(err)}` };
   } finally {
     client?.close();
-    for (const app of apps.reverse()) await app.close().catch(() => undefined);
+    for (const bot of bots.reverse()) await bot.process.stop().catch(() => undefined);
+    await mongoStore?.close().catch(() => undefined);
+    await mongoClient?.close().catch(() => undefined);
     await connector.stop().catch(() => undefined);
     await found.release(database).catch(() => undefined);
     for (const d of dirs) await rm(d, { recursive: true, force: true });
+  }
+}
+
+/** Table helpers of bench/run.ts. */
+export interface ReportHelpers {
+  fmt: (n: number, digits?: number) => string;
+  table: (header: string[], rows: string[][]) => string;
+  log: (line: string) => void;
+}
+
+/**
+ * Print section 4: turns/s and p99 per store and instance count, the 2/1 instance ratio, the
+ * MongoDB/embedded ratio per conversation count, and the companion round trip across instances.
+ */
+export function reportMongo(mongo: MongoBenchResult, { fmt, table, log }: ReportHelpers): void {
+  if (mongo.skipped) {
+    log(mongo.reason === '--skip-mongodb' ? 'skipped (--skip-mongodb)' : `skipped: no MongoDB (${mongo.reason})`);
+    return;
+  }
+  log(`server: ${mongo.server}; every bot instance is its own process (bot/main.ts), turns over HTTP from this process`);
+  const row = (store: MongoTurnRow['store'], instances: number, concurrency: number): MongoTurnRow | undefined => mongo.turns.find((r) => r.store === store && r.instances === instances && r.concurrency === concurrency);
+  const ratio = (x: number | undefined, y: number | undefined): string => (x !== undefined && y !== undefined && y > 0 ? fmt(x / y) : 'n/a');
+  const rows = mongo.turns.map((r) => {
+    const embedded = row('embedded', 1, r.concurrency);
+    const one = row(r.store, 1, r.concurrency);
+    return [
+      r.store,
+      String(r.instances),
+      String(r.concurrency),
+      String(r.series.turns),
+      String(r.series.errors),
+      fmt(r.series.turnsPerSecond, 1),
+      fmt(r.series.latency.p50Ms),
+      fmt(r.series.latency.p99Ms),
+      r.instances > 1 ? ratio(r.series.turnsPerSecond, one?.series.turnsPerSecond) : '',
+      r.store === 'mongodb' ? ratio(r.series.turnsPerSecond, embedded?.series.turnsPerSecond) : '',
+    ];
+  });
+  log(table(['store', 'bot processes', 'conversations', 'turns', 'errors', 'turns/s', 'p50 ms', 'p99 ms', '2/1 instances', 'vs embedded'], rows));
+  log('   2 processes: each conversation\'s turns alternate between A and B (a run started on one is cancelled on the other).');
+  log('   On 2 cores the load client, the bots, FerretDB and PostgreSQL share the CPU: the 2/1 ratio shows what the shared');
+  log('   store and the routing cost, not the capacity a second machine would add. Errors are turns not answered as expected.');
+  for (const r of mongo.turns) if (r.series.firstError) log(`   first error, ${r.store} ${r.instances} process(es) at ${r.concurrency}: ${r.series.firstError.slice(0, 200)}`);
+  if (mongo.link) {
+    const l = mongo.link;
+    log(table(
+      ['unlock.start (waits for card.read_status), companion on B', 'turns', 'p50 ms', 'p99 ms', 'max ms'],
+      [
+        ['issued on B (same instance: WebSocket only)', String(l.sameInstance.count), fmt(l.sameInstance.p50Ms, 3), fmt(l.sameInstance.p99Ms, 3), fmt(l.sameInstance.maxMs, 3)],
+        ['issued on A (A -> command bus -> B -> companion -> B -> bus -> A)', String(l.acrossInstances.count), fmt(l.acrossInstances.p50Ms, 3), fmt(l.acrossInstances.p99Ms, 3), fmt(l.acrossInstances.maxMs, 3)],
+        ['companion round trip added across instances (A - B)', '', fmt(l.addedP50Ms, 3), fmt(l.addedP99Ms, 3), ''],
+      ],
+    ));
+    if (l.errors > 0) log(`   ${l.errors} turn(s) not answered with the questions card; first: ${l.firstError ?? ''}`);
+  } else {
+    log(`   companion round trip not measured: ${mongo.linkError ?? 'unknown reason'}`);
   }
 }

@@ -6,17 +6,19 @@
  *    10 checks run at once, against idle;
  * 3. the companion's `card.read_status` round trip over the WebSocket link against
  *    the same card read done directly (overhead in ms);
- * 4. (issue #4, when a MongoDB-protocol server is at hand) journey-step turns on the
- *    MongoDB adapter with 1 and 2 bot instances against the embedded store, and the
- *    companion round trip issued on the other instance (over the command bus) against
- *    the instance holding the companion (`mongodb.bench.ts`);
+ * 4. (issues #4, #8, when a MongoDB-protocol server is at hand) journey-step turns with
+ *    each bot instance as its own process: embedded store, MongoDB with 1 and 2
+ *    instances (2/1 ratio, MongoDB/embedded ratio), and the companion round trip issued
+ *    on the other instance (over the command bus) against the instance holding the
+ *    companion (`mongodb.bench.ts`);
  * 5. (issue #9) one person's flood of 100 identical answer clicks: another person's
  *    answer-check turn during the flood against idle, and the scrypt runs the flood cost
  *    (`flood.bench.ts`, its own bot and two companions with in-process virtual cards).
  *
  * Figures are printed next to their targets with "met"/"not met"; a missed target
  * never fails the run (this is a benchmark, not a test). The same figures go to
- * `artifacts/bench/bench-<timestamp>.json`. Everything is on loopback, in this process.
+ * `artifacts/bench/bench-<timestamp>.json`. Everything is on loopback, in this process
+ * (section 4 starts bot processes of its own).
  *
  * Options: `--quick` (short windows, for checking the harness; figures are noisier),
  * `--skip-mongodb` (leave out section 4), `--flood-only` (section 5 alone).
@@ -41,7 +43,7 @@ import { ConnectorFake } from './connector.fake';
 import { startEchoServer } from './echo.bot';
 import { benchFlood, type FloodBenchResult } from './flood.bench';
 import { benchLink, type LinkBenchResult } from './link.bench';
-import { benchMongo, type MongoBenchResult } from './mongodb.bench';
+import { benchMongo, reportMongo, type MongoBenchResult } from './mongodb.bench';
 import { round } from './latency.stats';
 import { echoTurns, journeyTurns, measureTurns, type TurnSeries } from './turns.bench';
 
@@ -272,41 +274,8 @@ async function main(): Promise<void> {
   ));
   if (link.errors > 0) log(`   ${link.errors} call(s) did not read the expected card id and PIN status`);
 
-  log('\n== 4. MongoDB adapter (issue #4): journey steps against the embedded store; companion command across instances ==');
-  if (mongo.skipped) {
-    log(mongo.reason === '--skip-mongodb' ? 'skipped (--skip-mongodb)' : `skipped: no MongoDB (${mongo.reason})`);
-  } else {
-    log(`server: ${mongo.server}; both instances in this process, each with its own port and MongoDB client`);
-    const rows: string[][] = [];
-    for (const c of comparisons) rows.push(['embedded (SQLite)', '1', '', String(c.concurrency), String(c.journey.turns), String(c.journey.errors), fmt(c.journey.turnsPerSecond, 1), fmt(c.journey.latency.p50Ms), fmt(c.journey.latency.p99Ms), '1.00', '1.00']);
-    for (const r of mongo.turns) {
-      const base = comparisons.find((c) => c.concurrency === r.concurrency)?.journey;
-      const ratio = base && base.turnsPerSecond > 0 ? r.series.turnsPerSecond / base.turnsPerSecond : Number.NaN;
-      const p99Ratio = base && base.latency.p99Ms > 0 ? r.series.latency.p99Ms / base.latency.p99Ms : Number.NaN;
-      rows.push(['mongodb', String(r.instances), r.instances > 1 ? r.spread : '', String(r.concurrency), String(r.series.turns), String(r.series.errors), fmt(r.series.turnsPerSecond, 1), fmt(r.series.latency.p50Ms), fmt(r.series.latency.p99Ms), fmt(ratio), fmt(p99Ratio)]);
-    }
-    log(table(['store', 'instances', 'turns go', 'conversations', 'turns', 'errors', 'turns/s', 'p50 ms', 'p99 ms', 'turns/s vs embedded', 'p99 vs embedded'], rows));
-    log('   alternate: each conversation\'s turns alternate between A and B (a run started on one is cancelled on the other);');
-    log('   pinned: conversation c always on instance c % 2 (session affinity). Errors are turns not answered as expected (e.g. a "busy" card).');
-    for (const r of mongo.turns) {
-      const e = r.series.firstError;
-      if (e) log(`   first error, mongodb ${r.instances} instance(s) ${r.spread} at ${r.concurrency}: ${e.includes('Smartcard Assist is busy') ? `${e.split(':')[0]}: answered with the "Smartcard Assist is busy" card (the store failed the step)` : e.slice(0, 200)}`);
-    }
-    if (mongo.link) {
-      const l = mongo.link;
-      log(table(
-        ['card.read_status to a companion connected to B', 'calls', 'p50 ms', 'p99 ms', 'max ms'],
-        [
-          ['issued on B (same instance: WebSocket only)', String(l.sameInstance.count), fmt(l.sameInstance.p50Ms, 3), fmt(l.sameInstance.p99Ms, 3), fmt(l.sameInstance.maxMs, 3)],
-          ['issued on A (A -> command bus -> B -> companion -> B -> bus -> A)', String(l.acrossInstances.count), fmt(l.acrossInstances.p50Ms, 3), fmt(l.acrossInstances.p99Ms, 3), fmt(l.acrossInstances.maxMs, 3)],
-          ['added by the routing (across - same)', '', fmt(l.addedP50Ms, 3), fmt(l.addedP99Ms, 3), ''],
-        ],
-      ));
-      if (l.errors > 0) log(`   ${l.errors} call(s) failed or read the wrong status; first: ${l.firstError ?? ''}`);
-    } else {
-      log(`   companion round trip not measured: ${mongo.linkError ?? 'unknown reason'}`);
-    }
-  }
+  log('\n== 4. MongoDB (issues #4, #8): journey steps, embedded vs MongoDB, 1 and 2 bot processes; companion round trip across instances ==');
+  reportMongo(mongo, { fmt, table, log });
 
   const targets: TargetLine[] = [
     ...comparisons.map((c) => ({

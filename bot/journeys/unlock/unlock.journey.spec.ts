@@ -214,11 +214,11 @@ describe('unlock journey', () => {
     journey = check(journey, [true, true, true], ctx(T0)).journey;
     journey = stepUnlock(journey, { type: 'code_mailed', runId: journey.runId, codeHash: hashOf('12345678'), at: T0.toISOString() }, ctx(T0)).journey;
     journey = stepUnlock(journey, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf('12345678') }, ctx(T0)).journey;
-    const pulled = stepUnlock(journey, { type: 'unblock_result', deviceId: DEVICE, cardId: CARD, outcome: 'card_removed', workstation: 'WS1' }, ctx(T0));
+    const pulled = stepUnlock(journey, { type: 'unblock_result', deviceId: DEVICE, cardId: CARD, outcome: 'card_removed', pukOnCard: 'unknown', workstation: 'WS1' }, ctx(T0));
     expect(pulled.journey.state).toMatchObject({ phase: 'unblocking', interrupted: true });
     const resumed = stepUnlock(pulled.journey, { type: 'resume', deviceId: DEVICE, cardId: CARD }, ctx(T0));
     expect(resumed.verdict).toEqual({ kind: 'authorised' });
-    const done = stepUnlock(resumed.journey, { type: 'unblock_result', deviceId: DEVICE, cardId: CARD, outcome: 'unblocked', workstation: 'WS1' }, ctx(T0));
+    const done = stepUnlock(resumed.journey, { type: 'unblock_result', deviceId: DEVICE, cardId: CARD, outcome: 'unblocked', pukOnCard: 'new', workstation: 'WS1' }, ctx(T0));
     expect(done.journey.state.phase).toBe('done');
     expect(done.journey.counters.answerAttempts).toBe(0);
     expect(done.effects.map((e) => e.type)).toEqual(expect.arrayContaining(['mail.unlock_notice', 'teams.refresh', 'audit']));

@@ -336,8 +336,14 @@ export interface E2eStack {
    * @throws Error on timeout, listing what the outboxes hold
    */
   waitForMail(predicate: (m: OutboxEntry) => boolean, timeoutMs?: number): Promise<OutboxEntry>;
-  /** Stop everything started, in order (Teams, companions, bots, cards, PC/SC, MongoDB) and delete the data directories. */
-  stop(): Promise<void>;
+  /**
+   * Stop everything started, in order (Teams, companions, bots, cards, PC/SC, MongoDB) and delete the data
+   * directories; idempotent.
+   *
+   * @param hooks.beforeStore - runs once every process is stopped, while the MongoDB server and the test's client
+   *   still work (e.g. to save the command bus for a look, or drop the database); its failure is reported after the rest stopped
+   */
+  stop(hooks?: { beforeStore?: () => Promise<void> }): Promise<void>;
 }
 
 /**
@@ -355,15 +361,20 @@ export async function startE2eStack(options: E2eStackOptions): Promise<E2eStack>
   let mongo: E2eStack['mongo'];
   let pcsc: PcscReaderAdapter | undefined;
 
-  const stop = async (): Promise<void> => {
+  const stop = async (hooks: { beforeStore?: () => Promise<void> } = {}): Promise<void> => {
     for (const s of [...seats].reverse()) await s.closeTeams();
     for (const s of seats) for (const c of s.companions) await c.stop();
     for (const b of bots) await b.stop();
     for (const s of seats) await s.dispose();
     await pcsc?.close();
+    const hookFailure = await hooks.beforeStore?.().then(
+      () => undefined,
+      (err: unknown) => err,
+    );
     await mongo?.client.close();
     await ferret?.dispose(); // stops it and drops its PostgreSQL database
     await removeTestDirs(...bots.map((b) => b.dataDir), ...seats.flatMap((s) => s.companions.map((c) => c.dataDir)), ferret ? path.dirname(ferret.dataDir) : undefined);
+    if (hookFailure !== undefined) throw hookFailure;
   };
 
   try {

@@ -329,7 +329,9 @@ describe.skipIf(gate.skip || ferretGate.skip)('MongoDB stops mid-journey: "try a
     await new Promise((r) => setTimeout(r, 2000));
 
     // MongoDB back (after SIGKILL): turns are served again, and the result reaches the bot (Teams says unlocked, the notice is mailed).
-    expect(cardText(invokeCard(await restartAndServe('SIGKILL (3)', () => click('journey.show'))))).not.toContain(BUSY_CARD);
+    // ("Show" on the waiting card: a turn that reads the journey; this card carries no action of its own.)
+    const shown = await restartAndServe('SIGKILL (3)', () => pg.invokeAction({ verb: 'journey.show', replyToId: questionsId, data: { journey: 'unlock' } }));
+    expect(cardText(invokeCard(shown))).not.toContain(BUSY_CARD);
     await pg.waitForBotMessage((m) => m.messageId === questionsId && messageText(m).includes('Your smartcard is unlocked'), { since: mark, timeoutMs: 60_000 });
     await expect.poll(async () => (await bot.outbox()).filter((m) => m.kind === 'unlock_notice').length, { timeout: E2E_WAIT_MS }).toBe(noticesBefore + 1);
     expect(card.card.pukRetries).toBe(pukRetriesMax);

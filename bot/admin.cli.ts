@@ -29,6 +29,9 @@ import { seal } from './security/seal';
 import { EffectRunner, holderTag, HOLDER_TAG_PREFIX, UNASSIGNED_CARD_OWNER } from './journeys/effect-runner';
 import { JourneyEngine } from './journeys/journey.engine';
 import { resetSelfService, type SelfServiceResetResult } from './journeys/unlock/self-service-reset';
+import { unlockDefinition } from './journeys/unlock/unlock.definition';
+import { DEFAULT_UNLOCK_RULES } from './journeys/unlock/unlock.journey';
+import { registrationDefinition } from './journeys/registration/registration.definition';
 import type { Logger } from '../common/logger';
 
 const PersonFileSchema = z.object({
@@ -205,8 +208,15 @@ export async function adminResetSelfService(storage: Storage, keys: DerivedKeys,
     codeTtlMinutes: 15,
     commandTimeoutMs: 1000,
     now: () => new Date(),
+    // A reset refreshes no Teams card: the person sees the change at their next turn.
+    notifier: { refresh: async () => undefined },
   });
-  const engine = new JourneyEngine({ storage, runner, logger, now: () => new Date() });
+  const now = (): Date => new Date();
+  const definitions = {
+    unlock: unlockDefinition({ keys, rules: DEFAULT_UNLOCK_RULES, now }),
+    registration: registrationDefinition({ keys, approvedDomains: [], now }),
+  };
+  const engine = new JourneyEngine({ storage, runner, logger, now, definitions });
   const result = await resetSelfService(engine, person.id, 'admin', note);
   return { person, result };
 }

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { CloudAdapter, ConfigurationBotFrameworkAuthentication, type TurnContext } from 'botbuilder';
 import { AppError } from '../common/app-error';
 import { createLogger, type Logger } from '../common/logger';
-import type { Storage } from '../storage/storage.port';
+import type { Device, Storage } from '../storage/storage.port';
 import type { MailPort } from './mail/mail.port';
 import type { DirectoryPort } from './directory/directory.port';
 import { openStorage } from '../storage/storage.factory';
@@ -26,7 +26,10 @@ import { PairingService } from './pairing/pairing.service';
 import { deriveKeys, parseMasterKey, type DerivedKeys } from './security/keys';
 import { seal, unseal } from './security/seal';
 import type { CommandBus } from './link/bus/command-bus.port';
-import { SmartcardBot, TeamsNotifierAdapter } from './teams/teams.bot';
+import { SmartcardBot } from './teams/teams.bot';
+import { TeamsNotifierAdapter } from './teams/teams-notifier.adapter';
+import { unlockDefinition } from './journeys/unlock/unlock.definition';
+import { registrationDefinition } from './journeys/registration/registration.definition';
 
 /**
  * Open the configured store and, for MongoDB (several instances), the command
@@ -107,26 +110,73 @@ export async function startBot(
     mail = graph;
   } else mail = new OutboxMailAdapter({ dir: config.mail.outboxDir, from: { name: 'Smartcard Assist', address: config.mail.from }, logger });
 
-  const link = new CompanionLinkServer({ storage, credentialHashKey: keys.credentialHashKey, logger, instanceId: config.instanceId, bus });
-  await link.start();
-  const pairing = new PairingService({ storage, codeHashKey: keys.codeHashKey, credentialHashKey: keys.credentialHashKey, pollIntervalSeconds: config.pairingPollIntervalSeconds, logger });
   const rules = DEFAULT_UNLOCK_RULES;
   const now = (): Date => new Date();
-  const runner = new EffectRunner({ storage, link, mail, sealKey: keys.sealKey, codeHashKey: keys.codeHashKey, timeZone: config.timeZone, raContact: config.raContact, codeTtlMinutes: Math.round(rules.codeTtlMs / 60_000), commandTimeoutMs: config.companionCommandTimeoutMs, now });
-  const engine = new JourneyEngine({ storage, runner, logger, now });
-  let notifier: TeamsNotifierAdapter | null = null;
-  const unlock = new UnlockService({
+  const definitions = {
+    unlock: unlockDefinition({ keys, rules, now }),
+    registration: registrationDefinition({ keys, approvedDomains: config.approvedEmailDomains, now }),
+  };
+  const currentDevice = (personId: string): Promise<Device | null> => pairing.currentDevice(personId, (d) => link.isReachable(d));
+
+  // One way through, no setters: the link routes what companions send to the
+  // journeys' services, and the effect runner reaches Teams through the notifier.
+  // These closures name services built below; they are called only once the
+  // server listens, when every one of them exists.
+  const link: CompanionLinkServer = new CompanionLinkServer({
+    storage,
+    credentialHashKey: keys.credentialHashKey,
+    logger,
+    instanceId: config.instanceId,
+    bus,
+    handlers: {
+      requests: {
+        'unlock.submit_code': (device, request) => unlock.onCompanionRequest(device, request),
+        'unlock.resume': (device, request) => unlock.onCompanionRequest(device, request),
+        'unlock.result': (device, request) => unlock.onCompanionRequest(device, request),
+        'register.passcode_checked': (device, request) => registration.onCompanionRequest(device, request),
+      },
+      onCardEvent: (device, status) => unlock.onCardEvent(device, status),
+      onConnected: async (device) => {
+        await engine.drain(device.personId, 'unlock');
+        await engine.drain(device.personId, 'registration');
+        // A restarted companion forgot any form it was showing: show it again.
+        await unlock.onCompanionConnected(device).catch((err: unknown) => logger.warn({ code: err instanceof AppError ? err.code : 'UNEXPECTED' }, 'unlock prompt not re-sent'));
+        await registration
+          .onCompanionConnected(device, async (deviceId: string, journeyId: string) => {
+            await link.sendCommand(deviceId, { kind: 'register.prompt_passcode', journeyId }, config.companionCommandTimeoutMs);
+          })
+          .catch((err: unknown) => logger.warn({ code: err instanceof AppError ? err.code : 'UNEXPECTED' }, 'registration prompt not re-sent'));
+      },
+    },
+  });
+  await link.start();
+  const pairing: PairingService = new PairingService({ storage, codeHashKey: keys.codeHashKey, credentialHashKey: keys.credentialHashKey, pollIntervalSeconds: config.pairingPollIntervalSeconds, logger });
+  const runner: EffectRunner = new EffectRunner({
+    storage,
+    link,
+    mail,
+    sealKey: keys.sealKey,
+    codeHashKey: keys.codeHashKey,
+    timeZone: config.timeZone,
+    raContact: config.raContact,
+    codeTtlMinutes: Math.round(rules.codeTtlMs / 60_000),
+    commandTimeoutMs: config.companionCommandTimeoutMs,
+    now,
+    notifier: { refresh: (personId, journey, message) => notifier.refresh(personId, journey, message) },
+  });
+  const engine: JourneyEngine = new JourneyEngine({ storage, runner, logger, now, definitions });
+  const unlock: UnlockService = new UnlockService({
     storage,
     engine,
     link,
-    notify: async (personId, message) => notifier?.refresh(personId, 'unlock', message),
+    notify: async (personId, message) => notifier.refresh(personId, 'unlock', message),
     keys,
     rules,
     logger,
     timeZone: config.timeZone,
     raContact: config.raContact,
     commandTimeoutMs: config.companionCommandTimeoutMs,
-    currentDevice: (personId) => pairing.currentDevice(personId, (d) => link.isReachable(d)),
+    currentDevice,
   });
 
   const auth =
@@ -157,7 +207,7 @@ export async function startBot(
     const { createGraphDirectory } = await import('./directory/graph-directory.adapter');
     directory = createGraphDirectory(config.directory, logger);
   }
-  const registration = new RegistrationService({
+  const registration: RegistrationService = new RegistrationService({
     storage,
     engine,
     keys,
@@ -166,29 +216,11 @@ export async function startBot(
     directory,
     timeZone: config.timeZone,
     raContact: config.raContact,
-    currentDevice: (personId) => pairing.currentDevice(personId, (d) => link.isReachable(d)),
+    currentDevice,
     isReachable: (d) => link.isReachable(d),
   });
-  const bot = new SmartcardBot({ storage, unlock, registration, pairing, isReachable: (d) => link.isReachable(d), logger, timeZone: config.timeZone, raContact: config.raContact, rules, allowedTenants: config.allowedTenants });
-  notifier = new TeamsNotifierAdapter({ adapter, appId: config.auth.kind === 'none' ? '' : config.auth.appId, storage, engine, bot, logger });
-  runner.setNotifier(notifier);
-  engine.onFollowUp('unlock', (personId, event) => unlock.onFollowUp(personId, event));
-  engine.onFollowUp('registration', (personId, event) => registration.onFollowUp(personId, event));
-  link.setHandlers({
-    onRequest: (device, request) => (request.kind.startsWith('register.') ? registration.onCompanionRequest(device, request) : unlock.onCompanionRequest(device, request)),
-    onCardEvent: (device, status) => unlock.onCardEvent(device, status),
-    onConnected: async (device) => {
-      await engine.drain(device.personId, 'unlock');
-      await engine.drain(device.personId, 'registration');
-      // A restarted companion forgot any form it was showing: show it again.
-      await unlock.onCompanionConnected(device).catch((err: unknown) => logger.warn({ code: err instanceof AppError ? err.code : 'UNEXPECTED' }, 'unlock prompt not re-sent'));
-      await registration
-        .onCompanionConnected(device, async (deviceId, journeyId) => {
-          await link.sendCommand(deviceId, { kind: 'register.prompt_passcode', journeyId }, config.companionCommandTimeoutMs);
-        })
-        .catch((err: unknown) => logger.warn({ code: err instanceof AppError ? err.code : 'UNEXPECTED' }, 'registration prompt not re-sent'));
-    },
-  });
+  const bot: SmartcardBot = new SmartcardBot({ storage, unlock, registration, pairing, isReachable: (d) => link.isReachable(d), logger, timeZone: config.timeZone, raContact: config.raContact, rules, allowedTenants: config.allowedTenants });
+  const notifier: TeamsNotifierAdapter = new TeamsNotifierAdapter({ adapter, appId: config.auth.kind === 'none' ? '' : config.auth.appId, storage, engine, bot, logger });
 
   const server = createHttpServer({ adapter, bot, pairing, storage, logger });
   link.attach(server.server);

@@ -13,7 +13,7 @@ import { registrationCodeMail, registrationConfirmedMail, unlockCodeMail, unlock
 import { unseal } from '../security/seal';
 import { PukCustody } from '../puk/puk.custody';
 import { cardClaim, holderTag } from '../puk/puk.rules';
-import { journeyKey } from './journey.engine';
+import { journeyKey } from './journey.key';
 import { decodeUnlock } from './unlock/unlock.state';
 import type { Effect } from './journey.effects';
 import type { UnlockEvent } from './unlock/unlock.journey';
@@ -49,10 +49,11 @@ export interface EffectRunnerDeps {
   codeTtlMinutes: number;
   commandTimeoutMs: number;
   now: () => Date;
+  /** Proactive Teams updates (`bot/teams/teams-notifier.adapter.ts`). */
+  notifier: TeamsNotifier;
 }
 
 export class EffectRunner {
-  private notifier: TeamsNotifier | null = null;
 
   /** The one place a PUK is unsealed and sent, or rotated (`puk.release`, `puk.commit`). */
   private readonly custody: PukCustody;
@@ -76,9 +77,6 @@ export class EffectRunner {
     });
   }
 
-  setNotifier(notifier: TeamsNotifier): void {
-    this.notifier = notifier;
-  }
 
   /**
    * The event to give the journey when `effect` finally fails, or null when its
@@ -175,7 +173,7 @@ export class EffectRunner {
         await this.custody.commit(effect);
         return null;
       case 'teams.refresh':
-        if (this.notifier) await this.notifier.refresh(effect.personId, effect.journey ?? 'unlock', effect.message);
+        await this.deps.notifier.refresh(effect.personId, effect.journey ?? 'unlock', effect.message);
         return null;
     }
   }

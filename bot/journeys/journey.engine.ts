@@ -6,18 +6,59 @@
  * compare-and-set write; a write that loses a race is retried from a fresh
  * read, so a double click counts once. Only after the write are the effects
  * carried out (by the {@link EffectRunner}), each idempotently on its id, and
- * removed. Events that effects produce (e.g. "code mailed") are fed back to the
- * journey's follow-up handler.
+ * removed. Events that effects produce (e.g. "code mailed") are typed per
+ * journey kind ({@link FollowUpEvents}) and stepped by the engine itself with
+ * that journey's definition: one way through, no callbacks into services.
+ *
+ * A journey plugs in as a {@link JourneyDefinition}: its initial value, how its
+ * stored state is decoded (a zod schema; a malformed state is an error naming
+ * the field) and encoded, and its pure step.
  */
 import { randomUUID } from 'node:crypto';
 import { AppError } from '../../common/app-error';
 import type { Logger } from '../../common/logger';
 import type { JourneyKind, JourneyRecord, Storage, StoredEffect } from '../../storage/storage.port';
-import type { EffectRunner, FollowUp, FollowUpEvents } from './effect-runner';
+import type { EffectRunner, FollowUp } from './effect-runner';
+import { journeyKey } from './journey.key';
 import type { Effect } from './journey.effects';
+import type { StepResult, UnlockEvent, UnlockJourney } from './unlock/unlock.journey';
+import type { RegistrationEvent, RegistrationJourney, RegistrationStepResult } from './registration/registration.journey';
 
 /** Attempts after which an effect is abandoned (logged and audited). */
 export const MAX_EFFECT_ATTEMPTS = 10;
+
+/** What a journey's pure step returns (the part the engine needs). */
+export interface JourneyStepResult<J> {
+  journey: J;
+  effects: Effect[];
+  /** False when the event did not apply: nothing is written. */
+  changed: boolean;
+}
+
+/**
+ * How one kind of journey plugs into the engine.
+ *
+ * @typeParam J - the journey value the pure step works on
+ * @typeParam E - the events it accepts
+ * @typeParam R - its step result
+ */
+export interface JourneyDefinition<K extends JourneyKind, J, E, R extends JourneyStepResult<J>> {
+  kind: K;
+  /** The value of a person's journey before anything was stored. */
+  initial(personId: string, runId: string): J;
+  /** Decode a stored record. @throws AppError `JOURNEY.STATE_INVALID` naming the malformed field */
+  decode(rec: JourneyRecord): J;
+  /** What to store for a journey value. */
+  encode(journey: J): { runId: string; state: unknown; counters: Record<string, number> };
+  /** The pure step, with fresh values (time, ids, a code) drawn by the definition. */
+  step(journey: J, event: E): R;
+}
+
+/** The definitions the engine steps follow-up events with, one per journey kind. */
+export interface JourneyDefinitions {
+  unlock: JourneyDefinition<'unlock', UnlockJourney, UnlockEvent, StepResult>;
+  registration: JourneyDefinition<'registration', RegistrationJourney, RegistrationEvent, RegistrationStepResult>;
+}
 
 /** What a step hands back to the engine to store. */
 export interface StepOutcome {
@@ -27,13 +68,12 @@ export interface StepOutcome {
   effects: Effect[];
 }
 
-export function journeyKey(personId: string, kind: JourneyKind): string {
-  return `${personId}:${kind}`;
-}
+export { journeyKey };
 
 export class JourneyEngine {
   private readonly draining = new Map<string, Promise<FollowUp[]>>();
-  private readonly followUpHandlers: { [K in JourneyKind]?: (personId: string, event: FollowUpEvents[K]) => Promise<void> } = {};
+  /** The journeys this engine steps (services step with the same definitions). */
+  readonly definitions: JourneyDefinitions;
 
   constructor(
     private readonly deps: {
@@ -41,12 +81,61 @@ export class JourneyEngine {
       runner: EffectRunner;
       logger: Logger;
       now: () => Date;
+      definitions: JourneyDefinitions;
     },
-  ) {}
+  ) {
+    this.definitions = deps.definitions;
+  }
 
-  /** Register where events produced by effects of `kind` journeys go. */
-  onFollowUp<K extends JourneyKind>(kind: K, handler: (personId: string, event: FollowUpEvents[K]) => Promise<void>): void {
-    (this.followUpHandlers as Record<K, (personId: string, event: FollowUpEvents[K]) => Promise<void>>)[kind] = handler;
+  /**
+   * Load the journey, build the event from it as read, step it with its
+   * definition, and store the new state with the step's effects in one
+   * compare-and-set write (retried from a fresh read on a lost race); then run
+   * the effects.
+   *
+   * @param def - the journey's definition
+   * @param personId - whose journey
+   * @param makeEvent - the event for the journey as freshly read (may be called again after a lost race); null = nothing to do
+   * @param options.deferEffects - see {@link apply}
+   * @returns the record after the step, the journey decoded from it, and the step's result (null when no event applied)
+   * @throws AppError `JOURNEY.BUSY` (lost races), `JOURNEY.STATE_INVALID` (malformed stored state)
+   */
+  async run<K extends JourneyKind, J, E, R extends JourneyStepResult<J>>(
+    def: JourneyDefinition<K, J, E, R>,
+    personId: string,
+    makeEvent: (journey: J, rec: JourneyRecord) => Promise<E | null>,
+    options: { deferEffects?: boolean } = {},
+  ): Promise<{ record: JourneyRecord; journey: J; result: R | null }> {
+    let result: R | null = null;
+    const initial = (): { state: unknown; counters: Record<string, number> } => def.encode(def.initial(personId, ''));
+    const { record } = await this.apply(
+      personId,
+      def.kind,
+      initial,
+      async (rec) => {
+        result = null;
+        const journey = def.decode(rec);
+        const event = await makeEvent(journey, rec);
+        if (event === null) return null;
+        const r = def.step(journey, event);
+        result = r;
+        if (!r.changed) return null;
+        return { ...def.encode(r.journey), effects: r.effects };
+      },
+      options,
+    );
+    return { record, journey: def.decode(record), result };
+  }
+
+  /** Step a follow-up event (produced by an effect) with its journey's definition. */
+  private async followUp(personId: string, f: FollowUp): Promise<void> {
+    if (f.kind === 'unlock') {
+      const event = f.event;
+      await this.run(this.definitions.unlock, personId, async () => event);
+    } else {
+      const event = f.event;
+      await this.run(this.definitions.registration, personId, async () => event);
+    }
   }
 
   /** The stored record, or a fresh one (version 0, not stored) built from `initial`. */
@@ -138,12 +227,7 @@ export class JourneyEngine {
     });
     this.draining.set(key, p);
     const followUps = await p;
-    for (const f of followUps) await this.deliver(personId, f);
-  }
-
-  private async deliver(personId: string, f: FollowUp): Promise<void> {
-    if (f.kind === 'unlock') await this.followUpHandlers.unlock?.(personId, f.event);
-    else await this.followUpHandlers.registration?.(personId, f.event);
+    for (const f of followUps) await this.followUp(personId, f);
   }
 
   private async drainOnce(key: string): Promise<FollowUp[]> {

@@ -32,6 +32,7 @@ import type { BusMessage, BusSubscription, CommandBus } from './bus/command-bus.
 import { z } from 'zod';
 import { CommandSchema, ReplySchema } from '../../protocol/companion-link.protocol';
 import { hashesEqual, keyedHash } from '../security/codes';
+import { routeRequest, type RequestHandlers } from './companion-request.router';
 
 export const LINK_PATH = '/companion/link';
 
@@ -66,9 +67,10 @@ export interface CompanionLink {
   sendCommand(deviceId: string, command: Command, timeoutMs: number): Promise<Reply>;
 }
 
-/** Handlers the link calls for what companions send. */
+/** Handlers the link calls for what companions send (given to the constructor). */
 export interface CompanionLinkHandlers {
-  onRequest(device: Device, request: Request): Promise<Response>;
+  /** Requests, one handler per protocol `kind` ({@link routeRequest}). */
+  requests: RequestHandlers;
   onCardEvent(device: Device, status: CardStatus): Promise<void>;
   onConnected(device: Device): Promise<void>;
 }
@@ -106,7 +108,6 @@ export function parseBearer(header: string | undefined): { deviceId: string; sec
 export class CompanionLinkServer implements CompanionLink {
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
   private readonly sessions = new Map<string, Session>();
-  private handlers: CompanionLinkHandlers | null = null;
   private readonly remote = new Map<string, { resolve: (r: Reply) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private subscription: BusSubscription | null = null;
 
@@ -119,6 +120,8 @@ export class CompanionLinkServer implements CompanionLink {
       /** Present when several instances share the store (MongoDB); null for one process. */
       bus?: CommandBus | null;
       now?: () => Date;
+      /** What to do with what companions send. */
+      handlers: CompanionLinkHandlers;
     },
   ) {}
 
@@ -168,10 +171,6 @@ export class CompanionLinkServer implements CompanionLink {
     await this.deps.bus?.publish(m.replyTo, answer).catch((err: unknown) => this.deps.logger.warn({ errorCode: err instanceof AppError ? err.code : 'UNEXPECTED', to: m.replyTo }, 'command bus: reply not sent'));
   }
 
-  /** Set the handlers (done once in the composition root, after the services exist). */
-  setHandlers(handlers: CompanionLinkHandlers): void {
-    this.handlers = handlers;
-  }
 
   /** Attach to an HTTP server's `upgrade` event for {@link LINK_PATH}. */
   attach(server: Server): void {
@@ -290,7 +289,7 @@ export class CompanionLinkServer implements CompanionLink {
       return;
     }
     const msg = parsed.value;
-    const handlers = this.handlers;
+    const handlers = this.deps.handlers;
     switch (msg.type) {
       case 'hello': {
         session.helloReceived = true;
@@ -300,7 +299,7 @@ export class CompanionLinkServer implements CompanionLink {
         }
         const person = await this.deps.storage.persons.get(session.device.personId);
         this.send(session, { type: 'welcome', deviceId: session.device.id, personName: person?.displayName ?? '' });
-        if (handlers) await handlers.onConnected(session.device);
+        await handlers.onConnected(session.device);
         return;
       }
       case 'reply': {
@@ -337,13 +336,9 @@ export class CompanionLinkServer implements CompanionLink {
           session.socket.close(CloseCodes.UNAUTHORISED, 'device credential revoked: pair again');
           return;
         }
-        if (!handlers) {
-          this.send(session, { type: 'response', id: msg.id, response: { kind: 'unlock.refused', reason: 'unavailable', message: 'The service is starting; try again in a moment.' } });
-          return;
-        }
         let response: Response;
         try {
-          response = await handlers.onRequest(session.device, msg.request);
+          response = await routeRequest(handlers.requests, session.device, msg.request);
         } catch (err) {
           this.deps.logger.error({ err, deviceId: session.device.id, kind: msg.request.kind }, 'companion link: request failed');
           response = { kind: 'unlock.refused', reason: 'unavailable', message: 'Smartcard Assist could not complete that just now. Try again shortly.' };
@@ -352,7 +347,7 @@ export class CompanionLinkServer implements CompanionLink {
         return;
       }
       case 'card.event': {
-        if (handlers) await handlers.onCardEvent(session.device, msg.status);
+        await handlers.onCardEvent(session.device, msg.status);
         return;
       }
     }

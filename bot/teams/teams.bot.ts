@@ -17,7 +17,7 @@ import {
   type ConversationReference,
 } from 'botbuilder';
 import type { AdaptiveCard } from '../../cards';
-import { parseCardAction, tryAgainShortlyCard, type CardAction } from '../../cards';
+import { parseCardAction, tryAgainShortlyCard, type CardAction, type CardActionOf, type CardVerb } from '../../cards';
 import { helpCard } from '../../cards';
 import { pairHelpCard, pairingResultCard } from '../../cards';
 import { unlockEndedCard } from '../../cards';
@@ -253,132 +253,120 @@ export class SmartcardBot extends ActivityHandler {
       // current card. Every write is a single compare-and-set, so nothing is half-done.
       const code = err instanceof AppError ? err.code : 'UNEXPECTED';
       this.deps.logger.error({ code, verb: parsed.action.verb, ...(err instanceof AppError ? { err: err.toJSON() } : { err }) }, 'card action failed');
-      const verb = parsed.action.verb;
-      const journey = verb.startsWith('register.') ? 'registration' : verb.startsWith('unlock.') ? 'unlock' : verb === 'journey.show' ? parsed.action.data.journey : null;
-      card = tryAgainShortlyCard({ journey });
+      card = tryAgainShortlyCard({ journey: journeyOfAction(parsed.action) });
     }
     return { statusCode: 200, type: 'application/vnd.microsoft.card.adaptive', value: card as never };
   }
 
+  /** One handler per card verb, each given the action narrowed to its verb (no prefix matching). */
+  private readonly cardHandlers: CardHandlers = {
+    'help.show': async () => helpCard(),
+    'pair.help': async (_action, turn) => this.pairHelp(turn.person),
+    'journey.show': async (action, turn) => {
+      if (action.data.journey === 'registration') {
+        const identity = identityOf(turn.context.activity);
+        return identity ? this.deps.registration.view(await this.deps.registration.current(identity), turn.person) : helpCard();
+      }
+      return turn.person ? this.view(turn.person, await this.deps.unlock.load(turn.person.id)) : NOT_REGISTERED(this.deps.raContact);
+    },
+    'unlock.start': async (_action, turn) =>
+      this.unlockTurn(turn, async (person) => {
+        const record = await this.deps.unlock.start(person, { keepActiveRun: true });
+        if (turn.context.activity.replyToId) await this.deps.unlock.setCardActivity(person.id, record.runId, turn.context.activity.replyToId);
+        return record;
+      }),
+    'unlock.check_card': async (action, turn) =>
+      this.unlockTurn(turn, async (person) => {
+        const record = await this.deps.unlock.checkAgain(person, action.data.runId, action.data.step);
+        if (turn.context.activity.replyToId) await this.deps.unlock.setCardActivity(person.id, record.runId, turn.context.activity.replyToId);
+        return record;
+      }),
+    'unlock.answers': async (action, turn) => {
+      const d = action.data;
+      return this.unlockTurn(turn, (person) => this.deps.unlock.submitAnswers(person, d.runId, d.step, [d.a1, d.a2, d.a3]));
+    },
+    'unlock.resend_code': async (action, turn) => this.unlockTurn(turn, (person) => this.deps.unlock.resendCode(person, action.data.runId, action.data.step)),
+    'unlock.cancel': async (action, turn) => this.unlockTurn(turn, async (person) => (await this.deps.unlock.cancel(person, action.data)).record),
+    'register.start': async (_action, turn) =>
+      this.registrationTurn(turn, async (identity, reg) => {
+        const record = await reg.start(identity);
+        if (turn.context.activity.replyToId) await reg.setCardActivity(record.personId, record.runId, turn.context.activity.replyToId);
+        return record;
+      }),
+    'register.contact': async (action, turn) => this.registrationTurn(turn, (identity, reg) => reg.submitContact(identity, action.data.runId, action.data.step, action.data.email, action.data.mobile)),
+    'register.check_card': async (action, turn) => this.registrationTurn(turn, (identity, reg) => reg.checkCard(identity, action.data.runId, action.data.step)),
+    'register.questions': async (action, turn) => {
+      const d = action.data;
+      return this.registrationTurn(turn, (identity, reg) => reg.submitQuestions(identity, d.runId, d.step, [d.q1, d.q2, d.q3, d.q4], [d.a1, d.a2, d.a3, d.a4]));
+    },
+    'register.send_code': async (action, turn) => this.registrationTurn(turn, (identity, reg) => reg.sendCode(identity, action.data.runId, action.data.step, action.data.email ?? '', false)),
+    'register.resend_code': async (action, turn) => this.registrationTurn(turn, (identity, reg) => reg.sendCode(identity, action.data.runId, action.data.step, '', true)),
+    'register.code': async (action, turn) => this.registrationTurn(turn, (identity, reg) => reg.submitCode(identity, action.data.runId, action.data.step, action.data.code)),
+    'register.cancel': async (action, turn) => this.registrationTurn(turn, (identity, reg) => reg.cancel(identity, action.data.runId, action.data.step)),
+  };
+
   private async cardFor(context: TurnContext, action: CardAction): Promise<AdaptiveCard> {
     const person = await this.person(context);
-    switch (action.verb) {
-      case 'help.show':
-        return helpCard();
-      case 'pair.help':
-        return this.pairHelp(person);
-      case 'journey.show':
-        if (action.data.journey === 'registration') {
-          const identity = identityOf(context.activity);
-          return identity ? this.deps.registration.view(await this.deps.registration.current(identity), person) : helpCard();
-        }
-        return person ? this.view(person, await this.deps.unlock.load(person.id)) : NOT_REGISTERED(this.deps.raContact);
-      default:
-        break;
-    }
-    if (action.verb.startsWith('register.')) return this.registrationCard(context, action, person);
-    if (!person) return NOT_REGISTERED(this.deps.raContact);
-    const replyToId = context.activity.replyToId;
-    switch (action.verb) {
-      case 'unlock.start': {
-        const record = await this.deps.unlock.start(person, { keepActiveRun: true });
-        if (replyToId) await this.deps.unlock.setCardActivity(person.id, record.runId, replyToId);
-        return this.view(person, record);
-      }
-      case 'unlock.check_card': {
-        const record = await this.deps.unlock.checkAgain(person, action.data.runId, action.data.step);
-        if (replyToId) await this.deps.unlock.setCardActivity(person.id, record.runId, replyToId);
-        return this.view(person, record);
-      }
-      case 'unlock.answers': {
-        const d = action.data;
-        return this.view(person, await this.deps.unlock.submitAnswers(person, d.runId, d.step, [d.a1, d.a2, d.a3]));
-      }
-      case 'unlock.resend_code':
-        return this.view(person, await this.deps.unlock.resendCode(person, action.data.runId, action.data.step));
-      case 'unlock.cancel':
-        return this.view(person, (await this.deps.unlock.cancel(person, action.data)).record);
-      default:
-        return helpCard();
-    }
+    return routeCardAction(this.cardHandlers, action, { context, person });
   }
 
-  private async registrationCard(context: TurnContext, action: CardAction, person: Person | null): Promise<AdaptiveCard> {
-    const identity = identityOf(context.activity);
-    if (!identity) return helpCard();
-    const reg = this.deps.registration;
-    let record: JourneyRecord;
-    switch (action.verb) {
-      case 'register.start':
-        record = await reg.start(identity);
-        if (context.activity.replyToId) await reg.setCardActivity(record.personId, record.runId, context.activity.replyToId);
-        break;
-      case 'register.contact':
-        record = await reg.submitContact(identity, action.data.runId, action.data.step, action.data.email, action.data.mobile);
-        break;
-      case 'register.check_card':
-        record = await reg.checkCard(identity, action.data.runId, action.data.step);
-        break;
-      case 'register.questions': {
-        const d = action.data;
-        record = await reg.submitQuestions(identity, d.runId, d.step, [d.q1, d.q2, d.q3, d.q4], [d.a1, d.a2, d.a3, d.a4]);
-        break;
-      }
-      case 'register.send_code':
-        record = await reg.sendCode(identity, action.data.runId, action.data.step, action.data.email ?? '', false);
-        break;
-      case 'register.resend_code':
-        record = await reg.sendCode(identity, action.data.runId, action.data.step, '', true);
-        break;
-      case 'register.code':
-        record = await reg.submitCode(identity, action.data.runId, action.data.step, action.data.code);
-        break;
-      case 'register.cancel':
-        record = await reg.cancel(identity, action.data.runId, action.data.step);
-        break;
-      default:
-        record = await reg.current(identity);
-    }
-    const after = person ?? (await this.deps.storage.persons.get(record.personId));
-    return reg.view(record, after);
+  /** An unlock click: the registered person only; answers with the unlock card after the step. */
+  private async unlockTurn(turn: CardTurn, act: (person: Person) => Promise<JourneyRecord>): Promise<AdaptiveCard> {
+    if (!turn.person) return NOT_REGISTERED(this.deps.raContact);
+    return this.view(turn.person, await act(turn.person));
   }
+
+  /** A registration click: answers with the registration card after the step. */
+  private async registrationTurn(turn: CardTurn, act: (identity: TeamsIdentity, reg: RegistrationService) => Promise<JourneyRecord>): Promise<AdaptiveCard> {
+    const identity = identityOf(turn.context.activity);
+    if (!identity) return helpCard();
+    const record = await act(identity, this.deps.registration);
+    const after = turn.person ?? (await this.deps.storage.persons.get(record.personId));
+    return this.deps.registration.view(record, after);
+  }
+}
+
+/** What a card-action handler is given besides its action. */
+interface CardTurn {
+  context: TurnContext;
+  /** The registered person clicking, or null. */
+  person: Person | null;
+}
+
+/** One handler per verb of the card-action union (cards/card-actions.ts). */
+type CardHandlers = { [V in CardVerb]: (action: CardActionOf<V>, turn: CardTurn) => Promise<AdaptiveCard> };
+
+/** Hand a parsed action to the handler for its verb. */
+function routeCardAction<V extends CardVerb>(handlers: CardHandlers, action: CardActionOf<V>, turn: CardTurn): Promise<AdaptiveCard> {
+  const handler: (action: CardActionOf<V>, turn: CardTurn) => Promise<AdaptiveCard> = handlers[action.verb];
+  return handler(action, turn);
+}
+
+/** Which journey's "try again" card a failed click of each verb shows. */
+const VERB_JOURNEY: { [V in CardVerb]: (action: CardActionOf<V>) => JourneyKind | null } = {
+  'help.show': () => null,
+  'pair.help': () => null,
+  'journey.show': (action) => action.data.journey,
+  'unlock.start': () => 'unlock',
+  'unlock.check_card': () => 'unlock',
+  'unlock.answers': () => 'unlock',
+  'unlock.resend_code': () => 'unlock',
+  'unlock.cancel': () => 'unlock',
+  'register.start': () => 'registration',
+  'register.contact': () => 'registration',
+  'register.check_card': () => 'registration',
+  'register.questions': () => 'registration',
+  'register.send_code': () => 'registration',
+  'register.resend_code': () => 'registration',
+  'register.code': () => 'registration',
+  'register.cancel': () => 'registration',
+};
+
+function journeyOfAction<V extends CardVerb>(action: CardActionOf<V>): JourneyKind | null {
+  const of: (action: CardActionOf<V>) => JourneyKind | null = VERB_JOURNEY[action.verb];
+  return of(action);
 }
 
 function firstName(displayName: string): string {
   return displayName.trim().split(/\s+/)[0] ?? '';
-}
-
-/** Proactive card updates for journeys that move outside a Teams turn (the companion finished). */
-export class TeamsNotifierAdapter implements TeamsNotifier {
-  constructor(
-    private readonly deps: {
-      adapter: CloudAdapter;
-      appId: string;
-      storage: Storage;
-      engine: JourneyEngine;
-      bot: SmartcardBot;
-      logger: Logger;
-    },
-  ) {}
-
-  async refresh(personId: string, journey: JourneyKind, message: string | null): Promise<void> {
-    const conv = await this.deps.storage.conversations.get(personId);
-    if (!conv) {
-      this.deps.logger.warn({ personId }, 'no conversation reference: cannot update Teams');
-      return;
-    }
-    const record = await this.deps.storage.journeys.get(journeyKey(personId, journey));
-    if (!record) return;
-    const card = await this.deps.bot.cardForRecord(record);
-    await this.deps.adapter.continueConversationAsync(this.deps.appId, conv.reference as Partial<ConversationReference>, async (ctx) => {
-      const attachment = CardFactory.adaptiveCard(card);
-      if (record.ui.activityId) {
-        await ctx.updateActivity({ type: 'message', id: record.ui.activityId, attachments: [attachment] });
-      } else {
-        const r = await ctx.sendActivity({ attachments: [attachment] });
-        if (r?.id) await this.deps.engine.setCardActivity(personId, journey, record.runId, r.id);
-      }
-      if (message) await ctx.sendActivity(message);
-    });
-  }
 }

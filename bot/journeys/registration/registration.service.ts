@@ -28,6 +28,8 @@ import type { DerivedKeys } from '../../security/keys';
 import { seal } from '../../security/seal';
 import { journeyKey, type JourneyEngine } from '../journey.engine';
 import { QUESTION_BANK } from './question-bank';
+import { decodeRegistration } from './registration.state';
+import { registrationCodeHash } from './registration.definition';
 import { displayMobile, newRegistrationJourney, stepRegistration, type Registrant, type RegistrationEvent, type RegistrationJourney, type RegistrationState } from './registration.journey';
 import { checkQuestionsAndAnswers, normaliseTypedCode, REGISTRATION_CODE_RULES } from './registration.rules';
 import { cardClaim, holderTag, HOLDER_TAG_PREFIX, UNASSIGNED_CARD_OWNER } from '../effect-runner';
@@ -56,9 +58,7 @@ export function provisionalPersonId(teamsUserId: string): string {
   return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20, 32)}`;
 }
 
-function toJourney(rec: JourneyRecord): RegistrationJourney {
-  return { personId: rec.personId, runId: rec.runId, state: rec.state as RegistrationState };
-}
+const toJourney = decodeRegistration;
 
 export class RegistrationService {
   constructor(
@@ -112,33 +112,13 @@ export class RegistrationService {
     };
   }
 
-  private context(runId: string) {
-    const code = generateNumericCode(8);
-    const sealKey = this.deps.keys.sealKey;
-    return {
-      now: this.now(),
-      approvedDomains: this.deps.approvedDomains,
-      newId: randomUUID,
-      freshCode: { hash: this.codeHash(runId, code), sealed: (r: string) => seal(sealKey, code, `code:${r}`) },
-      freshCaseRef: generateCaseRef(),
-      hashesEqual,
-    };
-  }
-
   private codeHash(runId: string, code: string): string {
-    return keyedHash(this.deps.keys.codeHashKey, `registration-code:${runId}`, code);
+    return registrationCodeHash(this.deps.keys, runId, code);
   }
 
-  /** Run one event through the engine. `make` reads the fresh journey; null = nothing to do. */
+  /** Step the journey through the engine (one CAS write with its effects). `make` reads the fresh journey; null = nothing to do. */
   private async apply(personId: string, make: (j: RegistrationJourney) => Promise<RegistrationEvent | null>, deferEffects = false): Promise<JourneyRecord> {
-    const { record } = await this.deps.engine.apply(personId, 'registration', this.initial, async (rec) => {
-      const j = toJourney(rec);
-      const event = await make(j);
-      if (!event) return null;
-      const r = stepRegistration(j, event, this.context(j.runId));
-      if (!r.changed) return null;
-      return { runId: r.journey.runId, state: r.journey.state, counters: {}, effects: r.effects };
-    }, { deferEffects });
+    const { record } = await this.deps.engine.run(this.deps.engine.definitions.registration, personId, make, { deferEffects });
     return record;
   }
 
@@ -218,7 +198,7 @@ export class RegistrationService {
   async onCompanionRequest(device: Device, request: Request): Promise<Response> {
     if (request.kind !== 'register.passcode_checked') return { kind: 'register.refused', message: 'Not a registration request.' };
     const rec = await this.deps.storage.journeys.get(journeyKey(device.personId, 'registration'));
-    if (!rec || rec.runId !== request.journeyId || (rec.state as RegistrationState).phase !== 'card_check') {
+    if (!rec || rec.runId !== request.journeyId || (toJourney(rec).state).phase !== 'card_check') {
       return { kind: 'register.refused', message: 'There is no registration waiting for a passcode check. Start in Teams.' };
     }
     const r = request.result;
@@ -237,19 +217,14 @@ export class RegistrationService {
   async onCompanionConnected(device: Device, send: (deviceId: string, journeyId: string) => Promise<void>): Promise<void> {
     const rec = await this.deps.storage.journeys.get(journeyKey(device.personId, 'registration'));
     if (!rec) return;
-    const s = rec.state as RegistrationState;
+    const s = toJourney(rec).state;
     if (s.phase !== 'card_check' || s.deviceId !== device.id || s.check !== 'waiting') return;
     await send(device.id, rec.runId);
   }
 
-  /** Events produced by effects (code mailed / mail failed). */
-  async onFollowUp(personId: string, event: RegistrationEvent): Promise<void> {
-    await this.apply(personId, async () => event);
-  }
-
   /** The card for the record's current state. */
   async view(record: JourneyRecord, person: Person | null): Promise<AdaptiveCard> {
-    const s = record.state as RegistrationState;
+    const s = toJourney(record).state;
     const runId = record.runId;
     const step = String(s.step);
     switch (s.phase) {

@@ -8,13 +8,8 @@
  * Callers: `npm run admin -- reset-self-service --person ...` (actor `admin`)
  * and, later, the RA desk (actor e.g. `ra:<staff id>`).
  */
-import { randomUUID } from 'node:crypto';
-import { AppError } from '../../../common/app-error';
 import type { JourneyRecord } from '../../../storage/storage.port';
-import { generateCaseRef, hashesEqual } from '../../security/codes';
 import type { JourneyEngine } from '../journey.engine';
-import { DEFAULT_UNLOCK_RULES, newUnlockJourney, stepUnlock, type StepContext, type UnlockRules } from './unlock.journey';
-import { decodeUnlock, encodeUnlock } from './unlock.state';
 
 /** Outcome of {@link resetSelfService}. */
 export interface SelfServiceResetResult {
@@ -33,49 +28,16 @@ export interface SelfServiceResetResult {
  * @param personId - the person's id (UUID)
  * @param actor - who resets, for the audit entry: `admin`, or `ra:<staff id>`
  * @param note - free text for the audit entry (no secrets), or null
- * @param now - clock (tests)
  * @returns the record after the reset, the case reference cleared and the attempts counted before
  * @throws AppError `JOURNEY.BUSY` when the record kept changing (8 lost races in a row)
  */
-export async function resetSelfService(
-  engine: JourneyEngine,
-  personId: string,
-  actor: string,
-  note: string | null,
-  now: () => Date = () => new Date(),
-  rules: UnlockRules = DEFAULT_UNLOCK_RULES,
-): Promise<SelfServiceResetResult> {
+export async function resetSelfService(engine: JourneyEngine, personId: string, actor: string, note: string | null): Promise<SelfServiceResetResult> {
   let clearedCaseRef: string | null = null;
   let attemptsBefore = 0;
-  const { record } = await engine.apply(
-    personId,
-    'unlock',
-    () => encodeUnlock(newUnlockJourney('', '')),
-    async (rec) => {
-      const journey = decodeUnlock(rec);
-      clearedCaseRef = journey.lock?.caseRef ?? null;
-      attemptsBefore = journey.counters.answerAttempts;
-      const r = stepUnlock(journey, { type: 'reset', actor, note }, resetContext(now(), rules));
-      return { runId: r.journey.runId, ...encodeUnlock(r.journey), effects: r.effects };
-    },
-  );
+  const { record } = await engine.run(engine.definitions.unlock, personId, async (journey) => {
+    clearedCaseRef = journey.lock?.caseRef ?? null;
+    attemptsBefore = journey.counters.answerAttempts;
+    return { type: 'reset' as const, actor, note };
+  });
   return { record, clearedCaseRef, attemptsBefore };
-}
-
-/** A reset issues no code and opens no case: the fresh values it never uses refuse to be used. */
-function resetContext(now: Date, rules: UnlockRules): StepContext {
-  return {
-    now,
-    rules,
-    newId: randomUUID,
-    shuffle: (items) => [...items],
-    freshCode: {
-      hash: '',
-      sealed: () => {
-        throw new AppError('JOURNEY.NO_CODE', 'a reset issues no unlock code');
-      },
-    },
-    freshCaseRef: generateCaseRef(),
-    hashesEqual,
-  };
 }

@@ -31,18 +31,10 @@ import {
   type UnlockRules,
 } from './unlock.journey';
 import { decodeUnlock, encodeUnlock } from './unlock.state';
+import { unlockCodeHash } from './unlock.definition';
 import { resetSelfService, type SelfServiceResetResult } from './self-service-reset';
 
 const toJourney = decodeUnlock;
-
-function shuffle<T>(items: readonly T[]): T[] {
-  const a = [...items];
-  for (let i = a.length - 1; i > 0; i--) {
-    const j = randomInt(i + 1);
-    [a[i], a[j]] = [a[j] as T, a[i] as T];
-  }
-  return a;
-}
 
 export interface UnlockServiceDeps {
   storage: Storage;
@@ -69,22 +61,7 @@ export class UnlockService {
   }
 
   private codeHash(runId: string, code: string): string {
-    return keyedHash(this.deps.keys.codeHashKey, `unlock-code:${runId}`, code);
-  }
-
-  /** Fresh values for one step; a code issued in this step belongs to run `runId`. */
-  private context(runId: string): StepContext {
-    const code = generateNumericCode(8);
-    const sealKey: KeyObject = this.deps.keys.sealKey;
-    return {
-      now: this.now(),
-      rules: this.deps.rules,
-      newId: randomUUID,
-      shuffle,
-      freshCode: { hash: this.codeHash(runId, code), sealed: (r: string) => seal(sealKey, code, `code:${r}`) },
-      freshCaseRef: generateCaseRef(),
-      hashesEqual,
-    };
+    return unlockCodeHash(this.deps.keys, runId, code);
   }
 
   /** Facts about a person that the journey needs. */
@@ -109,24 +86,15 @@ export class UnlockService {
   }
 
   /**
-   * Apply one event with compare-and-set (retrying on a lost race), then carry out the effects.
+   * Step the journey through the engine (load, step with its definition, store
+   * state and effects in one compare-and-set write, then run the effects).
    *
    * @param personId - whose journey
    * @param makeEvent - builds the event from the journey as freshly read; null = nothing to do
    * @returns the record after the step and the step's result (null when no event applied)
    */
   async apply(personId: string, makeEvent: (journey: UnlockJourney, rec: JourneyRecord) => Promise<UnlockEvent | null>, deferEffects = false): Promise<{ record: JourneyRecord; result: StepResult | null }> {
-    let result: StepResult | null = null;
-    const { record } = await this.deps.engine.apply(personId, 'unlock', this.initial, async (rec) => {
-      const journey = toJourney(rec);
-      const event = await makeEvent(journey, rec);
-      result = null;
-      if (!event) return null;
-      const r = stepUnlock(journey, event, this.context(journey.runId));
-      result = r;
-      if (!r.changed) return null;
-      return { runId: r.journey.runId, ...encodeUnlock(r.journey), effects: r.effects };
-    }, { deferEffects });
+    const { record, result } = await this.deps.engine.run(this.deps.engine.definitions.unlock, personId, makeEvent, { deferEffects });
     return { record, result };
   }
 
@@ -235,7 +203,7 @@ export class UnlockService {
    * operation (admin CLI, and the RA desk later). See {@link resetSelfService}.
    */
   async resetSelfService(personId: string, actor: string, note: string | null = null): Promise<SelfServiceResetResult> {
-    return resetSelfService(this.deps.engine, personId, actor, note, () => this.now(), this.deps.rules);
+    return resetSelfService(this.deps.engine, personId, actor, note);
   }
 
   async resendCode(person: Person, runId: string, step: string): Promise<JourneyRecord> {
@@ -325,11 +293,6 @@ export class UnlockService {
   /** Carry out effects still pending for this person's unlock journey. */
   async drain(personId: string): Promise<void> {
     await this.deps.engine.drain(personId, 'unlock');
-  }
-
-  /** An event produced by an effect (code mailed, mail failed). */
-  async onFollowUp(personId: string, event: UnlockEvent): Promise<void> {
-    await this.apply(personId, async () => event);
   }
 }
 

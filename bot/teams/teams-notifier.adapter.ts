@@ -1,0 +1,47 @@
+/**
+ * Proactive Teams updates for journeys that move outside a Teams turn (the
+ * companion finished, a mail failed): re-render the person's current card in
+ * place, or post it, and optionally a short message under it. Implements the
+ * effect runner's {@link TeamsNotifier} port.
+ */
+import { CardFactory, type CloudAdapter, type ConversationReference } from 'botbuilder';
+import type { Logger } from '../../common/logger';
+import type { JourneyKind, Storage } from '../../storage/storage.port';
+import type { TeamsNotifier } from '../journeys/effect-runner';
+import { journeyKey, type JourneyEngine } from '../journeys/journey.engine';
+import type { SmartcardBot } from './teams.bot';
+
+/** Proactive card updates for journeys that move outside a Teams turn (the companion finished). */
+export class TeamsNotifierAdapter implements TeamsNotifier {
+  constructor(
+    private readonly deps: {
+      adapter: CloudAdapter;
+      appId: string;
+      storage: Storage;
+      engine: JourneyEngine;
+      bot: SmartcardBot;
+      logger: Logger;
+    },
+  ) {}
+
+  async refresh(personId: string, journey: JourneyKind, message: string | null): Promise<void> {
+    const conv = await this.deps.storage.conversations.get(personId);
+    if (!conv) {
+      this.deps.logger.warn({ personId }, 'no conversation reference: cannot update Teams');
+      return;
+    }
+    const record = await this.deps.storage.journeys.get(journeyKey(personId, journey));
+    if (!record) return;
+    const card = await this.deps.bot.cardForRecord(record);
+    await this.deps.adapter.continueConversationAsync(this.deps.appId, conv.reference as Partial<ConversationReference>, async (ctx) => {
+      const attachment = CardFactory.adaptiveCard(card);
+      if (record.ui.activityId) {
+        await ctx.updateActivity({ type: 'message', id: record.ui.activityId, attachments: [attachment] });
+      } else {
+        const r = await ctx.sendActivity({ attachments: [attachment] });
+        if (r?.id) await this.deps.engine.setCardActivity(personId, journey, record.runId, r.id);
+      }
+      if (message) await ctx.sendActivity(message);
+    });
+  }
+}

@@ -35,6 +35,7 @@ import {
   TeamsClient,
   unlockCodeOf,
   type SeededPerson,
+  unlockRun,
 } from './adversarial-harness';
 
 const COMMAND_TIMEOUT_MS = 3000;
@@ -76,7 +77,7 @@ describe('adversarial: the companion (or the bot) dies mid-journey', () => {
     }
   };
   const count = (personId: string, action: string): number => sql<{ n: number }>(`SELECT count(*) AS n FROM audit WHERE person_id = ? AND action = ?`, personId, action)[0]!.n;
-  const phase = (personId: string): Record<string, unknown> => JSON.parse(sql<{ state: string }>(`SELECT state FROM journeys WHERE key = ?`, `${personId}:unlock`)[0]?.state ?? '{}') as Record<string, unknown>;
+  const phase = (personId: string): Record<string, unknown> => unlockRun(sql<{ state: string }>(`SELECT state FROM journeys WHERE key = ?`, `${personId}:unlock`)[0]?.state);
 
   const startCompanion = (): ManagedProcess => {
     if (companion) companionOutputs.push(companion.output());

@@ -405,6 +405,15 @@ export class RawCompanion {
   }
 }
 
+/**
+ * The unlock run's state from a stored journey `state` column: `{ v: 2, run }` since
+ * issue #9 (the run beside the lock), a bare run before.
+ */
+export function unlockRun(stateJson: string | undefined): Record<string, unknown> {
+  const s = JSON.parse(stateJson ?? '{}') as Record<string, unknown>;
+  return s['v'] === 2 && typeof s['run'] === 'object' && s['run'] !== null ? (s['run'] as Record<string, unknown>) : s;
+}
+
 /** The unlock code in an unlock-code email (8 digits on a line of their own, or the first 8-digit number). */
 export function unlockCodeOf(mail: OutboxEntry): string {
   const m = /\b(\d{8})\b/.exec(mail.text);

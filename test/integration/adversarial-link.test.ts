@@ -27,6 +27,7 @@ import {
   TeamsClient,
   unlockCodeOf,
   type SeededPerson,
+  unlockRun,
 } from './adversarial-harness';
 
 interface Paired {
@@ -53,7 +54,7 @@ describe('adversarial: companion link WebSocket', () => {
     }
   };
   const count = (personId: string, action: string): number => sql<{ n: number }>(`SELECT count(*) AS n FROM audit WHERE person_id = ? AND action = ?`, personId, action)[0]!.n;
-  const journeyState = (personId: string): Record<string, unknown> => JSON.parse(sql<{ state: string }>(`SELECT state FROM journeys WHERE key = ?`, `${personId}:unlock`)[0]?.state ?? '{}') as Record<string, unknown>;
+  const journeyState = (personId: string): Record<string, unknown> => unlockRun(sql<{ state: string }>(`SELECT state FROM journeys WHERE key = ?`, `${personId}:unlock`)[0]?.state);
   const cardRow = (cardId: string): { puk: string | null; pending_puk: string | null; version: number } => sql<{ puk: string | null; pending_puk: string | null; version: number }>(`SELECT puk, pending_puk, version FROM cards WHERE card_id = ?`, cardId)[0]!;
 
   const connect = async (p: Paired, hello = true): Promise<RawCompanion> => {
@@ -160,7 +161,7 @@ describe('adversarial: companion link WebSocket', () => {
 
   it('closes a hello with an unsupported protocol version with 4426, as the protocol says', async () => {
     const c = await connect(alice, false);
-    c.sendJson({ type: 'hello', protocol: 2, version: 'future', workstation: 'WS' });
+    c.sendJson({ type: 'hello', protocol: PROTOCOL_VERSION + 1, version: 'future', workstation: 'WS' });
     await sleep(500);
     const got = c.closeCode ?? `open; frames: ${c.frames.map((f) => `${f.type}${f['message'] ? ` (${String(f['message'])})` : ''}`).join(', ')}`;
     expect(got).toBe(4426);

@@ -32,7 +32,7 @@ import { decodeRegistration } from './registration.state';
 import { registrationCodeHash } from './registration.definition';
 import { displayMobile, newRegistrationJourney, stepRegistration, type Registrant, type RegistrationEvent, type RegistrationJourney, type RegistrationState } from './registration.journey';
 import { checkQuestionsAndAnswers, normaliseTypedCode, REGISTRATION_CODE_RULES } from './registration.rules';
-import { cardClaim, holderTag, HOLDER_TAG_PREFIX, UNASSIGNED_CARD_OWNER } from '../effect-runner';
+import { cardClaim, holderTag, isUnconfirmedOwner } from '../../puk/puk.rules';
 
 /** The Teams identity of the person in a turn. */
 export interface TeamsIdentity {
@@ -206,7 +206,7 @@ export class RegistrationService {
     if (r.outcome === 'verified') {
       const owner = await this.deps.storage.persons.findByCardId(r.cardId);
       const card = await this.deps.storage.cards.get(r.cardId);
-      const cardOwner = owner?.id ?? (card && card.personId !== UNASSIGNED_CARD_OWNER && !card.personId.startsWith(HOLDER_TAG_PREFIX) ? card.personId : null);
+      const cardOwner = owner?.id ?? (card && !isUnconfirmedOwner(card.personId) ? card.personId : null);
       result = { outcome: 'verified', cardId: r.cardId, cardOwner };
     } else result = r;
     await this.apply(device.personId, async (j) => (j.runId === request.journeyId ? { type: 'passcode_checked', runId: j.runId, deviceId: device.id, result } : null), true);

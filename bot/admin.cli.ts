@@ -25,8 +25,9 @@ import { isQuestionId, QUESTION_BANK } from './journeys/registration/question-ba
 import { hashAnswer, normaliseAnswer } from './security/answers';
 import { generatePuk } from './security/codes';
 import { deriveKeys, parseMasterKey, type DerivedKeys } from './security/keys';
-import { seal } from './security/seal';
-import { EffectRunner, holderTag, HOLDER_TAG_PREFIX, UNASSIGNED_CARD_OWNER } from './journeys/effect-runner';
+import { EffectRunner } from './journeys/effect-runner';
+import { sealPuk } from './puk/puk.custody';
+import { holderTag, isUnconfirmedOwner, UNASSIGNED_CARD_OWNER } from './puk/puk.rules';
 import { JourneyEngine } from './journeys/journey.engine';
 import { resetSelfService, type SelfServiceResetResult } from './journeys/unlock/self-service-reset';
 import { unlockDefinition } from './journeys/unlock/unlock.definition';
@@ -78,10 +79,10 @@ export async function addPerson(storage: Storage, keys: DerivedKeys, input: unkn
     version: 1,
   };
   const existingCard = await storage.cards.get(p.cardId);
-  if (existingCard && existingCard.personId !== UNASSIGNED_CARD_OWNER && !existingCard.personId.startsWith(HOLDER_TAG_PREFIX)) return { status: 'exists', personId: existingCard.personId };
+  if (existingCard && !isUnconfirmedOwner(existingCard.personId)) return { status: 'exists', personId: existingCard.personId };
   const r = await storage.persons.insert(person);
   if (r.status === 'exists') return { status: 'exists', personId: r.record.id };
-  const puk = p.puk ? seal(keys.sealKey, p.puk, `puk:${p.cardId}`) : (existingCard?.puk ?? null);
+  const puk = p.puk ? sealPuk(keys.sealKey, p.puk, p.cardId) : (existingCard?.puk ?? null);
   if (existingCard) {
     // Enrolled by a PUK import before anyone held it: bind it now.
     await storage.cards.save({ ...existingCard, personId: person.id, puk, updatedAt: now, version: existingCard.version + 1 }, existingCard.version);
@@ -123,7 +124,7 @@ export async function importPuks(storage: Storage, keys: DerivedKeys, csv: strin
     // The holder named by the card-management system; the card binds when that person registers.
     const owner = rawHolder ? holderTag(keys.codeHashKey, rawHolder) : UNASSIGNED_CARD_OWNER;
     const cardId = id.data;
-    const sealed = seal(keys.sealKey, puk.data, `puk:${cardId}`);
+    const sealed = sealPuk(keys.sealKey, puk.data, cardId);
     let done = false;
     for (let attempt = 0; attempt < 5 && !done; attempt++) {
       const card = await storage.cards.get(cardId);
@@ -274,7 +275,7 @@ async function run(argv: string[]): Promise<number> {
           for (let i = 0; i < 5; i++) {
             const card = await storage.cards.get(cardId);
             if (!card) break;
-            const saved = await storage.cards.save({ ...card, puk: seal(keys.sealKey, puk, `puk:${cardId}`), pendingPuk: null, updatedAt: new Date().toISOString(), version: card.version + 1 }, card.version);
+            const saved = await storage.cards.save({ ...card, puk: sealPuk(keys.sealKey, puk, cardId), pendingPuk: null, updatedAt: new Date().toISOString(), version: card.version + 1 }, card.version);
             if (saved === 'saved') break;
           }
         }

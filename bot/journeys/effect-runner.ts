@@ -19,9 +19,6 @@ import type { Effect } from './journey.effects';
 import type { UnlockEvent } from './unlock/unlock.journey';
 import type { RegistrationEvent } from './registration/registration.journey';
 
-// Who may receive a card's PUK lives in bot/puk/; re-exported here for callers not yet moved.
-export { cardClaim, holderTag, HOLDER_TAG_PREFIX, UNASSIGNED_CARD_OWNER } from '../puk/puk.rules';
-
 /** Events an effect may produce, per journey kind (fed back to that journey's step). */
 export interface FollowUpEvents {
   unlock: Extract<UnlockEvent, { type: 'code_mailed' | 'code_mail_failed' }>;

@@ -153,7 +153,7 @@ describe('journey engine', () => {
     h = harness();
     const { personId } = await answering(h);
     const rec = (await h.storage.journeys.get(journeyKey(personId, 'unlock')))!;
-    await h.storage.journeys.save({ ...rec, state: { v: 2, run: { phase: 'answering', step: 3 }, lock: null, resetAt: null }, version: rec.version + 1 }, rec.version);
-    await expect(h.engine.run(h.engine.definitions.unlock, personId, async () => null)).rejects.toThrow(/state\.run\.deviceId/);
+    await h.storage.journeys.save({ ...rec, state: { v: 2, phase: 'answering', step: 3, lock: null, resetAt: null }, version: rec.version + 1 }, rec.version);
+    await expect(h.engine.run(h.engine.definitions.unlock, personId, async () => null)).rejects.toThrow(/state\.deviceId/);
   });
 });

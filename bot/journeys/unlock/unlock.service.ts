@@ -177,11 +177,8 @@ export class UnlockService {
     });
     const claimed = toJourney(record);
     if (claimed.state.phase !== 'checking_answers' || claimed.state.claimId !== claimId) {
-      const inFlight = this.checking.get(person.id);
-      if (inFlight && claimed.state.phase === 'checking_answers') {
-        await inFlight.catch(() => undefined);
-        return this.load(person.id);
-      }
+      // Lost the claim to a check in flight (this process or another): wait for its outcome, hashing nothing.
+      if (claimed.state.phase === 'checking_answers') return this.awaitCheck(person.id, claimed.runId, claimed.state.claimId);
       return record;
     }
     const questionIds = claimed.state.questionIds;
@@ -195,6 +192,22 @@ export class UnlockService {
       return await check;
     } finally {
       if (this.checking.get(person.id) === check) this.checking.delete(person.id);
+    }
+  }
+
+  /**
+   * Wait (no hashing) until the claimed answer check `claimId` has a result,
+   * then return the record; gives up after the claim timeout and returns what is stored.
+   */
+  private async awaitCheck(personId: string, runId: string, claimId: string): Promise<JourneyRecord> {
+    const deadline = this.now().getTime() + this.deps.rules.answerCheckTimeoutMs;
+    for (;;) {
+      const inFlight = this.checking.get(personId);
+      if (inFlight) await inFlight.catch(() => undefined);
+      else await new Promise((r) => setTimeout(r, 50));
+      const rec = await this.load(personId);
+      const s = toJourney(rec).state;
+      if (rec.runId !== runId || s.phase !== 'checking_answers' || s.claimId !== claimId || this.now().getTime() >= deadline) return rec;
     }
   }
 

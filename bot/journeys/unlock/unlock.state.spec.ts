@@ -20,9 +20,9 @@ describe('unlock journey state codec', () => {
   });
 
   it('a malformed stored state is an error naming the field', () => {
-    const bad = () => decodeUnlock({ ...base, state: { v: 2, run: { phase: 'answering', step: 'x', deviceId: 'd', cardId: 'c', questionIds: [], lastResult: null }, lock: null, resetAt: null }, counters: {} });
+    const bad = () => decodeUnlock({ ...base, state: { v: 2, phase: 'answering', step: 'x', deviceId: 'd', cardId: 'c', questionIds: [], lastResult: null, lock: null, resetAt: null }, counters: {} });
     expect(bad).toThrow(AppError);
-    expect(bad).toThrow(/state\.run\.step/);
+    expect(bad).toThrow(/state\.step/);
     expect(() => decodeUnlock({ ...base, state: { phase: 'flying', step: 1 }, counters: {} })).toThrow(/state\.phase/);
   });
 });

@@ -3,7 +3,8 @@
  * `counters`), decoded with a zod schema: a malformed stored state is an error
  * naming the field, never a cast.
  *
- * Stored `state` (version 2): `{ v: 2, run: UnlockState, lock, resetAt }`.
+ * Stored `state` (version 2): the run's `UnlockState` fields, flat (so `state.phase`
+ * reads as before), plus `v: 2`, `lock` and `resetAt`.
  * Records written before issue #9 hold a bare `UnlockState` and count failures
  * in `counters.answerFailures`; they decode as version 2 (a `locked_out` run
  * becomes the record's lock, so an upgrade cannot unlock anyone).
@@ -41,23 +42,26 @@ export const unlockStateSchema = z.discriminatedUnion('phase', [
 
 const lockSchema = z.object({ at: iso, caseRef: z.string(), reason: z.enum(['answers_failed', 'locked_by_ra']) }) satisfies z.ZodType<SelfServiceLock>;
 
-const storedSchema = z.object({ v: z.literal(2), run: unlockStateSchema, lock: lockSchema.nullable(), resetAt: iso.nullable() });
+/** What version 2 adds beside the run's own fields (stored flat, so `state.phase` still reads as before). */
+const lockPartSchema = z.object({ v: z.literal(2), lock: lockSchema.nullable(), resetAt: iso.nullable() });
 
 /**
  * Decode a stored unlock record.
  *
  * @param rec - the journey record (kind `unlock`)
  * @returns the journey the pure step works on
- * @throws AppError `JOURNEY.STATE_INVALID` naming the malformed field (e.g. `state.run.step`)
+ * @throws AppError `JOURNEY.STATE_INVALID` naming the malformed field (e.g. `state.step`)
  */
 export function decodeUnlock(rec: Pick<JourneyRecord, 'personId' | 'runId' | 'state' | 'counters' | 'updatedAt'>): UnlockJourney {
   const counters = rec.counters;
   const attempts = counters['answerAttempts'] ?? counters['answerFailures'] ?? 0;
   const raw = rec.state as { v?: unknown } | null;
   if (raw && typeof raw === 'object' && raw.v === 2) {
-    const r = storedSchema.safeParse(raw);
-    if (!r.success) throw invalid(r.error, 'state');
-    return { personId: rec.personId, runId: rec.runId, state: r.data.run, counters: { answerAttempts: attempts }, lock: r.data.lock, resetAt: r.data.resetAt };
+    const meta = lockPartSchema.safeParse(raw);
+    if (!meta.success) throw invalid(meta.error, 'state');
+    const run = unlockStateSchema.safeParse(raw);
+    if (!run.success) throw invalid(run.error, 'state');
+    return { personId: rec.personId, runId: rec.runId, state: run.data, counters: { answerAttempts: attempts }, lock: meta.data.lock, resetAt: meta.data.resetAt };
   }
   const legacy = unlockStateSchema.safeParse(raw);
   if (!legacy.success) throw invalid(legacy.error, 'state');
@@ -67,8 +71,8 @@ export function decodeUnlock(rec: Pick<JourneyRecord, 'personId' | 'runId' | 'st
 }
 
 /** The record's `state` and `counters` for a journey (inverse of {@link decodeUnlock}). */
-export function encodeUnlock(journey: UnlockJourney): { state: { v: 2; run: UnlockState; lock: SelfServiceLock | null; resetAt: string | null }; counters: Record<string, number> } {
-  return { state: { v: 2, run: journey.state, lock: journey.lock, resetAt: journey.resetAt }, counters: { answerAttempts: journey.counters.answerAttempts } };
+export function encodeUnlock(journey: UnlockJourney): { state: UnlockState & { v: 2; lock: SelfServiceLock | null; resetAt: string | null }; counters: Record<string, number> } {
+  return { state: { ...journey.state, v: 2, lock: journey.lock, resetAt: journey.resetAt }, counters: { answerAttempts: journey.counters.answerAttempts } };
 }
 
 function invalid(error: z.ZodError, root: string): AppError {

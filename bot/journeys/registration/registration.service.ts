@@ -29,6 +29,8 @@ import { seal } from '../../security/seal';
 import { journeyKey, type JourneyEngine } from '../journey.engine';
 import { QUESTION_BANK } from './question-bank';
 import { decodeRegistration } from './registration.state';
+import { decodeUnlock } from '../unlock/unlock.state';
+import { effectiveLock, newUnlockJourney } from '../unlock/unlock.journey';
 import { registrationCodeHash } from './registration.definition';
 import { displayMobile, newRegistrationJourney, stepRegistration, type Registrant, type RegistrationEvent, type RegistrationJourney, type RegistrationState } from './registration.journey';
 import { checkQuestionsAndAnswers, normaliseTypedCode, REGISTRATION_CODE_RULES } from './registration.rules';
@@ -93,6 +95,17 @@ export class RegistrationService {
     return { personId: provisionalPersonId(identity.teamsUserId), person: null };
   }
 
+  /**
+   * The self-service lock in force, as the unlock journey record says (the
+   * `Person.selfServiceLock` mirror counts only as `effectiveLock` allows).
+   */
+  private async lockCaseRef(person: Person): Promise<string | null> {
+    const rec = await this.deps.storage.journeys.get(journeyKey(person.id, 'unlock'));
+    const journey = rec ? decodeUnlock(rec) : newUnlockJourney(person.id, '');
+    const facts = { personId: person.id, registered: true, boundCardId: person.cardId, questionIds: [], storedLock: person.selfServiceLock };
+    return effectiveLock(journey, facts)?.caseRef ?? null;
+  }
+
   private async registrant(identity: TeamsIdentity, withDirectory: boolean): Promise<Registrant> {
     const { personId, person } = await this.resolve(identity);
     let directory: Registrant['directory'] = null;
@@ -107,7 +120,7 @@ export class RegistrationService {
       personId,
       teamsUserId: person?.teamsUserId ?? identity.teamsUserId,
       displayName: person?.displayName ?? identity.displayName,
-      existing: person ? { email: person.email, mobile: person.mobile, lockCaseRef: person.selfServiceLock?.caseRef ?? null } : null,
+      existing: person ? { email: person.email, mobile: person.mobile, lockCaseRef: await this.lockCaseRef(person) } : null,
       directory,
     };
   }

@@ -23,7 +23,7 @@
  */
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -170,7 +170,7 @@ export interface PrivateFerretdb {
   stop(signal?: 'SIGTERM' | 'SIGKILL'): Promise<void>;
   /** Start it again on the same port and data; resolves when it answers a ping. */
   start(): Promise<void>;
-  /** Stop it and drop its PostgreSQL database (the end of the test). */
+  /** Stop it, drop its PostgreSQL database and remove its state directory (the end of the test). */
   dispose(): Promise<void>;
 }
 
@@ -276,6 +276,7 @@ export async function startPrivateFerretdb(): Promise<PrivateFerretdb> {
   const dispose = async (): Promise<void> => {
     await stop();
     if (privateDatabases.delete(postgres.name)) await runPostgresScript(['drop-db', postgres.name], 60_000).catch(() => undefined);
+    rmSync(root, { recursive: true, force: true });
   };
 
   await start();

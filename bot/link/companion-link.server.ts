@@ -24,7 +24,6 @@ import {
   type CardStatus,
   type Command,
   type Reply,
-  type Request,
   type Response,
 } from '../../protocol/companion-link.protocol';
 import type { Device, Storage } from '../../storage/storage.port';

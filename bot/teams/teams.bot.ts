@@ -13,7 +13,6 @@ import {
   TurnContext,
   type AdaptiveCardInvokeResponse,
   type AdaptiveCardInvokeValue,
-  type CloudAdapter,
   type ConversationReference,
 } from 'botbuilder';
 import type { AdaptiveCard } from '../../cards';
@@ -29,8 +28,6 @@ import type { PairingService } from '../pairing/pairing.service';
 import type { UnlockRules } from '../journeys/unlock/unlock.journey';
 import type { UnlockService } from '../journeys/unlock/unlock.service';
 import { provisionalPersonId, type RegistrationService, type TeamsIdentity } from '../journeys/registration/registration.service';
-import type { TeamsNotifier } from '../journeys/effect-runner';
-import { journeyKey, type JourneyEngine } from '../journeys/journey.engine';
 import { renderUnlockCard } from '../journeys/unlock/unlock.view';
 import { decodeUnlock } from '../journeys/unlock/unlock.state';
 import { parseIntent } from './intents';

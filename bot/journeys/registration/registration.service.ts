@@ -4,7 +4,7 @@
  * answers off the event loop, runs the pure step through the journey engine
  * and renders the card for the current state.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { Logger } from '../../../common/logger';
 import type { Request, Response } from '../../../protocol/companion-link.protocol';
 import type { Device, JourneyRecord, Person, Storage } from '../../../storage/storage.port';
@@ -23,16 +23,14 @@ import {
 import type { DirectoryPort } from '../../directory/directory.port';
 import { timeText } from '../unlock/unlock.view';
 import { hashAnswer } from '../../security/answers';
-import { generateCaseRef, generateNumericCode, hashesEqual, keyedHash } from '../../security/codes';
 import type { DerivedKeys } from '../../security/keys';
-import { seal } from '../../security/seal';
 import { journeyKey, type JourneyEngine } from '../journey.engine';
 import { QUESTION_BANK } from './question-bank';
 import { decodeRegistration } from './registration.state';
 import { decodeUnlock } from '../unlock/unlock.state';
 import { effectiveLock, newUnlockJourney } from '../unlock/unlock.journey';
 import { registrationCodeHash } from './registration.definition';
-import { displayMobile, newRegistrationJourney, stepRegistration, type Registrant, type RegistrationEvent, type RegistrationJourney, type RegistrationState } from './registration.journey';
+import { displayMobile, newRegistrationJourney, type Registrant, type RegistrationEvent, type RegistrationJourney } from './registration.journey';
 import { checkQuestionsAndAnswers, normaliseTypedCode, REGISTRATION_CODE_RULES } from './registration.rules';
 import { cardClaim, holderTag, isUnconfirmedOwner } from '../../puk/puk.rules';
 
@@ -79,10 +77,6 @@ export class RegistrationService {
       now?: () => Date;
     },
   ) {}
-
-  private now(): Date {
-    return this.deps.now ? this.deps.now() : new Date();
-  }
 
   private initial = (): { state: unknown; counters: Record<string, number> } => ({ state: newRegistrationJourney('', '').state, counters: {} });
 

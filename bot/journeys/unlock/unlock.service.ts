@@ -8,23 +8,19 @@
  * effects carried out, each idempotently on its id, and removed. A write that
  * loses a race is retried from a fresh read, so a double click counts once.
  */
-import { randomInt, randomUUID, type KeyObject } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { AppError } from '../../../common/app-error';
 import type { Logger } from '../../../common/logger';
 import type { CardStatus, Request, Response } from '../../../protocol/companion-link.protocol';
 import type { Device, JourneyRecord, Person, Storage } from '../../../storage/storage.port';
 import type { CompanionLink } from '../../link/companion-link.server';
-import { generateCaseRef, generateNumericCode, hashesEqual, keyedHash } from '../../security/codes';
 import { verifyAnswers } from '../../security/answers';
-import { seal } from '../../security/seal';
 import type { DerivedKeys } from '../../security/keys';
 import { journeyKey, type JourneyEngine } from '../journey.engine';
 import {
   isActive,
   newUnlockJourney,
-  stepUnlock,
   type PersonFacts,
-  type StepContext,
   type StepResult,
   type UnlockEvent,
   type UnlockJourney,

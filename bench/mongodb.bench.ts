@@ -99,6 +99,9 @@ const SEED_ANSWERS = [
   { questionId: 'q12', answer: 'Bench answer twelve' },
 ] as const;
 
+/** Time budget of the companion round-trip blocks, ms (after the first block pair). */
+const LINK_BUDGET_MS = 60_000;
+
 /** A server to run on, and how to let go of it. */
 type BenchServer = { url: string; label: string; release: (database: string) => Promise<void> };
 
@@ -160,7 +163,7 @@ async function startBotProcess(name: string, env: Record<string, string>): Promi
     name: `bench-${name}`,
     command: process.execPath,
     args: ['--import', 'tsx', 'bot/main.ts'],
-    env: { ...env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', MicrosoftAppId: undefined, MicrosoftAppPassword: undefined, MONGODB_URL: env['MONGODB_URL'] ?? undefined },
+    env: { ...env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: process.env['BENCH_BOT_LOG_LEVEL'] ?? 'warn', MicrosoftAppId: undefined, MicrosoftAppPassword: undefined, MONGODB_URL: env['MONGODB_URL'] ?? undefined },
   });
   const url = `http://127.0.0.1:${port}`;
   try {
@@ -296,7 +299,12 @@ async function benchCrossInstanceLink(a: BotProcess, b: BotProcess, storage: Sto
       }
       if (typeof cancel?.['runId'] === 'string') await client.cardAction(bot.url, conversation, 'unlock.cancel', { runId: cancel['runId'], step: cancel['step'] });
     };
-    for (let i = 0; i < options.linkWarmup; i++) {
+    // Each pair costs store writes, a companion round trip and a companion command on cancel:
+    // sizes are capped and the blocks stop at a time budget (whole B+A block pairs only).
+    const warmup = Math.min(options.linkWarmup, 5);
+    const perBlock = Math.min(options.linkPerBlock, 20);
+    const budgetEnd = Date.now() + LINK_BUDGET_MS;
+    for (let i = 0; i < warmup; i++) {
       await startAndCancel(b, null)();
       await startAndCancel(a, null)();
     }
@@ -304,9 +312,9 @@ async function benchCrossInstanceLink(a: BotProcess, b: BotProcess, storage: Sto
     firstError = null;
     const sameLatency = new LatencyRecorder();
     const acrossLatency = new LatencyRecorder();
-    for (let blk = 0; blk < options.linkBlocks; blk++) {
-      for (let i = 0; i < options.linkPerBlock; i++) await startAndCancel(b, sameLatency)();
-      for (let i = 0; i < options.linkPerBlock; i++) await startAndCancel(a, acrossLatency)();
+    for (let blk = 0; blk < options.linkBlocks && (blk === 0 || Date.now() < budgetEnd); blk++) {
+      for (let i = 0; i < perBlock; i++) await startAndCancel(b, sameLatency)();
+      for (let i = 0; i < perBlock; i++) await startAndCancel(a, acrossLatency)();
     }
     const s = sameLatency.summary();
     const x = acrossLatency.summary();

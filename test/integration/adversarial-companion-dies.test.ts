@@ -208,7 +208,8 @@ describe('adversarial: the companion (or the bot) dies mid-journey', () => {
     const done = await page.post('/unlock', { code, passcode: newPasscode, confirmation: newPasscode });
     expect(pageState(done.body)).toBe('done');
     await expect.poll(() => phase(fay.personId)['phase'], { timeout: 10_000 }).toBe('done');
-    expect(count(fay.personId, 'card.puk_rotated')).toBe(1);
+    // The rotation commit is an outbox effect carried out just after the step's write.
+    await expect.poll(() => count(fay.personId, 'card.puk_rotated'), { timeout: 10_000 }).toBe(1);
     await expect.poll(async () => (await bot.outbox()).filter((m) => m.kind === 'unlock_notice').length, { timeout: 10_000 }).toBe(1);
   });
 

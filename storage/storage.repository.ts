@@ -8,7 +8,7 @@
  * every adapter must share. Special operations (journeys' effect edits, lists,
  * pairings' expiry) are added by each adapter on top.
  */
-import type { InsertResult, JourneyRecord, JourneyRepository, SaveResult, StoredEffect } from './storage.port';
+import type { InsertResult, JourneyRecord, JourneyRepository, SaveResult, Storage, StoredEffect } from './storage.port';
 import { ArgumentSchemas, recordToStore, validate, type RecordDescriptor } from './storage.schemas';
 
 /** What an adapter's generic store does for one record type. Values may be plain (SQLite) or promised (MongoDB). */
@@ -31,11 +31,13 @@ export interface StoreRunner {
   write<R>(operation: string, fn: () => R | Promise<R>): Promise<R>;
 }
 
+/** The port's repositories (all of `Storage` but `ping` and `close`): what an adapter builds. */
+export type StorageRepositories = Omit<Storage, 'ping' | 'close'>;
+
 /** The port methods every versioned repository has. */
 export interface VersionedRepository<T> {
-  get(key: string): Promise<T | null>;
-  insert(record: T): Promise<InsertResult<T>>;
-  save(record: T, expectedVersion: number): Promise<SaveResult>;
+  /** `{ get, insert, save }`, to spread into a port repository. */
+  readonly core: { get(key: string): Promise<T | null>; insert(record: T): Promise<InsertResult<T>>; save(record: T, expectedVersion: number): Promise<SaveResult> };
   /** A port finder (`findByCardId`, `getByUserCodeHash`) on one unique field. */
   findBy(field: keyof T & string, method: string): (value: string) => Promise<T | null>;
   /** A port list (`listByPerson`) of the records whose `field` equals the argument, ordered by `orderBy` then key. */
@@ -53,16 +55,28 @@ export interface VersionedRepository<T> {
  * @param descriptor - the record type (see `RECORDS` in storage.schemas.ts)
  * @param store - the adapter's generic store for it
  * @param runner - the adapter's read/write runner
- * @returns `{ get, insert, save, findBy, listBy }`; operation names are `<name>.<method>`
+ * @returns `{ core: { get, insert, save }, findBy, listBy }`; operation names are `<name>.<method>`
  * @throws (from the returned methods) StorageError `STORAGE.INVALID_RECORD` for a bad argument or record, naming the field, never the value
  */
 export function versionedRepository<T>(descriptor: RecordDescriptor<T>, store: VersionedStore<T>, runner: StoreRunner): VersionedRepository<T> {
   const { name } = descriptor;
+  const get = (key: string) => {
+    const op = `${name}.get`;
+    return runner.read(op, () => store.get(validate(ArgumentSchemas.id, key, op, descriptor.key), op));
+  };
+  const insert = (record: T) => {
+    const op = `${name}.insert`;
+    return runner.write(op, () => store.insert(recordToStore(descriptor, record, op), op));
+  };
+  const save = (record: T, expectedVersion: number) => {
+    const op = `${name}.save`;
+    return runner.write(op, () => {
+      const checked = recordToStore(descriptor, record, op);
+      return store.save(checked, validate(ArgumentSchemas.version, expectedVersion, op, 'expectedVersion'), op);
+    });
+  };
   return {
-    get: (key) => {
-      const op = `${name}.get`;
-      return runner.read(op, () => store.get(validate(ArgumentSchemas.id, key, op, descriptor.key), op));
-    },
+    core: { get, insert, save },
     findBy: (field, method) => (value) => {
       const op = `${name}.${method}`;
       return runner.read(op, () => store.findBy(field, validate(ArgumentSchemas.id, value, op, field), op));
@@ -70,17 +84,6 @@ export function versionedRepository<T>(descriptor: RecordDescriptor<T>, store: V
     listBy: (field, orderBy, method) => (value) => {
       const op = `${name}.${method}`;
       return runner.read(op, () => store.listBy(field, validate(ArgumentSchemas.id, value, op, field), orderBy, op));
-    },
-    insert: (record) => {
-      const op = `${name}.insert`;
-      return runner.write(op, () => store.insert(recordToStore(descriptor, record, op), op));
-    },
-    save: (record, expectedVersion) => {
-      const op = `${name}.save`;
-      return runner.write(op, () => {
-        const checked = recordToStore(descriptor, record, op);
-        return store.save(checked, validate(ArgumentSchemas.version, expectedVersion, op, 'expectedVersion'), op);
-      });
     },
   };
 }

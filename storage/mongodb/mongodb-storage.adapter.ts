@@ -31,8 +31,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { MongoClient, MongoError, ObjectId, type Db, type Document, type Filter } from 'mongodb';
 import { AppError } from '../../common/app-error';
 import type { Logger } from '../../common/logger';
-import type { AuditLog, CardRepository, CaseRepository, ConversationRepository, DeviceRepository, JourneyRepository, PairingRepository, PersonRepository, Storage, StoredEffect } from '../storage.port';
-import { journeyEffectEdits, versionedRepository, type StoreRunner } from '../storage.repository';
+import type { Storage } from '../storage.port';
+import { journeyEffectEdits, versionedRepository, type StorageRepositories, type StoreRunner } from '../storage.repository';
 import { STORAGE_ERROR, StorageError } from '../storage.errors';
 import { ArgumentSchemas, RECORDS, recordToStore, validate } from '../storage.schemas';
 import { isDuplicateKey, isUnavailable, MONGO_CODE, toStorageError } from './mongodb.errors';
@@ -264,16 +264,9 @@ const CODECS = {
 // The adapter
 // ---------------------------------------------------------------------------
 
-class MongoStorageImpl implements MongoStorage {
-  readonly persons: PersonRepository;
-  readonly cards: CardRepository;
-  readonly journeys: JourneyRepository;
-  readonly devices: DeviceRepository;
-  readonly pairings: PairingRepository;
-  readonly cases: CaseRepository;
-  readonly audit: AuditLog;
-  readonly conversations: ConversationRepository;
-  readonly databaseName: string;
+/** The port's repositories are assigned in the constructor (`Object.assign`), typed by this merged interface. */
+interface MongoStorageImpl extends StorageRepositories {}
+class MongoStorageImpl implements MongoStorage {  readonly databaseName: string;
   private closed = false;
   private readonly versionedCollections: VersionedCollection<unknown>[] = [];
   private gcTimer: NodeJS.Timeout | null = null;
@@ -289,7 +282,7 @@ class MongoStorageImpl implements MongoStorage {
     this.databaseName = db.databaseName;
     const run = <T>(operation: string, fn: () => Promise<T>): Promise<T> => this.run(operation, fn);
     const runner: StoreRunner = { read: (op, fn) => this.run(op, async () => fn()), write: (op, fn) => this.run(op, async () => fn()) };
-    const { limit: limitSchema, id: idSchema, timestamp: timestampSchema, effectIds: effectIdsSchema } = ArgumentSchemas;
+    const { limit: limitSchema, id: idSchema, timestamp: timestampSchema } = ArgumentSchemas;
     const claims = new ClaimRegistry(db, MONGO_COLLECTION.claims, versioned.claimGraceMs ?? VERSIONED_DEFAULTS.claimGraceMs);
     const locks = new NameLocks();
     const store = <T>(codec: DocumentCodec<T>) => {
@@ -298,108 +291,93 @@ class MongoStorageImpl implements MongoStorage {
       return { collection, repository: versionedRepository(codec.descriptor, collection, runner) };
     };
 
-    const persons = store(CODECS.persons).repository;
-    this.persons = { get: persons.get, insert: persons.insert, save: persons.save, findByTeamsUserId: persons.findBy('teamsUserId', 'findByTeamsUserId'), findByCardId: persons.findBy('cardId', 'findByCardId') };
-
-    const cards = store(CODECS.cards).repository;
-    this.cards = { get: cards.get, insert: cards.insert, save: cards.save };
-
-    const journeys = store(CODECS.journeys);
-    this.journeys = {
-      get: journeys.repository.get,
-      insert: journeys.repository.insert,
-      save: journeys.repository.save,
-      ...journeyEffectEdits(runner, (key, change, op) => journeys.collection.edit(key, change, op)),
-      listWithPendingEffects: (limit) => {
-        const op = 'journeys.listWithPendingEffects';
-        return run(op, () => journeys.collection.list({ pendingCount: { $gt: 0 } }, (j) => j.pendingEffects.length > 0, { updatedAt: 1 }, validate(limitSchema, limit, op, 'limit'), op));
-      },
-    };
-
-    const devices = store(CODECS.devices);
-    this.devices = {
-      get: devices.repository.get,
-      insert: devices.repository.insert,
-      save: devices.repository.save,
-      listByPerson: devices.repository.listBy('personId', 'createdAt', 'listByPerson'),
-    };
-
-    const pairings = store(CODECS.pairings);
-    this.pairings = {
-      getByDeviceCodeHash: pairings.repository.findBy('deviceCodeHash', 'getByDeviceCodeHash'),
-      getByUserCodeHash: pairings.repository.findBy('userCodeHash', 'getByUserCodeHash'),
-      insert: pairings.repository.insert,
-      save: pairings.repository.save,
-      deleteExpired: (before) => {
-        const op = 'pairings.deleteExpired';
-        return run(op, () => {
-          const cutoff = validate(timestampSchema, before, op, 'before');
-          return pairings.collection.deleteWhere({ expiresAt: { $lt: cutoff } }, (p) => p.expiresAt < cutoff, op);
-        });
-      },
-    };
-
-    const cases = store(CODECS.cases);
-    this.cases = {
-      get: cases.repository.get,
-      insert: cases.repository.insert,
-      save: cases.repository.save,
-      listByPerson: cases.repository.listBy('personId', 'createdAt', 'listByPerson'),
-      listOpen: (limit) => {
-        const op = 'cases.listOpen';
-        return run(op, () => cases.collection.list({ status: 'open' }, (c) => c.status === 'open', { createdAt: 1 }, validate(limitSchema, limit, op, 'limit'), op));
-      },
-    };
-
-    // audit -------------------------------------------------------------------
-    // Append-only: the adapter has no update or delete on this collection.
-    // `seq` (an ObjectId made here) orders entries with the same `at`: in
-    // append order within a process; across instances, by time to the second.
+    const [persons, journeys, devices, pairings, cases] = [store(CODECS.persons), store(CODECS.journeys), store(CODECS.devices), store(CODECS.pairings), store(CODECS.cases)] as const;
     const audit = db.collection<Document & { _id: string }>(MONGO_COLLECTION.audit);
-    this.audit = {
-      append: (e) =>
-        run('audit.append', async () => {
-          const entry = recordToStore(RECORDS.audit, e, 'audit.append');
-          try {
-            await audit.insertOne({ ...CODECS.audit.toFields(entry), _id: entry.id, seq: new ObjectId() });
-          } catch (err) {
-            // Same id appended before: idempotent, keep the first.
-            if (!isDuplicateKey(err)) throw err;
-          }
-        }),
-      list: (filter) =>
-        run('audit.list', async () => {
-          const limit = validate(limitSchema, filter?.limit, 'audit.list', 'limit');
-          const query: Filter<Document & { _id: string }> = filter.personId === undefined ? {} : { personId: validate(idSchema, filter.personId, 'audit.list', 'personId') };
-          const docs = await audit.find(query).sort({ at: 1, seq: 1 }).limit(limit).toArray();
-          return docs.map((d) => CODECS.audit.fromKeyedDoc(d, 'audit.list'));
-        }),
-    };
-
-    // conversations -----------------------------------------------------------
-    // Last writer wins (a routing hint, not state), so a plain replace-or-insert is right here.
     const conversations = db.collection<Document & { _id: string }>(MONGO_COLLECTION.conversations);
-    this.conversations = {
-      get: (personId) =>
-        run('conversations.get', async () => {
-          const d = await conversations.findOne({ _id: validate(idSchema, personId, 'conversations.get', 'personId') });
-          return d === null ? null : CODECS.conversations.fromKeyedDoc(d, 'conversations.get');
-        }),
-      put: (record) =>
-        run('conversations.put', async () => {
-          const checked = recordToStore(RECORDS.conversations, record, 'conversations.put');
-          const doc = { ...CODECS.conversations.toFields(checked), _id: checked.personId };
-          // Two first puts racing: the upsert that loses the insert race meets a duplicate key; replacing again wins.
-          for (let attempt = 0; ; attempt++) {
+
+    Object.assign(this, {
+      persons: {
+        ...persons.repository.core,
+        findByTeamsUserId: persons.repository.findBy('teamsUserId', 'findByTeamsUserId'),
+        findByCardId: persons.repository.findBy('cardId', 'findByCardId'),
+      },
+      cards: store(CODECS.cards).repository.core,
+      journeys: {
+        ...journeys.repository.core,
+        // Effect edits insert a revision that keeps the version.
+        ...journeyEffectEdits(runner, (key, change, op) => journeys.collection.edit(key, change, op)),
+        listWithPendingEffects: (limit) => {
+          const op = 'journeys.listWithPendingEffects';
+          return run(op, () => journeys.collection.list({ pendingCount: { $gt: 0 } }, (j) => j.pendingEffects.length > 0, { updatedAt: 1 }, validate(limitSchema, limit, op, 'limit'), op));
+        },
+      },
+      devices: { ...devices.repository.core, listByPerson: devices.repository.listBy('personId', 'createdAt', 'listByPerson') },
+      pairings: {
+        getByDeviceCodeHash: pairings.repository.findBy('deviceCodeHash', 'getByDeviceCodeHash'),
+        getByUserCodeHash: pairings.repository.findBy('userCodeHash', 'getByUserCodeHash'),
+        insert: pairings.repository.core.insert,
+        save: pairings.repository.core.save,
+        deleteExpired: (before) => {
+          const op = 'pairings.deleteExpired';
+          return run(op, () => {
+            const cutoff = validate(timestampSchema, before, op, 'before');
+            return pairings.collection.deleteWhere({ expiresAt: { $lt: cutoff } }, (p) => p.expiresAt < cutoff, op);
+          });
+        },
+      },
+      cases: {
+        ...cases.repository.core,
+        listByPerson: cases.repository.listBy('personId', 'createdAt', 'listByPerson'),
+        listOpen: (limit) => {
+          const op = 'cases.listOpen';
+          return run(op, () => cases.collection.list({ status: 'open' }, (c) => c.status === 'open', { createdAt: 1 }, validate(limitSchema, limit, op, 'limit'), op));
+        },
+      },
+      // Append-only: the adapter has no update or delete on this collection.
+      // `seq` (an ObjectId made here) orders entries with the same `at`: in
+      // append order within a process; across instances, by time to the second.
+      audit: {
+        append: (e) =>
+          run('audit.append', async () => {
+            const entry = recordToStore(RECORDS.audit, e, 'audit.append');
             try {
-              await conversations.replaceOne({ _id: checked.personId }, doc, { upsert: true });
-              return;
+              await audit.insertOne({ ...CODECS.audit.toFields(entry), _id: entry.id, seq: new ObjectId() });
             } catch (err) {
-              if (!isDuplicateKey(err) || attempt >= 2) throw err;
+              // Same id appended before: idempotent, keep the first.
+              if (!isDuplicateKey(err)) throw err;
             }
-          }
-        }),
-    };
+          }),
+        list: (filter) =>
+          run('audit.list', async () => {
+            const limit = validate(limitSchema, filter?.limit, 'audit.list', 'limit');
+            const query: Filter<Document & { _id: string }> = filter.personId === undefined ? {} : { personId: validate(idSchema, filter.personId, 'audit.list', 'personId') };
+            const docs = await audit.find(query).sort({ at: 1, seq: 1 }).limit(limit).toArray();
+            return docs.map((d) => CODECS.audit.fromKeyedDoc(d, 'audit.list'));
+          }),
+      },
+      // Last writer wins (a routing hint, not state), so a plain replace-or-insert is right here.
+      conversations: {
+        get: (personId) =>
+          run('conversations.get', async () => {
+            const d = await conversations.findOne({ _id: validate(idSchema, personId, 'conversations.get', 'personId') });
+            return d === null ? null : CODECS.conversations.fromKeyedDoc(d, 'conversations.get');
+          }),
+        put: (record) =>
+          run('conversations.put', async () => {
+            const checked = recordToStore(RECORDS.conversations, record, 'conversations.put');
+            const doc = { ...CODECS.conversations.toFields(checked), _id: checked.personId };
+            // Two first puts racing: the upsert that loses the insert race meets a duplicate key; replacing again wins.
+            for (let attempt = 0; ; attempt++) {
+              try {
+                await conversations.replaceOne({ _id: checked.personId }, doc, { upsert: true });
+                return;
+              } catch (err) {
+                if (!isDuplicateKey(err) || attempt >= 2) throw err;
+              }
+            }
+          }),
+      },
+    } satisfies StorageRepositories);
   }
 
   private async run<T>(operation: string, fn: () => Promise<T>): Promise<T> {

@@ -17,8 +17,8 @@ import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Logger } from '../../common/logger';
-import type { AuditLog, CardRepository, CaseRepository, ConversationRepository, DeviceRepository, JourneyRepository, PairingRepository, PersonRepository, Storage, StoredEffect } from '../storage.port';
-import { journeyEffectEdits, versionedRepository, type StoreRunner } from '../storage.repository';
+import type { Storage } from '../storage.port';
+import { journeyEffectEdits, versionedRepository, type StorageRepositories, type StoreRunner } from '../storage.repository';
 import { STORAGE_ERROR, StorageError } from '../storage.errors';
 import { ArgumentSchemas, RECORDS, recordToStore, validate } from '../storage.schemas';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS } from './sqlite.migrations';
@@ -210,16 +210,9 @@ interface PendingWrite {
   reject: (error: unknown) => void;
 }
 
+/** The port's repositories are assigned in the constructor (`Object.assign`), typed by this merged interface. */
+interface SqliteStorageImpl extends StorageRepositories {}
 class SqliteStorageImpl implements SqliteStorage {
-  readonly persons: PersonRepository;
-  readonly cards: CardRepository;
-  readonly journeys: JourneyRepository;
-  readonly devices: DeviceRepository;
-  readonly pairings: PairingRepository;
-  readonly cases: CaseRepository;
-  readonly audit: AuditLog;
-  readonly conversations: ConversationRepository;
-
   private queue: PendingWrite[] = [];
   private flushTimer: NodeJS.Immediate | null = null;
   private readonly counters: SqliteStats = { writes: 0, commits: 0 };
@@ -233,7 +226,7 @@ class SqliteStorageImpl implements SqliteStorage {
       read: <R>(operation: string, fn: () => R | Promise<R>) => this.run(operation, fn) as Promise<R>,
       write: <R>(operation: string, fn: () => R | Promise<R>) => this.write(operation, fn) as Promise<R>,
     };
-    const { limit: limitSchema, id: idSchema, timestamp: timestampSchema, effectIds: effectIdsSchema } = ArgumentSchemas;
+    const { limit: limitSchema, id: idSchema, timestamp: timestampSchema } = ArgumentSchemas;
     const table = <T>(codec: SqliteCodec<T>) => new SqliteVersionedTable(db, codec);
     const tables = {
       persons: table(CODECS.persons),
@@ -246,77 +239,58 @@ class SqliteStorageImpl implements SqliteStorage {
       conversations: table(CODECS.conversations),
     };
     const repo = <T>(t: SqliteVersionedTable<T>) => versionedRepository(t.codec.descriptor, t, runner);
+    const [persons, devices, pairings, cases] = [repo(tables.persons), repo(tables.devices), repo(tables.pairings), repo(tables.cases)] as const;
 
-    const persons = repo(tables.persons);
-    this.persons = { get: persons.get, insert: persons.insert, save: persons.save, findByTeamsUserId: persons.findBy('teamsUserId', 'findByTeamsUserId'), findByCardId: persons.findBy('cardId', 'findByCardId') };
-
-    const cards = repo(tables.cards);
-    this.cards = { get: cards.get, insert: cards.insert, save: cards.save };
-
-    const journeys = repo(tables.journeys);
-    this.journeys = {
-      get: journeys.get,
-      insert: journeys.insert,
-      save: journeys.save,
-      ...journeyEffectEdits(runner, (key, change, op) => tables.journeys.edit(key, change, op)),
-      listWithPendingEffects: (limit) => {
-        const op = 'journeys.listWithPendingEffects';
-        return this.run(op, () => tables.journeys.list({ where: 'pending_count > 0', orderBy: 'updated_at, key', limit: validate(limitSchema, limit, op, 'limit') }, op));
+    Object.assign(this, {
+      persons: { ...persons.core, findByTeamsUserId: persons.findBy('teamsUserId', 'findByTeamsUserId'), findByCardId: persons.findBy('cardId', 'findByCardId') },
+      cards: repo(tables.cards).core,
+      journeys: {
+        ...repo(tables.journeys).core,
+        ...journeyEffectEdits(runner, (key, change, op) => tables.journeys.edit(key, change, op)),
+        listWithPendingEffects: (limit) => {
+          const op = 'journeys.listWithPendingEffects';
+          return this.run(op, () => tables.journeys.list({ where: 'pending_count > 0', orderBy: 'updated_at, key', limit: validate(limitSchema, limit, op, 'limit') }, op));
+        },
       },
-    };
-
-    const devices = repo(tables.devices);
-    this.devices = {
-      get: devices.get,
-      insert: devices.insert,
-      save: devices.save,
-      listByPerson: devices.listBy('personId', 'createdAt', 'listByPerson'),
-    };
-
-    const pairings = repo(tables.pairings);
-    this.pairings = {
-      getByDeviceCodeHash: pairings.findBy('deviceCodeHash', 'getByDeviceCodeHash'),
-      getByUserCodeHash: pairings.findBy('userCodeHash', 'getByUserCodeHash'),
-      insert: pairings.insert,
-      save: pairings.save,
-      deleteExpired: (before) => {
-        const op = 'pairings.deleteExpired';
-        return this.write(op, () => tables.pairings.deleteWhere('expires_at < ?', [validate(timestampSchema, before, op, 'before')]));
+      devices: { ...devices.core, listByPerson: devices.listBy('personId', 'createdAt', 'listByPerson') },
+      pairings: {
+        getByDeviceCodeHash: pairings.findBy('deviceCodeHash', 'getByDeviceCodeHash'),
+        getByUserCodeHash: pairings.findBy('userCodeHash', 'getByUserCodeHash'),
+        insert: pairings.core.insert,
+        save: pairings.core.save,
+        deleteExpired: (before) => {
+          const op = 'pairings.deleteExpired';
+          return this.write(op, () => tables.pairings.deleteWhere('expires_at < ?', [validate(timestampSchema, before, op, 'before')]));
+        },
       },
-    };
-
-    const cases = repo(tables.cases);
-    this.cases = {
-      get: cases.get,
-      insert: cases.insert,
-      save: cases.save,
-      listByPerson: cases.listBy('personId', 'createdAt', 'listByPerson'),
-      listOpen: (limit) => {
-        const op = 'cases.listOpen';
-        return this.run(op, () => tables.cases.list({ where: "status = 'open'", orderBy: 'created_at, ref', limit: validate(limitSchema, limit, op, 'limit') }, op));
+      cases: {
+        ...cases.core,
+        listByPerson: cases.listBy('personId', 'createdAt', 'listByPerson'),
+        listOpen: (limit) => {
+          const op = 'cases.listOpen';
+          return this.run(op, () => tables.cases.list({ where: "status = 'open'", orderBy: 'created_at, ref', limit: validate(limitSchema, limit, op, 'limit') }, op));
+        },
       },
-    };
-
-    // Append-only (the database refuses UPDATE and DELETE); `seq` orders entries with the same time.
-    this.audit = {
-      append: (e) =>
-        this.write('audit.append', () => {
-          // An entry whose id is stored already is kept as it was (idempotent).
-          tables.audit.insert(recordToStore(RECORDS.audit, e, 'audit.append'), 'audit.append');
-        }),
-      list: (filter) =>
-        this.run('audit.list', () => {
-          const limit = validate(limitSchema, filter?.limit, 'audit.list', 'limit');
-          if (filter.personId === undefined) return tables.audit.list({ orderBy: 'at, seq', limit }, 'audit.list');
-          return tables.audit.list({ where: 'person_id = ?', orderBy: 'at, seq', params: [validate(idSchema, filter.personId, 'audit.list', 'personId')], limit }, 'audit.list');
-        }),
-    };
-
-    // Last writer wins: a conversation reference is a routing hint, not state.
-    this.conversations = {
-      get: (personId) => this.run('conversations.get', () => tables.conversations.get(validate(idSchema, personId, 'conversations.get', 'personId'), 'conversations.get')),
-      put: (record) => this.write('conversations.put', () => tables.conversations.put(recordToStore(RECORDS.conversations, record, 'conversations.put'))),
-    };
+      // Append-only (the database refuses UPDATE and DELETE); `seq` orders entries with the same time.
+      audit: {
+        append: (e) =>
+          this.write('audit.append', () => {
+            // An entry whose id is stored already is kept as it was (idempotent).
+            tables.audit.insert(recordToStore(RECORDS.audit, e, 'audit.append'), 'audit.append');
+          }),
+        list: (filter) =>
+          this.run('audit.list', () => {
+            const limit = validate(limitSchema, filter?.limit, 'audit.list', 'limit');
+            if (filter.personId === undefined) return tables.audit.list({ orderBy: 'at, seq', limit }, 'audit.list');
+            return tables.audit.list({ where: 'person_id = ?', orderBy: 'at, seq', params: [validate(idSchema, filter.personId, 'audit.list', 'personId')], limit }, 'audit.list');
+          }),
+      },
+      // Last writer wins: a conversation reference is a routing hint, not state.
+      conversations: {
+        get: (personId) => this.run('conversations.get', () => tables.conversations.get(validate(idSchema, personId, 'conversations.get', 'personId'), 'conversations.get')),
+        put: (record) => this.write('conversations.put', () => tables.conversations.put(recordToStore(RECORDS.conversations, record, 'conversations.put'))),
+      },
+    } satisfies StorageRepositories);
   }
 
   /**

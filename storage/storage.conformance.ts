@@ -83,6 +83,17 @@ export function runStorageConformance(name: string, factory: () => Promise<Stora
       expect(await s.audit.list({ personId: a.id, limit: 10 })).toHaveLength(1);
     });
 
+    it('stores only the schema\'s fields: properties the port does not know are dropped, at every level', async () => {
+      const p = makePerson();
+      const extra = { ...p, nickname: 'not a port field', answers: p.answers.map((a) => ({ ...a, plaintext: 'not a port field' })) };
+      expect(await s.persons.insert(extra as typeof p)).toEqual({ status: 'created', record: p });
+      expect(await s.persons.get(p.id)).toEqual(p);
+      const d = makeDevice();
+      await s.devices.insert(d);
+      expect(await s.devices.save({ ...d, workstation: 'WS-9', extra: 1 } as typeof d, 1)).toBe('saved');
+      expect(await s.devices.get(d.id)).toEqual({ ...d, workstation: 'WS-9', version: 2 });
+    });
+
     describe('persons', () => {
       it('insert creates; get and the finders return an equal copy; unknown keys give null', async () => {
         const p = makePerson();

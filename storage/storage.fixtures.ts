@@ -147,3 +147,18 @@ export function makeConversation(overrides: Partial<ConversationRecord> = {}): C
     ...overrides,
   };
 }
+
+/**
+ * Run `fn` and return what it threw; fails the calling test when it did not throw.
+ *
+ * @returns the thrown value (tests check its `code` and `message`)
+ * @throws Error when `fn` returned normally
+ */
+export function thrownBy(fn: () => unknown): { code?: unknown; message: string } {
+  try {
+    fn();
+  } catch (err) {
+    return err as { code?: unknown; message: string };
+  }
+  throw new Error('expected a throw');
+}

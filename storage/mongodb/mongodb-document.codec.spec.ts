@@ -1,18 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { AppError } from '../../common/app-error';
 import { STORAGE_ERROR } from '../storage.errors';
-import { makeConversation, makeJourney, makePairing, makePerson } from '../storage.fixtures';
+import { makeConversation, makeJourney, makePairing, makePerson, thrownBy } from '../storage.fixtures';
 import { RECORDS } from '../storage.schemas';
 import { documentCodec } from './mongodb-document.codec';
 
 function thrown(fn: () => unknown): AppError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(AppError);
-    return err as AppError;
-  }
-  throw new Error('expected a throw');
+  const err = thrownBy(fn);
+  expect(err).toBeInstanceOf(AppError);
+  return err as AppError;
 }
 
 describe('MongoDB document codec (derived from the record schema)', () => {

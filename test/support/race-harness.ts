@@ -408,9 +408,14 @@ export function isResetAction(action: string): boolean {
   return action === 'unlock.completed' || (/reset/.test(action) && /self.?service/.test(action));
 }
 
-/** A PUK handed out or rotated (today `unlock.code_accepted` + `card.puk_rotated`; PUK custody may add `puk.*`). */
+/**
+ * A PUK handed out or rotated: today `unlock.code_accepted`, `unlock.resumed` and
+ * `card.puk_rotated`; with PUK custody (bot/puk) also `puk.released`. Entries saying a
+ * PUK was kept back (`puk.withheld`, `puk.commit_skipped`, `puk.release_undelivered`) are not.
+ */
 export function isPukAction(action: string): boolean {
-  return action === 'unlock.code_accepted' || action === 'unlock.resumed' || /(^|\.|_)puk/.test(action);
+  if (action === 'unlock.code_accepted' || action === 'unlock.resumed') return true;
+  return /puk/.test(action) && /released$|rotated$/.test(action);
 }
 
 /**

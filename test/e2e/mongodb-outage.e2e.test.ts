@@ -32,36 +32,33 @@
  * resolving (FerretDB answers a ping) to the first click answered with a card
  * that is not the busy card.
  */
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { QUESTION_BANK } from '../../bot/journeys/registration/question-bank';
-import { PageBrowser, pageState, pageText } from '../../companion/passcode-page/page-browser.fake';
-import { PcscReaderAdapter } from '../../companion/pcsc/pcsc-reader.adapter';
+import { pageState, pageText, type PageBrowser } from '../../companion/passcode-page/page-browser.fake';
 import { INS, KEY_REF } from '../../companion/piv/piv.constants';
 import {
   answerInputs,
+  answersByQuestion,
   E2E_TEST_MS,
   E2E_WAIT_MS,
+  e2eGate,
+  invokeCard,
+  onCard,
   randomCardId,
   randomPasscode,
   randomWord,
-  removeTestDirs,
   seedPerson,
-  startBotStack,
-  startCompanion,
+  startE2eStack,
   unlockCodeFrom,
-  VpcdCard,
   waitForMail,
   type BotStack,
   type CompanionProcess,
-} from '../support/e2e-stack';
-import { privateFerretdbGate, startPrivateFerretdb, type PrivateFerretdb } from '../support/ferretdb';
-import { pcscdService, VPCD_READER, VPCD_READER_2 } from '../support/pcscd';
-import { cardsOf, cardText, executeActions, messageText, startPlayground, type InvokeResult, type PlaygroundHandle } from '../support/playground';
-import { playgroundService, requireServices } from '../support/services';
+  type E2eStack,
+  type VpcdCard,
+} from '../support/e2e-fixture';
+import type { PrivateFerretdb } from '../support/ferretdb';
+import { cardsOf, cardText, executeActions, messageText, type InvokeResult, type PlaygroundHandle } from '../support/playground';
 
-const gate = await requireServices([playgroundService(), pcscdService()]);
-const ferretGate = await privateFerretdbGate();
+const gate = await e2eGate({ store: 'mongodb' });
 
 const EMAIL = 'olive.outage@nhs.net';
 const suffix = randomWord();
@@ -87,55 +84,11 @@ const BUSY_CARD = 'Smartcard Assist is busy';
 const SERVING_AGAIN_MS = 10_000;
 const TRY_AGAIN_SHORTLY = /cannot reach its records just now.*try again shortly/i;
 
-function answerFor(questionText: string): string | undefined {
-  const q = QUESTION_BANK.find((x) => x.text === questionText);
-  return REGISTERED.find((r) => r.questionId === q?.id)?.answer;
-}
+const answerFor = answersByQuestion(REGISTERED);
 
-/**
- * A PC/SC read-back from this test, tried again when another process (the companion) reset the
- * shared card meanwhile: PC/SC then fails the next transmit with SCARD_W_RESET_CARD (0x80100068)
- * and sends nothing to the card, so trying again changes nothing on it.
- */
-async function onCard<T>(read: () => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await read();
-    } catch (err) {
-      if (attempt >= 5 || !(err instanceof Error && /Card was reset|0x80100068/.test(err.message))) throw err;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
-}
-
-/**
- * Insert the test's card into whichever vpcd reader is free, waiting (up to 10 minutes) while
- * other runs on this machine hold both. Under CI the suite runs alone and the first reader is free.
- */
-async function insertOnFreeReader(pcsc: PcscReaderAdapter, options: { cardId: string; pin: string; puk: string; blocked: boolean }): Promise<VpcdCard> {
-  const deadline = Date.now() + 600_000;
-  for (;;) {
-    for (const reader of [VPCD_READER, VPCD_READER_2]) {
-      try {
-        return await VpcdCard.insert(pcsc, reader, options);
-      } catch (err) {
-        if (!(err instanceof Error && /already holds a card|did not talk to the card/.test(err.message)) || Date.now() > deadline) throw err;
-      }
-    }
-    await new Promise((r) => setTimeout(r, 5000));
-  }
-}
-
-/** The card an invoke answered with (fails the test on an HTTP error answer). */
-function invokeCard(r: InvokeResult): unknown {
-  if (!r.ok) throw new Error(`card action failed: HTTP ${r.status} ${JSON.stringify(r.body)}`);
-  if (!r.card) throw new Error(`card action answered ${String(r.type)}, not a card`);
-  return r.card;
-}
-
-describe.skipIf(gate.skip || ferretGate.skip)('MongoDB stops mid-journey: "try again", nothing half-written, the journey carries on when it is back (bot on FerretDB + companion + pcscd/vpcd)', { timeout: E2E_TEST_MS }, () => {
+describe.skipIf(gate.skip)('MongoDB stops mid-journey: "try again", nothing half-written, the journey carries on when it is back (bot on FerretDB + companion + pcscd/vpcd)', { timeout: E2E_TEST_MS }, () => {
+  let e2e: E2eStack;
   let ferret: PrivateFerretdb;
-  let pcsc: PcscReaderAdapter;
   let bot: BotStack;
   let companion: CompanionProcess;
   let card: VpcdCard;
@@ -180,32 +133,17 @@ describe.skipIf(gate.skip || ferretGate.skip)('MongoDB stops mid-journey: "try a
   }
 
   beforeAll(async () => {
-    ferret = await startPrivateFerretdb();
-    pcsc = await PcscReaderAdapter.open();
-    bot = await startBotStack('e2e-outage-bot', { STORAGE: 'mongodb', MONGODB_URL: ferret.url, MONGODB_DATABASE: 'outage', BOT_INSTANCE_ID: 'outage-bot' });
+    e2e = await startE2eStack({ name: 'e2e-outage', store: 'mongodb', database: 'outage', bots: [{ env: { BOT_INSTANCE_ID: 'outage-bot' } }] });
+    ferret = e2e.ferret!;
+    bot = e2e.bot;
     await seedPerson(bot, { teamsUserId: 'user-id-0', displayName: 'Olive Outage', email: EMAIL, cardId: CARD_ID, puk: PUK, answers: REGISTERED });
-    card = await insertOnFreeReader(pcsc, { cardId: CARD_ID, pin: OLD_PIN, puk: PUK, blocked: true });
-    companion = startCompanion(bot, { name: 'e2e-outage-companion', readerName: card.readerName, workstation: 'WS-E2E-OUTAGE' });
-    pg = await startPlayground({ botUrl: bot.messagesUrl, name: 'e2e-outage-playground', currentUser: { id: 'user-id-0', name: 'Alex Wilber' } });
-    await pg.install();
-    const pairing = await companion.pairingCode();
-    await pg.sendMessage(`pair ${pairing}`);
-    const paired = await pg.waitForBotText(/This computer is paired|Pairing did not work/, { timeoutMs: E2E_WAIT_MS });
-    expect(messageText(paired)).toContain('This computer is paired');
-    await companion.waitConnected();
-    page = new PageBrowser(await companion.latestPageLink());
-    expect((await page.open()).status).toBe(200);
-  }, 900_000); // may wait for a free vpcd reader (insertOnFreeReader)
+    const seat = await e2e.addSeat({ card: { cardId: CARD_ID, pin: OLD_PIN, puk: PUK, blocked: true }, reader: 'free', workstation: 'WS-E2E-OUTAGE', teams: { user: { id: 'user-id-0', name: 'Alex Wilber' } } });
+    ({ card, companion, pg } = seat);
+    await seat.pair();
+    page = await seat.openPage();
+  }, 900_000); // may wait for a free vpcd reader (reader: 'free')
 
-  afterAll(async () => {
-    await pg?.stop();
-    await companion?.stop();
-    await bot?.stop();
-    await card?.dispose();
-    await pcsc?.close();
-    await ferret?.dispose();
-    await removeTestDirs(bot?.dataDir, companion?.dataDir, ferret ? path.dirname(ferret.dataDir) : undefined);
-  });
+  afterAll(() => e2e?.stop());
 
   it('a click during the outage gets the "busy, try again" card and a typed turn the plain "try again shortly"; after the restart "Try again" shows the same step and the person finishes', async () => {
     // Up to the questions card, with one attempt spent.

@@ -23,39 +23,34 @@
  */
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MongoClient } from 'mongodb';
-import { QUESTION_BANK } from '../../bot/journeys/registration/question-bank';
+import type { MongoClient } from 'mongodb';
 import type { OutboxEntry } from '../../bot/mail/outbox-mail.adapter';
 import { PageBrowser, pageState, pageText } from '../../companion/passcode-page/page-browser.fake';
-import { PcscReaderAdapter } from '../../companion/pcsc/pcsc-reader.adapter';
 import { artifactPath } from '../support/artifacts';
 import { anyAllow, codeInOwnEmail, companionSecrets, describeFindings, expectFoundIn, fileSources, findSecrets, productSources, type ScanSource, type TestSecret } from '../support/e2e-secrets';
 import {
   answerInputs,
+  answersByQuestion,
   E2E_TEST_MS,
   E2E_WAIT_MS,
+  e2eGate,
+  invokeCardText,
+  onCard,
   randomCardId,
   randomPasscode,
   randomWord,
-  removeTestDirs,
   seedPerson,
-  startBotStack,
-  startCompanion,
+  startE2eStack,
   unlockCodeFrom,
-  VpcdCard,
   type BotStack,
   type CompanionProcess,
-} from '../support/e2e-stack';
-import { privateFerretdbGate, startPrivateFerretdb, type PrivateFerretdb } from '../support/ferretdb';
-import { pcscdService, VPCD_READER, VPCD_READER_2 } from '../support/pcscd';
-import { cardsOf, cardText, messageText, startPlayground, type InvokeResult, type PlaygroundHandle } from '../support/playground';
-import { playgroundService, requireServices } from '../support/services';
+  type E2eStack,
+  type VpcdCard,
+} from '../support/e2e-fixture';
+import { cardsOf, messageText, type PlaygroundHandle } from '../support/playground';
 
-const EXTERNAL_MONGODB = process.env['MONGODB_URL'] ?? '';
-const gate = await requireServices([playgroundService(), pcscdService()]);
-const mongoGate = EXTERNAL_MONGODB ? { skip: false as const } : await privateFerretdbGate();
+const gate = await e2eGate({ store: 'mongodb', mongoServer: 'external-or-private' });
 
 const EMAIL = 'morgan.multi@nhs.net';
 const suffix = randomWord();
@@ -74,58 +69,12 @@ const CARD_ID = randomCardId();
 const INSTANCE_A = 'mi-bot-a';
 const INSTANCE_B = 'mi-bot-b';
 
-function answerFor(questionText: string): string | undefined {
-  const q = QUESTION_BANK.find((x) => x.text === questionText);
-  return REGISTERED.find((r) => r.questionId === q?.id)?.answer;
-}
+const answerFor = answersByQuestion(REGISTERED);
 
-/**
- * A PC/SC read-back from this test, tried again when another process (the companion) reset the
- * shared card meanwhile: PC/SC then fails the next transmit with SCARD_W_RESET_CARD (0x80100068)
- * and sends nothing to the card, so trying again changes nothing on it.
- */
-async function onCard<T>(read: () => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await read();
-    } catch (err) {
-      if (attempt >= 5 || !(err instanceof Error && /Card was reset|0x80100068/.test(err.message))) throw err;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
-}
-
-/**
- * Insert the test's card into whichever vpcd reader is free, waiting (up to 10 minutes) while
- * other runs on this machine hold both. Under CI the suite runs alone and the first reader is free.
- */
-async function insertOnFreeReader(pcsc: PcscReaderAdapter, options: { cardId: string; pin: string; puk: string; blocked: boolean }): Promise<VpcdCard> {
-  const deadline = Date.now() + 600_000;
-  for (;;) {
-    for (const reader of [VPCD_READER, VPCD_READER_2]) {
-      try {
-        return await VpcdCard.insert(pcsc, reader, options);
-      } catch (err) {
-        if (!(err instanceof Error && /already holds a card|did not talk to the card/.test(err.message)) || Date.now() > deadline) throw err;
-      }
-    }
-    await new Promise((r) => setTimeout(r, 5000));
-  }
-}
-
-/** Text of the card an invoke answered with (fails the test on an error answer). */
-function invokeCardText(r: InvokeResult): string {
-  if (!r.ok) throw new Error(`card action failed: HTTP ${r.status} ${JSON.stringify(r.body)}`);
-  if (!r.card) throw new Error(`card action answered ${String(r.type)}, not a card`);
-  return cardText(r.card);
-}
-
-describe.skipIf(gate.skip || mongoGate.skip)('two bot instances over one MongoDB database: Teams on A, companion on B (bot A + bot B + companion + pcscd/vpcd + FerretDB)', { timeout: E2E_TEST_MS }, () => {
-  let ferret: PrivateFerretdb | undefined;
-  let mongoUrl: string;
+describe.skipIf(gate.skip)('two bot instances over one MongoDB database: Teams on A, companion on B (bot A + bot B + companion + pcscd/vpcd + FerretDB)', { timeout: E2E_TEST_MS }, () => {
+  let e2e: E2eStack;
   let database: string;
   let mongo: MongoClient;
-  let pcsc: PcscReaderAdapter;
   let botA: BotStack;
   let botB: BotStack;
   let companion: CompanionProcess;
@@ -135,21 +84,9 @@ describe.skipIf(gate.skip || mongoGate.skip)('two bot instances over one MongoDB
   const codes: string[] = [];
 
   /** Every mail either instance wrote (each writes to its own `<dataDir>/outbox`), oldest first. */
-  async function allMail(): Promise<OutboxEntry[]> {
-    const both = [...(await botA.outbox()), ...(await botB.outbox())];
-    return both.sort((x, y) => x.name.localeCompare(y.name));
-  }
-
-  async function waitForAnyMail(predicate: (m: OutboxEntry) => boolean, timeoutMs = E2E_WAIT_MS): Promise<OutboxEntry> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const all = await allMail();
-      const found = all.find(predicate);
-      if (found) return found;
-      if (Date.now() > deadline) throw new Error(`no matching email in ${botA.outboxDir} or ${botB.outboxDir} within ${timeoutMs} ms; outboxes: ${all.map((m) => m.name).join(', ') || '(empty)'}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
+  const allMail = (): Promise<OutboxEntry[]> => e2e.outbox();
+  /** Wait for a mail from either instance. */
+  const waitForAnyMail = (predicate: (m: OutboxEntry) => boolean): Promise<OutboxEntry> => e2e.waitForMail(predicate);
 
   /** Messages on the command bus from an instance (prefix) to another, anchors left out. */
   async function busCount(fromPrefix: string, toPrefix: string): Promise<number> {
@@ -161,55 +98,41 @@ describe.skipIf(gate.skip || mongoGate.skip)('two bot instances over one MongoDB
   const logHas = (bot: BotStack, msg: string): boolean => bot.processes.some((p) => p.output().includes(`"msg":"${msg}"`));
 
   beforeAll(async () => {
-    if (EXTERNAL_MONGODB) {
-      mongoUrl = EXTERNAL_MONGODB;
-    } else {
-      ferret = await startPrivateFerretdb();
-      mongoUrl = ferret.url;
-    }
-    database = `t_multi_${randomBytes(6).toString('hex')}`;
-    mongo = new MongoClient(mongoUrl, { serverSelectionTimeoutMS: 5000 });
-    await mongo.connect();
-    pcsc = await PcscReaderAdapter.open();
-
-    const shared = {
-      STORAGE: 'mongodb',
-      MONGODB_URL: mongoUrl,
-      MONGODB_DATABASE: database,
-      SMARTCARD_MASTER_KEY: randomBytes(32).toString('base64'),
-      LOG_LEVEL: 'debug',
-    };
-    // One after the other: both create the indexes at start-up.
-    botA = await startBotStack('e2e-multi-bot-a', { ...shared, BOT_INSTANCE_ID: INSTANCE_A });
-    botB = await startBotStack('e2e-multi-bot-b', { ...shared, BOT_INSTANCE_ID: INSTANCE_B });
+    // One after the other (both create the indexes at start-up), same database and master key, LOG_LEVEL debug.
+    e2e = await startE2eStack({
+      name: 'e2e-multi',
+      store: 'mongodb',
+      mongoServer: 'external-or-private',
+      database: `t_multi_${randomBytes(6).toString('hex')}`,
+      botEnv: { LOG_LEVEL: 'debug' },
+      bots: [
+        { suffix: '-a', env: { BOT_INSTANCE_ID: INSTANCE_A } },
+        { suffix: '-b', env: { BOT_INSTANCE_ID: INSTANCE_B } },
+      ],
+    });
+    ({ client: mongo, database } = e2e.mongo!);
+    [botA, botB] = [e2e.bots[0]!, e2e.bots[1]!];
     expect(botA.port).not.toBe(botB.port);
     expect(botA.outboxDir).not.toBe(botB.outboxDir);
 
     // Seeded once, through the admin command with the same settings: both instances see the person.
     await seedPerson(botA, { teamsUserId: 'user-id-0', displayName: 'Morgan Multi', email: EMAIL, cardId: CARD_ID, puk: PUK, answers: REGISTERED });
-    card = await insertOnFreeReader(pcsc, { cardId: CARD_ID, pin: OLD_PIN, puk: PUK, blocked: true });
-    companion = startCompanion(botB, { name: 'e2e-multi-companion', readerName: card.readerName, workstation: 'WS-E2E-MULTI' });
-    pg = await startPlayground({ botUrl: botA.messagesUrl, name: 'e2e-multi-playground', currentUser: { id: 'user-id-0', name: 'Alex Wilber' } });
-    await pg.install();
-  }, 900_000); // may wait for a free vpcd reader (insertOnFreeReader)
+    // The companion talks to B, the Playground (Teams) to A.
+    const seat = await e2e.addSeat({ card: { cardId: CARD_ID, pin: OLD_PIN, puk: PUK, blocked: true }, reader: 'free', workstation: 'WS-E2E-MULTI', companionBot: 1, teams: { user: { id: 'user-id-0', name: 'Alex Wilber' }, bot: 0 } });
+    ({ card, companion, pg } = seat);
+  }, 900_000); // may wait for a free vpcd reader (reader: 'free')
 
-  afterAll(async () => {
-    await pg?.stop();
-    await companion?.stop();
-    await botA?.stop();
-    await botB?.stop();
-    await card?.dispose();
-    await pcsc?.close();
-    if (mongo && database) {
-      // For a look after a failure: who sent what to whom and when on the command bus (bodies are sealed; left out).
-      const bus = await mongo.db(database).collection('command_bus').find({}, { projection: { body: 0 } }).toArray().catch(() => []);
-      writeFileSync(artifactPath('logs', 'e2e-multi-command-bus.json'), `${JSON.stringify(bus, null, 1)}\n`);
-      await mongo.db(database).dropDatabase().catch(() => undefined);
-    }
-    await mongo?.close();
-    await ferret?.dispose();
-    await removeTestDirs(botA?.dataDir, botB?.dataDir, companion?.dataDir, ferret ? path.dirname(ferret.dataDir) : undefined);
-  });
+  afterAll(() =>
+    e2e?.stop({
+      beforeStore: async () => {
+        if (!mongo || !database) return;
+        // For a look after a failure: who sent what to whom and when on the command bus (bodies are sealed; left out).
+        const bus = await mongo.db(database).collection('command_bus').find({}, { projection: { body: 0 } }).toArray().catch(() => []);
+        writeFileSync(artifactPath('logs', 'e2e-multi-command-bus.json'), `${JSON.stringify(bus, null, 1)}\n`);
+        await mongo.db(database).dropDatabase().catch(() => undefined);
+      },
+    }),
+  );
 
   it('pairs a companion through B with the code typed to A; its WebSocket lands on B', async () => {
     const pairing = await companion.pairingCode();

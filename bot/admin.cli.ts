@@ -28,7 +28,7 @@ import { deriveKeys, parseMasterKey, type DerivedKeys } from './security/keys';
 import { EffectRunner } from './journeys/effect-runner';
 import { sealPuk } from './puk/puk.custody';
 import { holderTag, isUnconfirmedOwner, UNASSIGNED_CARD_OWNER } from './puk/puk.rules';
-import { JourneyEngine } from './journeys/journey.engine';
+import { EFFECT_NOT_HERE, JourneyEngine } from './journeys/journey.engine';
 import { resetSelfService, type SelfServiceResetResult } from './journeys/unlock/self-service-reset';
 import { unlockDefinition } from './journeys/unlock/unlock.definition';
 import { DEFAULT_UNLOCK_RULES } from './journeys/unlock/unlock.journey';
@@ -195,8 +195,10 @@ export async function findPerson(storage: Storage, ref: string): Promise<Person 
 export async function adminResetSelfService(storage: Storage, keys: DerivedKeys, logger: Logger, ref: string, note: string | null): Promise<{ person: Person; result: SelfServiceResetResult }> {
   const person = await findPerson(storage, ref);
   if (!person) throw new AppError('INPUT.PERSON_NOT_FOUND', 'no person matches --person (give a person id, Teams user id, card id, or the email of a person with an open case)');
+  // Effects of a concurrent step of the running bot may be pending on the same record:
+  // this process cannot carry out mail, companion or Teams effects, so it leaves them to the bot.
   const offline = (): never => {
-    throw new AppError('ADMIN.NO_LINK', 'the admin command sends no mail and reaches no companion');
+    throw new AppError(EFFECT_NOT_HERE, 'the admin command sends no mail, reaches no companion and updates no Teams card');
   };
   const runner = new EffectRunner({
     storage,
@@ -209,8 +211,7 @@ export async function adminResetSelfService(storage: Storage, keys: DerivedKeys,
     codeTtlMinutes: 15,
     commandTimeoutMs: 1000,
     now: () => new Date(),
-    // A reset refreshes no Teams card: the person sees the change at their next turn.
-    notifier: { refresh: async () => undefined },
+    notifier: { refresh: async () => offline() },
   });
   const now = (): Date => new Date();
   const definitions = {

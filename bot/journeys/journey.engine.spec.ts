@@ -5,6 +5,7 @@ import { makePerson } from '../../storage/storage.fixtures';
 import type { JourneyRecord, Storage } from '../../storage/storage.port';
 import { harness, type Harness } from './journey.spec-support';
 import { journeyKey } from './journey.key';
+import { EFFECT_NOT_HERE } from './journey.engine';
 import { newUnlockJourney, type PersonFacts, type UnlockJourney } from './unlock/unlock.journey';
 import { decodeUnlock, encodeUnlock } from './unlock/unlock.state';
 
@@ -141,6 +142,42 @@ describe('journey engine', () => {
     expect(h.mail[0]!.to).toBe((await h.storage.persons.get(personId))!.email);
     // The companion is prompted only after the mail went.
     expect(h.commands.map((c) => c.command.kind)).toEqual(['unlock.prompt']);
+  });
+
+  it('an effect this process cannot carry out (EFFECT.NOT_HERE, the admin CLI) stays pending, uncounted, for the bot', async () => {
+    h = harness();
+    const person = makePerson();
+    await h.storage.persons.insert(person);
+    const at = h.now.value.toISOString();
+    const j = newUnlockJourney(person.id, randomUUID());
+    const mailId = randomUUID();
+    const auditId = randomUUID();
+    await h.storage.journeys.insert({
+      key: journeyKey(person.id, 'unlock'),
+      personId: person.id,
+      kind: 'unlock',
+      runId: j.runId,
+      ...encodeUnlock(j),
+      pendingEffects: [
+        { id: mailId, type: 'mail.unlock_notice', payload: { type: 'mail.unlock_notice', id: mailId, personId: person.id, at, workstation: null }, attempts: 0 },
+        { id: auditId, type: 'audit', payload: { type: 'audit', id: auditId, personId: person.id, actor: 'admin', action: 'spec.admin_step', details: {} }, attempts: 0 },
+      ],
+      ui: { activityId: null },
+      createdAt: at,
+      updatedAt: at,
+      version: 1,
+    });
+    const mailBefore = h.mail.length;
+    h.mailFailure.error = new AppError(EFFECT_NOT_HERE, 'no mail here');
+    await h.engine.drain(person.id, 'unlock');
+    const after = (await h.storage.journeys.get(journeyKey(person.id, 'unlock')))!;
+    expect(after.pendingEffects.map((e) => [e.id, e.attempts])).toEqual([[mailId, 0]]);
+    expect((await h.storage.audit.list({ personId: person.id, limit: 10 })).map((a) => a.action)).toEqual(['spec.admin_step']);
+    // The bot's drain later carries it out.
+    h.mailFailure.error = null;
+    await h.engine.drain(person.id, 'unlock');
+    expect((await h.storage.journeys.get(journeyKey(person.id, 'unlock')))!.pendingEffects).toEqual([]);
+    expect(h.mail.length).toBe(mailBefore + 1);
   });
 
   it('gives up with JOURNEY.BUSY when every write loses its race', async () => {

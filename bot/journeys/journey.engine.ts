@@ -27,6 +27,13 @@ import type { RegistrationEvent, RegistrationJourney, RegistrationStepResult } f
 /** Attempts after which an effect is abandoned (logged and audited). */
 export const MAX_EFFECT_ATTEMPTS = 10;
 
+/**
+ * Error code a runner throws for an effect this process cannot carry out at all
+ * (e.g. the admin CLI has no mail, link or Teams): the effect stays pending,
+ * uncounted and never abandoned, for the bot's drain or sweep to carry out.
+ */
+export const EFFECT_NOT_HERE = 'EFFECT.NOT_HERE';
+
 /** What a journey's pure step returns (the part the engine needs). */
 export interface JourneyStepResult<J> {
   journey: J;
@@ -247,8 +254,10 @@ export class JourneyEngine {
         await this.deps.storage.journeys.removeEffects(key, [stored.id]);
         if (next) followUps.push(next);
       } catch (err) {
-        const attempts = stored.attempts + 1;
         const code = err instanceof AppError ? err.code : 'UNEXPECTED';
+        // Not for this process (the admin CLI): leave it to the bot, as it was.
+        if (code === EFFECT_NOT_HERE) continue;
+        const attempts = stored.attempts + 1;
         this.deps.logger.warn({ effect: effect.type, effectId: stored.id, attempts, code, ...(err instanceof AppError ? {} : { err }) }, 'effect failed');
         const failure = this.deps.runner.onFinalFailure(effect);
         // A mail that finally failed is final: the mail adapter already retried what can be retried.

@@ -30,6 +30,8 @@ export interface Harness {
   refreshes: Array<{ personId: string; journey: JourneyKind; message: string | null }>;
   /** What the fake companion does with the next commands (default: `ack`). */
   link: { reply: (command: Command) => Promise<Reply> };
+  /** When set, the mail port throws it instead of sending. */
+  mailFailure: { error: Error | null };
   now: { value: Date };
   close(): Promise<void>;
 }
@@ -59,8 +61,10 @@ export function harness(wrap: (s: Storage) => Storage = (s) => s): Harness {
       return linkBehaviour.reply(command);
     },
   };
+  const mailFailure: Harness['mailFailure'] = { error: null };
   const mailPort: MailPort = {
     send: async (m) => {
+      if (mailFailure.error) throw mailFailure.error;
       if (!mail.some((x) => x.id === m.id)) mail.push(m);
       return { status: 'sent' };
     },
@@ -80,5 +84,5 @@ export function harness(wrap: (s: Storage) => Storage = (s) => s): Harness {
     now: clock,
     definitions: { unlock: unlockDefinition({ keys, rules: DEFAULT_UNLOCK_RULES, now: clock }), registration: registrationDefinition({ keys, approvedDomains: ['nhs.net'], now: clock }) },
   });
-  return { storage, keys, engine, runner, mail, commands, refreshes, link: linkBehaviour, now, close: () => raw.close() };
+  return { storage, keys, engine, runner, mail, commands, refreshes, link: linkBehaviour, mailFailure, now, close: () => raw.close() };
 }

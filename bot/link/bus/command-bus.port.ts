@@ -21,9 +21,11 @@
  *   to a subscription resumed with an `after` before it. Commands therefore
  *   carry their own id and are idempotent at the receiver.
  *
- * WARNING: a bus may keep messages at rest (MongoDB). Payloads carry no
- * plaintext secret: the MongoDB adapter seals every payload with the cipher
- * it is given, and callers still send a PUK only sealed for its card.
+ * WARNING: a bus may keep messages at rest (MongoDB), and a routed
+ * `unlock.authorised` command carries a PUK pair for the companion. Nothing is
+ * at rest in clear: the MongoDB adapter seals every payload (AES-256-GCM, the
+ * bus sub-key) with the cipher it is given, and the capped collection ages
+ * messages out.
  */
 
 /** One message as delivered. */

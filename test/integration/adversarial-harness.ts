@@ -9,13 +9,13 @@
  * Nothing here uses pcscd or the vpcd readers.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { request, type IncomingMessage, type ServerResponse } from 'node:http';
 import WebSocket from 'ws';
 import type { OutboxEntry } from '../../bot/mail/outbox-mail.adapter';
 import { PROTOCOL_VERSION } from '../../protocol/companion-link.protocol';
 import { listFiles } from '../support/e2e-secrets';
 import { runAdmin, type BotStack } from '../support/e2e-stack';
+import { LoopbackHttpServer } from '../support/loopback-http';
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -29,34 +29,16 @@ export interface ConnectorCall {
 }
 
 /** A connector stand-in that records every activity the bot sends or updates (200 with a new id). */
-export class RecordingConnector {
-  private server: Server | null = null;
+export class RecordingConnector extends LoopbackHttpServer {
   private next = 1;
   readonly calls: ConnectorCall[] = [];
-  url = '';
-
-  async start(): Promise<string> {
-    const server = createServer((req, res) => this.handle(req, res));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    this.server = server;
-    this.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
-    return this.url;
-  }
-
-  async stop(): Promise<void> {
-    const s = this.server;
-    this.server = null;
-    if (!s) return;
-    s.closeAllConnections();
-    await new Promise<void>((resolve) => s.close(() => resolve()));
-  }
 
   /** Every text and card text the bot sent in a conversation, in order. */
   textsIn(conversationId: string): string[] {
     return this.calls.filter((c) => c.conversationId === conversationId).map((c) => activityText(c.body));
   }
 
-  private handle(req: IncomingMessage, res: ServerResponse): void {
+  protected handle(req: IncomingMessage, res: ServerResponse): void {
     const m = /^\/v3\/conversations\/([^/]+)\/activities(?:\/([^/]+))?\/?$/.exec((req.url ?? '/').split('?')[0] ?? '/');
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));

@@ -19,14 +19,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import { stat } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { readOutbox } from '../../bot/mail/outbox-mail.adapter';
 import { PivSession } from '../../companion/piv/piv.session';
 import { PROTOCOL_VERSION } from '../../protocol/companion-link.protocol';
 import { InProcessReaderAdapter } from '../../companion/virtual-card/in-process-reader.adapter';
 import { VirtualPivCard } from '../../companion/virtual-card/virtual-piv-card';
 import type { AuditEntry, Person, RaCase, Storage } from '../../storage/storage.port';
+import { LoopbackHttpServer } from './loopback-http';
 import { RawCompanion, unlockCodeOf, type ConnectorCall, type Frame } from '../integration/adversarial-harness';
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -185,35 +185,19 @@ export class ScriptedScheduler implements GateScheduler {
 // ---------------------------------------------------------------------------
 
 /** A Bot Framework connector on loopback whose answers wait for the scheduler (a slow channel). */
-export class ScheduledConnector {
-  private server: Server | null = null;
+export class ScheduledConnector extends LoopbackHttpServer {
   private next = 1;
   readonly calls: ConnectorCall[] = [];
   /** Called for every activity the bot sends or updates, when it arrives (before the answer). */
   onActivity: (call: ConnectorCall) => void = () => undefined;
   /** Extra real delay before answering a `typing` activity, milliseconds. */
   typingDelayMs = 0;
-  url = '';
 
-  constructor(private readonly gate: SchedulerGate) {}
-
-  async start(): Promise<string> {
-    const server = createServer((req, res) => void this.handle(req, res));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    this.server = server;
-    this.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
-    return this.url;
+  constructor(private readonly gate: SchedulerGate) {
+    super();
   }
 
-  async stop(): Promise<void> {
-    const s = this.server;
-    this.server = null;
-    if (!s) return;
-    s.closeAllConnections();
-    await new Promise<void>((resolve) => s.close(() => resolve()));
-  }
-
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  protected async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const m = /^\/v3\/conversations\/([^/]+)\/activities(?:\/([^/]+))?\/?$/.exec((req.url ?? '/').split('?')[0] ?? '/');
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);

@@ -7,32 +7,15 @@
  */
 import restify, { type Request, type Response, type Server } from 'restify';
 import type { CloudAdapter } from 'botbuilder';
-import type { z } from 'zod';
 import type { Logger } from '../../common/logger';
-import { PairPollRequestSchema, PairStartRequestSchema } from '../../protocol/companion-link.protocol';
 import type { Storage } from '../../storage/storage.port';
 import type { PairingService } from '../pairing/pairing.service';
 import type { SmartcardBot } from '../teams/teams.bot';
 import { checkActivity, type DoorVerdict } from './activity.schema';
+import { registerPairingRoutes } from './pairing.routes';
 
 /** Largest accepted request body, bytes. */
 const MAX_BODY_BYTES = 256 * 1024;
-
-/** Simple fixed-window limit per remote address for the unauthenticated pairing endpoints. */
-class WindowLimiter {
-  private readonly hits = new Map<string, { start: number; count: number }>();
-  constructor(private readonly max: number, private readonly windowMs: number) {}
-  allow(key: string, now = Date.now()): boolean {
-    const h = this.hits.get(key);
-    if (!h || now - h.start >= this.windowMs) {
-      if (this.hits.size > 10_000) this.hits.clear();
-      this.hits.set(key, { start: now, count: 1 });
-      return true;
-    }
-    h.count += 1;
-    return h.count <= this.max;
-  }
-}
 
 /**
  * The 400 body for an activity refused at the door: `{ error }` as for every refusal here, and for
@@ -48,19 +31,10 @@ export function doorRefusal(verdict: Extract<DoorVerdict, { ok: false }>): Recor
   return { statusCode: 400, type: 'application/vnd.microsoft.error', value: { code: verdict.code, message: verdict.message }, error: verdict.message };
 }
 
-function parseBody<T>(schema: z.ZodType<T>, body: unknown): { ok: true; value: T } | { ok: false; message: string } {
-  const r = schema.safeParse(body ?? {});
-  if (r.success) return { ok: true, value: r.data };
-  const i = r.error.issues[0];
-  return { ok: false, message: `${i && i.path.length ? i.path.join('.') : 'body'}: ${i?.message ?? 'invalid'}` };
-}
-
 export function createHttpServer(deps: { adapter: CloudAdapter; bot: SmartcardBot; pairing: PairingService; storage: Storage; logger: Logger }): Server {
   const { adapter, bot, pairing, storage, logger } = deps;
   const server = restify.createServer({ name: 'smartcard-assist', handleUpgrades: false });
   server.use(restify.plugins.bodyParser({ maxBodySize: MAX_BODY_BYTES, mapParams: false, rejectUnknown: true }));
-  const startLimiter = new WindowLimiter(20, 60_000);
-  const pollLimiter = new WindowLimiter(120, 60_000);
 
   server.post('/api/messages', async (req: Request, res: Response) => {
     // Checked at the door (activity.schema.ts): 400 naming the field, before the adapter, a handler or a store write.
@@ -78,31 +52,7 @@ export function createHttpServer(deps: { adapter: CloudAdapter; bot: SmartcardBo
     }
   });
 
-  server.post('/companion/pair/start', async (req: Request, res: Response) => {
-    if (!startLimiter.allow(req.socket.remoteAddress ?? '?')) {
-      res.send(429, { error: 'Too many pairing requests; wait a minute.' });
-      return;
-    }
-    const p = parseBody(PairStartRequestSchema, req.body);
-    if (!p.ok) {
-      res.send(400, { error: p.message });
-      return;
-    }
-    res.send(200, await pairing.start(p.value));
-  });
-
-  server.post('/companion/pair/poll', async (req: Request, res: Response) => {
-    if (!pollLimiter.allow(req.socket.remoteAddress ?? '?')) {
-      res.send(429, { error: 'Too many polls; slow down.' });
-      return;
-    }
-    const p = parseBody(PairPollRequestSchema, req.body);
-    if (!p.ok) {
-      res.send(400, { error: p.message });
-      return;
-    }
-    res.send(200, await pairing.poll(p.value.deviceCode));
-  });
+  registerPairingRoutes(server, { pairing });
 
   server.get('/healthz', async (_req: Request, res: Response) => {
     try {

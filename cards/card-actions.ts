@@ -42,7 +42,7 @@ export const MAX_ANSWER_LENGTH = 200;
 
 /** Ids of the three answer inputs on the questions card; Teams merges them into `data`. */
 export const ANSWER_INPUT_IDS = ['a1', 'a2', 'a3'] as const;
-export type AnswerInputId = (typeof ANSWER_INPUT_IDS)[number];
+type AnswerInputId = (typeof ANSWER_INPUT_IDS)[number];
 
 /** Number of security questions a person chooses and answers when registering. */
 export const REGISTER_QUESTION_COUNT = 4;

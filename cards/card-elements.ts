@@ -84,15 +84,3 @@ export function adaptiveCard(body: CardElement[], actions: ExecuteAction[] = [])
     ...(actions.length > 0 ? { actions } : {}),
   };
 }
-
-/** Content type of an Adaptive Card attachment (Bot Framework / Teams). */
-export const ADAPTIVE_CARD_CONTENT_TYPE = 'application/vnd.microsoft.card.adaptive' as const;
-
-/**
- * Wrap a card as a Bot Framework attachment.
- *
- * @returns `{ contentType: 'application/vnd.microsoft.card.adaptive', content: card }`
- */
-export function cardAttachment(card: AdaptiveCard): { contentType: typeof ADAPTIVE_CARD_CONTENT_TYPE; content: AdaptiveCard } {
-  return { contentType: ADAPTIVE_CARD_CONTENT_TYPE, content: card };
-}

@@ -323,4 +323,4 @@ export const RECORDS = {
 } as const;
 
 /** The record types with `version` and compare-and-set `save`. */
-export type VersionedRecordName = 'persons' | 'cards' | 'journeys' | 'devices' | 'pairings' | 'cases';
+type VersionedRecordName = 'persons' | 'cards' | 'journeys' | 'devices' | 'pairings' | 'cases';

@@ -99,4 +99,4 @@ export type Effect =
       answers: AnswerHash[];
     };
 
-export type EffectType = Effect['type'];
+type EffectType = Effect['type'];

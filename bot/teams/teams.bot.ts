@@ -56,11 +56,6 @@ export function identityOf(activity: { from?: { id?: string; aadObjectId?: strin
   return { teamsUserId: primary, altIds: from?.aadObjectId && from.id ? [from.id] : [], displayName: from?.name ?? '', aadObjectId: from?.aadObjectId ?? null };
 }
 
-/** The Teams identity used to find a person: `aadObjectId` when Teams gives it, else the channel user id. */
-export function teamsUserIdOf(activity: { from?: { id?: string; aadObjectId?: string } }): string | null {
-  return activity.from?.aadObjectId || activity.from?.id || null;
-}
-
 function tenantOf(activity: { conversation?: { tenantId?: string }; channelData?: unknown }): string | null {
   const cd = activity.channelData as { tenant?: { id?: string } } | undefined;
   return activity.conversation?.tenantId ?? cd?.tenant?.id ?? null;

@@ -55,7 +55,7 @@ export const KEY_REF = {
   /** PIN Unblocking Key. */
   PUK: 0x81,
 } as const;
-export type KeyRefName = keyof typeof KEY_REF;
+type KeyRefName = keyof typeof KEY_REF;
 
 /** Length in bytes of a padded PIN or PUK reference-data block (SP 800-73-4 Part 2, 2.4.3). */
 export const PIN_BLOCK_LENGTH = 8 as const;

@@ -8,9 +8,6 @@ import { isQuestionId } from './question-bank';
 
 export type Checked<T> = { ok: true; value: T } | { ok: false; reason: string };
 
-/** Default approved email domains (DESIGN.md); configurable with APPROVED_EMAIL_DOMAINS. */
-export const DEFAULT_APPROVED_DOMAINS = ['nhs.net', 'gov.uk', 'mod.uk'] as const;
-
 const LOCAL_PART = /^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*$/;
 const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 

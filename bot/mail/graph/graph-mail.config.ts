@@ -56,7 +56,7 @@ export type GraphCredentialConfig =
       clientId?: string;
     };
 
-export type GraphCredentialKind = GraphCredentialConfig['kind'];
+type GraphCredentialKind = GraphCredentialConfig['kind'];
 
 /**
  * The app registration and endpoints every app-only Graph caller of this service shares (mail, directory): one

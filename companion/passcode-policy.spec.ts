@@ -49,3 +49,37 @@ describe('checkPasscode (6-8 digits, no all-same, no straight runs, both entries
     expect(checkPasscode('111111', '111112')).toMatchObject({ ok: false, reason: 'all_same' });
   });
 });
+
+describe('checkPasscode: the new passcode must differ from the emailed unlock code (issue #10 "Policy")', () => {
+  // 40729163 passes every other rule by itself, so only the code rule can refuse it.
+  const CODE = '40729163';
+
+  it.each([
+    ['the code as typed', CODE],
+    ['the code typed with a space', '4072 9163'],
+    ['the code typed with a dash', '4072-9163'],
+  ])('refuses a passcode equal to %s', (_name, unlockCode) => {
+    const result = checkPasscode(CODE, CODE, { unlockCode });
+    expect(result).toMatchObject({ ok: false, reason: 'same_as_code' });
+    if (!result.ok) {
+      expect(result.message).toBe('Your new passcode cannot be the unlock code from your email. Choose a different passcode.');
+      expect(result.message).not.toContain(CODE);
+    }
+  });
+
+  it('refuses it before the confirmation check (the policy reason comes first)', () => {
+    expect(checkPasscode(CODE, '12', { unlockCode: CODE })).toMatchObject({ ok: false, reason: 'same_as_code' });
+  });
+
+  it.each([
+    ['a passcode that differs in one digit', '40729164'],
+    ['the first 6 digits of the code', '407291'],
+    ['the last 6 digits of the code', '729163'],
+  ])('allows %s', (_name, passcode) => {
+    expect(checkPasscode(passcode, passcode, { unlockCode: CODE })).toEqual({ ok: true });
+  });
+
+  it('without a code (registration has none) only the other rules apply', () => {
+    expect(checkPasscode(CODE, CODE)).toEqual({ ok: true });
+  });
+});

@@ -2,9 +2,12 @@
  * Passcode policy for the new card passcode (the PIV PIN), checked on the
  * workstation before anything is sent: the passcode never leaves the companion.
  *
- * Rule source: issue 2 / DESIGN.md "Unlock a locked card" step 4 - 6 to 8
- * digits, common sequences refused. PIV allows up to 8 bytes of PIN
- * (NIST SP 800-73-4 Part 2, 2.4.3); this service uses digits only.
+ * Rule sources: issue 2 / DESIGN.md "Unlock a locked card" step 4 - 6 to 8
+ * digits (the NHS smartcard passcode rule), common sequences refused; issue 10
+ * "Policy" - the new passcode must differ from the emailed unlock code (the
+ * code travelled by email, so a passcode equal to it is known to whoever can
+ * read that mailbox). PIV allows up to 8 bytes of PIN (NIST SP 800-73-4
+ * Part 2, 2.4.3); this service uses digits only.
  */
 
 /** Passcode length limits, in digits. */
@@ -17,7 +20,17 @@ export type PasscodeRefusal =
   | { ok: false; reason: 'length'; message: string }
   | { ok: false; reason: 'all_same'; message: string }
   | { ok: false; reason: 'sequence'; message: string }
+  | { ok: false; reason: 'same_as_code'; message: string }
   | { ok: false; reason: 'mismatch'; message: string };
+
+/** What else the check compares the passcode with. */
+export interface PasscodeContext {
+  /**
+   * The emailed unlock code as typed (secret; spaces and dashes are ignored, as the code's own check does).
+   * Absent when there is no code (registration).
+   */
+  unlockCode?: string;
+}
 
 export type PasscodeCheck = { ok: true } | PasscodeRefusal;
 
@@ -36,9 +49,11 @@ function isStraightRun(digits: string, step: 1 | -1): boolean {
  *
  * @param passcode - the new passcode as typed (not trimmed: a space is refused as a non-digit)
  * @param confirmation - the second entry, which must equal `passcode`
- * @returns `{ ok: true }`, or `{ ok: false, reason, message }` with a message the page shows
+ * @param context - `unlockCode`: the passcode must not equal it (issue 10 "Policy")
+ * @returns `{ ok: true }`, or `{ ok: false, reason, message }` with a message the page shows; the rules
+ *   are checked in this order, so a weak passcode typed twice gets its policy reason, not `mismatch`
  */
-export function checkPasscode(passcode: string, confirmation: string): PasscodeCheck {
+export function checkPasscode(passcode: string, confirmation: string, context: PasscodeContext = {}): PasscodeCheck {
   if (passcode.length === 0) return { ok: false, reason: 'missing', message: 'Enter a new passcode.' };
   if (!/^[0-9]+$/.test(passcode)) return { ok: false, reason: 'not_digits', message: 'Your new passcode must be digits only (0-9).' };
   if (passcode.length < PASSCODE_LENGTH.min || passcode.length > PASSCODE_LENGTH.max) {
@@ -47,6 +62,9 @@ export function checkPasscode(passcode: string, confirmation: string): PasscodeC
   if (/^(\d)\1*$/.test(passcode)) return { ok: false, reason: 'all_same', message: 'Your new passcode cannot be the same digit repeated. Choose a harder one to guess.' };
   if (isStraightRun(passcode, 1) || isStraightRun(passcode, -1)) {
     return { ok: false, reason: 'sequence', message: 'Your new passcode cannot be a run of digits such as 123456 or 876543. Choose a harder one to guess.' };
+  }
+  if (context.unlockCode !== undefined && passcode === context.unlockCode.replace(/[\s-]/g, '')) {
+    return { ok: false, reason: 'same_as_code', message: 'Your new passcode cannot be the unlock code from your email. Choose a different passcode.' };
   }
   if (passcode !== confirmation) return { ok: false, reason: 'mismatch', message: 'The two new passcodes do not match. Type the same passcode in both boxes.' };
   return { ok: true };

@@ -5,7 +5,10 @@
  * hands them in; tests build it the same way with an in-process reader.
  *
  * Lines for the person go to `print` (stdout in main), never to the log:
- * - `PASSCODE PAGE: http://127.0.0.1:PORT/?t=TOKEN`
+ * - `PASSCODE PAGE: http://127.0.0.1:PORT/?t=TOKEN` - at start, before every prompt line
+ *   (`UNLOCK:`/`REGISTER:`), and whenever {@link CompanionRuntime.printPageLink} is asked (a key in
+ *   the terminal, `--page-link`). Each link works once and replaces the unused one before it;
+ *   opening it ends any earlier browser session, so a closed browser never shuts the person out.
  * - `PAIRING CODE: XXXX-XXXX (send "pair XXXX-XXXX" to Smartcard Assist in Teams; valid until HH:MM)`
  * - `PAIRED: <person name>`
  * - `STATUS: <one line>`
@@ -127,8 +130,7 @@ export class CompanionRuntime {
    */
   async start(): Promise<string> {
     await this.page.start();
-    const url = this.page.issueLink();
-    this.options.print(`${OUTPUT_PREFIX.page}${url}`);
+    const url = this.printPageLink();
     this.options.card.start();
     this.unsubscribeCard = this.options.card.onStatus((status) => this.onCardStatus(status));
     this.loop = this.run().catch((err: unknown) => {
@@ -136,6 +138,19 @@ export class CompanionRuntime {
       this.options.logger.fatal({ err: { name: err instanceof Error ? err.name : 'unknown', message: err instanceof Error ? err.message : '' } }, 'companion loop failed');
       this.options.print(`${OUTPUT_PREFIX.status}stopped after an error; see the log`);
     });
+    return url;
+  }
+
+  /**
+   * Mint a new one-time page link and print it (`PASSCODE PAGE: ...`). The unused link before it
+   * stops working; the live browser session (if any) lasts until the new link is opened.
+   *
+   * @returns the link printed, `http://127.0.0.1:PORT/?t=TOKEN` (a secret until used)
+   * @throws PasscodePageError `PAGE.NOT_STARTED` before {@link start} or after {@link stop}
+   */
+  printPageLink(): string {
+    const url = this.page.issueLink();
+    this.options.print(`${OUTPUT_PREFIX.page}${url}`);
     return url;
   }
 
@@ -262,16 +277,14 @@ export class CompanionRuntime {
   private onPrompt(flow: 'unlock' | 'register'): void {
     // One flow owns the page at a time: the newest prompt wins and the other one is cleared.
     this.flow = flow;
-    if (flow === 'unlock') {
-      this.register.reset();
-      this.options.print(`${OUTPUT_PREFIX.unlock}type your unlock code and a new passcode on the passcode page`);
-    } else {
-      this.unlock.reset();
-      this.options.print(`${OUTPUT_PREFIX.register}type your current passcode on the passcode page`);
-    }
-    if (!this.page.hasSession() && !this.page.hasOutstandingLink()) {
-      this.options.print(`${OUTPUT_PREFIX.page}${this.page.issueLink()}`);
-    }
+    if (flow === 'unlock') this.register.reset();
+    else this.unlock.reset();
+    // A fresh link first, whatever session lives (its browser may have closed): whoever reads the
+    // prompt line can open the page at once. An open page shows the form by itself.
+    this.printPageLink();
+    this.options.print(
+      flow === 'unlock' ? `${OUTPUT_PREFIX.unlock}type your unlock code and a new passcode on the passcode page` : `${OUTPUT_PREFIX.register}type your current passcode on the passcode page`,
+    );
   }
 
   private async waitForLink(timeoutMs: number): Promise<boolean> {

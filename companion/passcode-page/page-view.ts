@@ -11,8 +11,12 @@ export type PageView =
   | { state: 'pairing'; userCode: string; expiresAt: Date }
   /** Paired; nothing to do. `notice` is the last journey's closing message, if any. */
   | { state: 'idle'; personName: string | null; connected: boolean; notice: string | null }
-  /** The form: unlock code, new passcode twice. `error` says why the last try was refused. */
-  | { state: 'awaiting_unlock'; codeExpiresAt: Date; error: string | null }
+  /**
+   * The form: unlock code, new passcode twice. `error` says why the last try was refused;
+   * `keepTypedCode` when the refusal was about the new passcode only, so the page puts the code
+   * the person typed back in its field (the passcodes are never sent back to the browser).
+   */
+  | { state: 'awaiting_unlock'; codeExpiresAt: Date; error: string | null; keepTypedCode?: boolean }
   | { state: 'working'; step: 'checking_code' | 'unlocking' | 'checking_passcode' }
   /** Registration: the form for the current passcode. */
   | { state: 'awaiting_passcode'; error: string | null }
@@ -31,6 +35,17 @@ export const UNLOCK_FIELDS = { code: 'code', passcode: 'passcode', confirmation:
 
 /** Form field names of the registration (current passcode) form. */
 export const VERIFY_FIELDS = { passcode: 'current_passcode' } as const;
+
+/** Name of the hidden field that carries the session's form token in every form. */
+export const FORM_TOKEN_FIELD = 'form_token' as const;
+
+/** What a rendered page needs besides the view: per-session values that live in the page only. */
+export interface PageContext {
+  /** The session's form token (secret, base64url), sent back in {@link FORM_TOKEN_FIELD} by every form. */
+  formToken: string;
+  /** The unlock code as the person typed it, to put back in its field (secret; only after a passcode refusal). */
+  typedCode?: string | null;
+}
 
 /** Seconds between automatic reloads for screens that change by themselves; absent = no reload (a form is open). */
 const REFRESH_SECONDS: Partial<Record<PageState, number>> = {
@@ -70,7 +85,11 @@ button{margin-top:1.5rem;font-size:1.1rem;padding:.6rem 1.2rem;background:#007f3
 .status{color:#4c6272}
 `;
 
-function body(view: PageView): string {
+function hidden(context: PageContext): string {
+  return `<input type="hidden" name="${FORM_TOKEN_FIELD}" value="${escapeHtml(context.formToken)}">`;
+}
+
+function body(view: PageView, context: PageContext): string {
   switch (view.state) {
     case 'starting':
       return `<h1>Smartcard Assist</h1><p class="status">Starting up&hellip;</p>`;
@@ -95,9 +114,12 @@ function body(view: PageView): string {
         `<h1>Unlock your card</h1>`,
         view.error ? `<p class="alert" role="alert" data-testid="form-error">${escapeHtml(view.error)}</p>` : '',
         `<p>Type the unlock code from your email, then choose a new passcode for your card. The code works until ${escapeHtml(time(view.codeExpiresAt))}.</p>`,
-        `<form method="post" action="/unlock">`,
+        `<form method="post" action="unlock">`,
+        hidden(context),
         `<label for="code">Unlock code</label>`,
-        `<input id="code" name="${UNLOCK_FIELDS.code}" type="text" inputmode="numeric" autocomplete="one-time-code" required maxlength="20">`,
+        `<input id="code" name="${UNLOCK_FIELDS.code}" type="text" inputmode="numeric" autocomplete="one-time-code" required maxlength="20"${
+          view.keepTypedCode && context.typedCode ? ` value="${escapeHtml(context.typedCode)}"` : ''
+        }>`,
         `<label for="passcode">New passcode</label>`,
         `<p class="hint" id="passcode-hint">6 to 8 digits. Not the same digit repeated, and not a run such as 123456 or 876543.</p>`,
         `<input id="passcode" name="${UNLOCK_FIELDS.passcode}" type="password" inputmode="numeric" autocomplete="new-password" aria-describedby="passcode-hint" required>`,
@@ -121,7 +143,8 @@ function body(view: PageView): string {
         `<h1>Check your passcode</h1>`,
         view.error ? `<p class="alert" role="alert" data-testid="form-error">${escapeHtml(view.error)}</p>` : '',
         `<p>To register for self-service, show that your card works: type the passcode you use with your card now. It is checked on the card in your reader and is never sent anywhere.</p>`,
-        `<form method="post" action="/verify">`,
+        `<form method="post" action="verify">`,
+        hidden(context),
         `<label for="current_passcode">Current passcode</label>`,
         `<input id="current_passcode" name="${VERIFY_FIELDS.passcode}" type="password" inputmode="numeric" autocomplete="current-password" required>`,
         `<div><button type="submit">Check my passcode</button></div>`,
@@ -142,18 +165,20 @@ function body(view: PageView): string {
       return [
         `<h1>${escapeHtml(view.title ?? 'Your card is not unlocked yet')}</h1>`,
         `<p class="alert" role="alert" data-testid="error">${escapeHtml(view.message)}</p>`,
-        view.canRetry ? `<form method="post" action="/retry"><button type="submit">Try again</button></form>` : '',
+        view.canRetry ? `<form method="post" action="retry">${hidden(context)}<button type="submit">Try again</button></form>` : '',
       ].join('\n');
   }
 }
 
 /**
- * Render a whole page.
+ * Render a whole page. Form actions are relative (`unlock`, `verify`, `retry`): the page lives
+ * under its session's path scope `/p/<scope>/`, and its forms post there.
  *
  * @param view - what to show
+ * @param context - the session's form token, and the typed unlock code to keep (if any)
  * @returns an HTML5 document (UTF-8) with inline style only
  */
-export function renderPage(view: PageView): string {
+export function renderPage(view: PageView, context: PageContext): string {
   const refresh = REFRESH_SECONDS[view.state];
   return [
     '<!doctype html>',
@@ -166,7 +191,7 @@ export function renderPage(view: PageView): string {
     `<style>${STYLE}</style>`,
     '</head>',
     `<body data-state="${view.state}">`,
-    body(view),
+    body(view, context),
     '</body>',
     '</html>',
   ]
@@ -190,15 +215,19 @@ export function renderNotice(title: string, message: string): string {
 }
 
 /**
- * The answer to a spent link: a same-origin meta refresh to `/`. A redirect would carry on the
- * navigation that opened the link, and if that came from another site the SameSite=Strict
- * session cookie would not be sent with it; a navigation this page starts itself is same-site.
+ * The answer to a spent link: a same-origin meta refresh to the session's page. A redirect would
+ * carry on the navigation that opened the link, and if that came from another site the
+ * SameSite=Strict session cookie would not be sent with it; a navigation this page starts itself
+ * is same-site.
+ *
+ * @param pagePath - the session's page, `/p/<scope>/` (URL-safe characters only)
  */
-export function renderContinue(): string {
+export function renderContinue(pagePath: string): string {
+  const target = escapeHtml(pagePath);
   return [
     '<!doctype html>',
-    '<html lang="en-GB"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0;url=/">',
+    `<html lang="en-GB"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0;url=${target}">`,
     `<title>Smartcard Assist companion</title><style>${STYLE}</style></head>`,
-    '<body data-state="continue"><h1>Smartcard Assist</h1><p><a href="/">Open the companion page</a></p></body></html>',
+    `<body data-state="continue"><h1>Smartcard Assist</h1><p><a href="${target}">Open the companion page</a></p></body></html>`,
   ].join('\n');
 }

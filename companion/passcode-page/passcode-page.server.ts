@@ -2,9 +2,24 @@
  * The companion's local passcode page: the only place a passcode is typed.
  *
  * Served by node:http on 127.0.0.1 only. A person opens it through a URL with
- * a one-time token (`/?t=TOKEN`, 32 random bytes), which is exchanged at once
- * for an HttpOnly, SameSite=Strict session cookie; the answer moves on to `/`
- * with a same-origin refresh, so the token leaves the address bar. Every request must carry `Host: 127.0.0.1:PORT` or `localhost:PORT`
+ * a one-time token (`/?t=TOKEN`, 32 random bytes). Using it starts the one
+ * browser session (any earlier session ends) and answers with:
+ * - a session cookie scoped to a random path: `Path=/p/<scope>/` (scope = 16
+ *   random bytes, new for every session), HttpOnly, SameSite=Strict. Cookies
+ *   are not isolated by port (RFC 6265 8.5): a browser sends a `Path=/` cookie
+ *   to every server on 127.0.0.1. Scoped to a path no other server knows, the
+ *   browser sends it nowhere else (`__Host-` would need https);
+ * - a same-origin refresh to `/p/<scope>/`, so the token leaves the address bar.
+ *
+ * The page answers only under its session's scope, and only with the cookie:
+ * reading it needs both the cookie and the path. Every form also carries the
+ * session's form token (32 random bytes, in the page only, never a cookie):
+ * a POST needs the cookie, the path and the token, so a cookie that reached
+ * another port is not enough to read the page or send a form. A session ends
+ * after {@link PAGE_SESSION_LIFETIME} idle or in all, and when the next link is
+ * used; the companion prints a new link on every prompt and when asked.
+ *
+ * Every request must carry `Host: 127.0.0.1:PORT` or `localhost:PORT`
  * exactly (a DNS-rebinding page cannot), and every POST an `Origin` that
  * matches it (a cross-site form cannot). The CSP allows nothing but inline
  * style and same-origin form posts; no script is needed.
@@ -15,7 +30,7 @@ import type { AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from '../../common/logger';
 import { PasscodePageError } from '../companion.errors';
-import { renderContinue, renderNotice, renderPage, UNLOCK_FIELDS, VERIFY_FIELDS, type PageView } from './page-view';
+import { FORM_TOKEN_FIELD, renderContinue, renderNotice, renderPage, UNLOCK_FIELDS, VERIFY_FIELDS, type PageView } from './page-view';
 
 /** The only address the page binds. */
 export const PAGE_HOST = '127.0.0.1' as const;
@@ -25,6 +40,24 @@ export const PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; form-act
 
 /** Name of the session cookie. */
 export const SESSION_COOKIE = 'sa_companion_session' as const;
+
+/** Path prefix of a session's page: `/p/<scope>/`, scope = 16 random bytes base64url (22 characters). */
+export const PAGE_SCOPE_PREFIX = '/p/' as const;
+
+/**
+ * How long a browser session lives, in ms. Idle: 20 minutes, longer than an unlock code's
+ * 15 minutes (bot `codeTtlMs`), so a person waiting on the form for the email is not sent away;
+ * the pages that change by themselves reload every few seconds and so keep an open tab alive.
+ * In all: 8 hours (a working day). A new link is always available, so ending sooner costs little.
+ */
+export const PAGE_SESSION_LIFETIME = { idleMs: 20 * 60 * 1000, maxMs: 8 * 60 * 60 * 1000 } as const;
+
+/** How long a typed unlock code is kept for the next render of the form, in ms. */
+const KEEP_TYPED_CODE_MS = 60 * 1000;
+
+/** What to say when a page is asked for without a live session (link used, expired, replaced, or none). */
+const NEW_LINK_HINT =
+  'For a new link, press Enter in the companion window, or run the companion again with --page-link. Each link starts with http://127.0.0.1 and works once.';
 
 /** What the person typed in the unlock form. Secrets: held in memory only, never logged. */
 export interface UnlockForm {
@@ -65,8 +98,26 @@ export interface PasscodePageOptions {
   host?: string;
   /** Longest time a POST waits for the outcome before answering, in ms; default 60 000. */
   submitWaitMs?: number;
-  /** Idle lifetime of a session, in ms; default 12 hours. */
+  /** Idle lifetime of a session, in ms; default {@link PAGE_SESSION_LIFETIME}.idleMs. */
   sessionIdleMs?: number;
+  /** Longest life of a session, in ms; default {@link PAGE_SESSION_LIFETIME}.maxMs. */
+  sessionMaxMs?: number;
+}
+
+/** The one browser session. Its secrets are held in memory only and never logged. */
+interface Session {
+  /** The page lives at `/p/<scope>/`; the cookie's Path. */
+  scope: string;
+  /** SHA-256 of the cookie value. */
+  sidHash: Buffer;
+  /** Carried by every form of the page (hidden field), checked on every POST. */
+  formToken: string;
+  /** Ends when idle past this (ms since epoch); every request of the session moves it on. */
+  idleUntil: number;
+  /** Ends at this time whatever happens (ms since epoch). */
+  endsAt: number;
+  /** The unlock code as typed in a refused form, for the next render of the form only. */
+  typedCode: { value: string; until: number } | null;
 }
 
 const MAX_BODY_BYTES = 4096;
@@ -79,8 +130,8 @@ export class PasscodePageServer {
   private boundPort = 0;
   /** SHA-256 of the one live link token; null when none is outstanding. */
   private tokenHash: Buffer | null = null;
-  /** SHA-256 (hex) of session id -> expiry (ms since epoch). */
-  private readonly sessions = new Map<string, number>();
+  /** The one live browser session; null when none. */
+  private session: Session | null = null;
 
   constructor(private readonly options: PasscodePageOptions) {}
 
@@ -140,16 +191,15 @@ export class PasscodePageServer {
     return this.tokenHash !== null;
   }
 
-  /** True when at least one browser session is live. */
+  /** True when a browser session is live. */
   hasSession(): boolean {
-    this.pruneSessions();
-    return this.sessions.size > 0;
+    return this.liveSession() !== null;
   }
 
-  /** Stop listening and forget every session and token. */
+  /** Stop listening and forget the session and token. */
   async stop(): Promise<void> {
     this.tokenHash = null;
-    this.sessions.clear();
+    this.session = null;
     const server = this.server;
     this.server = null;
     if (!server) return;
@@ -187,65 +237,84 @@ export class PasscodePageServer {
       }
     }
 
-    // One-time token exchange: GET /?t=TOKEN
+    // One-time token exchange: GET /?t=TOKEN starts the session (and ends any earlier one).
     if (method === 'GET' && url.pathname === '/' && url.searchParams.has('t')) {
       const token = url.searchParams.get('t') ?? '';
       if (this.takeToken(token)) {
         const sid = randomBytes(32).toString('base64url');
-        this.sessions.set(sha256(sid).toString('hex'), Date.now() + this.sessionIdleMs());
-        res.setHeader('Set-Cookie', `${SESSION_COOKIE}=${sid}; HttpOnly; SameSite=Strict; Path=/`);
-        log.info('passcode page link used; browser session started');
-        this.send(res, 200, renderContinue());
-        return;
-      }
-      if (this.hasValidSession(req)) {
-        this.redirect(res, '/');
+        const now = Date.now();
+        const ended = this.liveSession() !== null;
+        const session: Session = {
+          scope: randomBytes(16).toString('base64url'),
+          sidHash: sha256(sid),
+          formToken: randomBytes(32).toString('base64url'),
+          idleUntil: now + this.idleMs(),
+          endsAt: now + (this.options.sessionMaxMs ?? PAGE_SESSION_LIFETIME.maxMs),
+          typedCode: null,
+        };
+        this.session = session;
+        const pagePath = `${PAGE_SCOPE_PREFIX}${session.scope}/`;
+        res.setHeader('Set-Cookie', `${SESSION_COOKIE}=${sid}; Path=${pagePath}; HttpOnly; SameSite=Strict`);
+        log.info({ endedEarlierSession: ended }, 'passcode page link used; browser session started');
+        this.send(res, 200, renderContinue(pagePath));
         return;
       }
       log.warn('passcode page refused a used or unknown link');
-      this.send(res, 403, renderNotice('This link has expired', 'Each link works once. Use the newest link the companion printed.'));
+      this.send(res, 403, renderNotice('This link has expired', `Each link works once, and a newer link replaces it. ${NEW_LINK_HINT}`));
       return;
     }
 
-    if (!this.hasValidSession(req)) {
+    const session = this.sessionFor(req, url.pathname);
+    if (!session) {
       req.resume();
-      this.send(res, 401, renderNotice('Open the page from its link', 'Use the link the companion printed (it starts with http://127.0.0.1 and works once).'));
+      this.send(res, 401, renderNotice('Open the page from a new link', `This page needs a new link. ${NEW_LINK_HINT}`));
       return;
     }
+    const route = url.pathname.slice(PAGE_SCOPE_PREFIX.length + session.scope.length);
 
-    if (url.pathname === '/') {
+    if (route === '/') {
       if (method !== 'GET' && method !== 'HEAD') return this.methodNotAllowed(res, 'GET, HEAD');
-      this.send(res, 200, renderPage(this.options.backend.view()), method === 'HEAD');
+      const view = this.options.backend.view();
+      const typed = session.typedCode !== null && session.typedCode.until > Date.now() ? session.typedCode.value : null;
+      if (method === 'GET') session.typedCode = null; // put back once
+      this.send(res, 200, renderPage(view, { formToken: session.formToken, typedCode: typed }), method === 'HEAD');
       return;
     }
-    if (url.pathname === '/unlock') {
+    const pagePath = `${PAGE_SCOPE_PREFIX}${session.scope}/`;
+    if (route === '/unlock') {
       if (method !== 'POST') return this.methodNotAllowed(res, 'POST');
-      const form = await this.readForm(req, res);
+      const form = await this.readForm(req, res, session);
       if (!form) return;
+      const code = form.get(UNLOCK_FIELDS.code) ?? '';
+      session.typedCode = null;
       await this.waitForOutcome(
         this.options.backend.submitUnlock({
-          code: form.get(UNLOCK_FIELDS.code) ?? '',
+          code,
           passcode: form.get(UNLOCK_FIELDS.passcode) ?? '',
           confirmation: form.get(UNLOCK_FIELDS.confirmation) ?? '',
         }),
       );
-      this.redirect(res, '/');
+      const after = this.options.backend.view();
+      if (after.state === 'awaiting_unlock' && after.keepTypedCode === true && this.session === session) {
+        session.typedCode = { value: code.slice(0, 32), until: Date.now() + KEEP_TYPED_CODE_MS };
+      }
+      this.redirect(res, pagePath);
       return;
     }
-    if (url.pathname === '/verify') {
+    if (route === '/verify') {
       if (method !== 'POST') return this.methodNotAllowed(res, 'POST');
-      const form = await this.readForm(req, res);
+      const form = await this.readForm(req, res, session);
       if (!form) return;
       await this.waitForOutcome(this.options.backend.submitPasscode({ passcode: form.get(VERIFY_FIELDS.passcode) ?? '' }));
-      this.redirect(res, '/');
+      this.redirect(res, pagePath);
       return;
     }
-    if (url.pathname === '/retry') {
+    if (route === '/retry') {
       if (method !== 'POST') return this.methodNotAllowed(res, 'POST');
-      const form = await this.readForm(req, res);
+      const form = await this.readForm(req, res, session);
       if (!form) return;
       this.options.backend.retry();
-      this.redirect(res, '/');
+      this.redirect(res, pagePath);
       return;
     }
     this.send(res, 404, renderNotice('Not found', 'There is nothing here. Go back to the companion page.'));
@@ -265,26 +334,39 @@ export class PasscodePageServer {
     return ok;
   }
 
-  private hasValidSession(req: IncomingMessage): boolean {
-    const sid = readCookie(req.headers.cookie, SESSION_COOKIE);
-    if (!sid) return false;
-    this.pruneSessions();
-    const key = sha256(sid).toString('hex');
-    if (!this.sessions.has(key)) return false;
-    this.sessions.set(key, Date.now() + this.sessionIdleMs());
-    return true;
+  /**
+   * The live session when the request is for its page (`/p/<scope>/...`) and carries its cookie;
+   * moves the idle deadline on. Anything else (no scope, another scope, no or wrong cookie) is null.
+   */
+  private sessionFor(req: IncomingMessage, pathname: string): Session | null {
+    const session = this.liveSession();
+    if (!session) return null;
+    const prefix = `${PAGE_SCOPE_PREFIX}${session.scope}`;
+    if (!safeEqual(pathname.slice(0, prefix.length), prefix) || pathname[prefix.length] !== '/') return null;
+    // A server on another port may have set a same-named cookie for 127.0.0.1 too: any value may match.
+    const ok = readCookies(req.headers.cookie, SESSION_COOKIE).some((sid) => sid.length <= 128 && timingSafeEqual(sha256(sid), session.sidHash));
+    if (!ok) return null;
+    session.idleUntil = Math.min(Date.now() + this.idleMs(), session.endsAt);
+    return session;
   }
 
-  private pruneSessions(): void {
-    const now = Date.now();
-    for (const [key, expiry] of this.sessions) if (expiry <= now) this.sessions.delete(key);
+  /** The session if it has not ended (idle or in all); an ended one is forgotten. */
+  private liveSession(): Session | null {
+    const s = this.session;
+    if (s && Math.min(s.idleUntil, s.endsAt) <= Date.now()) {
+      this.session = null;
+      this.options.logger.info('passcode page session ended (idle or too old)');
+      return null;
+    }
+    return s;
   }
 
-  private sessionIdleMs(): number {
-    return this.options.sessionIdleMs ?? 12 * 60 * 60 * 1000;
+  private idleMs(): number {
+    return this.options.sessionIdleMs ?? PAGE_SESSION_LIFETIME.idleMs;
   }
 
-  private async readForm(req: IncomingMessage, res: ServerResponse): Promise<URLSearchParams | null> {
+  /** Read an urlencoded form of at most 4 KiB and check its form token; null when refused (answered here). */
+  private async readForm(req: IncomingMessage, res: ServerResponse, session: Session): Promise<URLSearchParams | null> {
     const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
     if (type !== 'application/x-www-form-urlencoded') {
       req.resume();
@@ -302,7 +384,13 @@ export class PasscodePageServer {
       }
       chunks.push(chunk as Buffer);
     }
-    return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+    const form = new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+    if (!safeEqual(form.get(FORM_TOKEN_FIELD) ?? '', session.formToken)) {
+      this.options.logger.warn('passcode page refused a form without the page\'s form token');
+      this.send(res, 403, renderNotice('Request refused', 'This form can only be sent from the companion page itself.'));
+      return null;
+    }
+    return form;
   }
 
   private methodNotAllowed(res: ServerResponse, allow: string): void {
@@ -336,11 +424,18 @@ export class PasscodePageServer {
   }
 }
 
-function readCookie(header: string | undefined, name: string): string | null {
-  if (!header) return null;
+/** Every value of the cookie `name` in a Cookie header (a browser may send several with one name). */
+function readCookies(header: string | undefined, name: string): string[] {
+  if (!header) return [];
+  const values: string[] = [];
   for (const part of header.split(';')) {
     const eq = part.indexOf('=');
-    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+    if (eq > 0 && part.slice(0, eq).trim() === name) values.push(part.slice(eq + 1).trim());
   }
-  return null;
+  return values.slice(0, 8);
+}
+
+/** Constant-time comparison of two strings (by their SHA-256, so the lengths may differ). */
+function safeEqual(a: string, b: string): boolean {
+  return timingSafeEqual(sha256(a), sha256(b));
 }

@@ -310,12 +310,12 @@ describe('unlock controller (in-process virtual card, local ws bot side)', () =>
     w.bot.onRequest = () => ({ kind: 'unlock.refused', reason: 'unavailable', message: '' });
     const page = await w.browser.post('/unlock', form(CODE));
     expect(pageState(page.body)).toBe('error');
-    expect(page.body).toContain('action="/retry"');
+    expect(page.body).toContain('action="retry"');
     expect(pageState((await w.browser.post('/retry', {})).body)).toBe('awaiting_unlock');
     w.bot.onRequest = () => ({ kind: 'unlock.refused', reason: 'expired', message: 'Your unlock code has expired. Start again in Teams.' });
     const expired = await w.browser.post('/unlock', form(CODE));
     expect(pageText(expired.body)).toContain('Your unlock code has expired. Start again in Teams.');
-    expect(expired.body).not.toContain('action="/retry"');
+    expect(expired.body).not.toContain('action="retry"');
     expect(w.card.pinBlocked).toBe(true);
   });
 

@@ -86,7 +86,7 @@ interface Journey {
 
 type State =
   | { kind: 'idle'; notice: string | null }
-  | { kind: 'awaiting'; journey: Journey; error: string | null }
+  | { kind: 'awaiting'; journey: Journey; error: string | null; keepTypedCode?: boolean }
   | { kind: 'working'; journey: Journey; step: 'checking_code' | 'unlocking' }
   | { kind: 'card_removed'; journey: Journey; wrongCard: boolean }
   | { kind: 'done'; journey: Journey; closed: boolean }
@@ -151,7 +151,7 @@ export class UnlockController {
       case 'idle':
         return { state: 'idle', personName: idle.personName, connected: idle.connected, notice: s.notice };
       case 'awaiting':
-        return { state: 'awaiting_unlock', codeExpiresAt: s.journey.codeExpiresAt, error: s.error };
+        return { state: 'awaiting_unlock', codeExpiresAt: s.journey.codeExpiresAt, error: s.error, ...(s.keepTypedCode ? { keepTypedCode: true } : {}) };
       case 'working':
         return { state: 'working', step: s.step };
       case 'card_removed':
@@ -272,9 +272,10 @@ export class UnlockController {
       this.setState({ kind: 'awaiting', journey, error: TEXT.badCode });
       return;
     }
-    const policy = checkPasscode(form.passcode, form.confirmation);
+    const policy = checkPasscode(form.passcode, form.confirmation, { unlockCode: code });
     if (!policy.ok) {
-      this.setState({ kind: 'awaiting', journey, error: policy.message });
+      // Only the passcode was refused: the page puts the typed code back in its field.
+      this.setState({ kind: 'awaiting', journey, error: policy.message, keepTypedCode: true });
       return;
     }
     this.holdPasscode(form.passcode);

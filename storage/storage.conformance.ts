@@ -34,6 +34,11 @@ import {
 export interface StorageConformanceOptions {
   /** Concurrent writers in the CAS tests (default 50). */
   concurrency?: number;
+  /**
+   * A second store over the same data, as another bot instance opens it (its own connection).
+   * When given, the rate-hit race splits its callers between the two; the suite closes it.
+   */
+  sibling?: (storage: Storage) => Promise<Storage>;
 }
 
 async function rejection(promise: Promise<unknown>): Promise<AppError> {
@@ -523,6 +528,87 @@ export function runStorageConformance(name: string, factory: () => Promise<Stora
         const e = makeAuditEntry({ details: { nested: { x: 1 } } as never });
         expect((await rejection(s.audit.append(e))).code).toBe(STORAGE_ERROR.INVALID_RECORD);
         expect(await s.audit.list({ limit: 10 })).toEqual([]);
+      });
+    });
+
+    describe('rateHits', () => {
+      const T0 = Date.parse(at(0));
+      /** ISO time `ms` after the fixture epoch. */
+      const t = (ms: number): string => new Date(T0 + ms).toISOString();
+      const WINDOW = 60_000;
+      /** Record a hit at `ms` in a 60-second window. */
+      const hit = (store: Storage, key: string, limit: number, ms: number) => store.rateHits.record(key, limit, t(ms), t(ms - WINDOW));
+
+      it('records up to the limit in the window, then refuses, naming the oldest hit in the window; keys are independent', async () => {
+        const key = `test.key:${randomUUID()}`;
+        const results = [];
+        for (let i = 0; i < 4; i++) results.push(await hit(s, key, 3, i * 1000));
+        expect(results).toEqual([
+          { recorded: true, inWindow: 1 },
+          { recorded: true, inWindow: 2 },
+          { recorded: true, inWindow: 3 },
+          { recorded: false, oldestInWindow: t(0) },
+        ]);
+        expect(await hit(s, `test.key:${randomUUID()}`, 3, 3000)).toEqual({ recorded: true, inWindow: 1 });
+        // A refused hit is not recorded: still refused a moment later, still naming the hit at 0.
+        expect(await hit(s, key, 3, 59_999)).toEqual({ recorded: false, oldestInWindow: t(0) });
+      });
+
+      it('the window slides: a hit is recorded again once the oldest one is a window old, and only hits after `since` count', async () => {
+        const key = `test.key:${randomUUID()}`;
+        for (const ms of [0, 10_000, 20_000]) expect((await hit(s, key, 3, ms)).recorded).toBe(true);
+        expect(await hit(s, key, 3, 60_000)).toEqual({ recorded: true, inWindow: 3 }); // the hit at 0 is no longer after since
+        expect(await hit(s, key, 3, 60_001)).toEqual({ recorded: false, oldestInWindow: t(10_000) });
+        expect(await hit(s, key, 3, 70_000)).toEqual({ recorded: true, inWindow: 3 });
+        // A larger limit on the same key counts the same hits.
+        expect(await hit(s, key, 5, 70_001)).toEqual({ recorded: true, inWindow: 4 });
+      });
+
+      it(`${concurrency} concurrent hits on one key with room for 7: exactly 7 recorded${options.sibling ? ', from two instances' : ''}`, async () => {
+        const key = `test.race:${randomUUID()}`;
+        const other = options.sibling ? await options.sibling(s) : s;
+        try {
+          const results = await Promise.all(Array.from({ length: concurrency }, (_, i) => hit(i % 2 === 0 ? s : other, key, 7, 5000 + i)));
+          expect(results.filter((r) => r.recorded)).toHaveLength(7);
+          expect(results.filter((r) => r.recorded).map((r) => (r.recorded ? r.inWindow : 0)).sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6, 7]);
+          // Later hits, from either instance, see all 7.
+          expect((await hit(s, key, 7, 6000 + concurrency)).recorded).toBe(false);
+          expect((await hit(other, key, 8, 6001 + concurrency)).recorded).toBe(true);
+          expect((await hit(other, key, 8, 6002 + concurrency)).recorded).toBe(false);
+        } finally {
+          if (other !== s) await other.close();
+        }
+      });
+
+      it('deleteBefore removes old hits only (then those no longer count) and answers how many', async () => {
+        const key = `test.key:${randomUUID()}`;
+        for (const ms of [0, 1000, 2000, 30_000]) await hit(s, key, 10, ms);
+        expect(await s.rateHits.deleteBefore(t(2000))).toBe(2);
+        expect(await s.rateHits.deleteBefore(t(2000))).toBe(0);
+        // Left: the hits at 2000 and 30000. With room for 3 (a window from 0), one more fits.
+        expect(await s.rateHits.record(key, 3, t(31_000), t(0))).toEqual({ recorded: true, inWindow: 3 });
+        expect(await s.rateHits.record(key, 3, t(31_001), t(0))).toEqual({ recorded: false, oldestInWindow: t(2000) });
+        expect(await s.rateHits.deleteBefore(t(10 * WINDOW))).toBe(3);
+        expect(await hit(s, key, 1, 11 * WINDOW)).toEqual({ recorded: true, inWindow: 1 });
+      });
+
+      it('refuses bad arguments naming them, and records nothing', async () => {
+        const key = `test.key:${randomUUID()}`;
+        const bad = [
+          { call: () => s.rateHits.record('', 3, t(0), t(-1)), field: 'key' },
+          { call: () => s.rateHits.record('x'.repeat(201), 3, t(0), t(-1)), field: 'key' },
+          { call: () => s.rateHits.record(key, 0, t(0), t(-1)), field: 'limit' },
+          { call: () => s.rateHits.record(key, 1.5, t(0), t(-1)), field: 'limit' },
+          { call: () => s.rateHits.record(key, 3, 'now', t(-1)), field: 'at' },
+          { call: () => s.rateHits.record(key, 3, t(0), '2026-13-01T00:00:00.000Z'), field: 'since' },
+          { call: () => s.rateHits.deleteBefore('yesterday'), field: 'before' },
+        ];
+        for (const b of bad) {
+          const err = await rejection(b.call());
+          expect(err.code).toBe(STORAGE_ERROR.INVALID_RECORD);
+          expect(err.message).toContain(b.field);
+        }
+        expect(await hit(s, key, 1, 0)).toEqual({ recorded: true, inWindow: 1 });
       });
     });
 

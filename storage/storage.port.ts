@@ -261,6 +261,47 @@ export interface ConversationRepository {
   put(record: ConversationRecord): Promise<void>;
 }
 
+/**
+ * What {@link RateHitLog.record} did: the hit was recorded (it is within the limit), or not
+ * (`limit` hits of the key are already recorded after `since`).
+ */
+export type RateHitResult =
+  /** Recorded. `inWindow`: hits of the key after `since`, this one included (1..limit). */
+  | { recorded: true; inWindow: number }
+  /**
+   * Not recorded. `oldestInWindow`: the time of the oldest of the `limit` most recent hits; once it is
+   * no longer after `since` (one window length later), a hit can be recorded again.
+   */
+  | { recorded: false; oldestInWindow: string };
+
+/**
+ * Hits of rate limits (sliding-window log), shared by every bot instance on the store.
+ *
+ * A hit is one stored row/document `(key, n, at)`: `n` numbers the key's hits 0, 1, 2...,
+ * `at` is the caller's clock. Keys name a limit and what it counts
+ * (`pair.start.addr:<hash>`); they are not secret (callers hash secrets first).
+ * Rows are garbage once they are older than the longest window in use.
+ */
+export interface RateHitLog {
+  /**
+   * Record one hit of `key` at `at`, unless `limit` hits of `key` are already recorded after `since`.
+   *
+   * WARNING: atomic across every instance on the store: however many calls race, at most `limit`
+   * hits after `since` are recorded (SQLite: one write transaction; MongoDB: the hit claims the
+   * next `_id`, a single-winner insert, after the check).
+   *
+   * @param key - 1..200 characters, no control characters
+   * @param limit - hits allowed in the window, 1..10000
+   * @param at - now, ISO 8601 UTC (the caller's clock)
+   * @param since - the window's start (`at` minus the window length), ISO 8601 UTC
+   * @returns {@link RateHitResult}
+   * @throws StorageError `STORAGE.INVALID_RECORD` for a bad argument, `STORAGE.UNAVAILABLE` when the store is down
+   */
+  record(key: string, limit: number, at: string, since: string): Promise<RateHitResult>;
+  /** Delete hits recorded before `before` (garbage collection only). Returns how many. */
+  deleteBefore(before: string): Promise<number>;
+}
+
 /** The port. */
 export interface Storage {
   readonly persons: PersonRepository;
@@ -271,6 +312,7 @@ export interface Storage {
   readonly cases: CaseRepository;
   readonly audit: AuditLog;
   readonly conversations: ConversationRepository;
+  readonly rateHits: RateHitLog;
   /** Check the store answers (start-up and health). Throws AppError `STORAGE.UNAVAILABLE`. */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -31,7 +31,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { MongoClient, MongoError, ObjectId, type Db, type Document, type Filter } from 'mongodb';
 import { AppError } from '../../common/app-error';
 import type { Logger } from '../../common/logger';
-import type { Storage } from '../storage.port';
+import type { RateHitResult, Storage } from '../storage.port';
 import { journeyEffectEdits, versionedRepository, type StorageRepositories, type StoreRunner } from '../storage.repository';
 import { STORAGE_ERROR, StorageError } from '../storage.errors';
 import { ArgumentSchemas, RECORDS, recordToStore, validate } from '../storage.schemas';
@@ -167,6 +167,9 @@ function urlNamesDatabase(url: string | undefined): boolean {
 
 type MetaDoc = Document & { _id: string; version?: number };
 
+/** One rate-limit hit: `_id` `<key>#<n>`, `k` the key, `n` its number (0, 1, 2...), `at` ISO 8601 UTC. */
+type RateHitDoc = { _id: string; k: string; n: number; at: string };
+
 async function checkSchemaVersion(db: Db): Promise<void> {
   const meta = await db.collection<MetaDoc>(MONGO_COLLECTION.meta).findOne({ _id: 'schema' });
   const found = typeof meta?.version === 'number' ? meta.version : 0;
@@ -294,6 +297,7 @@ class MongoStorageImpl implements MongoStorage {  readonly databaseName: string;
     const [persons, journeys, devices, pairings, cases] = [store(CODECS.persons), store(CODECS.journeys), store(CODECS.devices), store(CODECS.pairings), store(CODECS.cases)] as const;
     const audit = db.collection<Document & { _id: string }>(MONGO_COLLECTION.audit);
     const conversations = db.collection<Document & { _id: string }>(MONGO_COLLECTION.conversations);
+    const rateHits = db.collection<RateHitDoc>(MONGO_COLLECTION.rateHits);
 
     Object.assign(this, {
       persons: {
@@ -354,6 +358,41 @@ class MongoStorageImpl implements MongoStorage {  readonly databaseName: string;
             const docs = await audit.find(query).sort({ at: 1, seq: 1 }).limit(limit).toArray();
             return docs.map((d) => CODECS.audit.fromKeyedDoc(d, 'audit.list'));
           }),
+      },
+      // Rate-limit hits: a hit claims `_id` `<key>#<n>`, n one past the key's newest hit, after checking
+      // the window (single-winner insert; conditional updates are not atomic on FerretDB v1). Losing
+      // the insert means another instance recorded hit n just now: count it and try n + 1.
+      rateHits: {
+        record: (key, limit, atTime, since) => {
+          const op = 'rateHits.record';
+          return run(op, async () => {
+            validate(idSchema, key, op, 'key');
+            validate(limitSchema, limit, op, 'limit');
+            validate(timestampSchema, atTime, op, 'at');
+            validate(timestampSchema, since, op, 'since');
+            // Newest first; at most `limit` entries are ever needed.
+            const recent = (await rateHits.find({ k: key }, { projection: { n: 1, at: 1 } }).sort({ n: -1 }).limit(limit).toArray()).map((d) => ({ n: Number(d.n), at: String(d.at) }));
+            // Each lost insert adds a hit, so this ends within `limit` rounds.
+            for (;;) {
+              const inWindow = recent.filter((h) => h.at > since).length;
+              if (inWindow >= limit) return { recorded: false, oldestInWindow: recent[recent.length - 1]!.at } satisfies RateHitResult;
+              const n = recent.length > 0 ? recent[0]!.n + 1 : 0;
+              try {
+                await rateHits.insertOne({ _id: `${key}#${n}`, k: key, n, at: atTime });
+                return { recorded: true, inWindow: inWindow + 1 } satisfies RateHitResult;
+              } catch (err) {
+                if (!isDuplicateKey(err)) throw err;
+                // Another instance's hit n: recorded about now, so inside the window.
+                recent.unshift({ n, at: atTime });
+                if (recent.length > limit) recent.pop();
+              }
+            }
+          });
+        },
+        deleteBefore: (before) => {
+          const op = 'rateHits.deleteBefore';
+          return run(op, async () => (await rateHits.deleteMany({ at: { $lt: validate(timestampSchema, before, op, 'before') } })).deletedCount);
+        },
       },
       // Last writer wins (a routing hint, not state), so a plain replace-or-insert is right here.
       conversations: {

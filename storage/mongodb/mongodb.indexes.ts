@@ -7,7 +7,8 @@
  * insert-only, `_id` = `<key>#<revision>`, the truth). Identity is unique by
  * construction: one `_id` per revision, one `_id` per claim generation in
  * `claims` (teamsUserId, cardId, pairing code hashes, case sourceId), the
- * entry id as `_id` in `audit`, the person id in `conversations`. So no index
+ * entry id as `_id` in `audit`, the person id in `conversations`, the key and
+ * hit number in `rate_hits`. So no index
  * here needs `unique`, and every read on the hot path is by `_id`.
  *
  * Portability (MongoDB, Atlas, Cosmos DB for MongoDB, FerretDB v1): only plain
@@ -36,6 +37,8 @@ export const MONGO_COLLECTION = {
   conversations: 'conversations',
   /** Unique-value claims (see ClaimRegistry). */
   claims: 'claims',
+  /** Rate-limit hits (storage.port.ts RateHitLog): `{ _id: '<key>#<n>', k, n, at }`, insert-only. */
+  rateHits: 'rate_hits',
   /** One document `{ _id: 'schema', version }`. */
   meta: 'storage_meta',
 } as const;
@@ -71,6 +74,9 @@ export const MONGO_INDEXES: readonly MongoIndexSpec[] = [
   ...revisionIndexes(MONGO_COLLECTION.casesRev),
   { collection: MONGO_COLLECTION.audit, name: 'audit_at_seq', key: { at: 1, seq: 1 } },
   { collection: MONGO_COLLECTION.audit, name: 'audit_personId_at_seq', key: { personId: 1, at: 1, seq: 1 } },
+  // A key's most recent hits (sort by n descending), and garbage collection by time.
+  { collection: MONGO_COLLECTION.rateHits, name: 'rate_hits_k_n', key: { k: 1, n: 1 } },
+  { collection: MONGO_COLLECTION.rateHits, name: 'rate_hits_at', key: { at: 1 } },
 ];
 
 /**

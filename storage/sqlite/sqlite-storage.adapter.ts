@@ -17,7 +17,7 @@ import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Logger } from '../../common/logger';
-import type { Storage } from '../storage.port';
+import type { RateHitResult, Storage } from '../storage.port';
 import { journeyEffectEdits, versionedRepository, type StorageRepositories, type StoreRunner } from '../storage.repository';
 import { STORAGE_ERROR, StorageError } from '../storage.errors';
 import { ArgumentSchemas, RECORDS, recordToStore, validate } from '../storage.schemas';
@@ -239,6 +239,12 @@ class SqliteStorageImpl implements SqliteStorage {
       conversations: table(CODECS.conversations),
     };
     const repo = <T>(t: SqliteVersionedTable<T>) => versionedRepository(t.codec.descriptor, t, runner);
+    const rateHits = {
+      /** The key's `limit` most recent hits, newest first. */
+      recent: db.prepare('SELECT n, at FROM rate_hits WHERE key = ? ORDER BY n DESC LIMIT ?'),
+      insert: db.prepare('INSERT INTO rate_hits (key, n, at) VALUES (?, ?, ?)'),
+      deleteBefore: db.prepare('DELETE FROM rate_hits WHERE at < ?'),
+    };
     const [persons, devices, pairings, cases] = [repo(tables.persons), repo(tables.devices), repo(tables.pairings), repo(tables.cases)] as const;
 
     Object.assign(this, {
@@ -284,6 +290,28 @@ class SqliteStorageImpl implements SqliteStorage {
             if (filter.personId === undefined) return tables.audit.list({ orderBy: 'at, seq', limit }, 'audit.list');
             return tables.audit.list({ where: 'person_id = ?', orderBy: 'at, seq', params: [validate(idSchema, filter.personId, 'audit.list', 'personId')], limit }, 'audit.list');
           }),
+      },
+      // Rate-limit hits: the check and the insert run in one write transaction (BEGIN IMMEDIATE, the
+      // group commit), so racing hits, from this process or another on the file, are counted one by one.
+      rateHits: {
+        record: (key, limit, atTime, since) => {
+          const op = 'rateHits.record';
+          return this.write(op, (): RateHitResult => {
+            validate(idSchema, key, op, 'key');
+            validate(limitSchema, limit, op, 'limit');
+            validate(timestampSchema, atTime, op, 'at');
+            validate(timestampSchema, since, op, 'since');
+            const recent = rateHits.recent.all(key, limit) as { n: number; at: string }[];
+            const inWindow = recent.filter((h) => h.at > since).length;
+            if (inWindow >= limit) return { recorded: false, oldestInWindow: recent[recent.length - 1]!.at };
+            rateHits.insert.run(key, recent.length > 0 ? num(recent[0]!.n) + 1 : 0, atTime);
+            return { recorded: true, inWindow: inWindow + 1 };
+          });
+        },
+        deleteBefore: (before) => {
+          const op = 'rateHits.deleteBefore';
+          return this.write(op, () => rateHits.deleteBefore.run(validate(timestampSchema, before, op, 'before')).changes);
+        },
       },
       // Last writer wins: a conversation reference is a routing hint, not state.
       conversations: {

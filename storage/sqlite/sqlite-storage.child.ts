@@ -7,13 +7,14 @@
  *   crash FILE JOURNEY_KEY      append audit entries and bump a journey counter forever,
  *                               printing `committed <auditId> <n>` after each write returns
  *   increment FILE JOURNEY_KEY N  N read-increment-save loops on the journey; prints `done <conflicts>`
+ *   ratehits FILE KEY N LIMIT     N concurrent rate hits on KEY with room for LIMIT in a minute; prints `done <recorded>`
  */
 import { randomUUID } from 'node:crypto';
 import { openSqliteStorage } from './sqlite-storage.adapter';
 
 async function main(): Promise<void> {
-  const [mode, file, key, count] = process.argv.slice(2);
-  if (!mode || !file || !key) throw new Error('usage: crash|increment FILE JOURNEY_KEY [N]');
+  const [mode, file, key, count, limit] = process.argv.slice(2);
+  if (!mode || !file || !key) throw new Error('usage: crash|increment|ratehits FILE KEY [N] [LIMIT]');
   const storage = openSqliteStorage({ file, busyTimeoutMs: 20_000 });
   if (mode === 'crash') {
     for (let n = 1; ; n++) {
@@ -38,6 +39,15 @@ async function main(): Promise<void> {
     }
     await storage.close();
     process.stdout.write(`done ${conflicts}\n`);
+    return;
+  }
+  if (mode === 'ratehits') {
+    const now = Date.now();
+    const results = await Promise.all(
+      Array.from({ length: Number(count) }, (_, i) => storage.rateHits.record(key, Number(limit), new Date(now + i).toISOString(), new Date(now + i - 60_000).toISOString())),
+    );
+    await storage.close();
+    process.stdout.write(`done ${results.filter((r) => r.recorded).length}\n`);
     return;
   }
   throw new Error(`unknown mode ${mode}`);

@@ -15,7 +15,7 @@ import { runStorageConformance } from '../storage.conformance';
 import { STORAGE_ERROR } from '../storage.errors';
 import { openStorage } from '../storage.factory';
 import { at, fakeSealed, makeAuditEntry, makeCard, makeCase, makeConversation, makeDevice, makeEffect, makeJourney, makePairing, makePerson } from '../storage.fixtures';
-import { openSqliteStorage } from './sqlite-storage.adapter';
+import { openSqliteStorage, type SqliteStorage } from './sqlite-storage.adapter';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS } from './sqlite.migrations';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -57,7 +57,10 @@ function storeBytes(file: string): Buffer {
   return Buffer.concat(readdirSync(dir).filter((f) => f.startsWith('store.db')).map((f) => readFileSync(join(dir, f))));
 }
 
-runStorageConformance('sqlite', async () => openSqliteStorage({ file: freshFile() }));
+runStorageConformance('sqlite', async () => openSqliteStorage({ file: freshFile() }), {
+  // Another process's connection to the same file (a second bot instance on one embedded store).
+  sibling: async (s) => openSqliteStorage({ file: (s as SqliteStorage).settings().file }),
+});
 
 describe('sqlite storage: settings and schema', () => {
   it('opens in WAL mode with synchronous=FULL, a busy timeout and the latest schema; creates the data directory', async () => {
@@ -67,7 +70,7 @@ describe('sqlite storage: settings and schema', () => {
     await s.close();
     const raw = new Database(file, { readonly: true });
     expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
-    expect(raw.prepare('SELECT version, name FROM schema_version ORDER BY version').all()).toEqual([{ version: 1, name: 'initial schema' }]);
+    expect(raw.prepare('SELECT version, name FROM schema_version ORDER BY version').all()).toEqual(MIGRATIONS.map((m) => ({ version: m.version, name: m.name })));
     raw.close();
   });
 
@@ -89,7 +92,7 @@ describe('sqlite storage: settings and schema', () => {
     expect(again.settings().schemaVersion).toBe(LATEST_SCHEMA_VERSION);
     await again.close();
     const raw = new Database(file, { readonly: true });
-    expect(raw.prepare('SELECT COUNT(*) AS n FROM schema_version').get()).toEqual({ n: 1 });
+    expect(raw.prepare('SELECT COUNT(*) AS n FROM schema_version').get()).toEqual({ n: MIGRATIONS.length });
     raw.close();
   });
 
@@ -303,6 +306,30 @@ describe('sqlite storage: crash safety', () => {
     const stored = (await s.journeys.get(j.key))!;
     expect(stored.counters.n).toBe((processes + 1) * perProcess);
     expect(stored.version).toBe(1 + (processes + 1) * perProcess);
+    await s.close();
+  }, 60_000);
+
+  it('several processes racing rate hits on one key record exactly the limit (check and insert in one write transaction)', async () => {
+    const file = freshFile();
+    const s = openSqliteStorage({ file });
+    const key = `test.race:${randomUUID()}`;
+    const processes = 4;
+    const perProcess = 40;
+    const limit = 37;
+    const runs = Array.from({ length: processes }, () => {
+      const child = spawn(process.execPath, ['--import', 'tsx', childScript, 'ratehits', file, key, String(perProcess), String(limit)], { cwd: projectRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+      child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+      return new Promise<string>((done, fail) => child.on('exit', (code) => (code === 0 ? done(out) : fail(new Error(`child failed (${code}): ${err}`)))));
+    });
+    const outputs = await Promise.all(runs);
+    const recorded = outputs.map((out) => Number(/^done (\d+)\n$/.exec(out)?.[1] ?? NaN));
+    expect(recorded.reduce((a, b) => a + b, 0), `recorded per process: ${recorded.join(', ')}`).toBe(limit);
+    const raw = new Database(file, { readonly: true });
+    expect(raw.prepare('SELECT count(*) AS n, min(n) AS lo, max(n) AS hi FROM rate_hits WHERE key = ?').get(key)).toEqual({ n: limit, lo: 0, hi: limit - 1 });
+    raw.close();
     await s.close();
   }, 60_000);
 });

@@ -45,6 +45,13 @@ const EnvSchema = z.object({
   COMPANION_COMMAND_TIMEOUT_MS: z.coerce.number().int().min(500).max(120_000).default(10_000),
   APPROVED_EMAIL_DOMAINS: domainList.default(['nhs.net', 'gov.uk', 'mod.uk']),
   BOT_INSTANCE_ID: z.string().min(1).max(64).optional(),
+  /** Connection bounds (issue #10, finding 4; bot/http/connection-guard.ts). */
+  HTTP_HEADERS_TIMEOUT_MS: z.coerce.number().int().min(1000).max(120_000).default(10_000),
+  HTTP_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(1000).max(600_000).default(30_000),
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: z.coerce.number().int().min(1000).max(600_000).default(5000),
+  /** Unset: 10,000, lowered to fit below the open-file limit at start-up. */
+  HTTP_MAX_CONNECTIONS: z.coerce.number().int().min(16).max(1_000_000).optional(),
+  HTTP_MAX_CONNECTIONS_PER_ADDRESS: z.coerce.number().int().min(0).max(1_000_000).default(100),
   /** Allow running with no Bot Framework authentication. Must be true when MicrosoftAppId is empty. */
   ALLOW_UNAUTHENTICATED_CHANNEL: bool.optional(),
 });
@@ -69,6 +76,19 @@ export interface BotConfig {
   instanceId: string;
   /** Directory prefill for registration (off by default). */
   directory: DirectoryConfig;
+  /** Connection bounds of the HTTP server (bot/http/connection-guard.ts). */
+  http: {
+    /** A request head must be complete within this, milliseconds. */
+    headersTimeoutMs: number;
+    /** A whole request (head and body) must be received within this, milliseconds; at least `headersTimeoutMs`. */
+    requestTimeoutMs: number;
+    /** An idle keep-alive connection closes after this, milliseconds. */
+    keepAliveTimeoutMs: number;
+    /** Connections held at once; null = 10,000 lowered to fit below the open-file limit (decided at start-up). */
+    maxConnections: number | null;
+    /** HTTP connections held at once from one address (IPv6: one /64), upgraded links not counted; 0 = no per-address cap. */
+    maxConnectionsPerAddress: number;
+  };
 }
 
 /**
@@ -120,6 +140,9 @@ export function loadConfig(env: Record<string, string | undefined>): BotConfig {
   for (const t of allowedTenants) {
     if (!/^[0-9a-fA-F-]{36}$/.test(t) && !/^[\w.-]+$/.test(t)) throw new AppError('CONFIG.INVALID', `ALLOWED_TENANTS: "${t}" is not a tenant id`);
   }
+  if (e.HTTP_REQUEST_TIMEOUT_MS < e.HTTP_HEADERS_TIMEOUT_MS) {
+    throw new AppError('CONFIG.INVALID', `HTTP_REQUEST_TIMEOUT_MS: ${e.HTTP_REQUEST_TIMEOUT_MS} is shorter than HTTP_HEADERS_TIMEOUT_MS (${e.HTTP_HEADERS_TIMEOUT_MS}); a request's head is part of the request`);
+  }
   try {
     new Intl.DateTimeFormat('en-GB', { timeZone: e.TIME_ZONE });
   } catch {
@@ -149,5 +172,12 @@ export function loadConfig(env: Record<string, string | undefined>): BotConfig {
     // Unique per process start: the command bus addresses instances by it.
     instanceId: `${e.BOT_INSTANCE_ID ?? `bot-${process.pid}`}-${Date.now().toString(36)}`,
     directory: loadDirectoryConfig(env),
+    http: {
+      headersTimeoutMs: e.HTTP_HEADERS_TIMEOUT_MS,
+      requestTimeoutMs: e.HTTP_REQUEST_TIMEOUT_MS,
+      keepAliveTimeoutMs: e.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+      maxConnections: e.HTTP_MAX_CONNECTIONS ?? null,
+      maxConnectionsPerAddress: e.HTTP_MAX_CONNECTIONS_PER_ADDRESS,
+    },
   };
 }

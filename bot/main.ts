@@ -3,7 +3,7 @@
  * every adapter and service once, wires them, and starts the HTTP server.
  * Nothing else in `bot/` reads the environment or constructs an adapter.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CloudAdapter, ConfigurationBotFrameworkAuthentication, type TurnContext } from 'botbuilder';
@@ -15,6 +15,7 @@ import type { DirectoryPort } from './directory/directory.port';
 import { openStorage } from '../storage/storage.factory';
 import { loadConfig, type BotConfig } from './config';
 import { createHttpServer } from './http/http.server';
+import { connectionBudget, parseOpenFileLimit } from './http/connection-guard';
 import { DEFAULT_UNLOCK_RULES } from './journeys/unlock/unlock.journey';
 import { UnlockService } from './journeys/unlock/unlock.service';
 import { RegistrationService } from './journeys/registration/registration.service';
@@ -95,6 +96,10 @@ export async function startBot(
 ): Promise<BotApp> {
   const logger = overrides.logger ?? createLogger({ name: 'bot', level: config.logLevel });
   const keys = deriveKeys(parseMasterKey(config.masterKey, 'SMARTCARD_MASTER_KEY'));
+  // The overall connection cap stays below the open-file limit, so a flood meets the cap, not EMFILE.
+  // Decided before anything is opened: a cap that cannot fit stops start-up here.
+  const fileLimit = parseOpenFileLimit(readProcLimits());
+  const budget = connectionBudget(config.http.maxConnections, fileLimit);
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const opened = await openStore(config, keys, logger);
   const { bus, closeClient } = opened;
@@ -222,7 +227,12 @@ export async function startBot(
   const bot: SmartcardBot = new SmartcardBot({ storage, unlock, registration, pairing, isReachable: (d) => link.isReachable(d), logger, timeZone: config.timeZone, raContact: config.raContact, rules, allowedTenants: config.allowedTenants });
   const notifier: TeamsNotifierAdapter = new TeamsNotifierAdapter({ adapter, appId: config.auth.kind === 'none' ? '' : config.auth.appId, storage, engine, bot, logger });
 
-  const server = createHttpServer({ adapter, bot, pairing, storage, logger });
+  const connections = { ...config.http, maxConnections: budget.maxConnections };
+  logger.info(
+    { maxConnections: budget.maxConnections, openFileLimit: fileLimit === null ? 'unknown' : String(fileLimit), filesKeptFree: budget.reserve, maxConnectionsPerAddress: config.http.maxConnectionsPerAddress, headersTimeoutMs: config.http.headersTimeoutMs, requestTimeoutMs: config.http.requestTimeoutMs },
+    budget.lowered ? 'connection cap lowered to fit below the open-file limit (raise ulimit -n for more)' : 'connection limits',
+  );
+  const server = createHttpServer({ adapter, bot, pairing, storage, logger, connections });
   link.attach(server.server);
   await new Promise<void>((resolve) => server.listen(config.port, config.host, () => resolve()));
   const address = server.address();
@@ -256,6 +266,15 @@ export async function startBot(
       await closeClient();
     },
   };
+}
+
+/** The text of `/proc/self/limits` (Linux), or null where there is none. */
+function readProcLimits(): string | null {
+  try {
+    return readFileSync('/proc/self/limits', 'utf8');
+  } catch {
+    return null;
+  }
 }
 
 async function main(): Promise<void> {

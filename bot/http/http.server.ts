@@ -4,6 +4,8 @@
  * - `POST /companion/pair/start`, `POST /companion/pair/poll`: companion pairing (RFC 8628 pattern)
  * - `GET /companion/link`: WebSocket upgrade for paired companions (handled by the link server)
  * - `GET /healthz`: liveness and storage check
+ *
+ * Connections are bounded by {@link ConnectionGuard} (timeouts, an overall and a per-address cap).
  */
 import restify, { type Request, type Response, type Server } from 'restify';
 import type { CloudAdapter } from 'botbuilder';
@@ -12,6 +14,7 @@ import type { Storage } from '../../storage/storage.port';
 import type { PairingService } from '../pairing/pairing.service';
 import type { SmartcardBot } from '../teams/teams.bot';
 import { checkActivity, type DoorVerdict } from './activity.schema';
+import { ConnectionGuard, type ConnectionLimits } from './connection-guard';
 import { registerPairingRoutes } from './pairing.routes';
 
 /** Largest accepted request body, bytes. */
@@ -31,9 +34,17 @@ export function doorRefusal(verdict: Extract<DoorVerdict, { ok: false }>): Recor
   return { statusCode: 400, type: 'application/vnd.microsoft.error', value: { code: verdict.code, message: verdict.message }, error: verdict.message };
 }
 
-export function createHttpServer(deps: { adapter: CloudAdapter; bot: SmartcardBot; pairing: PairingService; storage: Storage; logger: Logger }): Server {
+/**
+ * Build the bot's restify server (not yet listening).
+ *
+ * @param deps - the adapter, bot, pairing service, store and logger; `connections`: the bounds to apply
+ *   ({@link ConnectionGuard}); absent, Node's defaults apply and nothing is capped (benchmarks only)
+ * @returns the restify server; `server.server` is the Node HTTP server the link attaches to
+ */
+export function createHttpServer(deps: { adapter: CloudAdapter; bot: SmartcardBot; pairing: PairingService; storage: Storage; logger: Logger; connections?: ConnectionLimits }): Server {
   const { adapter, bot, pairing, storage, logger } = deps;
   const server = restify.createServer({ name: 'smartcard-assist', handleUpgrades: false });
+  if (deps.connections) new ConnectionGuard(server.server, deps.connections, logger);
   server.use(restify.plugins.bodyParser({ maxBodySize: MAX_BODY_BYTES, mapParams: false, rejectUnknown: true }));
 
   server.post('/api/messages', async (req: Request, res: Response) => {

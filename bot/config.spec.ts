@@ -15,8 +15,8 @@ function refusal(env: Record<string, string>): string {
 }
 
 describe('loadConfig: connection bounds (HTTP_*)', () => {
-  it('has defaults: 10 s head, 30 s request, 5 s keep-alive, cap decided at start-up, 100 per address', () => {
-    expect(loadConfig(base()).http).toEqual({ headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, keepAliveTimeoutMs: 5000, maxConnections: null, maxConnectionsPerAddress: 100 });
+  it('has defaults: 10 s head, 30 s request, 5 s keep-alive, cap decided at start-up, 1,000 per address', () => {
+    expect(loadConfig(base()).http).toEqual({ headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, keepAliveTimeoutMs: 5000, maxConnections: null, maxConnectionsPerAddress: 1000 });
   });
 
   it('takes values in bounds', () => {

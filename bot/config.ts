@@ -51,7 +51,12 @@ const EnvSchema = z.object({
   HTTP_KEEP_ALIVE_TIMEOUT_MS: z.coerce.number().int().min(1000).max(600_000).default(5000),
   /** Unset: 10,000, lowered to fit below the open-file limit at start-up. */
   HTTP_MAX_CONNECTIONS: z.coerce.number().int().min(16).max(1_000_000).optional(),
-  HTTP_MAX_CONNECTIONS_PER_ADDRESS: z.coerce.number().int().min(0).max(1_000_000).default(100),
+  /**
+   * HTTP connections from one address at once (upgraded links not counted). Teams' own traffic comes from a
+   * few Bot Framework service addresses, and behind a reverse proxy every connection comes from the proxy:
+   * raise it there, or 0 (off) when the proxy bounds connections itself.
+   */
+  HTTP_MAX_CONNECTIONS_PER_ADDRESS: z.coerce.number().int().min(0).max(1_000_000).default(1000),
   /** Allow running with no Bot Framework authentication. Must be true when MicrosoftAppId is empty. */
   ALLOW_UNAUTHENTICATED_CHANNEL: bool.optional(),
 });

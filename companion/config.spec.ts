@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from './companion.errors';
-import { linkUrlFor, loadCompanionConfig, pairUrlFor, sanitiseWorkstation } from './config';
+import { companionCommand, linkUrlFor, loadCompanionConfig, pairUrlFor, sanitiseWorkstation } from './config';
 
 const VIRTUAL = {
   COMPANION_READER: 'virtual',
@@ -66,6 +66,37 @@ describe('loadCompanionConfig', () => {
   it('names the flag when the bad value came from a flag, and refuses unknown flags', () => {
     expect(errorOf(() => loadCompanionConfig({}, ['--page-port', 'abc'])).message).toMatch(/^--page-port: /);
     expect(errorOf(() => loadCompanionConfig({}, ['--virtual-card-pin', '123456'])).message).toMatch(/^--virtual-card-pin: unknown/);
+  });
+});
+
+describe('companionCommand (--page-link asks the running companion for a new page link)', () => {
+  it('runs the companion without --page-link', () => {
+    expect(companionCommand({}, [])).toEqual({ kind: 'run' });
+    expect(companionCommand({}, ['--page-port', '8080'])).toEqual({ kind: 'run' });
+  });
+
+  it('asks on the socket in the data directory (flag, then variable, then the default)', () => {
+    expect(companionCommand({ COMPANION_DATA_DIR: '/var/x' }, ['--page-link', '--data-dir', '/tmp/y'])).toEqual({ kind: 'page-link', socketPath: '/tmp/y/page-link.sock' });
+    expect(companionCommand({ COMPANION_DATA_DIR: '/var/x' }, ['--page-link'])).toEqual({ kind: 'page-link', socketPath: '/var/x/page-link.sock' });
+    expect(companionCommand({ HOME: '/home/x', XDG_STATE_HOME: '/home/x/.state' }, ['--page-link'])).toEqual({
+      kind: 'page-link',
+      socketPath: '/home/x/.state/smartcard-assist-companion/page-link.sock',
+    });
+  });
+
+  it('does not need the reader settings (a virtual reader without its card is fine for the request)', () => {
+    expect(companionCommand({ COMPANION_READER: 'virtual', COMPANION_DATA_DIR: '/d' }, ['--page-link'])).toMatchObject({ kind: 'page-link' });
+  });
+
+  it('refuses a value given to --page-link and unknown flags, listing --page-link among the known ones', () => {
+    expect(errorOf(() => companionCommand({}, ['--page-link=yes'])).message).toMatch(/^--page-link: /);
+    const unknown = errorOf(() => companionCommand({}, ['--link']));
+    expect(unknown.message).toMatch(/^--link: unknown/);
+    expect(unknown.message).toContain('--page-link');
+  });
+
+  it('loadCompanionConfig takes --page-link as a known flag', () => {
+    expect(loadCompanionConfig({ COMPANION_WORKSTATION: 'WS-01' }, ['--page-link']).workstation).toBe('WS-01');
   });
 });
 

@@ -7,12 +7,16 @@
  * `--bot-url` for `SMARTCARD_BOT_URL`, `--data-dir` for `COMPANION_DATA_DIR`, and so on.
  * A flag wins over the variable. The virtual card's passcode and PUK have no
  * flag on purpose: a command line is visible to every user of the machine.
+ *
+ * `--page-link` (no value) does not start a companion: it asks the one running
+ * on the same data directory for a new passcode page link ({@link companionCommand}).
  */
 import { hostname, homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { ConfigError } from './companion.errors';
+import { pageLinkSocketPath } from './passcode-page/page-link.control';
 
 /** Which card reader adapter to use. */
 export const ReaderKinds = { pcsc: 'pcsc', virtual: 'virtual' } as const;
@@ -74,6 +78,49 @@ const FLAGS = {
 export function sanitiseWorkstation(name: string): string {
   const cleaned = name.normalize('NFKC').replace(/[^\p{L}\p{N} ._-]/gu, '-').replace(/\s+/g, ' ').trim().slice(0, 64).trim();
   return cleaned.length > 0 && /[\p{L}\p{N}]/u.test(cleaned) ? cleaned : 'workstation';
+}
+
+/** Flags that take no value. */
+const SWITCHES = { pageLink: 'page-link' } as const;
+
+/** Every known flag, for the refusal of an unknown one. */
+const KNOWN_FLAGS = [...Object.values(FLAGS), ...Object.values(SWITCHES)].map((f) => `--${f}`).join(', ');
+
+/** Parse the command line (strict: an unknown flag is refused). */
+function parseFlags(argv: readonly string[]): { values: Record<string, string | undefined>; pageLink: boolean } {
+  const options: Record<string, { type: 'string' | 'boolean' }> = Object.fromEntries(Object.values(FLAGS).map((flag) => [flag, { type: 'string' as const }]));
+  options[SWITCHES.pageLink] = { type: 'boolean' };
+  try {
+    const values = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values as Record<string, string | boolean | undefined>;
+    const strings = Object.fromEntries(Object.values(FLAGS).map((f) => [f, typeof values[f] === 'string' ? (values[f] as string) : undefined]));
+    return { values: strings, pageLink: values[SWITCHES.pageLink] === true };
+  } catch (err) {
+    const m = /'(--[a-z-]+)/.exec(err instanceof Error ? err.message : '');
+    throw new ConfigError(m?.[1] ?? 'command line', `unknown or malformed flag; known flags: ${KNOWN_FLAGS}`);
+  }
+}
+
+/** What the command line asks the companion program to do. */
+export type CompanionCommand =
+  /** Run the companion (then read the rest with {@link loadCompanionConfig}). */
+  | { kind: 'run' }
+  /** `--page-link`: ask the companion running on this data directory for a new page link, print it, exit. */
+  | { kind: 'page-link'; socketPath: string };
+
+/**
+ * Which program to run: the companion, or the `--page-link` request to a running one. Only the
+ * data directory matters to the request (`--data-dir` / `COMPANION_DATA_DIR`, same default).
+ *
+ * @param env - environment variables (normally `process.env`)
+ * @param argv - command-line arguments after the script
+ * @returns `{ kind: 'run' }` or `{ kind: 'page-link', socketPath }` (absolute)
+ * @throws ConfigError `CONFIG.INVALID` for an unknown or malformed flag
+ */
+export function companionCommand(env: NodeJS.ProcessEnv, argv: readonly string[] = []): CompanionCommand {
+  const { values, pageLink } = parseFlags(argv);
+  if (!pageLink) return { kind: 'run' };
+  const dir = values[FLAGS.COMPANION_DATA_DIR] ?? (env['COMPANION_DATA_DIR']?.trim() ? env['COMPANION_DATA_DIR'] : undefined);
+  return { kind: 'page-link', socketPath: pageLinkSocketPath(resolve(dir ?? defaultDataDir(env))) };
 }
 
 const emptyToUndefined = (v: unknown): unknown => (typeof v === 'string' && v.trim() === '' ? undefined : v);
@@ -143,14 +190,7 @@ function defaultDataDir(env: NodeJS.ProcessEnv): string {
  *   the value of a secret variable is never part of the message
  */
 export function loadCompanionConfig(env: NodeJS.ProcessEnv, argv: readonly string[] = []): CompanionConfig {
-  const options = Object.fromEntries(Object.values(FLAGS).map((flag) => [flag, { type: 'string' as const }]));
-  let flags: Record<string, string | undefined>;
-  try {
-    flags = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values as Record<string, string | undefined>;
-  } catch (err) {
-    const m = /'(--[a-z-]+)/.exec(err instanceof Error ? err.message : '');
-    throw new ConfigError(m?.[1] ?? 'command line', `unknown or malformed flag; known flags: ${Object.values(FLAGS).map((f) => `--${f}`).join(', ')}`);
-  }
+  const flags = parseFlags(argv).values;
 
   const raw: Record<string, string | undefined> = {};
   for (const key of Object.keys(RawSchema.shape)) {

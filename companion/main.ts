@@ -7,6 +7,11 @@
  * formats: `PASSCODE PAGE: `, `PAIRING CODE: `, `PAIRED: `, `STATUS: `, `UNLOCK: `);
  * the log goes to `COMPANION_LOG_FILE`, else stderr.
  *
+ * A new passcode page link, at any time: press Enter in the companion's
+ * terminal (when stdin is a terminal), or run `companion --page-link` (same
+ * data directory), which asks this process over its control socket and prints
+ * `PASSCODE PAGE: <link>`; see `passcode-page/page-link.control.ts`.
+ *
  * NOTE: the tray icon of the design (DESIGN.md "Who uses it") needs a desktop
  * session; this headless build prints the page link and status lines instead.
  */
@@ -16,9 +21,10 @@ import { pino } from 'pino';
 import { AppError } from '../common/app-error';
 import { createLogger } from '../common/logger';
 import { CardService } from './card/card.service';
-import { CompanionRuntime } from './companion.runtime';
-import { loadCompanionConfig, type CompanionConfig } from './config';
+import { CompanionRuntime, OUTPUT_PREFIX } from './companion.runtime';
+import { companionCommand, loadCompanionConfig, type CompanionConfig } from './config';
 import { CredentialStore } from './pairing/credential.store';
+import { PageLinkControl, pageLinkSocketPath, requestPageLink, watchLinkRequests } from './passcode-page/page-link.control';
 import type { CardReaderPort } from './piv/card-connection';
 
 async function openReader(config: CompanionConfig, logger: ReturnType<typeof createLogger>): Promise<CardReaderPort> {
@@ -35,9 +41,22 @@ async function openReader(config: CompanionConfig, logger: ReturnType<typeof cre
   return PcscReaderAdapter.open({ logger: logger.child({ part: 'reader' }), waitForService: true });
 }
 
+/** `--page-link`: ask the running companion for a new link, print it, and exit (0 with a link, 1 without). */
+async function askForPageLink(socketPath: string): Promise<never> {
+  const answer = await requestPageLink(socketPath);
+  if (answer.ok) {
+    process.stdout.write(`${OUTPUT_PREFIX.page}${answer.link}\n`);
+    process.exit(0);
+  }
+  process.stderr.write(`companion: ${answer.message}\n`);
+  process.exit(1);
+}
+
 async function main(): Promise<void> {
   let config: CompanionConfig;
   try {
+    const command = companionCommand(process.env, process.argv.slice(2));
+    if (command.kind === 'page-link') await askForPageLink(command.socketPath);
     config = loadCompanionConfig(process.env, process.argv.slice(2));
   } catch (err) {
     process.stderr.write(`companion: ${err instanceof Error ? err.message : String(err)}\n`);
@@ -62,11 +81,16 @@ async function main(): Promise<void> {
     print,
   });
 
+  const control = new PageLinkControl({ socketPath: pageLinkSocketPath(config.dataDir), issue: () => runtime.printPageLink(), logger: logger.child({ part: 'page-link' }) });
+  let stopWatchingKeys: (() => void) | null = null;
+
   let stopping = false;
   const shutdown = async (signal: string): Promise<void> => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'companion stopping');
+    stopWatchingKeys?.();
+    await control.stop().catch(() => undefined);
     await runtime.stop().catch(() => undefined);
     await reader.close().catch(() => undefined);
     logger.info('companion stopped');
@@ -78,6 +102,12 @@ async function main(): Promise<void> {
 
   logger.info({ botUrl: config.botUrl.origin, reader: config.reader.kind, workstation: config.workstation, dataDir: config.dataDir }, 'companion starting');
   await runtime.start();
+  await control.start();
+  // Only a person at a terminal types here; a companion started in the background gets no terminal input.
+  if (process.stdin.isTTY) {
+    stopWatchingKeys = watchLinkRequests(process.stdin, () => runtime.printPageLink());
+    print(`${OUTPUT_PREFIX.status}press Enter here for a new passcode page link (or run the companion with --page-link)`);
+  }
 }
 
 main().catch((err: unknown) => {

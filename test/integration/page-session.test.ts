@@ -25,6 +25,7 @@ import { CompanionRuntime, OUTPUT_PREFIX } from '../../companion/companion.runti
 import { FakeBot } from '../../companion/link/bot-link.fake';
 import { CredentialStore } from '../../companion/pairing/credential.store';
 import { pageState, pageText } from '../../companion/passcode-page/page-browser.fake';
+import { PageLinkControl, pageLinkSocketPath, requestPageLink } from '../../companion/passcode-page/page-link.control';
 import { InProcessReaderAdapter } from '../../companion/virtual-card/in-process-reader.adapter';
 import { VirtualPivCard } from '../../companion/virtual-card/virtual-piv-card';
 import type { Request, Response } from '../../protocol/companion-link.protocol';
@@ -285,5 +286,25 @@ describe('page session stays on its page; a closed browser is not a dead end; pa
     const person = new Person(port);
     expect((await person.open(b)).status).toBe(200);
     expect(pageState(person.lastPage)).toBe('awaiting_unlock');
+  });
+
+  it.skipIf(process.platform === 'win32')('finding 6: `--page-link` from another terminal gets a fresh link that opens the page and ends the old session', async () => {
+    const before = new Person(port);
+    expect((await before.open(runtime.page.issueLink())).status).toBe(200);
+    // As main.ts wires it: the control socket in the data directory mints through the runtime.
+    const control = new PageLinkControl({ socketPath: pageLinkSocketPath(dataDir), issue: () => runtime.printPageLink(), logger: createLogger({ name: 'page-link', level: 'silent' }) });
+    expect(await control.start()).toEqual({ listening: true });
+    try {
+      const answer = await requestPageLink(pageLinkSocketPath(dataDir));
+      expect(answer.ok).toBe(true);
+      const link = answer.ok ? answer.link : '';
+      expect(pageLinks().at(-1)).toBe(link);
+      const person = new Person(port);
+      expect((await person.open(link)).status).toBe(200);
+      expect(pageState(person.lastPage)).not.toBe('refused');
+      expect((await before.get()).status).toBe(401);
+    } finally {
+      await control.stop();
+    }
   });
 });

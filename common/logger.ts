@@ -6,6 +6,7 @@
  * as a second line of defence; the first is never handing a secret to a log call.
  */
 import { pino, type Logger, type DestinationStream, type LevelWithSilent } from 'pino';
+import { currentLogContext } from './log-context';
 
 export type { Logger };
 
@@ -32,6 +33,8 @@ function redactPaths(): string[] {
  * @param options.name - component name, written as `name` on every line
  * @param options.level - pino level; `trace` is where raw APDU hex may appear (redacted for PIN/PUK commands)
  * @param options.destination - where lines go; defaults to stdout
+ * @returns a pino logger; inside a turn (`withLogContext`, common/log-context.ts) every line, of it and of its children, also
+ *   carries `requestId`
  */
 export function createLogger(options: { name: string; level?: LevelWithSilent; destination?: DestinationStream }): Logger {
   return pino(
@@ -40,6 +43,8 @@ export function createLogger(options: { name: string; level?: LevelWithSilent; d
       level: options.level ?? 'info',
       redact: { paths: redactPaths(), censor: '[redacted]' },
       serializers: { err: pino.stdSerializers.err },
+      // The running turn's request id on every line (common/log-context.ts); {} outside a turn.
+      mixin: () => currentLogContext() ?? {},
     },
     options.destination,
   );

@@ -90,7 +90,11 @@ export interface StoredEffect {
   attempts: number;
 }
 
-export type JourneyKind = 'unlock' | 'registration';
+/**
+ * `unlock` and `registration` are a person's journeys (`personId` is the person's id);
+ * `ra-case` is an RA case's journey (`personId` holds the case reference, e.g. `RA-7K2Q9D`).
+ */
+export type JourneyKind = 'unlock' | 'registration' | 'ra-case';
 
 /**
  * One journey file per person and kind: the current run's state, counters that

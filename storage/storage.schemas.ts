@@ -113,7 +113,7 @@ export const JourneyRecordSchema = z
   .object({
     key: id,
     personId: id,
-    kind: z.enum(['unlock', 'registration']),
+    kind: z.enum(['unlock', 'registration', 'ra-case']),
     runId: id,
     state: json,
     counters: z.record(z.string().max(100), z.number().refine(Number.isFinite, 'must be a finite number')),

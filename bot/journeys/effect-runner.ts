@@ -6,7 +6,7 @@
  */
 import type { KeyObject } from 'node:crypto';
 import { AppError } from '../../common/app-error';
-import type { JourneyKind, Person, Storage } from '../../storage/storage.port';
+import type { JourneyKind, Person, RaCase, Storage } from '../../storage/storage.port';
 import type { CompanionLink } from '../link/companion-link.server';
 import type { MailPort } from '../mail/mail.port';
 import { registrationCodeMail, registrationConfirmedMail, unlockCodeMail, unlockedNoticeMail } from '../mail/mail.templates';
@@ -14,6 +14,7 @@ import { unseal } from '../security/seal';
 import { PukCustody } from '../puk/puk.custody';
 import { cardClaim, holderTag } from '../puk/puk.rules';
 import { journeyKey } from './journey.key';
+import { EFFECT_NOT_HERE } from './journey.engine';
 import { decodeUnlock } from './unlock/unlock.state';
 import type { Effect } from './journey.effects';
 import type { UnlockEvent } from './unlock/unlock.journey';
@@ -23,6 +24,8 @@ import type { RegistrationEvent } from './registration/registration.journey';
 export interface FollowUpEvents {
   unlock: Extract<UnlockEvent, { type: 'code_mailed' | 'code_mail_failed' }>;
   registration: Extract<RegistrationEvent, { type: 'code_mailed' | 'code_mail_failed' }>;
+  /** No effect of an RA case produces an event for it. */
+  'ra-case': never;
 }
 
 /** An event an effect produced, for the journey of `kind`. */
@@ -32,6 +35,18 @@ export type FollowUp = { [K in JourneyKind]: { kind: K; event: FollowUpEvents[K]
 export interface TeamsNotifier {
   /** Re-render this person's current card for `journey` in place and, if given, post `message` under it. */
   refresh(personId: string, journey: JourneyKind, message: string | null): Promise<void>;
+}
+
+/** The RA desk's side of the effects (`bot/journeys/ra-case/`, `bot/teams/ra-channel.notifier.ts`). */
+export interface RaDeskEffects {
+  /** A case was stored (lockout, request): open its case journey (idempotent: an open case is left as it is). */
+  caseOpened(raCase: RaCase): Promise<void>;
+  /** Post the case card to the RA channel, or update the posted one in place. */
+  postCaseCard(caseRef: string): Promise<void>;
+  /** Tell the person in their personal chat (plain text). */
+  tellPerson(personId: string, text: string): Promise<void>;
+  /** The one self-service reset (lock and attempt count), audited with `actor`. */
+  resetSelfService(personId: string, actor: string, note: string | null): Promise<void>;
 }
 
 export interface EffectRunnerDeps {
@@ -48,6 +63,8 @@ export interface EffectRunnerDeps {
   now: () => Date;
   /** Proactive Teams updates (`bot/teams/teams-notifier.adapter.ts`). */
   notifier: TeamsNotifier;
+  /** The RA desk; absent in processes without Teams (the admin CLI): its effects stay for the bot. */
+  raDesk?: RaDeskEffects;
 }
 
 export class EffectRunner {
@@ -103,9 +120,29 @@ export class EffectRunner {
       case 'audit':
         await storage.audit.append({ id: effect.id, at, actor: effect.actor, action: effect.action, personId: effect.personId, details: effect.details });
         return null;
-      case 'case.open':
-        await storage.cases.insert({ ref: effect.ref, personId: effect.personId, reason: effect.reason, status: 'open', context: effect.context, sourceId: effect.id, createdAt: at, updatedAt: at, version: 1 });
+      case 'case.open': {
+        const stored = await storage.cases.insert({ ref: effect.ref, personId: effect.personId, reason: effect.reason, status: 'open', context: effect.context, sourceId: effect.id, createdAt: at, updatedAt: at, version: 1 });
+        // The RA desk opens the case's journey (posts the card, tells the person); repeated, it changes nothing.
+        if (this.deps.raDesk) await this.deps.raDesk.caseOpened(stored.record);
         return null;
+      }
+      case 'ra.case_card':
+        await this.raDesk().postCaseCard(effect.caseRef);
+        return null;
+      case 'ra.tell_person':
+        await this.raDesk().tellPerson(effect.personId, effect.text);
+        return null;
+      case 'ra.reset_self_service':
+        await this.raDesk().resetSelfService(effect.personId, effect.actor, `RA case ${effect.caseRef}`);
+        return null;
+      case 'ra.case_status': {
+        for (let i = 0; i < 5; i++) {
+          const c = await storage.cases.get(effect.caseRef);
+          if (!c || c.status === effect.status) return null;
+          if ((await storage.cases.save({ ...c, status: effect.status, updatedAt: at, version: c.version + 1 }, c.version)) === 'saved') return null;
+        }
+        throw new AppError('STORAGE.CONFLICT', 'could not mirror the case status after retries');
+      }
       case 'person.lock_self_service': {
         for (let i = 0; i < 5; i++) {
           const p = await storage.persons.get(effect.personId);
@@ -219,6 +256,11 @@ export class EffectRunner {
       return;
     }
     throw new AppError('STORAGE.CONFLICT', 'could not store the registration after retries');
+  }
+
+  private raDesk(): RaDeskEffects {
+    if (!this.deps.raDesk) throw new AppError(EFFECT_NOT_HERE, 'the RA desk runs in the bot, not here');
+    return this.deps.raDesk;
   }
 
   private async mustPerson(personId: string): Promise<Person> {

@@ -60,6 +60,14 @@ export type Effect =
   | { type: 'person.lock_self_service'; id: string; personId: string; caseRef: string; reason: 'answers_failed'; at?: string }
   /** Clear the mirror after a reset (also a lock stored there by older versions). */
   | { type: 'person.clear_self_service_lock'; id: string; personId: string }
+  /** Post the RA case's card to the RA channel, or update the posted one in place (carried out by the RA desk). */
+  | { type: 'ra.case_card'; id: string; caseRef: string }
+  /** Tell the person in their personal chat what happened to their RA case (plain text, no secret). */
+  | { type: 'ra.tell_person'; id: string; personId: string; caseRef: string; text: string }
+  /** Mirror the case journey's status onto the stored `RaCase` (listing only; no rule reads it back). */
+  | { type: 'ra.case_status'; id: string; caseRef: string; status: 'open' | 'claimed' | 'closed' }
+  /** RA confirmed the holder in person: the one self-service reset (`unlock/self-service-reset.ts`), actor `ra:<id>`. */
+  | { type: 'ra.reset_self_service'; id: string; personId: string; caseRef: string; actor: string }
   /** Update this run's card in Teams in place (proactively) and optionally post a short message below it. */
   | { type: 'teams.refresh'; id: string; personId: string; message: string | null; journey?: JourneyKind }
   | {

@@ -139,7 +139,7 @@ export class JourneyEngine {
     if (f.kind === 'unlock') {
       const event = f.event;
       await this.run(this.definitions.unlock, personId, async () => event);
-    } else {
+    } else if (f.kind === 'registration') {
       const event = f.event;
       await this.run(this.definitions.registration, personId, async () => event);
     }

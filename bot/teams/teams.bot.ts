@@ -335,7 +335,10 @@ function routeCardAction<V extends CardVerb>(handlers: CardHandlers, action: Car
 }
 
 /** Which journey's "try again" card a failed click of each verb shows. */
-const VERB_JOURNEY: { [V in CardVerb]: (action: CardActionOf<V>) => JourneyKind | null } = {
+/** A person's journey whose card a "try again" button shows. */
+type PersonJourney = Exclude<JourneyKind, 'ra-case'>;
+
+const VERB_JOURNEY: { [V in CardVerb]: (action: CardActionOf<V>) => PersonJourney | null } = {
   'help.show': () => null,
   'pair.help': () => null,
   'journey.show': (action) => action.data.journey,
@@ -354,8 +357,8 @@ const VERB_JOURNEY: { [V in CardVerb]: (action: CardActionOf<V>) => JourneyKind 
   'register.cancel': () => 'registration',
 };
 
-function journeyOfAction<V extends CardVerb>(action: CardActionOf<V>): JourneyKind | null {
-  const of: (action: CardActionOf<V>) => JourneyKind | null = VERB_JOURNEY[action.verb];
+function journeyOfAction<V extends CardVerb>(action: CardActionOf<V>): PersonJourney | null {
+  const of: (action: CardActionOf<V>) => PersonJourney | null = VERB_JOURNEY[action.verb];
   return of(action);
 }
 

@@ -3,7 +3,7 @@
  * - `POST /api/messages`: Bot Framework activities (authenticated by the adapter when an app id is configured)
  * - `POST /companion/pair/start`, `POST /companion/pair/poll`: companion pairing (RFC 8628 pattern)
  * - `GET /companion/link`: WebSocket upgrade for paired companions (handled by the link server)
- * - `GET /healthz`: liveness and storage check
+ * - `GET /healthz`, `GET /readyz`: liveness and readiness (health.routes.ts)
  *
  * Connections are bounded by {@link ConnectionGuard} (timeouts, an overall and a per-address cap).
  */
@@ -16,6 +16,8 @@ import type { SmartcardBot } from '../teams/teams.bot';
 import { checkActivity, type DoorVerdict } from './activity.schema';
 import { ConnectionGuard, type ConnectionLimits } from './connection-guard';
 import { registerPairingRoutes } from './pairing.routes';
+import { registerHealthRoutes, type HealthRoutesOptions } from './health.routes';
+import { requestIdFor, withLogContext } from '../../common/log-context';
 
 /** Largest accepted request body, bytes. */
 const MAX_BODY_BYTES = 256 * 1024;
@@ -38,10 +40,11 @@ export function doorRefusal(verdict: Extract<DoorVerdict, { ok: false }>): Recor
  * Build the bot's restify server (not yet listening).
  *
  * @param deps - the adapter, bot, pairing service, store and logger; `connections`: the bounds to apply
- *   ({@link ConnectionGuard}); absent, Node's defaults apply and nothing is capped (benchmarks only)
+ *   ({@link ConnectionGuard}); absent, Node's defaults apply and nothing is capped (benchmarks only);
+ *   `health`: what `/readyz` checks ({@link HealthRoutesOptions}); absent, the store only
  * @returns the restify server; `server.server` is the Node HTTP server the link attaches to
  */
-export function createHttpServer(deps: { adapter: CloudAdapter; bot: SmartcardBot; pairing: PairingService; storage: Storage; logger: Logger; connections?: ConnectionLimits }): Server {
+export function createHttpServer(deps: { adapter: CloudAdapter; bot: SmartcardBot; pairing: PairingService; storage: Storage; logger: Logger; connections?: ConnectionLimits; health?: HealthRoutesOptions }): Server {
   const { adapter, bot, pairing, storage, logger } = deps;
   const server = restify.createServer({ name: 'smartcard-assist', handleUpgrades: false });
   if (deps.connections) new ConnectionGuard(server.server, deps.connections, logger);
@@ -56,7 +59,8 @@ export function createHttpServer(deps: { adapter: CloudAdapter; bot: SmartcardBo
       return;
     }
     try {
-      await adapter.process(req, res, (context) => bot.run(context));
+      // Every log line of the turn carries its request id (the activity id, or a random one): common/log-context.ts.
+      await withLogContext({ requestId: requestIdFor(req.body) }, () => adapter.process(req, res, (context) => bot.run(context)));
     } catch (err) {
       logger.error({ err }, 'activity processing failed');
       if (!res.headersSent) res.send(500, { error: 'The activity could not be processed.' });
@@ -65,14 +69,7 @@ export function createHttpServer(deps: { adapter: CloudAdapter; bot: SmartcardBo
 
   registerPairingRoutes(server, { pairing });
 
-  server.get('/healthz', async (_req: Request, res: Response) => {
-    try {
-      await storage.ping();
-      res.send(200, { status: 'ok' });
-    } catch {
-      res.send(503, { status: 'storage unavailable' });
-    }
-  });
+  registerHealthRoutes(server, deps.health ?? { checks: [{ name: 'storage', check: () => storage.ping() }] }, logger);
 
   server.on('restifyError', (req: Request, res: Response, err: Error & { statusCode?: number; body?: unknown }, cb: () => void) => {
     // Never echo (or log) what was sent: a broken body may hold a secret.

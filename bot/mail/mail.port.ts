@@ -43,10 +43,17 @@ export interface MailPort {
    *   trying again later may work (a full disk may clear; a refused message or a read-only folder will not)
    */
   send(message: MailMessage): Promise<MailSendResult>;
+  /**
+   * Cheap check that mail can go out now, for the readiness probe (`GET /readyz`): sends nothing.
+   * Optional: an adapter without it counts as reachable.
+   *
+   * @throws AppError `MAIL.UNAVAILABLE` saying what is not reachable (never an address or a credential)
+   */
+  check?(): Promise<void>;
 }
 
 /** Error codes of the mail area. */
-export const MAIL_ERROR_CODES = { SEND_FAILED: 'MAIL.SEND_FAILED' } as const;
+export const MAIL_ERROR_CODES = { SEND_FAILED: 'MAIL.SEND_FAILED', UNAVAILABLE: 'MAIL.UNAVAILABLE' } as const;
 
 /** Why a send failed: the message was refused before sending, the carrier failed, or local I/O failed. */
 export type MailFailureReason = 'invalid_message' | 'provider' | 'io';

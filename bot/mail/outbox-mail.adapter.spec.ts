@@ -160,3 +160,22 @@ describe('OutboxMailAdapter', () => {
     expect(() => new OutboxMailAdapter({ dir, logger, from: { address: 'not an address' } })).toThrow(/sender address/);
   });
 });
+
+describe('OutboxMailAdapter.check (readiness)', () => {
+  it('passes on a writable folder, creating it, and leaves no file behind', async () => {
+    const fresh = join(root, 'not-yet');
+    await adapter({ dir: fresh }).check();
+    expect((await stat(fresh)).isDirectory()).toBe(true);
+    expect(await readdir(fresh)).toEqual([]);
+  });
+
+  it('fails with MAIL.UNAVAILABLE naming the errno when the outbox path is a file', async () => {
+    const file = join(root, 'a-file');
+    await writeFile(file, 'x');
+    const err = await adapter({ dir: file }).check().then(() => null, (e: unknown) => e);
+    expect(err).toBeInstanceOf(AppError);
+    expect((err as AppError).code).toBe('MAIL.UNAVAILABLE');
+    expect((err as AppError).meta['errno']).toMatch(/^(EEXIST|ENOTDIR)$/);
+    expect((err as AppError).message).toMatch(/outbox folder is not writable/);
+  });
+});

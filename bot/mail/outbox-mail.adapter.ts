@@ -17,8 +17,8 @@ import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import type { Logger } from '../../common/logger';
-import { ValidationError } from '../../common/app-error';
-import { MAIL_KINDS, MailSendFailedError, isMailAddress, validateMailMessage } from './mail.port';
+import { AppError, ValidationError } from '../../common/app-error';
+import { MAIL_ERROR_CODES, MAIL_KINDS, MailSendFailedError, isMailAddress, validateMailMessage } from './mail.port';
 import type { MailKind, MailMessage, MailPort, MailSendResult } from './mail.port';
 import { composeMimeMessage, parseMimeMessage, type ParsedMimeMessage } from './mime-message';
 
@@ -140,6 +140,26 @@ export class OutboxMailAdapter implements MailPort {
         cause: err,
         ...(errno ? { detail: errno } : {}),
       });
+    }
+  }
+
+  /**
+   * Readiness: the outbox folder exists (created when missing, mode 0700) and a file can be created in it.
+   * Writes and removes one hidden `.ready-<uuid>.tmp` file, which {@link readOutbox} skips.
+   *
+   * @throws AppError `MAIL.UNAVAILABLE` with the errno (e.g. `ENOTDIR`, `EROFS`, `ENOSPC`) in `meta.errno`
+   */
+  async check(): Promise<void> {
+    const probe = join(this.dir, `.ready-${randomUUID()}.tmp`);
+    try {
+      await mkdir(this.dir, { recursive: true, mode: 0o700 });
+      const handle = await open(probe, 'wx', 0o600);
+      await handle.close();
+      await unlink(probe);
+    } catch (err) {
+      await unlink(probe).catch(() => undefined);
+      const errno = errnoOf(err);
+      throw new AppError(MAIL_ERROR_CODES.UNAVAILABLE, `The outbox folder is not writable${errno ? ` (${errno})` : ''}.`, { cause: err, meta: { errno: errno ?? null } });
     }
   }
 

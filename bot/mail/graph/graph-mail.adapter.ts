@@ -22,8 +22,9 @@ import { readFile } from 'node:fs/promises';
 import { X509Certificate } from 'node:crypto';
 import { AuthenticationHandler, Client, GraphError, HTTPMessageHandler, ResponseType, TelemetryHandler } from '@microsoft/microsoft-graph-client';
 import { TokenCredentialAuthenticationProvider } from '@microsoft/microsoft-graph-client/authProviders/azureTokenCredentials/index.js';
+import { AppError } from '../../../common/app-error';
 import type { Logger } from '../../../common/logger';
-import { validateMailMessage, type MailMessage, type MailPort, type MailSendResult } from '../mail.port';
+import { MAIL_ERROR_CODES, validateMailMessage, type MailMessage, type MailPort, type MailSendResult } from '../mail.port';
 import { createTokenCredential, type TokenCredential } from './graph-credential.factory';
 import { GRAPH_ENV, graphScope, type GraphMailConfig } from './graph-mail.config';
 import { GraphMailSendFailedError, GraphMailStartupError, RETRYABLE_STATUSES, aadstsCode, readGraphError, safeRequestId } from './graph-mail.errors';
@@ -193,6 +194,22 @@ export class GraphMailAdapter implements MailPort {
       'Microsoft Graph mail ready',
     );
     return { tokenExpiresOn, roles: Array.isArray(roles) ? roles : null };
+  }
+
+  /**
+   * Readiness: an access token for Graph can be had now (MSAL serves a cached one until it nears expiry, so a
+   * probe costs a round trip to Microsoft Entra ID at most once per token lifetime). Sends nothing, logs nothing.
+   *
+   * @throws AppError `MAIL.UNAVAILABLE` (cause: the credential's error) when no token comes within twice the
+   *   request timeout (`GRAPH_REQUEST_TIMEOUT_SECONDS`)
+   */
+  async check(): Promise<void> {
+    try {
+      const token = await this.credential.getToken(graphScope(this.config), { abortSignal: AbortSignal.timeout(this.config.requestTimeoutSeconds * 1000 * 2) });
+      if (!token?.token) throw new Error('no access token');
+    } catch (err) {
+      throw new AppError(MAIL_ERROR_CODES.UNAVAILABLE, `No access token for Microsoft Graph (${transportName(err)}).`, { cause: err });
+    }
   }
 
   /**

@@ -53,6 +53,15 @@ export class PageBrowser {
     return this.pagePath;
   }
 
+  /**
+   * What this browser holds of its session, for tests that forge requests with parts of it.
+   *
+   * @returns `cookie` as sent (`name=value`) with the `cookiePath` it was set for, and the page's form token (null before a form was seen)
+   */
+  get held(): { cookie: string | null; cookiePath: string | null; formToken: string | null } {
+    return { cookie: this.cookie?.pair ?? null, cookiePath: this.cookie?.path ?? null, formToken: this.formToken };
+  }
+
   /** Open the link (spends the token), follow its same-origin refresh, and land on the page. */
   async open(): Promise<PageResponse> {
     const url = new URL(this.link);

@@ -8,6 +8,11 @@
  * What counts: the page's status and `data-state`, whether the unlock code ever
  * reached the bot (its audit trail), and finally the card's state as the bot
  * reads it through the link.
+ *
+ * The page's session (issue #10 finding 6): its cookie is scoped to the
+ * session's random path `/p/<scope>/`, and every form carries the session's
+ * form token; new links come from the running companion's `--page-link`
+ * socket (`requestPageLink`), and opening one ends the session before it.
  */
 import Database from 'better-sqlite3';
 import { randomBytes, randomInt } from 'node:crypto';
@@ -15,6 +20,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PageBrowser, pageState, pageText } from '../../companion/passcode-page/page-browser.fake';
+import { pageLinkSocketPath, requestPageLink } from '../../companion/passcode-page/page-link.control';
 import { deriveKeys, parseMasterKey } from '../../bot/security/keys';
 import { unseal } from '../../bot/security/seal';
 import type { Sealed } from '../../storage/storage.port';
@@ -74,9 +80,18 @@ describe('adversarial: the companion passcode page (127.0.0.1)', () => {
     }
   };
   const count = (action: string): number => sql<{ n: number }>(`SELECT count(*) AS n FROM audit WHERE person_id = ? AND action = ?`, person.personId, action)[0]!.n;
-  const cookie = (): string => `sa_companion_session=${(browser as unknown as { cookie: string }).cookie.split('=').slice(1).join('=')}`;
-  const post = (p: string, body: string, headers: Record<string, string>): Promise<HttpResult> =>
-    httpRequest(`${base}${p}`, { method: 'POST', headers: { host: `127.0.0.1:${port}`, 'content-type': 'application/x-www-form-urlencoded', cookie: cookie(), ...headers }, body });
+  const cookie = (): string => browser.held.cookie!;
+  const formToken = (): string => browser.held.formToken!;
+  /** POST to the page's own path (`/p/<scope>/<action>`) with its cookie; the form token only when the body carries it. */
+  const post = (action: string, body: string, headers: Record<string, string>): Promise<HttpResult> =>
+    httpRequest(`${base}${browser.path}${action.replace(/^\//, '')}`, { method: 'POST', headers: { host: `127.0.0.1:${port}`, 'content-type': 'application/x-www-form-urlencoded', cookie: cookie(), ...headers }, body });
+  /** A new link from the running companion, as `companion --page-link` asks for it. */
+  const newLink = async (): Promise<string> => {
+    const answer = await requestPageLink(pageLinkSocketPath(companionData));
+    if (!answer.ok) throw new Error(answer.message);
+    secrets.push({ label: `page token ${secrets.length}`, value: new URL(answer.link).searchParams.get('t')! });
+    return answer.link;
+  };
   const stateNow = async (): Promise<string | null> => pageState((await browser.get()).body);
 
   beforeAll(async () => {
@@ -130,16 +145,27 @@ describe('adversarial: the companion passcode page (127.0.0.1)', () => {
       expect(r.status, host).toBe(421);
       expect(r.headers['set-cookie']).toBeUndefined();
     }
-    // The token was not spent by those requests: the real link still opens the page, with a strict cookie.
+    // The token was not spent by those requests: the real link still opens the page, with a strict cookie
+    // scoped to the session's own random path (cookies are not scoped by port).
     const opened = await httpRequest(link, { headers: { host: `127.0.0.1:${port}` } });
     expect(opened.status).toBe(200);
     const setCookie = String(([] as string[]).concat(opened.headers['set-cookie'] ?? [])[0] ?? '');
-    expect(setCookie).toMatch(/^sa_companion_session=[A-Za-z0-9_-]{43}; /);
-    expect(setCookie).toContain('HttpOnly');
-    expect(setCookie).toContain('SameSite=Strict');
-    browser = new PageBrowser(link);
-    (browser as unknown as { cookie: string }).cookie = setCookie.split(';')[0]!;
-    expect(pageState((await browser.get()).body)).toBe('idle');
+    const scoped = /^sa_companion_session=([A-Za-z0-9_-]{43}); Path=(\/p\/[A-Za-z0-9_-]{22}\/); HttpOnly; SameSite=Strict$/.exec(setCookie);
+    expect(scoped, setCookie).not.toBeNull();
+    expect(opened.text).toContain(`content="0;url=${scoped![2]}"`);
+    const first = { cookie: `sa_companion_session=${scoped![1]}`, path: scoped![2]! };
+    expect(pageState((await httpRequest(`${base}${first.path}`, { headers: { cookie: first.cookie } })).text)).toBe('idle');
+    // The cookie alone, outside its path, gets nothing.
+    expect((await httpRequest(`${base}/`, { headers: { cookie: first.cookie } })).status).toBe(401);
+
+    // A new link from the running companion (--page-link) opens a new session and ends that one.
+    browser = new PageBrowser(await newLink());
+    expect(pageState((await browser.open()).body)).toBe('idle');
+    expect(browser.path).not.toBe(first.path);
+    const ended = await httpRequest(`${base}${first.path}`, { headers: { cookie: first.cookie } });
+    expect(ended.status).toBe(401);
+    expect(pageText(ended.text)).toContain('--page-link');
+    secrets.push({ label: 'first session cookie', value: scoped![1]! });
   });
 
   it('a used link does not work again, and an unknown token or a forged cookie gets nothing', async () => {
@@ -149,9 +175,11 @@ describe('adversarial: the companion passcode page (127.0.0.1)', () => {
     expect((await httpRequest(`${base}/?t=${'A'.repeat(43)}`)).status).toBe(403);
     expect((await httpRequest(`${base}/?t=${'A'.repeat(5000)}`)).status).toBe(403);
     expect((await httpRequest(`${base}/?t=`)).status).toBe(403);
-    expect((await httpRequest(`${base}/`, { headers: { cookie: `sa_companion_session=${randomBytes(32).toString('base64url')}` } })).status).toBe(401);
-    expect((await httpRequest(`${base}/`)).status).toBe(401);
-    expect((await httpRequest(`${base}/../../etc/passwd`, { headers: { cookie: cookie() } })).status).toBe(404);
+    expect((await httpRequest(`${base}${browser.path}`, { headers: { cookie: `sa_companion_session=${randomBytes(32).toString('base64url')}` } })).status).toBe(401);
+    expect((await httpRequest(`${base}${browser.path}`)).status).toBe(401);
+    expect((await httpRequest(`${base}/`, { headers: { cookie: cookie() } })).status).toBe(401);
+    expect((await httpRequest(`${base}/../../etc/passwd`, { headers: { cookie: cookie() } })).status).toBe(401);
+    expect((await httpRequest(`${base}${browser.path}nope`, { headers: { cookie: cookie() } })).status).toBe(404);
     // The page's own session still works.
     expect(await stateNow()).toBe('idle');
   });
@@ -169,8 +197,10 @@ describe('adversarial: the companion passcode page (127.0.0.1)', () => {
     await expect.poll(stateNow, { timeout: 10_000 }).toBe('awaiting_unlock');
   });
 
-  it('refuses cross-origin, origin-less and odd POSTs (CSRF), and none of them reaches the bot', async () => {
-    const body = new URLSearchParams({ code: unlockCode, passcode: newPasscode, confirmation: newPasscode }).toString();
+  it('refuses cross-origin, origin-less, token-less and odd POSTs (CSRF), and none of them reaches the bot', async () => {
+    const fields = { code: unlockCode, passcode: newPasscode, confirmation: newPasscode };
+    const body = new URLSearchParams({ form_token: formToken(), ...fields }).toString();
+    secrets.push({ label: 'page form token', value: formToken() }, { label: 'page session cookie', value: cookie().split('=')[1]! });
     const attempts: Array<{ name: string; headers: Record<string, string>; body?: string; status: number }> = [
       { name: 'no Origin', headers: {}, status: 403 },
       { name: 'foreign Origin', headers: { origin: 'http://evil.example' }, status: 403 },
@@ -183,6 +213,8 @@ describe('adversarial: the companion passcode page (127.0.0.1)', () => {
       { name: 'multipart form', headers: { origin: base, 'content-type': 'multipart/form-data; boundary=x' }, status: 415 },
       { name: 'JSON', headers: { origin: base, 'content-type': 'application/json' }, body: JSON.stringify({ code: unlockCode }), status: 415 },
       { name: 'huge form', headers: { origin: base }, body: `code=${'9'.repeat(10_000)}`, status: 413 },
+      { name: 'no form token (cookie and path only)', headers: { origin: base }, body: new URLSearchParams(fields).toString(), status: 403 },
+      { name: 'a made-up form token', headers: { origin: base }, body: new URLSearchParams({ form_token: randomBytes(32).toString('base64url'), ...fields }).toString(), status: 403 },
     ];
     for (const a of attempts) {
       const r = await post('/unlock', a.body ?? body, a.headers);
@@ -190,10 +222,13 @@ describe('adversarial: the companion passcode page (127.0.0.1)', () => {
       expect(r.text).not.toContain(unlockCode);
     }
     // No cookie at all (a cross-site form whose SameSite=Strict cookie was withheld).
-    const noCookie = await httpRequest(`${base}/unlock`, { method: 'POST', headers: { origin: base, 'content-type': 'application/x-www-form-urlencoded' }, body });
+    const noCookie = await httpRequest(`${base}${browser.path}unlock`, { method: 'POST', headers: { origin: base, 'content-type': 'application/x-www-form-urlencoded' }, body });
     expect(noCookie.status).toBe(401);
+    // The cookie, the token and a forged Origin, but not the page's path (a cookie that reached another port).
+    const noPath = await httpRequest(`${base}/unlock`, { method: 'POST', headers: { origin: base, cookie: cookie(), 'content-type': 'application/x-www-form-urlencoded' }, body });
+    expect(noPath.status).toBe(401);
     // GET on a form endpoint does nothing.
-    expect((await httpRequest(`${base}/unlock?${body}`, { headers: { cookie: cookie() } })).status).toBe(405);
+    expect((await httpRequest(`${base}${browser.path}unlock?${body}`, { headers: { cookie: cookie() } })).status).toBe(405);
     await sleep(300);
     expect(await stateNow()).toBe('awaiting_unlock');
     expect(count('unlock.code_wrong') + count('unlock.code_accepted')).toBe(0);
@@ -219,11 +254,16 @@ describe('adversarial: the companion passcode page (127.0.0.1)', () => {
       { passcode: '', says: /Enter a new passcode/ },
       { passcode: newPasscode, confirmation: `${newPasscode.slice(0, -1)}${(Number(newPasscode.at(-1)) + 1) % 10}`, says: /do not match/ },
       { passcode: newPasscode, confirmation: '', says: /do not match/ },
+      // Issue #10 finding 7: the emailed unlock code itself is not a new passcode.
+      { passcode: unlockCode, says: /cannot be the unlock code from your email/ },
     ];
     for (const c of cases) {
       const r = await browser.post('/unlock', { code: unlockCode, passcode: c.passcode, confirmation: c.confirmation ?? c.passcode });
       expect(pageState(r.body), JSON.stringify(c.passcode)).toBe('awaiting_unlock');
       expect(pageText(r.body), JSON.stringify(c.passcode)).toMatch(c.says);
+      // Only the passcode was refused: the typed code is back in its field; the passcodes never are.
+      expect(r.body, JSON.stringify(c.passcode)).toMatch(new RegExp(`<input id="code" [^>]*value="${unlockCode}"`));
+      expect(r.body).not.toMatch(/<input id="(passcode|confirmation)" [^>]*value=/);
     }
     // Codes that are not 8 digits are refused on the page too.
     for (const code of ['1234567', '123456789', 'abcdefgh', `${unlockCode}\u0000`, '１２３４５６７８']) {

@@ -6,10 +6,16 @@
  * is read back. A page on another loopback port (same site, other origin) that
  * posts to the companion is refused by the Origin check. No CSP violation may be
  * reported by the browser.
+ *
+ * Issue #10 finding 6: cookies are not scoped by port, so the test records the
+ * Cookie header Chromium sends to that other port, and uses the session cookie
+ * Chromium holds from a plain HTTP client (which forges Host and Origin at will):
+ * it must read nothing and spend no try. Finding 7: a new passcode equal to the
+ * unlock code is refused on the page and the typed code stays in its field.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
@@ -49,6 +55,10 @@ describe.skipIf(gate.skip)('passcode page in Chromium (in-process virtual card, 
   let profile: string;
   let dataDir: string;
   let attacker: Server;
+  /** Cookie headers the server on the other port received, by path. */
+  const attackerSaw: Array<{ path: string; cookie: string }> = [];
+  /** The page's address after the link: `http://127.0.0.1:PORT/p/<scope>/`. */
+  let pageUrl = '';
   const cspReports: string[] = [];
   const offsite: string[] = [];
 
@@ -92,7 +102,8 @@ describe.skipIf(gate.skip)('passcode page in Chromium (in-process virtual card, 
 
     // A page on another loopback port: same site as 127.0.0.1, different origin.
     const target = new URL(link);
-    attacker = createServer((_req, res) => {
+    attacker = createServer((req, res) => {
+      attackerSaw.push({ path: req.url ?? '', cookie: req.headers.cookie ?? '' });
       res.writeHead(200, { 'content-type': 'text/html' }).end(
         `<!doctype html><form method="post" action="http://127.0.0.1:${target.port}/unlock"><input name="code" value="${CODE}"><input name="passcode" value="135790"><input name="confirmation" value="135790"><button>Win a prize</button></form>`,
       );
@@ -126,7 +137,8 @@ describe.skipIf(gate.skip)('passcode page in Chromium (in-process virtual card, 
 
   it('opens from the printed link, takes the form by its labels, and unlocks the card', async () => {
     await page.goto(link);
-    await page.waitForURL((u) => u.pathname === '/' && u.search === '');
+    await page.waitForURL((u) => /^\/p\/[A-Za-z0-9_-]{22}\/$/.test(u.pathname) && u.search === '');
+    pageUrl = page.url();
     await expect.poll(() => page.locator('body').getAttribute('data-state')).toBe('idle');
 
     await bot.command({ kind: 'unlock.prompt', journeyId: JOURNEY, cardId: CARD_ID, codeExpiresAt: new Date(Date.now() + 900_000).toISOString() });
@@ -138,7 +150,17 @@ describe.skipIf(gate.skip)('passcode page in Chromium (in-process virtual card, 
     await page.getByText('That unlock code is not right. You can try 4 more times.').waitFor();
     expect(await page.getByLabel('New passcode', { exact: true }).inputValue()).toBe(''); // never sent back to the browser
 
+    // Finding 7: the unlock code itself as the new passcode is refused on the page; the code stays typed.
     await page.getByLabel('Unlock code').fill(CODE);
+    await page.getByLabel('New passcode', { exact: true }).fill(CODE);
+    await page.getByLabel('Confirm new passcode').fill(CODE);
+    await page.getByRole('button', { name: 'Unlock my card' }).click();
+    await page.getByText('Your new passcode cannot be the unlock code from your email.').waitFor();
+    expect(await page.getByLabel('Unlock code').inputValue()).toBe(CODE);
+    expect(await page.getByLabel('New passcode', { exact: true }).inputValue()).toBe('');
+    expect(bot.requests().filter((r) => r.kind === 'unlock.submit_code')).toHaveLength(1); // only the wrong code so far
+
+    // The person types only the new passcodes; the code is still there.
     await page.getByLabel('New passcode', { exact: true }).fill(NEW_PASSCODE);
     await page.getByLabel('Confirm new passcode').fill(NEW_PASSCODE);
     await page.getByRole('button', { name: 'Unlock my card' }).click();
@@ -168,7 +190,56 @@ describe.skipIf(gate.skip)('passcode page in Chromium (in-process virtual card, 
     await page.getByRole('heading', { name: 'Request refused' }).waitFor();
     expect(bot.requests().length).toBe(before);
     // The person's own page still shows the form.
-    await page.goto(`${new URL(link).origin}/`);
+    await page.goto(pageUrl);
+    await expect.poll(() => page.locator('body').getAttribute('data-state')).toBe('awaiting_unlock');
+  });
+
+  it('finding 6: Chromium sends the session cookie to no other 127.0.0.1 port, and the cookie it holds, used elsewhere, reads nothing and spends no try', async () => {
+    const other = `http://127.0.0.1:${(attacker.address() as AddressInfo).port}`;
+    attackerSaw.length = 0;
+    for (const p of ['/', '/unlock', '/p/', '/p/x/', '/anything/else']) await page.goto(`${other}${p}`);
+    expect(attackerSaw.length).toBeGreaterThanOrEqual(5);
+    expect(attackerSaw.filter((r) => r.cookie.includes('sa_companion_session')), 'the session cookie reached another port').toEqual([]);
+
+    // What Chromium holds: one cookie, scoped to the page's random path.
+    const target = new URL(pageUrl);
+    const held = (await context.cookies(`http://127.0.0.1:${target.port}${target.pathname}`)).filter((c) => c.name === 'sa_companion_session');
+    expect(held).toHaveLength(1);
+    expect(held[0]).toMatchObject({ path: target.pathname, httpOnly: true, sameSite: 'Strict' });
+    const cookie = `sa_companion_session=${held[0]!.value}`;
+
+    // Used from a plain HTTP client with every header forged, without the page's path: nothing.
+    const plain = (method: string, p: string, body?: string): Promise<{ status: number; body: string }> =>
+      new Promise((resolve, reject) => {
+        const req = httpRequest(
+          {
+            host: '127.0.0.1',
+            port: Number(target.port),
+            method,
+            path: p,
+            setHost: false,
+            headers: { host: target.host, cookie, origin: target.origin, 'sec-fetch-site': 'same-origin', ...(body !== undefined ? { 'content-type': 'application/x-www-form-urlencoded' } : {}) },
+          },
+          (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (c: Buffer) => chunks.push(c));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+          },
+        );
+        req.on('error', reject);
+        req.end(body);
+      });
+    const before = bot.requests().length;
+    const read = await plain('GET', '/');
+    expect(read.status).toBe(401);
+    expect(read.body).not.toContain('Unlock code');
+    const form = new URLSearchParams({ code: CODE, passcode: '135790', confirmation: '135790' }).toString();
+    for (const p of ['/unlock', '/verify', '/retry']) expect((await plain('POST', p, form)).status, p).toBe(401);
+    // With the path as well, but not the page's form token: refused.
+    expect((await plain('POST', `${target.pathname}unlock`, form)).status).toBe(403);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(bot.requests().length, 'a request reached the bot').toBe(before);
+    await page.goto(pageUrl);
     await expect.poll(() => page.locator('body').getAttribute('data-state')).toBe('awaiting_unlock');
   });
 });

@@ -162,7 +162,7 @@ say "starting the Microsoft 365 Agents Playground on port $PLAYGROUND_PORT"
 start playground "$LOG_DIR/playground.out" env TEAMSAPPTESTER_BROWSER=none APPLICATION_INSIGHTS_NO_STATSBEAT=true \
   M365_AGENTS_PLAYGROUND_CONFIG_PATH="$ROOT/.m365agentsplayground.yml" \
   M365_AGENTS_PLAYGROUND_LOGFILE="$LOG_DIR/playground.internal.log" \
-  node "$ROOT/node_modules/@microsoft/m365agentsplayground/cli.js" \
+  node --require "$ROOT/scripts/loopback-only.cjs" "$ROOT/node_modules/@microsoft/m365agentsplayground/cli.js" \
   -e "$BOT_URL/api/messages" -c msteams -p "$PLAYGROUND_PORT" --disable-telemetry
 PG_PID="${PIDS[-1]}"
 wait_line "$LOG_DIR/playground.out" '^Listening on [0-9]+' 60 "$PG_PID" || die "the Playground did not start (see $LOG_DIR/playground.out)"

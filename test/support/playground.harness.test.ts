@@ -115,6 +115,20 @@ describe.skipIf(gate.skip)('Agents Playground harness (real Playground, real Chr
     await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
   });
 
+  it('listens on 127.0.0.1 only: the kernel lists its port bound to loopback, on no other address', () => {
+    // /proc/net/tcp{,6}: local address as hex IP:port; state 0A = LISTEN. 0100007F is 127.0.0.1.
+    const hexPort = pg.port.toString(16).toUpperCase().padStart(4, '0');
+    const listening: string[] = [];
+    for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+      if (!existsSync(file)) continue;
+      for (const line of readFileSync(file, 'utf8').split('\n').slice(1)) {
+        const [, local, , state] = line.trim().split(/\s+/);
+        if (state === '0A' && local?.endsWith(`:${hexPort}`)) listening.push(local.slice(0, -5));
+      }
+    }
+    expect(listening).toEqual(['0100007F']);
+  });
+
   it('installing sends installationUpdate then membersAdded [user, bot], with the configured ids', async () => {
     const before = bot.received.length;
     await pg.install();

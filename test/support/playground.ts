@@ -9,8 +9,9 @@
  * pinned by the exact package version in package.json.
  */
 import { writeFileSync } from 'node:fs';
+import path from 'node:path';
 import WebSocket from 'ws';
-import { artifactDir, artifactPath, safeFileName } from './artifacts';
+import { artifactDir, artifactPath, REPO_ROOT, safeFileName } from './artifacts';
 import { freePort, startProcess, type ManagedProcess } from './processes';
 import { playgroundCli } from './services';
 
@@ -61,7 +62,7 @@ export const PLAYGROUND_DEFAULT_USERS: readonly PlaygroundUser[] = [
 export interface StartPlaygroundOptions {
   /** Bot endpoint, loopback, e.g. `http://127.0.0.1:3978/api/messages`. */
   botUrl: string;
-  /** Port for the Playground (all interfaces!); default: a free port. */
+  /** Port for the Playground (on 127.0.0.1: scripts/loopback-only.cjs); default: a free port. */
   port?: number;
   /** Who types in this Playground; default Alex Wilber `user-id-0`. */
   currentUser?: PlaygroundUserInput;
@@ -399,7 +400,8 @@ export async function startPlayground(options: StartPlaygroundOptions): Promise<
   const proc = startProcess({
     name,
     command: process.execPath,
-    args: [playgroundCli(), '-e', options.botUrl, '-c', 'msteams', '-p', String(port), '--disable-telemetry'],
+    // The CLI has no listening-address option; the preload keeps it on 127.0.0.1 (scripts/loopback-only.cjs).
+    args: ['--require', path.join(REPO_ROOT, 'scripts', 'loopback-only.cjs'), playgroundCli(), '-e', options.botUrl, '-c', 'msteams', '-p', String(port), '--disable-telemetry'],
     cwd: artifactDir('playground'),
     env: {
       TEAMSAPPTESTER_BROWSER: 'none',

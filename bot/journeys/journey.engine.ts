@@ -79,6 +79,8 @@ export { journeyKey };
 
 export class JourneyEngine {
   private readonly draining = new Map<string, Promise<FollowUp[]>>();
+  /** Steps and drains running now (a graceful shutdown waits for them: {@link idle}). */
+  private readonly inFlight = new Set<Promise<unknown>>();
   /** The journeys this engine steps (services step with the same definitions). */
   readonly definitions: JourneyDefinitions;
 
@@ -171,6 +173,16 @@ export class JourneyEngine {
     step: (rec: JourneyRecord) => Promise<StepOutcome | null>,
     options: { deferEffects?: boolean } = {},
   ): Promise<{ record: JourneyRecord; changed: boolean }> {
+    return this.track(this.applyStep(personId, kind, initial, step, options));
+  }
+
+  private async applyStep(
+    personId: string,
+    kind: JourneyKind,
+    initial: () => { state: unknown; counters: Record<string, number> },
+    step: (rec: JourneyRecord) => Promise<StepOutcome | null>,
+    options: { deferEffects?: boolean },
+  ): Promise<{ record: JourneyRecord; changed: boolean }> {
     for (let attempt = 0; attempt < 8; attempt++) {
       const rec = await this.load(personId, kind, initial);
       const outcome = await step(rec);
@@ -201,7 +213,12 @@ export class JourneyEngine {
         if (options.deferEffects) {
           // The caller answers first (e.g. a companion request), then the effects run:
           // the companion hears "ok" before any command the step sends it.
-          setImmediate(() => void this.drain(personId, kind).catch((err: unknown) => this.deps.logger.warn({ err }, 'deferred effects failed')));
+          // Tracked from now, so a shutdown that begins before it runs still waits for it.
+          void this.track(
+            new Promise<void>((resolve) =>
+              setImmediate(() => resolve(this.drain(personId, kind).catch((err: unknown) => this.deps.logger.warn({ err }, 'deferred effects failed')))),
+            ),
+          );
           return { record: next, changed: true };
         }
         await this.drain(personId, kind);
@@ -226,6 +243,26 @@ export class JourneyEngine {
    * in this process; other processes are safe because every effect is idempotent.
    */
   async drain(personId: string, kind: JourneyKind): Promise<void> {
+    return this.track(this.drainTracked(personId, kind));
+  }
+
+  /**
+   * Resolve once no step and no effect drain runs in this engine: what a graceful shutdown waits for
+   * (bot/lifecycle.ts). Work that starts while it waits is waited for too.
+   */
+  async idle(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+  }
+
+  /** Count `work` as in flight until it settles. */
+  private track<T>(work: Promise<T>): Promise<T> {
+    this.inFlight.add(work);
+    const done = (): void => void this.inFlight.delete(work);
+    work.then(done, done);
+    return work;
+  }
+
+  private async drainTracked(personId: string, kind: JourneyKind): Promise<void> {
     const key = journeyKey(personId, kind);
     const running = this.draining.get(key);
     if (running) await running.catch(() => undefined);

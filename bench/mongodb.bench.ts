@@ -32,6 +32,7 @@ import { join } from 'node:path';
 import { MongoClient } from 'mongodb';
 import { addPerson } from '../bot/admin.cli';
 import { PairingService } from '../bot/pairing/pairing.service';
+import { createStoreRateLimiter } from '../bot/limits/store-rate-limiter';
 import { generatePuk } from '../bot/security/codes';
 import { deriveKeys, parseMasterKey, type DerivedKeys } from '../bot/security/keys';
 import type { Logger } from '../common/logger';
@@ -258,7 +259,7 @@ async function benchCrossInstanceLink(a: BotProcess, b: BotProcess, storage: Sto
   const credentials = new CredentialStore(join(dataDir, 'companion'), logger);
   const botUrl = new URL(b.url);
   // Pairing through the shared store (what B's pairing endpoints and A's "pair CODE" turn do).
-  const pairing = new PairingService({ storage, codeHashKey: keys.codeHashKey, credentialHashKey: keys.credentialHashKey, pollIntervalSeconds: 1, logger });
+  const pairing = new PairingService({ storage, codeHashKey: keys.codeHashKey, credentialHashKey: keys.credentialHashKey, pollIntervalSeconds: 1, limits: createStoreRateLimiter({ hits: storage.rateHits }), logger });
   const started = await pairing.start({ workstation: 'BENCH-WS' });
   const approved = await pairing.approve(person, started.userCode);
   if (!approved.ok) throw new Error(`pairing refused: ${approved.message}`);

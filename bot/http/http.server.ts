@@ -67,7 +67,7 @@ export function createHttpServer(deps: { adapter: CloudAdapter; bot: SmartcardBo
     }
   });
 
-  registerPairingRoutes(server, { pairing });
+  registerPairingRoutes(server, { pairing, logger });
 
   registerHealthRoutes(server, deps.health ?? { checks: [{ name: 'storage', check: () => storage.ping() }] }, logger);
 

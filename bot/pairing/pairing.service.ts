@@ -7,25 +7,87 @@
 import { randomUUID, type KeyObject } from 'node:crypto';
 import type { Logger } from '../../common/logger';
 import type { PairPollResponse, PairStartRequest, PairStartResponse } from '../../protocol/companion-link.protocol';
-import type { Device, Pairing, Person, Storage } from '../../storage/storage.port';
+import type { Device, Pairing, Storage } from '../../storage/storage.port';
 import { formatUserCode, generateSecret, generateUserCode, keyedHash, normaliseUserCode } from '../security/codes';
 import { credentialHash } from '../link/companion-link.server';
+import { addressKey } from '../limits/address-key';
+import type { RateLimitPort, RateRule, RateVerdict } from '../limits/rate-limit.port';
 
 export const PAIRING_RULES = {
   /** Lifetime of a pairing code, seconds (issue #2: 10 minutes). */
   codeTtlSeconds: 600,
-  /** Wrong codes a person may send in the window before being told to wait. */
-  maxFailuresPerWindow: 5,
-  /** Window for counting wrong codes, milliseconds. */
-  failureWindowMs: 10 * 60_000,
+  /**
+   * How long an expired pairing is kept before {@link PairingService.sweep} deletes it, ms. After
+   * expiry a pairing answers nothing but `expired_token`, as a missing one does; the minute only
+   * covers clocks of several instances that differ a little.
+   */
+  keepExpiredMs: 60_000,
 } as const;
+
+/**
+ * Limits of the unauthenticated pairing surface (issue #10), counted in the store by the
+ * rate-limit port, so every bot instance shares them and no volume of new keys resets them.
+ * Sliding windows: at most `points` in any `windowMs`.
+ */
+export const PAIRING_LIMITS = {
+  /** Pairing codes checked for one person (Teams identity), wrong or right (issue #2: 5 in 10 minutes). */
+  guessesPerPerson: { points: 5, windowMs: 10 * 60_000 },
+  /**
+   * Pairing codes checked for everyone together, a minute. Bounds guessing across made-up
+   * identities (issue #10: ~15,000 a minute without it); with at most ~3,000 live codes in a space
+   * of 31^8 (~8.5e11), 120 guesses a minute hit one with odds of about 4e-7 a minute.
+   */
+  guessesOverall: { points: 120, windowMs: 60_000 },
+  /** pair/start calls from one client address (an IPv6 /64), a minute. */
+  startsPerAddress: { points: 20, windowMs: 60_000 },
+  /**
+   * pair/start calls from everyone, a minute. Bounds live pending pairings to
+   * 300 x 10 minutes of code lifetime = 3,000 (plus those expired less than
+   * `keepExpiredMs` + one sweep ago).
+   */
+  startsOverall: { points: 300, windowMs: 60_000 },
+  /**
+   * pair/poll calls for one device code, a minute, whoever sends them (never per address: a
+   * flood from a NAT address must not stop a real companion behind it). RFC 8628 3.5 asks a
+   * client to poll every `interval` seconds (5 by default): 12 a minute; 120 leaves room for retries.
+   */
+  pollsPerCode: { points: 120, windowMs: 60_000 },
+} as const satisfies Record<string, RateRule>;
 
 export type ApproveResult =
   | { ok: true; workstation: string }
-  | { ok: false; reason: 'malformed' | 'unknown_or_expired' | 'already_used' | 'too_many_tries'; message: string };
+  | {
+      ok: false;
+      /** `too_many_tries`: this person's limit; `busy`: the overall limit (the code was not checked either way). */
+      reason: 'malformed' | 'unknown_or_expired' | 'already_used' | 'too_many_tries' | 'busy';
+      message: string;
+    };
+
+/** A pairing call refused by a limit: a message saying what to do, and when to try again. */
+export interface PairingLimited {
+  kind: 'limited';
+  /** Which limit: the client's address, everyone's, or this device code's. */
+  scope: 'address' | 'overall' | 'code';
+  /** Plain words for the companion's log or the person, with the wait in them. */
+  message: string;
+  /** ms until a call could pass (for `Retry-After`, RFC 9110 10.2.3). */
+  retryAfterMs: number;
+}
+
+export type PairStartOutcome = { kind: 'started'; response: PairStartResponse } | PairingLimited;
+export type PairPollOutcome = { kind: 'polled'; response: PairPollResponse } | PairingLimited;
+
+/** "30 seconds", "1 minute", "10 minutes": the wait in a message. */
+function waitText(ms: number): string {
+  const seconds = Math.max(1, Math.ceil(ms / 1000));
+  if (seconds <= 90) return `${seconds} second${seconds === 1 ? '' : 's'}`;
+  const minutes = Math.ceil(seconds / 60);
+  return `${minutes} minute${minutes === 1 ? '' : 's'}`;
+}
 
 export class PairingService {
-  private readonly approvals = new Map<string, Promise<void>>();
+  /** When the overall guess limit was last logged as a warning (once a minute at most, so a flood does not flood the log). */
+  private overallWarnedAt = 0;
 
   constructor(
     private readonly deps: {
@@ -33,6 +95,8 @@ export class PairingService {
       codeHashKey: KeyObject;
       credentialHashKey: KeyObject;
       pollIntervalSeconds: number;
+      /** Where the limits are counted (the store, through `createStoreRateLimiter`). */
+      limits: RateLimitPort;
       logger: Logger;
       now?: () => Date;
     },
@@ -50,8 +114,61 @@ export class PairingService {
     return keyedHash(this.deps.codeHashKey, 'pairing-device-code', deviceCode);
   }
 
+  private limited(scope: PairingLimited['scope'], verdict: RateVerdict, message: string): PairingLimited {
+    this.deps.logger.debug({ scope, retryAfterMs: verdict.retryAfterMs }, 'pairing call refused by a limit');
+    return { kind: 'limited', scope, message, retryAfterMs: verdict.retryAfterMs };
+  }
+
   /**
-   * Start a pairing (RFC 8628 3.1-3.2).
+   * `POST /companion/pair/start` from a client: the limits ({@link PAIRING_LIMITS} `startsPerAddress`,
+   * then `startsOverall`), then {@link start}. A call refused for its address does not use up the overall limit.
+   *
+   * @param request - the checked body
+   * @param client.address - the socket's remote address (an IPv6 address counts by its /64)
+   * @returns `{ kind: 'started', response }` or `{ kind: 'limited', scope, message, retryAfterMs }`
+   * @throws StorageError `STORAGE.UNAVAILABLE` when the store cannot be reached
+   */
+  async startFromClient(request: PairStartRequest, client: { address: string | undefined }): Promise<PairStartOutcome> {
+    const now = this.now();
+    const address = keyedHash(this.deps.codeHashKey, 'rate-limit-address', addressKey(client.address)).slice(0, 32);
+    const own = await this.deps.limits.consume(`pair.start.addr:${address}`, PAIRING_LIMITS.startsPerAddress, now);
+    if (!own.allowed) return this.limited('address', own, `Too many pairing requests from this network address. Wait ${waitText(own.retryAfterMs)}, then start pairing again.`);
+    const all = await this.deps.limits.consume('pair.start.all', PAIRING_LIMITS.startsOverall, now);
+    if (!all.allowed) return this.limited('overall', all, `Too many pairing requests right now. Wait ${waitText(all.retryAfterMs)}, then start pairing again.`);
+    return { kind: 'started', response: await this.start(request) };
+  }
+
+  /**
+   * `POST /companion/pair/poll` from a client: the per-code limit ({@link PAIRING_LIMITS} `pollsPerCode`),
+   * then {@link poll}. Only a device code of a live pairing is counted: an unknown, used or expired code
+   * gets its answer at once and stores nothing.
+   *
+   * @param deviceCode - the device code as sent (a secret: only its keyed hash is used)
+   * @returns `{ kind: 'polled', response }` or `{ kind: 'limited', scope: 'code', message, retryAfterMs }`
+   * @throws StorageError `STORAGE.UNAVAILABLE` when the store cannot be reached
+   */
+  async pollFromClient(deviceCode: string): Promise<PairPollOutcome> {
+    const now = this.now();
+    const hash = this.hashDeviceCode(deviceCode);
+    const p = await this.deps.storage.pairings.getByDeviceCodeHash(hash);
+    if (p && (p.status === 'pending' || p.status === 'approved') && now.getTime() < Date.parse(p.expiresAt)) {
+      const v = await this.deps.limits.consume(`pair.poll.code:${hash.slice(0, 32)}`, PAIRING_LIMITS.pollsPerCode, now);
+      if (!v.allowed) return this.limited('code', v, `Too many polls for this pairing code: poll once every ${this.deps.pollIntervalSeconds} seconds. Wait ${waitText(v.retryAfterMs)}, then poll again.`);
+    }
+    return { kind: 'polled', response: await this.poll(deviceCode) };
+  }
+
+  /**
+   * Delete pairings that expired more than {@link PAIRING_RULES} `keepExpiredMs` ago (the composition root runs it now and then).
+   *
+   * @returns how many were deleted
+   */
+  sweep(): Promise<number> {
+    return this.deps.storage.pairings.deleteExpired(new Date(this.now().getTime() - PAIRING_RULES.keepExpiredMs).toISOString());
+  }
+
+  /**
+   * Start a pairing (RFC 8628 3.1-3.2), with no limit: the HTTP surface calls {@link startFromClient}.
    * @returns device code (secret, for the companion only), user code `XXXX-XXXX`, lifetime and poll interval in seconds
    */
   async start(request: PairStartRequest): Promise<PairStartResponse> {
@@ -84,8 +201,8 @@ export class PairingService {
   }
 
   /**
-   * Poll for the outcome (RFC 8628 3.4-3.5). The credential is minted on the
-   * first poll after approval and returned that once.
+   * Poll for the outcome (RFC 8628 3.4-3.5), with no limit: the HTTP surface calls {@link pollFromClient}.
+   * The credential is minted on the first poll after approval and returned that once.
    */
   async poll(deviceCode: string): Promise<PairPollResponse> {
     const now = this.now();
@@ -128,29 +245,28 @@ export class PairingService {
   /**
    * A person sent `pair CODE` in Teams: bind the waiting companion to them.
    *
-   * @param person - the person sending the code (registered)
+   * Each code sent is counted before it is checked, against the person's limit and then the overall
+   * one ({@link PAIRING_LIMITS} `guessesPerPerson`, `guessesOverall`), in the store: a burst of guesses,
+   * on one instance or several, has at most 5 checked per person in 10 minutes and 120 a minute in all.
+   * A refused code is not checked, not audited and does not use up the overall limit when the person's refused it.
+   *
+   * @param person - the person sending the code (registered, or the provisional id of a Teams identity)
    * @param typed - the code as typed (case, spaces and dash tolerated)
+   * @returns `{ ok: true, workstation }`, or `{ ok: false, reason, message }` with the message to show
+   * @throws StorageError `STORAGE.UNAVAILABLE` when the store cannot be reached
    */
   async approve(person: { id: string }, typed: string): Promise<ApproveResult> {
-    // One check at a time per person, so a burst of guesses cannot all pass the
-    // failure count before any of them is recorded.
-    const previous = this.approvals.get(person.id) ?? Promise.resolve();
-    const run = previous.catch(() => undefined).then(() => this.approveNow(person, typed));
-    const tail = run.then(() => undefined, () => undefined);
-    this.approvals.set(person.id, tail);
-    void tail.then(() => {
-      if (this.approvals.get(person.id) === tail) this.approvals.delete(person.id);
-    });
-    return run;
-  }
-
-  private async approveNow(person: { id: string }, typed: string): Promise<ApproveResult> {
     const now = this.now();
-    const since = now.getTime() - PAIRING_RULES.failureWindowMs;
-    const recent = await this.deps.storage.audit.list({ personId: person.id, limit: 10_000 });
-    const failures = recent.filter((e) => e.action === 'pairing.code_refused' && Date.parse(e.at) >= since).length;
-    if (failures >= PAIRING_RULES.maxFailuresPerWindow) {
-      return { ok: false, reason: 'too_many_tries', message: 'Too many pairing codes did not match. Wait 10 minutes, then start pairing again on the companion.' };
+    const own = await this.deps.limits.consume(`pair.guess.person:${person.id}`, PAIRING_LIMITS.guessesPerPerson, now);
+    if (!own.allowed) {
+      return { ok: false, reason: 'too_many_tries', message: `Too many pairing codes did not match. Wait ${waitText(own.retryAfterMs)}, then start pairing again on the companion.` };
+    }
+    const all = await this.deps.limits.consume('pair.guess.all', PAIRING_LIMITS.guessesOverall, now);
+    if (!all.allowed) {
+      const log = now.getTime() - this.overallWarnedAt >= 60_000 ? 'warn' : 'debug';
+      if (log === 'warn') this.overallWarnedAt = now.getTime();
+      this.deps.logger[log]({ retryAfterMs: all.retryAfterMs }, 'pairing codes refused unchecked: the overall limit on pairing codes is reached');
+      return { ok: false, reason: 'busy', message: `Too many pairing codes are being checked right now. Wait ${waitText(all.retryAfterMs)}, then send the code again.` };
     }
     const normalised = normaliseUserCode(typed);
     const refuse = async (reason: 'malformed' | 'unknown_or_expired' | 'already_used', message: string): Promise<ApproveResult> => {

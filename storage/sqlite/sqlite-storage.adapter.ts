@@ -296,17 +296,29 @@ class SqliteStorageImpl implements SqliteStorage {
       rateHits: {
         record: (key, limit, atTime, since) => {
           const op = 'rateHits.record';
-          return this.write(op, (): RateHitResult => {
+          const check = (): { recent: { n: number; at: string }[]; inWindow: number } => {
+            const recent = rateHits.recent.all(key, limit) as { n: number; at: string }[];
+            return { recent, inWindow: recent.filter((h) => h.at > since).length };
+          };
+          const full = (recent: { at: string }[]): RateHitResult => ({ recorded: false, oldestInWindow: recent[recent.length - 1]!.at });
+          return this.run(op, () => {
             validate(idSchema, key, op, 'key');
             validate(limitSchema, limit, op, 'limit');
             validate(timestampSchema, atTime, op, 'at');
             validate(timestampSchema, since, op, 'since');
-            const recent = rateHits.recent.all(key, limit) as { n: number; at: string }[];
-            const inWindow = recent.filter((h) => h.at > since).length;
-            if (inWindow >= limit) return { recorded: false, oldestInWindow: recent[recent.length - 1]!.at };
-            rateHits.insert.run(key, recent.length > 0 ? num(recent[0]!.n) + 1 : 0, atTime);
-            return { recorded: true, inWindow: inWindow + 1 };
-          });
+            // A full window stays full (hits are only added until they age out), so a plain read may
+            // refuse without taking the write lock: a flood of refused hits costs no transaction.
+            return check();
+          }).then((first) =>
+            first.inWindow >= limit
+              ? full(first.recent)
+              : this.write(op, (): RateHitResult => {
+                  const { recent, inWindow } = check();
+                  if (inWindow >= limit) return full(recent);
+                  rateHits.insert.run(key, recent.length > 0 ? num(recent[0]!.n) + 1 : 0, atTime);
+                  return { recorded: true, inWindow: inWindow + 1 };
+                }),
+          );
         },
         deleteBefore: (before) => {
           const op = 'rateHits.deleteBefore';

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { AppError } from '../common/app-error';
 import { loadGraphMailConfig, type GraphMailConfig } from './mail/graph/graph-mail.config';
 import { loadDirectoryConfig, type DirectoryConfig } from './directory/directory.config';
-import { loadShutdownConfig, type ShutdownConfig } from './lifecycle';
+import { loadRaDeskConfig, type RaDeskConfig } from './journeys/ra-case/ra-roles';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -82,8 +82,8 @@ export interface BotConfig {
   instanceId: string;
   /** Directory prefill for registration (off by default). */
   directory: DirectoryConfig;
-  /** Graceful shutdown on SIGTERM (bot/lifecycle.ts): SHUTDOWN_GRACE_MS. */
-  shutdown: ShutdownConfig;
+  /** RA desk: RA_MEMBER_IDS, HELPDESK_MEMBER_IDS, RA_CHANNEL_ID, RA_CHANNEL_SERVICE_URL (bot/journeys/ra-case/ra-roles.ts). */
+  raDesk: RaDeskConfig;
   /** Connection bounds of the HTTP server (bot/http/connection-guard.ts). */
   http: {
     /** A request head must be complete within this, milliseconds. */
@@ -180,7 +180,7 @@ export function loadConfig(env: Record<string, string | undefined>): BotConfig {
     // Unique per process start: the command bus addresses instances by it.
     instanceId: `${e.BOT_INSTANCE_ID ?? `bot-${process.pid}`}-${Date.now().toString(36)}`,
     directory: loadDirectoryConfig(env),
-    shutdown: loadShutdownConfig(env),
+    raDesk: loadRaDeskConfig(env),
     http: {
       headersTimeoutMs: e.HTTP_HEADERS_TIMEOUT_MS,
       requestTimeoutMs: e.HTTP_REQUEST_TIMEOUT_MS,

@@ -15,7 +15,6 @@ import type { DirectoryPort } from './directory/directory.port';
 import { openStorage } from '../storage/storage.factory';
 import { loadConfig, type BotConfig } from './config';
 import { createHttpServer } from './http/http.server';
-import { exitGracefullyOnSignals, InFlightRequests, refuseWhileStopping, shutDown, type ShutdownReport } from './lifecycle';
 import { connectionBudget, parseOpenFileLimit } from './http/connection-guard';
 import { DEFAULT_UNLOCK_RULES } from './journeys/unlock/unlock.journey';
 import { UnlockService } from './journeys/unlock/unlock.service';
@@ -25,12 +24,15 @@ import { JourneyEngine } from './journeys/journey.engine';
 import { CompanionLinkServer } from './link/companion-link.server';
 import { OutboxMailAdapter } from './mail/outbox-mail.adapter';
 import { PairingService } from './pairing/pairing.service';
-import { createStoreRateLimiter } from './limits/store-rate-limiter';
 import { deriveKeys, parseMasterKey, type DerivedKeys } from './security/keys';
 import { seal, unseal } from './security/seal';
 import type { CommandBus } from './link/bus/command-bus.port';
 import { SmartcardBot } from './teams/teams.bot';
 import { TeamsNotifierAdapter } from './teams/teams-notifier.adapter';
+import { RaChannelNotifier } from './teams/ra-channel.notifier';
+import { raCaseDefinition } from './journeys/ra-case/ra-case.definition';
+import { RaDeskService } from './journeys/ra-case/ra-desk.service';
+import { resetSelfService } from './journeys/unlock/self-service-reset';
 import { unlockDefinition } from './journeys/unlock/unlock.definition';
 import { registrationDefinition } from './journeys/registration/registration.definition';
 
@@ -82,8 +84,6 @@ export interface BotApp {
   /** Base URL the server listens on, e.g. `http://127.0.0.1:3978`. */
   url: string;
   close(): Promise<void>;
-  /** Stop gracefully within `config.shutdown.graceMs` (bot/lifecycle.ts); `close()` runs the same stop, once. */
-  shutdown(): Promise<ShutdownReport>;
 }
 
 /**
@@ -91,13 +91,12 @@ export interface BotApp {
  *
  * @param config - validated configuration ({@link loadConfig})
  * @param overrides - replace an adapter (tests, benchmarks): `mail`, `logger`, `directory`;
- *   `wrapStorage` wraps the opened store before anything uses it (interleaving tests);
- *   `pairingClock` is the clock of the pairing service and its rate limits (limit tests)
+ *   `wrapStorage` wraps the opened store before anything uses it (interleaving tests)
  * @returns the running app; `close()` stops the server, the link and the store
  */
 export async function startBot(
   config: BotConfig,
-  overrides: { mail?: MailPort; logger?: Logger; directory?: DirectoryPort | null; wrapStorage?: (storage: Storage) => Storage; pairingClock?: () => Date } = {},
+  overrides: { mail?: MailPort; logger?: Logger; directory?: DirectoryPort | null; wrapStorage?: (storage: Storage) => Storage } = {},
 ): Promise<BotApp> {
   const logger = overrides.logger ?? createLogger({ name: 'bot', level: config.logLevel });
   const keys = deriveKeys(parseMasterKey(config.masterKey, 'SMARTCARD_MASTER_KEY'));
@@ -160,10 +159,7 @@ export async function startBot(
     },
   });
   await link.start();
-  // Rate limits counted in the store, shared by every instance (issue #10).
-  const pairingClock = overrides.pairingClock ? { now: overrides.pairingClock } : {};
-  const limits = createStoreRateLimiter({ hits: storage.rateHits, ...pairingClock });
-  const pairing: PairingService = new PairingService({ storage, codeHashKey: keys.codeHashKey, credentialHashKey: keys.credentialHashKey, pollIntervalSeconds: config.pairingPollIntervalSeconds, limits, logger, ...pairingClock });
+  const pairing: PairingService = new PairingService({ storage, codeHashKey: keys.codeHashKey, credentialHashKey: keys.credentialHashKey, pollIntervalSeconds: config.pairingPollIntervalSeconds, logger });
   const runner: EffectRunner = new EffectRunner({
     storage,
     link,
@@ -176,8 +172,18 @@ export async function startBot(
     commandTimeoutMs: config.companionCommandTimeoutMs,
     now,
     notifier: { refresh: (personId, journey, message) => notifier.refresh(personId, journey, message) },
+    // The RA desk (issue #12): case journeys, the case card in the RA channel, the person told.
+    raDesk: {
+      caseOpened: (raCase) => raDesk.caseOpened(raCase),
+      postCaseCard: (caseRef) => raChannel.postCaseCard(caseRef),
+      tellPerson: (personId, text) => raChannel.tellPerson(personId, text),
+      resetSelfService: async (personId, actor, note) => {
+        await resetSelfService(engine, personId, actor, note);
+      },
+    },
   });
   const engine: JourneyEngine = new JourneyEngine({ storage, runner, logger, now, definitions });
+  const raDesk = new RaDeskService({ storage, engine, definition: raCaseDefinition({ now }), config: config.raDesk, now, logger });
   const unlock: UnlockService = new UnlockService({
     storage,
     engine,
@@ -232,27 +238,17 @@ export async function startBot(
     currentDevice,
     isReachable: (d) => link.isReachable(d),
   });
-  const bot: SmartcardBot = new SmartcardBot({ storage, unlock, registration, pairing, isReachable: (d) => link.isReachable(d), logger, timeZone: config.timeZone, raContact: config.raContact, rules, allowedTenants: config.allowedTenants });
+  const bot: SmartcardBot = new SmartcardBot({ storage, unlock, registration, pairing, isReachable: (d) => link.isReachable(d), logger, timeZone: config.timeZone, raContact: config.raContact, rules, allowedTenants: config.allowedTenants, raDesk, raChannel: { learn: (activity) => raChannel.learn(activity) } });
   const notifier: TeamsNotifierAdapter = new TeamsNotifierAdapter({ adapter, appId: config.auth.kind === 'none' ? '' : config.auth.appId, storage, engine, bot, logger });
+  const raChannel = new RaChannelNotifier({ adapter, appId: config.auth.kind === 'none' ? '' : config.auth.appId, storage, engine, desk: raDesk, config: config.raDesk, logger });
 
   const connections = { ...config.http, maxConnections: budget.maxConnections };
   logger.info(
     { maxConnections: budget.maxConnections, openFileLimit: fileLimit === null ? 'unknown' : String(fileLimit), filesKeptFree: budget.reserve, maxConnectionsPerAddress: config.http.maxConnectionsPerAddress, headersTimeoutMs: config.http.headersTimeoutMs, requestTimeoutMs: config.http.requestTimeoutMs },
     budget.lowered ? 'connection cap lowered to fit below the open-file limit (raise ulimit -n for more)' : 'connection limits',
   );
-  // Set once a graceful shutdown begins (bot/lifecycle.ts): /readyz answers 503 and new requests are refused.
-  let stopping = false;
-  const health = {
-    checks: [
-      { name: 'storage', check: () => storage.ping() },
-      { name: 'mail', check: () => mail.check?.() ?? Promise.resolve() },
-    ],
-    isStopping: () => stopping,
-  };
-  const server = createHttpServer({ adapter, bot, pairing, storage, logger, connections, health });
+  const server = createHttpServer({ adapter, bot, pairing, storage, logger, connections });
   link.attach(server.server);
-  const requests = new InFlightRequests(server.server);
-  refuseWhileStopping(server, () => stopping);
   await new Promise<void>((resolve) => server.listen(config.port, config.host, () => resolve()));
   const address = server.address();
   const url = `http://${config.host}:${address.port}`;
@@ -260,37 +256,11 @@ export async function startBot(
 
   const sweeper = setInterval(() => {
     void engine.sweep().catch((err: unknown) => logger.warn({ err }, 'effect sweep failed'));
-    void pairing.sweep().catch(() => undefined); // pairings expired a minute ago
-    void limits.sweep().catch(() => undefined); // rate-limit hits older than any window
+    void storage.pairings.deleteExpired(new Date(Date.now() - 24 * 3600_000).toISOString()).catch(() => undefined);
   }, 10_000);
   sweeper.unref();
 
-  let serverClosed: Promise<void> = Promise.resolve();
-  const steps = {
-    stopAccepting: () => {
-      stopping = true;
-      clearInterval(sweeper);
-      // No new connections; idle keep-alive connections close now, busy ones after their response.
-      serverClosed = new Promise<void>((resolve) => server.server.close(() => resolve()));
-    },
-    // Turns (HTTP requests) and the engine's steps and effect drains in flight.
-    settle: async () => {
-      do {
-        await requests.idle();
-        await engine.idle();
-      } while (requests.count > 0);
-    },
-    closeLinks: () => link.close(),
-    release: async () => {
-      server.server.closeAllConnections();
-      await serverClosed;
-      await bus?.close().catch(() => undefined);
-      await storage.close();
-      await closeClient();
-    },
-  };
-  let stopped: Promise<ShutdownReport> | null = null;
-  const shutdown = (): Promise<ShutdownReport> => (stopped ??= shutDown(steps, { graceMs: config.shutdown.graceMs, logger }));
+  let closed = false;
   return {
     config,
     storage,
@@ -300,9 +270,15 @@ export async function startBot(
     adapter,
     bot,
     url,
-    shutdown,
     async close() {
-      await shutdown();
+      if (closed) return;
+      closed = true;
+      clearInterval(sweeper);
+      await link.close();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await bus?.close().catch(() => undefined);
+      await storage.close();
+      await closeClient();
     },
   };
 }
@@ -324,10 +300,16 @@ async function main(): Promise<void> {
     process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
     process.exit(2);
   }
-  const logger = createLogger({ name: 'bot', level: config.logLevel });
-  const app = await startBot(config, { logger });
-  // SIGTERM / SIGINT: stop within SHUTDOWN_GRACE_MS; exit 0 when nothing was left in flight, else 1 (bot/lifecycle.ts).
-  exitGracefullyOnSignals(() => app.shutdown(), { graceMs: config.shutdown.graceMs, logger });
+  const app = await startBot(config);
+  let stopping = false;
+  const stop = async (): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    await app.close();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop());
+  process.on('SIGTERM', () => void stop());
 }
 
 const isMain = process.argv[1] !== undefined && path.resolve(process.argv[1]).replace(/\.ts$/, '') === fileURLToPath(import.meta.url).replace(/\.ts$/, '');

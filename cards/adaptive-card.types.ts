@@ -131,4 +131,9 @@ export interface AdaptiveCard {
   version: typeof CARD_SCHEMA_VERSION;
   body: CardElement[];
   actions?: ExecuteAction[];
+  /**
+   * Universal Actions refresh (schema 1.4): Teams sends `action` (an `adaptiveCard/action` invoke) when one of
+   * `userIds` views the card, and shows that user the card the bot answers with (at most 60 ids).
+   */
+  refresh?: { action: ExecuteAction; userIds: string[] };
 }

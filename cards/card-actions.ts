@@ -32,6 +32,13 @@ export const CARD_VERBS = {
   REGISTER_RESEND_CODE: 'register.resend_code',
   REGISTER_CANCEL: 'register.cancel',
   JOURNEY_SHOW: 'journey.show',
+  RA_CLAIM: 'ra.claim',
+  RA_NOTE: 'ra.note',
+  RA_RESET_ATTEMPTS: 'ra.reset_attempts',
+  RA_ASSIST_UNLOCK: 'ra.assist_unlock',
+  RA_CLOSE: 'ra.close',
+  /** Universal Actions `refresh` of an RA case card (sent by Teams when a member views it). */
+  RA_CASE_REFRESH: 'ra.case_refresh',
 } as const;
 
 /** A verb this service understands. */
@@ -69,7 +76,13 @@ export const MAX_CODE_INPUT_LENGTH = 20;
  * Every id of a card input whose value Teams merges into a click's `data`. A builder never puts these
  * on a button's own data ({@link CardActionButtonData}).
  */
-export const CARD_INPUT_IDS = [...REGISTER_ANSWER_INPUT_IDS, ...REGISTER_QUESTION_INPUT_IDS, 'email', 'mobile', 'code'] as const;
+export const CARD_INPUT_IDS = [...REGISTER_ANSWER_INPUT_IDS, ...REGISTER_QUESTION_INPUT_IDS, 'email', 'mobile', 'code', 'note', 'outcome'] as const;
+
+/** Longest RA note, in characters after trimming. */
+export const MAX_RA_NOTE_LENGTH = 1000;
+
+/** How an RA case may be closed (values of the `outcome` input on the case card). */
+export const RA_CASE_OUTCOMES = ['unlocked_in_person', 'assisted_unlock', 'attempts_reset', 'referred', 'no_action'] as const;
 export type CardInputId = (typeof CARD_INPUT_IDS)[number];
 
 const missingOr = (otherwise: string) => (issue: { input?: unknown }) => (issue.input === undefined ? 'is missing' : otherwise);
@@ -87,6 +100,10 @@ const answerField = z
   .max(MAX_ANSWER_LENGTH, { error: `is longer than ${MAX_ANSWER_LENGTH} characters` });
 
 const runStep = { runId: runIdField, step: stepField };
+
+const caseRefField = z.string({ error: missingOr('must be text') }).regex(/^RA-[0-9ABCDEFGHJKMNPQRSTVWXYZ]{6}$/, { error: 'must be a case reference such as RA-7K2Q9D' });
+/** An RA case card's button: the case and the case step the card showed. */
+const caseStep = { caseRef: caseRefField, step: z.string({ error: missingOr('must be text') }).regex(/^\d{1,9}$/, { error: 'must be a whole number' }) };
 
 /** Trimmed text of at most `max` characters; `allowEmpty` false refuses an empty (or all-space) value. */
 const textField = (max: number, allowEmpty: boolean) => {
@@ -136,6 +153,13 @@ export const CARD_ACTION_SCHEMAS = {
   'register.cancel': z.object(runStep),
   // Show the current card of a journey (after a failure that could not render it).
   'journey.show': z.object({ journey: z.enum(['unlock', 'registration'], { error: 'must be unlock or registration' }) }),
+  'ra.claim': z.object(caseStep),
+  // An empty note is answered by the case ("write a note first"); hosts leave an empty input out of `data`.
+  'ra.note': z.object({ ...caseStep, note: textField(MAX_RA_NOTE_LENGTH, true).default('') }),
+  'ra.reset_attempts': z.object(caseStep),
+  'ra.assist_unlock': z.object(caseStep),
+  'ra.close': z.object({ ...caseStep, outcome: z.enum(RA_CASE_OUTCOMES, { error: `must be one of ${RA_CASE_OUTCOMES.join(', ')}` }) }),
+  'ra.case_refresh': z.object({ caseRef: caseRefField }),
 } as const satisfies Record<CardVerb, z.ZodType>;
 
 /** A parsed card action: the verb and its validated data (answers trimmed). */

@@ -28,3 +28,4 @@ export {
   unlockLockedOutCard,
   unlockEndedCard,
 } from './unlock.card';
+export { raCaseCard, type RaCaseCardInput } from './ra-case.card';

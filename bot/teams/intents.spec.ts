@@ -15,6 +15,13 @@ describe('parseIntent', () => {
     ['cancel', { kind: 'cancel' }],
     ['register', { kind: 'register' }],
     ['hello', { kind: 'greeting' }],
+    ['talk to RA', { kind: 'talk_to_ra' }],
+    ['Can I speak to the Registration Authority?', { kind: 'talk_to_ra' }],
+    ['<at>Smartcard Assist</at> talk to someone', { kind: 'talk_to_ra' }],
+    ['RA', { kind: 'talk_to_ra' }],
+    ['i need RA', { kind: 'talk_to_ra' }],
+    ['my card is locked, talk to RA', { kind: 'talk_to_ra' }],
+    ['extra', { kind: 'unknown' }],
     ['what is the weather', { kind: 'unknown' }],
     ['', { kind: 'unknown' }],
   ])('%j -> %j', (text, expected) => {

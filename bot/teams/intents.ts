@@ -10,6 +10,7 @@ export type Intent =
   | { kind: 'help' }
   | { kind: 'cancel' }
   | { kind: 'greeting' }
+  | { kind: 'talk_to_ra' }
   | { kind: 'unknown' };
 
 /**
@@ -28,6 +29,7 @@ export function parseIntent(text: string | undefined | null): Intent {
   const pair = /^pair(?:\s+(?:code\s+)?(.+))?$/.exec(t);
   if (pair) return pair[1] ? { kind: 'pair', code: pair[1].trim() } : { kind: 'pair_help' };
   if (/^(cancel|stop)\b/.test(t)) return { kind: 'cancel' };
+  if (/\b(talk|speak|chat)\b.*\b(ra|registration authority|a person|someone|a human)\b|^(ra|registration authority)( team)?$|^(i need|get me) (the )?(ra|registration authority)\b/.test(t)) return { kind: 'talk_to_ra' };
   if (/^(help|\?|what can you do)/.test(t)) return { kind: 'help' };
   if (/^register\b|^sign me up|^set up self.?service/.test(t)) return { kind: 'register' };
   if (/\bunlock\b|\b(card|smartcard|smart card)\b.*\b(locked|blocked)\b|\blocked out\b/.test(t)) return { kind: 'unlock' };

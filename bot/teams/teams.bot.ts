@@ -30,6 +30,8 @@ import type { UnlockService } from '../journeys/unlock/unlock.service';
 import { provisionalPersonId, type RegistrationService, type TeamsIdentity } from '../journeys/registration/registration.service';
 import { renderUnlockCard } from '../journeys/unlock/unlock.view';
 import { decodeUnlock } from '../journeys/unlock/unlock.state';
+import type { RaAction } from '../journeys/ra-case/ra-case.journey';
+import type { DeskSender, RaDeskService } from '../journeys/ra-case/ra-desk.service';
 import { parseIntent } from './intents';
 
 export interface TeamsBotDeps {
@@ -46,6 +48,10 @@ export interface TeamsBotDeps {
   allowedTenants: string[];
   /** Registration journey (issue #3). */
   registration: RegistrationService;
+  /** The RA desk (issue #12): case actions, "talk to RA". */
+  raDesk: RaDeskService;
+  /** Learns the RA channel's conversation reference when the bot is installed in a team. */
+  raChannel: { learn(activity: TurnContext['activity']): Promise<void> };
 }
 
 /** The Teams identity of the sender of an activity. */
@@ -79,6 +85,12 @@ export class SmartcardBot extends ActivityHandler {
         const name = context.activity.from?.name ?? '';
         await context.sendActivity({ attachments: [CardFactory.adaptiveCard(welcomeCard({ displayName: firstName(name) }))] });
       }
+      await next();
+    });
+
+    this.onConversationUpdate(async (context, next) => {
+      // Installed in a team: remember how to reach the RA channel (issue #12).
+      await this.deps.raChannel.learn(context.activity).catch((err: unknown) => this.deps.logger.warn({ code: err instanceof AppError ? err.code : 'UNEXPECTED' }, 'RA channel reference not stored'));
       await next();
     });
 
@@ -217,6 +229,19 @@ export class SmartcardBot extends ActivityHandler {
         await context.sendActivity('Cancelled. Say "unlock" to start again.');
         return;
       }
+      case 'talk_to_ra': {
+        if (!person) {
+          await context.sendActivity(`You are not registered with Smartcard Assist, so there is no card to look at yet. Contact ${this.deps.raContact} directly, or say "register".`);
+          return;
+        }
+        const { caseRef, created } = await this.deps.raDesk.requestByPerson(person);
+        await context.sendActivity(
+          created
+            ? `I have asked your RA team to help: your case is ${caseRef}. Anything you had started is kept, not lost. You will hear here when someone picks it up.`
+            : `Your RA team already has your case ${caseRef}. You will hear here when something happens.`,
+        );
+        return;
+      }
       case 'unknown':
         await context.sendActivity('Sorry, I did not understand that. Here is what I can do:');
         await this.sendCard(context, helpCard());
@@ -295,7 +320,21 @@ export class SmartcardBot extends ActivityHandler {
     'register.resend_code': async (action, turn) => this.registrationTurn(turn, (identity, reg) => reg.sendCode(identity, action.data.runId, action.data.step, '', true)),
     'register.code': async (action, turn) => this.registrationTurn(turn, (identity, reg) => reg.submitCode(identity, action.data.runId, action.data.step, action.data.code)),
     'register.cancel': async (action, turn) => this.registrationTurn(turn, (identity, reg) => reg.cancel(identity, action.data.runId, action.data.step)),
+    'ra.claim': async (action, turn) => this.raTurn(turn, action.data.caseRef, 'claim', action.data.step),
+    'ra.note': async (action, turn) => this.raTurn(turn, action.data.caseRef, 'note', action.data.step, { note: action.data.note }),
+    'ra.reset_attempts': async (action, turn) => this.raTurn(turn, action.data.caseRef, 'reset_attempts', action.data.step),
+    'ra.assist_unlock': async (action, turn) => this.raTurn(turn, action.data.caseRef, 'assist_unlock', action.data.step),
+    'ra.close': async (action, turn) => this.raTurn(turn, action.data.caseRef, 'close', action.data.step, { outcome: action.data.outcome }),
+    'ra.case_refresh': async (action, turn) => (await this.deps.raDesk.card(action.data.caseRef, deskSender(turn.context.activity))) ?? helpCard(),
   };
+
+  /** An RA case click: the desk decides (role, owner, closed, stale) and the clicker sees the case as it is now. */
+  private async raTurn(turn: CardTurn, caseRef: string, action: RaAction, step: string, input: { note?: string; outcome?: CaseOutcomeInput } = {}): Promise<AdaptiveCard> {
+    const sender = deskSender(turn.context.activity);
+    const { verdict } = await this.deps.raDesk.act(caseRef, action, sender, Number(step), input);
+    const card = await this.deps.raDesk.card(caseRef, sender, this.deps.raDesk.notice(verdict));
+    return card ?? unlockEndedCard({ title: 'No such RA case', message: `There is no RA case ${caseRef}. Nothing was changed.` });
+  }
 
   private async cardFor(context: TurnContext, action: CardAction): Promise<AdaptiveCard> {
     const person = await this.person(context);
@@ -316,6 +355,14 @@ export class SmartcardBot extends ActivityHandler {
     const after = turn.person ?? (await this.deps.storage.persons.get(record.personId));
     return this.deps.registration.view(record, after);
   }
+}
+
+/** A close outcome as the card sends it. */
+type CaseOutcomeInput = CardActionOf<'ra.close'>['data']['outcome'];
+
+/** The sender of an activity as the RA desk sees them (roles are decided on the Entra object id only). */
+function deskSender(activity: { from?: { id?: string; aadObjectId?: string; name?: string } }): DeskSender {
+  return { aadObjectId: activity.from?.aadObjectId ?? null, channelUserId: activity.from?.id ?? null, name: activity.from?.name ?? '' };
 }
 
 /** What a card-action handler is given besides its action. */
@@ -355,6 +402,12 @@ const VERB_JOURNEY: { [V in CardVerb]: (action: CardActionOf<V>) => PersonJourne
   'register.resend_code': () => 'registration',
   'register.code': () => 'registration',
   'register.cancel': () => 'registration',
+  'ra.claim': () => null,
+  'ra.note': () => null,
+  'ra.reset_attempts': () => null,
+  'ra.assist_unlock': () => null,
+  'ra.close': () => null,
+  'ra.case_refresh': () => null,
 };
 
 function journeyOfAction<V extends CardVerb>(action: CardActionOf<V>): PersonJourney | null {

@@ -25,15 +25,15 @@
  * the caller (`ra-desk.service.ts`). No secret ever enters the state: notes are
  * staff text shown on the card.
  */
+import type { RA_CASE_OUTCOMES } from '../../../cards/card-actions';
 import type { RaCase } from '../../../storage/storage.port';
 import type { Effect } from '../journey.effects';
 
 /** Where a case is. */
 export type RaCaseStatus = 'new' | 'open' | 'claimed' | 'assisted' | 'closed';
 
-/** How a case may be closed. */
-export const CASE_OUTCOMES = ['unlocked_in_person', 'assisted_unlock', 'attempts_reset', 'referred', 'no_action'] as const;
-export type CaseOutcome = (typeof CASE_OUTCOMES)[number];
+/** How a case may be closed (one list with the case card's outcome picker). */
+export type CaseOutcome = (typeof RA_CASE_OUTCOMES)[number];
 
 /** The RA actions on a case card. */
 export type RaAction = 'claim' | 'note' | 'reset_attempts' | 'assist_unlock' | 'close';

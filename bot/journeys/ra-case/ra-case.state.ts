@@ -7,7 +7,8 @@
 import { z } from 'zod';
 import { AppError } from '../../../common/app-error';
 import type { JourneyRecord } from '../../../storage/storage.port';
-import { CASE_OUTCOMES, type RaCaseJourney, type RaCaseState } from './ra-case.journey';
+import { RA_CASE_OUTCOMES } from '../../../cards/card-actions';
+import type { RaCaseJourney, RaCaseState } from './ra-case.journey';
 
 const iso = z.string().min(1);
 const scalar = z.union([z.string(), z.number(), z.boolean(), z.null()]);
@@ -23,7 +24,7 @@ const raCaseStateSchema = z.object({
   owner: z.object({ id: z.string(), name: z.string(), at: iso }).nullable(),
   paused: z.object({ kind: z.enum(['unlock', 'registration']), runId: z.string(), phase: z.string(), step: z.number().int() }).nullable(),
   history: z.array(z.object({ at: iso, actor: z.string(), actorName: z.string(), action, detail: z.string().nullable() })),
-  outcome: z.object({ code: z.enum(CASE_OUTCOMES), at: iso }).nullable(),
+  outcome: z.object({ code: z.enum(RA_CASE_OUTCOMES), at: iso }).nullable(),
 }) satisfies z.ZodType<RaCaseState>;
 
 /**

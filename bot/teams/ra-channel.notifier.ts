@@ -1,0 +1,101 @@
+/**
+ * Proactive messages of the RA desk (issue #12): the case card in the RA
+ * team's channel (posted once, then updated in place), and short messages to
+ * the person in their personal chat.
+ *
+ * The channel is reached by a conversation reference: the one learned when the
+ * bot was installed in a team (a `conversationUpdate` from a team channel,
+ * stored under {@link RA_CHANNEL_KEY}), else the one configuration gives
+ * (`RA_CHANNEL_ID`, `RA_CHANNEL_SERVICE_URL`). When `RA_CHANNEL_ID` is set,
+ * only that channel's activities are learned.
+ */
+import { CardFactory, TurnContext, type Activity, type CloudAdapter, type ConversationReference } from 'botbuilder';
+import { AppError } from '../../common/app-error';
+import type { Logger } from '../../common/logger';
+import type { Storage } from '../../storage/storage.port';
+import type { JourneyEngine } from '../journeys/journey.engine';
+import { journeyKey } from '../journeys/journey.key';
+import type { RaDeskService } from '../journeys/ra-case/ra-desk.service';
+import type { RaDeskConfig } from '../journeys/ra-case/ra-roles';
+
+/** Key of the learned RA channel reference in the conversations store (not a person id). */
+const RA_CHANNEL_KEY = 'ra-channel';
+
+export class RaChannelNotifier {
+  constructor(
+    private readonly deps: {
+      adapter: CloudAdapter;
+      appId: string;
+      storage: Storage;
+      engine: JourneyEngine;
+      desk: RaDeskService;
+      config: RaDeskConfig;
+      logger: Logger;
+    },
+  ) {}
+
+  /**
+   * Remember the RA channel from a `conversationUpdate` in a team channel: the configured channel
+   * (`RA_CHANNEL_ID`) when set, else the channel the bot was installed in.
+   */
+  async learn(activity: Partial<Activity>): Promise<void> {
+    const cd = activity.channelData as { team?: { id?: string }; channel?: { id?: string } } | undefined;
+    const conversationId = activity.conversation?.id;
+    if (!cd?.team?.id || !conversationId || activity.conversation?.conversationType !== 'channel') return;
+    const configured = this.deps.config.channel?.conversationId;
+    if (configured) {
+      // A reply thread's id is `<channel id>;messageid=...`: the channel is the part before it.
+      if (conversationId.split(';')[0] !== configured) return;
+    } else {
+      const botAdded = (activity.membersAdded ?? []).some((m) => m.id === activity.recipient?.id);
+      if (!botAdded) return;
+    }
+    const reference = TurnContext.getConversationReference(activity) as Partial<ConversationReference>;
+    const channelRef = { ...reference, conversation: { ...reference.conversation!, id: conversationId.split(';')[0]! } };
+    await this.deps.storage.conversations.put({ personId: RA_CHANNEL_KEY, reference: JSON.parse(JSON.stringify(channelRef)) as Record<string, unknown>, updatedAt: new Date().toISOString() });
+    this.deps.logger.info({ team: cd.team.id }, 'RA channel reference stored');
+  }
+
+  /** The RA channel's reference, or null when none is known. */
+  private async channelReference(): Promise<Partial<ConversationReference> | null> {
+    const learned = await this.deps.storage.conversations.get(RA_CHANNEL_KEY);
+    if (learned) return learned.reference as Partial<ConversationReference>;
+    const c = this.deps.config.channel;
+    if (!c) return null;
+    return { channelId: 'msteams', serviceUrl: c.serviceUrl, conversation: { id: c.conversationId, isGroup: true, conversationType: 'channel', name: 'RA' } };
+  }
+
+  /**
+   * Post the case card to the RA channel, or update the posted one in place.
+   *
+   * @throws AppError `RA.NO_CHANNEL` when no channel is known (the effect is retried, e.g. after the bot is installed)
+   */
+  async postCaseCard(caseRef: string): Promise<void> {
+    const ref = await this.channelReference();
+    if (!ref) throw new AppError('RA.NO_CHANNEL', 'no RA channel is known: set RA_CHANNEL_ID or install the bot in the RA team');
+    const rec = await this.deps.storage.journeys.get(journeyKey(caseRef, 'ra-case'));
+    const card = await this.deps.desk.card(caseRef, null);
+    if (!rec || !card) return;
+    await this.deps.adapter.continueConversationAsync(this.deps.appId, ref, async (ctx) => {
+      const attachment = CardFactory.adaptiveCard(card);
+      if (rec.ui.activityId) {
+        await ctx.updateActivity({ type: 'message', id: rec.ui.activityId, attachments: [attachment] });
+      } else {
+        const r = await ctx.sendActivity({ attachments: [attachment], summary: `RA case ${caseRef}` });
+        if (r?.id) await this.deps.engine.setCardActivity(caseRef, 'ra-case', rec.runId, r.id);
+      }
+    });
+  }
+
+  /** Tell the person in their personal chat (nothing is sent when no reference is stored). */
+  async tellPerson(personId: string, text: string): Promise<void> {
+    const conv = await this.deps.storage.conversations.get(personId);
+    if (!conv) {
+      this.deps.logger.warn({ personId }, 'no conversation reference: cannot tell the person about their RA case');
+      return;
+    }
+    await this.deps.adapter.continueConversationAsync(this.deps.appId, conv.reference as Partial<ConversationReference>, async (ctx) => {
+      await ctx.sendActivity(text);
+    });
+  }
+}

@@ -5,10 +5,11 @@
  * hands them in; tests build it the same way with an in-process reader.
  *
  * Lines for the person go to `print` (stdout in main), never to the log:
- * - `PASSCODE PAGE: http://127.0.0.1:PORT/?t=TOKEN` - at start, before every prompt line
- *   (`UNLOCK:`/`REGISTER:`), and whenever {@link CompanionRuntime.printPageLink} is asked (a key in
- *   the terminal, `--page-link`). Each link works once and replaces the unused one before it;
- *   opening it ends any earlier browser session, so a closed browser never shuts the person out.
+ * - `PASSCODE PAGE: http://127.0.0.1:PORT/?t=TOKEN` - at start; before every prompt line
+ *   (`UNLOCK:`/`REGISTER:`) the unused link again, or a new one when it was used; and a new one
+ *   whenever {@link CompanionRuntime.printPageLink} is asked (a key in the terminal, `--page-link`),
+ *   which replaces the unused one. Each link works once; opening it ends any earlier browser
+ *   session, so a closed browser never shuts the person out.
  * - `PAIRING CODE: XXXX-XXXX (send "pair XXXX-XXXX" to Smartcard Assist in Teams; valid until HH:MM)`
  * - `PAIRED: <person name>`
  * - `STATUS: <one line>`
@@ -279,9 +280,10 @@ export class CompanionRuntime {
     this.flow = flow;
     if (flow === 'unlock') this.register.reset();
     else this.unlock.reset();
-    // A fresh link first, whatever session lives (its browser may have closed): whoever reads the
-    // prompt line can open the page at once. An open page shows the form by itself.
-    this.printPageLink();
+    // A link first, whatever session lives (its browser may have closed): whoever reads the prompt
+    // line can open the page at once. The unused link if there is one (a link printed earlier keeps
+    // working), else a new one. An open page shows the form by itself.
+    this.options.print(`${OUTPUT_PREFIX.page}${this.page.currentLink()}`);
     this.options.print(
       flow === 'unlock' ? `${OUTPUT_PREFIX.unlock}type your unlock code and a new passcode on the passcode page` : `${OUTPUT_PREFIX.register}type your current passcode on the passcode page`,
     );

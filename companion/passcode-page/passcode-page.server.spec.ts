@@ -178,6 +178,18 @@ describe('passcode page: one-time link and a session scoped to its own path', ()
     expect(forged.status).toBe(401);
   });
 
+  it('currentLink() gives the unused link again, and a new one once it was used', async () => {
+    const { page, port } = await startPage();
+    const first = page.currentLink();
+    expect(page.currentLink()).toBe(first);
+    expect(page.hasOutstandingLink()).toBe(true);
+    expect((await send(port, { path: `/?t=${new URL(first).searchParams.get('t')}` })).status).toBe(200);
+    expect(page.hasOutstandingLink()).toBe(false);
+    const second = page.currentLink();
+    expect(second).not.toBe(first);
+    expect((await send(port, { path: `/?t=${new URL(second).searchParams.get('t')}` })).status).toBe(200);
+  });
+
   it('a newer link replaces an unused older one', async () => {
     const { page, port } = await startPage();
     const old = new URL(page.issueLink());

@@ -17,7 +17,8 @@
  * a POST needs the cookie, the path and the token, so a cookie that reached
  * another port is not enough to read the page or send a form. A session ends
  * after {@link PAGE_SESSION_LIFETIME} idle or in all, and when the next link is
- * used; the companion prints a new link on every prompt and when asked.
+ * used; the companion prints a link on every prompt (the unused one, else a new
+ * one) and a new link when asked.
  *
  * Every request must carry `Host: 127.0.0.1:PORT` or `localhost:PORT`
  * exactly (a DNS-rebinding page cannot), and every POST an `Origin` that
@@ -128,8 +129,8 @@ const sha256 = (text: string): Buffer => createHash('sha256').update(text, 'utf8
 export class PasscodePageServer {
   private server: Server | null = null;
   private boundPort = 0;
-  /** SHA-256 of the one live link token; null when none is outstanding. */
-  private tokenHash: Buffer | null = null;
+  /** The one unused link (secret, memory only) and the SHA-256 of its token; null when none is outstanding. */
+  private outstanding: { link: string; tokenHash: Buffer } | null = null;
   /** The one live browser session; null when none. */
   private session: Session | null = null;
 
@@ -182,13 +183,26 @@ export class PasscodePageServer {
   issueLink(): string {
     if (!this.server) throw new PasscodePageError('NOT_STARTED', 'the passcode page is not listening');
     const token = randomBytes(32).toString('base64url');
-    this.tokenHash = sha256(token);
-    return `http://${PAGE_HOST}:${this.boundPort}/?t=${token}`;
+    const link = `http://${PAGE_HOST}:${this.boundPort}/?t=${token}`;
+    this.outstanding = { link, tokenHash: sha256(token) };
+    return link;
+  }
+
+  /**
+   * The unused link if there is one (the same link again: one printed earlier keeps working),
+   * else a new one from {@link issueLink}.
+   *
+   * @returns `http://127.0.0.1:PORT/?t=TOKEN` (a secret until used)
+   * @throws PasscodePageError `PAGE.NOT_STARTED` before {@link start}
+   */
+  currentLink(): string {
+    if (!this.server) throw new PasscodePageError('NOT_STARTED', 'the passcode page is not listening');
+    return this.outstanding?.link ?? this.issueLink();
   }
 
   /** True when a link was issued and has not been used yet. */
   hasOutstandingLink(): boolean {
-    return this.tokenHash !== null;
+    return this.outstanding !== null;
   }
 
   /** True when a browser session is live. */
@@ -198,7 +212,7 @@ export class PasscodePageServer {
 
   /** Stop listening and forget the session and token. */
   async stop(): Promise<void> {
-    this.tokenHash = null;
+    this.outstanding = null;
     this.session = null;
     const server = this.server;
     this.server = null;
@@ -328,9 +342,9 @@ export class PasscodePageServer {
   }
 
   private takeToken(token: string): boolean {
-    if (this.tokenHash === null || token.length === 0 || token.length > 128) return false;
-    const ok = timingSafeEqual(sha256(token), this.tokenHash);
-    if (ok) this.tokenHash = null; // one use
+    if (this.outstanding === null || token.length === 0 || token.length > 128) return false;
+    const ok = timingSafeEqual(sha256(token), this.outstanding.tokenHash);
+    if (ok) this.outstanding = null; // one use
     return ok;
   }
 

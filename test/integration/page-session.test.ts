@@ -307,4 +307,16 @@ describe('page session stays on its page; a closed browser is not a dead end; pa
       await control.stop();
     }
   });
+
+  it('finding 6: a prompt while a printed link is still unused prints that same link again, and it opens', async () => {
+    const unused = runtime.printPageLink();
+    const linesBefore = lines.length;
+    await prompt();
+    const printed = lines.slice(linesBefore).filter((l) => l.startsWith(OUTPUT_PREFIX.page));
+    expect(printed).toEqual([`${OUTPUT_PREFIX.page}${unused}`]);
+    const person = new Person(port);
+    expect((await person.open(unused)).status).toBe(200);
+    expect(pageState(person.lastPage)).toBe('awaiting_unlock');
+  });
 });
+

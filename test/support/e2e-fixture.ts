@@ -548,7 +548,8 @@ class SeatImpl implements E2eSeat {
     const tab = await this.ui.context.newPage();
     this.tabs.push(tab);
     await tab.goto(await this.companion.latestPageLink());
-    await tab.waitForURL((u) => u.pathname === '/' && u.search === '');
+    // The link's answer moves on to the session's own page, `/p/<scope>/` (issue #10 finding 6).
+    await tab.waitForURL((u) => /^\/p\/[A-Za-z0-9_-]{22}\/$/.test(u.pathname) && u.search === '');
     return tab;
   }
 

@@ -10,6 +10,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
 
 /** Fields added to every log line written inside {@link withLogContext}. */
 export interface LogContext {
@@ -51,4 +52,32 @@ export function withLogContext<T>(context: LogContext, fn: () => T): T {
 /** The context of the code running now, or undefined outside any turn. */
 export function currentLogContext(): LogContext | undefined {
   return storage.getStore();
+}
+
+/**
+ * Run one turn under its request id ({@link requestIdFor}), with a line when it starts (debug) and one when it
+ * ends (info `turn done` or warn `turn failed`, with the activity's type and the time taken), so every turn has
+ * lines to find by its id even when nothing inside it logs.
+ *
+ * @param logger - the service logger
+ * @param activity - the parsed request body; only its `id` (as the request id), `type` and `name` are read
+ * @param turn - the turn (e.g. `adapter.process(...)`)
+ * @returns what `turn` returns
+ * @throws what `turn` throws, after the `turn failed` line
+ */
+export async function runTurn<T>(logger: Logger, activity: unknown, turn: () => Promise<T>): Promise<T> {
+  const a = (activity ?? {}) as { type?: unknown; name?: unknown };
+  const fields = { activityType: typeof a.type === 'string' ? a.type.slice(0, 40) : null, ...(typeof a.name === 'string' ? { activityName: a.name.slice(0, 80) } : {}) };
+  return withLogContext({ requestId: requestIdFor(activity) }, async () => {
+    const started = Date.now();
+    logger.debug(fields, 'turn started');
+    try {
+      const result = await turn();
+      logger.info({ ...fields, ms: Date.now() - started }, 'turn done');
+      return result;
+    } catch (err) {
+      logger.warn({ ...fields, ms: Date.now() - started, error: err instanceof Error ? err.name : 'unknown' }, 'turn failed');
+      throw err;
+    }
+  });
 }

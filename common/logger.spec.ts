@@ -92,3 +92,32 @@ describe('requestIdFor', () => {
     expect(requestIdFor(activity)).not.toBe(id);
   });
 });
+
+describe('runTurn', () => {
+  it('writes a start and an end line under the activity id, around the turn\'s own lines', async () => {
+    const { lines, logger } = capture();
+    const { runTurn } = await import('./log-context');
+    const out = await runTurn(logger, { id: 'act-9', type: 'invoke', name: 'adaptiveCard/action' }, async () => {
+      logger.info('inside');
+      return 42;
+    });
+    expect(out).toBe(42);
+    expect(lines.map((l) => [l['msg'], l['requestId'], l['activityType']])).toEqual([
+      ['turn started', 'act-9', 'invoke'],
+      ['inside', 'act-9', undefined],
+      ['turn done', 'act-9', 'invoke'],
+    ]);
+    expect(lines[2]!['activityName']).toBe('adaptiveCard/action');
+    expect(typeof lines[2]!['ms']).toBe('number');
+  });
+
+  it('writes turn failed and rethrows', async () => {
+    const { lines, logger } = capture();
+    const { runTurn } = await import('./log-context');
+    await expect(runTurn(logger, { id: 'act-10', type: 'message' }, async () => Promise.reject(new TypeError('x')))).rejects.toThrow(TypeError);
+    expect(lines.map((l) => [l['msg'], l['requestId'], l['error']])).toEqual([
+      ['turn started', 'act-10', undefined],
+      ['turn failed', 'act-10', 'TypeError'],
+    ]);
+  });
+});

@@ -44,7 +44,11 @@ export function createLogger(options: { name: string; level?: LevelWithSilent; d
       redact: { paths: redactPaths(), censor: '[redacted]' },
       serializers: { err: pino.stdSerializers.err },
       // The running turn's request id on every line (common/log-context.ts); {} outside a turn.
-      mixin: () => currentLogContext() ?? {},
+      // A fresh object each time: pino merges the line's own fields into what the mixin returns.
+      mixin: () => {
+        const context = currentLogContext();
+        return context ? { requestId: context.requestId } : {};
+      },
     },
     options.destination,
   );

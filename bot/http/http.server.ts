@@ -17,7 +17,7 @@ import { checkActivity, type DoorVerdict } from './activity.schema';
 import { ConnectionGuard, type ConnectionLimits } from './connection-guard';
 import { registerPairingRoutes } from './pairing.routes';
 import { registerHealthRoutes, type HealthRoutesOptions } from './health.routes';
-import { requestIdFor, withLogContext } from '../../common/log-context';
+import { runTurn } from '../../common/log-context';
 
 /** Largest accepted request body, bytes. */
 const MAX_BODY_BYTES = 256 * 1024;
@@ -59,8 +59,9 @@ export function createHttpServer(deps: { adapter: CloudAdapter; bot: SmartcardBo
       return;
     }
     try {
-      // Every log line of the turn carries its request id (the activity id, or a random one): common/log-context.ts.
-      await withLogContext({ requestId: requestIdFor(req.body) }, () => adapter.process(req, res, (context) => bot.run(context)));
+      // Every log line of the turn carries its request id (the activity id, or a random one), with a line at its
+      // start and end: common/log-context.ts.
+      await runTurn(logger, req.body, () => adapter.process(req, res, (context) => bot.run(context)));
     } catch (err) {
       logger.error({ err }, 'activity processing failed');
       if (!res.headersSent) res.send(500, { error: 'The activity could not be processed.' });

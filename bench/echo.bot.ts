@@ -1,10 +1,11 @@
 /**
  * The baseline for journey turns: a minimal botbuilder bot that echoes each
  * message, served by the bot's own HTTP setup (`createHttpServer`: restify,
- * body parser, `POST /api/messages` -> `CloudAdapter.process`) behind a
- * `CloudAdapter` built as `bot/main.ts` builds it with authentication off.
+ * body parser, `POST /api/messages` -> channel authentication -> the turn) behind a
+ * `ChannelAdapter` built as `bot/main.ts` builds it with authentication off.
  */
-import { ActivityHandler, CloudAdapter, ConfigurationBotFrameworkAuthentication } from 'botbuilder';
+import { ActivityHandler, ConfigurationBotFrameworkAuthentication } from 'botbuilder';
+import { ChannelAdapter } from '../bot/http/channel-auth';
 import type { Server } from 'restify';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../common/logger';
@@ -38,7 +39,7 @@ export interface EchoServer {
  * @param logger - the benchmark's (silent) logger
  */
 export async function startEchoServer(app: BotApp, logger: Logger): Promise<EchoServer> {
-  const adapter = new CloudAdapter(new ConfigurationBotFrameworkAuthentication({}));
+  const adapter = new ChannelAdapter(new ConfigurationBotFrameworkAuthentication({}), { authRequired: false });
   adapter.onTurnError = async (_context, error) => {
     logger.error({ err: { name: error.name, message: error.message } }, 'echo turn failed');
   };

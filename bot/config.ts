@@ -36,8 +36,8 @@ const EnvSchema = z.object({
   MicrosoftAppId: z.string().optional(),
   MicrosoftAppPassword: z.string().optional(),
   MicrosoftAppTenantId: z.string().optional(),
-  MicrosoftAppType: z.enum(['MultiTenant', 'SingleTenant', 'UserAssignedMSI']).optional(),
-  /** Comma-separated Entra tenant ids allowed to use the bot; empty = any (development only). */
+  MicrosoftAppType: z.enum(['MultiTenant', 'SingleTenant', 'UserAssignedMSI'], { message: 'must be MultiTenant, SingleTenant or UserAssignedMSI' }).optional(),
+  /** Comma-separated Entra tenant ids allowed to use the bot; required (GUIDs) with an app id; empty without one = any. */
   ALLOWED_TENANTS: z.string().optional(),
   TIME_ZONE: z.string().default('Europe/London'),
   RA_CONTACT: z.string().min(1).max(200).default('your local Registration Authority (RA) team'),
@@ -58,7 +58,7 @@ const EnvSchema = z.object({
    * raise it there, or 0 (off) when the proxy bounds connections itself.
    */
   HTTP_MAX_CONNECTIONS_PER_ADDRESS: z.coerce.number().int().min(0).max(1_000_000).default(1000),
-  /** Allow running with no Bot Framework authentication. Must be true when MicrosoftAppId is empty. */
+  /** `false`: refuse to start without an app registration. (`true` no longer allows a non-loopback HOST without one.) */
   ALLOW_UNAUTHENTICATED_CHANNEL: bool.optional(),
 });
 
@@ -99,6 +99,47 @@ export interface BotConfig {
   };
 }
 
+/** An Entra ID (Azure AD) object or tenant id. */
+const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** Addresses only this machine can reach. */
+const LOOPBACK_HOST = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|localhost|::1|::ffff:127\.\d{1,3}\.\d{1,3}\.\d{1,3})$/i;
+
+/**
+ * The Bot Framework app registration (setting names as in the Bot Framework SDK's
+ * `ConfigurationServiceClientCredentialFactory`), checked as the SDK and Azure need it:
+ * MultiTenant and SingleTenant need a password (client secret), SingleTenant and
+ * UserAssignedMSI a tenant, and a managed identity has no password. With an app id the
+ * tenants whose users may use the bot must be listed. Without one, the channel is not
+ * authenticated, so the bot may listen on loopback only.
+ *
+ * @throws AppError `CONFIG.INVALID` naming the setting and the reason
+ */
+function channelAuth(e: z.infer<typeof EnvSchema>, allowedTenants: string[]): BotConfig['auth'] {
+  const refuse = (message: string): never => {
+    throw new AppError('CONFIG.INVALID', message);
+  };
+  if (!e.MicrosoftAppId) {
+    if (e.ALLOW_UNAUTHENTICATED_CHANNEL === false) refuse('MicrosoftAppId is empty but ALLOW_UNAUTHENTICATED_CHANNEL=false: set the app registration');
+    // Without an app registration anyone who reaches /api/messages could act as any Teams user.
+    if (!LOOPBACK_HOST.test(e.HOST)) {
+      refuse(`HOST: ${e.HOST} is reachable from other machines but MicrosoftAppId is empty; without Bot Framework authentication the bot listens on loopback only (127.0.0.1, ::1, localhost). Set the app registration (MicrosoftAppId, MicrosoftAppType, MicrosoftAppPassword or a managed identity, MicrosoftAppTenantId) to listen elsewhere${e.ALLOW_UNAUTHENTICATED_CHANNEL ? ' (ALLOW_UNAUTHENTICATED_CHANNEL=true no longer opens other addresses)' : ''}`);
+    }
+    return { kind: 'none' };
+  }
+  if (!GUID.test(e.MicrosoftAppId)) refuse('MicrosoftAppId: must be a GUID (the Azure Bot\'s Microsoft App ID)');
+  const appType = e.MicrosoftAppType ?? 'MultiTenant';
+  if (appType === 'UserAssignedMSI' && e.MicrosoftAppPassword) refuse('MicrosoftAppPassword: must be empty for a UserAssignedMSI app (the managed identity has no password)');
+  if (appType !== 'UserAssignedMSI' && !e.MicrosoftAppPassword) refuse(`MicrosoftAppPassword: must be set for a ${appType} app (the app registration's client secret)`);
+  if (appType !== 'MultiTenant' && !e.MicrosoftAppTenantId) refuse(`MicrosoftAppTenantId: must be set for a ${appType} app`);
+  if (e.MicrosoftAppTenantId && !GUID.test(e.MicrosoftAppTenantId) && !/^[a-z0-9-]+(\.[a-z0-9-]+)+$/i.test(e.MicrosoftAppTenantId)) {
+    refuse('MicrosoftAppTenantId: must be a tenant id (a GUID) or a tenant domain such as contoso.onmicrosoft.com');
+  }
+  if (allowedTenants.length === 0) refuse('ALLOWED_TENANTS: must list the Entra tenant ids (GUIDs) whose users may use the bot when MicrosoftAppId is set');
+  const notGuid = allowedTenants.find((t) => !GUID.test(t));
+  if (notGuid !== undefined) refuse(`ALLOWED_TENANTS: "${notGuid.slice(0, 64)}" is not a tenant id (a GUID)`);
+  return { kind: 'bot-framework', appId: e.MicrosoftAppId, appPassword: e.MicrosoftAppPassword, tenantId: e.MicrosoftAppTenantId, appType };
+}
+
 /**
  * Validate the environment and build the configuration.
  *
@@ -126,28 +167,11 @@ export function loadConfig(env: Record<string, string | undefined>): BotConfig {
   if (!masterKey) throw new AppError('CONFIG.INVALID', 'SMARTCARD_MASTER_KEY or SMARTCARD_MASTER_KEY_FILE must be set (32 random bytes, base64 or hex)');
 
   if (e.STORAGE === 'mongodb' && !e.MONGODB_URL) throw new AppError('CONFIG.INVALID', 'MONGODB_URL must be set when STORAGE=mongodb (mongodb:// or mongodb+srv://)');
-  let auth: BotConfig['auth'];
-  if (e.MicrosoftAppId) {
-    const appType = e.MicrosoftAppType ?? 'MultiTenant';
-    if (appType !== 'UserAssignedMSI' && !e.MicrosoftAppPassword) throw new AppError('CONFIG.INVALID', 'MicrosoftAppPassword must be set when MicrosoftAppId is set');
-    if (appType === 'SingleTenant' && !e.MicrosoftAppTenantId) throw new AppError('CONFIG.INVALID', 'MicrosoftAppTenantId must be set for a SingleTenant app');
-    auth = { kind: 'bot-framework', appId: e.MicrosoftAppId, appPassword: e.MicrosoftAppPassword, tenantId: e.MicrosoftAppTenantId, appType };
-  } else {
-    if (e.ALLOW_UNAUTHENTICATED_CHANNEL === false) {
-      throw new AppError('CONFIG.INVALID', 'MicrosoftAppId is empty but ALLOW_UNAUTHENTICATED_CHANNEL=false: set the app registration');
-    }
-    // Without an app registration anyone who reaches /api/messages could act as any
-    // Teams user: allowed on loopback (the Playground) or when explicitly asked for.
-    const loopback = /^(127\.\d+\.\d+\.\d+|localhost|::1)$/.test(e.HOST);
-    if (!loopback && e.ALLOW_UNAUTHENTICATED_CHANNEL !== true) {
-      throw new AppError('CONFIG.INVALID', `HOST=${e.HOST} is reachable from other machines but MicrosoftAppId is empty: set the Bot Framework app registration (MicrosoftAppId, MicrosoftAppPassword), or set ALLOW_UNAUTHENTICATED_CHANNEL=true for a test network`);
-    }
-    auth = { kind: 'none' };
-  }
   const allowedTenants = (e.ALLOWED_TENANTS ?? '').split(',').map((t) => t.trim()).filter(Boolean);
   for (const t of allowedTenants) {
     if (!/^[0-9a-fA-F-]{36}$/.test(t) && !/^[\w.-]+$/.test(t)) throw new AppError('CONFIG.INVALID', `ALLOWED_TENANTS: "${t}" is not a tenant id`);
   }
+  const auth = channelAuth(e, allowedTenants);
   if (e.HTTP_REQUEST_TIMEOUT_MS < e.HTTP_HEADERS_TIMEOUT_MS) {
     throw new AppError('CONFIG.INVALID', `HTTP_REQUEST_TIMEOUT_MS: ${e.HTTP_REQUEST_TIMEOUT_MS} is shorter than HTTP_HEADERS_TIMEOUT_MS (${e.HTTP_HEADERS_TIMEOUT_MS}); a request's head is part of the request`);
   }

@@ -6,7 +6,7 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CloudAdapter, ConfigurationBotFrameworkAuthentication, type TurnContext } from 'botbuilder';
+import type { CloudAdapter, TurnContext } from 'botbuilder';
 import { AppError } from '../common/app-error';
 import { createLogger, type Logger } from '../common/logger';
 import type { Device, Storage } from '../storage/storage.port';
@@ -16,6 +16,7 @@ import { openStorage } from '../storage/storage.factory';
 import { loadConfig, type BotConfig } from './config';
 import { createHttpServer } from './http/http.server';
 import { connectionBudget, parseOpenFileLimit } from './http/connection-guard';
+import { ChannelAdapter, createChannelAuthentication, type ChannelAuthOverrides } from './http/channel-auth';
 import { DEFAULT_UNLOCK_RULES } from './journeys/unlock/unlock.journey';
 import { UnlockService } from './journeys/unlock/unlock.service';
 import { RegistrationService } from './journeys/registration/registration.service';
@@ -91,12 +92,14 @@ export interface BotApp {
  *
  * @param config - validated configuration ({@link loadConfig})
  * @param overrides - replace an adapter (tests, benchmarks): `mail`, `logger`, `directory`;
- *   `wrapStorage` wraps the opened store before anything uses it (interleaving tests)
+ *   `wrapStorage` wraps the opened store before anything uses it (interleaving tests);
+ *   `channel` points channel authentication at other OpenID metadata and replaces the bot's
+ *   own outgoing tokens (the contract test's local keys; bot/http/channel-auth.ts)
  * @returns the running app; `close()` stops the server, the link and the store
  */
 export async function startBot(
   config: BotConfig,
-  overrides: { mail?: MailPort; logger?: Logger; directory?: DirectoryPort | null; wrapStorage?: (storage: Storage) => Storage } = {},
+  overrides: { mail?: MailPort; logger?: Logger; directory?: DirectoryPort | null; wrapStorage?: (storage: Storage) => Storage; channel?: ChannelAuthOverrides } = {},
 ): Promise<BotApp> {
   const logger = overrides.logger ?? createLogger({ name: 'bot', level: config.logLevel });
   const keys = deriveKeys(parseMasterKey(config.masterKey, 'SMARTCARD_MASTER_KEY'));
@@ -198,17 +201,12 @@ export async function startBot(
     currentDevice,
   });
 
-  const auth =
-    config.auth.kind === 'none'
-      ? new ConfigurationBotFrameworkAuthentication({})
-      : new ConfigurationBotFrameworkAuthentication({
-          MicrosoftAppId: config.auth.appId,
-          MicrosoftAppPassword: config.auth.appPassword,
-          MicrosoftAppType: config.auth.appType,
-          MicrosoftAppTenantId: config.auth.tenantId,
-        });
-  if (config.auth.kind === 'none') logger.warn('MicrosoftAppId is not set: channel authentication is off (local development with the Agents Playground only)');
-  const adapter = new CloudAdapter(auth);
+  const auth = createChannelAuthentication(config.auth, overrides.channel);
+  if (config.auth.kind === 'none') {
+    // config.ts refuses a non-loopback HOST without an app id.
+    logger.warn({ host: config.host }, 'MicrosoftAppId is not set: channel authentication is off, so the bot listens on loopback only (local development with the Agents Playground)');
+  } else logger.info({ appType: config.auth.appType, allowedTenants: config.allowedTenants.length }, 'channel authentication on: Bot Framework tokens required on /api/messages');
+  const adapter = new ChannelAdapter(auth, { authRequired: config.auth.kind !== 'none' });
   adapter.onTurnError = async (context: TurnContext, error: Error) => {
     logger.error({ err: error instanceof AppError ? error.toJSON() : { name: error.name, message: error.message, stack: error.stack }, activityType: context.activity.type }, 'turn failed');
     try {
@@ -247,7 +245,7 @@ export async function startBot(
     { maxConnections: budget.maxConnections, openFileLimit: fileLimit === null ? 'unknown' : String(fileLimit), filesKeptFree: budget.reserve, maxConnectionsPerAddress: config.http.maxConnectionsPerAddress, headersTimeoutMs: config.http.headersTimeoutMs, requestTimeoutMs: config.http.requestTimeoutMs },
     budget.lowered ? 'connection cap lowered to fit below the open-file limit (raise ulimit -n for more)' : 'connection limits',
   );
-  const server = createHttpServer({ adapter, bot, pairing, storage, logger, connections });
+  const server = createHttpServer({ adapter, bot, pairing, storage, logger, connections, allowedTenants: config.allowedTenants });
   link.attach(server.server);
   await new Promise<void>((resolve) => server.listen(config.port, config.host, () => resolve()));
   const address = server.address();

@@ -17,6 +17,14 @@
  * - pair/poll: 120 a minute per device code, whoever sends them;
  * - expired pairings are deleted within a minute or so of expiry (not kept a day).
  *
+ * The start-flood test fixes the pairing clock (`startBot`'s `pairingClock`), so
+ * 10,001 requests fall in one window however long this machine takes for them.
+ *
+ * The last block races the counters themselves, two instances on one store:
+ * SQLite (two connections to one file) and MongoDB (two clients on one FerretDB
+ * database, where conditional updates are not atomic; two bot instances there
+ * share the pairing limits too). Under CI=true a missing FerretDB fails the file.
+ *
  * Nothing here uses pcscd or the vpcd readers.
  */
 import Database from 'better-sqlite3';
@@ -25,10 +33,16 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { MongoClient } from 'mongodb';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../bot/config';
+import { createStoreRateLimiter } from '../../bot/limits/store-rate-limiter';
 import { startBot, type BotApp } from '../../bot/main';
 import { createLogger } from '../../common/logger';
+import { openMongoStorage } from '../../storage/mongodb/mongodb-storage.adapter';
+import { openSqliteStorage } from '../../storage/sqlite/sqlite-storage.adapter';
+import type { Storage } from '../../storage/storage.port';
+import { mongoTestServer } from '../support/ferretdb';
 
 const RULES = {
   guessesPerPersonPer10Min: 5,
@@ -45,6 +59,9 @@ const randomUserCode = (): string => {
   for (let i = 0; i < 8; i++) s += USER_CODE_ALPHABET[randomInt(USER_CODE_ALPHABET.length)];
   return `${s.slice(0, 4)}-${s.slice(4)}`;
 };
+
+/** The MongoDB-protocol server for the two-instance tests (FerretDB; under CI=true a missing one fails the file). */
+const mongo = await mongoTestServer();
 
 const logger = createLogger({ name: 'limits-bot', level: process.env['LIMITS_LOG'] === '1' ? 'info' : 'silent' });
 
@@ -251,5 +268,88 @@ describe('pairing limits (issue #10)', () => {
     const deadline = Date.now() + 25_000;
     while (Date.now() < deadline && count(b, 'SELECT count(*) AS n FROM pairings') > 0) await new Promise((r) => setTimeout(r, 500));
     expect(count(b, 'SELECT count(*) AS n FROM pairings'), 'expired pairings left after 25 s').toBe(0);
+  });
+});
+
+/** At most `points` of many racing consumes get through, on each store, from two instances at once. */
+describe('rate-limit counters are atomic (two instances on one store)', () => {
+  const trials = 5;
+  const racers = 60;
+  const rule = { points: 7, windowMs: 60_000 };
+
+  async function race(a: Storage, b: Storage): Promise<number[]> {
+    const limits = [createStoreRateLimiter({ hits: a.rateHits }), createStoreRateLimiter({ hits: b.rateHits })];
+    const allowed: number[] = [];
+    for (let t = 0; t < trials; t++) {
+      const key = `test.race:${randomUUID()}`;
+      const verdicts = await Promise.all(Array.from({ length: racers }, (_, i) => limits[i % 2]!.consume(key, rule)));
+      allowed.push(verdicts.filter((v) => v.allowed).length);
+      // The refused ones are told how long to wait: until the first hit leaves the minute.
+      for (const v of verdicts.filter((x) => !x.allowed)) expect(v.retryAfterMs).toBeGreaterThan(50_000);
+    }
+    return allowed;
+  }
+
+  it('SQLite: two connections to one file, 60 racing consumes with room for 7, five times: 7 each time', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'limits-race-'));
+    const a = openSqliteStorage({ file: path.join(dir, 'store.db') });
+    const b = openSqliteStorage({ file: path.join(dir, 'store.db') });
+    try {
+      expect(await race(a, b)).toEqual(Array(trials).fill(rule.points));
+    } finally {
+      await a.close();
+      await b.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  describe.skipIf(mongo.skip)('MongoDB (FerretDB on PostgreSQL, or MONGODB_URL)', () => {
+    if (mongo.skip) return;
+    const server = mongo;
+    afterAll(() => server.dropCreatedDatabases());
+
+    it('two clients on one database, 60 racing consumes with room for 7, five times: 7 each time (conditional updates would not hold here)', async () => {
+      const database = server.freshDatabaseName('limitsrace');
+      const clients = [new MongoClient(server.url), new MongoClient(server.url)];
+      try {
+        const [a, b] = await Promise.all(clients.map((client) => openMongoStorage({ client, database, gcIntervalMs: 0 })));
+        expect(await race(a!, b!)).toEqual(Array(trials).fill(rule.points));
+        await a!.close();
+        await b!.close();
+      } finally {
+        for (const c of clients) await c.close();
+      }
+    });
+
+    it('two bot instances on one database share the limits: 5 codes checked for a person, 120 overall', { timeout: 120_000 }, async () => {
+      const database = server.freshDatabaseName('limitsbots');
+      const masterKey = randomBytes(32).toString('base64');
+      const apps: BotApp[] = [];
+      const dirs: string[] = [];
+      try {
+        for (let i = 0; i < 2; i++) {
+          const dir = await mkdtemp(path.join(tmpdir(), 'pairing-limits-mongo-'));
+          dirs.push(dir);
+          const config = loadConfig({ SMARTCARD_DATA_DIR: dir, SMARTCARD_MASTER_KEY: masterKey, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'silent', STORAGE: 'mongodb', MONGODB_URL: server.url, MONGODB_DATABASE: database, BOT_INSTANCE_ID: `limits-${i}` });
+          apps.push(await startBot(config, { logger }));
+        }
+        const [a, b] = apps as [BotApp, BotApp];
+        const refusedFor = async (personId?: string): Promise<number> =>
+          (await a.storage.audit.list({ ...(personId ? { personId } : {}), limit: 10_000 })).filter((e) => e.action === 'pairing.code_refused').length;
+
+        const person = randomUUID();
+        const burst = await Promise.all(Array.from({ length: 12 }, (_, i) => (i % 2 === 0 ? a : b).pairing.approve({ id: person }, randomUserCode())));
+        expect(await refusedFor(person)).toBe(RULES.guessesPerPersonPer10Min);
+        expect(burst.filter((r) => !r.ok && r.reason === 'too_many_tries')).toHaveLength(12 - RULES.guessesPerPersonPer10Min);
+
+        const identities = Array.from({ length: 130 }, () => randomUUID());
+        await pool(identities.length, 16, (i) => (i % 2 === 0 ? a : b).pairing.approve({ id: identities[i]! }, randomUserCode()));
+        // 5 of the person's codes and 115 of the identities' fill the overall 120.
+        expect(await refusedFor()).toBe(RULES.guessesOverallPerMinute);
+      } finally {
+        for (const app of apps) await app.close();
+        for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+      }
+    });
   });
 });

@@ -57,6 +57,8 @@ export interface RuntimeTuning {
 
 export interface CompanionRuntimeOptions {
   botUrl: URL;
+  /** CA certificates (PEM) for the bot's server certificate (config `botCa`); null/absent = Node's built-in list. */
+  botCa?: readonly string[] | null;
   workstation: string;
   /** Port of the passcode page (0 = any free port). */
   pagePort: number;
@@ -200,6 +202,7 @@ export class CompanionRuntime {
       botUrl: this.options.botUrl,
       workstation: this.options.workstation,
       logger: this.options.logger.child({ part: 'pairing' }),
+      ...(this.options.botCa ? { ca: this.options.botCa } : {}),
       onCode: (code) => {
         this.phase = { kind: 'pairing', code };
         const until = code.expiresAt.toLocaleTimeString('en-GB', { hour: '2-digit', minute: '2-digit' });
@@ -222,6 +225,7 @@ export class CompanionRuntime {
     return new Promise((resolve) => {
       const link = new LinkClient({
         url: linkUrlFor(this.options.botUrl),
+        ...(this.options.botCa ? { ca: this.options.botCa } : {}),
         credential: credential.credential,
         workstation: this.options.workstation,
         version: COMPANION_VERSION,

@@ -15,6 +15,7 @@ import { hostname, homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
+import { botUrlProblem, readBotCaFile } from './bot-tls';
 import { ConfigError } from './companion.errors';
 import { pageLinkSocketPath } from './passcode-page/page-link.control';
 
@@ -40,8 +41,10 @@ export type ReaderConfig =
   | { kind: 'virtual'; readerName: string | null; card: VirtualCardConfig };
 
 export interface CompanionConfig {
-  /** Bot base URL (http or https), e.g. `http://127.0.0.1:3978`. */
+  /** Bot base URL: https, or http on this computer only (bot-tls.ts), e.g. `http://127.0.0.1:3978`. */
   botUrl: URL;
+  /** CA certificates (PEM) to verify the bot's server certificate with: Node's built-in list and SMARTCARD_BOT_CA_FILE; null = Node's list. */
+  botCa: string[] | null;
   /** Directory holding `credential.json` (created 0700). Absolute path. */
   dataDir: string;
   reader: ReaderConfig;
@@ -57,6 +60,7 @@ export interface CompanionConfig {
 /** Variable name -> flag name (no flag for secrets). */
 const FLAGS = {
   SMARTCARD_BOT_URL: 'bot-url',
+  SMARTCARD_BOT_CA_FILE: 'bot-ca-file',
   COMPANION_DATA_DIR: 'data-dir',
   COMPANION_READER: 'reader',
   COMPANION_READER_NAME: 'reader-name',
@@ -142,9 +146,15 @@ const RawSchema = z.object({
       .refine((v) => URL.canParse(v), 'must be an absolute URL such as http://127.0.0.1:3978')
       .transform((v) => new URL(v))
       .refine((u) => u.protocol === 'http:' || u.protocol === 'https:', 'must use http or https')
+      // https off this computer (the credential must not cross a network in clear): bot-tls.ts.
+      .superRefine((u, ctx) => {
+        const problem = u.protocol === 'http:' ? botUrlProblem(u) : null;
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      })
       .refine((u) => u.username === '' && u.password === '', 'must not hold a user name or password')
       .refine((u) => u.search === '' && u.hash === '', 'must not have a query or fragment'),
   ),
+  SMARTCARD_BOT_CA_FILE: optionalText,
   COMPANION_DATA_DIR: optionalText,
   COMPANION_READER: z.preprocess(emptyToUndefined, z.enum(['pcsc', 'virtual'], { message: 'must be pcsc or virtual' }).default('pcsc')),
   COMPANION_READER_NAME: optionalText,
@@ -208,6 +218,16 @@ export function loadCompanionConfig(env: NodeJS.ProcessEnv, argv: readonly strin
   }
   const v = parsed.data;
 
+  // Extra CA for the bot's server certificate (a private CA); Node's built-in list stays trusted (bot-tls.ts).
+  let botCa: string[] | null = null;
+  if (v.SMARTCARD_BOT_CA_FILE !== undefined) {
+    try {
+      botCa = readBotCaFile(resolve(v.SMARTCARD_BOT_CA_FILE));
+    } catch (err) {
+      throw new ConfigError(flags[FLAGS.SMARTCARD_BOT_CA_FILE] !== undefined ? `--${FLAGS.SMARTCARD_BOT_CA_FILE}` : 'SMARTCARD_BOT_CA_FILE', err instanceof Error ? err.message : 'cannot be used');
+    }
+  }
+
   let reader: ReaderConfig;
   const readerName = v.COMPANION_READER_NAME ?? null;
   if (v.COMPANION_READER === 'virtual') {
@@ -225,6 +245,7 @@ export function loadCompanionConfig(env: NodeJS.ProcessEnv, argv: readonly strin
 
   return {
     botUrl: v.SMARTCARD_BOT_URL,
+    botCa,
     dataDir: resolve(v.COMPANION_DATA_DIR ?? defaultDataDir(env)),
     reader,
     pagePort: v.COMPANION_PAGE_PORT,

@@ -73,6 +73,7 @@ async function main(): Promise<void> {
   const card = new CardService({ reader, readerName: config.reader.readerName, logger: logger.child({ part: 'card' }) });
   const runtime = new CompanionRuntime({
     botUrl: config.botUrl,
+    botCa: config.botCa,
     workstation: config.workstation,
     pagePort: config.pagePort,
     credentials: new CredentialStore(config.dataDir, logger.child({ part: 'credential' })),

@@ -70,6 +70,8 @@ export interface LinkClientOptions {
   heartbeatMs?: number;
   /** Opening handshake timeout, in ms; default 10 000. */
   handshakeTimeoutMs?: number;
+  /** CA certificates (PEM) to verify a `wss://` bot with, instead of Node's built-in list (companion/bot-tls.ts). */
+  ca?: readonly string[];
 }
 
 interface Pending {
@@ -191,6 +193,8 @@ export class LinkClient {
       headers: { Authorization: `Bearer ${credential}` },
       maxPayload: MAX_FRAME_BYTES,
       handshakeTimeout: this.options.handshakeTimeoutMs ?? 10_000,
+      // The bot's certificate is always verified (Node's default); `ca` adds a private CA (SMARTCARD_BOT_CA_FILE).
+      ...(this.options.ca ? { ca: [...this.options.ca] } : {}),
       followRedirects: false,
       perMessageDeflate: false,
     });

@@ -20,6 +20,7 @@ import {
   type PairStartResponse,
 } from '../../protocol/companion-link.protocol';
 import { backoffDelay, type BackoffOptions } from '../backoff';
+import { botFetch } from '../bot-tls';
 import { pairUrlFor } from '../config';
 
 /** A user code to show the person. */
@@ -52,6 +53,8 @@ export interface PairingClientOptions {
   retry?: BackoffOptions;
   /** Timeout of each HTTP request, in ms; default 10 000. */
   requestTimeoutMs?: number;
+  /** CA certificates (PEM) to verify an `https://` bot with, instead of Node's built-in list (companion/bot-tls.ts). */
+  ca?: readonly string[];
 }
 
 type HttpResult<T> = { ok: true; value: T } | { ok: false; status: number | null; reason: string };
@@ -61,11 +64,14 @@ export class PairingClient {
   private readonly secondMs: number;
   private readonly retry: BackoffOptions;
   private readonly requestTimeoutMs: number;
+  /** Global fetch, or one that trusts the configured private CA too. */
+  private readonly fetch: typeof fetch;
 
   constructor(private readonly options: PairingClientOptions) {
     this.secondMs = options.secondMs ?? 1000;
     this.retry = options.retry ?? { initialMs: 1000, maxMs: 30_000 };
     this.requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
+    this.fetch = options.ca ? botFetch(options.ca) : fetch;
   }
 
   /**
@@ -141,7 +147,7 @@ export class PairingClient {
   private async post<T>(step: 'start' | 'poll', body: unknown, schema: z.ZodType<T>, signal: AbortSignal): Promise<HttpResult<T>> {
     let res: globalThis.Response;
     try {
-      res = await fetch(pairUrlFor(this.options.botUrl, step), {
+      res = await this.fetch(pairUrlFor(this.options.botUrl, step), {
         method: 'POST',
         headers: { 'content-type': 'application/json', accept: 'application/json' },
         body: JSON.stringify(body),

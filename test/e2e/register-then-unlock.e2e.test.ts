@@ -244,7 +244,7 @@ describe.skipIf(gate.skip)('register for self-service, then unlock, in the Agent
     await expect
       .poll(
         async () => {
-          await page.goto(new URL('/', page.url()).href);
+          await page.goto(new URL('./', page.url()).href); // the session's page, /p/<scope>/
           return page.locator('body').getAttribute('data-state');
         },
         { timeout: E2E_WAIT_MS, interval: 500 },

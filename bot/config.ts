@@ -8,6 +8,8 @@ import { z } from 'zod';
 import { AppError } from '../common/app-error';
 import { loadGraphMailConfig, type GraphMailConfig } from './mail/graph/graph-mail.config';
 import { loadDirectoryConfig, type DirectoryConfig } from './directory/directory.config';
+import { loadShutdownConfig, type ShutdownConfig } from './lifecycle';
+import { parseMasterKey } from './security/keys';
 import { loadRaDeskConfig, type RaDeskConfig } from './journeys/ra-case/ra-roles';
 
 const bool = z
@@ -84,6 +86,8 @@ export interface BotConfig {
   directory: DirectoryConfig;
   /** RA desk: RA_MEMBER_IDS, HELPDESK_MEMBER_IDS, RA_CHANNEL_ID, RA_CHANNEL_SERVICE_URL (bot/journeys/ra-case/ra-roles.ts). */
   raDesk: RaDeskConfig;
+  /** Graceful shutdown on SIGTERM (bot/lifecycle.ts): SHUTDOWN_GRACE_MS. */
+  shutdown: ShutdownConfig;
   /** Connection bounds of the HTTP server (bot/http/connection-guard.ts). */
   http: {
     /** A request head must be complete within this, milliseconds. */
@@ -165,6 +169,12 @@ export function loadConfig(env: Record<string, string | undefined>): BotConfig {
     }
   }
   if (!masterKey) throw new AppError('CONFIG.INVALID', 'SMARTCARD_MASTER_KEY or SMARTCARD_MASTER_KEY_FILE must be set (32 random bytes, base64 or hex)');
+  // The key's form is checked with the other settings (a wrong key stops start-up naming its variable, never its value).
+  try {
+    parseMasterKey(masterKey, e.SMARTCARD_MASTER_KEY ? 'SMARTCARD_MASTER_KEY' : 'SMARTCARD_MASTER_KEY_FILE');
+  } catch (err) {
+    throw new AppError('CONFIG.INVALID', err instanceof Error ? err.message : 'SMARTCARD_MASTER_KEY: not a valid key');
+  }
 
   if (e.STORAGE === 'mongodb' && !e.MONGODB_URL) throw new AppError('CONFIG.INVALID', 'MONGODB_URL must be set when STORAGE=mongodb (mongodb:// or mongodb+srv://)');
   const allowedTenants = (e.ALLOWED_TENANTS ?? '').split(',').map((t) => t.trim()).filter(Boolean);
@@ -204,6 +214,7 @@ export function loadConfig(env: Record<string, string | undefined>): BotConfig {
     // Unique per process start: the command bus addresses instances by it.
     instanceId: `${e.BOT_INSTANCE_ID ?? `bot-${process.pid}`}-${Date.now().toString(36)}`,
     directory: loadDirectoryConfig(env),
+    shutdown: loadShutdownConfig(env),
     raDesk: loadRaDeskConfig(env),
     http: {
       headersTimeoutMs: e.HTTP_HEADERS_TIMEOUT_MS,

@@ -15,6 +15,7 @@ import type { DirectoryPort } from './directory/directory.port';
 import { openStorage } from '../storage/storage.factory';
 import { loadConfig, type BotConfig } from './config';
 import { createHttpServer } from './http/http.server';
+import { exitGracefullyOnSignals, InFlightRequests, refuseWhileStopping, shutDown, type ShutdownReport } from './lifecycle';
 import { connectionBudget, parseOpenFileLimit } from './http/connection-guard';
 import { ChannelAdapter, createChannelAuthentication, type ChannelAuthOverrides } from './http/channel-auth';
 import { DEFAULT_UNLOCK_RULES } from './journeys/unlock/unlock.journey';
@@ -85,6 +86,8 @@ export interface BotApp {
   /** Base URL the server listens on, e.g. `http://127.0.0.1:3978`. */
   url: string;
   close(): Promise<void>;
+  /** Stop gracefully within `config.shutdown.graceMs` (bot/lifecycle.ts); `close()` runs the same stop, once. */
+  shutdown(): Promise<ShutdownReport>;
 }
 
 /**
@@ -245,8 +248,19 @@ export async function startBot(
     { maxConnections: budget.maxConnections, openFileLimit: fileLimit === null ? 'unknown' : String(fileLimit), filesKeptFree: budget.reserve, maxConnectionsPerAddress: config.http.maxConnectionsPerAddress, headersTimeoutMs: config.http.headersTimeoutMs, requestTimeoutMs: config.http.requestTimeoutMs },
     budget.lowered ? 'connection cap lowered to fit below the open-file limit (raise ulimit -n for more)' : 'connection limits',
   );
-  const server = createHttpServer({ adapter, bot, pairing, storage, logger, connections, allowedTenants: config.allowedTenants });
+  // Set once a graceful shutdown begins (bot/lifecycle.ts): /readyz answers 503 and new requests are refused.
+  let stopping = false;
+  const health = {
+    checks: [
+      { name: 'storage', check: () => storage.ping() },
+      { name: 'mail', check: () => mail.check?.() ?? Promise.resolve() },
+    ],
+    isStopping: () => stopping,
+  };
+  const server = createHttpServer({ adapter, bot, pairing, storage, logger, connections, allowedTenants: config.allowedTenants, health });
   link.attach(server.server);
+  const requests = new InFlightRequests(server.server);
+  refuseWhileStopping(server, () => stopping);
   await new Promise<void>((resolve) => server.listen(config.port, config.host, () => resolve()));
   const address = server.address();
   const url = `http://${config.host}:${address.port}`;
@@ -258,7 +272,32 @@ export async function startBot(
   }, 10_000);
   sweeper.unref();
 
-  let closed = false;
+  let serverClosed: Promise<void> = Promise.resolve();
+  const steps = {
+    stopAccepting: () => {
+      stopping = true;
+      clearInterval(sweeper);
+      // No new connections; idle keep-alive connections close now, busy ones after their response.
+      serverClosed = new Promise<void>((resolve) => server.server.close(() => resolve()));
+    },
+    // Turns (HTTP requests) and the engine's steps and effect drains in flight.
+    settle: async () => {
+      do {
+        await requests.idle();
+        await engine.idle();
+      } while (requests.count > 0);
+    },
+    closeLinks: () => link.close(),
+    release: async () => {
+      server.server.closeAllConnections();
+      await serverClosed;
+      await bus?.close().catch(() => undefined);
+      await storage.close();
+      await closeClient();
+    },
+  };
+  let stopped: Promise<ShutdownReport> | null = null;
+  const shutdown = (): Promise<ShutdownReport> => (stopped ??= shutDown(steps, { graceMs: config.shutdown.graceMs, logger }));
   return {
     config,
     storage,
@@ -268,15 +307,9 @@ export async function startBot(
     adapter,
     bot,
     url,
+    shutdown,
     async close() {
-      if (closed) return;
-      closed = true;
-      clearInterval(sweeper);
-      await link.close();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      await bus?.close().catch(() => undefined);
-      await storage.close();
-      await closeClient();
+      await shutdown();
     },
   };
 }
@@ -298,16 +331,10 @@ async function main(): Promise<void> {
     process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
     process.exit(2);
   }
-  const app = await startBot(config);
-  let stopping = false;
-  const stop = async (): Promise<void> => {
-    if (stopping) return;
-    stopping = true;
-    await app.close();
-    process.exit(0);
-  };
-  process.on('SIGINT', () => void stop());
-  process.on('SIGTERM', () => void stop());
+  const logger = createLogger({ name: 'bot', level: config.logLevel });
+  const app = await startBot(config, { logger });
+  // SIGTERM / SIGINT: stop within SHUTDOWN_GRACE_MS; exit 0 when nothing was left in flight, else 1 (bot/lifecycle.ts).
+  exitGracefullyOnSignals(() => app.shutdown(), { graceMs: config.shutdown.graceMs, logger });
 }
 
 const isMain = process.argv[1] !== undefined && path.resolve(process.argv[1]).replace(/\.ts$/, '') === fileURLToPath(import.meta.url).replace(/\.ts$/, '');

@@ -4,8 +4,9 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../common/logger';
 import { openSqliteStorage } from '../storage/sqlite/sqlite-storage.adapter';
-import { makePerson } from '../storage/storage.fixtures';
-import { adminResetSelfService } from './admin.cli';
+import { randomUUID } from 'node:crypto';
+import { makeDevice, makePerson } from '../storage/storage.fixtures';
+import { adminResetSelfService, adminRevokeDevice } from './admin.cli';
 import { journeyKey } from './journeys/journey.key';
 import { decodeUnlock } from './journeys/unlock/unlock.state';
 import { deriveKeys, generateMasterKey, parseMasterKey } from './security/keys';
@@ -32,6 +33,72 @@ describe('admin reset-self-service', () => {
       expect(audit[0]!.actor).toBe('admin');
       // An email matching no person with an open case is refused plainly.
       await expect(adminResetSelfService(storage, keys, createLogger({ name: 'spec', level: 'silent' }), 'nobody@nhs.net', null)).rejects.toMatchObject({ code: 'INPUT.PERSON_NOT_FOUND' });
+    } finally {
+      await storage.close();
+    }
+  });
+});
+
+describe('admin revoke-device', () => {
+  const open = () => openSqliteStorage({ file: join(mkdtempSync(join(tmpdir(), 'admin-revoke-spec-')), 's.sqlite') });
+  const T = new Date('2026-12-06T10:00:00.000Z');
+
+  it('revokes one device by id: revokedAt stored, one device.revoked audit entry with actor admin; a repeat changes nothing', async () => {
+    const storage = open();
+    try {
+      const person = makePerson();
+      await storage.persons.insert(person);
+      const device = makeDevice({ personId: person.id, workstation: 'WS-ONE', connectedInstance: 'bot-1' });
+      const other = makeDevice({ personId: person.id, workstation: 'WS-TWO' });
+      await storage.devices.insert(device);
+      await storage.devices.insert(other);
+      const r = await adminRevokeDevice(storage, { device: device.id.toUpperCase() }, () => T);
+      expect(r.personId).toBe(person.id);
+      expect(r.outcome.revoked.map((d) => d.id)).toEqual([device.id]);
+      // Returned as it was before: the instance that held its link is named, to close it.
+      expect(r.outcome.revoked[0]!.connectedInstance).toBe('bot-1');
+      expect((await storage.devices.get(device.id))!.revokedAt).toBe(T.toISOString());
+      expect((await storage.devices.get(other.id))!.revokedAt).toBeNull();
+      const audit = (await storage.audit.list({ personId: person.id, limit: 10 })).filter((a) => a.action === 'device.revoked');
+      expect(audit).toHaveLength(1);
+      expect(audit[0]).toMatchObject({ actor: 'admin', details: { deviceId: device.id, workstation: 'WS-ONE', reason: 'admin' } });
+      const again = await adminRevokeDevice(storage, { device: device.id }, () => new Date(T.getTime() + 60_000));
+      expect(again.outcome.revoked).toEqual([]);
+      expect(again.outcome.alreadyRevoked.map((d) => d.id)).toEqual([device.id]);
+      expect((await storage.devices.get(device.id))!.revokedAt).toBe(T.toISOString());
+      expect((await storage.audit.list({ personId: person.id, limit: 10 })).filter((a) => a.action === 'device.revoked')).toHaveLength(1);
+    } finally {
+      await storage.close();
+    }
+  });
+
+  it('revokes every device of a person found by Teams user id', async () => {
+    const storage = open();
+    try {
+      const person = makePerson();
+      await storage.persons.insert(person);
+      const devices = [makeDevice({ personId: person.id }), makeDevice({ personId: person.id })];
+      for (const d of devices) await storage.devices.insert(d);
+      const r = await adminRevokeDevice(storage, { person: person.teamsUserId }, () => T);
+      expect(r.personId).toBe(person.id);
+      expect(r.outcome.revoked.map((d) => d.id).sort()).toEqual(devices.map((d) => d.id).sort());
+      for (const d of devices) expect((await storage.devices.get(d.id))!.revokedAt).toBe(T.toISOString());
+      expect((await storage.audit.list({ personId: person.id, limit: 10 })).filter((a) => a.action === 'device.revoked' && a.actor === 'admin')).toHaveLength(2);
+    } finally {
+      await storage.close();
+    }
+  });
+
+  it('refuses plainly: a device id that is not a UUID, an unknown device, an unknown person, a person with no device', async () => {
+    const storage = open();
+    try {
+      const lonely = makePerson();
+      await storage.persons.insert(lonely);
+      await expect(adminRevokeDevice(storage, { device: 'not-a-uuid' })).rejects.toMatchObject({ code: 'INPUT.USAGE' });
+      await expect(adminRevokeDevice(storage, { device: randomUUID() })).rejects.toMatchObject({ code: 'INPUT.DEVICE_NOT_FOUND' });
+      await expect(adminRevokeDevice(storage, { person: 'nobody-at-all' })).rejects.toMatchObject({ code: 'INPUT.PERSON_NOT_FOUND' });
+      await expect(adminRevokeDevice(storage, { person: lonely.id })).rejects.toMatchObject({ code: 'INPUT.DEVICE_NOT_FOUND' });
+      expect(await storage.audit.list({ limit: 10 })).toEqual([]);
     } finally {
       await storage.close();
     }

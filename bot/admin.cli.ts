@@ -6,6 +6,7 @@
  *   npm run admin -- import-puks --file puks.csv [--replace]   (CSV header: card_id,puk,holder_email)
  *   npm run admin -- list-cases
  *   npm run admin -- reset-self-service --person <person id | email | Teams user id | card id> [--note TEXT]
+ *   npm run admin -- revoke-device --device <device id> | --person <person id | email | Teams user id | card id>
  *
  * Secrets (answers, PUK) are read from a file or standard input, never from
  * the command line (they would land in shell history and the process list).
@@ -33,6 +34,7 @@ import { resetSelfService, type SelfServiceResetResult } from './journeys/unlock
 import { unlockDefinition } from './journeys/unlock/unlock.definition';
 import { DEFAULT_UNLOCK_RULES } from './journeys/unlock/unlock.journey';
 import { registrationDefinition } from './journeys/registration/registration.definition';
+import { revokeDevices, type RevocationOutcome } from './link/device-revocation';
 import type { Logger } from '../common/logger';
 
 const PersonFileSchema = z.object({
@@ -223,6 +225,44 @@ export async function adminResetSelfService(storage: Storage, keys: DerivedKeys,
   return { person, result };
 }
 
+/** What {@link adminRevokeDevice} did. */
+export interface AdminRevocation {
+  /** The person whose devices were named (with `--person`), else the device's person when stored. */
+  personId: string;
+  outcome: Extract<RevocationOutcome, { kind: 'done' }>;
+}
+
+/**
+ * Revoke a companion's device credential from the admin command (actor `admin`): the same
+ * operation as the companion's own unpair ({@link revokeDevices}). The running bot closes the
+ * device's open link at its next revocation check (a few seconds; this is another process).
+ *
+ * @param storage - the store
+ * @param target - `{ device: <device id> }` or `{ person: <person id | Teams user id | card id | email of a person with an open case> }`
+ * @param now - clock
+ * @returns the person and the devices revoked now / already revoked
+ * @throws AppError `INPUT.USAGE` for a device id that is not a UUID; `INPUT.DEVICE_NOT_FOUND` when no device
+ *   has that id or the person has none; `INPUT.PERSON_NOT_FOUND` when no person matches
+ */
+export async function adminRevokeDevice(storage: Storage, target: { device: string } | { person: string }, now: () => Date = () => new Date()): Promise<AdminRevocation> {
+  let personId: string | null = null;
+  let outcome: RevocationOutcome;
+  if ('device' in target) {
+    const deviceId = target.device.trim().toLowerCase();
+    if (!z.string().uuid().safeParse(deviceId).success) throw new AppError('INPUT.USAGE', '--device must be a device id (a UUID, as in the audit log or the companion\'s credential file)');
+    outcome = await revokeDevices({ storage, now }, { kind: 'device', deviceId }, 'admin', 'admin');
+    if (outcome.kind === 'not_found') throw new AppError('INPUT.DEVICE_NOT_FOUND', 'no device has that id');
+  } else {
+    const person = await findPerson(storage, target.person);
+    if (!person) throw new AppError('INPUT.PERSON_NOT_FOUND', 'no person matches --person (give a person id, Teams user id, card id, or the email of a person with an open case)');
+    personId = person.id;
+    outcome = await revokeDevices({ storage, now }, { kind: 'person', personId: person.id }, 'admin', 'admin');
+    if (outcome.kind === 'not_found') throw new AppError('INPUT.DEVICE_NOT_FOUND', 'no device is paired for that person');
+  }
+  const first = outcome.revoked[0] ?? outcome.alreadyRevoked[0];
+  return { personId: personId ?? first?.personId ?? '', outcome };
+}
+
 function arg(args: string[], name: string): string | undefined {
   const i = args.indexOf(name);
   return i >= 0 ? args[i + 1] : undefined;
@@ -310,8 +350,18 @@ async function run(argv: string[]): Promise<number> {
         );
         return 0;
       }
+      case 'revoke-device': {
+        const device = arg(args, '--device');
+        const person = arg(args, '--person');
+        if ((device === undefined) === (person === undefined)) throw new AppError('INPUT.USAGE', 'revoke-device needs exactly one of --device <device id> or --person <person id | email | Teams user id | card id>');
+        const r = await adminRevokeDevice(storage, device !== undefined ? { device } : { person: person! });
+        for (const d of r.outcome.revoked) process.stdout.write(`revoked: device ${d.id} (${d.workstation}) of person ${d.personId}\n`);
+        for (const d of r.outcome.alreadyRevoked) process.stdout.write(`already revoked: device ${d.id} (${d.workstation}) of person ${d.personId}\n`);
+        if (r.outcome.revoked.length > 0) process.stdout.write('The bot closes an open link of a revoked device within a few seconds; that companion must pair again.\n');
+        return 0;
+      }
       default:
-        process.stderr.write('usage: admin add-person --file PATH|- | import-puks --file PATH|- [--replace] | seed-demo [--teams-user-id ID] | list-cases | reset-self-service --person REF [--note TEXT]\n');
+        process.stderr.write('usage: admin add-person --file PATH|- | import-puks --file PATH|- [--replace] | seed-demo [--teams-user-id ID] | list-cases | reset-self-service --person REF [--note TEXT] | revoke-device --device ID | --person REF\n');
         return 2;
     }
   } finally {

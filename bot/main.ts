@@ -145,9 +145,9 @@ export async function startBot(
     bus,
     handlers: {
       requests: {
-        'unlock.submit_code': (device, request) => unlock.onCompanionRequest(device, request),
-        'unlock.resume': (device, request) => unlock.onCompanionRequest(device, request),
-        'unlock.result': (device, request) => unlock.onCompanionRequest(device, request),
+        'unlock.submit_code': (device, request, session) => unlock.onCompanionRequest(device, request, session),
+        'unlock.resume': (device, request, session) => unlock.onCompanionRequest(device, request, session),
+        'unlock.result': (device, request, session) => unlock.onCompanionRequest(device, request, session),
         'register.passcode_checked': (device, request) => registration.onCompanionRequest(device, request),
       },
       onCardEvent: (device, status) => unlock.onCardEvent(device, status),
@@ -163,6 +163,8 @@ export async function startBot(
           .catch((err: unknown) => logger.warn({ code: err instanceof AppError ? err.code : 'UNEXPECTED' }, 'registration prompt not re-sent'));
       },
     },
+    // A refused second connection is told to the person in their Teams chat (issue #10).
+    tellPerson: (personId, text) => notifier.tell(personId, text),
   });
   await link.start();
   const pairing: PairingService = new PairingService({ storage, codeHashKey: keys.codeHashKey, credentialHashKey: keys.credentialHashKey, pollIntervalSeconds: config.pairingPollIntervalSeconds, logger });

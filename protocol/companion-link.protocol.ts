@@ -198,8 +198,14 @@ export const RequestSchema = z.discriminatedUnion('kind', [
    * The card was pulled (or the APDU failed) after a code was accepted; the
    * card is back and the companion asks for the PUK again to finish.
    * Response: `unlock.accepted` (the `unlock.authorised` command follows) or `unlock.refused`.
+   *
+   * The PUK goes only to the link session that presented the accepted code (the
+   * `session` of its `welcome`). From another link session (the link was lost and
+   * came back) the resume must carry the code again (`code`, added in issue #10;
+   * optional, so a companion that still has its first link may leave it out); without
+   * it the answer is `unlock.refused` with reason `code_needed`.
    */
-  z.object({ kind: z.literal('unlock.resume'), journeyId: JourneyIdSchema, cardId: CardIdSchema }),
+  z.object({ kind: z.literal('unlock.resume'), journeyId: JourneyIdSchema, cardId: CardIdSchema, code: OneTimeCodeSchema.optional() }),
   /** Outcome of RESET RETRY COUNTER and the PUK change. Response: `ok`. */
   z.object({
     kind: z.literal('unlock.result'),
@@ -230,6 +236,13 @@ export const RequestSchema = z.discriminatedUnion('kind', [
       z.object({ outcome: z.literal('card_error'), sw: z.string().regex(/^[0-9A-F]{4}$/).optional() }),
     ]),
   }),
+  /**
+   * The person unpairs this companion (its menu or `--unpair`): the bot revokes this
+   * device's credential (the same operation as `npm run admin -- revoke-device`),
+   * answers `ok`, then closes the link with {@link CloseCodes.UNAUTHORISED}. The
+   * companion then deletes its stored credential. Added in issue #10.
+   */
+  z.object({ kind: z.literal('device.unpair') }),
 ]);
 export type Request = z.infer<typeof RequestSchema>;
 
@@ -242,7 +255,8 @@ export const ResponseSchema = z.discriminatedUnion('kind', [
   z.object({
     kind: z.literal('unlock.refused'),
     /** Why, in words for the person (no secret in it). */
-    reason: z.enum(['wrong_code', 'expired', 'used', 'too_many_tries', 'wrong_card', 'not_waiting', 'unavailable']),
+    /** `code_needed` (issue #10): an `unlock.resume` from another link session than the one that presented the code, without the code. */
+    reason: z.enum(['wrong_code', 'expired', 'used', 'too_many_tries', 'wrong_card', 'not_waiting', 'unavailable', 'code_needed']),
     message: z.string().max(500),
     /** Tries left on this code when `reason` is `wrong_code`. */
     triesLeft: z.number().int().min(0).optional(),
@@ -273,7 +287,17 @@ export const CompanionToBotSchema = z.discriminatedUnion('type', [
 export type CompanionToBot = z.infer<typeof CompanionToBotSchema>;
 
 export const BotToCompanionSchema = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('welcome'), deviceId: z.string().uuid(), personName: z.string() }),
+  z.object({
+    type: z.literal('welcome'),
+    deviceId: z.string().uuid(),
+    personName: z.string(),
+    /**
+     * Id of this link session (issue #10), new for every accepted connection. A PUK pair is
+     * sent only to the session that presented the accepted code; the companion needs it only
+     * to know its link changed. Optional for bots before issue #10.
+     */
+    session: z.string().uuid().optional(),
+  }),
   z.object({ type: z.literal('command'), id: MessageId, command: CommandSchema }),
   z.object({ type: z.literal('response'), id: MessageId, response: ResponseSchema }),
   /** The bot could not parse or accept a message; `id` echoes it where known. */
@@ -285,8 +309,16 @@ export type BotToCompanion = z.infer<typeof BotToCompanionSchema>;
 export const CloseCodes = {
   /** Credential unknown or revoked: the companion must pair again, not reconnect. */
   UNAUTHORISED: 4401,
-  /** Another connection for the same device replaced this one. */
+  /** Another connection for the same device replaced this one (the bot heard nothing from this one when it probed). */
   REPLACED: 4409,
+  /**
+   * Refused: this device already has a live link (it answered the bot's ping), and the first
+   * link is kept (issue #10). The companion retries slowly; another process probably holds
+   * its credential.
+   */
+  IN_USE: 4423,
+  /** No valid `hello` arrived in time after the upgrade (issue #10). */
+  HELLO_TIMEOUT: 4408,
   /** Protocol version not supported. */
   UNSUPPORTED: 4426,
 } as const;

@@ -86,7 +86,7 @@ export class EffectRunner {
         if (!rec) return null;
         const j = decodeUnlock(rec);
         if (j.lock || j.state.phase !== 'unblocking') return null;
-        return { runId: j.runId, cardId: j.state.cardId, deviceId: j.state.deviceId };
+        return { runId: j.runId, cardId: j.state.cardId, deviceId: j.state.deviceId, linkSession: j.state.linkSession };
       },
     });
   }

@@ -31,8 +31,8 @@ class World {
   cards = new Map<string, CardRecord>();
   devices = new Map<string, Device>();
   audit: AuditEntry[] = [];
-  sent: { deviceId: string; command: Command }[] = [];
-  run: UnblockingRun | null = { runId: RUN, cardId: CARD_ID, deviceId: DEVICE };
+  sent: { deviceId: string; command: Command; linkSession?: string }[] = [];
+  run: UnblockingRun | null = { runId: RUN, cardId: CARD_ID, deviceId: DEVICE, linkSession: null };
   linkAnswer: () => Promise<Reply> = async () => ({ kind: 'ack' });
   saves = 0;
   private fresh = [...ROTATED];
@@ -80,9 +80,9 @@ class World {
         },
       },
       link: {
-        sendCommand: async (deviceId, command) => {
+        sendCommand: async (deviceId, command, _timeoutMs, options) => {
           await yieldNow();
-          this.sent.push({ deviceId, command });
+          this.sent.push({ deviceId, command, ...(options?.linkSession !== undefined ? { linkSession: options.linkSession } : {}) });
           return this.linkAnswer();
         },
       },
@@ -163,8 +163,8 @@ describe('PUK release', () => {
 
   it.each([
     ['the run moved on (code expired, cancelled, a new run started)', (w: World): void => void (w.run = null), 'stale_run'],
-    ['another run is unblocking', (w: World): void => void (w.run = { runId: randomUUID(), cardId: CARD_ID, deviceId: DEVICE }), 'stale_run'],
-    ['the run is unblocking with another device', (w: World): void => void (w.run = { runId: RUN, cardId: CARD_ID, deviceId: randomUUID() }), 'stale_run'],
+    ['another run is unblocking', (w: World): void => void (w.run = { runId: randomUUID(), cardId: CARD_ID, deviceId: DEVICE, linkSession: null }), 'stale_run'],
+    ['the run is unblocking with another device', (w: World): void => void (w.run = { runId: RUN, cardId: CARD_ID, deviceId: randomUUID(), linkSession: null }), 'stale_run'],
     ['the card is now bound to someone else', (w: World): void => void (w.card().personId = OTHER), 'not_bound'],
     ['the card went back to its named holder (unbound)', (w: World): void => void (w.card().personId = holderTag(keys.codeHashKey, 'alice@nhs.net')), 'not_bound'],
     ['the PUK was removed', (w: World): void => void (w.card().puk = null), 'no_puk'],
@@ -180,6 +180,19 @@ describe('PUK release', () => {
     expect(w.card()).toEqual(before); // no pending PUK issued
     expect(w.actions()).toEqual(['puk.withheld']);
     expect(w.audit[0]!.details).toMatchObject({ reason, cardId: CARD_ID, runId: RUN });
+  });
+
+  it('sends only on the link session that presented the code (issue #10); a release for an older session of the run is withheld', async () => {
+    const w = new World();
+    const first = randomUUID();
+    w.run = { runId: RUN, cardId: CARD_ID, deviceId: DEVICE, linkSession: first };
+    const custody = new PukCustody(w.deps());
+    expect(await custody.release(release({ linkSession: first }))).toMatchObject({ kind: 'sent' });
+    expect(w.sent.map((x) => x.linkSession)).toEqual([first]);
+    // The code was presented again on a new link: the run now belongs to that session.
+    w.run = { ...w.run, linkSession: randomUUID() };
+    expect(await custody.release(release({ linkSession: first }))).toEqual({ kind: 'withheld', reason: 'stale_run' });
+    expect(w.sent).toHaveLength(1);
   });
 
   it('a card imported with no holder is never released', async () => {

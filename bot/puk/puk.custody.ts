@@ -6,9 +6,11 @@
  * - Release ({@link PukCustody.release}): re-checks, at the moment of sending,
  *   that the card is bound to the person with a PUK enrolled, that the device is
  *   theirs and not revoked, and that the unlock run is still the one unblocking
- *   that card with that device; ensures a pending rotation PUK on the card record
+ *   that card with that device and link session (the one that presented the accepted
+ *   code, issue #10); ensures a pending rotation PUK on the card record
  *   by compare-and-set (so racing releases share one); unseals current and new and
- *   sends them as the `unlock.authorised` command to that one companion.
+ *   sends them as the `unlock.authorised` command to that one companion, on that
+ *   link session only (a newer link of the same device gets nothing).
  * - Commit ({@link PukCustody.commit}): the card holds the new PUK, so the
  *   pending PUK becomes the current one (compare-and-set, once).
  *
@@ -34,12 +36,18 @@ export interface UnblockingRun {
   runId: string;
   cardId: string;
   deviceId: string;
+  /** The link session that presented the accepted code (or resumed with it); null for runs stored before issue #10. */
+  linkSession: string | null;
 }
 
 export interface PukCustodyDeps {
   storage: Pick<Storage, 'cards' | 'devices' | 'audit'>;
-  /** Sends one command to a companion and waits for its reply (the companion link). */
-  link: { sendCommand(deviceId: string, command: Command, timeoutMs: number): Promise<Reply> };
+  /**
+   * Sends one command to a companion and waits for its reply (the companion link). With
+   * `options.linkSession`, only on that link session: another (newer) session of the device
+   * gets nothing and the call throws `LINK.SESSION_CHANGED`.
+   */
+  link: { sendCommand(deviceId: string, command: Command, timeoutMs: number, options?: { linkSession?: string }): Promise<Reply> };
   /** Key the PUKs are sealed with (`DerivedKeys.sealKey`). */
   sealKey: KeyObject;
   /** The person's unlock run in the `unblocking` phase, or null when it is in any other phase. */
@@ -111,7 +119,7 @@ export class PukCustody {
     };
     let errorCode: string | null = null;
     try {
-      const reply = await this.deps.link.sendCommand(effect.deviceId, command, this.deps.commandTimeoutMs);
+      const reply = await this.deps.link.sendCommand(effect.deviceId, command, this.deps.commandTimeoutMs, typeof effect.linkSession === 'string' ? { linkSession: effect.linkSession } : {});
       if (reply.kind === 'error') errorCode = reply.code;
     } catch (err) {
       errorCode = err instanceof AppError ? err.code : 'UNEXPECTED';
@@ -165,6 +173,8 @@ export class PukCustody {
     if (!device || device.personId !== effect.personId || device.revokedAt !== null) return 'device_not_paired';
     const run = await this.deps.unblockingRun(effect.personId);
     if (!run || run.runId !== effect.runId || run.cardId !== effect.cardId || run.deviceId !== effect.deviceId) return 'stale_run';
+    // The run moved to another link session (the code was presented again there): this release is for the old one.
+    if (effect.linkSession !== undefined && effect.linkSession !== run.linkSession) return 'stale_run';
     return null;
   }
 

@@ -20,6 +20,12 @@ export interface PukReleaseEffect {
   cardId: string;
   /** The unlock run (journey id on the wire). */
   runId: string;
+  /**
+   * The link session the pair may go to (the one that presented the accepted code, or resumed
+   * with it); a later session of the same device gets nothing (issue #10). Absent in effects
+   * stored before issue #10; null when the step knew no session.
+   */
+  linkSession?: string | null;
 }
 
 /** The card now holds the pending rotation PUK: make it the current one. */

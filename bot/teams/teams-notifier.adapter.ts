@@ -24,6 +24,24 @@ export class TeamsNotifierAdapter implements TeamsNotifier {
     },
   ) {}
 
+  /**
+   * Post a short message in the person's chat, with no card (e.g. "another connection with your
+   * companion's credential was refused"). Nothing is sent when no conversation reference is stored.
+   *
+   * @param personId - whom to tell
+   * @param text - plain text for the person (no secret)
+   */
+  async tell(personId: string, text: string): Promise<void> {
+    const conv = await this.deps.storage.conversations.get(personId);
+    if (!conv) {
+      this.deps.logger.warn({ personId }, 'no conversation reference: cannot tell the person in Teams');
+      return;
+    }
+    await this.deps.adapter.continueConversationAsync(this.deps.appId, conv.reference as Partial<ConversationReference>, async (ctx) => {
+      await ctx.sendActivity(text);
+    });
+  }
+
   async refresh(personId: string, journey: JourneyKind, message: string | null): Promise<void> {
     const conv = await this.deps.storage.conversations.get(personId);
     if (!conv) {

@@ -78,6 +78,7 @@ function botSide(w: { triesLeft: number }) {
         return { kind: 'unlock.accepted', journeyId: request.journeyId };
       case 'unlock.result':
       case 'register.passcode_checked':
+      case 'device.unpair':
         return { kind: 'ok' };
     }
   };
@@ -268,7 +269,8 @@ describe('unlock controller (in-process virtual card, local ws bot side)', () =>
     await until(async () => pageState((await w.browser.get()).body) === 'done');
     await until(() => w.bot.requests().filter((r) => r.kind === 'unlock.result').length === 2);
     expect(w.bot.requests().map((r) => r.kind)).toEqual(['unlock.submit_code', 'unlock.result', 'unlock.resume', 'unlock.result']);
-    expect(w.bot.requests()[2]).toEqual({ kind: 'unlock.resume', journeyId: JOURNEY, cardId: CARD_ID });
+    // The resume presents the accepted code again (the bot gives the pair to another link session only with it).
+    expect(w.bot.requests()[2]).toEqual({ kind: 'unlock.resume', journeyId: JOURNEY, cardId: CARD_ID, code: CODE });
     expect(w.bot.requests()[3]).toMatchObject({ outcome: 'unblocked', pukOnCard: 'new' });
     expect(await verifies(w.reader, NEW_PASSCODE)).toBe(true);
     expect(await pukIs(w.reader, NEW_PUK)).toBe(true);
@@ -423,6 +425,23 @@ describe('unlock controller (in-process virtual card, local ws bot side)', () =>
     expect(pageState((await w.browser.post('/unlock', form(CODE))).body)).toBe('done');
     expect(await verifies(w.reader, NEW_PASSCODE)).toBe(true);
     expect(await pukIs(w.reader, NEW_PUK)).toBe(true);
+  });
+
+  it('a resume refused with code_needed ends plainly (no retry) and drops the passcode and the code', async () => {
+    const w = await setup(CARD_ID, undefined, 300);
+    await prompt(w);
+    w.bot.releaseOnAccept(() => null);
+    await w.browser.post('/unlock', form(CODE));
+    await until(() => w.runtime.unlock.stateKind === 'error');
+    expect(w.runtime.unlock.holdsPasscode).toBe(true);
+    const answer = botSide({ triesLeft: 5 });
+    w.bot.onRequest = (request) => (request.kind === 'unlock.resume' ? { kind: 'unlock.refused', reason: 'code_needed', message: '' } : answer(request));
+    await w.browser.post('/retry', {});
+    await until(() => w.bot.requests().some((r) => r.kind === 'unlock.resume'));
+    await until(async () => pageText((await w.browser.get()).body).includes('no longer has your code'));
+    expect(w.runtime.unlock.holdsPasscode).toBe(false);
+    expect((await w.browser.get()).body).not.toContain('action="retry"');
+    expect(w.card.pinBlocked).toBe(true);
   });
 
   it('accepted but no pair arrives in time: an error with a retry, and the retry resumes and finishes', async () => {

@@ -10,7 +10,10 @@
  * sent as `unlock.result`. If the card is pulled
  * mid-way the page says "put your card back"; when the same card returns the
  * controller sends `unlock.resume` and finishes with the passcode it still
- * holds. The passcode is dropped after success, on `unlock.closed`, or after
+ * holds. The resume carries the accepted code again: the bot sends the PUK pair
+ * only to the link session that presented the code, so after a lost link the
+ * code is what proves this is the same companion (issue #10). The passcode and
+ * the code are dropped together after success, on `unlock.closed`, or after
  * {@link PASSCODE_HOLD_MS}.
  */
 import type { Logger } from '../../common/logger';
@@ -127,6 +130,8 @@ function refusalText(r: Refusal): { message: string; canRetry: boolean; form: bo
       return { message: r.message || 'Smartcard Assist is not waiting for an unlock code now. Start again in Teams.', canRetry: false, form: false };
     case 'unavailable':
       return { message: r.message || 'Smartcard Assist could not check your code just now. Try again in a moment.', canRetry: true, form: false };
+    case 'code_needed':
+      return { message: r.message || 'The connection to Smartcard Assist changed, and this computer no longer has your code. Start again in Teams.', canRetry: false, form: false };
   }
 }
 
@@ -135,6 +140,8 @@ export class UnlockController {
   private state: State = { kind: 'idle', notice: null };
   /** The new passcode, between a valid submit and success/close/timeout. Secret. */
   private passcode: string | null = null;
+  /** The unlock code typed with it, held as long as the passcode (a resume on a new link presents it again). Secret. */
+  private code: string | null = null;
   private holdTimer: NodeJS.Timeout | null = null;
   /** `unlock.result` deliveries still running (a resume waits for them). */
   private resultDelivery: Promise<void> = Promise.resolve();
@@ -278,7 +285,7 @@ export class UnlockController {
       this.setState({ kind: 'awaiting', journey, error: policy.message, keepTypedCode: true });
       return;
     }
-    this.holdPasscode(form.passcode);
+    this.holdPasscode(form.passcode, code);
     this.setState({ kind: 'working', journey, step: 'checking_code' });
     this.options.logger.info({ journeyId: journey.journeyId }, 'unlock code sent to the bot');
     const release = this.expectRelease(journey);
@@ -354,7 +361,8 @@ export class UnlockController {
     await this.resultDelivery; // the bot must know what the card holds before it answers a resume
     if (!this.isCurrent(journey)) return;
     const release = this.expectRelease(journey);
-    const result = await this.options.link.request({ kind: 'unlock.resume', journeyId: journey.journeyId, cardId: journey.cardId });
+    const code = this.code;
+    const result = await this.options.link.request({ kind: 'unlock.resume', journeyId: journey.journeyId, cardId: journey.cardId, ...(code !== null ? { code } : {}) });
     await this.afterAuthorisationRequest(journey, result, release);
   }
 
@@ -516,12 +524,14 @@ export class UnlockController {
     return s.kind !== 'idle' && s.journey === journey;
   }
 
-  private holdPasscode(passcode: string): void {
+  private holdPasscode(passcode: string, code: string): void {
     this.dropPasscode();
     this.passcode = passcode;
+    this.code = code;
     this.holdTimer = setTimeout(() => {
       this.holdTimer = null;
       this.passcode = null;
+      this.code = null;
       const s = this.state;
       this.options.logger.info('new passcode dropped after the hold time');
       if (s.kind === 'card_removed' || (s.kind === 'error' && s.canRetry && s.journey.codeAccepted)) {
@@ -533,6 +543,7 @@ export class UnlockController {
 
   private dropPasscode(): void {
     this.passcode = null;
+    this.code = null;
     if (this.holdTimer) clearTimeout(this.holdTimer);
     this.holdTimer = null;
   }

@@ -175,13 +175,17 @@ describe('adversarial: companion link WebSocket', () => {
     c.close();
   });
 
-  it('a second connection for the same device replaces the first (4409); the first can no longer be used', async () => {
+  it('a second connection for the same device is refused (4423) while the first answers pings; the first is still served (issue #10: the first link is kept)', async () => {
     const first = await connect(alice);
-    const second = await connect(alice);
-    expect(await first.waitClosed()).toBe(4409);
-    const r = await second.request({ kind: 'unlock.resume', journeyId: randomUUID(), cardId: alice.person.cardId });
+    const second = await connect(alice, false);
+    second.sendJson({ type: 'hello', protocol: PROTOCOL_VERSION, version: 'adv-2', workstation: 'WS-2' });
+    expect(await second.waitClosed()).toBe(4423);
+    expect(second.frames.filter((f) => f.type === 'welcome')).toEqual([]);
+    expect(first.closeCode).toBeNull();
+    const r = await first.request({ kind: 'unlock.resume', journeyId: randomUUID(), cardId: alice.person.cardId });
     expect(r['kind']).toBe('unlock.refused');
-    second.close();
+    first.close();
+    await first.waitClosed();
   });
 
   it("gives another person's device nothing for Alice's journey, and changes nothing", async () => {
@@ -286,7 +290,7 @@ describe('adversarial: companion link WebSocket', () => {
   });
 
   it('stops serving a device whose credential was revoked, also on a link that is already open (no PUK after revocation)', async () => {
-    // There is no revoke command in the product (admin or Teams); revoke the way the store allows.
+    // Revoked in the store alone (what `admin revoke-device` ends in), so the link's own checks are what is tested.
     const a = await connect(alice);
     const { code, journeyId } = await toCodeSent(alice, a);
     const db = new Database(path.join(bot.dataDir, 'smartcard-assist.sqlite'), { fileMustExist: true });

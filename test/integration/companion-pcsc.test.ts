@@ -182,9 +182,9 @@ describe.skipIf(!run)('companion over pcscd + vpcd with the virtual PIV card (bo
     await vpcd.connect();
     await expect.poll(async () => pageState((await browser.get()).body), { timeout: 15_000, interval: 200 }).toBe('done');
     await expect
-      .poll(() => bot.requests().filter((r) => r.journeyId === journeyId).map((r) => r.kind), { timeout: 5000 })
+      .poll(() => bot.requests().filter((r) => 'journeyId' in r && r.journeyId === journeyId).map((r) => r.kind), { timeout: 5000 })
       .toEqual(['unlock.submit_code', 'unlock.result', 'unlock.resume', 'unlock.result']);
-    expect(bot.requests().filter((r) => r.journeyId === journeyId).at(-1)).toMatchObject({ outcome: 'unblocked', pukOnCard: 'new' });
+    expect(bot.requests().filter((r) => 'journeyId' in r && r.journeyId === journeyId).at(-1)).toMatchObject({ outcome: 'unblocked', pukOnCard: 'new' });
     await waitForCardState(pcsc, VPCD_READER_2.name, 'present', EVENT_TIMEOUT_MS);
     expect(await verifies(NEW_PASSCODE)).toBe(true);
     expect(await pukIs(NEW_PUK)).toBe(true);

@@ -15,6 +15,8 @@ import {
 const CARD = 'a'.repeat(32);
 const OTHER_CARD = 'b'.repeat(32);
 const DEVICE = '11111111-1111-4111-8111-111111111111';
+/** The link session the companion's requests came on (issue #10). */
+const LINK = '22222222-2222-4222-8222-222222222222';
 const T0 = new Date('2026-11-30T09:00:00.000Z');
 
 const person: PersonFacts = { personId: 'p1', registered: true, boundCardId: CARD, questionIds: ['q01', 'q02', 'q03', 'q04'], storedLock: null };
@@ -151,18 +153,18 @@ describe('unlock journey', () => {
 
   it('accepts the right code once and then refuses it as used', () => {
     const { journey } = toCodeSent();
-    const ok = stepUnlock(journey, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf('12345678') }, ctx(new Date(T0.getTime() + 60_000)));
+    const ok = stepUnlock(journey, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf('12345678'), linkSession: LINK }, ctx(new Date(T0.getTime() + 60_000)));
     expect(ok.verdict).toEqual({ kind: 'authorised' });
     expect(ok.journey.state.phase).toBe('unblocking');
-    const again = stepUnlock(ok.journey, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf('12345678') }, ctx(new Date(T0.getTime() + 61_000)));
+    const again = stepUnlock(ok.journey, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf('12345678'), linkSession: LINK }, ctx(new Date(T0.getTime() + 61_000)));
     expect(again.verdict).toEqual({ kind: 'refused', reason: 'used' });
   });
 
   it('refuses a code at 15:00 after issue as expired and ends the run', () => {
     const { journey } = toCodeSent();
-    const justBefore = stepUnlock(journey, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf('00000000') }, ctx(new Date(T0.getTime() + 14 * 60_000 + 59_000)));
+    const justBefore = stepUnlock(journey, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf('00000000'), linkSession: LINK }, ctx(new Date(T0.getTime() + 14 * 60_000 + 59_000)));
     expect(justBefore.verdict).toMatchObject({ kind: 'refused', reason: 'wrong_code' });
-    const late = stepUnlock(justBefore.journey, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf('12345678') }, ctx(new Date(T0.getTime() + 15 * 60_000)));
+    const late = stepUnlock(justBefore.journey, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf('12345678'), linkSession: LINK }, ctx(new Date(T0.getTime() + 15 * 60_000)));
     expect(late.verdict).toEqual({ kind: 'refused', reason: 'expired' });
     expect(late.journey.state).toMatchObject({ phase: 'ended', reason: 'expired' });
   });
@@ -171,26 +173,26 @@ describe('unlock journey', () => {
     let { journey } = toCodeSent();
     const tries: Array<number | undefined> = [];
     for (let i = 0; i < 5; i++) {
-      const r = stepUnlock(journey, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf(`9999999${i}`) }, ctx(T0));
+      const r = stepUnlock(journey, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf(`9999999${i}`), linkSession: LINK }, ctx(T0));
       tries.push(r.verdict?.kind === 'refused' ? r.verdict.triesLeft : undefined);
       journey = r.journey;
     }
     expect(tries).toEqual([4, 3, 2, 1, 0]);
-    const sixth = stepUnlock(journey, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf('12345678') }, ctx(T0));
+    const sixth = stepUnlock(journey, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf('12345678'), linkSession: LINK }, ctx(T0));
     expect(sixth.verdict).toMatchObject({ kind: 'refused', reason: 'too_many_tries' });
     expect(sixth.journey.state.phase).toBe('code_sent');
   });
 
   it('refuses the code from another card and never authorises it', () => {
     const { journey } = toCodeSent();
-    const r = stepUnlock(journey, { type: 'code_submitted', deviceId: DEVICE, cardId: OTHER_CARD, codeHash: hashOf('12345678') }, ctx(T0));
+    const r = stepUnlock(journey, { type: 'code_submitted', deviceId: DEVICE, cardId: OTHER_CARD, codeHash: hashOf('12345678'), linkSession: LINK }, ctx(T0));
     expect(r.verdict).toEqual({ kind: 'refused', reason: 'wrong_card' });
   });
 
   it('a code cannot be used before the mail service accepted it, and its 15 minutes start then', () => {
     const a = toAnswering();
     const passed = check(a.journey, [true, true, true], ctx(T0));
-    const early = stepUnlock(passed.journey, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf('12345678') }, ctx(T0));
+    const early = stepUnlock(passed.journey, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf('12345678'), linkSession: LINK }, ctx(T0));
     expect(early.verdict).toEqual({ kind: 'refused', reason: 'not_waiting' });
     const mailedAt = new Date(T0.getTime() + 40_000);
     const mailed = stepUnlock(passed.journey, { type: 'code_mailed', runId: passed.journey.runId, codeHash: hashOf('12345678'), at: mailedAt.toISOString() }, ctx(mailedAt));
@@ -204,7 +206,7 @@ describe('unlock journey', () => {
     const failed = stepUnlock(passed.journey, { type: 'code_mail_failed', runId: passed.journey.runId, codeHash: hashOf('12345678') }, ctx(T0));
     expect(failed.journey.state).toMatchObject({ phase: 'ended', reason: 'failed' });
     expect(failed.effects.find((e) => e.type === 'teams.refresh')).toMatchObject({ message: expect.stringContaining('could not be sent') });
-    const late = stepUnlock(failed.journey, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf('12345678') }, ctx(T0));
+    const late = stepUnlock(failed.journey, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf('12345678'), linkSession: LINK }, ctx(T0));
     expect(late.verdict?.kind).toBe('refused');
   });
 
@@ -213,10 +215,10 @@ describe('unlock journey', () => {
     journey = check(journey, [false, true, true], ctx(T0)).journey;
     journey = check(journey, [true, true, true], ctx(T0)).journey;
     journey = stepUnlock(journey, { type: 'code_mailed', runId: journey.runId, codeHash: hashOf('12345678'), at: T0.toISOString() }, ctx(T0)).journey;
-    journey = stepUnlock(journey, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf('12345678') }, ctx(T0)).journey;
+    journey = stepUnlock(journey, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf('12345678'), linkSession: LINK }, ctx(T0)).journey;
     const pulled = stepUnlock(journey, { type: 'unblock_result', deviceId: DEVICE, cardId: CARD, outcome: 'card_removed', pukOnCard: 'unknown', workstation: 'WS1' }, ctx(T0));
     expect(pulled.journey.state).toMatchObject({ phase: 'unblocking', interrupted: true });
-    const resumed = stepUnlock(pulled.journey, { type: 'resume', deviceId: DEVICE, cardId: CARD }, ctx(T0));
+    const resumed = stepUnlock(pulled.journey, { type: 'resume', deviceId: DEVICE, cardId: CARD, linkSession: LINK, codeHash: null }, ctx(T0));
     expect(resumed.verdict).toEqual({ kind: 'authorised' });
     const done = stepUnlock(resumed.journey, { type: 'unblock_result', deviceId: DEVICE, cardId: CARD, outcome: 'unblocked', pukOnCard: 'new', workstation: 'WS1' }, ctx(T0));
     expect(done.journey.state.phase).toBe('done');
@@ -330,9 +332,9 @@ describe('unlock journey: one decision per step (issue #9)', () => {
   it('once locked, a code is refused and no PUK is authorised', () => {
     const { journey } = toCodeSent();
     const lockedJourney: UnlockJourney = { ...journey, lock: { at: T0.toISOString(), caseRef: 'RA-RA0001', reason: 'locked_by_ra' } };
-    const r = stepUnlock(lockedJourney, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf('12345678') }, ctx(T0));
+    const r = stepUnlock(lockedJourney, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf('12345678'), linkSession: LINK }, ctx(T0));
     expect(r.verdict).toEqual({ kind: 'refused', reason: 'not_waiting' });
-    const resume = stepUnlock({ ...lockedJourney, state: { phase: 'unblocking', step: 9, deviceId: DEVICE, cardId: CARD, authorisedAt: T0.toISOString(), interrupted: true } }, { type: 'resume', deviceId: DEVICE, cardId: CARD }, ctx(T0));
+    const resume = stepUnlock({ ...lockedJourney, state: { phase: 'unblocking', step: 9, deviceId: DEVICE, cardId: CARD, authorisedAt: T0.toISOString(), interrupted: true, linkSession: LINK, codeHash: null, codeWrongTries: 0 } }, { type: 'resume', deviceId: DEVICE, cardId: CARD, linkSession: LINK, codeHash: null }, ctx(T0));
     expect(resume.verdict).toEqual({ kind: 'refused', reason: 'not_waiting' });
   });
 

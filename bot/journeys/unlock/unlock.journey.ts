@@ -17,6 +17,8 @@
  *   attempt left (the earlier ones passed but the run never finished) locks too.
  * - The unlock code is 8 digits, valid 15 minutes, single use, at most 5 wrong
  *   tries; only a right code lets the companion have the PUK.
+ * - The PUK pair goes only to the link session that presented the accepted code;
+ *   a resume from another link session needs the code again (issue #10, finding 8).
  *
  * The journey record (one per person, key `<personId>:unlock`) is the single
  * source of truth for the run's phase and step, the attempt count and the
@@ -122,7 +124,24 @@ export type UnlockState =
       claimedAt: string;
     }
   | { phase: 'code_sent'; step: number; deviceId: string; cardId: string; code: IssuedCode; codesIssued: number }
-  | { phase: 'unblocking'; step: number; deviceId: string; cardId: string; authorisedAt: string; interrupted: boolean }
+  | {
+      phase: 'unblocking';
+      step: number;
+      deviceId: string;
+      cardId: string;
+      authorisedAt: string;
+      interrupted: boolean;
+      /**
+       * The link session that presented the accepted code (issue #10): a PUK pair goes only to
+       * it, and a resume from another session must present the code again. Null for runs stored
+       * before issue #10 (a resume then always needs the code).
+       */
+      linkSession: string | null;
+      /** Keyed hash of the accepted code, to check it when presented again on another link; null before issue #10. */
+      codeHash: string | null;
+      /** Wrong codes counted on this run's code so far (before and after it was accepted). */
+      codeWrongTries: number;
+    }
   | { phase: 'done'; step: number; at: string; cardId: string }
   | { phase: 'locked_out'; step: number; caseRef: string }
   | { phase: 'ended'; step: number; reason: 'cancelled' | 'expired' | 'failed'; detail: string };
@@ -165,9 +184,17 @@ export type UnlockEvent =
   /** The code email could not be sent, finally (after the adapter's retries). */
   | { type: 'code_mail_failed'; runId: string; codeHash: string }
   | { type: 'cancel'; step: number }
-  /** The companion sent the code the person typed. `codeHash` is the keyed hash of what was typed. */
-  | { type: 'code_submitted'; deviceId: string; cardId: string; codeHash: string }
-  | { type: 'resume'; deviceId: string; cardId: string }
+  /**
+   * The companion sent the code the person typed. `codeHash` is the keyed hash of what was typed;
+   * `linkSession` the link session it came on (the PUK pair goes only there).
+   */
+  | { type: 'code_submitted'; deviceId: string; cardId: string; codeHash: string; linkSession: string | null }
+  /**
+   * The companion asks for the PUK pair again (card pulled and back, or its link was lost).
+   * From another link session than the one that presented the code, `codeHash` (the code typed
+   * again) must match the accepted code.
+   */
+  | { type: 'resume'; deviceId: string; cardId: string; linkSession: string | null; codeHash: string | null }
   | {
       type: 'unblock_result';
       deviceId: string;
@@ -212,7 +239,7 @@ export type CompanionVerdict =
   | { kind: 'authorised' }
   | {
       kind: 'refused';
-      reason: 'wrong_code' | 'expired' | 'used' | 'too_many_tries' | 'wrong_card' | 'not_waiting';
+      reason: 'wrong_code' | 'expired' | 'used' | 'too_many_tries' | 'wrong_card' | 'not_waiting' | 'code_needed';
       triesLeft?: number;
     };
 
@@ -548,11 +575,25 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
         };
       }
       return {
-        journey: { ...journey, state: { phase: 'unblocking', step: s.step + 1, deviceId: s.deviceId, cardId: s.cardId, authorisedAt: ctx.now.toISOString(), interrupted: false } },
+        journey: {
+          ...journey,
+          state: {
+            phase: 'unblocking',
+            step: s.step + 1,
+            deviceId: s.deviceId,
+            cardId: s.cardId,
+            authorisedAt: ctx.now.toISOString(),
+            interrupted: false,
+            linkSession: event.linkSession,
+            codeHash: s.code.hash,
+            codeWrongTries: s.code.wrongTries,
+          },
+        },
         effects: [
           audit(ctx, personId, 'unlock.code_accepted', { runId: journey.runId, cardId: s.cardId }, `device:${event.deviceId}`),
-          // The PUK pair goes to this companion through the outbox (bot/puk re-checks before sending).
-          pukRelease(ctx, personId, s.deviceId, s.cardId, journey.runId),
+          // The PUK pair goes to this companion, on the link that presented the code, through the
+          // outbox (bot/puk re-checks before sending).
+          pukRelease(ctx, personId, s.deviceId, s.cardId, journey.runId, event.linkSession),
           { type: 'teams.refresh', id: ctx.newId(), personId, message: null },
         ],
         verdict: { kind: 'authorised' },
@@ -564,9 +605,40 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
       if (journey.lock) return unchanged(journey, { kind: 'refused', reason: 'not_waiting' });
       if (s.phase !== 'unblocking') return unchanged(journey, { kind: 'refused', reason: 'not_waiting' });
       if (event.deviceId !== s.deviceId || event.cardId !== s.cardId) return unchanged(journey, { kind: 'refused', reason: 'wrong_card' });
+      const actor = `device:${event.deviceId}`;
+      // The link that presented the code: the pair goes to it again (the card was pulled and is back).
+      if (event.linkSession !== null && event.linkSession === s.linkSession) {
+        return {
+          journey,
+          effects: [audit(ctx, personId, 'unlock.resumed', { runId: journey.runId, newLink: false }, actor), pukRelease(ctx, personId, s.deviceId, s.cardId, journey.runId, s.linkSession)],
+          verdict: { kind: 'authorised' },
+          changed: true,
+        };
+      }
+      // Another link session (issue #10, finding 8): only the code again proves it is the person's companion.
+      if (event.codeHash === null || s.codeHash === null) {
+        return {
+          journey,
+          effects: [audit(ctx, personId, 'unlock.resume_refused', { runId: journey.runId, reason: 'code_needed' }, actor)],
+          verdict: { kind: 'refused', reason: 'code_needed' },
+          changed: true,
+        };
+      }
+      if (s.codeWrongTries >= ctx.rules.maxCodeTries) return unchanged(journey, { kind: 'refused', reason: 'too_many_tries', triesLeft: 0 });
+      if (!ctx.hashesEqual(event.codeHash, s.codeHash)) {
+        const wrongTries = s.codeWrongTries + 1;
+        const triesLeft = Math.max(0, ctx.rules.maxCodeTries - wrongTries);
+        return {
+          journey: { ...journey, state: { ...s, codeWrongTries: wrongTries } },
+          effects: [audit(ctx, personId, 'unlock.code_wrong', { runId: journey.runId, wrongTries }, actor)],
+          verdict: triesLeft === 0 ? { kind: 'refused', reason: 'too_many_tries', triesLeft: 0 } : { kind: 'refused', reason: 'wrong_code', triesLeft },
+          changed: true,
+        };
+      }
+      // The code again, on a new link: that link now holds the run (an older session's release is withheld).
       return {
-        journey,
-        effects: [audit(ctx, personId, 'unlock.resumed', { runId: journey.runId }, `device:${event.deviceId}`), pukRelease(ctx, personId, s.deviceId, s.cardId, journey.runId)],
+        journey: { ...journey, state: { ...s, linkSession: event.linkSession } },
+        effects: [audit(ctx, personId, 'unlock.resumed', { runId: journey.runId, newLink: true }, actor), pukRelease(ctx, personId, s.deviceId, s.cardId, journey.runId, event.linkSession)],
         verdict: { kind: 'authorised' },
         changed: true,
       };
@@ -600,9 +672,9 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
   }
 }
 
-/** Release the card's PUK pair to `deviceId` for this run (carried out by `bot/puk/`). */
-function pukRelease(ctx: StepContext, personId: string, deviceId: string, cardId: string, runId: string): Effect {
-  return { type: 'puk.release', id: ctx.newId(), personId, deviceId, cardId, runId };
+/** Release the card's PUK pair to `deviceId`, on link session `linkSession`, for this run (carried out by `bot/puk/`). */
+function pukRelease(ctx: StepContext, personId: string, deviceId: string, cardId: string, runId: string, linkSession: string | null): Effect {
+  return { type: 'puk.release', id: ctx.newId(), personId, deviceId, cardId, runId, linkSession };
 }
 
 function issueCode(ctx: StepContext): IssuedCode {

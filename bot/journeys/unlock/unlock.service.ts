@@ -238,16 +238,27 @@ export class UnlockService {
   // Companion-side entry points
   // -------------------------------------------------------------------------
 
-  /** A request from a paired companion (see protocol). */
-  async onCompanionRequest(device: Device, request: Request): Promise<Response> {
+  /**
+   * A request from a paired companion (see protocol).
+   *
+   * @param device - the paired device that sent it (credential checked on this message)
+   * @param request - the parsed request
+   * @param link - the link session it came on (`welcome.session`): the PUK pair goes only to the
+   *   session that presented the accepted code, and a resume from another session needs the code
+   *   again (issue #10); null when unknown (then a resume always needs the code)
+   * @returns the response for the companion
+   */
+  async onCompanionRequest(device: Device, request: Request, link: { linkSession: string | null } = { linkSession: null }): Promise<Response> {
     switch (request.kind) {
       case 'unlock.submit_code':
       case 'unlock.resume': {
         const { result } = await this.apply(device.personId, async (j) => {
           if (j.runId !== request.journeyId) return null;
-          return request.kind === 'unlock.submit_code'
-            ? { type: 'code_submitted', deviceId: device.id, cardId: request.cardId, codeHash: this.codeHash(j.runId, request.code) }
-            : { type: 'resume', deviceId: device.id, cardId: request.cardId };
+          if (request.kind === 'unlock.submit_code') {
+            return { type: 'code_submitted', deviceId: device.id, cardId: request.cardId, codeHash: this.codeHash(j.runId, request.code), linkSession: link.linkSession };
+          }
+          const codeHash = request.code !== undefined ? this.codeHash(j.runId, request.code) : null;
+          return { type: 'resume', deviceId: device.id, cardId: request.cardId, linkSession: link.linkSession, codeHash };
         }, true);
         const verdict = result?.verdict ?? { kind: 'refused' as const, reason: 'not_waiting' as const };
         // Accepted: the step stored a `puk.release` effect; bot/puk sends the pair as the
@@ -319,6 +330,8 @@ function refusalText(reason: string, triesLeft?: number): string {
       return 'This is not the card the code was sent for.';
     case 'not_waiting':
       return 'There is no unlock waiting for a code. Start in Teams.';
+    case 'code_needed':
+      return 'The connection to this computer changed since your code was accepted. Type the code from your email again to finish.';
     default:
       return 'Smartcard Assist could not complete that just now. Try again shortly.';
   }

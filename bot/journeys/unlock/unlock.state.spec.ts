@@ -19,6 +19,13 @@ describe('unlock journey state codec', () => {
     expect(j.resetAt).toBeNull();
   });
 
+  it('reads an unblocking run stored before issue #10 with no link session, code hash or resume tries (a resume then needs the code)', () => {
+    const j = decodeUnlock({ ...base, state: { v: 2, phase: 'unblocking', step: 7, deviceId: 'd', cardId: 'c', authorisedAt: base.updatedAt, interrupted: true, lock: null, resetAt: null }, counters: {} });
+    expect(j.state).toEqual({ phase: 'unblocking', step: 7, deviceId: 'd', cardId: 'c', authorisedAt: base.updatedAt, interrupted: true, linkSession: null, codeHash: null, codeWrongTries: 0 });
+    const now = { ...j, state: { ...j.state, linkSession: 'session-1', codeHash: 'h', codeWrongTries: 2 } };
+    expect(decodeUnlock({ ...base, ...encodeUnlock(now) })).toEqual(now);
+  });
+
   it('a malformed stored state is an error naming the field', () => {
     const bad = () => decodeUnlock({ ...base, state: { v: 2, phase: 'answering', step: 'x', deviceId: 'd', cardId: 'c', questionIds: [], lastResult: null, lock: null, resetAt: null }, counters: {} });
     expect(bad).toThrow(AppError);

@@ -95,6 +95,14 @@ describe('companionCommand (--page-link asks the running companion for a new pag
     expect(unknown.message).toContain('--page-link');
   });
 
+  it('--unpair (issue #10, link helper) asks for the unpair program; with --page-link it is refused; loadCompanionConfig takes it as a known flag', () => {
+    expect(companionCommand({}, ['--unpair'])).toEqual({ kind: 'unpair' });
+    expect(companionCommand({}, ['--unpair', '--bot-url', 'http://127.0.0.1:9'])).toEqual({ kind: 'unpair' });
+    expect(errorOf(() => companionCommand({}, ['--unpair', '--page-link'])).message).toMatch(/^--unpair: /);
+    expect(errorOf(() => companionCommand({}, ['--unpair=yes'])).message).toMatch(/^--unpair: /);
+    expect(loadCompanionConfig({ COMPANION_WORKSTATION: 'WS-01' }, ['--unpair']).workstation).toBe('WS-01');
+  });
+
   it('loadCompanionConfig takes --page-link as a known flag', () => {
     expect(loadCompanionConfig({ COMPANION_WORKSTATION: 'WS-01' }, ['--page-link']).workstation).toBe('WS-01');
   });

@@ -10,6 +10,8 @@
  *
  * `--page-link` (no value) does not start a companion: it asks the one running
  * on the same data directory for a new passcode page link ({@link companionCommand}).
+ * `--unpair` (no value) does not start one either: it revokes this computer's
+ * pairing at the bot and deletes the stored credential (`pairing/unpair.ts`).
  */
 import { hostname, homedir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -85,19 +87,20 @@ export function sanitiseWorkstation(name: string): string {
 }
 
 /** Flags that take no value. */
-const SWITCHES = { pageLink: 'page-link' } as const;
+const SWITCHES = { pageLink: 'page-link', unpair: 'unpair' } as const;
 
 /** Every known flag, for the refusal of an unknown one. */
 const KNOWN_FLAGS = [...Object.values(FLAGS), ...Object.values(SWITCHES)].map((f) => `--${f}`).join(', ');
 
 /** Parse the command line (strict: an unknown flag is refused). */
-function parseFlags(argv: readonly string[]): { values: Record<string, string | undefined>; pageLink: boolean } {
+function parseFlags(argv: readonly string[]): { values: Record<string, string | undefined>; pageLink: boolean; unpair: boolean } {
   const options: Record<string, { type: 'string' | 'boolean' }> = Object.fromEntries(Object.values(FLAGS).map((flag) => [flag, { type: 'string' as const }]));
   options[SWITCHES.pageLink] = { type: 'boolean' };
+  options[SWITCHES.unpair] = { type: 'boolean' };
   try {
     const values = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values as Record<string, string | boolean | undefined>;
     const strings = Object.fromEntries(Object.values(FLAGS).map((f) => [f, typeof values[f] === 'string' ? (values[f] as string) : undefined]));
-    return { values: strings, pageLink: values[SWITCHES.pageLink] === true };
+    return { values: strings, pageLink: values[SWITCHES.pageLink] === true, unpair: values[SWITCHES.unpair] === true };
   } catch (err) {
     const m = /'(--[a-z-]+)/.exec(err instanceof Error ? err.message : '');
     throw new ConfigError(m?.[1] ?? 'command line', `unknown or malformed flag; known flags: ${KNOWN_FLAGS}`);
@@ -109,7 +112,9 @@ export type CompanionCommand =
   /** Run the companion (then read the rest with {@link loadCompanionConfig}). */
   | { kind: 'run' }
   /** `--page-link`: ask the companion running on this data directory for a new page link, print it, exit. */
-  | { kind: 'page-link'; socketPath: string };
+  | { kind: 'page-link'; socketPath: string }
+  /** `--unpair`: revoke this computer's pairing at the bot and delete the credential (then read the rest with {@link loadCompanionConfig}). */
+  | { kind: 'unpair' };
 
 /**
  * Which program to run: the companion, or the `--page-link` request to a running one. Only the
@@ -117,11 +122,13 @@ export type CompanionCommand =
  *
  * @param env - environment variables (normally `process.env`)
  * @param argv - command-line arguments after the script
- * @returns `{ kind: 'run' }` or `{ kind: 'page-link', socketPath }` (absolute)
- * @throws ConfigError `CONFIG.INVALID` for an unknown or malformed flag
+ * @returns `{ kind: 'run' }`, `{ kind: 'page-link', socketPath }` (absolute) or `{ kind: 'unpair' }`
+ * @throws ConfigError `CONFIG.INVALID` for an unknown or malformed flag, or `--unpair` with `--page-link`
  */
 export function companionCommand(env: NodeJS.ProcessEnv, argv: readonly string[] = []): CompanionCommand {
-  const { values, pageLink } = parseFlags(argv);
+  const { values, pageLink, unpair } = parseFlags(argv);
+  if (unpair && pageLink) throw new ConfigError('--unpair', 'give --unpair or --page-link, not both');
+  if (unpair) return { kind: 'unpair' };
   if (!pageLink) return { kind: 'run' };
   const dir = values[FLAGS.COMPANION_DATA_DIR] ?? (env['COMPANION_DATA_DIR']?.trim() ? env['COMPANION_DATA_DIR'] : undefined);
   return { kind: 'page-link', socketPath: pageLinkSocketPath(resolve(dir ?? defaultDataDir(env))) };

@@ -12,6 +12,11 @@
  * data directory), which asks this process over its control socket and prints
  * `PASSCODE PAGE: <link>`; see `passcode-page/page-link.control.ts`.
  *
+ * `companion --unpair` revokes this computer's pairing at the bot (the same
+ * operation as `npm run admin -- revoke-device`) and deletes the stored
+ * credential, then exits; the companion must not be running (the bot keeps its
+ * link); see `pairing/unpair.ts`.
+ *
  * NOTE: the tray icon of the design (DESIGN.md "Who uses it") needs a desktop
  * session; this headless build prints the page link and status lines instead.
  */
@@ -24,8 +29,10 @@ import { CardService } from './card/card.service';
 import { CompanionRuntime, OUTPUT_PREFIX } from './companion.runtime';
 import { companionCommand, loadCompanionConfig, type CompanionConfig } from './config';
 import { CredentialStore } from './pairing/credential.store';
+import { unpairFromCommandLine, type UnpairOutcome } from './pairing/unpair';
 import { PageLinkControl, pageLinkSocketPath, requestPageLink, watchLinkRequests } from './passcode-page/page-link.control';
 import type { CardReaderPort } from './piv/card-connection';
+import { COMPANION_VERSION } from './version';
 
 async function openReader(config: CompanionConfig, logger: ReturnType<typeof createLogger>): Promise<CardReaderPort> {
   if (config.reader.kind === 'virtual') {
@@ -52,11 +59,22 @@ async function askForPageLink(socketPath: string): Promise<never> {
   process.exit(1);
 }
 
+/** What `--unpair` prints for each outcome, and its exit code. */
+const UNPAIR_ANSWERS: Record<UnpairOutcome['kind'], { line: string; exit: number }> = {
+  unpaired: { line: `${OUTPUT_PREFIX.status}unpaired: Smartcard Assist revoked this computer's pairing and its credential was deleted`, exit: 0 },
+  not_paired: { line: `${OUTPUT_PREFIX.status}this computer is not paired; nothing to do`, exit: 0 },
+  already_revoked: { line: `${OUTPUT_PREFIX.status}Smartcard Assist had already revoked this computer's pairing; its credential was deleted`, exit: 0 },
+  in_use: { line: 'companion: the companion is running with this pairing; stop it first, then run --unpair again. Nothing was changed.', exit: 1 },
+  unreachable: { line: 'companion: Smartcard Assist could not be reached to revoke the pairing. Nothing was changed; try again.', exit: 1 },
+};
+
 async function main(): Promise<void> {
   let config: CompanionConfig;
+  let unpair = false;
   try {
     const command = companionCommand(process.env, process.argv.slice(2));
     if (command.kind === 'page-link') await askForPageLink(command.socketPath);
+    unpair = command.kind === 'unpair';
     config = loadCompanionConfig(process.env, process.argv.slice(2));
   } catch (err) {
     process.stderr.write(`companion: ${err instanceof Error ? err.message : String(err)}\n`);
@@ -68,6 +86,14 @@ async function main(): Promise<void> {
   const print = (line: string): void => {
     process.stdout.write(`${line}\n`);
   };
+
+  if (unpair) {
+    const outcome = await unpairFromCommandLine({ botUrl: config.botUrl, workstation: config.workstation, version: COMPANION_VERSION, credentials: new CredentialStore(config.dataDir, logger.child({ part: 'credential' })), logger: logger.child({ part: 'unpair' }), ca: config.botCa });
+    const answer = UNPAIR_ANSWERS[outcome.kind];
+    (answer.exit === 0 ? process.stdout : process.stderr).write(`${answer.line}\n`);
+    logger.flush?.();
+    process.exit(answer.exit);
+  }
 
   const reader = await openReader(config, logger);
   const card = new CardService({ reader, readerName: config.reader.readerName, logger: logger.child({ part: 'card' }) });

@@ -81,6 +81,12 @@ export class FakeBot {
   /** When false, requests get no response at all. */
   answerRequests = true;
   /**
+   * When true, a new connection while one is live is refused with 4423 (`CloseCodes.IN_USE`), as
+   * the real bot does for a first link that answers pings (issue #10); default false: the newer
+   * connection replaces the live one (4409).
+   */
+  keepFirstLink = false;
+  /**
    * Commands to send just after a response went out, as the real bot's outbox does
    * (e.g. the PUK custody's `unlock.authorised` after `unlock.accepted`). Null: none.
    */
@@ -271,6 +277,10 @@ export class FakeBot {
       ws.close(1011, 'bot trouble');
       return;
     }
+    if (this.keepFirstLink && this.current) {
+      ws.close(CloseCodes.IN_USE, 'this device already has a live link');
+      return;
+    }
     this.current?.socket.close(CloseCodes.REPLACED, 'replaced');
     this.current = { socket: ws, connection };
     ws.on('message', (data, isBinary) => {
@@ -294,7 +304,7 @@ export class FakeBot {
   private async onFrame(ws: WebSocket, frame: CompanionToBot, who: { deviceId: string; personName: string }): Promise<void> {
     switch (frame.type) {
       case 'hello':
-        ws.send(JSON.stringify({ type: 'welcome', deviceId: who.deviceId, personName: who.personName } satisfies BotToCompanion));
+        ws.send(JSON.stringify({ type: 'welcome', deviceId: who.deviceId, personName: who.personName, session: randomUUID() } satisfies BotToCompanion));
         return;
       case 'reply': {
         const waiter = this.replyWaiters.get(frame.id);
@@ -304,6 +314,13 @@ export class FakeBot {
       }
       case 'request': {
         if (!this.answerRequests) return;
+        if (frame.request.kind === 'device.unpair') {
+          // As the real bot: revoke the credential, answer ok, close the link 4401.
+          for (const [credential, w] of this.credentials) if (w.deviceId === who.deviceId) this.credentials.delete(credential);
+          ws.send(JSON.stringify({ type: 'response', id: frame.id, response: { kind: 'ok' } } satisfies BotToCompanion));
+          ws.close(CloseCodes.UNAUTHORISED, 'device credential revoked: pair again');
+          return;
+        }
         const response = await this.onRequest(frame.request);
         if (response && ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: 'response', id: frame.id, response } satisfies BotToCompanion));
         const then = response && this.afterResponse ? (this.afterResponse(frame.request, response) ?? []) : [];

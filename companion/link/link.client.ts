@@ -8,7 +8,9 @@
  * by its parse error (never by content) and, when it was a command with an id,
  * answered with an `error` reply and nothing else. Lost connections come back
  * with exponential backoff and jitter (cap 30 s); close code 4401 means the
- * credential was revoked, so the client stops and asks to pair again.
+ * credential was revoked, so the client stops and asks to pair again; 4423 means
+ * another connection with this credential holds the link (the bot keeps the
+ * first), so it retries slowly.
  */
 import { randomUUID } from 'node:crypto';
 import WebSocket from 'ws';
@@ -41,6 +43,8 @@ export type RequestResult =
 export interface Welcome {
   deviceId: string;
   personName: string;
+  /** This link session's id (bots since issue #10); a new one on every reconnect. */
+  session: string | null;
 }
 
 export interface LinkClientOptions {
@@ -60,6 +64,8 @@ export interface LinkClientOptions {
   onStateChange?: (state: LinkState) => void;
   /** Close code 4401 (or HTTP 401/403 on upgrade): the credential is no longer valid. The client has stopped. */
   onUnauthorised: () => void;
+  /** Every close of a link socket, with its code (e.g. 4423: another connection holds the link). */
+  onClose?: (code: number) => void;
   /** Reconnect backoff; default 0.5 s to 30 s. */
   backoff?: BackoffOptions;
   /** Default time to wait for a response, in ms; default 30 000. */
@@ -236,6 +242,7 @@ export class LinkClient {
       this.failPending('closed');
       this.inFlightCommands.clear();
       const reason = reasonBuf.toString('utf8').slice(0, 120);
+      this.options.onClose?.(code);
       if (this.stateValue === 'stopped') return;
       if (code === CloseCodes.UNAUTHORISED || unauthorised) {
         logger.warn({ closeCode: code }, 'link closed: credential refused; pairing again');
@@ -244,10 +251,16 @@ export class LinkClient {
         this.options.onUnauthorised();
         return;
       }
-      if (code === CloseCodes.REPLACED || code === CloseCodes.UNSUPPORTED) {
+      if (code === CloseCodes.REPLACED || code === CloseCodes.IN_USE || code === CloseCodes.UNSUPPORTED) {
         // Another process holds this credential, or the bot wants another protocol: retry slowly.
         this.attempt = Math.max(this.attempt, 30);
-        logger.error({ closeCode: code, reason }, code === CloseCodes.REPLACED ? 'link replaced by another connection with this credential' : 'bot does not support this protocol version');
+        const why =
+          code === CloseCodes.REPLACED
+            ? 'link replaced by another connection with this credential'
+            : code === CloseCodes.IN_USE
+              ? 'link refused: another connection with this credential holds it (is the companion running twice?)'
+              : 'bot does not support this protocol version';
+        logger.error({ closeCode: code, reason }, why);
       }
       const wait = backoffDelay(this.attempt, this.options.backoff ?? LINK_BACKOFF);
       this.attempt += 1;
@@ -278,7 +291,7 @@ export class LinkClient {
         this.attempt = 0;
         logger.info({ deviceId: frame.deviceId }, 'link ready');
         this.setState('ready');
-        this.options.onWelcome?.({ deviceId: frame.deviceId, personName: frame.personName });
+        this.options.onWelcome?.({ deviceId: frame.deviceId, personName: frame.personName, session: frame.session ?? null });
         this.wakeReadyWaiters();
         return;
       case 'command':

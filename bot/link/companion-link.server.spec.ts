@@ -19,6 +19,7 @@ import { openSqliteStorage } from '../../storage/sqlite/sqlite-storage.adapter';
 import { makeDevice, makePerson } from '../../storage/storage.fixtures';
 import type { Device, Storage } from '../../storage/storage.port';
 import { deriveKeys, generateMasterKey, parseMasterKey } from '../security/keys';
+import { MemoryBusHub, MemoryCommandBus } from './bus/memory-command-bus.adapter';
 import { CompanionLinkServer, credentialHash, type LinkLimits } from './companion-link.server';
 
 const keys = deriveKeys(parseMasterKey(generateMasterKey()));
@@ -41,16 +42,20 @@ interface World {
 }
 
 let w: World;
+/** A second instance on the same store and bus (multi-instance specs). */
+let w2: World | null = null;
 
-async function setup(limits: Partial<LinkLimits> = {}): Promise<World> {
-  const storage = openSqliteStorage({ file: join(mkdtempSync(join(tmpdir(), 'link-spec-')), 's.sqlite') });
+async function setup(limits: Partial<LinkLimits> = {}, shared: { storage?: Storage; instanceId?: string; hub?: MemoryBusHub } = {}): Promise<World> {
+  const storage = shared.storage ?? openSqliteStorage({ file: join(mkdtempSync(join(tmpdir(), 'link-spec-')), 's.sqlite') });
   const told: World['told'] = [];
   const cardEvents: World['cardEvents'] = [];
+  const instanceId = shared.instanceId ?? 'spec-1';
   const link = new CompanionLinkServer({
     storage,
     credentialHashKey: keys.credentialHashKey,
     logger: createLogger({ name: 'link-spec', level: 'silent' }),
-    instanceId: 'spec-1',
+    instanceId,
+    bus: shared.hub ? new MemoryCommandBus(instanceId, shared.hub) : null,
     handlers: {
       requests: {
         'unlock.submit_code': async () => ({ kind: 'ok' }),
@@ -124,6 +129,13 @@ beforeEach(() => {
   w = undefined as unknown as World;
 });
 afterEach(async () => {
+  if (w2) {
+    for (const c of w2.clients) c.ws.terminate();
+    await w2.link.close();
+    w2.server.closeAllConnections();
+    await new Promise<void>((r) => w2!.server.close(() => r()));
+    w2 = null;
+  }
   if (!w) return;
   for (const c of w.clients) c.ws.terminate();
   await w.link.close();
@@ -263,5 +275,69 @@ describe('companion link: commands bound to a link session', () => {
     expect(await sent).toEqual({ kind: 'ack' });
     await expect(w.link.sendCommand(d.id, { kind: 'card.read_status' }, 2000, { linkSession: randomUUID() })).rejects.toMatchObject({ code: 'LINK.SESSION_CHANGED' });
     expect(c.frames.filter((f) => f['type'] === 'command')).toHaveLength(1);
+  });
+});
+
+describe('companion link: several instances over one store and command bus', () => {
+  /** Connect to the second instance (same store, same bus). */
+  const connect2 = (bearer: string): Promise<Client> =>
+    new Promise((resolve, reject) => {
+      const ws = new WebSocket(w2!.url, { headers: { authorization: bearer } });
+      const frames: Array<Record<string, unknown>> = [];
+      const closed = new Promise<number>((r) => ws.on('close', (code) => r(code)));
+      ws.on('message', (d) => frames.push(JSON.parse(String(d)) as Record<string, unknown>));
+      ws.on('error', reject);
+      ws.on('open', () => {
+        const c = { ws, frames, closed };
+        w2!.clients.push(c);
+        ws.send(JSON.stringify({ type: 'hello', protocol: PROTOCOL_VERSION, version: 'spec', workstation: 'WS' }));
+        resolve(c);
+      });
+    });
+
+  it('a connection landing on another instance is refused while the first instance holds a live link; a revocation there closes it; a routed command reaches only its session', async () => {
+    const hub = new MemoryBusHub();
+    w = await setup({ revocationCheckWithBusMs: 60_000 }, { instanceId: 'spec-1', hub });
+    w2 = await setup({ revocationCheckWithBusMs: 60_000 }, { instanceId: 'spec-2', hub, storage: w.storage });
+    const { device: d, bearer } = await device();
+    const first = await welcomed(bearer);
+    for (let i = 0; i < 100 && (await w.storage.devices.get(d.id))!.connectedInstance !== 'spec-1'; i++) await sleep(10);
+    expect((await w.storage.devices.get(d.id))!.connectedInstance).toBe('spec-1');
+    // Another instance: it asks spec-1 over the bus, which pings its socket: live, so refused.
+    const second = await connect2(bearer);
+    expect(await second.closed).toBe(CloseCodes.IN_USE);
+    expect(second.frames.filter((f) => f['type'] === 'welcome')).toEqual([]);
+    expect(first.ws.readyState).toBe(WebSocket.OPEN);
+    await until(() => w2!.told.length === 1);
+    expect((await w.storage.audit.list({ personId: d.personId, limit: 10 })).filter((a) => a.action === 'link.duplicate_refused')).toHaveLength(1);
+    // A command from spec-2, bound to the first link's session, is routed to spec-1 and answered.
+    const session = String(first.frames.find((f) => f['type'] === 'welcome')!['session']);
+    const sent = w2.link.sendCommand(d.id, { kind: 'card.read_status' }, 2000, { linkSession: session });
+    await until(() => first.frames.some((f) => f['type'] === 'command'));
+    const cmd = first.frames.find((f) => f['type'] === 'command')!;
+    first.ws.send(JSON.stringify({ type: 'reply', id: cmd['id'], reply: { kind: 'ack' } }));
+    expect(await sent).toEqual({ kind: 'ack' });
+    await expect(w2.link.sendCommand(d.id, { kind: 'card.read_status' }, 1000, { linkSession: randomUUID() })).rejects.toMatchObject({ code: 'LINK.SESSION_CHANGED' });
+    expect(first.frames.filter((f) => f['type'] === 'command')).toHaveLength(1);
+    // Revoked on spec-2 (e.g. the person's unpair landed there): spec-1 closes its link at once.
+    const before = (await w.storage.devices.get(d.id))!;
+    await w.storage.devices.save({ ...before, revokedAt: new Date().toISOString() }, before.version);
+    const t0 = Date.now();
+    await w2.link.closeRevoked(before);
+    expect(await first.closed).toBe(CloseCodes.UNAUTHORISED);
+    expect(Date.now() - t0).toBeLessThan(1000);
+  });
+
+  it('a first link on an instance that no longer answers the bus is not kept: the new connection is accepted after the probe times out', async () => {
+    const hub = new MemoryBusHub();
+    w = await setup({ revocationCheckWithBusMs: 60_000 }, { instanceId: 'spec-1', hub });
+    w2 = await setup({ revocationCheckWithBusMs: 60_000, probeTimeoutMs: 200, helloTimeoutMs: 5000 }, { instanceId: 'spec-2', hub, storage: w.storage });
+    const { device: d, bearer } = await device();
+    // The store says a gone instance holds the link.
+    const cur = (await w.storage.devices.get(d.id))!;
+    await w.storage.devices.save({ ...cur, connectedInstance: 'spec-gone' }, cur.version);
+    const c = await connect2(bearer);
+    await until(() => c.frames.some((f) => f['type'] === 'welcome'), 5000);
+    expect(w2.link.isConnected(d.id)).toBe(true);
   });
 });

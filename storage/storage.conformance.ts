@@ -580,16 +580,36 @@ export function runStorageConformance(name: string, factory: () => Promise<Stora
         }
       });
 
-      it('deleteBefore removes old hits only (then those no longer count) and answers how many', async () => {
+      it('peek counts the window as record would, and records nothing', async () => {
         const key = `test.key:${randomUUID()}`;
+        const since = (ms: number) => t(ms - WINDOW);
+        expect(await s.rateHits.peek(key, 2, since(0))).toEqual({ full: false, inWindow: 0 });
+        await hit(s, key, 2, 0);
+        await hit(s, key, 2, 1000);
+        for (let i = 0; i < 3; i++) expect(await s.rateHits.peek(key, 2, since(2000))).toEqual({ full: true, oldestInWindow: t(0) });
+        expect(await s.rateHits.peek(key, 3, since(2000))).toEqual({ full: false, inWindow: 2 });
+        expect(await s.rateHits.peek(key, 2, t(500))).toEqual({ full: false, inWindow: 1 });
+        // Nothing was recorded by the peeks: room for exactly one more of 3.
+        expect(await hit(s, key, 3, 3000)).toEqual({ recorded: true, inWindow: 3 });
+        expect(await hit(s, key, 3, 3001)).toEqual({ recorded: false, oldestInWindow: t(0) });
+      });
+
+      it('deleteExpired removes the hits whose window has ended (then those no longer count) and answers how many', async () => {
+        const key = `test.key:${randomUUID()}`;
+        // Windows of 60 s: these hits count until 60, 61, 62 and 90 s.
         for (const ms of [0, 1000, 2000, 30_000]) await hit(s, key, 10, ms);
-        expect(await s.rateHits.deleteBefore(t(2000))).toBe(2);
-        expect(await s.rateHits.deleteBefore(t(2000))).toBe(0);
-        // Left: the hits at 2000 and 30000. With room for 3 (a window from 0), one more fits.
+        expect(await s.rateHits.deleteExpired(t(61_500))).toBe(2);
+        expect(await s.rateHits.deleteExpired(t(61_500))).toBe(0);
+        // Left: the hits at 2 s and 30 s. Counted from 0 with room for 3, one more fits.
         expect(await s.rateHits.record(key, 3, t(31_000), t(0))).toEqual({ recorded: true, inWindow: 3 });
         expect(await s.rateHits.record(key, 3, t(31_001), t(0))).toEqual({ recorded: false, oldestInWindow: t(2000) });
-        expect(await s.rateHits.deleteBefore(t(10 * WINDOW))).toBe(3);
+        expect(await s.rateHits.deleteExpired(t(10 * WINDOW))).toBe(3);
         expect(await hit(s, key, 1, 11 * WINDOW)).toEqual({ recorded: true, inWindow: 1 });
+        // A hit with a longer window is kept longer.
+        const long = `test.key:${randomUUID()}`;
+        await s.rateHits.record(long, 5, t(0), t(-10 * WINDOW));
+        expect(await s.rateHits.deleteExpired(t(9 * WINDOW))).toBe(0);
+        expect(await s.rateHits.peek(long, 1, t(-1))).toEqual({ full: true, oldestInWindow: t(0) });
       });
 
       it('refuses bad arguments naming them, and records nothing', async () => {
@@ -601,7 +621,10 @@ export function runStorageConformance(name: string, factory: () => Promise<Stora
           { call: () => s.rateHits.record(key, 1.5, t(0), t(-1)), field: 'limit' },
           { call: () => s.rateHits.record(key, 3, 'now', t(-1)), field: 'at' },
           { call: () => s.rateHits.record(key, 3, t(0), '2026-13-01T00:00:00.000Z'), field: 'since' },
-          { call: () => s.rateHits.deleteBefore('yesterday'), field: 'before' },
+          { call: () => s.rateHits.deleteExpired('yesterday'), field: 'now' },
+          { call: () => s.rateHits.peek('', 3, t(-1)), field: 'key' },
+          { call: () => s.rateHits.peek(key, 10_001, t(-1)), field: 'limit' },
+          { call: () => s.rateHits.peek(key, 3, 'then'), field: 'since' },
         ];
         for (const b of bad) {
           const err = await rejection(b.call());

@@ -278,15 +278,32 @@ export type RateHitResult =
    */
   | { recorded: false; oldestInWindow: string };
 
+/** What {@link RateHitLog.peek} found: the hits of a key in the window, without recording one. */
+export type RateWindowState =
+  /** Room for another hit: `inWindow` hits after `since` (0..limit-1). */
+  | { full: false; inWindow: number }
+  /** `limit` hits after `since`; `oldestInWindow` as in {@link RateHitResult}. */
+  | { full: true; oldestInWindow: string };
+
 /**
  * Hits of rate limits (sliding-window log), shared by every bot instance on the store.
  *
- * A hit is one stored row/document `(key, n, at)`: `n` numbers the key's hits 0, 1, 2...,
- * `at` is the caller's clock. Keys name a limit and what it counts
- * (`pair.start.addr:<hash>`); they are not secret (callers hash secrets first).
- * Rows are garbage once they are older than the longest window in use.
+ * A hit is one stored row/document `(key, n, at, until)`: `n` numbers the key's hits 0, 1, 2...,
+ * `at` is the caller's clock, `until` the end of its window (`at` plus the window length), after
+ * which it counts for nothing and is garbage. Keys name a limit and what it counts
+ * (`pair.start.addr:<hash>`), one window length per key; they are not secret (callers hash secrets first).
  */
 export interface RateHitLog {
+  /**
+   * The key's hits after `since`, as {@link record} would count them, recording nothing (a read).
+   * A full window stays full until its oldest hit leaves it, so `full` may be acted on without a record.
+   *
+   * @param key - 1..200 characters, no control characters
+   * @param limit - hits allowed in the window, 1..10000
+   * @param since - the window's start, ISO 8601 UTC
+   * @throws StorageError `STORAGE.INVALID_RECORD` for a bad argument, `STORAGE.UNAVAILABLE` when the store is down
+   */
+  peek(key: string, limit: number, since: string): Promise<RateWindowState>;
   /**
    * Record one hit of `key` at `at`, unless `limit` hits of `key` are already recorded after `since`.
    *
@@ -302,8 +319,8 @@ export interface RateHitLog {
    * @throws StorageError `STORAGE.INVALID_RECORD` for a bad argument, `STORAGE.UNAVAILABLE` when the store is down
    */
   record(key: string, limit: number, at: string, since: string): Promise<RateHitResult>;
-  /** Delete hits recorded before `before` (garbage collection only). Returns how many. */
-  deleteBefore(before: string): Promise<number>;
+  /** Delete hits whose window ended before `now` (garbage collection only). Returns how many. */
+  deleteExpired(now: string): Promise<number>;
 }
 
 /** The port. */

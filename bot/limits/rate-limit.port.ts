@@ -9,7 +9,7 @@
 export interface RateRule {
   /** Hits allowed in the window, 1..10000. */
   points: number;
-  /** Window length, ms (at most the limiter's retention, 1 hour by default). */
+  /** Window length, ms (1 ms..24 hours). */
   windowMs: number;
 }
 
@@ -36,7 +36,15 @@ export interface RateLimitPort {
    */
   consume(key: string, rule: RateRule, at?: Date): Promise<RateVerdict>;
   /**
-   * Delete hits too old to count in any window (garbage collection; the composition root runs it now and then).
+   * Whether a hit of `key` would be allowed now, counting nothing (a read). A refusal holds until
+   * `retryAfterMs` whatever happens meanwhile, so a caller may refuse on it without {@link consume}:
+   * checking every limit first lets a request refused by one limit use up none of the others.
+   *
+   * @returns `{ allowed, remaining, retryAfterMs }` as {@link consume} would answer (remaining before this hit)
+   */
+  check(key: string, rule: RateRule, at?: Date): Promise<RateVerdict>;
+  /**
+   * Delete hits whose window has ended (garbage collection; the composition root runs it now and then).
    *
    * @returns how many stored hits were deleted
    */

@@ -59,12 +59,23 @@ describe('store rate limiter (on the embedded store)', () => {
     expect((await limits.consume('test.k', rule)).allowed).toBe(true);
   });
 
-  it('sweep deletes hits older than the retention and keeps the rest counting', async () => {
-    const limits = createStoreRateLimiter({ hits: storage.rateHits, retainMs: 10 * 60_000 });
+  it('check answers as consume would and counts nothing', async () => {
+    const limits = createStoreRateLimiter({ hits: storage.rateHits });
+    expect(await limits.check('test.k', rule, at(0))).toEqual({ allowed: true, remaining: 3, retryAfterMs: 0 });
+    for (const ms of [0, 10_000, 20_000]) await limits.consume('test.k', rule, at(ms));
+    for (let i = 0; i < 5; i++) expect(await limits.check('test.k', rule, at(30_000))).toEqual({ allowed: false, remaining: 0, retryAfterMs: 30_000 });
+    expect(await limits.check('test.k', rule, at(60_000))).toEqual({ allowed: true, remaining: 1, retryAfterMs: 0 });
+    expect(storedHits()).toBe(3);
+  });
+
+  it('sweep deletes each hit once its own window has ended; the rest keep counting', async () => {
+    const limits = createStoreRateLimiter({ hits: storage.rateHits });
     const long = { points: 2, windowMs: 10 * 60_000 };
     await limits.consume('test.long', long, at(0));
     await limits.consume('test.long', long, at(5 * 60_000));
-    expect(await limits.sweep(at(10 * 60_000))).toBe(0); // the hit at 0 still counts until 10 min
+    await limits.consume('test.short', rule, at(0));
+    expect(await limits.sweep(at(60_001))).toBe(1); // the short one's minute is over
+    expect(await limits.sweep(at(10 * 60_000))).toBe(0); // the long one at 0 still counts until 10 min
     expect(await limits.consume('test.long', long, at(10 * 60_000 - 1))).toMatchObject({ allowed: false, retryAfterMs: 1 });
     expect(await limits.sweep(at(10 * 60_000 + 1))).toBe(1);
     expect(storedHits()).toBe(1);
@@ -72,11 +83,11 @@ describe('store rate limiter (on the embedded store)', () => {
   });
 
   it('throws on a rule or key a caller got wrong (a programming error), storing nothing', async () => {
-    const limits = createStoreRateLimiter({ hits: storage.rateHits, retainMs: 60_000 });
+    const limits = createStoreRateLimiter({ hits: storage.rateHits });
     await expect(limits.consume('', rule, at(0))).rejects.toThrow(RangeError);
     await expect(limits.consume('k'.repeat(161), rule, at(0))).rejects.toThrow(/1\.\.160 characters/);
     await expect(limits.consume('test.k', { points: 0, windowMs: 1000 }, at(0))).rejects.toThrow(/points/);
-    await expect(limits.consume('test.k', { points: 1, windowMs: 60_001 }, at(0))).rejects.toThrow(/retention/);
+    await expect(limits.check('test.k', { points: 1, windowMs: 24 * 3600_000 + 1 }, at(0))).rejects.toThrow(/windowMs/);
     expect(storedHits()).toBe(0);
   });
 

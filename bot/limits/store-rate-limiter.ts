@@ -6,8 +6,9 @@
  * `points` hits of the key are stored within the last `windowMs`. The store
  * makes check-and-record atomic (SQLite: one write transaction; MongoDB: a
  * single-winner insert of the hit's `_id`), so racing requests on any instance
- * never get more than `points` through. Refused hits store nothing. Hits older
- * than the retention (the longest window allowed) are deleted by `sweep`.
+ * never get more than `points` through. Refused hits store nothing. A hit is
+ * deleted by `sweep` once its own window has ended, so stored hits are bounded
+ * by what the limits let through in one window.
  *
  * NOTE: own code over `rate-limiter-flexible` (11.4.0): its MongoDB store counts
  * with an upserted `$inc` behind a unique and a TTL index; FerretDB v1 refuses the
@@ -19,12 +20,12 @@
 import type { RateHitLog } from '../../storage/storage.port';
 import type { RateLimitPort, RateRule, RateVerdict } from './rate-limit.port';
 
-/** Defaults of {@link createStoreRateLimiter}. */
-export const STORE_RATE_LIMITER_DEFAULTS = {
-  /** Hits are kept this long, ms; it is also the longest window a rule may have (1 hour). */
-  retainMs: 60 * 60_000,
+/** Bounds of keys and rules {@link createStoreRateLimiter} accepts. */
+export const STORE_RATE_LIMITER_BOUNDS = {
   /** Longest key, characters (the store allows 200; the rest is headroom). */
   maxKeyLength: 160,
+  /** Longest window, ms (24 hours). */
+  maxWindowMs: 24 * 60 * 60_000,
 } as const;
 
 /**
@@ -32,32 +33,37 @@ export const STORE_RATE_LIMITER_DEFAULTS = {
  *
  * @param deps.hits - the store's rate-hit log (`storage.rateHits`)
  * @param deps.now - clock (default `new Date()`)
- * @param deps.retainMs - how long hits are kept, ms; the longest window a rule may use (default 1 hour)
  * @returns the {@link RateLimitPort}
  */
-export function createStoreRateLimiter(deps: { hits: RateHitLog; now?: () => Date; retainMs?: number }): RateLimitPort {
+export function createStoreRateLimiter(deps: { hits: RateHitLog; now?: () => Date }): RateLimitPort {
   const now = deps.now ?? ((): Date => new Date());
-  const retainMs = deps.retainMs ?? STORE_RATE_LIMITER_DEFAULTS.retainMs;
+  /** Allowed again once the oldest hit that fills the window has left it. */
+  const refused = (oldestInWindow: string, rule: RateRule, t: number): RateVerdict => ({ allowed: false, remaining: 0, retryAfterMs: Math.max(1, Date.parse(oldestInWindow) + rule.windowMs - t) });
   return {
     async consume(key: string, rule: RateRule, at?: Date): Promise<RateVerdict> {
-      checkRule(key, rule, retainMs);
+      checkRule(key, rule);
       const t = (at ?? now()).getTime();
       const r = await deps.hits.record(key, rule.points, new Date(t).toISOString(), new Date(t - rule.windowMs).toISOString());
-      if (r.recorded) return { allowed: true, remaining: rule.points - r.inWindow, retryAfterMs: 0 };
-      // Allowed again once the oldest hit that fills the window has left it.
-      return { allowed: false, remaining: 0, retryAfterMs: Math.max(1, Date.parse(r.oldestInWindow) + rule.windowMs - t) };
+      return r.recorded ? { allowed: true, remaining: rule.points - r.inWindow, retryAfterMs: 0 } : refused(r.oldestInWindow, rule, t);
+    },
+    async check(key: string, rule: RateRule, at?: Date): Promise<RateVerdict> {
+      checkRule(key, rule);
+      const t = (at ?? now()).getTime();
+      const w = await deps.hits.peek(key, rule.points, new Date(t - rule.windowMs).toISOString());
+      return w.full ? refused(w.oldestInWindow, rule, t) : { allowed: true, remaining: rule.points - w.inWindow, retryAfterMs: 0 };
     },
     sweep(at?: Date): Promise<number> {
-      return deps.hits.deleteBefore(new Date((at ?? now()).getTime() - retainMs).toISOString());
+      return deps.hits.deleteExpired((at ?? now()).toISOString());
     },
   };
 }
 
 /** A rule or key a caller got wrong is a programming error: thrown, not answered. */
-function checkRule(key: string, rule: RateRule, retainMs: number): void {
-  if (key.length === 0 || key.length > STORE_RATE_LIMITER_DEFAULTS.maxKeyLength) throw new RangeError(`rate limit key must be 1..${STORE_RATE_LIMITER_DEFAULTS.maxKeyLength} characters`);
+function checkRule(key: string, rule: RateRule): void {
+  const { maxKeyLength, maxWindowMs } = STORE_RATE_LIMITER_BOUNDS;
+  if (key.length === 0 || key.length > maxKeyLength) throw new RangeError(`rate limit key must be 1..${maxKeyLength} characters`);
   if (!Number.isInteger(rule.points) || rule.points < 1 || rule.points > 10_000) throw new RangeError('rate rule points must be an integer 1..10000');
-  if (!Number.isInteger(rule.windowMs) || rule.windowMs < 1 || rule.windowMs > retainMs) throw new RangeError(`rate rule windowMs must be an integer 1..${retainMs} (the hits' retention)`);
+  if (!Number.isInteger(rule.windowMs) || rule.windowMs < 1 || rule.windowMs > maxWindowMs) throw new RangeError(`rate rule windowMs must be an integer 1..${maxWindowMs}`);
 }
 
 /**

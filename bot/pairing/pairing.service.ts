@@ -120,8 +120,28 @@ export class PairingService {
   }
 
   /**
+   * Pass every limit in order, or be refused by the first that is full. All are checked (reads)
+   * before any is counted, so a call refused by one limit uses up none of the others, and a flood
+   * refused by a full limit stores nothing; then each is counted atomically, in the same order.
+   *
+   * @returns null when every limit counted the call, else the first refusal's answer
+   */
+  private async admit<R>(now: Date, limits: readonly { key: string; rule: RateRule; refuse: (verdict: RateVerdict) => R }[]): Promise<R | null> {
+    for (const l of limits) {
+      const v = await this.deps.limits.check(l.key, l.rule, now);
+      if (!v.allowed) return l.refuse(v);
+    }
+    for (const l of limits) {
+      const v = await this.deps.limits.consume(l.key, l.rule, now);
+      if (!v.allowed) return l.refuse(v);
+    }
+    return null;
+  }
+
+  /**
    * `POST /companion/pair/start` from a client: the limits ({@link PAIRING_LIMITS} `startsPerAddress`,
-   * then `startsOverall`), then {@link start}. A call refused for its address does not use up the overall limit.
+   * then `startsOverall`), then {@link start}. A call refused by one limit uses up neither; once the
+   * overall limit is full, more calls store nothing (so a flood from many addresses adds no rows).
    *
    * @param request - the checked body
    * @param client.address - the socket's remote address (an IPv6 address counts by its /64)
@@ -131,11 +151,19 @@ export class PairingService {
   async startFromClient(request: PairStartRequest, client: { address: string | undefined }): Promise<PairStartOutcome> {
     const now = this.now();
     const address = keyedHash(this.deps.codeHashKey, 'rate-limit-address', addressKey(client.address)).slice(0, 32);
-    const own = await this.deps.limits.consume(`pair.start.addr:${address}`, PAIRING_LIMITS.startsPerAddress, now);
-    if (!own.allowed) return this.limited('address', own, `Too many pairing requests from this network address. Wait ${waitText(own.retryAfterMs)}, then start pairing again.`);
-    const all = await this.deps.limits.consume('pair.start.all', PAIRING_LIMITS.startsOverall, now);
-    if (!all.allowed) return this.limited('overall', all, `Too many pairing requests right now. Wait ${waitText(all.retryAfterMs)}, then start pairing again.`);
-    return { kind: 'started', response: await this.start(request) };
+    const refused = await this.admit(now, [
+      {
+        key: `pair.start.addr:${address}`,
+        rule: PAIRING_LIMITS.startsPerAddress,
+        refuse: (v) => this.limited('address', v, `Too many pairing requests from this network address. Wait ${waitText(v.retryAfterMs)}, then start pairing again.`),
+      },
+      {
+        key: 'pair.start.all',
+        rule: PAIRING_LIMITS.startsOverall,
+        refuse: (v) => this.limited('overall', v, `Too many pairing requests right now. Wait ${waitText(v.retryAfterMs)}, then start pairing again.`),
+      },
+    ]);
+    return refused ?? { kind: 'started', response: await this.start(request) };
   }
 
   /**
@@ -248,7 +276,8 @@ export class PairingService {
    * Each code sent is counted before it is checked, against the person's limit and then the overall
    * one ({@link PAIRING_LIMITS} `guessesPerPerson`, `guessesOverall`), in the store: a burst of guesses,
    * on one instance or several, has at most 5 checked per person in 10 minutes and 120 a minute in all.
-   * A refused code is not checked, not audited and does not use up the overall limit when the person's refused it.
+   * A refused code is not checked, not audited and uses up neither limit; once the overall limit is
+   * full, guesses from made-up identities store nothing.
    *
    * @param person - the person sending the code (registered, or the provisional id of a Teams identity)
    * @param typed - the code as typed (case, spaces and dash tolerated)
@@ -257,17 +286,24 @@ export class PairingService {
    */
   async approve(person: { id: string }, typed: string): Promise<ApproveResult> {
     const now = this.now();
-    const own = await this.deps.limits.consume(`pair.guess.person:${person.id}`, PAIRING_LIMITS.guessesPerPerson, now);
-    if (!own.allowed) {
-      return { ok: false, reason: 'too_many_tries', message: `Too many pairing codes did not match. Wait ${waitText(own.retryAfterMs)}, then start pairing again on the companion.` };
-    }
-    const all = await this.deps.limits.consume('pair.guess.all', PAIRING_LIMITS.guessesOverall, now);
-    if (!all.allowed) {
-      const log = now.getTime() - this.overallWarnedAt >= 60_000 ? 'warn' : 'debug';
-      if (log === 'warn') this.overallWarnedAt = now.getTime();
-      this.deps.logger[log]({ retryAfterMs: all.retryAfterMs }, 'pairing codes refused unchecked: the overall limit on pairing codes is reached');
-      return { ok: false, reason: 'busy', message: `Too many pairing codes are being checked right now. Wait ${waitText(all.retryAfterMs)}, then send the code again.` };
-    }
+    const refused = await this.admit<ApproveResult>(now, [
+      {
+        key: `pair.guess.person:${person.id}`,
+        rule: PAIRING_LIMITS.guessesPerPerson,
+        refuse: (v) => ({ ok: false, reason: 'too_many_tries', message: `Too many pairing codes did not match. Wait ${waitText(v.retryAfterMs)}, then start pairing again on the companion.` }),
+      },
+      {
+        key: 'pair.guess.all',
+        rule: PAIRING_LIMITS.guessesOverall,
+        refuse: (v) => {
+          const log = now.getTime() - this.overallWarnedAt >= 60_000 ? 'warn' : 'debug';
+          if (log === 'warn') this.overallWarnedAt = now.getTime();
+          this.deps.logger[log]({ retryAfterMs: v.retryAfterMs }, 'pairing codes refused unchecked: the overall limit on pairing codes is reached');
+          return { ok: false, reason: 'busy', message: `Too many pairing codes are being checked right now. Wait ${waitText(v.retryAfterMs)}, then send the code again.` };
+        },
+      },
+    ]);
+    if (refused) return refused;
     const normalised = normaliseUserCode(typed);
     const refuse = async (reason: 'malformed' | 'unknown_or_expired' | 'already_used', message: string): Promise<ApproveResult> => {
       await this.deps.storage.audit.append({ id: randomUUID(), at: now.toISOString(), actor: `person:${person.id}`, action: 'pairing.code_refused', personId: person.id, details: { reason } });

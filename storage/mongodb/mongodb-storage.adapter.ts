@@ -32,6 +32,7 @@ import { MongoClient, MongoError, ObjectId, type Db, type Document, type Filter 
 import { AppError } from '../../common/app-error';
 import type { Logger } from '../../common/logger';
 import type { RateHitResult, Storage } from '../storage.port';
+import { windowEnd, windowState, type RecentHit } from '../storage.rate-hits';
 import { journeyEffectEdits, versionedRepository, type StorageRepositories, type StoreRunner } from '../storage.repository';
 import { STORAGE_ERROR, StorageError } from '../storage.errors';
 import { ArgumentSchemas, RECORDS, recordToStore, validate } from '../storage.schemas';
@@ -167,8 +168,8 @@ function urlNamesDatabase(url: string | undefined): boolean {
 
 type MetaDoc = Document & { _id: string; version?: number };
 
-/** One rate-limit hit: `_id` `<key>#<n>`, `k` the key, `n` its number (0, 1, 2...), `at` ISO 8601 UTC. */
-type RateHitDoc = { _id: string; k: string; n: number; at: string };
+/** One rate-limit hit: `_id` `<key>#<n>`, `k` the key, `n` its number (0, 1, 2...), `at` and `until` (its window's end) ISO 8601 UTC. */
+type RateHitDoc = { _id: string; k: string; n: number; at: string; until: string };
 
 async function checkSchemaVersion(db: Db): Promise<void> {
   const meta = await db.collection<MetaDoc>(MONGO_COLLECTION.meta).findOne({ _id: 'schema' });
@@ -298,6 +299,9 @@ class MongoStorageImpl implements MongoStorage {  readonly databaseName: string;
     const audit = db.collection<Document & { _id: string }>(MONGO_COLLECTION.audit);
     const conversations = db.collection<Document & { _id: string }>(MONGO_COLLECTION.conversations);
     const rateHits = db.collection<RateHitDoc>(MONGO_COLLECTION.rateHits);
+    /** A key's `limit` most recent hits, newest first. */
+    const recentHits = async (key: string, limit: number): Promise<RecentHit[]> =>
+      (await rateHits.find({ k: key }, { projection: { n: 1, at: 1 } }).sort({ n: -1 }).limit(limit).toArray()).map((d) => ({ n: Number(d.n), at: String(d.at) }));
 
     Object.assign(this, {
       persons: {
@@ -363,6 +367,15 @@ class MongoStorageImpl implements MongoStorage {  readonly databaseName: string;
       // the window (single-winner insert; conditional updates are not atomic on FerretDB v1). Losing
       // the insert means another instance recorded hit n just now: count it and try n + 1.
       rateHits: {
+        peek: (key, limit, since) => {
+          const op = 'rateHits.peek';
+          return run(op, async () => {
+            validate(idSchema, key, op, 'key');
+            validate(limitSchema, limit, op, 'limit');
+            validate(timestampSchema, since, op, 'since');
+            return windowState(await recentHits(key, limit), limit, since);
+          });
+        },
         record: (key, limit, atTime, since) => {
           const op = 'rateHits.record';
           return run(op, async () => {
@@ -370,16 +383,16 @@ class MongoStorageImpl implements MongoStorage {  readonly databaseName: string;
             validate(limitSchema, limit, op, 'limit');
             validate(timestampSchema, atTime, op, 'at');
             validate(timestampSchema, since, op, 'since');
-            // Newest first; at most `limit` entries are ever needed.
-            const recent = (await rateHits.find({ k: key }, { projection: { n: 1, at: 1 } }).sort({ n: -1 }).limit(limit).toArray()).map((d) => ({ n: Number(d.n), at: String(d.at) }));
+            const recent = await recentHits(key, limit);
+            const until = windowEnd(atTime, since);
             // Each lost insert adds a hit, so this ends within `limit` rounds.
             for (;;) {
-              const inWindow = recent.filter((h) => h.at > since).length;
-              if (inWindow >= limit) return { recorded: false, oldestInWindow: recent[recent.length - 1]!.at } satisfies RateHitResult;
+              const state = windowState(recent, limit, since);
+              if (state.full) return { recorded: false, oldestInWindow: state.oldestInWindow } satisfies RateHitResult;
               const n = recent.length > 0 ? recent[0]!.n + 1 : 0;
               try {
-                await rateHits.insertOne({ _id: `${key}#${n}`, k: key, n, at: atTime });
-                return { recorded: true, inWindow: inWindow + 1 } satisfies RateHitResult;
+                await rateHits.insertOne({ _id: `${key}#${n}`, k: key, n, at: atTime, until });
+                return { recorded: true, inWindow: state.inWindow + 1 } satisfies RateHitResult;
               } catch (err) {
                 if (!isDuplicateKey(err)) throw err;
                 // Another instance's hit n: recorded about now, so inside the window.
@@ -389,9 +402,9 @@ class MongoStorageImpl implements MongoStorage {  readonly databaseName: string;
             }
           });
         },
-        deleteBefore: (before) => {
-          const op = 'rateHits.deleteBefore';
-          return run(op, async () => (await rateHits.deleteMany({ at: { $lt: validate(timestampSchema, before, op, 'before') } })).deletedCount);
+        deleteExpired: (now) => {
+          const op = 'rateHits.deleteExpired';
+          return run(op, async () => (await rateHits.deleteMany({ until: { $lt: validate(timestampSchema, now, op, 'now') } })).deletedCount);
         },
       },
       // Last writer wins (a routing hint, not state), so a plain replace-or-insert is right here.

@@ -37,7 +37,7 @@ export const MONGO_COLLECTION = {
   conversations: 'conversations',
   /** Unique-value claims (see ClaimRegistry). */
   claims: 'claims',
-  /** Rate-limit hits (storage.port.ts RateHitLog): `{ _id: '<key>#<n>', k, n, at }`, insert-only. */
+  /** Rate-limit hits (storage.port.ts RateHitLog): `{ _id: '<key>#<n>', k, n, at, until }`, insert-only. */
   rateHits: 'rate_hits',
   /** One document `{ _id: 'schema', version }`. */
   meta: 'storage_meta',
@@ -74,9 +74,9 @@ export const MONGO_INDEXES: readonly MongoIndexSpec[] = [
   ...revisionIndexes(MONGO_COLLECTION.casesRev),
   { collection: MONGO_COLLECTION.audit, name: 'audit_at_seq', key: { at: 1, seq: 1 } },
   { collection: MONGO_COLLECTION.audit, name: 'audit_personId_at_seq', key: { personId: 1, at: 1, seq: 1 } },
-  // A key's most recent hits (sort by n descending), and garbage collection by time.
+  // A key's most recent hits (sort by n descending), and garbage collection by window end.
   { collection: MONGO_COLLECTION.rateHits, name: 'rate_hits_k_n', key: { k: 1, n: 1 } },
-  { collection: MONGO_COLLECTION.rateHits, name: 'rate_hits_at', key: { at: 1 } },
+  { collection: MONGO_COLLECTION.rateHits, name: 'rate_hits_until', key: { until: 1 } },
 ];
 
 /**

@@ -18,6 +18,7 @@ import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Logger } from '../../common/logger';
 import type { RateHitResult, Storage } from '../storage.port';
+import { windowEnd, windowState, type RecentHit } from '../storage.rate-hits';
 import { journeyEffectEdits, versionedRepository, type StorageRepositories, type StoreRunner } from '../storage.repository';
 import { STORAGE_ERROR, StorageError } from '../storage.errors';
 import { ArgumentSchemas, RECORDS, recordToStore, validate } from '../storage.schemas';
@@ -242,8 +243,8 @@ class SqliteStorageImpl implements SqliteStorage {
     const rateHits = {
       /** The key's `limit` most recent hits, newest first. */
       recent: db.prepare('SELECT n, at FROM rate_hits WHERE key = ? ORDER BY n DESC LIMIT ?'),
-      insert: db.prepare('INSERT INTO rate_hits (key, n, at) VALUES (?, ?, ?)'),
-      deleteBefore: db.prepare('DELETE FROM rate_hits WHERE at < ?'),
+      insert: db.prepare('INSERT INTO rate_hits (key, n, at, until) VALUES (?, ?, ?, ?)'),
+      deleteExpired: db.prepare('DELETE FROM rate_hits WHERE until < ?'),
     };
     const [persons, devices, pairings, cases] = [repo(tables.persons), repo(tables.devices), repo(tables.pairings), repo(tables.cases)] as const;
 
@@ -294,13 +295,17 @@ class SqliteStorageImpl implements SqliteStorage {
       // Rate-limit hits: the check and the insert run in one write transaction (BEGIN IMMEDIATE, the
       // group commit), so racing hits, from this process or another on the file, are counted one by one.
       rateHits: {
+        peek: (key, limit, since) => {
+          const op = 'rateHits.peek';
+          return this.run(op, () => {
+            validate(idSchema, key, op, 'key');
+            validate(limitSchema, limit, op, 'limit');
+            validate(timestampSchema, since, op, 'since');
+            return windowState(rateHits.recent.all(key, limit) as RecentHit[], limit, since);
+          });
+        },
         record: (key, limit, atTime, since) => {
           const op = 'rateHits.record';
-          const check = (): { recent: { n: number; at: string }[]; inWindow: number } => {
-            const recent = rateHits.recent.all(key, limit) as { n: number; at: string }[];
-            return { recent, inWindow: recent.filter((h) => h.at > since).length };
-          };
-          const full = (recent: { at: string }[]): RateHitResult => ({ recorded: false, oldestInWindow: recent[recent.length - 1]!.at });
           return this.run(op, () => {
             validate(idSchema, key, op, 'key');
             validate(limitSchema, limit, op, 'limit');
@@ -308,21 +313,22 @@ class SqliteStorageImpl implements SqliteStorage {
             validate(timestampSchema, since, op, 'since');
             // A full window stays full (hits are only added until they age out), so a plain read may
             // refuse without taking the write lock: a flood of refused hits costs no transaction.
-            return check();
+            return windowState(rateHits.recent.all(key, limit) as RecentHit[], limit, since);
           }).then((first) =>
-            first.inWindow >= limit
-              ? full(first.recent)
+            first.full
+              ? ({ recorded: false, oldestInWindow: first.oldestInWindow } satisfies RateHitResult)
               : this.write(op, (): RateHitResult => {
-                  const { recent, inWindow } = check();
-                  if (inWindow >= limit) return full(recent);
-                  rateHits.insert.run(key, recent.length > 0 ? num(recent[0]!.n) + 1 : 0, atTime);
-                  return { recorded: true, inWindow: inWindow + 1 };
+                  const recent = rateHits.recent.all(key, limit) as RecentHit[];
+                  const state = windowState(recent, limit, since);
+                  if (state.full) return { recorded: false, oldestInWindow: state.oldestInWindow };
+                  rateHits.insert.run(key, recent.length > 0 ? num(recent[0]!.n) + 1 : 0, atTime, windowEnd(atTime, since));
+                  return { recorded: true, inWindow: state.inWindow + 1 };
                 }),
           );
         },
-        deleteBefore: (before) => {
-          const op = 'rateHits.deleteBefore';
-          return this.write(op, () => rateHits.deleteBefore.run(validate(timestampSchema, before, op, 'before')).changes);
+        deleteExpired: (now) => {
+          const op = 'rateHits.deleteExpired';
+          return this.write(op, () => rateHits.deleteExpired.run(validate(timestampSchema, now, op, 'now')).changes);
         },
       },
       // Last writer wins: a conversation reference is a routing hint, not state.

@@ -133,15 +133,16 @@ CREATE TABLE conversations (
     version: 2,
     name: 'rate-limit hits',
     // One row per recorded hit of a rate limit (storage.port.ts RateHitLog): n numbers a key's hits,
-    // at is the caller's clock. Deleted once older than the longest window (at index).
+    // at is the caller's clock, until the end of the hit's window (deleted after it: until index).
     sql: `
 CREATE TABLE rate_hits (
-  key TEXT NOT NULL,
-  n   INTEGER NOT NULL CHECK (n >= 0),
-  at  TEXT NOT NULL,
+  key   TEXT NOT NULL,
+  n     INTEGER NOT NULL CHECK (n >= 0),
+  at    TEXT NOT NULL,
+  until TEXT NOT NULL,
   PRIMARY KEY (key, n)
 ) STRICT, WITHOUT ROWID;
-CREATE INDEX rate_hits_by_time ON rate_hits (at);
+CREATE INDEX rate_hits_by_expiry ON rate_hits (until);
 `,
   },
 ];

@@ -216,6 +216,12 @@ describe('pairing limits (issue #10)', () => {
     const limited = flood.find((r) => r.status === 429)!;
     expect(String(limited.json['error'])).toMatch(/Too many pairing requests/);
     expect(Number(limited.retryAfter)).toBeGreaterThanOrEqual(1);
+    // The counters did not grow with the flood either: once the overall minute was full, a start
+    // from a new address stored nothing. Hits: 300 overall + 300 per address, plus at most one
+    // per request in flight (64) that passed the checks just before the minute filled.
+    const hits = count(b, 'SELECT count(*) AS n FROM rate_hits');
+    expect(hits).toBeGreaterThanOrEqual(2 * RULES.startsOverallPerMinute);
+    expect(hits).toBeLessThanOrEqual(2 * RULES.startsOverallPerMinute + 64);
   });
 
   it('finding 3: a poll flood on one device code does not 429 another device code from the same address, before or after approval', async () => {
@@ -244,6 +250,24 @@ describe('pairing limits (issue #10)', () => {
     const after = await post(b, 'poll', { deviceCode: realCode }, shared);
     expect(after.status).toBe(200);
     expect(after.json).toMatchObject({ status: 'approved', deviceId: expect.any(String), credential: expect.any(String) });
+
+    // Made-up device codes are answered at once and store nothing (no counter per random code).
+    const hitsBefore = count(b, 'SELECT count(*) AS n FROM rate_hits');
+    const random = await pool(50, 8, () => post(b, 'poll', { deviceCode: randomBytes(32).toString('base64url') }, shared));
+    expect(new Set(random.map((r) => `${r.status} ${String(r.json['status'])}`))).toEqual(new Set(['200 expired_token']));
+    expect(count(b, 'SELECT count(*) AS n FROM rate_hits')).toBe(hitsBefore);
+  });
+
+  it('a store that cannot be reached: 503 with Retry-After and a plain message, never a bare 500; bad bodies stay 400', async () => {
+    const b = await bot();
+    await b.app.storage.close();
+    const start = await post(b, 'start', { workstation: 'WS-DOWN' }, '127.0.0.5');
+    expect(start.status).toBe(503);
+    expect(Number(start.retryAfter)).toBeGreaterThanOrEqual(1);
+    expect(String(start.json['error'])).toMatch(/Try again in \d+ seconds/);
+    const poll = await post(b, 'poll', { deviceCode: randomBytes(32).toString('base64url') }, '127.0.0.5');
+    expect(poll.status).toBe(503);
+    expect((await post(b, 'start', { workstation: '<bad>' }, '127.0.0.5')).status).toBe(400);
   });
 
   it('global cap: guesses across 130 made-up identities in a minute: exactly 120 checked, the rest told to wait', async () => {
@@ -255,6 +279,8 @@ describe('pairing limits (issue #10)', () => {
     const waited = replies.filter((r) => !r.ok && r.reason !== 'unknown_or_expired');
     expect(waited).toHaveLength(130 - RULES.guessesOverallPerMinute);
     for (const r of waited) expect(r.ok ? '' : r.message).toMatch(/wait/i);
+    // Guesses refused by the full overall minute stored nothing: 120 overall + 120 per identity, plus at most one per guess in flight (16).
+    expect(count(b, 'SELECT count(*) AS n FROM rate_hits')).toBeLessThanOrEqual(2 * RULES.guessesOverallPerMinute + 16);
   });
 
   it('growth: an expired pairing is deleted within about a minute of expiry by the sweeper, not kept a day', { timeout: 60_000 }, async () => {

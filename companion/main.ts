@@ -64,7 +64,7 @@ const UNPAIR_ANSWERS: Record<UnpairOutcome['kind'], { line: string; exit: number
   unpaired: { line: `${OUTPUT_PREFIX.status}unpaired: Smartcard Assist revoked this computer's pairing and its credential was deleted`, exit: 0 },
   not_paired: { line: `${OUTPUT_PREFIX.status}this computer is not paired; nothing to do`, exit: 0 },
   already_revoked: { line: `${OUTPUT_PREFIX.status}Smartcard Assist had already revoked this computer's pairing; its credential was deleted`, exit: 0 },
-  in_use: { line: 'companion: the companion is running with this pairing; stop it first, then run --unpair again. Nothing was changed.', exit: 1 },
+  in_use: { line: 'companion: another connection holds this pairing: if the companion is running, stop it first, then run --unpair again; if it is not, ask your RA team to revoke this computer\'s pairing. Nothing was changed.', exit: 1 },
   unreachable: { line: 'companion: Smartcard Assist could not be reached to revoke the pairing. Nothing was changed; try again.', exit: 1 },
 };
 

@@ -68,7 +68,10 @@ export const LINK_LIMITS = {
   probeTimeoutMs: 3000,
   /** How often every open link's device is re-read to close revoked ones, ms (one process, embedded store). */
   revocationCheckMs: 3000,
-  /** The same with a command bus (several instances on MongoDB; the bus carries bot-side revocations at once), ms. */
+  /**
+   * The same with a command bus (several instances on MongoDB; the bus carries bot-side revocations at
+   * once, so this only bounds how long an admin-command revocation leaves a link open), ms.
+   */
   revocationCheckWithBusMs: 30_000,
   /** At most one `link.duplicate_refused` audit entry per kept link in this time (each says how many were refused), ms. */
   duplicateAuditEveryMs: 60_000,
@@ -77,7 +80,7 @@ export type LinkLimits = { [K in keyof typeof LINK_LIMITS]: number };
 
 /** What the person is told in Teams when another connection with their companion's credential was refused. */
 export function duplicateNotice(workstation: string): string {
-  return `Another connection tried to connect to Smartcard Assist as your companion on ${workstation} and was refused; your companion stays connected. If you did not start the companion a second time, unpair that computer from its companion and pair it again, or contact your RA team.`;
+  return `Another connection tried to connect to Smartcard Assist as your companion on ${workstation} and was refused; the connection already open stays. If you did not start the companion a second time, ask your RA team to revoke the pairing of ${workstation}, then pair it again.`;
 }
 
 /**

@@ -23,7 +23,6 @@ import { pageLinkSocketPath } from './passcode-page/page-link.control';
 
 /** Which card reader adapter to use. */
 export const ReaderKinds = { pcsc: 'pcsc', virtual: 'virtual' } as const;
-export type ReaderKind = (typeof ReaderKinds)[keyof typeof ReaderKinds];
 
 /** The virtual card the demo puts in the in-process reader. */
 export interface VirtualCardConfig {

@@ -132,8 +132,6 @@ export const ActivityEnvelopeSchema = z.looseObject({
   membersRemoved: members,
 });
 
-export type ActivityEnvelope = z.infer<typeof ActivityEnvelopeSchema>;
-
 /** The `value` an `adaptiveCard/action` invoke must carry: `{ action: { ... } }` (Universal Actions). */
 const CardInvokeValueSchema = z.looseObject({ action: z.looseObject({}) });
 

@@ -26,6 +26,7 @@ import { JourneyEngine } from './journeys/journey.engine';
 import { CompanionLinkServer } from './link/companion-link.server';
 import { OutboxMailAdapter } from './mail/outbox-mail.adapter';
 import { PairingService } from './pairing/pairing.service';
+import { createStoreRateLimiter } from './limits/store-rate-limiter';
 import { deriveKeys, parseMasterKey, type DerivedKeys } from './security/keys';
 import { seal, unseal } from './security/seal';
 import type { CommandBus } from './link/bus/command-bus.port';
@@ -96,13 +97,14 @@ export interface BotApp {
  * @param config - validated configuration ({@link loadConfig})
  * @param overrides - replace an adapter (tests, benchmarks): `mail`, `logger`, `directory`;
  *   `wrapStorage` wraps the opened store before anything uses it (interleaving tests);
+ *   `pairingClock` is the clock of the pairing service and its rate limits (limit tests);
  *   `channel` points channel authentication at other OpenID metadata and replaces the bot's
  *   own outgoing tokens (the contract test's local keys; bot/http/channel-auth.ts)
  * @returns the running app; `close()` stops the server, the link and the store
  */
 export async function startBot(
   config: BotConfig,
-  overrides: { mail?: MailPort; logger?: Logger; directory?: DirectoryPort | null; wrapStorage?: (storage: Storage) => Storage; channel?: ChannelAuthOverrides } = {},
+  overrides: { mail?: MailPort; logger?: Logger; directory?: DirectoryPort | null; wrapStorage?: (storage: Storage) => Storage; channel?: ChannelAuthOverrides; pairingClock?: () => Date } = {},
 ): Promise<BotApp> {
   const logger = overrides.logger ?? createLogger({ name: 'bot', level: config.logLevel });
   const keys = deriveKeys(parseMasterKey(config.masterKey, 'SMARTCARD_MASTER_KEY'));
@@ -167,7 +169,10 @@ export async function startBot(
     tellPerson: (personId, text) => notifier.tell(personId, text),
   });
   await link.start();
-  const pairing: PairingService = new PairingService({ storage, codeHashKey: keys.codeHashKey, credentialHashKey: keys.credentialHashKey, pollIntervalSeconds: config.pairingPollIntervalSeconds, logger });
+  // Rate limits counted in the store, shared by every instance (issue #10).
+  const pairingClock = overrides.pairingClock ? { now: overrides.pairingClock } : {};
+  const limits = createStoreRateLimiter({ hits: storage.rateHits, ...pairingClock });
+  const pairing: PairingService = new PairingService({ storage, codeHashKey: keys.codeHashKey, credentialHashKey: keys.credentialHashKey, pollIntervalSeconds: config.pairingPollIntervalSeconds, limits, logger, ...pairingClock });
   const runner: EffectRunner = new EffectRunner({
     storage,
     link,
@@ -270,7 +275,8 @@ export async function startBot(
 
   const sweeper = setInterval(() => {
     void engine.sweep().catch((err: unknown) => logger.warn({ err }, 'effect sweep failed'));
-    void storage.pairings.deleteExpired(new Date(Date.now() - 24 * 3600_000).toISOString()).catch(() => undefined);
+    void pairing.sweep().catch(() => undefined); // pairings expired a minute ago
+    void limits.sweep().catch(() => undefined); // rate-limit hits whose window has ended
   }, 10_000);
   sweeper.unref();
 

@@ -134,7 +134,7 @@ export function createHttpServer(deps: { adapter: ChannelAdapter; bot: Smartcard
     return false;
   }
 
-  registerPairingRoutes(server, { pairing });
+  registerPairingRoutes(server, { pairing, logger });
 
   registerHealthRoutes(server, deps.health ?? { checks: [{ name: 'storage', check: () => storage.ping() }] }, logger);
 

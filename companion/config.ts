@@ -21,8 +21,6 @@ import { botUrlProblem, readBotCaFile } from './bot-tls';
 import { ConfigError } from './companion.errors';
 import { pageLinkSocketPath } from './passcode-page/page-link.control';
 
-/** Which card reader adapter to use. */
-export const ReaderKinds = { pcsc: 'pcsc', virtual: 'virtual' } as const;
 
 /** The virtual card the demo puts in the in-process reader. */
 export interface VirtualCardConfig {

@@ -70,7 +70,6 @@ export type PairStartResponse = z.infer<typeof PairStartResponseSchema>;
 
 /** Body of `POST /companion/pair/poll`. */
 export const PairPollRequestSchema = z.object({ deviceCode: z.string().min(32).max(128) });
-export type PairPollRequest = z.infer<typeof PairPollRequestSchema>;
 
 /**
  * Response of `POST /companion/pair/poll` (RFC 8628 3.5 error codes).

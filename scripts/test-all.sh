@@ -127,6 +127,14 @@ say "import rules (dependency-cruiser)"
 DEPS_OK=1
 npx depcruise --config .dependency-cruiser.cjs bot cards companion storage protocol common || DEPS_OK=0
 
+say "unused code and dependencies (knip)"
+KNIP_OK=1
+npx knip || KNIP_OK=0
+
+say "build to JavaScript (npm run build)"
+BUILD_OK=1
+npm run -s build || BUILD_OK=0
+
 # --- 5. tests -------------------------------------------------------------------
 rm -f "$REPORTS/unit.json" "$REPORTS/integration.json"
 say "unit tests"
@@ -170,6 +178,8 @@ NODE_RC=$?
 RC=0
 [ "$TSC_OK" = 1 ] || { echo "test-all: typecheck FAILED (see tsc output above)"; RC=1; }
 [ "$DEPS_OK" = 1 ] || { echo "test-all: import rules FAILED (see dependency-cruiser output above)"; RC=1; }
+[ "$KNIP_OK" = 1 ] || { echo "test-all: unused code FAILED (see knip output above)"; RC=1; }
+[ "$BUILD_OK" = 1 ] || { echo "test-all: build FAILED (see esbuild output above)"; RC=1; }
 [ "$UNIT_RC" = 0 ] || RC=1
 [ "$INTEGRATION_RC" = 0 ] || RC=1
 [ "$NODE_RC" = 0 ] || RC=1

@@ -9,9 +9,6 @@
 import type { Request, Response } from '../../protocol/companion-link.protocol';
 import type { Device } from '../../storage/storage.port';
 
-/** A request kind the protocol defines. */
-export type RequestKind = Request['kind'];
-
 /** The requests handed to the services (every kind but the link's own `device.unpair`). */
 export type RoutedRequest = Exclude<Request, { kind: 'device.unpair' }>;
 

@@ -38,5 +38,3 @@ export interface PukCommitEffect {
   cardId: string;
   runId: string;
 }
-
-export type PukEffect = PukReleaseEffect | PukCommitEffect;

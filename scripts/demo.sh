@@ -182,6 +182,8 @@ cat <<EOF
  4. The unlock code is "emailed" to the outbox: $DATA_DIR/outbox/
  5. Type the code and a new passcode on the companion's page:
     ${PAGE_LINE:-(companion not started)}
+    (the companion prints the link again before each prompt, below; for a new one at any time:
+     COMPANION_DATA_DIR=$DATA_DIR/companion npm run companion -- --page-link)
 
  Logs: $LOG_DIR/   (bot.log, companion.out, companion.log, playground.out)
 ==============================================================================

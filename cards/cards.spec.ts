@@ -52,7 +52,7 @@ function allCards(s: string): Array<[string, AdaptiveCard]> {
     ['unlockCodeSent', unlockCodeSentCard({ runId: RUN_ID, step: STEP, maskedEmail: s, expiresAtText: s, minutes: 15 })],
     ['unlockWorking', unlockWorkingCard({ runId: RUN_ID, step: STEP, message: s })],
     ['unlockDone text', unlockDoneCard({ at: s, workstation: s })],
-    ['unlockDone date', unlockDoneCard({ at: new Date('2026-07-03T08:41:17.250Z'), workstation: s })],
+    ['unlockProblem information', unlockProblemCard({ runId: RUN_ID, step: STEP, title: s, message: s, canRetry: true, tone: 'information' })],
     ['unlockLockedOut', unlockLockedOutCard({ caseRef: s })],
     ['unlockEnded', unlockEndedCard({ title: s, message: s })],
   ];
@@ -238,11 +238,25 @@ describe('unlock cards', () => {
     expect(actionsOf(json).map((a) => a['verb'])).toEqual(['unlock.resend_code', 'unlock.cancel']);
   });
 
-  it('done card with a Date uses the host time functions in the viewer time zone', () => {
-    const text = JSON.stringify(unlockDoneCard({ at: new Date('2026-07-03T08:41:17.250Z') }));
-    expect(text).toContain('{{TIME(2026-07-03T08:41:17Z)}}');
-    expect(text).toContain('{{DATE(2026-07-03T08:41:17Z, SHORT)}}');
-    expect(() => unlockDoneCard({ at: new Date('nonsense') })).toThrow(RangeError);
+  it('done card shows the time as given (e.g. "19:10 GMT"), never a host time function (the host formats those its own way)', () => {
+    const json = unlockDoneCard({ at: '19:10 GMT', workstation: 'WS-0042' });
+    const runs = [...walk(json)].filter((o) => o['type'] === 'RichTextBlock').map((b) => (b['inlines'] as Json[]).map((r) => r['text']).join(''));
+    expect(runs).toContain('Your new passcode was set at 19:10 GMT.');
+    expect(JSON.stringify(json)).not.toMatch(/\{\{(TIME|DATE)\(/);
+  });
+
+  it('a problem card is an error (Attention title) by default; "information" tone has no attention or warning colour anywhere', () => {
+    const colours = (card: AdaptiveCard) => [...walk(card)].flatMap((o) => (typeof o['color'] === 'string' ? [o['color']] : []));
+    const problem = unlockProblemCard({ runId: RUN_ID, step: STEP, title: 'This is not your registered card', message: 'Put your own card in.', canRetry: true });
+    expect(colours(problem)).toEqual(['Attention']);
+    const info = unlockProblemCard({ runId: RUN_ID, step: STEP, title: 'Your card is not locked', message: 'Nothing to unlock.', canRetry: true, tone: 'information' });
+    expect(colours(info)).toEqual(['Accent']);
+    expect(JSON.stringify(info)).not.toMatch(/"(Attention|Warning)"/);
+    // The same buttons whatever the tone; "Try again" is not a call to action coloured as positive here.
+    expect(actionsOf(info).map((a) => [a['title'], a['verb'], a['style'] ?? 'default'])).toEqual([
+      ['Check again', 'unlock.check_card', 'default'],
+      ['Cancel', 'unlock.cancel', 'default'],
+    ]);
   });
 
   it('locked-out card shows the case reference', () => {

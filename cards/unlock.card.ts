@@ -45,17 +45,18 @@ export function unlockCheckingCard(input: RunStep & { message: string }): Adapti
  *
  * @param input.title - short title, shown literally, e.g. "This is not your registered card"
  * @param input.message - what to do, shown literally
- * @param input.canRetry - true to offer "Try again" (`unlock.check_card`)
- * @returns a card with "Try again" (when `canRetry`) and "Cancel"
+ * @param input.canRetry - true to offer a retry (`unlock.check_card`)
+ * @param input.tone - `problem` (default): something is wrong, the title in the attention colour and a
+ *   "Try again" button; `information`: nothing is wrong but there is nothing to do (e.g. the card is not
+ *   locked), the title in the accent colour and a plain "Check again" button
+ * @returns a card with the retry button (when `canRetry`) and "Cancel"
  */
-export function unlockProblemCard(input: RunStep & { title: string; message: string; canRetry: boolean }): AdaptiveCard {
-  return adaptiveCard(
-    [literalHeading(input.title, 'Attention'), literal(input.message)],
-    [
-      ...(input.canRetry ? [execute(CARD_VERBS.UNLOCK_CHECK_CARD, 'Try again', { runId: input.runId, step: input.step }, { style: 'positive' })] : []),
-      cancelButton(input),
-    ],
-  );
+export function unlockProblemCard(input: RunStep & { title: string; message: string; canRetry: boolean; tone?: 'problem' | 'information' }): AdaptiveCard {
+  const information = input.tone === 'information';
+  const retry = information
+    ? execute(CARD_VERBS.UNLOCK_CHECK_CARD, 'Check again', { runId: input.runId, step: input.step })
+    : execute(CARD_VERBS.UNLOCK_CHECK_CARD, 'Try again', { runId: input.runId, step: input.step }, { style: 'positive' });
+  return adaptiveCard([literalHeading(input.title, information ? 'Accent' : 'Attention'), literal(input.message)], [...(input.canRetry ? [retry] : []), cancelButton(input)]);
 }
 
 /**
@@ -151,29 +152,17 @@ export function unlockWorkingCard(input: RunStep & { message: string }): Adaptiv
   return adaptiveCard([heading('Unlocking your smartcard'), literal(input.message), paragraph('Keep your card in the reader until this finishes.', { isSubtle: true })]);
 }
 
-/** RFC 3339 UTC without fractional seconds, the form the Adaptive Cards DATE/TIME functions accept. */
-function cardTimestamp(at: Date): string {
-  return at.toISOString().replace(/\.\d{3}Z$/, 'Z');
-}
-
 /**
  * The card is unlocked.
  *
- * @param input.at - when: a Date (shown in the viewer's own time zone with the Adaptive Cards
- *   `{{TIME()}}`/`{{DATE()}}` functions) or display text such as "09:41", shown literally
+ * @param input.at - when, as display text with its zone, e.g. "19:10 GMT" (from `clockTime` in
+ *   common/clock-time.ts), shown literally. Not the Adaptive Cards `{{TIME()}}` function: the host
+ *   renders that in its own format ("6:55 PM"), unlike every other time the person sees.
  * @param input.workstation - the workstation where it happened, shown literally
  * @returns a card with no buttons
- * @throws RangeError when `at` is an invalid Date
  */
-export function unlockDoneCard(input: { at: Date | string; workstation?: string }): AdaptiveCard {
-  const body: CardElement[] = [heading('Your smartcard is unlocked', 'Good')];
-  if (input.at instanceof Date) {
-    if (Number.isNaN(input.at.getTime())) throw new RangeError('unlockDoneCard needs a valid date in `at`');
-    const ts = cardTimestamp(input.at);
-    body.push(paragraph(`Your new passcode was set at {{TIME(${ts})}} on {{DATE(${ts}, SHORT)}}.`));
-  } else {
-    body.push(literal('Your new passcode was set at ', run(input.at), '.'));
-  }
+export function unlockDoneCard(input: { at: string; workstation?: string }): AdaptiveCard {
+  const body: CardElement[] = [heading('Your smartcard is unlocked', 'Good'), literal('Your new passcode was set at ', run(input.at), '.')];
   const where = input.workstation?.trim();
   if (where) body.push(literal('Computer: ', run(where, { weight: 'Bolder' })));
   body.push(

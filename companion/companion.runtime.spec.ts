@@ -61,7 +61,7 @@ describe('CompanionRuntime pairing life cycle', () => {
     expect(link).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/\?t=[A-Za-z0-9_-]{43}$/);
     const codeLine = (): string | undefined => lines.filter((l) => l.startsWith(OUTPUT_PREFIX.pairingCode)).at(-1);
     await until(() => codeLine() !== undefined);
-    const userCode = /^PAIRING CODE: ([A-Z0-9]{4}-[A-Z0-9]{4}) \(send "pair \1" to Smartcard Assist in Teams; valid until \d\d:\d\d\)$/.exec(codeLine()!)?.[1];
+    const userCode = /^PAIRING CODE: ([A-Z0-9]{4}-[A-Z0-9]{4}) \(send "pair \1" to Smartcard Assist in Teams; valid until \d\d:\d\d \S+\)$/.exec(codeLine()!)?.[1];
     expect(userCode).toBe(bot.userCodes[0]);
     expect(bot.workstations).toEqual(['WS-01']);
 

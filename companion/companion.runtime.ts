@@ -10,12 +10,13 @@
  *   whenever {@link CompanionRuntime.printPageLink} is asked (a key in the terminal, `--page-link`),
  *   which replaces the unused one. Each link works once; opening it ends any earlier browser
  *   session, so a closed browser never shuts the person out.
- * - `PAIRING CODE: XXXX-XXXX (send "pair XXXX-XXXX" to Smartcard Assist in Teams; valid until HH:MM)`
+ * - `PAIRING CODE: XXXX-XXXX (send "pair XXXX-XXXX" to Smartcard Assist in Teams; valid until HH:MM ZONE)`, e.g. `valid until 19:10 GMT`
  * - `PAIRED: <person name>`
  * - `STATUS: <one line>`
  * - `UNLOCK: <one line>`
  * - `REGISTER: <one line>`
  */
+import { clockTime } from '../common/clock-time';
 import type { Logger } from '../common/logger';
 import type { CardStatus, Request } from '../protocol/companion-link.protocol';
 import type { BackoffOptions } from './backoff';
@@ -205,7 +206,7 @@ export class CompanionRuntime {
       ...(this.options.botCa ? { ca: this.options.botCa } : {}),
       onCode: (code) => {
         this.phase = { kind: 'pairing', code };
-        const until = code.expiresAt.toLocaleTimeString('en-GB', { hour: '2-digit', minute: '2-digit' });
+        const until = clockTime(code.expiresAt);
         this.options.print(`${OUTPUT_PREFIX.pairingCode}${code.userCode} (send "pair ${code.userCode}" to Smartcard Assist in Teams; valid until ${until})`);
       },
       ...(this.options.tuning?.pairingSecondMs !== undefined ? { secondMs: this.options.tuning.pairingSecondMs } : {}),

@@ -7,6 +7,7 @@
  * Times are written in the configured IANA time zone (e.g. Europe/London) with
  * its abbreviation (GMT/BST), because the reader may be anywhere.
  */
+import { clockTime } from '../../common/clock-time';
 
 /** A rendered email, ready for a `MailMessage`. */
 export interface RenderedMail {
@@ -29,10 +30,8 @@ export function escapeHtml(value: string): string {
 
 /** A local date and time, split for sentences. */
 export interface LocalDateTime {
-  /** 24-hour `HH:mm`, e.g. `09:45`. */
-  time: string;
-  /** Zone abbreviation or offset, e.g. `BST`, `GMT`, `GMT+2`. */
-  zone: string;
+  /** 24-hour time and zone, the project's one time format ({@link clockTime}), e.g. `09:45 BST`. */
+  clock: string;
   /** e.g. `Friday 3 July 2026`. */
   date: string;
   /** e.g. `09:45 BST on Friday 3 July 2026`. */
@@ -47,22 +46,11 @@ export interface LocalDateTime {
  * @throws RangeError when the time zone is unknown (from `Intl.DateTimeFormat`)
  */
 export function formatLocalDateTime(at: Date, timeZone: string): LocalDateTime {
-  const parts = new Intl.DateTimeFormat('en-GB', {
-    timeZone,
-    hour: '2-digit',
-    minute: '2-digit',
-    hourCycle: 'h23',
-    timeZoneName: 'short',
-    weekday: 'long',
-    day: 'numeric',
-    month: 'long',
-    year: 'numeric',
-  }).formatToParts(at);
+  const parts = new Intl.DateTimeFormat('en-GB', { timeZone, weekday: 'long', day: 'numeric', month: 'long', year: 'numeric' }).formatToParts(at);
   const get = (type: Intl.DateTimeFormatPartTypes) => parts.find((p) => p.type === type)?.value ?? '';
-  const time = `${get('hour')}:${get('minute')}`;
-  const zone = get('timeZoneName');
+  const clock = clockTime(at, timeZone);
   const date = `${get('weekday')} ${get('day')} ${get('month')} ${get('year')}`;
-  return { time, zone, date, text: `${time} ${zone} on ${date}` };
+  return { clock, date, text: `${clock} on ${date}` };
 }
 
 const JUNK_LINE =
@@ -140,7 +128,7 @@ export function unlockCodeMail(input: {
     '<p style="font-family:Consolas,Menlo,monospace;font-size:32px;font-weight:bold;letter-spacing:6px;margin:16px 0;">',
     escapeHtml(input.code),
     '</p>',
-    p(`The code works once, for ${escapeHtml(String(input.minutes))} minutes: until <strong>${escapeHtml(until.time)} ${escapeHtml(until.zone)}</strong> on ${escapeHtml(until.date)}.`),
+    p(`The code works once, for ${escapeHtml(String(input.minutes))} minutes: until <strong>${escapeHtml(until.clock)}</strong> on ${escapeHtml(until.date)}.`),
     p(escapeHtml(howTo)),
     p(`<strong>Did not ask for this?</strong> Do not use the code, and contact ${escapeHtml(input.raContact)} straight away. Someone may be trying to unlock your card.`),
     p(escapeHtml(JUNK_LINE)),
@@ -171,7 +159,7 @@ export function unlockedNoticeMail(input: {
   const where = input.workstation?.trim() ? input.workstation.trim() : undefined;
   const whatText = `Your smartcard was unlocked and given a new passcode at ${when.text}${where ? `, on the computer ${where}` : ''}, using Smartcard Assist.`;
   const whatHtml =
-    `Your smartcard was unlocked and given a new passcode at <strong>${escapeHtml(when.time)} ${escapeHtml(when.zone)}</strong> on ${escapeHtml(when.date)}` +
+    `Your smartcard was unlocked and given a new passcode at <strong>${escapeHtml(when.clock)}</strong> on ${escapeHtml(when.date)}` +
     `${where ? `, on the computer <strong>${escapeHtml(where)}</strong>` : ''}, using Smartcard Assist.`;
   const ok = 'If this was you, you do not need to do anything.';
   const notYou = `If this was not you, contact ${input.raContact} straight away. Someone else may have your card.`;
@@ -219,7 +207,7 @@ export function registrationCodeMail(input: {
     '<p style="font-family:Consolas,Menlo,monospace;font-size:32px;font-weight:bold;letter-spacing:6px;margin:16px 0;">',
     escapeHtml(input.code),
     '</p>',
-    p(`The code works once, for ${escapeHtml(String(input.minutes))} minutes: until <strong>${escapeHtml(until.time)} ${escapeHtml(until.zone)}</strong> on ${escapeHtml(until.date)}.`),
+    p(`The code works once, for ${escapeHtml(String(input.minutes))} minutes: until <strong>${escapeHtml(until.clock)}</strong> on ${escapeHtml(until.date)}.`),
     p(escapeHtml(howTo)),
     p(`<strong>Did not ask for this?</strong> Do not use the code, and contact ${escapeHtml(input.raContact)} straight away. Someone may be trying to register a card in your name.`),
     p(escapeHtml(JUNK_LINE)),
@@ -260,7 +248,7 @@ export function registrationConfirmedMail(input: {
   const questions = input.questionsCount ?? 4;
   const whatText = `You registered for self-service smartcard unlock at ${when.text}${where ? `, on the computer ${where}` : ''}, using Smartcard Assist.`;
   const whatHtml =
-    `You registered for self-service smartcard unlock at <strong>${escapeHtml(when.time)} ${escapeHtml(when.zone)}</strong> on ${escapeHtml(when.date)}` +
+    `You registered for self-service smartcard unlock at <strong>${escapeHtml(when.clock)}</strong> on ${escapeHtml(when.date)}` +
     `${where ? `, on the computer <strong>${escapeHtml(where)}</strong>` : ''}, using Smartcard Assist.`;
   const listIntro = 'This is what we registered:';
   const items: Array<[label: string, value: string]> = [

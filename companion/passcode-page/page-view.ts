@@ -3,6 +3,7 @@
  * no script, no external resource (the CSP forbids both). Text a person reads
  * says "passcode", never "PIN".
  */
+import { clockTime } from '../../common/clock-time';
 
 /** The page's state; one variant per screen. */
 export type PageView =
@@ -68,8 +69,9 @@ export function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 }
 
+/** `19:10 GMT` in this computer's zone: the project's one time format (common/clock-time.ts). */
 function time(date: Date): string {
-  return date.toLocaleTimeString('en-GB', { hour: '2-digit', minute: '2-digit' });
+  return clockTime(date);
 }
 
 const STYLE = `

@@ -88,7 +88,7 @@ describe('companion process with the in-process virtual card, against a local bo
   it('pairs, unlocks the card through the page, re-pairs after revocation, stops cleanly and leaks no secret', async () => {
     // 1. Lines for the person on stdout.
     const [, pageUrl] = await proc.waitForLine(/^PASSCODE PAGE: (http:\/\/127\.0\.0\.1:\d+\/\?t=[A-Za-z0-9_-]{43})$/);
-    const [, userCode] = await proc.waitForLine(/^PAIRING CODE: ([A-Z0-9]{4}-[A-Z0-9]{4}) \(send "pair [A-Z0-9-]+" to Smartcard Assist in Teams; valid until \d\d:\d\d\)$/);
+    const [, userCode] = await proc.waitForLine(/^PAIRING CODE: ([A-Z0-9]{4}-[A-Z0-9]{4}) \(send "pair [A-Z0-9-]+" to Smartcard Assist in Teams; valid until \d\d:\d\d \S+\)$/);
     expect(bot.workstations).toEqual(['WS Test-01']);
     const browser = new PageBrowser(pageUrl!);
     const first = await browser.open();

@@ -16,6 +16,7 @@ import {
   unlockWorkingCard,
 } from '../../../cards';
 import { welcomeCard } from '../../../cards';
+import { clockTime } from '../../../common/clock-time';
 import { questionText } from '../registration/question-bank';
 import { attemptsLeft, type CardProblem, type UnlockJourney, type UnlockRules } from './unlock.journey';
 
@@ -29,7 +30,7 @@ export interface ViewContext {
   workstation: string | null;
 }
 
-const PROBLEMS: Record<CardProblem, { title: string; message: (v: ViewContext) => string; canRetry: boolean }> = {
+const PROBLEMS: Record<CardProblem, { title: string; message: (v: ViewContext) => string; canRetry: boolean; tone?: 'information' }> = {
   not_registered: {
     title: 'You are not registered for self-service yet',
     message: (v) => `Self-service unlock needs you to register first: say "register" while your card still works. Until then, ${v.raContact} can unlock your card.`,
@@ -60,6 +61,8 @@ const PROBLEMS: Record<CardProblem, { title: string; message: (v: ViewContext) =
     title: 'Your card is not locked',
     message: (v) => `The card in the reader still accepts its passcode, so there is nothing to unlock. If you have forgotten your passcode, contact ${v.raContact}.`,
     canRetry: true,
+    // Not an error: the card works (issue #14).
+    tone: 'information',
   },
   card_unreadable: {
     title: 'The card could not be read',
@@ -73,9 +76,15 @@ const PROBLEMS: Record<CardProblem, { title: string; message: (v: ViewContext) =
   },
 };
 
-/** `09:45 GMT` in the configured zone. */
+/**
+ * `09:45 GMT` in the configured zone: the project's one time format ({@link clockTime}).
+ *
+ * @param iso - ISO 8601 instant
+ * @param timeZone - IANA zone (TIME_ZONE)
+ * @throws RangeError for an invalid instant or zone
+ */
 export function timeText(iso: string, timeZone: string): string {
-  return new Intl.DateTimeFormat('en-GB', { timeZone, hour: '2-digit', minute: '2-digit', hour12: false, timeZoneName: 'short' }).format(new Date(iso));
+  return clockTime(iso, timeZone);
 }
 
 /**
@@ -96,7 +105,7 @@ export function renderUnlockCard(journey: UnlockJourney, view: ViewContext): Ada
       return unlockCheckingCard({ runId, step, message: 'Checking the card in your reader…' });
     case 'card_problem': {
       const p = PROBLEMS[s.problem];
-      return unlockProblemCard({ runId, step, title: p.title, message: p.message(view), canRetry: p.canRetry });
+      return unlockProblemCard({ runId, step, title: p.title, message: p.message(view), canRetry: p.canRetry, ...(p.tone ? { tone: p.tone } : {}) });
     }
     case 'answering':
       return unlockQuestionsCard({

@@ -5,8 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { createLogger } from '../common/logger';
 import { openSqliteStorage } from '../storage/sqlite/sqlite-storage.adapter';
 import { randomUUID } from 'node:crypto';
-import { makeDevice, makePerson } from '../storage/storage.fixtures';
-import { adminResetSelfService, adminRevokeDevice } from './admin.cli';
+import { makeCase, makeDevice, makeJourney, makePerson } from '../storage/storage.fixtures';
+import { adminResetSelfService, adminRevokeDevice, findPerson, formatCases, listCases } from './admin.cli';
 import { journeyKey } from './journeys/journey.key';
 import { decodeUnlock } from './journeys/unlock/unlock.state';
 import { deriveKeys, generateMasterKey, parseMasterKey } from './security/keys';
@@ -99,6 +99,51 @@ describe('admin revoke-device', () => {
       await expect(adminRevokeDevice(storage, { person: 'nobody-at-all' })).rejects.toMatchObject({ code: 'INPUT.PERSON_NOT_FOUND' });
       await expect(adminRevokeDevice(storage, { person: lonely.id })).rejects.toMatchObject({ code: 'INPUT.DEVICE_NOT_FOUND' });
       expect(await storage.audit.list({ limit: 10 })).toEqual([]);
+    } finally {
+      await storage.close();
+    }
+  });
+});
+
+describe('admin cases', () => {
+  const open = () => openSqliteStorage({ file: join(mkdtempSync(join(tmpdir(), 'admin-cases-spec-')), 's.sqlite') });
+
+  it('lists open and claimed cases oldest first with person, reason, status, owner and opened time; closed cases are left out', async () => {
+    const storage = open();
+    try {
+      const pat = makePerson({ displayName: 'Pat Holder', email: 'pat.holder@nhs.net' });
+      await storage.persons.insert(pat);
+      const claimed = makeCase({ ref: 'RA-C1A1M0', personId: pat.id, reason: 'requested', status: 'claimed', createdAt: '2026-12-06T09:00:00.000Z' });
+      const fresh = makeCase({ ref: 'RA-0PEN00', personId: pat.id, reason: 'answers_failed', status: 'open', createdAt: '2026-12-06T10:00:00.000Z' });
+      const closed = makeCase({ ref: 'RA-C10SED', personId: pat.id, status: 'closed', createdAt: '2026-12-06T08:00:00.000Z' });
+      for (const c of [fresh, closed, claimed]) await storage.cases.insert(c);
+      // The claimed case's journey names its owner.
+      const state = { status: 'claimed', step: 2, personId: pat.id, reason: 'requested', openedAt: claimed.createdAt, context: {}, owner: { id: 'a', name: 'Alex Ra', at: claimed.createdAt }, paused: null, history: [], outcome: null };
+      await storage.journeys.insert(makeJourney({ key: 'RA-C1A1M0:ra-case', personId: 'RA-C1A1M0', kind: 'ra-case', state }));
+      const rows = await listCases(storage);
+      expect(rows).toEqual([
+        { ref: 'RA-C1A1M0', person: 'Pat Holder <pat.holder@nhs.net>', reason: 'requested', status: 'claimed', owner: 'Alex Ra', openedAt: '2026-12-06T09:00:00.000Z' },
+        { ref: 'RA-0PEN00', person: 'Pat Holder <pat.holder@nhs.net>', reason: 'answers_failed', status: 'open', owner: '-', openedAt: '2026-12-06T10:00:00.000Z' },
+      ]);
+      const text = formatCases(rows).split('\n');
+      expect(text[0]).toMatch(/^REF\s+STATUS\s+REASON\s+PERSON\s+OWNER\s+OPENED AT \(UTC\)$/);
+      expect(text[1]).toMatch(/^RA-C1A1M0\s+claimed\s+requested\s+Pat Holder <pat.holder@nhs.net>\s+Alex Ra\s+2026-12-06T09:00:00.000Z$/);
+      expect(text[2]).toMatch(/^RA-0PEN00\s+open\s+answers_failed\s+.*\s+-\s+2026-12-06T10:00:00.000Z$/);
+      expect(formatCases([])).toBe('no open cases\n');
+    } finally {
+      await storage.close();
+    }
+  });
+
+  it('finds a person by registered email (any case); two persons with one email are refused as ambiguous', async () => {
+    const storage = open();
+    try {
+      const a = makePerson({ email: 'sam.one@nhs.net' });
+      await storage.persons.insert(a);
+      expect((await findPerson(storage, 'Sam.One@NHS.net'))?.id).toBe(a.id);
+      expect(await findPerson(storage, 'nobody@nhs.net')).toBeNull();
+      await storage.persons.insert(makePerson({ email: 'sam.one@nhs.net' }));
+      await expect(findPerson(storage, 'sam.one@nhs.net')).rejects.toMatchObject({ code: 'INPUT.PERSON_AMBIGUOUS' });
     } finally {
       await storage.close();
     }

@@ -4,7 +4,8 @@
  *   npm run admin -- add-person --file person.json     (or --file - for standard input)
  *   npm run admin -- seed-demo [--teams-user-id user-id-0]
  *   npm run admin -- import-puks --file puks.csv [--replace]   (CSV header: card_id,puk,holder_email)
- *   npm run admin -- list-cases
+ *   npm run admin -- cases                (alias: list-cases) open cases: ref, status, reason, person, owner, opened at
+ *   npm run admin -- report --from YYYY-MM-DD --to YYYY-MM-DD [--csv]   usage per RA team (UTC days, both included)
  *   npm run admin -- reset-self-service --person <person id | email | Teams user id | card id> [--note TEXT]
  *   npm run admin -- revoke-device --device <device id> | --person <person id | email | Teams user id | card id>
  *
@@ -36,6 +37,10 @@ import { DEFAULT_UNLOCK_RULES } from './journeys/unlock/unlock.journey';
 import { registrationDefinition } from './journeys/registration/registration.definition';
 import { revokeDevices, type RevocationOutcome } from './link/device-revocation';
 import type { Logger } from '../common/logger';
+import { journeyKey } from './journeys/journey.key';
+import { decodeRaCase } from './journeys/ra-case/ra-case.state';
+import { reportRangeFromDates, usageReportCsv, usageReportText } from './report/usage-report';
+import { loadUsageReport } from './report/usage-report.loader';
 
 const PersonFileSchema = z.object({
   teamsUserId: z.string().min(1).max(200),
@@ -164,11 +169,10 @@ export const DEMO_ANSWERS = [
 ] as const;
 
 /**
- * Find a person by id, Teams user id, card id, or email. An email is matched
- * among persons with an open RA case (the storage port has no email index; a
- * locked-out person always has one).
+ * Find a person by id, Teams user id, card id, or registered email.
  *
  * @returns the person, or null when none matches
+ * @throws AppError `INPUT.PERSON_AMBIGUOUS` when several persons are registered with the email (name one by id)
  */
 export async function findPerson(storage: Storage, ref: string): Promise<Person | null> {
   const key = ref.trim();
@@ -176,15 +180,59 @@ export async function findPerson(storage: Storage, ref: string): Promise<Person 
   const direct = (await storage.persons.get(key)) ?? (await storage.persons.findByTeamsUserId(key)) ?? (/^[0-9a-f]{32}$/i.test(key) ? await storage.persons.findByCardId(key.toLowerCase()) : null);
   if (direct) return direct;
   if (!key.includes('@')) return null;
-  const email = key.toLowerCase();
-  const seen = new Set<string>();
-  for (const c of await storage.cases.listOpen(1000)) {
-    if (seen.has(c.personId)) continue;
-    seen.add(c.personId);
-    const p = await storage.persons.get(c.personId);
-    if (p && p.email.toLowerCase() === email) return p;
+  const byEmail = await storage.persons.listByEmail(key);
+  if (byEmail.length > 1) throw new AppError('INPUT.PERSON_AMBIGUOUS', `${byEmail.length} persons are registered with that email; give a person id (${byEmail.map((p) => p.id).join(', ')})`);
+  return byEmail[0] ?? null;
+}
+
+/** One line of `admin cases`. */
+export interface CaseListRow {
+  ref: string;
+  /** Display name and email, or the person id when the person is not stored. */
+  person: string;
+  reason: string;
+  status: string;
+  /** The RA member who claimed it, or `-`. */
+  owner: string;
+  openedAt: string;
+}
+
+/**
+ * The cases not closed (open or claimed), oldest first, with the person and the owner.
+ *
+ * @param limit - most cases listed (1..10000)
+ * @returns one row per case; the owner comes from the case journey (`<ref>:ra-case`), `-` when unclaimed
+ */
+export async function listCases(storage: Storage, limit = 500): Promise<CaseListRow[]> {
+  const rows: CaseListRow[] = [];
+  for (const c of await storage.cases.listActive(limit)) {
+    const person = await storage.persons.get(c.personId);
+    const rec = await storage.journeys.get(journeyKey(c.ref, 'ra-case'));
+    let owner = '-';
+    let status: string = c.status;
+    if (rec) {
+      try {
+        const j = decodeRaCase(rec);
+        owner = j.state.owner?.name ?? '-';
+        if (j.state.status !== 'new') status = j.state.status;
+      } catch {
+        owner = '(case journey unreadable)';
+      }
+    }
+    rows.push({ ref: c.ref, person: person ? `${person.displayName} <${person.email}>` : `person ${c.personId}`, reason: c.reason, status, owner, openedAt: c.createdAt });
   }
-  return null;
+  return rows;
+}
+
+/** `admin cases` as aligned columns with a header (ref, status, reason, person, owner, opened at); a plain line when there are none. */
+export function formatCases(rows: readonly CaseListRow[]): string {
+  if (rows.length === 0) return 'no open cases\n';
+  const head = { ref: 'REF', status: 'STATUS', reason: 'REASON', person: 'PERSON', owner: 'OWNER', openedAt: 'OPENED AT (UTC)' };
+  // Reference first, then status and reason (scripts match `<ref> ... open ... answers_failed`).
+  const cols = ['ref', 'status', 'reason', 'person', 'owner', 'openedAt'] as const;
+  const width = Object.fromEntries(cols.map((k) => [k, Math.max(head[k].length, ...rows.map((r) => r[k].length))])) as Record<(typeof cols)[number], number>;
+  const line = (r: Record<(typeof cols)[number], string>) => cols.map((k, i) => (i === cols.length - 1 ? r[k] : r[k].padEnd(width[k]))).join('  ');
+  return [line(head), ...rows.map(line)].join('\n') + '\n';
 }
 
 /**
@@ -196,7 +244,7 @@ export async function findPerson(storage: Storage, ref: string): Promise<Person 
  */
 export async function adminResetSelfService(storage: Storage, keys: DerivedKeys, logger: Logger, ref: string, note: string | null): Promise<{ person: Person; result: SelfServiceResetResult }> {
   const person = await findPerson(storage, ref);
-  if (!person) throw new AppError('INPUT.PERSON_NOT_FOUND', 'no person matches --person (give a person id, Teams user id, card id, or the email of a person with an open case)');
+  if (!person) throw new AppError('INPUT.PERSON_NOT_FOUND', 'no person matches --person (give a person id, Teams user id, card id, or registered email)');
   // Effects of a concurrent step of the running bot may be pending on the same record:
   // this process cannot carry out mail, companion or Teams effects, so it leaves them to the bot.
   const offline = (): never => {
@@ -238,7 +286,7 @@ export interface AdminRevocation {
  * device's open link at its next revocation check (a few seconds; this is another process).
  *
  * @param storage - the store
- * @param target - `{ device: <device id> }` or `{ person: <person id | Teams user id | card id | email of a person with an open case> }`
+ * @param target - `{ device: <device id> }` or `{ person: <person id | Teams user id | card id | registered email> }`
  * @param now - clock
  * @returns the person and the devices revoked now / already revoked
  * @throws AppError `INPUT.USAGE` for a device id that is not a UUID; `INPUT.DEVICE_NOT_FOUND` when no device
@@ -254,7 +302,7 @@ export async function adminRevokeDevice(storage: Storage, target: { device: stri
     if (outcome.kind === 'not_found') throw new AppError('INPUT.DEVICE_NOT_FOUND', 'no device has that id');
   } else {
     const person = await findPerson(storage, target.person);
-    if (!person) throw new AppError('INPUT.PERSON_NOT_FOUND', 'no person matches --person (give a person id, Teams user id, card id, or the email of a person with an open case)');
+    if (!person) throw new AppError('INPUT.PERSON_NOT_FOUND', 'no person matches --person (give a person id, Teams user id, card id, or registered email)');
     personId = person.id;
     outcome = await revokeDevices({ storage, now }, { kind: 'person', personId: person.id }, 'admin', 'admin');
     if (outcome.kind === 'not_found') throw new AppError('INPUT.DEVICE_NOT_FOUND', 'no device is paired for that person');
@@ -335,10 +383,16 @@ async function run(argv: string[]): Promise<number> {
         for (const line of r.refused) process.stdout.write(`  refused ${line}\n`);
         return r.refused.length > 0 ? 1 : 0;
       }
+      case 'cases':
       case 'list-cases': {
-        const cases = await storage.cases.listOpen(100);
-        for (const c of cases) process.stdout.write(`${c.ref}  ${c.status}  ${c.reason}  person ${c.personId}  ${c.createdAt}\n`);
-        if (cases.length === 0) process.stdout.write('no open cases\n');
+        process.stdout.write(formatCases(await listCases(storage)));
+        return 0;
+      }
+      case 'report': {
+        const r = reportRangeFromDates(arg(args, '--from'), arg(args, '--to'));
+        if (!r.ok) throw new AppError('INPUT.USAGE', `report: ${r.message} (report --from YYYY-MM-DD --to YYYY-MM-DD [--csv]; UTC days, both included)`);
+        const report = await loadUsageReport(storage, r.range);
+        process.stdout.write(args.includes('--csv') ? usageReportCsv(report) : usageReportText(report));
         return 0;
       }
       case 'reset-self-service': {
@@ -361,7 +415,7 @@ async function run(argv: string[]): Promise<number> {
         return 0;
       }
       default:
-        process.stderr.write('usage: admin add-person --file PATH|- | import-puks --file PATH|- [--replace] | seed-demo [--teams-user-id ID] | list-cases | reset-self-service --person REF [--note TEXT] | revoke-device --device ID | --person REF\n');
+        process.stderr.write('usage: admin add-person --file PATH|- | import-puks --file PATH|- [--replace] | seed-demo [--teams-user-id ID] | cases | report --from YYYY-MM-DD --to YYYY-MM-DD [--csv] | reset-self-service --person REF [--note TEXT] | revoke-device --device ID | --person REF\n');
         return 2;
     }
   } finally {

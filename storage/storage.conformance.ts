@@ -111,6 +111,18 @@ export function runStorageConformance(name: string, factory: () => Promise<Stora
         expect(await s.persons.findByCardId(fakeCardId())).toBeNull();
       });
 
+      it('listByEmail: every person with the address, whatever its case, oldest first; none gives []', async () => {
+        const email = `shared.${randomUUID().slice(0, 8)}@nhs.net`;
+        const later = makePerson({ email, createdAt: at(20) });
+        const earlier = makePerson({ email, createdAt: at(10) });
+        const other = makePerson();
+        for (const p of [later, earlier, other]) await s.persons.insert(p);
+        expect(await s.persons.listByEmail(email.toUpperCase())).toEqual([earlier, later]);
+        expect(await s.persons.listByEmail(` ${other.email} `)).toEqual([other]);
+        expect(await s.persons.listByEmail('nobody@nhs.net')).toEqual([]);
+        expect((await rejection(s.persons.listByEmail(''))).code).toBe(STORAGE_ERROR.INVALID_RECORD);
+      });
+
       it('returns copies: changing a returned or inserted object changes nothing stored', async () => {
         const p = makePerson();
         const inserted = await s.persons.insert(p);
@@ -492,6 +504,18 @@ export function runStorageConformance(name: string, factory: () => Promise<Stora
         expect(await s.cases.get(c3.ref)).toEqual({ ...claimed, version: 2 });
         expect((await s.cases.listOpen(10)).map((c) => c.ref)).toEqual([c1.ref, c4.ref]);
       });
+
+      it('listActive: open and claimed cases, not closed ones, oldest first, up to the limit', async () => {
+        const open = makeCase({ createdAt: at(10) });
+        const claimed = makeCase({ createdAt: at(5), status: 'claimed' });
+        const closed = makeCase({ createdAt: at(1), status: 'closed' });
+        const newest = makeCase({ createdAt: at(30) });
+        for (const c of [newest, closed, open, claimed]) await s.cases.insert(c);
+        expect((await s.cases.listActive(10)).map((c) => c.ref)).toEqual([claimed.ref, open.ref, newest.ref]);
+        expect((await s.cases.listActive(2)).map((c) => c.ref)).toEqual([claimed.ref, open.ref]);
+        expect(await s.cases.save({ ...claimed, status: 'closed' }, 1)).toBe('saved');
+        expect((await s.cases.listActive(10)).map((c) => c.ref)).toEqual([open.ref, newest.ref]);
+      });
     });
 
     describe('audit', () => {
@@ -506,6 +530,22 @@ export function runStorageConformance(name: string, factory: () => Promise<Stora
         expect(await s.audit.list({ personId, limit: 100 })).toEqual([e1, e2, e3]);
         expect(await s.audit.list({ personId, limit: 2 })).toEqual([e1, e2]);
         expect(await s.audit.list({ personId: randomUUID(), limit: 10 })).toEqual([]);
+      });
+
+      it('lists a time range: from inclusive, to exclusive, with the person filter and the limit; a bad bound is refused', async () => {
+        const personId = randomUUID();
+        const e10 = makeAuditEntry({ personId, at: at(10) });
+        const e20 = makeAuditEntry({ at: at(20), personId: null });
+        const e20b = makeAuditEntry({ personId, at: at(20) });
+        const e30 = makeAuditEntry({ personId, at: at(30) });
+        for (const e of [e30, e20, e10, e20b]) await s.audit.append(e);
+        expect(await s.audit.list({ from: at(20), limit: 100 })).toEqual([e20, e20b, e30]);
+        expect(await s.audit.list({ to: at(20), limit: 100 })).toEqual([e10]);
+        expect(await s.audit.list({ from: at(10), to: at(30), limit: 100 })).toEqual([e10, e20, e20b]);
+        expect(await s.audit.list({ personId, from: at(15), to: at(31), limit: 100 })).toEqual([e20b, e30]);
+        expect(await s.audit.list({ from: at(15), limit: 1 })).toEqual([e20]);
+        expect(await s.audit.list({ from: at(40), limit: 10 })).toEqual([]);
+        expect((await rejection(s.audit.list({ from: '2026-12-01', limit: 10 }))).code).toBe(STORAGE_ERROR.INVALID_RECORD);
       });
 
       it('appending an id twice keeps one entry, the first', async () => {

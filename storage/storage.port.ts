@@ -202,6 +202,12 @@ export interface PersonRepository {
   get(id: string): Promise<Person | null>;
   findByTeamsUserId(teamsUserId: string): Promise<Person | null>;
   findByCardId(cardId: string): Promise<Person | null>;
+  /**
+   * Persons registered with this email address, oldest first (an email is not unique, so 0, 1 or more).
+   * The address is lower-cased before the lookup (emails are stored lower-cased).
+   * NOTE: no index backs it (SQLite and MongoDB scan the persons): meant for staff look-ups (helpdesk handoff), not per-turn use.
+   */
+  listByEmail(email: string): Promise<Person[]>;
   /** Insert; a second insert with the same id, teamsUserId or cardId returns the existing one as 'exists'. */
   insert(person: Person): Promise<InsertResult<Person>>;
   /** Replace when stored version === expectedVersion; stores `person` with version expectedVersion + 1. */
@@ -250,13 +256,22 @@ export interface CaseRepository {
   save(raCase: RaCase, expectedVersion: number): Promise<SaveResult>;
   listByPerson(personId: string): Promise<RaCase[]>;
   listOpen(limit: number): Promise<RaCase[]>;
+  /** Cases not closed (status `open` or `claimed`), oldest first, up to `limit`. */
+  listActive(limit: number): Promise<RaCase[]>;
 }
 
 export interface AuditLog {
   /** Append; an entry whose id is already stored is ignored (idempotent). Never updates or deletes. */
   append(entry: AuditEntry): Promise<void>;
-  /** Entries oldest first, optionally for one person. */
-  list(filter: { personId?: string; limit: number }): Promise<AuditEntry[]>;
+  /**
+   * Entries oldest first, optionally for one person and within a time range.
+   *
+   * @param filter.personId - only entries about this person
+   * @param filter.from - only entries with `at` >= from (ISO 8601 UTC, inclusive)
+   * @param filter.to - only entries with `at` < to (ISO 8601 UTC, exclusive)
+   * @param filter.limit - at most this many, 1..10000 (page on with `from` = the last entry's `at`, skipping ids seen)
+   */
+  list(filter: { personId?: string; from?: string; to?: string; limit: number }): Promise<AuditEntry[]>;
 }
 
 export interface ConversationRepository {

@@ -127,3 +127,11 @@ export function journeyEffectEdits(runner: StoreRunner, edit: JourneyEdit): Pick
       }),
   };
 }
+
+/**
+ * A port lookup whose argument is lower-cased first (emails are stored lower-cased); a non-string is
+ * passed on unchanged, for the lookup's own argument check to refuse.
+ */
+export function lowerCased<R>(lookup: (value: string) => Promise<R>): (value: string) => Promise<R> {
+  return (value) => lookup(typeof value === 'string' ? value.trim().toLowerCase() : value);
+}

@@ -33,7 +33,7 @@ import { AppError } from '../../common/app-error';
 import type { Logger } from '../../common/logger';
 import type { RateHitResult, Storage } from '../storage.port';
 import { windowEnd, windowState, type RecentHit } from '../storage.rate-hits';
-import { journeyEffectEdits, versionedRepository, type StorageRepositories, type StoreRunner } from '../storage.repository';
+import { journeyEffectEdits, lowerCased, versionedRepository, type StorageRepositories, type StoreRunner } from '../storage.repository';
 import { STORAGE_ERROR, StorageError } from '../storage.errors';
 import { ArgumentSchemas, RECORDS, recordToStore, validate } from '../storage.schemas';
 import { isDuplicateKey, isUnavailable, MONGO_CODE, toStorageError } from './mongodb.errors';
@@ -308,6 +308,7 @@ class MongoStorageImpl implements MongoStorage {  readonly databaseName: string;
         ...persons.repository.core,
         findByTeamsUserId: persons.repository.findBy('teamsUserId', 'findByTeamsUserId'),
         findByCardId: persons.repository.findBy('cardId', 'findByCardId'),
+        listByEmail: lowerCased(persons.repository.listBy('email', 'createdAt', 'listByEmail')),
       },
       cards: store(CODECS.cards).repository.core,
       journeys: {
@@ -340,6 +341,10 @@ class MongoStorageImpl implements MongoStorage {  readonly databaseName: string;
           const op = 'cases.listOpen';
           return run(op, () => cases.collection.list({ status: 'open' }, (c) => c.status === 'open', { createdAt: 1 }, validate(limitSchema, limit, op, 'limit'), op));
         },
+        listActive: (limit) => {
+          const op = 'cases.listActive';
+          return run(op, () => cases.collection.list({ status: { $ne: 'closed' } }, (c) => c.status !== 'closed', { createdAt: 1 }, validate(limitSchema, limit, op, 'limit'), op));
+        },
       },
       // Append-only: the adapter has no update or delete on this collection.
       // `seq` (an ObjectId made here) orders entries with the same `at`: in
@@ -357,8 +362,13 @@ class MongoStorageImpl implements MongoStorage {  readonly databaseName: string;
           }),
         list: (filter) =>
           run('audit.list', async () => {
-            const limit = validate(limitSchema, filter?.limit, 'audit.list', 'limit');
-            const query: Filter<Document & { _id: string }> = filter.personId === undefined ? {} : { personId: validate(idSchema, filter.personId, 'audit.list', 'personId') };
+            const op = 'audit.list';
+            const limit = validate(limitSchema, filter?.limit, op, 'limit');
+            const query: Filter<Document & { _id: string }> = filter.personId === undefined ? {} : { personId: validate(idSchema, filter.personId, op, 'personId') };
+            const at: Record<string, string> = {};
+            if (filter.from !== undefined) at['$gte'] = validate(timestampSchema, filter.from, op, 'from');
+            if (filter.to !== undefined) at['$lt'] = validate(timestampSchema, filter.to, op, 'to');
+            if (Object.keys(at).length > 0) query['at'] = at;
             const docs = await audit.find(query).sort({ at: 1, seq: 1 }).limit(limit).toArray();
             return docs.map((d) => CODECS.audit.fromKeyedDoc(d, 'audit.list'));
           }),

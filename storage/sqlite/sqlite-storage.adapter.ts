@@ -19,7 +19,7 @@ import Database from 'better-sqlite3';
 import type { Logger } from '../../common/logger';
 import type { RateHitResult, Storage } from '../storage.port';
 import { windowEnd, windowState, type RecentHit } from '../storage.rate-hits';
-import { journeyEffectEdits, versionedRepository, type StorageRepositories, type StoreRunner } from '../storage.repository';
+import { journeyEffectEdits, lowerCased, versionedRepository, type StorageRepositories, type StoreRunner } from '../storage.repository';
 import { STORAGE_ERROR, StorageError } from '../storage.errors';
 import { ArgumentSchemas, RECORDS, recordToStore, validate } from '../storage.schemas';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS } from './sqlite.migrations';
@@ -249,7 +249,7 @@ class SqliteStorageImpl implements SqliteStorage {
     const [persons, devices, pairings, cases] = [repo(tables.persons), repo(tables.devices), repo(tables.pairings), repo(tables.cases)] as const;
 
     Object.assign(this, {
-      persons: { ...persons.core, findByTeamsUserId: persons.findBy('teamsUserId', 'findByTeamsUserId'), findByCardId: persons.findBy('cardId', 'findByCardId') },
+      persons: { ...persons.core, findByTeamsUserId: persons.findBy('teamsUserId', 'findByTeamsUserId'), findByCardId: persons.findBy('cardId', 'findByCardId'), listByEmail: lowerCased(persons.listBy('email', 'createdAt', 'listByEmail')) },
       cards: repo(tables.cards).core,
       journeys: {
         ...repo(tables.journeys).core,
@@ -277,6 +277,10 @@ class SqliteStorageImpl implements SqliteStorage {
           const op = 'cases.listOpen';
           return this.run(op, () => tables.cases.list({ where: "status = 'open'", orderBy: 'created_at, ref', limit: validate(limitSchema, limit, op, 'limit') }, op));
         },
+        listActive: (limit) => {
+          const op = 'cases.listActive';
+          return this.run(op, () => tables.cases.list({ where: "status <> 'closed'", orderBy: 'created_at, ref', limit: validate(limitSchema, limit, op, 'limit') }, op));
+        },
       },
       // Append-only (the database refuses UPDATE and DELETE); `seq` orders entries with the same time.
       audit: {
@@ -287,9 +291,23 @@ class SqliteStorageImpl implements SqliteStorage {
           }),
         list: (filter) =>
           this.run('audit.list', () => {
-            const limit = validate(limitSchema, filter?.limit, 'audit.list', 'limit');
-            if (filter.personId === undefined) return tables.audit.list({ orderBy: 'at, seq', limit }, 'audit.list');
-            return tables.audit.list({ where: 'person_id = ?', orderBy: 'at, seq', params: [validate(idSchema, filter.personId, 'audit.list', 'personId')], limit }, 'audit.list');
+            const op = 'audit.list';
+            const limit = validate(limitSchema, filter?.limit, op, 'limit');
+            const where: string[] = [];
+            const params: unknown[] = [];
+            if (filter.personId !== undefined) {
+              where.push('person_id = ?');
+              params.push(validate(idSchema, filter.personId, op, 'personId'));
+            }
+            if (filter.from !== undefined) {
+              where.push('at >= ?');
+              params.push(validate(timestampSchema, filter.from, op, 'from'));
+            }
+            if (filter.to !== undefined) {
+              where.push('at < ?');
+              params.push(validate(timestampSchema, filter.to, op, 'to'));
+            }
+            return tables.audit.list({ ...(where.length > 0 ? { where: where.join(' AND ') } : {}), orderBy: 'at, seq', params, limit }, op);
           }),
       },
       // Rate-limit hits: the check and the insert run in one write transaction (BEGIN IMMEDIATE, the

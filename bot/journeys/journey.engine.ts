@@ -77,8 +77,30 @@ export interface StepOutcome {
 
 export { journeyKey };
 
+/** How many carried-out effect ids the engine remembers (so a failed removal repeats nothing). */
+export const CARRIED_OUT_MEMORY = 10_000;
+
+/** One drain pass over a journey's outbox: the events its effects produced, stepped once. */
+interface DrainPass {
+  followUps: FollowUp[];
+  /** Set by the first caller to step `followUps`; the others await it. */
+  stepped: Promise<void> | null;
+}
+
+/** A journey's drain in this process: the running pass, and at most one queued behind it. */
+interface DrainSlot {
+  current: Promise<DrainPass>;
+  queued: Promise<DrainPass> | null;
+}
+
 export class JourneyEngine {
-  private readonly draining = new Map<string, Promise<FollowUp[]>>();
+  /** The effect drain of each journey in this process: the running pass and the one queued behind it. */
+  private readonly draining = new Map<string, DrainSlot>();
+  /**
+   * Effects this process has carried out, by id, with the event each produced (most recent
+   * {@link CARRIED_OUT_MEMORY}): one found still stored (its removal failed) is removed, not repeated.
+   */
+  private readonly carriedOut = new Map<string, FollowUp | null>();
   /** Steps and drains running now (a graceful shutdown waits for them: {@link idle}). */
   private readonly inFlight = new Set<Promise<unknown>>();
   /** The journeys this engine steps (services step with the same definitions). */
@@ -238,9 +260,15 @@ export class JourneyEngine {
   }
 
   /**
-   * Carry out a journey's pending effects in order, then hand the events they
-   * produced to the journey's follow-up handler. One drain per journey at a time
-   * in this process; other processes are safe because every effect is idempotent.
+   * Carry out a journey's pending effects in order, then step the events they
+   * produced with the journey's definition.
+   *
+   * One pass per journey at a time in this process, and at most one more queued
+   * behind it: every caller that arrives while a pass runs shares that one queued
+   * pass (it starts after the running one and reads the record afresh, so it sees
+   * what those callers stored). The events a pass produced are stepped once, by
+   * whichever of its callers gets there first; the others wait for that. Other
+   * processes are safe because every effect is idempotent on its id.
    */
   async drain(personId: string, kind: JourneyKind): Promise<void> {
     return this.track(this.drainTracked(personId, kind));
@@ -263,15 +291,37 @@ export class JourneyEngine {
   }
 
   private async drainTracked(personId: string, kind: JourneyKind): Promise<void> {
-    const key = journeyKey(personId, kind);
-    const running = this.draining.get(key);
-    if (running) await running.catch(() => undefined);
-    const p = this.drainOnce(key).finally(() => {
-      if (this.draining.get(key) === p) this.draining.delete(key);
+    const pass = await this.pass(journeyKey(personId, kind));
+    pass.stepped ??= (async () => {
+      for (const f of pass.followUps) await this.followUp(personId, f);
+    })();
+    await pass.stepped;
+  }
+
+  /** The pass a drain of `key` waits for: a new one when none runs, else the one queued behind the running one (shared). */
+  private pass(key: string): Promise<DrainPass> {
+    const slot = this.draining.get(key);
+    if (!slot) {
+      const fresh: DrainSlot = { current: Promise.resolve({ followUps: [], stepped: null }), queued: null };
+      this.draining.set(key, fresh);
+      return this.startPass(key, fresh);
+    }
+    slot.queued ??= slot.current.catch(() => undefined).then(() => {
+      slot.queued = null;
+      return this.startPass(key, slot);
     });
-    this.draining.set(key, p);
-    const followUps = await p;
-    for (const f of followUps) await this.followUp(personId, f);
+    return slot.queued;
+  }
+
+  private startPass(key: string, slot: DrainSlot): Promise<DrainPass> {
+    const current = this.drainOnce(key).then((followUps): DrainPass => ({ followUps, stepped: null }));
+    slot.current = current;
+    const done = (): void => {
+      // Last pass of this slot: forget it (a queued pass keeps the slot and becomes current).
+      if (slot.current === current && slot.queued === null && this.draining.get(key) === slot) this.draining.delete(key);
+    };
+    current.then(done, done);
+    return current;
   }
 
   private async drainOnce(key: string): Promise<FollowUp[]> {
@@ -287,7 +337,10 @@ export class JourneyEngine {
         continue;
       }
       try {
-        const next = await this.deps.runner.carryOut(effect);
+        // Carried out already by this process (its removal failed): remove it, repeat nothing.
+        const known = this.carriedOut.has(stored.id);
+        const next = known ? (this.carriedOut.get(stored.id) ?? null) : await this.deps.runner.carryOut(effect);
+        if (!known) this.rememberCarriedOut(stored.id, next);
         await this.deps.storage.journeys.removeEffects(key, [stored.id]);
         if (next) followUps.push(next);
       } catch (err) {
@@ -321,6 +374,14 @@ export class JourneyEngine {
       }
     }
     return followUps;
+  }
+
+  private rememberCarriedOut(effectId: string, next: FollowUp | null): void {
+    this.carriedOut.set(effectId, next);
+    if (this.carriedOut.size > CARRIED_OUT_MEMORY) {
+      const oldest = this.carriedOut.keys().next();
+      if (!oldest.done) this.carriedOut.delete(oldest.value);
+    }
   }
 
   /** Retry effects left behind by a crash or an outage (called on a timer). */

@@ -41,6 +41,8 @@
  *   no PUK is released (`code_submitted` / `resume` are refused) until a reset.
  * - I3: each lockout opens exactly one RA case: a case is opened only by the
  *   step that sets the record's lock, and a locked record is never locked again.
+ * - A reset during an answer check keeps the claim and counts it as the first
+ *   attempt after the reset (its result still applies).
  * - A claim left by a crash (no `answers_checked` within
  *   `answerCheckTimeoutMs`, 30 s) returns the run to the questions at the next
  *   step WITHOUT giving the attempt back (its answers may have been evaluated);
@@ -487,12 +489,15 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
 
     case 'reset': {
       // The one way to clear a lock and the attempt count (admin CLI now, the RA desk later).
+      // An answer check in flight (a live claim) stays, and counts as the first attempt of
+      // the new period: its result still applies, and at most 3 evaluations follow the reset (I1).
+      const inFlightCheck = s.phase === 'checking_answers';
       const effects: Effect[] = [
-        audit(ctx, personId, 'unlock.self_service_reset', { caseRef: journey.lock?.caseRef ?? null, attemptsBefore: journey.counters.answerAttempts, note: event.note }, event.actor),
+        audit(ctx, personId, 'unlock.self_service_reset', { caseRef: journey.lock?.caseRef ?? null, attemptsBefore: journey.counters.answerAttempts, inFlightCheck, note: event.note }, event.actor),
         { type: 'person.clear_self_service_lock', id: ctx.newId(), personId },
       ];
       const state: UnlockState = s.phase === 'locked_out' ? { phase: 'idle', step: s.step + 1 } : s;
-      return { journey: { ...journey, state, lock: null, resetAt: ctx.now.toISOString(), counters: { ...journey.counters, answerAttempts: 0 } }, effects, changed: true };
+      return { journey: { ...journey, state, lock: null, resetAt: ctx.now.toISOString(), counters: { ...journey.counters, answerAttempts: inFlightCheck ? 1 : 0 } }, effects, changed: true };
     }
 
     case 'resend_code': {

@@ -1,0 +1,81 @@
+/**
+ * Pure-step regressions for the adversarial findings against issue #9 (the
+ * three-attempt rule with a reset or a typed start racing an answer check).
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import type { Effect } from '../journey.effects';
+import { DEFAULT_UNLOCK_RULES, newUnlockJourney, stepUnlock, type PersonFacts, type StepContext, type UnlockEvent, type UnlockJourney } from './unlock.journey';
+
+const CARD = 'a'.repeat(32);
+const DEVICE = '11111111-1111-4111-8111-111111111111';
+const T0 = new Date('2026-11-30T09:00:00.000Z');
+const person: PersonFacts = { personId: 'p1', registered: true, boundCardId: CARD, questionIds: ['q01', 'q02', 'q03', 'q04'], storedLock: null };
+
+function ctx(now: Date = T0, caseRef = 'RA-ABC123'): StepContext {
+  let n = 0;
+  return {
+    now,
+    rules: DEFAULT_UNLOCK_RULES,
+    newId: () => `00000000-0000-4000-8000-${String(++n).padStart(12, '0')}`,
+    shuffle: (items) => [...items].reverse(),
+    freshCode: { hash: createHash('sha256').update('12345678').digest('hex'), sealed: (runId) => `sealed:${runId}` },
+    freshCaseRef: caseRef,
+    hashesEqual: (a, b) => a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b)),
+  };
+}
+
+/** Steps events in order, collecting every effect. */
+class Run {
+  effects: Effect[] = [];
+  constructor(public journey: UnlockJourney) {}
+  step(event: UnlockEvent, at: Date = T0): this {
+    const r = stepUnlock(this.journey, event, ctx(at));
+    this.journey = r.journey;
+    this.effects.push(...r.effects);
+    return this;
+  }
+  claim(claimId: string): this {
+    return this.step({ type: 'answers_submitted', person, runId: this.journey.runId, step: this.journey.state.step, claimId });
+  }
+  checked(claimId: string, results: boolean[], runId = this.journey.runId): this {
+    return this.step({ type: 'answers_checked', runId, claimId, results });
+  }
+  /** Audit actions, in order. */
+  actions(): string[] {
+    return this.effects.flatMap((e) => (e.type === 'audit' ? [e.action] : []));
+  }
+  evaluatedAttempts(): unknown[] {
+    return this.effects.flatMap((e) => (e.type === 'audit' && (e.action === 'unlock.answers_failed' || e.action === 'unlock.answers_passed') ? [e.details['attempt']] : []));
+  }
+}
+
+function answering(): Run {
+  return new Run(newUnlockJourney('p1', 'run-0'))
+    .step({ type: 'start', person, deviceId: DEVICE })
+    .step({ type: 'card_status', person, result: { ok: true, status: { present: true, reader: 'R', cardId: CARD, pinRetries: 0 }, pukEnrolled: true } });
+}
+
+describe('unlock journey: races with an answer check in flight', () => {
+  it('F-A: a reset during an answer check counts the in-flight claim as the first attempt of the new period (at most 3 evaluations after the reset)', () => {
+    const run = answering().claim('c1').checked('c1', [false, true, true]).claim('c2').checked('c2', [false, true, true]).claim('c3');
+    expect(run.journey.state.phase).toBe('checking_answers');
+    run.step({ type: 'reset', actor: 'admin', note: null });
+    const resetAt = run.effects.length;
+    expect(run.journey.counters.answerAttempts).toBe(1);
+    expect(run.effects.find((e) => e.type === 'audit' && e.action === 'unlock.self_service_reset')).toMatchObject({ details: { attemptsBefore: 3, inFlightCheck: true } });
+    // The in-flight check lands, then the person keeps answering wrong.
+    run.checked('c3', [false, false, true]);
+    for (const id of ['c4', 'c5', 'c6']) if (run.journey.state.phase === 'answering') run.claim(id).checked(id, [false, true, true]);
+    const after = new Run(run.journey);
+    after.effects = run.effects.slice(resetAt);
+    expect(after.evaluatedAttempts()).toEqual([1, 2, 3]);
+    expect(run.journey.state.phase).toBe('locked_out');
+    expect(after.effects.filter((e) => e.type === 'case.open')).toHaveLength(1);
+  });
+
+  it('F-A: a reset with no check in flight still clears the count to 0', () => {
+    const run = answering().claim('c1').checked('c1', [false, true, true]).step({ type: 'reset', actor: 'admin', note: null });
+    expect(run.journey.counters.answerAttempts).toBe(0);
+  });
+});

@@ -305,7 +305,9 @@ function audit(ctx: StepContext, personId: string, action: string, details: Reco
 export function stepUnlock(journey: UnlockJourney, event: UnlockEvent, ctx: StepContext): StepResult {
   // Lazy expiry: a code or unblock window that has run out ends the run first.
   const expired = expireIfDue(journey, ctx);
-  if (expired && event.type !== 'start') {
+  // A start replaces an expired code or unblock window anyway; a dead answer check is
+  // abandoned first (audited, attempt kept, maybe a lock) so the start sees the outcome.
+  if (expired && (event.type !== 'start' || journey.state.phase === 'checking_answers')) {
     const r = stepUnlockLive(expired.journey, event, ctx);
     return { journey: r.journey, effects: [...expired.effects, ...r.effects], changed: true, ...(r.verdict ? { verdict: r.verdict } : {}) };
   }
@@ -387,11 +389,14 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
       // Locked (as the record says, or a lock only the person holds): show it, start nothing.
       const lock = effectiveLock(journey, event.person);
       if (lock) return showLock(journey, lock, ctx, true);
-      // A start always begins a new run, replacing an unfinished one (its code dies with it).
+      // Answers being checked (a live claim; a dead one was abandoned above): keep the run, so the
+      // check's result applies to it; the person sees the current card (typed or clicked alike).
+      if (s.phase === 'checking_answers') return unchanged(journey);
+      // Otherwise a start begins a new run, replacing an unfinished one (its code dies with it).
       const runId = ctx.newId();
       const step = s.step + 1;
       const effects: Effect[] = [];
-      if (s.phase === 'code_sent' || s.phase === 'unblocking' || s.phase === 'answering' || s.phase === 'checking_answers') {
+      if (s.phase === 'code_sent' || s.phase === 'unblocking' || s.phase === 'answering') {
         effects.push(closeOnCompanion(ctx, s.deviceId, journey.runId, 'cancelled', 'A new unlock was started in Teams.'));
       }
       const base = { ...journey, runId };

@@ -78,4 +78,26 @@ describe('unlock journey: races with an answer check in flight', () => {
     const run = answering().claim('c1').checked('c1', [false, true, true]).step({ type: 'reset', actor: 'admin', note: null });
     expect(run.journey.counters.answerAttempts).toBe(0);
   });
+
+  it('F-B: a start while the answers are being checked keeps the run; the check result applies and counts once', () => {
+    const run = answering().claim('c1').checked('c1', [false, true, true]).claim('c2').checked('c2', [false, true, true]).claim('c3');
+    const runId = run.journey.runId;
+    const r = stepUnlock(run.journey, { type: 'start', person, deviceId: DEVICE }, ctx());
+    expect(r.changed).toBe(false);
+    expect(r.effects).toEqual([]);
+    expect(r.journey.runId).toBe(runId);
+    // The third (right) answers' result still applies: a code is mailed, no lock.
+    run.checked('c3', [true, true, true], runId);
+    expect(run.journey.state.phase).toBe('code_sent');
+    expect(run.actions()).toEqual(['unlock.started', 'unlock.answers_failed', 'unlock.answers_failed', 'unlock.answers_passed']);
+  });
+
+  it('F-B: a start after the claim timed out abandons the claim first (attempt kept) and then starts afresh', () => {
+    const run = answering().claim('c1');
+    const later = new Date(T0.getTime() + DEFAULT_UNLOCK_RULES.answerCheckTimeoutMs);
+    run.step({ type: 'start', person, deviceId: DEVICE }, later);
+    expect(run.journey.state.phase).toBe('checking_card');
+    expect(run.journey.counters.answerAttempts).toBe(1);
+    expect(run.actions()).toEqual(['unlock.started', 'unlock.answer_check_abandoned', 'unlock.started']);
+  });
 });

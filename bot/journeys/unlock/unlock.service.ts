@@ -104,7 +104,9 @@ export class UnlockService {
    *
    * @param options.keepActiveRun - show a run in progress instead of replacing it (a click on
    *   an old welcome card, or a double click, must not throw away an emailed code); typed
-   *   "unlock" starts afresh. A card check left hanging by a crash is replaced after 30 s.
+   *   "unlock" starts afresh, except while answers are being checked (the step keeps that run,
+   *   so its result applies; the person gets the current card). A card check left hanging by a
+   *   crash is replaced after 30 s.
    */
   async start(person: Person, options: { keepActiveRun?: boolean } = {}): Promise<JourneyRecord> {
     const device = await this.deps.currentDevice(person.id);

@@ -24,6 +24,7 @@
  * - Times are ISO 8601 strings in UTC (`2026-11-30T09:15:00.000Z`).
  * - Returned objects are copies: mutating them changes nothing stored.
  */
+import type { AppError } from '../common/app-error';
 
 /** A value sealed with AES-256-GCM: `v1.<iv b64url>.<ciphertext b64url>.<tag b64url>`. */
 export type Sealed = string;
@@ -229,8 +230,13 @@ export interface JourneyRepository {
   removeEffects(key: string, effectIds: string[]): Promise<void>;
   /** Add 1 to `attempts` of the given effects (no version check). */
   countEffectAttempt(key: string, effectIds: string[]): Promise<void>;
-  /** Journeys that still have effects to carry out, oldest update first (recovery after a crash). */
-  listWithPendingEffects(limit: number): Promise<JourneyRecord[]>;
+  /**
+   * Journeys that still have effects to carry out, oldest update first (recovery after a crash).
+   * A stored record that cannot be read is left out (so one bad record cannot stop the others)
+   * and reported to `options.onUnreadable` with its key and the `STORAGE.CORRUPT_RECORD` error
+   * (which names the fields, never their values). It still counts towards `limit`.
+   */
+  listWithPendingEffects(limit: number, options?: { onUnreadable?: (key: string, error: AppError) => void }): Promise<JourneyRecord[]>;
 }
 
 export interface DeviceRepository {

@@ -5,6 +5,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../common/logger';
 import { openSqliteStorage } from '../../storage/sqlite/sqlite-storage.adapter';
@@ -22,6 +23,9 @@ afterEach(async () => {
   storage = null;
 });
 
+const files = new WeakMap<Storage, string>();
+const file = (s: Storage): string => files.get(s)!;
+
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function auditEffect(id: string, personId: string): StoredEffect {
@@ -30,8 +34,10 @@ function auditEffect(id: string, personId: string): StoredEffect {
 }
 
 /** An engine whose runner records each carried-out effect id and takes `ms` per effect. */
-function slowEngine(ms: number): { engine: JourneyEngine; calls: string[]; store: Storage } {
-  const store = openSqliteStorage({ file: join(root, `d${++n}.sqlite`) });
+function slowEngine(ms: number, logs: string[] = []): { engine: JourneyEngine; calls: string[]; store: Storage } {
+  const path = join(root, `d${++n}.sqlite`);
+  const store = openSqliteStorage({ file: path });
+  files.set(store, path);
   storage = store;
   const calls: string[] = [];
   const runner: Pick<EffectRunner, 'carryOut' | 'onFinalFailure'> = {
@@ -45,7 +51,7 @@ function slowEngine(ms: number): { engine: JourneyEngine; calls: string[]; store
   const engine = new JourneyEngine({
     storage: store,
     runner: runner as EffectRunner,
-    logger: createLogger({ name: 'spec', level: 'silent' }),
+    logger: createLogger({ name: 'spec', level: 'warn', destination: { write: (line: string) => void logs.push(line) } }),
     now: () => new Date(),
     definitions: {} as JourneyDefinitions,
   });
@@ -101,5 +107,41 @@ describe('journey engine drain', () => {
     await engine.drain(j.personId, 'unlock');
     expect(calls).toEqual(['once']);
     expect((await store.journeys.get(j.key))!.pendingEffects).toEqual([]);
+  });
+
+  it('the sweep skips a journey whose stored record cannot be read (counters), logs it once naming key and field, and carries on with the others', async () => {
+    const logs: string[] = [];
+    const { engine, calls, store } = slowEngine(0, logs);
+    const bad = makeJourney({ updatedAt: '2026-01-01T00:00:00.000Z' });
+    const good = makeJourney({ updatedAt: '2026-01-02T00:00:00.000Z' });
+    await store.journeys.insert({ ...bad, pendingEffects: [auditEffect('bad-effect', bad.personId)] });
+    await store.journeys.insert({ ...good, pendingEffects: [auditEffect('good-effect', good.personId)] });
+    const raw = new Database(file(store));
+    raw.pragma('ignore_check_constraints = ON');
+    raw.prepare('UPDATE journeys SET counters = ? WHERE key = ?').run(JSON.stringify({ answerAttempts: 'x' }), bad.key);
+    raw.close();
+    await engine.sweep();
+    await engine.sweep();
+    expect(calls).toEqual(['good-effect']);
+    expect((await store.journeys.get(good.key))!.pendingEffects).toEqual([]);
+    const lines = logs.map((l) => JSON.parse(l) as { msg: string; key?: string; field?: string }).filter((l) => l.key === bad.key);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]!.field).toMatch(/counters/);
+  });
+
+  it('the sweep skips a journey whose pending effect has no payload, logs it once naming key and field, and carries on with the others', async () => {
+    const logs: string[] = [];
+    const { engine, calls, store } = slowEngine(0, logs);
+    const bad = makeJourney({ updatedAt: '2026-01-01T00:00:00.000Z' });
+    const good = makeJourney({ updatedAt: '2026-01-02T00:00:00.000Z' });
+    await store.journeys.insert({ ...bad, pendingEffects: [{ id: 'e-null', type: 'audit', payload: null, attempts: 0 }] });
+    await store.journeys.insert({ ...good, pendingEffects: [auditEffect('good-effect', good.personId)] });
+    await engine.sweep();
+    await engine.sweep();
+    expect(calls).toEqual(['good-effect']);
+    expect((await store.journeys.get(bad.key))!.pendingEffects.map((e) => e.id)).toEqual(['e-null']);
+    const lines = logs.map((l) => JSON.parse(l) as { msg: string; key?: string; field?: string }).filter((l) => l.key === bad.key);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]!.field).toBe('pendingEffects.0.payload');
   });
 });

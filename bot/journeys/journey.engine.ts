@@ -80,6 +80,14 @@ export { journeyKey };
 /** How many carried-out effect ids the engine remembers (so a failed removal repeats nothing). */
 export const CARRIED_OUT_MEMORY = 10_000;
 
+/**
+ * True when a stored effect's payload has the shape every effect shares (an object with
+ * a string `type`); the runner checks the rest per type.
+ */
+function isEffectPayload(payload: unknown): payload is Effect {
+  return typeof payload === 'object' && payload !== null && typeof (payload as { type?: unknown }).type === 'string';
+}
+
 /** One drain pass over a journey's outbox: the events its effects produced, stepped once. */
 interface DrainPass {
   followUps: FollowUp[];
@@ -103,6 +111,8 @@ export class JourneyEngine {
   private readonly carriedOut = new Map<string, FollowUp | null>();
   /** Steps and drains running now (a graceful shutdown waits for them: {@link idle}). */
   private readonly inFlight = new Set<Promise<unknown>>();
+  /** Keys of stored journeys found unreadable (logged once each). */
+  private readonly unreadableKeys = new Set<string>();
   /** The journeys this engine steps (services step with the same definitions). */
   readonly definitions: JourneyDefinitions;
 
@@ -329,8 +339,13 @@ export class JourneyEngine {
     const rec = await this.deps.storage.journeys.get(key);
     if (!rec || rec.pendingEffects.length === 0) return followUps;
     const abandoned = new Set<string>();
-    for (const stored of rec.pendingEffects) {
-      const effect = stored.payload as Effect;
+    for (const [i, stored] of rec.pendingEffects.entries()) {
+      if (!isEffectPayload(stored.payload)) {
+        // Cannot be carried out as stored: leave it (and, keeping order, the ones after it) for repair.
+        this.unreadable(key, `pendingEffects.${i}.payload`, 'JOURNEY.EFFECT_INVALID');
+        return followUps;
+      }
+      const effect = stored.payload;
       if (effect.type === 'companion.command' && effect.onlyAfter && abandoned.has(effect.onlyAfter)) {
         // What it depended on failed for good (e.g. the code email): drop it unsent.
         await this.deps.storage.journeys.removeEffects(key, [stored.id]);
@@ -384,9 +399,30 @@ export class JourneyEngine {
     }
   }
 
-  /** Retry effects left behind by a crash or an outage (called on a timer). */
+  /**
+   * Retry effects left behind by a crash or an outage (called on a timer).
+   * A journey whose record or pending effect cannot be read is skipped (logged
+   * once per key, naming the field) and the sweep carries on with the others;
+   * so does a journey whose drain fails.
+   */
   async sweep(): Promise<void> {
-    const recs = await this.deps.storage.journeys.listWithPendingEffects(50);
-    for (const r of recs) await this.drain(r.personId, r.kind);
+    const recs = await this.deps.storage.journeys.listWithPendingEffects(50, {
+      onUnreadable: (key, err) => this.unreadable(key, typeof err.meta['fields'] === 'string' ? err.meta['fields'] : 'record', err.code),
+    });
+    for (const r of recs) {
+      try {
+        await this.drain(r.personId, r.kind);
+      } catch (err) {
+        const code = err instanceof AppError ? err.code : 'UNEXPECTED';
+        this.deps.logger.warn({ key: r.key, code, ...(err instanceof AppError ? {} : { err }) }, 'effect sweep: drain failed for one journey; carrying on');
+      }
+    }
+  }
+
+  /** Log, once per key in this process, a stored journey the engine cannot read (it is skipped, left as it is). */
+  private unreadable(key: string, field: string, code: string): void {
+    if (this.unreadableKeys.has(key)) return;
+    this.unreadableKeys.add(key);
+    this.deps.logger.error({ key, field, code }, 'stored journey cannot be read; its effects are skipped until it is repaired');
   }
 }

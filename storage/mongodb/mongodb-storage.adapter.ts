@@ -315,9 +315,10 @@ class MongoStorageImpl implements MongoStorage {  readonly databaseName: string;
         ...journeys.repository.core,
         // Effect edits insert a revision that keeps the version.
         ...journeyEffectEdits(runner, (key, change, op) => journeys.collection.edit(key, change, op)),
-        listWithPendingEffects: (limit) => {
+        listWithPendingEffects: (limit, options) => {
           const op = 'journeys.listWithPendingEffects';
-          return run(op, () => journeys.collection.list({ pendingCount: { $gt: 0 } }, (j) => j.pendingEffects.length > 0, { updatedAt: 1 }, validate(limitSchema, limit, op, 'limit'), op));
+          const onUnreadable = options?.onUnreadable ?? (() => undefined);
+          return run(op, () => journeys.collection.list({ pendingCount: { $gt: 0 } }, (j) => j.pendingEffects.length > 0, { updatedAt: 1 }, validate(limitSchema, limit, op, 'limit'), op, onUnreadable));
         },
       },
       devices: { ...devices.repository.core, listByPerson: devices.repository.listBy('personId', 'createdAt', 'listByPerson') },

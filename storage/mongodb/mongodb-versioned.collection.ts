@@ -339,7 +339,15 @@ export class VersionedCollection<T> implements VersionedStore<T> {
    * its latest revision with `matches`, ordered by `sort` (head fields, then
    * key), at most `limit`.
    */
-  async list(filter: Filter<Document>, matches: (record: T) => boolean, sort: Record<string, 1>, limit: number | null, operation: string): Promise<T[]> {
+  async list(
+    filter: Filter<Document>,
+    matches: (record: T) => boolean,
+    sort: Record<string, 1>,
+    limit: number | null,
+    operation: string,
+    /** When given, a document that cannot be decoded is left out and reported here (key, CORRUPT_RECORD) instead of failing the list. */
+    onUnreadable?: (key: string, error: StorageError) => void,
+  ): Promise<T[]> {
     // This process's own writes are in the heads before it lists (read your writes).
     await this.flush();
     const out: { record: T; doc: Document }[] = [];
@@ -351,7 +359,14 @@ export class VersionedCollection<T> implements VersionedStore<T> {
       for (const head of candidates) {
         const latest = await this.latest(head.k, head);
         if (!latest) continue;
-        const record = this.codec.fromDoc(latest.doc, operation);
+        let record: T;
+        try {
+          record = this.codec.fromDoc(latest.doc, operation);
+        } catch (err) {
+          if (!onUnreadable || !(err instanceof StorageError)) throw err;
+          onUnreadable(String(head.k), err);
+          continue;
+        }
         if (matches(record)) out.push({ record, doc: latest.doc });
       }
       if (page === 0 || candidates.length < page || out.length >= limit!) break;

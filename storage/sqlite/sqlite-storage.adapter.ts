@@ -254,9 +254,10 @@ class SqliteStorageImpl implements SqliteStorage {
       journeys: {
         ...repo(tables.journeys).core,
         ...journeyEffectEdits(runner, (key, change, op) => tables.journeys.edit(key, change, op)),
-        listWithPendingEffects: (limit) => {
+        listWithPendingEffects: (limit, options) => {
           const op = 'journeys.listWithPendingEffects';
-          return this.run(op, () => tables.journeys.list({ where: 'pending_count > 0', orderBy: 'updated_at, key', limit: validate(limitSchema, limit, op, 'limit') }, op));
+          const onUnreadable = options?.onUnreadable ?? (() => undefined);
+          return this.run(op, () => tables.journeys.listReadable({ where: 'pending_count > 0', orderBy: 'updated_at, key', limit: validate(limitSchema, limit, op, 'limit') }, op, onUnreadable));
         },
       },
       devices: { ...devices.core, listByPerson: devices.listBy('personId', 'createdAt', 'listByPerson') },

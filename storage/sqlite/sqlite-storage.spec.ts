@@ -139,6 +139,25 @@ describe('sqlite storage: settings and schema', () => {
     await s.close();
   });
 
+  it('listWithPendingEffects leaves out a record it cannot read, reports its key, and returns the others', async () => {
+    const file = freshFile();
+    const s = openSqliteStorage({ file });
+    const bad = makeJourney({ updatedAt: at(1), pendingEffects: [makeEffect()] });
+    const good = makeJourney({ updatedAt: at(2), pendingEffects: [makeEffect()] });
+    for (const j of [bad, good]) await s.journeys.insert(j);
+    const raw = new Database(file);
+    raw.pragma('ignore_check_constraints = ON');
+    raw.prepare('UPDATE journeys SET counters = ? WHERE key = ?').run(JSON.stringify({ answerAttempts: 'x' }), bad.key);
+    raw.close();
+    const unreadable: Array<{ key: string; code: string; message: string }> = [];
+    const listed = await s.journeys.listWithPendingEffects(10, { onUnreadable: (key, err) => unreadable.push({ key, code: err.code, message: err.message }) });
+    expect(listed.map((j) => j.key)).toEqual([good.key]);
+    expect(unreadable).toEqual([{ key: bad.key, code: STORAGE_ERROR.CORRUPT_RECORD, message: expect.stringMatching(/counters/) }]);
+    // Without a listener the good records still come back.
+    expect((await s.journeys.listWithPendingEffects(10)).map((j) => j.key)).toEqual([good.key]);
+    await s.close();
+  });
+
   it('the factory opens the sqlite kind and refuses an unknown kind', async () => {
     const file = freshFile();
     const s = await openStorage({ kind: 'sqlite', file });

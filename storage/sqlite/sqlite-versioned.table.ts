@@ -105,9 +105,31 @@ export class SqliteVersionedTable<T> implements VersionedStore<T> {
    * @param query.limit - at most this many, or all
    */
   list(query: { where?: string; orderBy: string; params?: unknown[]; limit?: number }, operation: string): T[] {
+    return this.rows(query).map((r) => this.codec.decode(r, operation));
+  }
+
+  /**
+   * Like {@link list}, but a row that cannot be decoded is left out and handed to
+   * `onUnreadable` with its key and the `STORAGE.CORRUPT_RECORD` error (one bad row
+   * does not fail the others).
+   */
+  listReadable(query: { where?: string; orderBy: string; params?: unknown[]; limit?: number }, operation: string, onUnreadable: (key: string, error: StorageError) => void): T[] {
+    const out: T[] = [];
+    for (const r of this.rows(query)) {
+      try {
+        out.push(this.codec.decode(r, operation));
+      } catch (err) {
+        if (!(err instanceof StorageError)) throw err;
+        onUnreadable(String(r[this.codec.keyColumn]), err);
+      }
+    }
+    return out;
+  }
+
+  private rows(query: { where?: string; orderBy: string; params?: unknown[]; limit?: number }): Row[] {
     const sql = `SELECT * FROM ${this.codec.table}${query.where ? ` WHERE ${query.where}` : ''} ORDER BY ${query.orderBy}${query.limit === undefined ? '' : ' LIMIT ?'}`;
     const params = [...(query.params ?? []), ...(query.limit === undefined ? [] : [query.limit])];
-    return (this.statement(sql).all(...params) as Row[]).map((r) => this.codec.decode(r, operation));
+    return this.statement(sql).all(...params) as Row[];
   }
 
   /** Insert or replace every column (last writer wins; for records without a version). */

@@ -168,6 +168,27 @@ describe.skipIf(mongo.skip)('MongoDB storage adapter', () => {
       await second.close();
     });
 
+    it('listWithPendingEffects leaves out a journey it cannot read, reports its key, and returns the others', async () => {
+      const client = await server.client();
+      const database = server.freshDatabaseName('unreadable');
+      const first = await openMongoStorage({ client, database, gcIntervalMs: 0 });
+      const bad = makeJourney({ updatedAt: at(1), pendingEffects: [makeEffect()] });
+      const good = makeJourney({ updatedAt: at(2), pendingEffects: [makeEffect()] });
+      for (const j of [bad, good]) await first.journeys.insert(j);
+      await first.close();
+      // A counter holding a string, in the revision and its head.
+      const counters = JSON.stringify({ answerAttempts: 'x' });
+      await client.db(database).collection(`${MONGO_COLLECTION.journeys}_rev`).updateOne({ _id: `${bad.key}#0` as never }, { $set: { counters } });
+      await client.db(database).collection(MONGO_COLLECTION.journeys).updateOne({ _id: bad.key as never }, { $set: { counters } });
+      const second = await openMongoStorage({ client, database, gcIntervalMs: 0 });
+      const unreadable: Array<{ key: string; code: string; message: string }> = [];
+      const listed = await second.journeys.listWithPendingEffects(10, { onUnreadable: (key, err) => unreadable.push({ key, code: err.code, message: err.message }) });
+      expect(listed.map((j) => j.key)).toEqual([good.key]);
+      expect(unreadable).toEqual([{ key: bad.key, code: STORAGE_ERROR.CORRUPT_RECORD, message: expect.stringMatching(/counters/) }]);
+      await second.close();
+      await client.db(database).dropDatabase();
+    });
+
     it('garbage collection keeps each record\'s last two revisions, and a cold reader still finds the latest', async () => {
       const client = await server.client();
       const database = server.freshDatabaseName('gc');

@@ -262,6 +262,8 @@ export async function adminResetSelfService(storage: Storage, keys: DerivedKeys,
     commandTimeoutMs: 1000,
     now: () => new Date(),
     notifier: { refresh: async () => offline() },
+    // A PUK release pending on the journey is the bot's: nothing is unsealed here.
+    reachesCompanions: false,
   });
   const now = (): Date => new Date();
   const definitions = {

@@ -65,6 +65,11 @@ export interface EffectRunnerDeps {
   notifier: TeamsNotifier;
   /** The RA desk; absent in processes without Teams (the admin CLI): its effects stay for the bot. */
   raDesk?: RaDeskEffects;
+  /**
+   * False in a process with no companion link (the admin CLI): `puk.release` throws
+   * `EFFECT.NOT_HERE` before anything is unsealed or written, and stays for the bot. Default true.
+   */
+  reachesCompanions?: boolean;
 }
 
 export class EffectRunner {
@@ -79,6 +84,7 @@ export class EffectRunner {
       sealKey: deps.sealKey,
       commandTimeoutMs: deps.commandTimeoutMs,
       now: deps.now,
+      releasesHere: deps.reachesCompanions ?? true,
       // Defence in depth: at carry-out time the person's unlock run must still be the one
       // unblocking that card with that device, and self-service not locked.
       unblockingRun: async (personId) => {

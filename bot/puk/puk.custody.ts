@@ -58,7 +58,15 @@ export interface PukCustodyDeps {
   logger?: Logger;
   /** A fresh PUK (8 digits); default {@link generatePuk}. */
   newPuk?: () => string;
+  /**
+   * False in a process that reaches no companion (the admin CLI): a release then throws
+   * `EFFECT.NOT_HERE` before any check, write or unseal, and stays pending for the bot. Default true.
+   */
+  releasesHere?: boolean;
 }
+
+/** Error code of an effect this process cannot carry out (same as the engine's `EFFECT_NOT_HERE`). */
+const NOT_HERE = 'EFFECT.NOT_HERE';
 
 /** Why a release sent nothing. */
 export type WithheldReason = PukRefusal | 'device_not_paired' | 'stale_run';
@@ -99,8 +107,12 @@ export class PukCustody {
    * @throws AppError `CARD.BUSY` when the card record kept changing ({@link CARD_WRITE_ATTEMPTS}
    *   lost compare-and-sets), or a storage error; the outbox retries the effect later
    * @throws SecurityError `CRYPTO.UNSEAL_FAILED` when a stored PUK does not open (no value in the message)
+   * @throws AppError `EFFECT.NOT_HERE` in a process that reaches no companion (`releasesHere: false`,
+   *   or a link that throws it): the outbox leaves the effect pending and uncounted for the bot
    */
   async release(effect: PukReleaseEffect): Promise<ReleaseOutcome> {
+    // Not for this process: unseal nothing, write nothing, leave it pending for the bot.
+    if (this.deps.releasesHere === false) throw new AppError(NOT_HERE, 'this process reaches no companion; the PUK release is left to the bot');
     const withheld = await this.releaseCheck(effect);
     if (withheld) {
       await this.audit(effect, 'withheld', 'puk.withheld', { reason: withheld });
@@ -123,6 +135,8 @@ export class PukCustody {
       if (reply.kind === 'error') errorCode = reply.code;
     } catch (err) {
       errorCode = err instanceof AppError ? err.code : 'UNEXPECTED';
+      // A link that is not here at all (not an offline companion): the effect stays pending, uncounted.
+      if (errorCode === NOT_HERE) throw err;
     }
     if (errorCode !== null) {
       // Not retried by the outbox: the companion asks again with `unlock.resume` (re-checked then).

@@ -130,7 +130,7 @@ export async function startBot(
   const rules = DEFAULT_UNLOCK_RULES;
   const now = (): Date => new Date();
   const definitions = {
-    unlock: unlockDefinition({ keys, rules, now }),
+    unlock: unlockDefinition({ keys, rules, now, boot: { id: config.instanceId, sharedStore: config.storage.kind === 'mongodb' } }),
     registration: registrationDefinition({ keys, approvedDomains: config.approvedEmailDomains, now }),
   };
   const currentDevice = (personId: string): Promise<Device | null> => pairing.currentDevice(personId, (d) => link.isReachable(d));

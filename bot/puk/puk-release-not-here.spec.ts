@@ -43,7 +43,7 @@ it('the admin reset leaves a pending PUK release to the bot: no unseal, no rotat
   await store.devices.insert(device);
   await store.cards.insert({ cardId, personId: person.id, puk: sealPuk(keys.sealKey, '73920184', cardId), pendingPuk: null, updatedAt: new Date().toISOString(), version: 1 });
   const runId = randomUUID();
-  const journey: UnlockJourney = { ...newUnlockJourney(person.id, runId), state: { phase: 'unblocking', step: 7, deviceId: device.id, cardId, authorisedAt: new Date().toISOString(), interrupted: false } };
+  const journey: UnlockJourney = { ...newUnlockJourney(person.id, runId), state: { phase: 'unblocking', step: 7, deviceId: device.id, cardId, authorisedAt: new Date().toISOString(), interrupted: false, linkSession: null, codeHash: null, codeWrongTries: 0 } };
   const release: PukReleaseEffect = { type: 'puk.release', id: randomUUID(), personId: person.id, deviceId: device.id, cardId, runId };
   const at = new Date().toISOString();
   await store.journeys.insert({
@@ -80,7 +80,7 @@ async function unblockingWithRelease(hx: Harness): Promise<{ personId: string; d
   await h.storage.devices.insert(device);
   await h.storage.cards.insert({ cardId, personId: person.id, puk: sealPuk(h.keys.sealKey, '73920184', cardId), pendingPuk: null, updatedAt: new Date().toISOString(), version: 1 });
   const runId = randomUUID();
-  const journey: UnlockJourney = { ...newUnlockJourney(person.id, runId), state: { phase: 'unblocking', step: 7, deviceId: device.id, cardId, authorisedAt: h.now.value.toISOString(), interrupted: false } };
+  const journey: UnlockJourney = { ...newUnlockJourney(person.id, runId), state: { phase: 'unblocking', step: 7, deviceId: device.id, cardId, authorisedAt: h.now.value.toISOString(), interrupted: false, linkSession: null, codeHash: null, codeWrongTries: 0 } };
   const release: PukReleaseEffect = { type: 'puk.release', id: randomUUID(), personId: person.id, deviceId: device.id, cardId, runId };
   const at = h.now.value.toISOString();
   await h.storage.journeys.insert({ key: journeyKey(person.id, 'unlock'), personId: person.id, kind: 'unlock', runId, ...encodeUnlock(journey), pendingEffects: [{ id: release.id, type: release.type, payload: release, attempts: 0 }], ui: { activityId: null }, createdAt: at, updatedAt: at, version: 1 });

@@ -33,7 +33,16 @@ export function unlockCodeHash(keys: Pick<DerivedKeys, 'codeHashKey'>, runId: st
  * @param deps.rules - limits (attempts, code lifetime, claim timeout)
  * @param deps.now - clock
  */
-export function unlockDefinition(deps: { keys: Pick<DerivedKeys, 'codeHashKey' | 'sealKey'>; rules: UnlockRules; now: () => Date }): JourneyDefinitions['unlock'] {
+export function unlockDefinition(deps: {
+  keys: Pick<DerivedKeys, 'codeHashKey' | 'sealKey'>;
+  rules: UnlockRules;
+  now: () => Date;
+  /**
+   * This process's boot id (the bot's `config.instanceId`) and whether other bot processes
+   * share the store (MongoDB); see {@link claimAliveFor}. Absent (the admin CLI): claims end only by timeout.
+   */
+  boot?: { id: string; sharedStore: boolean };
+}): JourneyDefinitions['unlock'] {
   const context = (runId: string): StepContext => {
     const code = generateNumericCode(8);
     return {
@@ -44,6 +53,7 @@ export function unlockDefinition(deps: { keys: Pick<DerivedKeys, 'codeHashKey' |
       freshCode: { hash: unlockCodeHash(deps.keys, runId, code), sealed: (r: string) => seal(deps.keys.sealKey, code, `code:${r}`) },
       freshCaseRef: generateCaseRef(),
       hashesEqual,
+      ...(deps.boot ? { bootId: deps.boot.id, claimAlive: claimAliveFor(deps.boot.id, deps.boot.sharedStore) } : {}),
     };
   };
   return {
@@ -53,4 +63,23 @@ export function unlockDefinition(deps: { keys: Pick<DerivedKeys, 'codeHashKey' |
     encode: (j) => ({ runId: j.runId, ...encodeUnlock(j) }),
     step: (j, event) => stepUnlock(j, event, context(j.runId)),
   };
+}
+
+/**
+ * Which answer claims may still be in progress, seen from the process of boot `bootId`.
+ *
+ * Boot ids are `<instance>-<start time>` (`bot/config.ts` `instanceId`). A claim made by this
+ * boot is alive (its check runs here or its result is on the way). With a store no other bot
+ * process shares (SQLite), any other boot is an earlier run of this bot: gone. With a shared
+ * store (MongoDB, several instances) another instance may be checking, so only an earlier boot
+ * of this same instance name (`BOT_INSTANCE_ID`, restarted) counts as gone; other claims end
+ * by the claim timeout.
+ *
+ * @param bootId - this process's boot id
+ * @param sharedStore - true when other bot processes may use the same store
+ * @returns the predicate for `StepContext.claimAlive`
+ */
+export function claimAliveFor(bootId: string, sharedStore: boolean): (claimedBy: string) => boolean {
+  const instanceOf = (id: string): string => (id.includes('-') ? id.slice(0, id.lastIndexOf('-')) : id);
+  return (claimedBy) => claimedBy === bootId || (sharedStore && instanceOf(claimedBy) !== instanceOf(bootId));
 }

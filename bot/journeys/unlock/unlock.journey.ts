@@ -43,7 +43,8 @@
  *   step that sets the record's lock, and a locked record is never locked again.
  * - A reset during an answer check keeps the claim and counts it as the first
  *   attempt after the reset (its result still applies).
- * - A claim left by a crash (no `answers_checked` within
+ * - A claim left by a crash (its process gone, as `claimAlive` tells from the boot
+ *   id recorded on the claim; or no `answers_checked` within
  *   `answerCheckTimeoutMs`, 30 s) returns the run to the questions at the next
  *   step WITHOUT giving the attempt back (its answers may have been evaluated);
  *   if it was the last attempt, self-service locks.
@@ -124,6 +125,8 @@ export type UnlockState =
       claimId: string;
       /** ISO 8601 time of the claim. */
       claimedAt: string;
+      /** Boot id of the process that claimed it (absent in claims stored by older versions). */
+      claimedBy?: string;
     }
   | { phase: 'code_sent'; step: number; deviceId: string; cardId: string; code: IssuedCode; codesIssued: number }
   | {
@@ -197,6 +200,8 @@ export type UnlockEvent =
    * again) must match the accepted code.
    */
   | { type: 'resume'; deviceId: string; cardId: string; linkSession: string | null; codeHash: string | null }
+  /** Look at the journey as it stands now: due expiries (a dead answer check, a code) apply; nothing else changes. */
+  | { type: 'refresh' }
   | {
       type: 'unblock_result';
       deviceId: string;
@@ -221,6 +226,14 @@ export interface StepContext {
   freshCaseRef: string;
   /** Constant-time comparison of two hex hashes. */
   hashesEqual: (a: string, b: string) => boolean;
+  /** This process's boot id, recorded on an answer claim it makes (absent: not recorded). */
+  bootId?: string;
+  /**
+   * Whether the process of boot `claimedBy` may still be checking the answers it claimed
+   * (false: it is gone, e.g. the bot restarted; the claim is abandoned at once). Absent: always true
+   * (only the claim timeout ends a claim).
+   */
+  claimAlive?: (claimedBy: string) => boolean;
 }
 
 /** The part of the journey record the step reads and writes. */
@@ -326,9 +339,11 @@ function expireIfDue(journey: UnlockJourney, ctx: StepContext): { journey: Unloc
       ],
     };
   }
-  if (s.phase === 'checking_answers' && now >= Date.parse(s.claimedAt) + ctx.rules.answerCheckTimeoutMs) {
-    // A claim left by a crash: the attempt stays counted (its answers may have been evaluated).
-    const abandoned = audit(ctx, journey.personId, 'unlock.answer_check_abandoned', { runId: journey.runId, attempt: journey.counters.answerAttempts }, 'system');
+  const claimerGone = s.phase === 'checking_answers' && s.claimedBy !== undefined && ctx.claimAlive !== undefined && !ctx.claimAlive(s.claimedBy);
+  if (s.phase === 'checking_answers' && (claimerGone || now >= Date.parse(s.claimedAt) + ctx.rules.answerCheckTimeoutMs)) {
+    // A claim left by a crash (its process is gone, or no result in time): the attempt stays
+    // counted (its answers may have been evaluated).
+    const abandoned = audit(ctx, journey.personId, 'unlock.answer_check_abandoned', { runId: journey.runId, attempt: journey.counters.answerAttempts, reason: claimerGone ? 'claimer_gone' : 'timeout' }, 'system');
     const back: UnlockJourney = { ...journey, state: { phase: 'answering', step: s.step + 1, deviceId: s.deviceId, cardId: s.cardId, questionIds: s.questionIds, lastResult: null } };
     if (attemptsLeft(journey, ctx.rules) === 0) {
       const locked = lockOut(back, ctx, s.step + 1, { runId: journey.runId, cardId: s.cardId, attempt: journey.counters.answerAttempts, wrongAnswers: null });
@@ -453,7 +468,16 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
         journey: {
           ...journey,
           counters: { ...journey.counters, answerAttempts: journey.counters.answerAttempts + 1 },
-          state: { phase: 'checking_answers', step: s.step + 1, deviceId: s.deviceId, cardId: s.cardId, questionIds: s.questionIds, claimId: event.claimId, claimedAt: ctx.now.toISOString() },
+          state: {
+            phase: 'checking_answers',
+            step: s.step + 1,
+            deviceId: s.deviceId,
+            cardId: s.cardId,
+            questionIds: s.questionIds,
+            claimId: event.claimId,
+            claimedAt: ctx.now.toISOString(),
+            ...(ctx.bootId !== undefined ? { claimedBy: ctx.bootId } : {}),
+          },
         },
         effects: [],
         changed: true,
@@ -610,6 +634,10 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
         changed: true,
       };
     }
+
+    case 'refresh':
+      // Due expiries were applied before this step (stepUnlock); nothing else to do.
+      return unchanged(journey);
 
     case 'resume': {
       if (journey.lock) return unchanged(journey, { kind: 'refused', reason: 'not_waiting' });

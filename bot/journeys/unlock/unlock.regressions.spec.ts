@@ -5,6 +5,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { Effect } from '../journey.effects';
+import { claimAliveFor } from './unlock.definition';
 import { DEFAULT_UNLOCK_RULES, newUnlockJourney, stepUnlock, type PersonFacts, type StepContext, type UnlockEvent, type UnlockJourney } from './unlock.journey';
 
 const CARD = 'a'.repeat(32);
@@ -12,9 +13,10 @@ const DEVICE = '11111111-1111-4111-8111-111111111111';
 const T0 = new Date('2026-11-30T09:00:00.000Z');
 const person: PersonFacts = { personId: 'p1', registered: true, boundCardId: CARD, questionIds: ['q01', 'q02', 'q03', 'q04'], storedLock: null };
 
-function ctx(now: Date = T0, caseRef = 'RA-ABC123'): StepContext {
+function ctx(now: Date = T0, caseRef = 'RA-ABC123', boot: Partial<StepContext> = {}): StepContext {
   let n = 0;
   return {
+    ...boot,
     now,
     rules: DEFAULT_UNLOCK_RULES,
     newId: () => `00000000-0000-4000-8000-${String(++n).padStart(12, '0')}`,
@@ -99,5 +101,47 @@ describe('unlock journey: races with an answer check in flight', () => {
     expect(run.journey.state.phase).toBe('checking_card');
     expect(run.journey.counters.answerAttempts).toBe(1);
     expect(run.actions()).toEqual(['unlock.started', 'unlock.answer_check_abandoned', 'unlock.started']);
+  });
+});
+
+describe('unlock journey: an answer check whose process is gone (F-G)', () => {
+  const bootA = 'bot-101-abc';
+  const bootB = 'bot-202-abd';
+  const inBoot = (id: string, sharedStore = false): Partial<StepContext> => ({ bootId: id, claimAlive: claimAliveFor(id, sharedStore) });
+
+  function claimedInBootA(): UnlockJourney {
+    const run = answering();
+    const r = stepUnlock(run.journey, { type: 'answers_submitted', person, runId: run.journey.runId, step: run.journey.state.step, claimId: 'c1' }, ctx(T0, 'RA-X', inBoot(bootA)));
+    expect(r.journey.state).toMatchObject({ phase: 'checking_answers', claimedBy: bootA });
+    return r.journey;
+  }
+
+  it('the next step in a later boot abandons it at once (audited, attempt kept), well before the claim timeout', () => {
+    const j = claimedInBootA();
+    const r = stepUnlock(j, { type: 'refresh' }, ctx(new Date(T0.getTime() + 1000), 'RA-X', inBoot(bootB)));
+    expect(r.changed).toBe(true);
+    expect(r.journey.state).toMatchObject({ phase: 'answering', lastResult: null });
+    expect(r.journey.counters.answerAttempts).toBe(1);
+    expect(r.effects.find((e) => e.type === 'audit')).toMatchObject({ action: 'unlock.answer_check_abandoned', details: { attempt: 1, reason: 'claimer_gone' } });
+  });
+
+  it('the boot that claimed it, or a live instance sharing the store, keeps it until the result or the timeout', () => {
+    const j = claimedInBootA();
+    const soon = new Date(T0.getTime() + 1000);
+    expect(stepUnlock(j, { type: 'refresh' }, ctx(soon, 'RA-X', inBoot(bootA))).changed).toBe(false);
+    // Shared store (MongoDB): another instance name may still be checking.
+    expect(stepUnlock(j, { type: 'refresh' }, ctx(soon, 'RA-X', inBoot('bot-other-zz1', true))).changed).toBe(false);
+    // ...but a restart of the same instance name means the claimer is gone.
+    expect(stepUnlock(j, { type: 'refresh' }, ctx(soon, 'RA-X', inBoot('bot-101-zzz', true))).journey.state.phase).toBe('answering');
+    // Without boot facts (the admin CLI, older records) only the timeout ends it.
+    expect(stepUnlock(j, { type: 'refresh' }, ctx(soon)).changed).toBe(false);
+    expect(stepUnlock(j, { type: 'refresh' }, ctx(new Date(T0.getTime() + DEFAULT_UNLOCK_RULES.answerCheckTimeoutMs))).journey.state.phase).toBe('answering');
+  });
+
+  it('a stale click after the restart gets the questions back and is not evaluated', () => {
+    const j = claimedInBootA();
+    const r = stepUnlock(j, { type: 'answers_submitted', person, runId: j.runId, step: j.state.step - 1, claimId: 'late' }, ctx(T0, 'RA-X', inBoot(bootB)));
+    expect(r.journey.state.phase).toBe('answering');
+    expect(r.journey.counters.answerAttempts).toBe(1);
   });
 });

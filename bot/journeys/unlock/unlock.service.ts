@@ -32,6 +32,9 @@ import { resetSelfService, type SelfServiceResetResult } from './self-service-re
 
 const toJourney = decodeUnlock;
 
+/** Longest a click waits for another click's answer check before it gets the current card, ms. */
+export const CLICK_WAIT_MS = 5_000;
+
 export interface UnlockServiceDeps {
   storage: Storage;
   engine: JourneyEngine;
@@ -76,9 +79,14 @@ export class UnlockService {
   /** Answer checks in flight in this process, per person (a duplicate click waits for it instead of hashing). */
   private readonly checking = new Map<string, Promise<unknown>>();
 
-  /** The stored record, or a fresh idle one (not stored). */
+  /**
+   * The record as it stands now, or a fresh idle one (not stored): due expiries are stepped
+   * first (e.g. an answer check whose process is gone is abandoned), so what is shown is current.
+   * Costs one read when nothing is due.
+   */
   async load(personId: string): Promise<JourneyRecord> {
-    return this.deps.engine.load(personId, 'unlock', this.initial);
+    const { record } = await this.apply(personId, async () => ({ type: 'refresh' }));
+    return record;
   }
 
   /**
@@ -195,17 +203,20 @@ export class UnlockService {
 
   /**
    * Wait (no hashing) until the claimed answer check `claimId` has a result,
-   * then return the record; gives up after the claim timeout and returns what is stored.
+   * then return the record; gives up after {@link CLICK_WAIT_MS} (or the claim timeout, if
+   * shorter) and returns the record as it stands (a claim whose process is gone is abandoned by then).
    */
   private async awaitCheck(personId: string, runId: string, claimId: string): Promise<JourneyRecord> {
-    const deadline = this.now().getTime() + this.deps.rules.answerCheckTimeoutMs;
+    // A click is answered within CLICK_WAIT_MS (Teams waits less for an invoke than the claim timeout).
+    const deadline = Date.now() + Math.min(CLICK_WAIT_MS, this.deps.rules.answerCheckTimeoutMs);
     for (;;) {
       const inFlight = this.checking.get(personId);
-      if (inFlight) await inFlight.catch(() => undefined);
+      const left = deadline - Date.now();
+      if (inFlight) await Promise.race([inFlight.catch(() => undefined), new Promise((r) => setTimeout(r, Math.max(0, left)))]);
       else await new Promise((r) => setTimeout(r, 50));
       const rec = await this.load(personId);
       const s = toJourney(rec).state;
-      if (rec.runId !== runId || s.phase !== 'checking_answers' || s.claimId !== claimId || this.now().getTime() >= deadline) return rec;
+      if (rec.runId !== runId || s.phase !== 'checking_answers' || s.claimId !== claimId || Date.now() >= deadline) return rec;
     }
   }
 

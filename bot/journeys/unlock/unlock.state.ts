@@ -25,7 +25,7 @@ export const unlockStateSchema = z.discriminatedUnion('phase', [
   z.object({ phase: z.literal('checking_card'), step, deviceId: z.string() }),
   z.object({ phase: z.literal('card_problem'), step, problem, deviceId: z.string().nullable() }),
   z.object({ phase: z.literal('answering'), step, deviceId: z.string(), cardId: z.string(), questionIds: z.array(z.string()), lastResult: z.literal('wrong').nullable() }),
-  z.object({ phase: z.literal('checking_answers'), step, deviceId: z.string(), cardId: z.string(), questionIds: z.array(z.string()), claimId: z.string(), claimedAt: iso }),
+  z.object({ phase: z.literal('checking_answers'), step, deviceId: z.string(), cardId: z.string(), questionIds: z.array(z.string()), claimId: z.string(), claimedAt: iso, claimedBy: z.string().min(1).optional() }),
   z.object({
     phase: z.literal('code_sent'),
     step,

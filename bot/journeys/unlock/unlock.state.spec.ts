@@ -32,4 +32,26 @@ describe('unlock journey state codec', () => {
     expect(bad).toThrow(/state\.step/);
     expect(() => decodeUnlock({ ...base, state: { phase: 'flying', step: 1 }, counters: {} })).toThrow(/state\.phase/);
   });
+
+  it('an attempt count that is not a whole number >= 0 is refused naming counters.answerAttempts (F-F)', () => {
+    const state = encodeUnlock(newUnlockJourney('p1', 'r1')).state;
+    for (const answerAttempts of [-5, 1.5, Number.NaN]) {
+      const read = () => decodeUnlock({ ...base, state, counters: { answerAttempts } });
+      expect(read).toThrow(AppError);
+      expect(read).toThrow(/counters\.answerAttempts/);
+      try {
+        read();
+      } catch (err) {
+        expect(err).toMatchObject({ code: 'JOURNEY.STATE_INVALID', meta: { field: 'counters.answerAttempts' } });
+      }
+    }
+    expect(() => decodeUnlock({ ...base, state: { phase: 'idle', step: 0 }, counters: { answerFailures: -1 } })).toThrow(/counters\.answerFailures/);
+  });
+
+  it('an old-format state (no v) carrying a lock keeps it; a malformed one is refused naming state.lock (F-F)', () => {
+    const lock = { at: base.updatedAt, caseRef: 'RA-RA0042', reason: 'locked_by_ra' as const };
+    const j = decodeUnlock({ ...base, state: { phase: 'idle', step: 2, lock }, counters: {} });
+    expect(j.lock).toEqual(lock);
+    expect(() => decodeUnlock({ ...base, state: { phase: 'idle', step: 2, lock: { caseRef: 7 } }, counters: {} })).toThrow(/state\.lock/);
+  });
 });

@@ -64,9 +64,8 @@ const lockPartSchema = z.object({ v: z.literal(2), lock: lockSchema.nullable(), 
  * @throws AppError `JOURNEY.STATE_INVALID` naming the malformed field (e.g. `state.step`)
  */
 export function decodeUnlock(rec: Pick<JourneyRecord, 'personId' | 'runId' | 'state' | 'counters' | 'updatedAt'>): UnlockJourney {
-  const counters = rec.counters;
-  const attempts = counters['answerAttempts'] ?? counters['answerFailures'] ?? 0;
-  const raw = rec.state as { v?: unknown } | null;
+  const attempts = attemptsOf(rec.counters);
+  const raw = rec.state as { v?: unknown; lock?: unknown } | null;
   if (raw && typeof raw === 'object' && raw.v === 2) {
     const meta = lockPartSchema.safeParse(raw);
     if (!meta.success) throw invalid(meta.error, 'state');
@@ -77,13 +76,29 @@ export function decodeUnlock(rec: Pick<JourneyRecord, 'personId' | 'runId' | 'st
   const legacy = unlockStateSchema.safeParse(raw);
   if (!legacy.success) throw invalid(legacy.error, 'state');
   const run = legacy.data;
-  const lock: SelfServiceLock | null = run.phase === 'locked_out' ? { at: rec.updatedAt, caseRef: run.caseRef, reason: 'answers_failed' } : null;
+  // A lock stored beside an old-format state (no `v`) counts: reading it as unlocked would undo it.
+  let stored: SelfServiceLock | null = null;
+  if (raw && typeof raw === 'object' && 'lock' in raw) {
+    const parsed = lockSchema.nullable().safeParse(raw.lock);
+    if (!parsed.success) throw invalid(parsed.error, 'state.lock');
+    stored = parsed.data;
+  }
+  const lock: SelfServiceLock | null = stored ?? (run.phase === 'locked_out' ? { at: rec.updatedAt, caseRef: run.caseRef, reason: 'answers_failed' } : null);
   return { personId: rec.personId, runId: rec.runId, state: run, counters: { answerAttempts: attempts }, lock, resetAt: null };
 }
 
 /** The record's `state` and `counters` for a journey (inverse of {@link decodeUnlock}). */
 export function encodeUnlock(journey: UnlockJourney): { state: UnlockState & { v: 2; lock: SelfServiceLock | null; resetAt: string | null }; counters: Record<string, number> } {
   return { state: { ...journey.state, v: 2, lock: journey.lock, resetAt: journey.resetAt }, counters: { answerAttempts: journey.counters.answerAttempts } };
+}
+
+/** Stored answer attempts (`answerFailures` in records before issue #9): a whole number >= 0, else refused naming the field. */
+function attemptsOf(counters: Record<string, unknown>): number {
+  const field = counters['answerAttempts'] !== undefined ? 'answerAttempts' : counters['answerFailures'] !== undefined ? 'answerFailures' : null;
+  if (field === null) return 0;
+  const parsed = z.number().int().nonnegative().safeParse(counters[field]);
+  if (!parsed.success) throw invalid(parsed.error, `counters.${field}`);
+  return parsed.data;
 }
 
 function invalid(error: z.ZodError, root: string): AppError {

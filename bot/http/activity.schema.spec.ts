@@ -58,6 +58,36 @@ describe('checkActivity (the activity envelope at the door)', () => {
     }
   });
 
+  it('refuses ids holding control characters, naming the field (ids are printable; the store refuses them later otherwise)', () => {
+    const m = teamsMessage();
+    const from = m['from'] as Record<string, unknown>;
+    const conversation = m['conversation'] as Record<string, unknown>;
+    const cases: Array<{ field: string; set: (v: string) => Record<string, unknown> }> = [
+      { field: 'from.id', set: (v) => ({ from: { ...from, id: v } }) },
+      { field: 'from.aadObjectId', set: (v) => ({ from: { ...from, aadObjectId: v } }) },
+      { field: 'recipient.id', set: (v) => ({ recipient: { id: v } }) },
+      { field: 'conversation.id', set: (v) => ({ conversation: { ...conversation, id: v } }) },
+      { field: 'conversation.tenantId', set: (v) => ({ conversation: { ...conversation, tenantId: v } }) },
+      { field: 'channelData.tenant.id', set: (v) => ({ channelData: { tenant: { id: v } } }) },
+      { field: 'id', set: (v) => ({ id: v }) },
+      { field: 'replyToId', set: (v) => ({ replyToId: v }) },
+      { field: 'membersAdded.0.id', set: (v) => ({ type: 'conversationUpdate', membersAdded: [{ id: v }] }) },
+    ];
+    for (const c of cases) {
+      for (const bad of ['29:abc\u0007def', 'abc\u0000def', 'tab\there', 'del\u007f', 'c1\u0085']) {
+        const r = refusal({ ...m, ...c.set(bad) });
+        expect(r.code, `${c.field} ${JSON.stringify(bad)}`).toBe('BadRequest');
+        expect(r.message, c.field).toMatch(new RegExp(`^The activity's ${c.field.replace(/\./g, '\\.')} must be printable \\(no control characters\\)[.;]`));
+      }
+    }
+    // Printable ids of every shape Teams sends still pass, including non-ASCII letters.
+    expect(checkActivity({ ...m, from: { ...from, id: '29:1AbC-dEf_gh+ij/Kl=', name: 'Zoë Ñúñez' } })).toEqual({ ok: true });
+  });
+
+  it('refuses an account id longer than the store keeps (200), so nothing reaches the store to fail there', () => {
+    expect(ACTIVITY_LIMITS.accountIdChars).toBeLessThanOrEqual(200);
+  });
+
   it('refuses from, recipient or conversation objects larger than 4096 bytes of JSON (they are stored whole)', () => {
     const m = teamsMessage();
     expect(refusal({ ...m, conversation: { ...(m['conversation'] as object), extra: 'x'.repeat(5000) } }).message).toBe("The activity's conversation is larger than 4096 bytes.");
@@ -93,7 +123,7 @@ describe('checkActivity (the activity envelope at the door)', () => {
     expect(refusal({ ...m, membersAdded: [1] }).message).toBe(`The activity's membersAdded.0 must be an object; ${list('membersAdded')}.`);
     expect(refusal({ ...m, membersAdded: [{ id: 'a' }, {}] }).message).toBe(`The activity's membersAdded.1.id is missing; ${list('membersAdded')}.`);
     expect(refusal({ ...m, membersRemoved: [{ id: 5 }] }).message).toBe(`The activity's membersRemoved.0.id must be text; ${list('membersRemoved')}.`);
-    expect(refusal({ ...m, membersRemoved: [{ id: 'k'.repeat(257) }] }).message).toBe(`The activity's membersRemoved.0.id is longer than 256 characters; ${list('membersRemoved')}.`);
+    expect(refusal({ ...m, membersRemoved: [{ id: 'k'.repeat(ACTIVITY_LIMITS.accountIdChars + 1) }] }).message).toBe(`The activity's membersRemoved.0.id is longer than ${ACTIVITY_LIMITS.accountIdChars} characters; ${list('membersRemoved')}.`);
   });
 
   it('answers invokes other than adaptiveCard/action with NotSupported naming the invoke (quoted only when it is a plain identifier)', () => {

@@ -19,7 +19,10 @@ import { z } from 'zod';
  * - conversation ids: personal chat `a:1` + ~130 base64 characters; group and channel
  *   `19:<32 hex>@thread.tacv2` (+ `;messageid=<13 digits>` in a thread), meeting chats
  *   `19:meeting_<~60>@thread.v2`: all under 200. Limit 512.
- * - account ids: users `29:1` + ~80 base64 characters, bots `28:<app id GUID>` (39): limit 256.
+ * - account ids: users `29:1` + ~80 base64 characters, bots `28:<app id GUID>` (39): limit 200
+ *   (the store keeps ids of at most 200 characters, `storage/storage.schemas.ts`).
+ * - every id is printable: no control characters (U+0000-U+001F, U+007F-U+009F); Teams never
+ *   sends one, and the store refuses them.
  * - Entra ID object ids and tenant ids are GUIDs (36): limit 128.
  * - display names: Entra ID `displayName` is at most 256 characters: limit 512.
  * - activity ids: Teams message ids are 13-digit epoch milliseconds, invoke ids `f:` + ~20-40
@@ -35,7 +38,7 @@ export const ACTIVITY_LIMITS = {
   typeChars: 64,
   activityIdChars: 256,
   conversationIdChars: 512,
-  accountIdChars: 256,
+  accountIdChars: 200,
   objectIdChars: 128,
   tenantIdChars: 128,
   nameChars: 512,
@@ -74,6 +77,21 @@ const requiredText = (max: number) =>
 /** An optional string of at most max characters (null is taken as absent, as botbuilder does). */
 const optionalText = (max: number) => z.string({ error: 'must be text' }).max(max, { error: `is longer than ${max} characters` }).nullish();
 
+// eslint-disable-next-line no-control-regex -- the rule is about control characters
+const CONTROL_CHARACTER = /[\u0000-\u001f\u007f-\u009f]/;
+const PRINTABLE = { error: 'must be printable (no control characters)' } as const;
+
+/** A required id: 1..max printable characters. */
+const requiredId = (max: number) => requiredText(max).refine((s) => !CONTROL_CHARACTER.test(s), PRINTABLE);
+
+/** An optional id: at most max printable characters. */
+const optionalId = (max: number) =>
+  z
+    .string({ error: 'must be text' })
+    .max(max, { error: `is longer than ${max} characters` })
+    .refine((s) => !CONTROL_CHARACTER.test(s), PRINTABLE)
+    .nullish();
+
 /** An object that is at most `ACTIVITY_LIMITS.accountJsonBytes` of JSON (everything in it is stored). */
 const boundedObject = <S extends z.ZodRawShape>(shape: S) =>
   z
@@ -82,9 +100,9 @@ const boundedObject = <S extends z.ZodRawShape>(shape: S) =>
 
 /** A Teams channel account (`from`, `recipient`, a member of `membersAdded`). */
 const account = boundedObject({
-  id: requiredText(ACTIVITY_LIMITS.accountIdChars),
+  id: requiredId(ACTIVITY_LIMITS.accountIdChars),
   name: optionalText(ACTIVITY_LIMITS.nameChars),
-  aadObjectId: optionalText(ACTIVITY_LIMITS.objectIdChars),
+  aadObjectId: optionalId(ACTIVITY_LIMITS.objectIdChars),
 });
 
 /** `serviceUrl`: an absolute http(s) URL with a host and no credentials (Teams: `https://smba.trafficmanager.net/...`). */
@@ -106,22 +124,22 @@ const members = z.array(account, { error: 'must be a list of members' }).nullish
  */
 export const ActivityEnvelopeSchema = z.looseObject({
   type: requiredText(ACTIVITY_LIMITS.typeChars),
-  id: optionalText(ACTIVITY_LIMITS.activityIdChars),
-  replyToId: optionalText(ACTIVITY_LIMITS.activityIdChars),
+  id: optionalId(ACTIVITY_LIMITS.activityIdChars),
+  replyToId: optionalId(ACTIVITY_LIMITS.activityIdChars),
   channelId: optionalText(ACTIVITY_LIMITS.channelIdChars),
   locale: optionalText(ACTIVITY_LIMITS.localeChars),
   serviceUrl,
   from: account,
   recipient: account.nullish(),
   conversation: boundedObject({
-    id: requiredText(ACTIVITY_LIMITS.conversationIdChars),
-    tenantId: optionalText(ACTIVITY_LIMITS.tenantIdChars),
+    id: requiredId(ACTIVITY_LIMITS.conversationIdChars),
+    tenantId: optionalId(ACTIVITY_LIMITS.tenantIdChars),
     name: optionalText(ACTIVITY_LIMITS.nameChars),
   }),
   channelData: z
     .looseObject(
       {
-        tenant: z.looseObject({ id: optionalText(ACTIVITY_LIMITS.tenantIdChars) }, { error: 'must be an object' }).nullish(),
+        tenant: z.looseObject({ id: optionalId(ACTIVITY_LIMITS.tenantIdChars) }, { error: 'must be an object' }).nullish(),
       },
       { error: 'must be an object' },
     )

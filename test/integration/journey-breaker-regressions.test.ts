@@ -111,3 +111,21 @@ describe('an answer check left by a bot that is gone (F-G)', () => {
     expect(auditOf(p.personId).filter((e) => e.action === 'unlock.answers_failed' || e.action === 'unlock.answers_passed')).toEqual([]);
   });
 });
+
+describe('the door (F-H)', () => {
+  it('an activity whose from.id holds control characters is refused with 400 naming from.id; nothing is stored or logged as an error', async () => {
+    const user = teamsUser('Dee Door');
+    const conversationsBefore = db((d) => (d.prepare('SELECT count(*) AS n FROM conversations').get() as { n: number }).n);
+    const errorsBefore = logs.filter((l) => /"level":50/.test(l)).length;
+    for (const id of ['29:abc\u0007def', '29:abc\u0000def']) {
+      const message = await teams.raw(user, { type: 'message', text: 'unlock', from: { id, name: 'x' } });
+      expect(message.status).toBe(400);
+      expect(message.text).toContain('from.id');
+      const invoke = await teams.raw(user, { type: 'invoke', name: 'adaptiveCard/action', value: { action: { type: 'Action.Execute', verb: 'journey.show', data: { journey: 'unlock' } } }, from: { id, name: 'x' } });
+      expect(invoke.status).toBe(400);
+      expect(invoke.text).toContain('from.id');
+    }
+    expect(db((d) => (d.prepare('SELECT count(*) AS n FROM conversations').get() as { n: number }).n)).toBe(conversationsBefore);
+    expect(logs.filter((l) => /"level":50/.test(l)).slice(errorsBefore)).toEqual([]);
+  });
+});

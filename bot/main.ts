@@ -8,6 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { CloudAdapter, TurnContext } from 'botbuilder';
 import { AppError } from '../common/app-error';
+import { journeyUnreadableText } from '../cards/service.card';
 import { createLogger, type Logger } from '../common/logger';
 import type { Device, Storage } from '../storage/storage.port';
 import type { MailPort } from './mail/mail.port';
@@ -218,11 +219,21 @@ export async function startBot(
   } else logger.info({ appType: config.auth.appType, allowedTenants: config.allowedTenants.length }, 'channel authentication on: Bot Framework tokens required on /api/messages');
   const adapter = new ChannelAdapter(auth, { authRequired: config.auth.kind !== 'none' });
   adapter.onTurnError = async (context: TurnContext, error: Error) => {
-    logger.error({ err: error instanceof AppError ? error.toJSON() : { name: error.name, message: error.message, stack: error.stack }, activityType: context.activity.type }, 'turn failed');
+    const code = error instanceof AppError ? error.code : undefined;
+    const field = error instanceof AppError && typeof error.meta['field'] === 'string' ? error.meta['field'] : undefined;
+    logger.error({ ...(code ? { code } : {}), ...(field ? { field } : {}), err: error instanceof AppError ? error.toJSON() : { name: error.name, message: error.message, stack: error.stack }, activityType: context.activity.type }, 'turn failed');
     try {
       if (context.activity.type === 'message') {
-        const busy = error instanceof AppError && (error.code === 'STORAGE.UNAVAILABLE' || error.code === 'JOURNEY.BUSY');
-        await context.sendActivity(busy ? 'Smartcard Assist cannot reach its records just now. Nothing was lost: try again shortly.' : 'Sorry, something went wrong on our side. Nothing was lost: try again in a moment.');
+        const busy = code === 'STORAGE.UNAVAILABLE' || code === 'JOURNEY.BUSY';
+        // A stored journey that cannot be read: retrying cannot help, RA can.
+        const unreadable = code === 'JOURNEY.STATE_INVALID';
+        await context.sendActivity(
+          unreadable
+            ? journeyUnreadableText(error instanceof AppError && error.meta['journey'] === 'registration' ? 'registration' : 'unlock', config.raContact)
+            : busy
+              ? 'Smartcard Assist cannot reach its records just now. Nothing was lost: try again shortly.'
+              : 'Sorry, something went wrong on our side. Nothing was lost: try again in a moment.',
+        );
       }
     } catch {
       // The channel may be unreachable too; the log line above is what remains.

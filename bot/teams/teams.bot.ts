@@ -17,6 +17,7 @@ import {
 } from 'botbuilder';
 import type { AdaptiveCard } from '../../cards';
 import { parseCardAction, tryAgainShortlyCard, type CardAction, type CardActionOf, type CardVerb } from '../../cards';
+import { journeyUnreadableCard } from '../../cards/service.card';
 import { helpCard } from '../../cards';
 import { pairHelpCard, pairingResultCard } from '../../cards';
 import { unlockEndedCard } from '../../cards';
@@ -269,8 +270,11 @@ export class SmartcardBot extends ActivityHandler {
       // One place for a failed click: log it, say so in plain words, and offer the
       // current card. Every write is a single compare-and-set, so nothing is half-done.
       const code = err instanceof AppError ? err.code : 'UNEXPECTED';
-      this.deps.logger.error({ code, verb: parsed.action.verb, ...(err instanceof AppError ? { err: err.toJSON() } : { err }) }, 'card action failed');
-      card = tryAgainShortlyCard({ journey: journeyOfAction(parsed.action) });
+      const field = err instanceof AppError && typeof err.meta['field'] === 'string' ? err.meta['field'] : undefined;
+      this.deps.logger.error({ code, ...(field ? { field } : {}), verb: parsed.action.verb, ...(err instanceof AppError ? { err: err.toJSON() } : { err }) }, 'card action failed');
+      // A stored journey that cannot be read: retrying cannot help, RA can.
+      const journey = journeyOfAction(parsed.action);
+      card = code === 'JOURNEY.STATE_INVALID' ? journeyUnreadableCard({ journey: journey ?? 'unlock', raContact: this.deps.raContact }) : tryAgainShortlyCard({ journey });
     }
     return { statusCode: 200, type: 'application/vnd.microsoft.card.adaptive', value: card as never };
   }

@@ -129,3 +129,30 @@ describe('the door (F-H)', () => {
     expect(logs.filter((l) => /"level":50/.test(l)).slice(errorsBefore)).toEqual([]);
   });
 });
+
+describe('a journey row the bot cannot read (smaller finding)', () => {
+  it('the person is told their unlock could not be read and to contact RA (not to try again), and the log names the field', async () => {
+    const p = await seed('Una Unread');
+    invokeCard(await teams.invoke(p.user, 'unlock.start', {}));
+    p.companion.close();
+    db((d) => {
+      const s = JSON.parse(journeyRow(p.personId).state) as Record<string, unknown>;
+      d.prepare('UPDATE journeys SET state = ? WHERE key = ?').run(JSON.stringify({ ...s, phase: 'flying' }), `${p.personId}:unlock`);
+    });
+    const logsBefore = logs.length;
+    const shown = cardText(invokeCard(await teams.invoke(p.user, 'journey.show', { journey: 'unlock' })));
+    expect(shown).toContain('could not be read');
+    expect(shown).toContain(config.raContact);
+    expect(shown).not.toMatch(/try again/i);
+
+    const typed = await teams.message(p.user, 'unlock');
+    expect(typed.status).toBeLessThan(300);
+    const said = conn.textsIn(p.user.conversationId).at(-1) ?? '';
+    expect(said).toContain('could not be read');
+    expect(said).toContain(config.raContact);
+    expect(said).not.toMatch(/try again/i);
+
+    const lines = logs.slice(logsBefore).map((l) => JSON.parse(l) as { field?: string; code?: string });
+    expect(lines.filter((l) => l.code === 'JOURNEY.STATE_INVALID' && l.field === 'state.phase').length).toBeGreaterThanOrEqual(2);
+  });
+});

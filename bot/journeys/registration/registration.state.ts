@@ -70,7 +70,7 @@ export function decodeRegistration(rec: Pick<JourneyRecord, 'personId' | 'runId'
   if (!r.success) {
     const issue = r.error.issues[0];
     const field = ['state', ...(issue?.path ?? []).map(String)].join('.');
-    throw new AppError('JOURNEY.STATE_INVALID', `stored registration journey is malformed at ${field}: ${issue?.message ?? 'invalid'}`, { meta: { field } });
+    throw new AppError('JOURNEY.STATE_INVALID', `stored registration journey is malformed at ${field}: ${issue?.message ?? 'invalid'}`, { meta: { field, journey: 'registration' } });
   }
   const state: RegistrationState = r.data;
   return { personId: rec.personId, runId: rec.runId, state };

@@ -104,5 +104,5 @@ function attemptsOf(counters: Record<string, unknown>): number {
 function invalid(error: z.ZodError, root: string): AppError {
   const issue = error.issues[0];
   const field = [root, ...(issue?.path ?? []).map(String)].join('.');
-  return new AppError('JOURNEY.STATE_INVALID', `stored unlock journey is malformed at ${field}: ${issue?.message ?? 'invalid'}`, { meta: { field } });
+  return new AppError('JOURNEY.STATE_INVALID', `stored unlock journey is malformed at ${field}: ${issue?.message ?? 'invalid'}`, { meta: { field, journey: 'unlock' } });
 }

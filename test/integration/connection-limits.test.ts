@@ -409,8 +409,8 @@ describe('connections are bounded (issue #10, finding 4)', () => {
     expect(summary.inProcessHealthzFailed).toEqual([]);
     expect(summary.commandsFailed).toEqual([]);
     expect(summary.pingsLost).toBe(0);
-    // The bot held fewer flood connections than it has files, with headroom to spare.
-    expect(held).toBeLessThan(FD_LIMIT - 128);
+    // The bot kept its open files (read from /proc, what the kernel counts) below its limit, with headroom.
+    // `held` is the flooder's own count: it lags the bot's closes on a loaded machine, so it is only reported.
     expect(maxOpenFiles).toBeLessThan(FD_LIMIT - 32);
     expect(companion.closeCode).toBeNull();
   });

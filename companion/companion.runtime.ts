@@ -14,6 +14,8 @@
  * - `PAIRED: <person name>`
  * - `STATUS: <one line>`
  * - `UNLOCK: <one line>`
+ * - `UNLOCKED: your card is unlocked; use your new passcode` - once, when the card took the new
+ *   passcode and the new PUK
  * - `REGISTER: <one line>`
  */
 import { clockTime } from '../common/clock-time';
@@ -39,6 +41,7 @@ export const OUTPUT_PREFIX = {
   paired: 'PAIRED: ',
   status: 'STATUS: ',
   unlock: 'UNLOCK: ',
+  unlocked: 'UNLOCKED: ',
   register: 'REGISTER: ',
 } as const;
 
@@ -99,6 +102,7 @@ export class CompanionRuntime {
       card: options.card,
       logger: options.logger.child({ part: 'unlock' }),
       onPrompt: () => this.onPrompt('unlock'),
+      onUnlocked: () => this.options.print(`${OUTPUT_PREFIX.unlocked}your card is unlocked; use your new passcode`),
       ...(tuning.passcodeHoldMs !== undefined ? { passcodeHoldMs: tuning.passcodeHoldMs } : {}),
       ...(tuning.releaseWaitMs !== undefined ? { releaseWaitMs: tuning.releaseWaitMs } : {}),
     });
@@ -116,6 +120,7 @@ export class CompanionRuntime {
         submitUnlock: (form) => this.unlock.submit(form),
         submitPasscode: (form) => this.register.submit(form),
         retry: () => (this.flow === 'register' ? this.register.retry() : this.unlock.retry()),
+        changePasscode: () => this.unlock.forgetPasscode(),
       },
       ...(tuning.submitWaitMs !== undefined ? { submitWaitMs: tuning.submitWaitMs } : {}),
     });

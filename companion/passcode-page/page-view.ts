@@ -16,8 +16,10 @@ export type PageView =
    * The form: unlock code, new passcode twice. `error` says why the last try was refused;
    * `keepTypedCode` when the refusal was about the new passcode only, so the page puts the code
    * the person typed back in its field (the passcodes are never sent back to the browser).
+   * `passcodeKept` after a wrong code: the companion holds the new passcode in its memory, so the
+   * form asks for the code only (with a way to choose a different passcode).
    */
-  | { state: 'awaiting_unlock'; codeExpiresAt: Date; error: string | null; keepTypedCode?: boolean }
+  | { state: 'awaiting_unlock'; codeExpiresAt: Date; error: string | null; keepTypedCode?: boolean; passcodeKept?: boolean }
   | { state: 'working'; step: 'checking_code' | 'unlocking' | 'checking_passcode' }
   /** Registration: the form for the current passcode. */
   | { state: 'awaiting_passcode'; error: string | null }
@@ -33,6 +35,9 @@ export type PageState = PageView['state'];
 
 /** Form field names of the unlock form. */
 export const UNLOCK_FIELDS = { code: 'code', passcode: 'passcode', confirmation: 'confirmation' } as const;
+
+/** Form actions of the unlock page, relative to the session's page path. */
+export const UNLOCK_ACTIONS = { submit: 'unlock', changePasscode: 'change-passcode' } as const;
 
 /** Form field names of the registration (current passcode) form. */
 export const VERIFY_FIELDS = { passcode: 'current_passcode' } as const;
@@ -82,6 +87,7 @@ label{display:block;font-weight:600;margin-top:1rem}
 input{font-size:1.25rem;padding:.4rem;width:12rem;border:2px solid #4c6272;border-radius:.2rem}
 .hint{color:#4c6272;font-size:.9rem;margin:.2rem 0}
 button{margin-top:1.5rem;font-size:1.1rem;padding:.6rem 1.2rem;background:#007f3b;color:#fff;border:0;border-radius:.25rem;cursor:pointer}
+button.secondary{margin-top:.75rem;background:#fff;color:#005eb8;border:2px solid #005eb8}
 .alert{border-left:.4rem solid #d5281b;padding:.5rem 1rem;background:#fff4f4}
 .ok{border-left:.4rem solid #007f3b;padding:.5rem 1rem;background:#f2fbf5}
 .status{color:#4c6272}
@@ -111,17 +117,34 @@ function body(view: PageView, context: PageContext): string {
           : `<p class="status">Connecting to Smartcard Assist&hellip;</p>`,
         `<p class="hint">When you unlock your card in Teams, this page asks for your unlock code and a new passcode.</p>`,
       ].join('\n');
-    case 'awaiting_unlock':
+    case 'awaiting_unlock': {
+      const codeInput = `<input id="code" name="${UNLOCK_FIELDS.code}" type="text" inputmode="numeric" autocomplete="one-time-code" required maxlength="20"${
+        view.keepTypedCode && context.typedCode ? ` value="${escapeHtml(context.typedCode)}"` : ''
+      }>`;
+      if (view.passcodeKept) {
+        // The new passcode is held by the companion, never put back in the page: the code only.
+        return [
+          `<h1>Unlock your card</h1>`,
+          view.error ? `<p class="alert" role="alert" data-testid="form-error">${escapeHtml(view.error)}</p>` : '',
+          `<p class="ok" role="status" data-testid="passcode-kept">Your new passcode is kept: you do not need to type it again. Type the unlock code from your email.</p>`,
+          `<p>The code works until ${escapeHtml(time(view.codeExpiresAt))}.</p>`,
+          `<form method="post" action="${UNLOCK_ACTIONS.submit}">`,
+          hidden(context),
+          `<label for="code">Unlock code</label>`,
+          codeInput,
+          `<div><button type="submit">Unlock my card</button></div>`,
+          `</form>`,
+          `<form method="post" action="${UNLOCK_ACTIONS.changePasscode}">${hidden(context)}<button type="submit" class="secondary">Choose a different passcode</button></form>`,
+        ].join('\n');
+      }
       return [
         `<h1>Unlock your card</h1>`,
         view.error ? `<p class="alert" role="alert" data-testid="form-error">${escapeHtml(view.error)}</p>` : '',
         `<p>Type the unlock code from your email, then choose a new passcode for your card. The code works until ${escapeHtml(time(view.codeExpiresAt))}.</p>`,
-        `<form method="post" action="unlock">`,
+        `<form method="post" action="${UNLOCK_ACTIONS.submit}">`,
         hidden(context),
         `<label for="code">Unlock code</label>`,
-        `<input id="code" name="${UNLOCK_FIELDS.code}" type="text" inputmode="numeric" autocomplete="one-time-code" required maxlength="20"${
-          view.keepTypedCode && context.typedCode ? ` value="${escapeHtml(context.typedCode)}"` : ''
-        }>`,
+        codeInput,
         `<label for="passcode">New passcode</label>`,
         `<p class="hint" id="passcode-hint">6 to 8 digits. Not the same digit repeated, and not a run such as 123456 or 876543.</p>`,
         `<input id="passcode" name="${UNLOCK_FIELDS.passcode}" type="password" inputmode="numeric" autocomplete="new-password" aria-describedby="passcode-hint" required>`,
@@ -130,6 +153,7 @@ function body(view: PageView, context: PageContext): string {
         `<div><button type="submit">Unlock my card</button></div>`,
         `</form>`,
       ].join('\n');
+    }
     case 'working':
       switch (view.step) {
         case 'checking_code':

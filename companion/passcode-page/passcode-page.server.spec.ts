@@ -32,6 +32,7 @@ class FakeBackend {
   forms: UnlockForm[] = [];
   verifyForms: VerifyForm[] = [];
   retries = 0;
+  passcodeChanges = 0;
   submitDelayMs = 0;
   backend = {
     view: (): PageView => this.view,
@@ -44,6 +45,9 @@ class FakeBackend {
     },
     retry: (): void => {
       this.retries += 1;
+    },
+    changePasscode: (): void => {
+      this.passcodeChanges += 1;
     },
   };
 }
@@ -340,13 +344,14 @@ describe('passcode page: Host, Origin and form token checks', () => {
     const { fake, page, port } = await startPage();
     fake.view = awaitingUnlock();
     const s = await session(page, port, fake);
-    for (const action of ['unlock', 'verify', 'retry']) {
+    for (const action of ['unlock', 'verify', 'retry', 'change-passcode']) {
       const res = await send(port, { method: 'POST', path: `${s.path}${action}`, headers: { cookie: s.cookie, origin: `http://127.0.0.1:${port}`, 'content-type': URLENCODED }, body: body(s) });
       expect(res.status, action).toBe(403);
     }
     expect(fake.forms).toEqual([]);
     expect(fake.verifyForms).toEqual([]);
     expect(fake.retries).toBe(0);
+    expect(fake.passcodeChanges).toBe(0);
   });
 
   it('the form token of an ended session does not work in the next one', async () => {
@@ -527,5 +532,18 @@ describe('passcode page: headers and markup', () => {
     const res = await send(port, { method: 'POST', path: `${s.path}retry`, headers: { cookie: s.cookie, origin: `http://127.0.0.1:${port}`, 'content-type': URLENCODED }, body: formBody(s, '') });
     expect(res.status).toBe(303);
     expect(fake.retries).toBe(1);
+  });
+
+  it('routes "Choose a different passcode" to the backend (POST with the form token only)', async () => {
+    const { fake, page, port } = await startPage();
+    fake.view = { ...awaitingUnlock(), passcodeKept: true };
+    const s = await session(page, port, fake);
+    const shown = await send(port, { path: s.path, headers: { cookie: s.cookie } });
+    expect(shown.body).toContain('<form method="post" action="change-passcode">');
+    expect(shown.body).not.toContain('name="passcode"');
+    expect((await send(port, { path: `${s.path}change-passcode`, headers: { cookie: s.cookie } })).status).toBe(405);
+    const res = await send(port, { method: 'POST', path: `${s.path}change-passcode`, headers: { cookie: s.cookie, origin: `http://127.0.0.1:${port}`, 'content-type': URLENCODED }, body: formBody(s, '') });
+    expect(res.status).toBe(303);
+    expect(fake.passcodeChanges).toBe(1);
   });
 });

@@ -31,7 +31,7 @@ import type { AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from '../../common/logger';
 import { PasscodePageError } from '../companion.errors';
-import { FORM_TOKEN_FIELD, renderContinue, renderNotice, renderPage, UNLOCK_FIELDS, VERIFY_FIELDS, type PageView } from './page-view';
+import { FORM_TOKEN_FIELD, renderContinue, renderNotice, renderPage, UNLOCK_ACTIONS, UNLOCK_FIELDS, VERIFY_FIELDS, type PageView } from './page-view';
 
 /** The only address the page binds. */
 export const PAGE_HOST = '127.0.0.1' as const;
@@ -88,6 +88,8 @@ export interface PasscodePageBackend {
   submitPasscode(form: VerifyForm): Promise<void>;
   /** The person pressed "Try again" on an error screen. */
   retry(): void;
+  /** The person pressed "Choose a different passcode" on the form that kept one after a wrong code. */
+  changePasscode(): void;
 }
 
 export interface PasscodePageOptions {
@@ -295,7 +297,15 @@ export class PasscodePageServer {
       return;
     }
     const pagePath = `${PAGE_SCOPE_PREFIX}${session.scope}/`;
-    if (route === '/unlock') {
+    if (route === `/${UNLOCK_ACTIONS.changePasscode}`) {
+      if (method !== 'POST') return this.methodNotAllowed(res, 'POST');
+      const form = await this.readForm(req, res, session);
+      if (!form) return;
+      this.options.backend.changePasscode();
+      this.redirect(res, pagePath);
+      return;
+    }
+    if (route === `/${UNLOCK_ACTIONS.submit}`) {
       if (method !== 'POST') return this.methodNotAllowed(res, 'POST');
       const form = await this.readForm(req, res, session);
       if (!form) return;

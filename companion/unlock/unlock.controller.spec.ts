@@ -210,6 +210,8 @@ describe('unlock controller (in-process virtual card, local ws bot side)', () =>
     expect(await verifies(w.reader, OLD_PIN)).toBe(false);
     expect(await pukIs(w.reader, NEW_PUK)).toBe(true);
     expect(w.runtime.unlock.holdsPasscode).toBe(false);
+    // The terminal confirms it, once (issue #14: it never did).
+    expect(w.lines.filter((l) => l.startsWith('UNLOCKED: '))).toEqual(['UNLOCKED: your card is unlocked; use your new passcode']);
 
     // The bot closes the journey: the success screen stays.
     await w.bot.command({ kind: 'unlock.closed', journeyId: JOURNEY, outcome: 'unlocked', message: 'Your card is unlocked.' });
@@ -217,14 +219,43 @@ describe('unlock controller (in-process virtual card, local ws bot side)', () =>
     expectNoSecretsLeaked(w);
   });
 
-  it('wrong code: the page says so with the tries left and the card is untouched; a policy refusal sends nothing', async () => {
+  it('wrong code: the page says so with the tries left, keeps the new passcode in memory (never in the page) and asks only for the code; the card is untouched', async () => {
     const w = await setup();
     await prompt(w);
     const wrong = await w.browser.post('/unlock', form('11112222'));
     expect(pageState(wrong.body)).toBe('awaiting_unlock');
     expect(pageText(wrong.body)).toContain('That unlock code is not right. You can try 4 more times.');
+    expect(pageText(wrong.body)).toContain('Your new passcode is kept');
+    // Only the code field: the passcode fields are gone and the passcode is not in the page.
+    expect(wrong.body).toContain('name="code"');
+    expect(wrong.body).not.toContain('name="passcode"');
+    expect(wrong.body).not.toContain('name="confirmation"');
+    expect(wrong.body).not.toContain(NEW_PASSCODE);
+    expect(wrong.body).not.toContain('11112222');
     expect(w.card.pinBlocked).toBe(true);
     expect(w.card.pukRetries).toBe(w.card.pukRetriesMax);
+    expect(w.runtime.unlock.holdsPasscode).toBe(true);
+    expect(w.lines.some((l) => l.startsWith('UNLOCKED: '))).toBe(false);
+
+    // The right code alone finishes with the kept passcode.
+    const done = await w.browser.post('/unlock', { code: CODE });
+    expect(pageState(done.body)).toBe('done');
+    expect(await verifies(w.reader, NEW_PASSCODE)).toBe(true);
+    expect(w.runtime.unlock.holdsPasscode).toBe(false);
+    expect(w.bot.requests().filter((r) => r.kind === 'unlock.submit_code')).toHaveLength(2);
+    expect(w.lines).toContain('UNLOCKED: your card is unlocked; use your new passcode');
+    expectNoSecretsLeaked(w);
+  });
+
+  it('after a wrong code the person can choose a different passcode; policy refusals send nothing to the bot', async () => {
+    const w = await setup();
+    await prompt(w);
+    await w.browser.post('/unlock', form('11112222'));
+    expect(w.runtime.unlock.holdsPasscode).toBe(true);
+    const fresh = await w.browser.post('/change-passcode', {});
+    expect(pageState(fresh.body)).toBe('awaiting_unlock');
+    expect(fresh.body).toContain('name="passcode"');
+    expect(pageText(fresh.body)).not.toContain('Your new passcode is kept');
     expect(w.runtime.unlock.holdsPasscode).toBe(false);
 
     const weak = await w.browser.post('/unlock', form(CODE, '123456'));
@@ -233,12 +264,28 @@ describe('unlock controller (in-process virtual card, local ws bot side)', () =>
     expect(pageText(mismatch.body)).toContain('do not match');
     const badCode = await w.browser.post('/unlock', form('1234'));
     expect(pageText(badCode.body)).toContain('8 digits');
+    // With no kept passcode, an empty passcode is refused by the policy, not sent.
+    const empty = await w.browser.post('/unlock', { code: CODE });
+    expect(pageState(empty.body)).toBe('awaiting_unlock');
+    expect(empty.body).toContain('name="passcode"');
     expect(w.bot.requests()).toHaveLength(1); // only the first (wrong) code reached the bot
 
-    const done = await w.browser.post('/unlock', form(CODE));
+    const done = await w.browser.post('/unlock', form(CODE, '495027'));
     expect(pageState(done.body)).toBe('done');
-    expect(await verifies(w.reader, NEW_PASSCODE)).toBe(true);
-    expectNoSecretsLeaked(w);
+    expect(await verifies(w.reader, '495027')).toBe(true);
+    expect(await verifies(w.reader, NEW_PASSCODE)).toBe(false);
+  });
+
+  it('a kept passcode ends with the hold time: the form asks for the passcode again', async () => {
+    const w = await setup(CARD_ID, 300);
+    await prompt(w);
+    await w.browser.post('/unlock', form('11112222'));
+    expect(w.runtime.unlock.holdsPasscode).toBe(true);
+    await until(() => !w.runtime.unlock.holdsPasscode);
+    const page = await w.browser.get();
+    expect(pageState(page.body)).toBe('awaiting_unlock');
+    expect(page.body).toContain('name="passcode"');
+    expect(pageText(page.body)).not.toContain('Your new passcode is kept');
   });
 
   it('card pulled mid-unblock (after the PUK change took effect): "put your card back", then resumes and finishes', async () => {

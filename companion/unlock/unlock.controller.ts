@@ -10,7 +10,9 @@
  * sent as `unlock.result`. If the card is pulled
  * mid-way the page says "put your card back"; when the same card returns the
  * controller sends `unlock.resume` and finishes with the passcode it still
- * holds. The resume carries the accepted code again: the bot sends the PUK pair
+ * holds. After a wrong code the new passcode stays held (it passed the policy;
+ * it is never sent back to the browser) and the page asks for the code only,
+ * saying the passcode is kept; "Choose a different passcode" drops it. The resume carries the accepted code again: the bot sends the PUK pair
  * only to the link session that presented the code, so after a lost link the
  * code is what proves this is the same companion (issue #10). The passcode and
  * the code are dropped together after success, on `unlock.closed`, or after
@@ -53,6 +55,8 @@ export interface UnlockControllerOptions {
   logger: Logger;
   /** Called when an `unlock.prompt` arrives (so the composition root can print a page link). */
   onPrompt?: () => void;
+  /** Called once when the card was unblocked with the new passcode and took the new PUK (so the terminal can say so). */
+  onUnlocked?: () => void;
   /** Passcode hold time, in ms; default {@link PASSCODE_HOLD_MS}. */
   passcodeHoldMs?: number;
   /** How long to keep trying to deliver `unlock.result` across reconnects, in ms; default 10 minutes. */
@@ -104,6 +108,7 @@ const TEXT = {
   pukRejected: 'Your card refused the unlock, so it is still locked. Smartcard Assist will tell you what to do next in Teams.',
   cardError: 'Your card did not finish the unlock. Make sure the card is fully in the reader, then try again.',
   heldTooLong: 'The unlock took too long, so the companion has forgotten your new passcode. Start again in Teams.',
+  keptTooLong: 'The companion keeps a new passcode only for a few minutes, so it has forgotten the one you chose. Type the unlock code and choose a new passcode again.',
   releaseLate: 'Smartcard Assist accepted your code, but the unlock did not reach this computer in time. Try again.',
 } as const;
 
@@ -158,7 +163,14 @@ export class UnlockController {
       case 'idle':
         return { state: 'idle', personName: idle.personName, connected: idle.connected, notice: s.notice };
       case 'awaiting':
-        return { state: 'awaiting_unlock', codeExpiresAt: s.journey.codeExpiresAt, error: s.error, ...(s.keepTypedCode ? { keepTypedCode: true } : {}) };
+        return {
+          state: 'awaiting_unlock',
+          codeExpiresAt: s.journey.codeExpiresAt,
+          error: s.error,
+          ...(s.keepTypedCode ? { keepTypedCode: true } : {}),
+          // Derived, so the form asks for the passcode again as soon as the hold time drops it.
+          ...(this.passcode !== null ? { passcodeKept: true } : {}),
+        };
       case 'working':
         return { state: 'working', step: s.step };
       case 'card_removed':
@@ -265,9 +277,11 @@ export class UnlockController {
 
   /**
    * The unlock form was sent. Checks the code's shape and the passcode policy here, then sends
-   * only the code to the bot and, once authorised, unblocks the card.
+   * only the code to the bot and, once authorised, unblocks the card. When a new passcode is kept
+   * from a try with a wrong code and the form has no passcode (the page then shows the code field
+   * only), the kept one is used; a passcode typed in the form replaces it.
    *
-   * @param form - code, new passcode, confirmation (secrets)
+   * @param form - code, new passcode, confirmation (secrets; passcode and confirmation empty = use the kept one)
    * @returns resolves when the page has something new to show (outcome known, or a refusal)
    */
   async submit(form: UnlockForm): Promise<void> {
@@ -279,18 +293,35 @@ export class UnlockController {
       this.setState({ kind: 'awaiting', journey, error: TEXT.badCode });
       return;
     }
-    const policy = checkPasscode(form.passcode, form.confirmation, { unlockCode: code });
+    const kept = form.passcode === '' && form.confirmation === '' ? this.passcode : null;
+    const passcode = kept ?? form.passcode;
+    const policy = checkPasscode(passcode, kept ?? form.confirmation, { unlockCode: code });
     if (!policy.ok) {
-      // Only the passcode was refused: the page puts the typed code back in its field.
+      // Only the passcode was refused: the page puts the typed code back in its field. A kept
+      // passcode refused now (it equals this code) is dropped, so the form asks for a new one.
+      if (kept !== null) this.dropPasscode();
       this.setState({ kind: 'awaiting', journey, error: policy.message, keepTypedCode: true });
       return;
     }
-    this.holdPasscode(form.passcode, code);
+    if (kept !== null) this.code = code; // the hold time still runs from the first try
+    else this.holdPasscode(passcode, code);
     this.setState({ kind: 'working', journey, step: 'checking_code' });
     this.options.logger.info({ journeyId: journey.journeyId }, 'unlock code sent to the bot');
     const release = this.expectRelease(journey);
     const result = await this.options.link.request({ kind: 'unlock.submit_code', journeyId: journey.journeyId, cardId: journey.cardId, code });
     await this.afterAuthorisationRequest(journey, result, release);
+  }
+
+  /**
+   * "Choose a different passcode" on the form that kept one after a wrong code: drop it, so the
+   * form asks for a new passcode twice. Does nothing once a code was accepted.
+   */
+  forgetPasscode(): void {
+    const s = this.state;
+    if (s.kind !== 'awaiting' || s.journey.codeAccepted || this.passcode === null) return;
+    this.dropPasscode();
+    this.setState({ kind: 'awaiting', journey: s.journey, error: null });
+    this.options.logger.info({ journeyId: s.journey.journeyId }, 'kept passcode dropped at the person\'s request');
   }
 
   /** "Try again" on an error screen: back to the form, or resume when the code was already accepted. */
@@ -401,7 +432,9 @@ export class UnlockController {
       log.info({ journeyId: journey.journeyId, reason: response.reason, triesLeft: response.triesLeft ?? null }, 'bot refused the unlock');
       const text = refusalText(response);
       if (text.form && !journey.codeAccepted) {
-        this.dropPasscode();
+        // A wrong code: keep the new passcode (it passed the policy) so only the code is typed
+        // again; forget the code that was refused.
+        this.code = null;
         this.setState({ kind: 'awaiting', journey, error: text.message });
       } else {
         if (!text.canRetry) this.dropPasscode();
@@ -453,6 +486,7 @@ export class UnlockController {
       case 'unblocked':
         this.dropPasscode();
         if (this.isCurrent(journey)) this.setState({ kind: 'done', journey, closed: false });
+        this.options.onUnlocked?.();
         this.deliverResult({ ...base, outcome: 'unblocked' });
         return;
       case 'card_removed':
@@ -536,6 +570,9 @@ export class UnlockController {
       this.options.logger.info('new passcode dropped after the hold time');
       if (s.kind === 'card_removed' || (s.kind === 'error' && s.canRetry && s.journey.codeAccepted)) {
         this.setState({ kind: 'error', journey: s.journey, message: TEXT.heldTooLong, canRetry: false });
+      } else if (s.kind === 'awaiting') {
+        // A passcode kept after a wrong code: the form asks for a new one again.
+        this.setState({ ...s, error: TEXT.keptTooLong });
       }
     }, this.options.passcodeHoldMs ?? PASSCODE_HOLD_MS);
     this.holdTimer.unref();

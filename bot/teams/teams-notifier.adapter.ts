@@ -1,8 +1,13 @@
 /**
  * Proactive Teams updates for journeys that move outside a Teams turn (the
  * companion finished, a mail failed): re-render the person's current card in
- * place, or post it, and optionally a short message under it. Implements the
- * effect runner's {@link TeamsNotifier} port.
+ * place, or post it. Implements the effect runner's {@link TeamsNotifier} port.
+ *
+ * The card is the one place the journey's outcome is shown: a journey's
+ * `message` is not posted under it, because every journey card already says
+ * the same (the unlock's "Your smartcard is unlocked", a failed code email), and
+ * a person shown the success twice wonders whether something happened twice
+ * (issue #14).
  */
 import { CardFactory, type CloudAdapter, type ConversationReference } from 'botbuilder';
 import type { Logger } from '../../common/logger';
@@ -42,6 +47,15 @@ export class TeamsNotifierAdapter implements TeamsNotifier {
     });
   }
 
+  /**
+   * Re-render the person's current card for `journey`: in place when its activity is known, else
+   * posted (and its activity kept for the next update). Nothing else is sent.
+   *
+   * @param personId - whose card
+   * @param journey - which journey's card
+   * @param message - the journey's text for the same moment; not posted (the card says it, see above),
+   *   only logged as present
+   */
   async refresh(personId: string, journey: JourneyKind, message: string | null): Promise<void> {
     const conv = await this.deps.storage.conversations.get(personId);
     if (!conv) {
@@ -51,6 +65,7 @@ export class TeamsNotifierAdapter implements TeamsNotifier {
     const record = await this.deps.storage.journeys.get(journeyKey(personId, journey));
     if (!record) return;
     const card = await this.deps.bot.cardForRecord(record);
+    if (message) this.deps.logger.debug({ personId, journey }, 'journey message not posted: the card shows the outcome');
     await this.deps.adapter.continueConversationAsync(this.deps.appId, conv.reference as Partial<ConversationReference>, async (ctx) => {
       const attachment = CardFactory.adaptiveCard(card);
       if (record.ui.activityId) {
@@ -59,7 +74,6 @@ export class TeamsNotifierAdapter implements TeamsNotifier {
         const r = await ctx.sendActivity({ attachments: [attachment] });
         if (r?.id) await this.deps.engine.setCardActivity(personId, journey, record.runId, r.id);
       }
-      if (message) await ctx.sendActivity(message);
     });
   }
 }

@@ -29,3 +29,4 @@ export {
   unlockEndedCard,
 } from './unlock.card';
 export { raCaseCard, type RaCaseCardInput } from './ra-case.card';
+export { usageReportCard } from './usage-report.card';

@@ -42,7 +42,9 @@ describe('computeUsageReport', () => {
       row(day(4), 'unlock.self_service_locked', 'p5', { caseRef: 'RA-AAAAAA' }),
       row(day(4), 'ra_case.opened', 'p5', { caseRef: 'RA-AAAAAA', outcome: 'applied' }),
       row(day(4, 10), 'ra_case.close', 'p5', { caseRef: 'RA-AAAAAA', outcome: 'refused', reason: 'not_member' }, 'teams:x'),
-      row(day(4, 11), 'ra_case.close', 'p5', { caseRef: 'RA-AAAAAA', outcome: 'applied' }, 'ra:a'),
+      row(day(4, 10, 30), 'ra_case.close', 'p5', { caseRef: 'RA-AAAAAA', outcome: 'unchanged', reason: 'already_yours' }, 'ra:a'),
+      // An applied close carries the close outcome (as the case journey audits it).
+      row(day(4, 11), 'ra_case.close', 'p5', { caseRef: 'RA-AAAAAA', outcome: 'attempts_reset', actorName: 'Alex Ra' }, 'ra:a'),
       // After the range (to is exclusive).
       row('2026-12-08T00:00:00.000Z', 'registration.completed', 'p6'),
       row('2026-12-08T00:00:00.000Z', 'unlock.self_service_locked', 'p6'),
@@ -78,7 +80,7 @@ describe('computeUsageReport', () => {
 
   it('median over cases closed in the range: odd and even counts; the open time may come from before the range or from the stored case', () => {
     const open = (ref: string, at: string) => row(at, 'ra_case.opened', 'p', { caseRef: ref, outcome: 'applied' });
-    const close = (ref: string, at: string) => row(at, 'ra_case.close', 'p', { caseRef: ref, outcome: 'applied' }, 'ra:a');
+    const close = (ref: string, at: string) => row(at, 'ra_case.close', 'p', { caseRef: ref, outcome: 'no_action' }, 'ra:a');
     const three = [open('RA-000001', day(2, 9)), close('RA-000001', day(2, 10)), open('RA-000002', '2026-11-30T09:00:00.000Z'), close('RA-000002', day(1, 9)), close('RA-000003', day(3, 9))];
     // 1 h, 24 h, and 3 h (RA-000003 opened at 06:00 per the stored case).
     const odd = computeUsageReport(three, RANGE, { openedAt: { 'RA-000003': day(3, 6) } }).teams[0]!;

@@ -12,9 +12,10 @@
  * - RA-assisted unlocks: `unlock.completed` marked assisted (`details.assisted`
  *   true, or a `details.caseRef`), or the person's first `unlock.completed`
  *   after an applied `ra_case.assist_unlock` of a case not closed in between;
- * - cases opened: `ra_case.opened`; cases closed: `ra_case.close` with
- *   `details.outcome` `applied` (refused clicks are audited under the same
- *   action with outcome `refused` and are not counted);
+ * - cases opened: `ra_case.opened`; cases closed: `ra_case.close` applied
+ *   (its `details.outcome` is the close outcome; refused and no-op clicks are
+ *   audited under the same action with outcome `refused` / `unchanged` and are
+ *   not counted);
  * - the median time from case open to close, over the cases closed in the
  *   range (the open time from the case's `ra_case.opened` entry, else from
  *   `openedAt`, e.g. the stored case's `createdAt`).
@@ -92,7 +93,9 @@ export function computeUsageReport(entries: readonly AuditEntry[], range: Report
   /** Person id -> case ref of an assisted unlock started and not yet used or closed. */
   const assisting = new Map<string, string>();
   const durations: number[] = [];
-  const applied = (e: AuditEntry) => e.details['outcome'] === 'applied';
+  // Refused and no-op clicks are audited under the same action with outcome `refused` / `unchanged`; an applied
+  // action has `applied`, or for a close the close outcome (`attempts_reset`...).
+  const applied = (e: AuditEntry) => e.details['outcome'] !== 'refused' && e.details['outcome'] !== 'unchanged';
   for (const e of sorted) {
     const counted = inRange(e);
     switch (e.action) {

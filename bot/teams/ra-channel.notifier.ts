@@ -7,7 +7,8 @@
  * bot was installed in a team (a `conversationUpdate` from a team channel,
  * stored under {@link RA_CHANNEL_KEY}), else the one configuration gives
  * (`RA_CHANNEL_ID`, `RA_CHANNEL_SERVICE_URL`). When `RA_CHANNEL_ID` is set,
- * only that channel's activities are learned.
+ * only that channel's activities are learned. When the first reference is
+ * learned, the cards of active cases not yet posted are posted then.
  */
 import { CardFactory, TurnContext, type Activity, type CloudAdapter, type ConversationReference } from 'botbuilder';
 import { AppError } from '../../common/app-error';
@@ -17,6 +18,9 @@ import type { JourneyEngine } from '../journeys/journey.engine';
 import { journeyKey } from '../journeys/journey.key';
 import type { RaDeskService } from '../journeys/ra-case/ra-desk.service';
 import type { RaDeskConfig } from '../journeys/ra-case/ra-roles';
+
+/** Most waiting case cards posted when the channel is first learned. */
+const MAX_REPOST = 200;
 
 /** Key of the learned RA channel reference in the conversations store (not a person id). */
 const RA_CHANNEL_KEY = 'ra-channel';
@@ -52,8 +56,32 @@ export class RaChannelNotifier {
     }
     const reference = TurnContext.getConversationReference(activity) as Partial<ConversationReference>;
     const channelRef = { ...reference, conversation: { ...reference.conversation!, id: conversationId.split(';')[0]! } };
+    const known = await this.deps.storage.conversations.get(RA_CHANNEL_KEY);
     await this.deps.storage.conversations.put({ personId: RA_CHANNEL_KEY, reference: JSON.parse(JSON.stringify(channelRef)) as Record<string, unknown>, updatedAt: new Date().toISOString() });
     this.deps.logger.info({ team: cd.team.id }, 'RA channel reference stored');
+    if (!known) {
+      // First reference: post the cards of cases that could not be posted before (in the background; logged).
+      void this.postUnposted().catch((err: unknown) => this.deps.logger.warn({ code: err instanceof AppError ? err.code : 'UNEXPECTED' }, 'RA channel: posting waiting case cards failed'));
+    }
+  }
+
+  /**
+   * Post the card of every active case that has none in the channel yet: first let the case's own pending
+   * effects run (they post it), then post directly what is still missing (e.g. an effect given up on while
+   * no channel was known).
+   *
+   * @returns how many cards were posted directly
+   */
+  private async postUnposted(): Promise<number> {
+    let posted = 0;
+    for (const c of await this.deps.storage.cases.listActive(MAX_REPOST)) {
+      await this.deps.engine.drain(c.ref, 'ra-case');
+      const rec = await this.deps.storage.journeys.get(journeyKey(c.ref, 'ra-case'));
+      if (!rec || rec.ui.activityId) continue;
+      await this.postCaseCard(c.ref);
+      posted++;
+    }
+    return posted;
   }
 
   /** The RA channel's reference, or null when none is known. */

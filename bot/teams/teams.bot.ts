@@ -22,6 +22,7 @@ import { helpCard } from '../../cards';
 import { pairHelpCard, pairingResultCard } from '../../cards';
 import { unlockEndedCard } from '../../cards';
 import { welcomeCard } from '../../cards';
+import { usageReportCard } from '../../cards';
 import { AppError } from '../../common/app-error';
 import type { Logger } from '../../common/logger';
 import type { Device, JourneyKind, JourneyRecord, Person, Storage } from '../../storage/storage.port';
@@ -32,7 +33,8 @@ import { provisionalPersonId, type RegistrationService, type TeamsIdentity } fro
 import { renderUnlockCard } from '../journeys/unlock/unlock.view';
 import { decodeUnlock } from '../journeys/unlock/unlock.state';
 import type { RaAction } from '../journeys/ra-case/ra-case.journey';
-import type { DeskSender, RaDeskService } from '../journeys/ra-case/ra-desk.service';
+import { MAX_HANDOFF_REASON, type DeskSender, type HandoffOutcome, type RaDeskService } from '../journeys/ra-case/ra-desk.service';
+import { rangeText, usageFacts } from '../report/usage-report';
 import { parseIntent } from './intents';
 
 export interface TeamsBotDeps {
@@ -243,6 +245,23 @@ export class SmartcardBot extends ActivityHandler {
         );
         return;
       }
+      case 'report': {
+        const r = await this.deps.raDesk.report(deskSender(activity), intent);
+        if (r.kind === 'not_member') {
+          await context.sendActivity('Only RA team members can ask for the usage report. Nothing was shown, and your request was recorded.');
+          return;
+        }
+        if (r.kind === 'bad_dates') {
+          await context.sendActivity(`I could not read those dates: ${r.message}. Say "report" for the last 7 days, or "report 2026-12-01 2026-12-07" (UTC days, both included).`);
+          return;
+        }
+        await this.sendCard(context, usageReportCard({ range: rangeText(r.report.range), teams: r.report.teams.map((t) => ({ team: t.team, facts: usageFacts(t) })) }));
+        return;
+      }
+      case 'open_case_for': {
+        await context.sendActivity(handoffAnswer(await this.deps.raDesk.openForPerson(deskSender(activity), intent.email, intent.reason), intent.email));
+        return;
+      }
       case 'unknown':
         await context.sendActivity('Sorry, I did not understand that. Here is what I can do:');
         await this.sendCard(context, helpCard());
@@ -358,6 +377,29 @@ export class SmartcardBot extends ActivityHandler {
     const record = await act(identity, this.deps.registration);
     const after = turn.person ?? (await this.deps.storage.persons.get(record.personId));
     return this.deps.registration.view(record, after);
+  }
+}
+
+/** What the helpdesk member is told about a handoff (plain words; the case reference when there is one). */
+function handoffAnswer(r: HandoffOutcome, typedEmail: string): string {
+  const shown = typedEmail.slice(0, 100);
+  switch (r.kind) {
+    case 'opened':
+      return `Case ${r.caseRef} is open for ${r.person.displayName} (${r.person.email}) and with the RA team. ${r.personTold ? 'They have been told in their Teams chat with Smartcard Assist.' : 'They have not chatted with Smartcard Assist yet, so they could not be told in Teams: give them the reference.'}`;
+    case 'exists':
+      return `${r.person.displayName} (${r.person.email}) already has an open case, ${r.caseRef}, with the RA team. Nothing new was opened; quote ${r.caseRef}.`;
+    case 'not_helpdesk':
+      return 'Only helpdesk staff can open RA cases for someone else. Nothing was opened, and your request was recorded. If this is about your own card, say "talk to RA".';
+    case 'bad_email':
+      return `"${shown}" is not an email address. Nothing was opened. Say "open case for name@nhs.net: reason".`;
+    case 'no_reason':
+      return `Say why after the address, e.g. "open case for ${shown}: locked out, identity checked by phone". Nothing was opened.`;
+    case 'reason_too_long':
+      return `The reason is too long (at most ${MAX_HANDOFF_REASON} characters). Nothing was opened.`;
+    case 'not_registered':
+      return `No one is registered with Smartcard Assist as ${r.email}. Nothing was opened. Check the address, or contact the RA team directly: they can help people who are not registered.`;
+    case 'ambiguous':
+      return `More than one person is registered with Smartcard Assist as ${r.email}. Nothing was opened: contact the RA team directly so they can tell them apart.`;
   }
 }
 

@@ -105,6 +105,23 @@ describe('stepRaCase', () => {
     expect(r.effects).toContainEqual(expect.objectContaining({ type: 'ra.case_status', status: 'claimed' }));
   });
 
+  it('the person hears what to do next: a helpdesk opening names the helpdesk; a claim says who; a close says what next, by outcome', () => {
+    const byHelpdesk = stepRaCase(newRaCaseJourney(REF, 'run-1'), { ...openEvent, reason: 'helpdesk', actor: `helpdesk:${helpdesk.id}`, actorName: 'Casey Help', note: ' called the desk ' }, ctx());
+    expect(byHelpdesk.journey.state.history[0]).toMatchObject({ actorName: 'Casey Help', detail: 'called the desk' });
+    const told = (r: { effects: Effect[] }) => r.effects.find((e) => e.type === 'ra.tell_person') as { text: string } | undefined;
+    expect(told(byHelpdesk)?.text).toMatch(/^Casey Help from the IT helpdesk has asked your RA team.*RA-7K2Q9D.*You do not need to do anything now\.$/);
+    expect(told(stepRaCase(newRaCaseJourney(REF, 'run-1'), openEvent, ctx()))?.text).toMatch(/^Your case RA-7K2Q9D is with your RA team/);
+    const claimed = act(byHelpdesk.journey, alex, 'claim');
+    expect(told(claimed)?.text).toBe('Alex Ra from your RA team is now looking after your case RA-7K2Q9D. They will contact you; you can also reply here with "talk to RA" to check on it.');
+    const next = { unlocked_in_person: /use it with your passcode/, assisted_unlock: /should now be unlocked/, attempts_reset: /unlock your card yourself again: say "unlock"/, referred: /passed your case on/, no_action: /found nothing that needed doing/ } as const;
+    for (const [outcome, re] of Object.entries(next)) {
+      const text = told(act(claimed.journey, alex, 'close', { outcome: outcome as keyof typeof next }))?.text ?? '';
+      expect(text).toMatch(re);
+      expect(text).toMatch(/^Your case RA-7K2Q9D is closed .*say "talk to RA" and a new case opens\.$/);
+      expect(text).not.toMatch(/\bPIN\b/);
+    }
+  });
+
   it('the stored state round-trips through its codec; a malformed one names the field', () => {
     const j = act(act(opened(), alex, 'claim').journey, alex, 'note', { note: 'hello' }).journey;
     expect(decodeRaCase({ personId: REF, runId: 'run-1', state: JSON.parse(JSON.stringify(j.state)) })).toEqual(j);

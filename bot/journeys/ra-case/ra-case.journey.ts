@@ -105,6 +105,8 @@ export type RaCaseEvent =
       /** Who opened it: `system` (lockout), `person:<id>` (asked), `helpdesk:<id>`. */
       actor: string;
       actorName: string;
+      /** Why, in the opener's words (a helpdesk handoff); shown on the card with the opening. */
+      note?: string;
     }
   | { type: 'act'; action: RaAction; actor: RaActor; step: number; note?: string; outcome?: CaseOutcome };
 
@@ -145,22 +147,34 @@ function storedStatus(status: RaCaseStatus): RaCase['status'] {
 }
 
 /** What the person is told in their chat after each applied action (plain words; "passcode", never PIN). */
-function personMessage(caseRef: string, action: 'open' | RaAction, owner: string | null, outcome: CaseOutcome | null): string | null {
+function personMessage(caseRef: string, action: 'open' | RaAction, owner: string | null, outcome: CaseOutcome | null, opener: { reason: RaCase['reason'] | null; name: string | null }): string | null {
   switch (action) {
     case 'open':
+      if (opener.reason === 'helpdesk') {
+        return `${opener.name ?? 'The IT helpdesk'} from the IT helpdesk has asked your RA team to help you with your smartcard: your case is ${caseRef}. Someone from your RA team will pick it up and contact you; quote ${caseRef} if you speak to them. You do not need to do anything now.`;
+      }
       return `Your case ${caseRef} is with your RA team. Someone will pick it up and contact you; quote ${caseRef} if you speak to them.`;
     case 'claim':
-      return `${owner ?? 'An RA team member'} from your RA team is now looking after your case ${caseRef}.`;
+      return `${owner ?? 'An RA team member'} from your RA team is now looking after your case ${caseRef}. They will contact you; you can also reply here with "talk to RA" to check on it.`;
     case 'reset_attempts':
       return `Your RA team has reset your self-service attempts (case ${caseRef}). Say "unlock" to unlock your card yourself.`;
     case 'assist_unlock':
       return `Your RA team has started an assisted unlock for you (case ${caseRef}). Say "unlock" and keep your card in the reader; you will finish at the Smartcard Assist companion with a code we email you.`;
     case 'close':
-      return `Your case ${caseRef} is closed (${OUTCOME_TEXT[outcome ?? 'no_action']}). If you still cannot use your card, say "talk to RA".`;
+      return `Your case ${caseRef} is closed (${OUTCOME_TEXT[outcome ?? 'no_action']}). ${NEXT_STEP[outcome ?? 'no_action']} If you still cannot use your card, say "talk to RA" and a new case opens.`;
     case 'note':
       return null;
   }
 }
+
+/** What the person does next after a close, by outcome (plain words; "passcode", never PIN). */
+const NEXT_STEP: Record<CaseOutcome, string> = {
+  unlocked_in_person: 'Your card is unlocked: use it with your passcode as usual.',
+  assisted_unlock: 'Your card should now be unlocked: use it with your passcode as usual.',
+  attempts_reset: 'You can unlock your card yourself again: say "unlock".',
+  referred: 'Your RA team has passed your case on; whoever picks it up will contact you.',
+  no_action: 'Your RA team found nothing that needed doing.',
+};
 
 /** Outcomes in words, for the person and the card. */
 export const OUTCOME_TEXT: Record<CaseOutcome, string> = {
@@ -201,10 +215,11 @@ export function stepRaCase(journey: RaCaseJourney, event: RaCaseEvent, ctx: RaCa
       openedAt: at,
       context: event.context,
       paused: event.paused,
-      history: [{ at, actor: event.actor, actorName: event.actorName, action: 'opened', detail: null }],
+      history: [{ at, actor: event.actor, actorName: event.actorName, action: 'opened', detail: event.note?.trim().slice(0, MAX_NOTE_LENGTH) || null }],
     };
     const next = { ...journey, state };
-    return { journey: next, effects: effectsFor(next, 'open', event.actor, ctx, { reason: event.reason }), changed: true, verdict: { kind: 'applied', action: 'open' } };
+    const effects = effectsFor(next, 'open', event.actor, ctx, { reason: event.reason, actorName: event.actorName });
+    return { journey: next, effects, changed: true, verdict: { kind: 'applied', action: 'open' } };
   }
 
   const { actor, action } = event;
@@ -264,7 +279,8 @@ function effectsFor(next: RaCaseJourney, action: 'open' | RaAction, actor: strin
     { type: 'ra.case_status', id: ctx.newId(), caseRef: next.caseRef, status: storedStatus(s.status) },
     { type: 'ra.case_card', id: ctx.newId(), caseRef: next.caseRef },
   ];
-  const text = personMessage(next.caseRef, action, s.owner?.name ?? null, s.outcome?.code ?? null);
+  const opened = s.history[0];
+  const text = personMessage(next.caseRef, action, s.owner?.name ?? null, s.outcome?.code ?? null, { reason: s.reason, name: opened?.action === 'opened' ? opened.actorName : null });
   if (text && s.personId) effects.push({ type: 'ra.tell_person', id: ctx.newId(), personId: s.personId, caseRef: next.caseRef, text });
   return effects;
 }

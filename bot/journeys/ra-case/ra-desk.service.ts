@@ -8,6 +8,7 @@
  * `<caseRef>:ra-case`). Roles come from configuration (`ra-roles.ts`).
  */
 import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
 import type { AdaptiveCard } from '../../../cards';
 import type { Logger } from '../../../common/logger';
 import type { Person, RaCase, Storage } from '../../../storage/storage.port';
@@ -21,6 +22,8 @@ import type { CaseOutcome, PausedJourney, RaAction, RaCaseJourney, RaVerdict } f
 import { decodeRaCase } from './ra-case.state';
 import { renderRaCaseCard, verdictNotice } from './ra-case.view';
 import { roleOf, type RaDeskConfig } from './ra-roles';
+import { reportRangeFromDates, type UsageReport } from '../../report/usage-report';
+import { loadUsageReport } from '../../report/usage-report.loader';
 
 /** A Teams sender as the desk sees them. */
 export interface DeskSender {
@@ -40,6 +43,17 @@ export interface RaDeskDeps {
   logger: Logger;
 }
 
+/** What a helpdesk handoff did (`openForPerson`); only `opened` changed anything. */
+export type HandoffOutcome =
+  | { kind: 'opened' | 'exists'; caseRef: string; person: { displayName: string; email: string }; personTold: boolean }
+  | { kind: 'not_helpdesk' | 'bad_email' | 'no_reason' | 'reason_too_long' }
+  | { kind: 'not_registered' | 'ambiguous'; email: string };
+
+/** Longest helpdesk handoff reason, in characters after trimming. */
+export const MAX_HANDOFF_REASON = 500;
+
+const EMAIL = z.string().email().max(254);
+
 /** Audit entries read to show what the person did. */
 const AUDIT_WINDOW = 2000;
 
@@ -53,8 +67,9 @@ export class RaDeskService {
    * @param raCase - the stored case
    * @param paused - the person's journey that was running, or null
    * @param opener - who opened it: `system`, `person:<id>` or `helpdesk:<id>`, and a display name
+   * @param note - why, in the opener's words (helpdesk handoff), shown on the card
    */
-  async caseOpened(raCase: RaCase, paused: PausedJourney | null = null, opener = { actor: 'system', name: 'Smartcard Assist' }): Promise<void> {
+  async caseOpened(raCase: RaCase, paused: PausedJourney | null = null, opener = { actor: 'system', name: 'Smartcard Assist' }, note?: string): Promise<void> {
     await this.deps.engine.run(this.deps.definition, raCase.ref, async () => ({
       type: 'open' as const,
       personId: raCase.personId,
@@ -63,6 +78,7 @@ export class RaDeskService {
       paused,
       actor: opener.actor,
       actorName: opener.name,
+      ...(note !== undefined ? { note } : {}),
     }));
   }
 
@@ -73,7 +89,57 @@ export class RaDeskService {
    * @returns the case reference and whether a new case was opened
    */
   async requestByPerson(person: Person): Promise<{ caseRef: string; created: boolean }> {
-    const existing = (await this.deps.storage.cases.listByPerson(person.id)).find((c) => c.status !== 'closed');
+    return this.openCase(person, 'requested', { actor: `person:${person.id}`, name: person.displayName });
+  }
+
+  /**
+   * A helpdesk member opens a case for someone from Teams (issue #12, helpdesk handoff).
+   * Only helpdesk members (and RA members) may; anyone else is refused and audited. The email must be
+   * registered with exactly one person; otherwise nothing changes. A person who already has a case
+   * keeps it (its reference is returned).
+   *
+   * @param sender - who asks (role from `from.aadObjectId`)
+   * @param email - the person's registered email, as typed
+   * @param reason - why, in the helpdesk member's words (1..{@link MAX_HANDOFF_REASON} characters; shown to RA)
+   * @returns what happened: `opened` / `exists` with the case and person, or why nothing was done
+   */
+  async openForPerson(sender: DeskSender, email: string, reason: string): Promise<HandoffOutcome> {
+    const role = roleOf(this.deps.config, sender);
+    const actorId = sender.aadObjectId ?? sender.channelUserId ?? 'unknown';
+    if (role === 'none') {
+      await this.deps.storage.audit.append({
+        id: randomUUID(),
+        at: this.deps.now().toISOString(),
+        actor: `teams:${actorId}`.slice(0, 200),
+        action: 'ra_case.helpdesk_open',
+        personId: null,
+        details: { outcome: 'refused', reason: 'not_helpdesk', role },
+      });
+      return { kind: 'not_helpdesk' };
+    }
+    const address = email.trim().toLowerCase();
+    if (!EMAIL.safeParse(address).success) return { kind: 'bad_email' };
+    const why = reason.trim();
+    if (why.length === 0) return { kind: 'no_reason' };
+    if (why.length > MAX_HANDOFF_REASON) return { kind: 'reason_too_long' };
+    const persons = await this.deps.storage.persons.listByEmail(address);
+    if (persons.length === 0) return { kind: 'not_registered', email: address };
+    if (persons.length > 1) return { kind: 'ambiguous', email: address };
+    const person = persons[0]!;
+    const opener = { actor: `${role}:${actorId}`.slice(0, 200), name: sender.name || 'Helpdesk' };
+    const { caseRef, created } = await this.openCase(person, 'helpdesk', opener, why);
+    const reachable = (await this.deps.storage.conversations.get(person.id)) !== null;
+    return { kind: created ? 'opened' : 'exists', caseRef, person: { displayName: person.displayName, email: person.email }, personTold: created && reachable };
+  }
+
+  /**
+   * Open a case for a person unless one is active, single-winner: the case's `sourceId` is derived from
+   * the person and how many cases they had, so of two opens racing from the same read one inserts the
+   * case and the other gets that same case back (`exists`), never a second one.
+   */
+  private async openCase(person: Person, reason: 'requested' | 'helpdesk', opener: { actor: string; name: string }, note?: string): Promise<{ caseRef: string; created: boolean }> {
+    const cases = await this.deps.storage.cases.listByPerson(person.id);
+    const existing = cases.find((c) => c.status !== 'closed');
     if (existing) return { caseRef: existing.ref, created: false };
     let paused: PausedJourney | null = null;
     const unlock = await this.deps.storage.journeys.get(journeyKey(person.id, 'unlock'));
@@ -85,17 +151,41 @@ export class RaDeskService {
     const raCase: RaCase = {
       ref: generateCaseRef(),
       personId: person.id,
-      reason: 'requested',
+      reason,
       status: 'open',
-      context: { cardId: person.cardId, pausedJourney: paused ? `${paused.kind}:${paused.phase}` : null },
-      sourceId: randomUUID(),
+      context: { cardId: person.cardId, pausedJourney: paused ? `${paused.kind}:${paused.phase}` : null, ...(reason === 'helpdesk' ? { openedBy: opener.name.slice(0, 200) } : {}) },
+      // One open per person and case count: racing opens insert one case (the port's unique sourceId).
+      sourceId: `person-open:${person.id}:${cases.length}`,
       createdAt: at,
       updatedAt: at,
       version: 1,
     };
     const stored = await this.deps.storage.cases.insert(raCase);
-    await this.caseOpened(stored.record, paused, { actor: `person:${person.id}`, name: person.displayName });
+    // Lost the race: the winner's case is the person's case.
+    if (stored.status === 'exists') return { caseRef: stored.record.ref, created: false };
+    await this.caseOpened(stored.record, paused, opener, note);
     return { caseRef: stored.record.ref, created: true };
+  }
+
+  /**
+   * The usage report for an RA member (the "report" command in the RA channel).
+   *
+   * @param sender - who asks; only RA members get the report, others are refused and audited
+   * @param dates - first and last UTC day as `YYYY-MM-DD` (both included); null for the last 7 days up to today
+   * @returns the report, `{ kind: 'not_member' }`, or `{ kind: 'bad_dates', message }` saying what is wrong
+   */
+  async report(sender: DeskSender, dates: { from: string | null; to: string | null }): Promise<{ kind: 'report'; report: UsageReport } | { kind: 'not_member' } | { kind: 'bad_dates'; message: string }> {
+    const role = roleOf(this.deps.config, sender);
+    if (role !== 'ra') {
+      const actorId = sender.aadObjectId ?? sender.channelUserId ?? 'unknown';
+      await this.deps.storage.audit.append({ id: randomUUID(), at: this.deps.now().toISOString(), actor: `${role === 'helpdesk' ? 'helpdesk' : 'teams'}:${actorId}`.slice(0, 200), action: 'report.requested', personId: null, details: { outcome: 'refused', reason: 'not_member', role } });
+      return { kind: 'not_member' };
+    }
+    const today = this.deps.now().toISOString().slice(0, 10);
+    const weekAgo = new Date(Date.parse(`${today}T00:00:00.000Z`) - 6 * 86_400_000).toISOString().slice(0, 10);
+    const r = reportRangeFromDates(dates.from ?? weekAgo, dates.to ?? today);
+    if (!r.ok) return { kind: 'bad_dates', message: r.message.replace(/--(from|to)/g, (_m, w: string) => (w === 'from' ? 'the first date' : 'the last date')) };
+    return { kind: 'report', report: await loadUsageReport(this.deps.storage, r.range) };
   }
 
   /**

@@ -14,9 +14,8 @@ import { unseal } from '../security/seal';
 import { PukCustody } from '../puk/puk.custody';
 import { cardClaim, holderTag } from '../puk/puk.rules';
 import { journeyKey } from './journey.key';
-import { EFFECT_NOT_HERE } from './journey.engine';
 import { decodeUnlock } from './unlock/unlock.state';
-import type { Effect } from './journey.effects';
+import { EFFECT_NOT_HERE, type Effect } from './journey.effects';
 import type { UnlockEvent } from './unlock/unlock.journey';
 import type { RegistrationEvent } from './registration/registration.journey';
 

@@ -12,6 +12,13 @@ import type { Command } from '../../protocol/companion-link.protocol';
 import type { AnswerHash, JourneyKind, Sealed } from '../../storage/storage.port';
 import type { PukCommitEffect, PukReleaseEffect } from '../puk/puk.effects';
 
+/**
+ * Error code a runner throws for an effect this process cannot carry out at all
+ * (e.g. the admin CLI has no mail, link or Teams): the effect stays pending,
+ * uncounted and never abandoned, for the bot's drain or sweep to carry out.
+ */
+export const EFFECT_NOT_HERE = 'EFFECT.NOT_HERE';
+
 export type Effect =
   /** Release the card's PUK pair to the companion unblocking it (carried out by `bot/puk/`). */
   | PukReleaseEffect

@@ -20,19 +20,14 @@ import type { Logger } from '../../common/logger';
 import type { JourneyKind, JourneyRecord, Storage, StoredEffect } from '../../storage/storage.port';
 import type { EffectRunner, FollowUp } from './effect-runner';
 import { journeyKey } from './journey.key';
-import type { Effect } from './journey.effects';
+import { EFFECT_NOT_HERE, type Effect } from './journey.effects';
 import type { StepResult, UnlockEvent, UnlockJourney } from './unlock/unlock.journey';
 import type { RegistrationEvent, RegistrationJourney, RegistrationStepResult } from './registration/registration.journey';
 
 /** Attempts after which an effect is abandoned (logged and audited). */
 export const MAX_EFFECT_ATTEMPTS = 10;
 
-/**
- * Error code a runner throws for an effect this process cannot carry out at all
- * (e.g. the admin CLI has no mail, link or Teams): the effect stays pending,
- * uncounted and never abandoned, for the bot's drain or sweep to carry out.
- */
-export const EFFECT_NOT_HERE = 'EFFECT.NOT_HERE';
+export { EFFECT_NOT_HERE };
 
 /** What a journey's pure step returns (the part the engine needs). */
 export interface JourneyStepResult<J> {

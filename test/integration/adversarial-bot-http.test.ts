@@ -6,14 +6,12 @@
  * counted. Expected: a clear 4xx naming what is wrong, no 5xx, no crash, nothing
  * stored inconsistently, no secret echoed in an answer or the log.
  */
-import Database from 'better-sqlite3';
 import { randomBytes, randomInt, randomUUID } from 'node:crypto';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeTestDirs, startBotStack, type BotStack } from '../support/e2e-stack';
 import { loadConfig } from '../../bot/config';
 import { provisionalPersonId } from '../../bot/journeys/registration/registration.service';
-import { activityText, httpRequest, postJson, RecordingConnector, scanForSecrets, seedPerson, sleep, TeamsClient, teamsUser, type SeededPerson } from './adversarial-harness';
+import { activityText, httpRequest, postJson, RecordingConnector, scanForSecrets, seedPerson, sleep, TeamsClient, teamsUser, type SeededPerson, readStore } from './adversarial-harness';
 
 /** The pairing user-code alphabet (no 0 O 1 I L). */
 const USER_CODE_ALPHABET = 'ABCDEFGHJKMNPQRSTUVWXYZ23456789';
@@ -31,14 +29,7 @@ describe('adversarial: bot HTTP (activities, card actions, pairing endpoints)', 
   /** Secrets the tests send; none may show in the bot's output or data directory. */
   const secrets: Array<{ label: string; value: string }> = [];
 
-  const sql = <T>(query: string, ...params: unknown[]): T[] => {
-    const db = new Database(path.join(bot.dataDir, 'smartcard-assist.sqlite'), { readonly: true, fileMustExist: true });
-    try {
-      return db.prepare(query).all(...params) as T[];
-    } finally {
-      db.close();
-    }
-  };
+  const sql = <T>(query: string, ...params: unknown[]): T[] => readStore<T>(bot.dataDir, query, ...params);
   const healthy = async (): Promise<void> => {
     expect(bot.process.hasExited(), 'the bot process exited').toBe(false);
     expect((await httpRequest(`${bot.url}/healthz`)).status).toBe(200);

@@ -9,7 +9,6 @@
  * The journey must stay consistent (the store says what happened) and
  * finishable, or end plainly.
  */
-import Database from 'better-sqlite3';
 import { randomBytes, randomInt } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -36,6 +35,7 @@ import {
   unlockCodeOf,
   type SeededPerson,
   unlockRun,
+  readStore,
 } from './adversarial-harness';
 
 const COMMAND_TIMEOUT_MS = 3000;
@@ -68,14 +68,7 @@ describe('adversarial: the companion (or the bot) dies mid-journey', () => {
   /** The person's browser session on the (restarted) companion's page. */
   let page: PageBrowser;
 
-  const sql = <T>(query: string, ...params: unknown[]): T[] => {
-    const db = new Database(path.join(bot.dataDir, 'smartcard-assist.sqlite'), { readonly: true, fileMustExist: true });
-    try {
-      return db.prepare(query).all(...params) as T[];
-    } finally {
-      db.close();
-    }
-  };
+  const sql = <T>(query: string, ...params: unknown[]): T[] => readStore<T>(bot.dataDir, query, ...params);
   const count = (personId: string, action: string): number => sql<{ n: number }>(`SELECT count(*) AS n FROM audit WHERE person_id = ? AND action = ?`, personId, action)[0]!.n;
   const phase = (personId: string): Record<string, unknown> => unlockRun(sql<{ state: string }>(`SELECT state FROM journeys WHERE key = ?`, `${personId}:unlock`)[0]?.state);
 

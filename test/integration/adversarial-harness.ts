@@ -8,14 +8,32 @@
  *
  * Nothing here uses pcscd or the vpcd readers.
  */
+import Database from 'better-sqlite3';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { request, type IncomingMessage, type ServerResponse } from 'node:http';
+import path from 'node:path';
 import WebSocket from 'ws';
 import type { OutboxEntry } from '../../bot/mail/outbox-mail.adapter';
 import { PROTOCOL_VERSION } from '../../protocol/companion-link.protocol';
 import { listFiles } from '../support/e2e-secrets';
 import { runAdmin, type BotStack } from '../support/e2e-stack';
 import { LoopbackHttpServer } from '../support/loopback-http';
+
+/**
+ * Read the bot's embedded store with read-only SQL: what was stored, as the tests check it.
+ *
+ * @param dataDir - the bot's data directory (it holds `smartcard-assist.sqlite`)
+ * @param query - one SELECT; `?` placeholders take `params` in order
+ * @returns the rows; the database is opened read-only and closed before returning
+ */
+export function readStore<T>(dataDir: string, query: string, ...params: unknown[]): T[] {
+  const db = new Database(path.join(dataDir, 'smartcard-assist.sqlite'), { readonly: true, fileMustExist: true });
+  try {
+    return db.prepare(query).all(...params) as T[];
+  } finally {
+    db.close();
+  }
+}
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

@@ -28,6 +28,7 @@ import {
   unlockCodeOf,
   type SeededPerson,
   unlockRun,
+  readStore,
 } from './adversarial-harness';
 
 interface Paired {
@@ -45,14 +46,7 @@ describe('adversarial: companion link WebSocket', () => {
   const open: RawCompanion[] = [];
   const secrets: Array<{ label: string; value: string }> = [];
 
-  const sql = <T>(query: string, ...params: unknown[]): T[] => {
-    const db = new Database(path.join(bot.dataDir, 'smartcard-assist.sqlite'), { readonly: true, fileMustExist: true });
-    try {
-      return db.prepare(query).all(...params) as T[];
-    } finally {
-      db.close();
-    }
-  };
+  const sql = <T>(query: string, ...params: unknown[]): T[] => readStore<T>(bot.dataDir, query, ...params);
   const count = (personId: string, action: string): number => sql<{ n: number }>(`SELECT count(*) AS n FROM audit WHERE person_id = ? AND action = ?`, personId, action)[0]!.n;
   const journeyState = (personId: string): Record<string, unknown> => unlockRun(sql<{ state: string }>(`SELECT state FROM journeys WHERE key = ?`, `${personId}:unlock`)[0]?.state);
   const cardRow = (cardId: string): { puk: string | null; pending_puk: string | null; version: number } => sql<{ puk: string | null; pending_puk: string | null; version: number }>(`SELECT puk, pending_puk, version FROM cards WHERE card_id = ?`, cardId)[0]!;

@@ -14,7 +14,6 @@
  * form token; new links come from the running companion's `--page-link`
  * socket (`requestPageLink`), and opening one ends the session before it.
  */
-import Database from 'better-sqlite3';
 import { randomBytes, randomInt } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -44,6 +43,7 @@ import {
   unlockCodeOf,
   type HttpResult,
   type SeededPerson,
+  readStore,
 } from './adversarial-harness';
 
 function policyPasscode(): string {
@@ -71,14 +71,7 @@ describe('adversarial: the companion passcode page (127.0.0.1)', () => {
   const newPasscode = policyPasscode();
   const secrets: Array<{ label: string; value: string }> = [];
 
-  const sql = <T>(query: string, ...params: unknown[]): T[] => {
-    const db = new Database(path.join(bot.dataDir, 'smartcard-assist.sqlite'), { readonly: true, fileMustExist: true });
-    try {
-      return db.prepare(query).all(...params) as T[];
-    } finally {
-      db.close();
-    }
-  };
+  const sql = <T>(query: string, ...params: unknown[]): T[] => readStore<T>(bot.dataDir, query, ...params);
   const count = (action: string): number => sql<{ n: number }>(`SELECT count(*) AS n FROM audit WHERE person_id = ? AND action = ?`, person.personId, action)[0]!.n;
   const cookie = (): string => browser.held.cookie!;
   const formToken = (): string => browser.held.formToken!;

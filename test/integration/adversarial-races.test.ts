@@ -4,8 +4,6 @@
  * companion reporting a blocked card. What counts is read from the store
  * (read-only SQL: audit, cases, the person's self-service lock) and the outbox.
  */
-import Database from 'better-sqlite3';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeTestDirs, startBotStack, type BotStack } from '../support/e2e-stack';
 import {
@@ -24,6 +22,7 @@ import {
   TeamsClient,
   unlockCodeOf,
   type SeededPerson,
+  readStore,
 } from './adversarial-harness';
 
 describe('adversarial: races on card actions (double clicks, floods)', () => {
@@ -33,14 +32,7 @@ describe('adversarial: races on card actions (double clicks, floods)', () => {
   const open: RawCompanion[] = [];
   const secrets: Array<{ label: string; value: string }> = [];
 
-  const sql = <T>(query: string, ...params: unknown[]): T[] => {
-    const db = new Database(path.join(bot.dataDir, 'smartcard-assist.sqlite'), { readonly: true, fileMustExist: true });
-    try {
-      return db.prepare(query).all(...params) as T[];
-    } finally {
-      db.close();
-    }
-  };
+  const sql = <T>(query: string, ...params: unknown[]): T[] => readStore<T>(bot.dataDir, query, ...params);
   const count = (personId: string, action: string): number => sql<{ n: number }>(`SELECT count(*) AS n FROM audit WHERE person_id = ? AND action = ?`, personId, action)[0]!.n;
   const codeMails = async (p: SeededPerson): Promise<number> => (await bot.outbox()).filter((m) => m.kind === 'unlock_code' && String(m.headers['to'] ?? '').includes(p.email)).length;
 

@@ -22,7 +22,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROTOCOL_VERSION } from '../../protocol/companion-link.protocol';
 import { artifactDir, REPO_ROOT } from '../support/artifacts';
 import { removeTestDirs, runAdmin, startBotStack, type BotStack } from '../support/e2e-stack';
-import { cardText, invokeCard, pairDevice, RawCompanion, RecordingConnector, seedPerson, sleep, TeamsClient, type SeededPerson } from './adversarial-harness';
+import { cardText, invokeCard, pairDevice, RawCompanion, RecordingConnector, seedPerson, sleep, TeamsClient, type SeededPerson, readStore } from './adversarial-harness';
 
 /** Close code for a refused or revoked credential (protocol `CloseCodes.UNAUTHORISED`). */
 const UNAUTHORISED = 4401;
@@ -39,14 +39,7 @@ describe('link: revocation holds on every message (finding 5)', () => {
   let teams: TeamsClient;
   const open: RawCompanion[] = [];
 
-  const sql = <T>(query: string, ...params: unknown[]): T[] => {
-    const db = new Database(path.join(bot.dataDir, 'smartcard-assist.sqlite'), { readonly: true, fileMustExist: true });
-    try {
-      return db.prepare(query).all(...params) as T[];
-    } finally {
-      db.close();
-    }
-  };
+  const sql = <T>(query: string, ...params: unknown[]): T[] => readStore<T>(bot.dataDir, query, ...params);
   const audit = (personId: string, action: string): Array<{ actor: string; details: string }> => sql(`SELECT actor, details FROM audit WHERE person_id = ? AND action = ?`, personId, action);
   const journeyRow = (personId: string): { state: string; version: number; pending_effects: string } | undefined =>
     sql<{ state: string; version: number; pending_effects: string }>(`SELECT state, version, pending_effects FROM journeys WHERE key = ?`, `${personId}:unlock`)[0];

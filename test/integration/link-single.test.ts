@@ -14,10 +14,8 @@
  * companions on the real link; a recording stand-in for the Bot Framework
  * connector. The store is read with read-only SQL. No pcscd.
  */
-import Database from 'better-sqlite3';
 import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROTOCOL_VERSION } from '../../protocol/companion-link.protocol';
 import { removeTestDirs, startBotStack, type BotStack } from '../support/e2e-stack';
@@ -36,6 +34,7 @@ import {
   unlockCodeOf,
   unlockRun,
   type SeededPerson,
+  readStore,
 } from './adversarial-harness';
 
 /** Close code for a connection refused because the device's first link is live (protocol `CloseCodes.IN_USE`). */
@@ -53,14 +52,7 @@ describe('link: one live link per device, the first kept; PUK once per accepted 
   let teams: TeamsClient;
   const open: RawCompanion[] = [];
 
-  const sql = <T>(query: string, ...params: unknown[]): T[] => {
-    const db = new Database(path.join(bot.dataDir, 'smartcard-assist.sqlite'), { readonly: true, fileMustExist: true });
-    try {
-      return db.prepare(query).all(...params) as T[];
-    } finally {
-      db.close();
-    }
-  };
+  const sql = <T>(query: string, ...params: unknown[]): T[] => readStore<T>(bot.dataDir, query, ...params);
   const audit = (personId: string, action: string): Array<{ actor: string; details: string }> => sql(`SELECT actor, details FROM audit WHERE person_id = ? AND action = ?`, personId, action);
   const phase = (personId: string): Record<string, unknown> => unlockRun(sql<{ state: string }>(`SELECT state FROM journeys WHERE key = ?`, `${personId}:unlock`)[0]?.state);
   /** Plain messages (not cards) the bot sent into a person's chat. */

@@ -9,7 +9,6 @@
  *
  * Nothing here uses pcscd, the vpcd readers or Chromium.
  */
-import Database from 'better-sqlite3';
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -33,6 +32,7 @@ import {
   TeamsClient,
   unlockRun,
   type SeededPerson,
+  readStore,
 } from './adversarial-harness';
 
 /** A connector stand-in that, while `holding`, keeps each request waiting until `release()` (a slow connector). */
@@ -66,14 +66,7 @@ describe('operations: readiness, request ids, graceful shutdown (bot process)', 
   let alice: SeededPerson;
   const raws: RawCompanion[] = [];
 
-  const sql = <T>(query: string, ...params: unknown[]): T[] => {
-    const db = new Database(path.join(bot.dataDir, 'smartcard-assist.sqlite'), { readonly: true, fileMustExist: true });
-    try {
-      return db.prepare(query).all(...params) as T[];
-    } finally {
-      db.close();
-    }
-  };
+  const sql = <T>(query: string, ...params: unknown[]): T[] => readStore<T>(bot.dataDir, query, ...params);
   const journey = (personId: string): { run: Record<string, unknown>; pending: Array<{ type: string; attempts: number; payload: Record<string, unknown> }>; ui: { activityId: string | null } } => {
     const row = sql<{ state: string; pending_effects: string; ui: string }>('SELECT state, pending_effects, ui FROM journeys WHERE key = ?', `${personId}:unlock`)[0];
     if (!row) throw new Error(`no unlock journey for ${personId}`);

@@ -6,8 +6,6 @@
  * it; a non-member's click is refused and audited. What counts is read from
  * the connector's recorded calls and from the store (read-only SQL).
  */
-import Database from 'better-sqlite3';
-import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeTestDirs, startBotStack, type BotStack } from '../support/e2e-stack';
@@ -25,6 +23,7 @@ import {
   TeamsClient,
   teamsUser,
   type TeamsUser,
+  readStore,
 } from './adversarial-harness';
 
 const RA_CHANNEL = '19:ra-desk-test@thread.tacv2';
@@ -38,14 +37,7 @@ describe('RA desk: a lockout becomes a case card in the RA channel', () => {
   const blake = teamsUser('Blake Ra');
   const dana = teamsUser('Dana Nobody');
 
-  const sql = <T>(query: string, ...params: unknown[]): T[] => {
-    const db = new Database(path.join(bot.dataDir, 'smartcard-assist.sqlite'), { readonly: true, fileMustExist: true });
-    try {
-      return db.prepare(query).all(...params) as T[];
-    } finally {
-      db.close();
-    }
-  };
+  const sql = <T>(query: string, ...params: unknown[]): T[] => readStore<T>(bot.dataDir, query, ...params);
 
   /** A click on the case card in the RA channel (a channel conversation, not a personal chat). */
   const channelClick = (user: TeamsUser, verb: string, data: Record<string, unknown>) =>

@@ -29,6 +29,15 @@ describe('mongodb errors', () => {
     expect(toStorageError('persons.get', new MongoTopologyClosedError()).message).toBe('persons.get: storage is closed');
   });
 
+  it('a socket error the driver lets through unwrapped (EPIPE after the server died) is STORAGE.UNAVAILABLE, another plain error is not', () => {
+    // What Node throws when the driver writes to a socket the server ended (seen after a FerretDB SIGKILL).
+    const epipe = Object.assign(new Error('This socket has been ended by the other party'), { code: 'EPIPE' });
+    expect(toStorageError('persons.get', epipe).code).toBe(STORAGE_ERROR.UNAVAILABLE);
+    expect(toStorageError('persons.get', Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' })).code).toBe(STORAGE_ERROR.UNAVAILABLE);
+    expect(toStorageError('persons.get', new TypeError('x is undefined')).code).toBe(STORAGE_ERROR.QUERY_FAILED);
+    expect(toStorageError('persons.get', Object.assign(new Error('no such file'), { code: 'ENOENT' })).code).toBe(STORAGE_ERROR.QUERY_FAILED);
+  });
+
   it('a duplicate key is recognised from MongoDB (E11000) and from FerretDB on SQLite (code 1, UNIQUE constraint)', () => {
     expect(isDuplicateKey(serverError({ code: 11000, errmsg: 'E11000 duplicate key error collection: db.persons index: _id_ dup key: { _id: "x#1" }' }))).toBe(true);
     expect(isDuplicateKey(serverError({ code: 1, errmsg: "constraint failed: UNIQUE constraint failed: index 'p_1a2b_p_t' (2067)" }))).toBe(true);

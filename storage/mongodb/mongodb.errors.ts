@@ -61,8 +61,15 @@ export function isDuplicateKey(err: unknown): boolean {
   return Number(err.code) === MONGO_CODE.INTERNAL_ERROR && /UNIQUE constraint failed/.test(err.message);
 }
 
+/**
+ * Node socket errors the driver (mongodb 7.9) can let through unwrapped, e.g. `EPIPE` ("This socket has
+ * been ended by the other party") when it writes a command to a connection the server closed as it died.
+ */
+const SOCKET_ERRNOS: ReadonlySet<string> = new Set(['EPIPE', 'ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH']);
+
 /** True when the error means the server could not be reached or could not serve now. */
 export function isUnavailable(err: unknown): boolean {
+  if (!(err instanceof MongoError) && err instanceof Error && SOCKET_ERRNOS.has(String((err as NodeJS.ErrnoException).code))) return true;
   if (
     err instanceof MongoNetworkError ||
     err instanceof MongoServerSelectionError ||

@@ -428,9 +428,13 @@ export class CompanionLinkServer implements CompanionLink {
     return this.probeRemote(device.id, owner);
   }
 
-  /** Probe a link held here: live -> the duplicate note (counted on it); dead -> dropped (the new connection replaces it), null. */
+  /**
+   * Probe a link held here: live -> the duplicate note (counted on it); dead -> dropped (the new connection replaces it), null.
+   * A link that has sent no hello is not a companion yet: it never keeps a newer connection out (a silent socket
+   * holding the credential answers pings by itself, in the WebSocket layer).
+   */
   private async probeKept(s: Session): Promise<DuplicateNote | null> {
-    const live = await this.probe(s);
+    const live = s.hello !== null && (await this.probe(s));
     if (live && this.sessions.get(s.device.id) === s) return this.noteDuplicate(s);
     if (this.sessions.get(s.device.id) === s) {
       this.sessions.delete(s.device.id);

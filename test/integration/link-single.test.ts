@@ -39,6 +39,8 @@ import {
 
 /** Close code for a connection refused because the device's first link is live (protocol `CloseCodes.IN_USE`). */
 const IN_USE = 4423;
+/** Close code of a link a newer connection replaced. */
+const REPLACED = 4409;
 
 interface Paired {
   person: SeededPerson;
@@ -139,6 +141,19 @@ describe('link: one live link per device, the first kept; PUK once per accepted 
     expect(await second.request({ kind: 'unlock.resume', journeyId: randomUUID(), cardId: p.person.cardId })).toMatchObject({ kind: 'unlock.refused' });
     expect(audit(p.person.personId, 'link.duplicate_refused')).toHaveLength(0);
     first.ws.terminate();
+  });
+
+  it('a first connection that never says hello keeps no one out: the real companion is welcomed and the silent one is replaced', async () => {
+    const p = await pair('Sid Silent');
+    const silent = await connect(p, false);
+    await sleep(300);
+    const real = await secondConnection(p);
+    await real.waitFor((f) => f.type === 'welcome', 8000);
+    // Closed as replaced (4409), or cut (1006) when the close handshake is not waited for.
+    expect([REPLACED, 1006]).toContain(await silent.waitClosed(8000));
+    expect(real.closeCode).toBeNull();
+    expect(await real.request({ kind: 'unlock.resume', journeyId: randomUUID(), cardId: p.person.cardId })).toMatchObject({ kind: 'unlock.refused', reason: 'not_waiting' });
+    expect(audit(p.person.personId, 'link.duplicate_refused')).toHaveLength(0);
   });
 
   it('sends the PUK once per accepted code, to the link that presented it (counted across every connection with the credential)', async () => {

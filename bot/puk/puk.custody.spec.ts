@@ -182,6 +182,30 @@ describe('PUK release', () => {
     expect(w.audit[0]!.details).toMatchObject({ reason, cardId: CARD_ID, runId: RUN });
   });
 
+  it('a device revoked while the pending PUK is being stored gets nothing: checked again right before the send (breaker F1)', async () => {
+    const w = new World();
+    const device = w.devices.get(DEVICE)!;
+    let reads = 0;
+    // The first read (the release check) sees it paired; it is revoked before the next.
+    w.devices.get = ((id: string) => (id === DEVICE && ++reads > 1 ? { ...device, revokedAt: new Date().toISOString() } : device)) as typeof w.devices.get;
+    const out = await new PukCustody(w.deps()).release(release());
+    expect(out).toEqual({ kind: 'withheld', reason: 'device_not_paired' });
+    expect(w.sent).toEqual([]);
+    expect(w.actions()).toEqual(['puk.withheld']);
+  });
+
+  it('a send cut because the device was revoked during it is audited as possibly exposed, not as undelivered', async () => {
+    const w = new World();
+    w.linkAnswer = async () => {
+      w.devices.get(DEVICE)!.revokedAt = new Date().toISOString();
+      throw new AppError('LINK.OFFLINE', 'the link closed');
+    };
+    expect(await new PukCustody(w.deps()).release(release())).toEqual({ kind: 'undelivered', errorCode: 'LINK.OFFLINE' });
+    expect(w.actions()).toEqual(['puk.release_maybe_exposed']);
+    expect(w.audit[0]!.details).toMatchObject({ revokedDuringSend: true });
+    expectNoPuk(JSON.stringify(w.audit));
+  });
+
   it('sends only on the link session that presented the code (issue #10); a release for an older session of the run is withheld', async () => {
     const w = new World();
     const first = randomUUID();

@@ -120,6 +120,13 @@ export class PukCustody {
       return { kind: 'withheld', reason: withheld };
     }
     const { card, pending, pukUncertain, pendingIssued } = await this.ensurePending(effect);
+    // Revoked while the pending PUK was being stored (e.g. `admin revoke-device` from its own process):
+    // look again right before anything is unsealed, so the window left is the send itself.
+    if (!(await this.devicePaired(effect))) {
+      await this.audit(effect, 'withheld', 'puk.withheld', { reason: 'device_not_paired', pendingIssued });
+      this.deps.logger?.warn({ effectId: effect.id, cardId: effect.cardId, reason: 'device_not_paired' }, 'PUK release withheld');
+      return { kind: 'withheld', reason: 'device_not_paired' };
+    }
     const aad = pukAad(effect.cardId);
     const command: Command = {
       kind: 'unlock.authorised',
@@ -139,8 +146,11 @@ export class PukCustody {
       if (errorCode === NOT_HERE) throw err;
     }
     if (errorCode !== null) {
+      // Revoked during the send: the pair may have reached that link before it was cut, so the audit says
+      // the PUKs may be exposed (RA should rotate them), not merely undelivered.
+      const exposed = !(await this.devicePaired(effect).catch(() => true));
       // Not retried by the outbox: the companion asks again with `unlock.resume` (re-checked then).
-      await this.audit(effect, 'undelivered', 'puk.release_undelivered', { errorCode, pendingIssued });
+      await this.audit(effect, 'undelivered', exposed ? 'puk.release_maybe_exposed' : 'puk.release_undelivered', { errorCode, pendingIssued, ...(exposed ? { revokedDuringSend: true } : {}) });
       this.deps.logger?.warn({ effectId: effect.id, cardId: effect.cardId, errorCode }, 'PUK release not delivered');
       return { kind: 'undelivered', errorCode };
     }
@@ -178,13 +188,18 @@ export class PukCustody {
     throw new AppError('CARD.BUSY', 'the card record kept changing; the PUK rotation is retried later', { meta: { cardId: effect.cardId } });
   }
 
+  /** The effect's device is still paired to its person (not revoked, not re-paired to someone else). */
+  private async devicePaired(effect: PukReleaseEffect): Promise<boolean> {
+    const device = await this.deps.storage.devices.get(effect.deviceId);
+    return !!device && device.personId === effect.personId && device.revokedAt === null;
+  }
+
   /** The first check that fails at carry-out time, or null when the release may go ahead. */
   private async releaseCheck(effect: PukReleaseEffect): Promise<WithheldReason | null> {
     const card = await this.deps.storage.cards.get(effect.cardId);
     const may = mayReceivePuk(card, effect.personId);
     if (!may.ok) return may.reason;
-    const device = await this.deps.storage.devices.get(effect.deviceId);
-    if (!device || device.personId !== effect.personId || device.revokedAt !== null) return 'device_not_paired';
+    if (!(await this.devicePaired(effect))) return 'device_not_paired';
     const run = await this.deps.unblockingRun(effect.personId);
     if (!run || run.runId !== effect.runId || run.cardId !== effect.cardId || run.deviceId !== effect.deviceId) return 'stale_run';
     // The run moved to another link session (the code was presented again there): this release is for the old one.

@@ -330,7 +330,11 @@ describe.skipIf(gate.skip)('MongoDB stops mid-journey: "try again", nothing half
     expect(card.seen.newPuks).toHaveLength(newPuksBefore);
 
     await ferret.start();
-    // "Try again" on the page, then the same code: it was not spent.
+    // Once the bot reaches its records again (/readyz; within the 10 s recovery bound), "Try again" on the
+    // page, then the same code: it was not spent.
+    const back = Date.now();
+    await expect.poll(async () => (await fetch(`${bot.url}/readyz`)).status, { timeout: SERVING_AGAIN_MS, interval: 100 }).toBe(200);
+    process.stderr.write(`mongodb-outage: page retry: the bot ready again ${Date.now() - back} ms after FerretDB answered\n`);
     await page.post('/retry', {});
     expect(pageState((await page.get()).body)).toBe('awaiting_unlock');
     const done = await page.post('/unlock', { code, passcode: NEW_PASSCODE_4, confirmation: NEW_PASSCODE_4 });

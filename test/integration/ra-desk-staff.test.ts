@@ -13,7 +13,7 @@ import Database from 'better-sqlite3';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeTestDirs, runAdmin, startBotStack, type BotStack } from '../support/e2e-stack';
-import { activityText, cardText, executeActions, invokeCard, postJson, RecordingConnector, seedPerson, TeamsClient, teamsUser, type TeamsUser } from './adversarial-harness';
+import { activityText, cardText, executeActions, invokeCard, postJson, RecordingConnector, seedPerson, TeamsClient, teamsUser, type TeamsUser, readStore } from './adversarial-harness';
 
 const RA_CHANNEL = '19:ra-desk-staff@thread.tacv2';
 const TEAM = { id: '19:team-staff@thread.tacv2' };
@@ -193,13 +193,9 @@ describe('RA desk: case cards wait until the RA channel is known', () => {
     expect(r.status).toBeLessThan(300);
     await expect.poll(() => conn.calls.filter((c) => c.conversationId === channel && c.method === 'POST' && activityText(c.body).includes(ref!)).length, { timeout: 10_000 }).toBe(1);
     // Posted once: the stored card activity is kept for updates in place.
+    // (The connector has the POST before the bot stores the id its answer carried: wait for the store.)
     const key = `${ref}:ra-case`;
-    const db = new Database(path.join(bot.dataDir, 'smartcard-assist.sqlite'), { readonly: true, fileMustExist: true });
-    try {
-      const row = db.prepare('SELECT ui FROM journeys WHERE key = ?').get(key) as { ui: string };
-      expect(JSON.parse(row.ui)).toMatchObject({ activityId: expect.stringMatching(/^act-/) });
-    } finally {
-      db.close();
-    }
+    const storedActivityId = (): unknown => JSON.parse(readStore<{ ui: string }>(bot.dataDir, 'SELECT ui FROM journeys WHERE key = ?', key)[0]?.ui ?? '{}').activityId ?? null;
+    await expect.poll(storedActivityId, { timeout: 10_000 }).toMatch(/^act-/);
   });
 });

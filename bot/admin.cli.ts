@@ -24,7 +24,7 @@ import type { Person, Storage } from '../storage/storage.port';
 import { openStorage } from '../storage/storage.factory';
 import { loadConfig } from './config';
 import { isQuestionId, QUESTION_BANK } from './journeys/registration/question-bank';
-import { hashAnswer, normaliseAnswer } from './security/answers';
+import { hashAnswerSet, normaliseAnswer } from './security/answers';
 import { generatePuk } from './security/codes';
 import { deriveKeys, parseMasterKey, type DerivedKeys } from './security/keys';
 import { EffectRunner } from './journeys/effect-runner';
@@ -71,7 +71,7 @@ export async function addPerson(storage: Storage, keys: DerivedKeys, input: unkn
   }
   const p = parsed.data;
   const now = new Date().toISOString();
-  const answers = await Promise.all(p.answers.map((a) => hashAnswer(a.questionId, a.answer)));
+  const answers = await hashAnswerSet(p.answers);
   const person: Person = {
     id: randomUUID(),
     teamsUserId: p.teamsUserId,

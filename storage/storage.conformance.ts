@@ -205,6 +205,26 @@ export function runStorageConformance(name: string, factory: () => Promise<Stora
           expect((await rejection(s.persons.insert(broken))).code).toBe(STORAGE_ERROR.INVALID_RECORD);
         }
       });
+
+      it('stores triple answer hashes (covers, issue #15) beside per-answer ones, and refuses a malformed covers', async () => {
+        const ids = ['q01', 'q05', 'q09', 'q14'];
+        const triples = ids.map((left) => ({ ...makePerson().answers[0]!, questionId: left, covers: ids.filter((q) => q !== left) as [string, string, string] }));
+        const p = makePerson({ answers: triples });
+        expect(await s.persons.insert(p)).toEqual({ status: 'created', record: p });
+        expect(await s.persons.get(p.id)).toEqual(p);
+        const saved = { ...p, answers: [...makePerson().answers] };
+        expect(await s.persons.save(saved, 1)).toBe('saved');
+        expect((await s.persons.get(p.id))?.answers).toEqual(saved.answers);
+        expect((await s.persons.get(p.id))?.answers.some((a) => 'covers' in a)).toBe(false);
+        const badCovers: Array<[string, string, string]> = [['q05', 'q01', 'q09'], ['q01', 'q01', 'q09'], ['q01', 'q05', 'q14']];
+        for (const covers of badCovers) {
+          const bad = makePerson({ answers: [{ ...triples[3]!, covers }] });
+          const err = await rejection(s.persons.insert(bad));
+          expect(err.code).toBe(STORAGE_ERROR.INVALID_RECORD);
+          expect(err.message).toMatch(/covers/);
+          expect(await s.persons.get(bad.id)).toBeNull();
+        }
+      });
     });
 
     describe('cards', () => {

@@ -29,10 +29,23 @@ import type { AppError } from '../common/app-error';
 /** A value sealed with AES-256-GCM: `v1.<iv b64url>.<ciphertext b64url>.<tag b64url>`. */
 export type Sealed = string;
 
-/** scrypt hash of one normalised security answer (per-answer salt). */
+/**
+ * One slow salted hash (scrypt) of security answers. Two shapes share this record:
+ * - triple (`covers` present, written since issue #15): the hash of three normalised
+ *   answers together; a person has 4 of them, one per 3-of-4 choice, and `questionId`
+ *   names the ONE question the triple leaves out, so the 4 records still name each
+ *   registered question once;
+ * - legacy per-answer (`covers` absent): the hash of the one answer to `questionId`.
+ * See bot/security/answers.ts for the scheme and its security argument.
+ */
 export interface AnswerHash {
-  /** Question id from the question bank (e.g. `q07`). */
+  /** Question id from the question bank (e.g. `q07`); for a triple, the question it leaves out. */
   questionId: string;
+  /**
+   * Triple records only: the three question ids whose answers are hashed together,
+   * in ascending code-unit order, none equal to `questionId`. Absent on a per-answer hash.
+   */
+  covers?: [string, string, string];
   /** base64url salt, 16 bytes. */
   salt: string;
   /** base64url scrypt output, 32 bytes. */

@@ -75,12 +75,18 @@ const json = z.custom<unknown>().superRefine((value, ctx) => {
 
 const scalarMap = z.record(z.string().max(100), z.union([z.string().max(2000), z.number(), z.boolean(), z.null()]));
 
-export const AnswerHashSchema = z.object({
-  questionId: id,
-  salt: z.string().regex(STORAGE_FORMATS.base64url, 'must be base64url').min(22, 'must encode at least 16 bytes'),
-  hash: z.string().regex(STORAGE_FORMATS.base64url, 'must be base64url').min(22, 'must encode at least 16 bytes'),
-  params: z.object({ N: z.number().int().min(2), r: z.number().int().min(1), p: z.number().int().min(1) }),
-});
+export const AnswerHashSchema = z
+  .object({
+    questionId: id,
+    covers: z.tuple([id, id, id]).optional(),
+    salt: z.string().regex(STORAGE_FORMATS.base64url, 'must be base64url').min(22, 'must encode at least 16 bytes'),
+    hash: z.string().regex(STORAGE_FORMATS.base64url, 'must be base64url').min(22, 'must encode at least 16 bytes'),
+    params: z.object({ N: z.number().int().min(2), r: z.number().int().min(1), p: z.number().int().min(1) }),
+  })
+  .refine((a) => !a.covers || (a.covers[0] < a.covers[1] && a.covers[1] < a.covers[2] && !a.covers.includes(a.questionId)), {
+    message: 'covers must list three different question ids in ascending order, none equal to questionId',
+    path: ['covers'],
+  });
 
 export const PersonSchema = z.object({
   id,

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { AppError } from '../../common/app-error';
-import { ANSWER_HASH_PARAMS, hashAnswer, normaliseAnswer, verifyAnswer, verifyAnswers, type AnswerHash } from './answers';
+import { scryptSync } from 'node:crypto';
+import { ANSWER_HASH_PARAMS, answerHashScheme, hashAnswer, hashAnswerSet, normaliseAnswer, verifyAnswer, verifyAnswers, type AnswerHash } from './answers';
 
 describe('normaliseAnswer', () => {
   it.each([
@@ -130,5 +131,99 @@ describe('verifyAnswers', () => {
     clearInterval(timer);
     // A blocking implementation would give ~0 ticks during the whole scrypt work.
     expect(ticks).toBeGreaterThan(Math.min(10, elapsed / 10));
+  });
+});
+
+describe('hashAnswerSet / verifyAnswers with triple hashes (issue #15)', () => {
+  const ANSWERS = [
+    { questionId: 'q07', answer: 'Fluffy' },
+    { questionId: 'q02', answer: 'St Mary Mead' },
+    { questionId: 'q11', answer: 'Blue Peter' },
+    { questionId: 'q04', answer: '1984' },
+  ];
+  let stored: AnswerHash[];
+  const ready = hashAnswerSet(ANSWERS).then((h) => (stored = h));
+
+  it('stores 4 triple records, one per left-out question, in input order, with fresh salts and no answer text', async () => {
+    await ready;
+    expect(stored.map((h) => h.questionId)).toEqual(['q07', 'q02', 'q11', 'q04']);
+    expect(stored.map((h) => h.covers)).toEqual([
+      ['q02', 'q04', 'q11'],
+      ['q04', 'q07', 'q11'],
+      ['q02', 'q04', 'q07'],
+      ['q02', 'q07', 'q11'],
+    ]);
+    for (const h of stored) {
+      expect(h.params).toEqual(ANSWER_HASH_PARAMS);
+      expect(Buffer.from(h.salt, 'base64url')).toHaveLength(16);
+      expect(Buffer.from(h.hash, 'base64url')).toHaveLength(32);
+    }
+    expect(new Set(stored.map((h) => h.salt)).size).toBe(4);
+    const text = JSON.stringify(stored).toLowerCase();
+    for (const a of ANSWERS) expect(text).not.toContain(normaliseAnswer(a.answer));
+    expect(answerHashScheme(stored)).toBe('triple');
+  });
+
+  it('is the scrypt of the three normalised answers together, in question-id order (recomputed independently)', async () => {
+    await ready;
+    const rec = stored.find((h) => h.questionId === 'q11')!;
+    const input = JSON.stringify(['smartcard-assist/answer-triple/v1', ['q02', 'st mary mead'], ['q04', '1984'], ['q07', 'fluffy']]);
+    const expected = scryptSync(input, Buffer.from(rec.salt, 'base64url'), 32, { ...rec.params, maxmem: 64 * 1024 * 1024 });
+    expect(rec.hash).toBe(expected.toString('base64url'));
+  });
+
+  it('passes every 3-of-4 choice in any order and typing; all entries true', async () => {
+    await ready;
+    for (let left = 0; left < 4; left++) {
+      const asked = ANSWERS.filter((_, i) => i !== left).reverse().map((a) => ({ questionId: a.questionId, answer: `  ${a.answer.toUpperCase()} ` }));
+      expect(await verifyAnswers(stored, asked)).toEqual(asked.map((a) => ({ questionId: a.questionId, correct: true })));
+    }
+  });
+
+  it('fails the whole triple when any one answer is wrong, without saying which', async () => {
+    await ready;
+    const asked = [
+      { questionId: 'q02', answer: 'St Mary Mead' },
+      { questionId: 'q04', answer: '1985' },
+      { questionId: 'q07', answer: 'Fluffy' },
+    ];
+    expect(await verifyAnswers(stored, asked)).toEqual(asked.map((a) => ({ questionId: a.questionId, correct: false })));
+  });
+
+  it('refuses an answer moved to another question, a repeated question, an unknown question, two or four answers, and an empty answer', async () => {
+    await ready;
+    const cases: Array<Array<{ questionId: string; answer: string }>> = [
+      [{ questionId: 'q02', answer: 'Fluffy' }, { questionId: 'q07', answer: 'St Mary Mead' }, { questionId: 'q04', answer: '1984' }],
+      [{ questionId: 'q02', answer: 'St Mary Mead' }, { questionId: 'q02', answer: 'St Mary Mead' }, { questionId: 'q04', answer: '1984' }],
+      [{ questionId: 'q02', answer: 'St Mary Mead' }, { questionId: 'q99', answer: 'x' }, { questionId: 'q04', answer: '1984' }],
+      [{ questionId: 'q02', answer: 'St Mary Mead' }, { questionId: 'q04', answer: '1984' }],
+      ANSWERS,
+      [{ questionId: 'q02', answer: ' ' }, { questionId: 'q07', answer: 'Fluffy' }, { questionId: 'q04', answer: '1984' }],
+    ];
+    for (const asked of cases) {
+      const result = await verifyAnswers(stored, asked);
+      expect(result.map((r) => r.questionId)).toEqual(asked.map((a) => a.questionId));
+      expect(result.every((r) => !r.correct)).toBe(true);
+    }
+  });
+
+  it('refuses a set that is not 4 different questions, or has an empty answer, without quoting answers', async () => {
+    await expect(hashAnswerSet(ANSWERS.slice(0, 3))).rejects.toMatchObject({ code: 'INPUT.ANSWER_SET' });
+    await expect(hashAnswerSet([...ANSWERS.slice(0, 3), { questionId: 'q07', answer: 'other' }])).rejects.toMatchObject({ code: 'INPUT.ANSWER_SET' });
+    const err = (await hashAnswerSet([...ANSWERS.slice(0, 3), { questionId: 'q09', answer: 'secretword'.repeat(30) }]).catch((e: unknown) => e)) as AppError;
+    expect(err.code).toBe('INPUT.ANSWER_TOO_LONG');
+    expect(JSON.stringify(err.toJSON())).not.toContain('secretword');
+  });
+
+  it('still verifies legacy per-answer records the old way (migration), per answer', async () => {
+    const legacy = await Promise.all(ANSWERS.map((a) => hashAnswer(a.questionId, a.answer)));
+    expect(answerHashScheme(legacy)).toBe('per_answer');
+    expect(await verifyAnswers(legacy, [{ questionId: 'q07', answer: 'fluffy' }, { questionId: 'q04', answer: 'wrong' }, { questionId: 'q02', answer: 'st mary mead' }])).toEqual([
+      { questionId: 'q07', correct: true },
+      { questionId: 'q04', correct: false },
+      { questionId: 'q02', correct: true },
+    ]);
+    expect(answerHashScheme([])).toBe('none');
+    expect(answerHashScheme([legacy[0]!, { ...legacy[1]!, covers: ['q01', 'q03', 'q05'] }])).toBe('mixed');
   });
 });

@@ -22,7 +22,7 @@ import {
 } from '../../../cards';
 import type { DirectoryPort } from '../../directory/directory.port';
 import { timeText } from '../unlock/unlock.view';
-import { hashAnswer } from '../../security/answers';
+import { hashAnswerSet } from '../../security/answers';
 import type { DerivedKeys } from '../../security/keys';
 import { journeyKey, type JourneyEngine } from '../journey.engine';
 import { QUESTION_BANK } from './question-bank';
@@ -157,7 +157,8 @@ export class RegistrationService {
       if (j.runId !== runId || String(j.state.step) !== step || j.state.phase !== 'questions') return null;
       const checked = checkQuestionsAndAnswers(chosen, answers);
       if (!checked.ok) return { type: 'questions_submitted', step: j.state.step, chosen, result: { ok: false, reason: checked.reason } };
-      const hashes = await Promise.all(checked.value.map((qa) => hashAnswer(qa.questionId, qa.answer)));
+      // One scrypt hash per 3-of-4 triple of answers (issue #15), never one per answer.
+      const hashes = await hashAnswerSet(checked.value);
       return { type: 'questions_submitted', step: j.state.step, chosen, result: { ok: true, hashes } };
     });
   }

@@ -11,6 +11,7 @@ import { loadDirectoryConfig, type DirectoryConfig } from './directory/directory
 import { loadShutdownConfig, type ShutdownConfig } from './lifecycle';
 import { parseMasterKey } from './security/keys';
 import { loadRaDeskConfig, type RaDeskConfig } from './journeys/ra-case/ra-roles';
+import { loadUnlockPolicyConfig, type UnlockPolicyConfig } from './journeys/unlock/unlock-policy.config';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -88,6 +89,8 @@ export interface BotConfig {
   raDesk: RaDeskConfig;
   /** Graceful shutdown on SIGTERM (bot/lifecycle.ts): SHUTDOWN_GRACE_MS. */
   shutdown: ShutdownConfig;
+  /** UNLOCK_POLICY and the one-time code settings (bot/journeys/unlock/unlock-policy.config.ts, issue #14). */
+  unlockPolicy: UnlockPolicyConfig;
   /** Connection bounds of the HTTP server (bot/http/connection-guard.ts). */
   http: {
     /** A request head must be complete within this, milliseconds. */
@@ -216,6 +219,7 @@ export function loadConfig(env: Record<string, string | undefined>): BotConfig {
     directory: loadDirectoryConfig(env),
     shutdown: loadShutdownConfig(env),
     raDesk: loadRaDeskConfig(env),
+    unlockPolicy: loadUnlockPolicyConfig(env),
     http: {
       headersTimeoutMs: e.HTTP_HEADERS_TIMEOUT_MS,
       requestTimeoutMs: e.HTTP_REQUEST_TIMEOUT_MS,

@@ -38,6 +38,7 @@ import { raCaseDefinition } from './journeys/ra-case/ra-case.definition';
 import { RaDeskService } from './journeys/ra-case/ra-desk.service';
 import { resetSelfService } from './journeys/unlock/self-service-reset';
 import { unlockDefinition } from './journeys/unlock/unlock.definition';
+import { unlockRulesFor } from './journeys/unlock/unlock-policy.config';
 import { registrationDefinition } from './journeys/registration/registration.definition';
 
 /**
@@ -128,7 +129,8 @@ export async function startBot(
     mail = graph;
   } else mail = new OutboxMailAdapter({ dir: config.mail.outboxDir, from: { name: 'Smartcard Assist', address: config.mail.from }, logger });
 
-  const rules = DEFAULT_UNLOCK_RULES;
+  // UNLOCK_* settings (issue #14), validated at start-up.
+  const rules = unlockRulesFor(config.unlockPolicy, DEFAULT_UNLOCK_RULES);
   const now = (): Date => new Date();
   const definitions = {
     unlock: unlockDefinition({ keys, rules, now, boot: { id: config.instanceId, sharedStore: config.storage.kind === 'mongodb' } }),

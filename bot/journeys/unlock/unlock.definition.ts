@@ -44,7 +44,7 @@ export function unlockDefinition(deps: {
   boot?: { id: string; sharedStore: boolean };
 }): JourneyDefinitions['unlock'] {
   const context = (runId: string): StepContext => {
-    const code = generateNumericCode(8);
+    const code = generateNumericCode(deps.rules.codeDigits);
     return {
       now: deps.now(),
       rules: deps.rules,

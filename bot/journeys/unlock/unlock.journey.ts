@@ -16,7 +16,9 @@
  *   self-service and opens an RA case. A run that reaches the questions with no
  *   attempt left (the earlier ones passed but the run never finished) locks too.
  * - The unlock code is 8 digits, valid 15 minutes, single use, at most 5 wrong
- *   tries; only a right code lets the companion have the PUK.
+ *   tries (`UNLOCK_CODE_*` settings within those bounds, `unlock-policy.config.ts`);
+ *   at most 3 codes an hour per person, across runs; only a right code lets the
+ *   companion have the PUK.
  * - The PUK pair goes only to the link session that presented the accepted code;
  *   a resume from another link session needs the code again (issue #10, finding 8).
  *
@@ -67,6 +69,10 @@ export interface UnlockRules {
   unblockWindowMs: number;
   /** After this long a claimed answer check with no result is abandoned (a crash), ms. */
   answerCheckTimeoutMs: number;
+  /** Digits in a code (UNLOCK_CODE_DIGITS; at least 6). */
+  codeDigits: number;
+  /** Codes one person may be sent in any 60 minutes, across runs (UNLOCK_CODES_PER_HOUR; at most 3). */
+  maxCodesPerHour: number;
 }
 
 export const DEFAULT_UNLOCK_RULES: UnlockRules = {
@@ -76,7 +82,12 @@ export const DEFAULT_UNLOCK_RULES: UnlockRules = {
   maxCodesPerRun: 3,
   unblockWindowMs: 15 * 60_000,
   answerCheckTimeoutMs: 30_000,
+  codeDigits: 8,
+  maxCodesPerHour: 3,
 };
+
+/** The window of {@link UnlockRules.maxCodesPerHour}, ms. */
+export const CODE_RATE_WINDOW_MS = 60 * 60_000;
 
 export type CardProblem =
   | 'not_registered'
@@ -86,7 +97,9 @@ export type CardProblem =
   | 'wrong_card'
   | 'not_blocked'
   | 'card_unreadable'
-  | 'no_puk';
+  | 'no_puk'
+  /** {@link UnlockRules.maxCodesPerHour} codes were sent in the last hour (issue #14). */
+  | 'too_many_codes';
 
 export interface IssuedCode {
   /** Keyed hash (HMAC-SHA-256 hex) of the code. */
@@ -247,6 +260,11 @@ export interface UnlockJourney {
   lock: SelfServiceLock | null;
   /** ISO 8601 time of the last reset, or null. */
   resetAt: string | null;
+  /**
+   * ISO 8601 times codes were issued to this person in the last hour, across runs (the hourly cap,
+   * issue #14). Absent in records stored before it: none counted.
+   */
+  codeTimes?: string[];
 }
 
 /** A synchronous answer to the companion for `code_submitted` / `resume`. */
@@ -446,6 +464,8 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
         const locked = lockOut(journey, ctx, step, { runId: journey.runId, cardId: r.status.cardId, attempt: journey.counters.answerAttempts, wrongAnswers: null });
         return { ...locked, changed: true };
       }
+      // No code could follow the answers this hour: ask nothing (an attempt would be spent for nothing).
+      if (!mayIssueCode(journey, ctx)) return problem('too_many_codes');
       const questionIds = ctx.shuffle(event.person.questionIds).slice(0, 3);
       return {
         journey: { ...journey, state: { phase: 'answering', step, deviceId, cardId: r.status.cardId, questionIds, lastResult: null } },
@@ -492,10 +512,17 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
       const attempt = journey.counters.answerAttempts;
       const passed = event.results.length === 3 && event.results.every(Boolean);
       if (passed) {
+        if (!mayIssueCode(journey, ctx)) {
+          return {
+            journey: { ...journey, state: { phase: 'card_problem', step, problem: 'too_many_codes', deviceId: s.deviceId } },
+            effects: [audit(ctx, personId, 'unlock.answers_passed', { runId: journey.runId, attempt }), audit(ctx, personId, 'unlock.code_refused', { runId: journey.runId, reason: 'too_many_codes' }, 'system')],
+            changed: true,
+          };
+        }
         const code = issueCode(ctx);
         const mailId = ctx.newId();
         return {
-          journey: { ...journey, state: { phase: 'code_sent', step, deviceId: s.deviceId, cardId: s.cardId, code, codesIssued: 1 } },
+          journey: { ...countCode(journey, ctx), state: { phase: 'code_sent', step, deviceId: s.deviceId, cardId: s.cardId, code, codesIssued: 1 } },
           effects: [
             audit(ctx, personId, 'unlock.answers_passed', { runId: journey.runId, attempt }),
             { type: 'mail.unlock_code', id: mailId, personId, codeSealed: ctx.freshCode.sealed(journey.runId), codeHash: code.hash, runId: journey.runId, expiresAt: code.expiresAt },
@@ -531,10 +558,10 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
 
     case 'resend_code': {
       if (s.phase !== 'code_sent' || event.step !== s.step) return unchanged(journey);
-      if (s.codesIssued >= ctx.rules.maxCodesPerRun) return unchanged(journey);
+      if (s.codesIssued >= ctx.rules.maxCodesPerRun || !mayIssueCode(journey, ctx)) return unchanged(journey);
       const code = issueCode(ctx);
       return {
-        journey: { ...journey, state: { ...s, step: s.step + 1, code, codesIssued: s.codesIssued + 1 } },
+        journey: { ...countCode(journey, ctx), state: { ...s, step: s.step + 1, code, codesIssued: s.codesIssued + 1 } },
         effects: (() => {
           const mailId = ctx.newId();
           return [
@@ -713,6 +740,22 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
 /** Release the card's PUK pair to `deviceId`, on link session `linkSession`, for this run (carried out by `bot/puk/`). */
 function pukRelease(ctx: StepContext, personId: string, deviceId: string, cardId: string, runId: string, linkSession: string | null): Effect {
   return { type: 'puk.release', id: ctx.newId(), personId, deviceId, cardId, runId, linkSession };
+}
+
+/** Codes issued to the person within the last hour (before `ctx.now`), as recorded on the journey. */
+export function codesInLastHour(journey: UnlockJourney, now: Date): string[] {
+  const from = now.getTime() - CODE_RATE_WINDOW_MS;
+  return (journey.codeTimes ?? []).filter((t) => Date.parse(t) > from);
+}
+
+/** True when one more code may be issued now ({@link UnlockRules.maxCodesPerHour}). */
+export function mayIssueCode(journey: UnlockJourney, ctx: Pick<StepContext, 'now' | 'rules'>): boolean {
+  return codesInLastHour(journey, ctx.now).length < ctx.rules.maxCodesPerHour;
+}
+
+/** The journey with one more code counted now (times older than an hour dropped). */
+function countCode(journey: UnlockJourney, ctx: StepContext): UnlockJourney {
+  return { ...journey, codeTimes: [...codesInLastHour(journey, ctx.now), ctx.now.toISOString()] };
 }
 
 function issueCode(ctx: StepContext): IssuedCode {

@@ -17,7 +17,7 @@ import type { UnlockJourney, UnlockState } from './unlock.journey';
 const iso = z.string().min(1);
 const step = z.number().int().nonnegative();
 
-const problem = z.enum(['not_registered', 'no_companion', 'companion_offline', 'no_card', 'wrong_card', 'not_blocked', 'card_unreadable', 'no_puk']);
+const problem = z.enum(['not_registered', 'no_companion', 'companion_offline', 'no_card', 'wrong_card', 'not_blocked', 'card_unreadable', 'no_puk', 'too_many_codes']);
 
 /** Schema of {@link UnlockState}, one variant per phase. */
 export const unlockStateSchema = z.discriminatedUnion('phase', [
@@ -54,7 +54,7 @@ export const unlockStateSchema = z.discriminatedUnion('phase', [
 const lockSchema = z.object({ at: iso, caseRef: z.string(), reason: z.enum(['answers_failed', 'locked_by_ra']) }) satisfies z.ZodType<SelfServiceLock>;
 
 /** What version 2 adds beside the run's own fields (stored flat, so `state.phase` still reads as before). */
-const lockPartSchema = z.object({ v: z.literal(2), lock: lockSchema.nullable(), resetAt: iso.nullable() });
+const lockPartSchema = z.object({ v: z.literal(2), lock: lockSchema.nullable(), resetAt: iso.nullable(), codeTimes: z.array(iso).max(100).optional() });
 
 /**
  * Decode a stored unlock record.
@@ -71,7 +71,7 @@ export function decodeUnlock(rec: Pick<JourneyRecord, 'personId' | 'runId' | 'st
     if (!meta.success) throw invalid(meta.error, 'state');
     const run = unlockStateSchema.safeParse(raw);
     if (!run.success) throw invalid(run.error, 'state');
-    return { personId: rec.personId, runId: rec.runId, state: run.data, counters: { answerAttempts: attempts }, lock: meta.data.lock, resetAt: meta.data.resetAt };
+    return { personId: rec.personId, runId: rec.runId, state: run.data, counters: { answerAttempts: attempts }, lock: meta.data.lock, resetAt: meta.data.resetAt, ...(meta.data.codeTimes ? { codeTimes: meta.data.codeTimes } : {}) };
   }
   const legacy = unlockStateSchema.safeParse(raw);
   if (!legacy.success) throw invalid(legacy.error, 'state');
@@ -88,8 +88,11 @@ export function decodeUnlock(rec: Pick<JourneyRecord, 'personId' | 'runId' | 'st
 }
 
 /** The record's `state` and `counters` for a journey (inverse of {@link decodeUnlock}). */
-export function encodeUnlock(journey: UnlockJourney): { state: UnlockState & { v: 2; lock: SelfServiceLock | null; resetAt: string | null }; counters: Record<string, number> } {
-  return { state: { ...journey.state, v: 2, lock: journey.lock, resetAt: journey.resetAt }, counters: { answerAttempts: journey.counters.answerAttempts } };
+export function encodeUnlock(journey: UnlockJourney): { state: UnlockState & { v: 2; lock: SelfServiceLock | null; resetAt: string | null; codeTimes?: string[] }; counters: Record<string, number> } {
+  return {
+    state: { ...journey.state, v: 2, lock: journey.lock, resetAt: journey.resetAt, ...(journey.codeTimes && journey.codeTimes.length > 0 ? { codeTimes: journey.codeTimes } : {}) },
+    counters: { answerAttempts: journey.counters.answerAttempts },
+  };
 }
 
 /** Stored answer attempts (`answerFailures` in records before issue #9): a whole number >= 0, else refused naming the field. */

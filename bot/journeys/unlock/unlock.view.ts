@@ -74,6 +74,11 @@ const PROBLEMS: Record<CardProblem, { title: string; message: (v: ViewContext) =
     message: (v) => `Your card cannot be unlocked from here yet. Contact ${v.raContact}.`,
     canRetry: false,
   },
+  too_many_codes: {
+    title: 'Too many codes in the last hour',
+    message: (v) => `You have been sent ${v.rules.maxCodesPerHour} unlock codes in the last hour, the most we send. Say "unlock" again in an hour, or contact ${v.raContact}.`,
+    canRetry: false,
+  },
 };
 
 /**

@@ -21,6 +21,8 @@ const GUID_B = '11111111-2222-4333-8444-555555555555';
 const BASE = { SMARTCARD_MASTER_KEY: KEY, SMARTCARD_DATA_DIR: tmp };
 /** Graph settings that are valid for client-secret mail. */
 const GRAPH = { MAIL_TRANSPORT: 'graph', GRAPH_CREDENTIAL: 'client-secret', GRAPH_TENANT_ID: GUID_A, GRAPH_CLIENT_ID: GUID_B, GRAPH_CLIENT_SECRET: 'not-a-real-secret', GRAPH_SENDER: 'smartcard-assist@trust.example.org' };
+/** GOV.UK Notify settings that are valid (the key's secret part is the 'not-a-real-secret' stand-in's UUID form). */
+const NOTIFY = { SMS_TRANSPORT: 'notify', NOTIFY_API_KEY: `smartcard_assist_test-${GUID_A}-${GUID_B}`, NOTIFY_SMS_TEMPLATE_ID: GUID_B };
 /** A Bot Framework registration that is valid. */
 const APP = { MicrosoftAppId: GUID_B, MicrosoftAppType: 'SingleTenant', MicrosoftAppPassword: 'not-a-real-secret', MicrosoftAppTenantId: GUID_A, ALLOWED_TENANTS: GUID_A };
 
@@ -119,6 +121,17 @@ const CASES: Case[] = [
   { env: { UNLOCK_CODE_MAX_TRIES: '6' }, setting: 'UNLOCK_CODE_MAX_TRIES', reason: /1 to 5/ },
   { env: { UNLOCK_CODES_PER_HOUR: '4' }, setting: 'UNLOCK_CODES_PER_HOUR', reason: /1 to 3/ },
   { env: { UNLOCK_CODE_CHANNELS: 'email,fax' }, setting: 'UNLOCK_CODE_CHANNELS', reason: /not a channel/ },
+  { env: { SMS_TRANSPORT: 'carrier-pigeon' }, setting: 'SMS_TRANSPORT', reason: /outbox or notify/ },
+  { env: { ...NOTIFY, NOTIFY_API_KEY: undefined }, setting: 'NOTIFY_API_KEY', reason: /is missing/ },
+  { env: { ...NOTIFY, NOTIFY_API_KEY: 'not-a-real-secret' }, setting: 'NOTIFY_API_KEY', reason: /not a GOV\.UK Notify API key/ },
+  { env: { ...NOTIFY, NOTIFY_API_KEY: undefined, NOTIFY_API_KEY_FILE: unreadable }, setting: 'NOTIFY_API_KEY_FILE', reason: /cannot read the file \(ENOENT\)/ },
+  { env: { ...NOTIFY, NOTIFY_SMS_TEMPLATE_ID: undefined }, setting: 'NOTIFY_SMS_TEMPLATE_ID', reason: /is missing/ },
+  { env: { ...NOTIFY, NOTIFY_SMS_TEMPLATE_ID: 'unlock-code' }, setting: 'NOTIFY_SMS_TEMPLATE_ID', reason: /UUID/ },
+  { env: { ...NOTIFY, NOTIFY_EMAIL_TEMPLATE_ID: 'unlock-code' }, setting: 'NOTIFY_EMAIL_TEMPLATE_ID', reason: /UUID/ },
+  { env: { ...NOTIFY, NOTIFY_BASE_URL: 'http://api.notifications.service.gov.uk' }, setting: 'NOTIFY_BASE_URL', reason: /https URL/ },
+  { env: { ...NOTIFY, NOTIFY_MAX_RETRIES: '6' }, setting: 'NOTIFY_MAX_RETRIES', reason: /0 to 5/ },
+  { env: { ...NOTIFY, NOTIFY_MAX_RETRY_WAIT_SECONDS: '0' }, setting: 'NOTIFY_MAX_RETRY_WAIT_SECONDS', reason: /1 to 120/ },
+  { env: { ...NOTIFY, NOTIFY_REQUEST_TIMEOUT_SECONDS: '600' }, setting: 'NOTIFY_REQUEST_TIMEOUT_SECONDS', reason: /1 to 120/ },
   { env: { HTTP_HEADERS_TIMEOUT_MS: '10' }, setting: 'HTTP_HEADERS_TIMEOUT_MS', reason: />=1000|too small/i },
   { env: { HTTP_REQUEST_TIMEOUT_MS: '5000', HTTP_HEADERS_TIMEOUT_MS: '8000' }, setting: 'HTTP_REQUEST_TIMEOUT_MS', reason: /shorter than HTTP_HEADERS_TIMEOUT_MS/ },
   { env: { HTTP_KEEP_ALIVE_TIMEOUT_MS: '0' }, setting: 'HTTP_KEEP_ALIVE_TIMEOUT_MS', reason: />=1000|too small/i },
@@ -136,6 +149,7 @@ describe('bot settings: documented, read, and each misconfiguration refused by n
     expect(refusal(BASE)).toBeNull();
     expect(refusal({ ...BASE, ...GRAPH })).toBeNull();
     expect(refusal({ ...BASE, ...APP })).toBeNull();
+    expect(refusal({ ...BASE, ...NOTIFY })).toBeNull();
   });
 
   it('docs/configuration.md lists exactly the variables the bot\'s configuration reads', () => {

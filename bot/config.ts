@@ -12,6 +12,7 @@ import { loadShutdownConfig, type ShutdownConfig } from './lifecycle';
 import { parseMasterKey } from './security/keys';
 import { loadRaDeskConfig, type RaDeskConfig } from './journeys/ra-case/ra-roles';
 import { loadUnlockPolicyConfig, type UnlockPolicyConfig } from './journeys/unlock/unlock-policy.config';
+import { loadNotifyConfig, type NotifyConfig } from './notify/notify.config';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -91,6 +92,8 @@ export interface BotConfig {
   shutdown: ShutdownConfig;
   /** UNLOCK_POLICY and the one-time code settings (bot/journeys/unlock/unlock-policy.config.ts, issue #14). */
   unlockPolicy: UnlockPolicyConfig;
+  /** SMS_TRANSPORT and the NOTIFY_* settings (bot/notify/notify.config.ts, issue #14); the outbox folder is `SMARTCARD_DATA_DIR/sms-outbox`. */
+  sms: NotifyConfig & { outboxDir: string };
   /** Connection bounds of the HTTP server (bot/http/connection-guard.ts). */
   http: {
     /** A request head must be complete within this, milliseconds. */
@@ -220,6 +223,7 @@ export function loadConfig(env: Record<string, string | undefined>): BotConfig {
     shutdown: loadShutdownConfig(env),
     raDesk: loadRaDeskConfig(env),
     unlockPolicy: loadUnlockPolicyConfig(env),
+    sms: { ...loadNotifyConfig(env), outboxDir: path.join(dataDir, 'sms-outbox') },
     http: {
       headersTimeoutMs: e.HTTP_HEADERS_TIMEOUT_MS,
       requestTimeoutMs: e.HTTP_REQUEST_TIMEOUT_MS,

@@ -30,7 +30,8 @@ import { CompanionRuntime, OUTPUT_PREFIX } from './companion.runtime';
 import { companionCommand, loadCompanionConfig, type CompanionConfig } from './config';
 import { CredentialStore } from './pairing/credential.store';
 import { unpairFromCommandLine, type UnpairOutcome } from './pairing/unpair';
-import { PageLinkControl, pageLinkSocketPath, requestPageLink, watchLinkRequests } from './passcode-page/page-link.control';
+import { acquireInstanceLock, instanceLockPath, type InstanceLock } from './desktop/single-instance';
+import { PageLinkControl, pageLinkSocketPath, requestPageLink, requestShow, watchLinkRequests } from './passcode-page/page-link.control';
 import type { CardReaderPort } from './piv/card-connection';
 import { COMPANION_VERSION } from './version';
 
@@ -68,6 +69,27 @@ const UNPAIR_ANSWERS: Record<UnpairOutcome['kind'], { line: string; exit: number
   unreachable: { line: 'companion: Smartcard Assist could not be reached to revoke the pairing. Nothing was changed; try again.', exit: 1 },
 };
 
+/**
+ * Take the single-instance lock (`desktop/single-instance.ts`), or, when another companion runs for
+ * this data directory, ask it to show itself, say so on stdout and exit 0.
+ */
+async function takeInstanceLock(config: CompanionConfig, logger: ReturnType<typeof createLogger>): Promise<InstanceLock> {
+  const outcome = await acquireInstanceLock(instanceLockPath(config.dataDir));
+  if (outcome.kind === 'acquired') {
+    if (outcome.tookOverFromPid !== null) logger.info({ stalePid: outcome.tookOverFromPid }, 'took over the lock of a companion that is no longer running');
+    return outcome.lock;
+  }
+  const shown = await requestShow(pageLinkSocketPath(config.dataDir));
+  logger.info({ pid: outcome.pid, shown }, 'another companion runs for this user; this start defers to it');
+  logger.flush?.();
+  process.stdout.write(
+    `${OUTPUT_PREFIX.status}the Smartcard Assist companion is already running (process ${outcome.pid}); ${
+      shown ? 'it was asked to show itself' : 'it did not answer: look for its tray icon, or stop it and start again'
+    }\n`,
+  );
+  process.exit(0);
+}
+
 async function main(): Promise<void> {
   let config: CompanionConfig;
   let unpair = false;
@@ -95,6 +117,9 @@ async function main(): Promise<void> {
     process.exit(answer.exit);
   }
 
+  // One companion per user session: a second start asks the first to show itself and exits 0.
+  const instance = await takeInstanceLock(config, logger);
+
   const reader = await openReader(config, logger);
   const card = new CardService({ reader, readerName: config.reader.readerName, logger: logger.child({ part: 'card' }) });
   const runtime = new CompanionRuntime({
@@ -108,7 +133,12 @@ async function main(): Promise<void> {
     print,
   });
 
-  const control = new PageLinkControl({ socketPath: pageLinkSocketPath(config.dataDir), issue: () => runtime.printPageLink(), logger: logger.child({ part: 'page-link' }) });
+  const control = new PageLinkControl({
+    socketPath: pageLinkSocketPath(config.dataDir),
+    issue: () => runtime.printPageLink(),
+    show: () => void runtime.printPageLink(),
+    logger: logger.child({ part: 'page-link' }),
+  });
   let stopWatchingKeys: (() => void) | null = null;
 
   let stopping = false;
@@ -120,6 +150,7 @@ async function main(): Promise<void> {
     await control.stop().catch(() => undefined);
     await runtime.stop().catch(() => undefined);
     await reader.close().catch(() => undefined);
+    await instance.release().catch(() => undefined);
     logger.info('companion stopped');
     logger.flush?.();
     process.exit(0);

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../common/logger';
-import { PAGE_LINK_PATTERN, PageLinkControl, pageLinkSocketPath, requestPageLink, watchLinkRequests } from './page-link.control';
+import { PAGE_LINK_PATTERN, PageLinkControl, pageLinkSocketPath, requestPageLink, requestShow, watchLinkRequests } from './page-link.control';
 
 const logger = createLogger({ name: 'page-link-spec', level: 'silent' });
 const cleanup: (() => Promise<void>)[] = [];
@@ -60,6 +60,26 @@ describe.skipIf(process.platform === 'win32')('page link control socket (--page-
       expect(got, JSON.stringify(said)).toBe('');
     }
     expect(n).toBe(0);
+  });
+
+  it('a show request (a second start) calls show() and is answered; without show() it is refused and mints nothing', async () => {
+    const dir = await dataDir();
+    let shown = 0;
+    let minted = 0;
+    const c = new PageLinkControl({ socketPath: pageLinkSocketPath(dir), issue: () => link(++minted), show: () => void shown++, logger });
+    cleanup.push(() => c.stop());
+    await c.start();
+    expect(await requestShow(pageLinkSocketPath(dir))).toBe(true);
+    expect(await requestShow(pageLinkSocketPath(dir))).toBe(true);
+    expect(shown).toBe(2);
+    expect(minted).toBe(0);
+    await c.stop();
+    const other = await dataDir();
+    const noShow = await control(other, () => link(++minted));
+    await noShow.start();
+    expect(await requestShow(pageLinkSocketPath(other), 1000)).toBe(false);
+    expect(minted).toBe(0);
+    expect(await requestShow(join(other, 'nothing.sock'), 1000)).toBe(false);
   });
 
   it('says no companion runs when nothing listens, and after stop the socket file is gone', async () => {

@@ -29,6 +29,10 @@ export const PAGE_LINK_SOCKET = 'page-link.sock' as const;
 /** What a client sends to ask for a link (one line). */
 const LINK_REQUEST = 'link';
 
+/** What a second companion sends to ask this one to show itself (one line; answered `shown`). */
+const SHOW_REQUEST = 'show';
+const SHOWN_ANSWER = 'shown';
+
 /** The shape of a link the companion hands out (loopback, one-time token of 32 bytes base64url). */
 export const PAGE_LINK_PATTERN = /^http:\/\/127\.0\.0\.1:\d{1,5}\/\?t=[A-Za-z0-9_-]{43}$/;
 
@@ -45,8 +49,13 @@ export function pageLinkSocketPath(dataDir: string): string {
 export interface PageLinkControlOptions {
   /** Where to listen (see {@link pageLinkSocketPath}). */
   socketPath: string;
-  /** Mint (and print) a new link; called once per connection. */
+  /** Mint (and print) a new link; called once per `link` connection. */
   issue: () => string;
+  /**
+   * Show this companion to the person (a second start asked; `desktop/single-instance.ts`):
+   * e.g. open the passcode page and print a new link. Absent = `show` requests are refused.
+   */
+  show?: () => void;
   logger: Logger;
 }
 
@@ -89,6 +98,19 @@ export class PageLinkControl {
             return;
           }
           if (!asked.includes('\n')) return;
+          // A second companion start asks this one to show itself (`show\n`), answered `shown\n`.
+          if (asked === `${SHOW_REQUEST}\n` && this.options.show) {
+            try {
+              this.options.show();
+            } catch (err) {
+              logger.warn({ errorCode: (err as { code?: string }).code ?? null }, 'could not show the companion on request');
+              socket.end('\n');
+              return;
+            }
+            logger.info('a second start asked this companion to show itself');
+            socket.end(`${SHOWN_ANSWER}\n`);
+            return;
+          }
           // One request per connection: `link\n` (a connection that asks nothing mints nothing).
           if (asked !== `${LINK_REQUEST}\n`) {
             socket.destroy();
@@ -172,6 +194,37 @@ export function requestPageLink(socketPath: string, timeoutMs = 5000): Promise<P
           : noAnswer,
       );
     });
+  });
+}
+
+/**
+ * Ask the companion running on a data directory to show itself (a second start of the companion:
+ * `desktop/single-instance.ts`). It opens its passcode page (when opening is on) and prints a new link.
+ *
+ * @param socketPath - see {@link pageLinkSocketPath}
+ * @param timeoutMs - give up after this many ms (default 5000)
+ * @returns true when the running companion answered that it showed itself (never throws)
+ */
+export function requestShow(socketPath: string, timeoutMs = 5000): Promise<boolean> {
+  return new Promise((resolve) => {
+    let text = '';
+    let settled = false;
+    const done = (shown: boolean): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(shown);
+    };
+    const socket = connect(socketPath, () => socket.write(`${SHOW_REQUEST}\n`));
+    const timer = setTimeout(() => done(false), timeoutMs);
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      text += chunk;
+      if (text.length > 64) done(false);
+    });
+    socket.on('end', () => done(text.trim() === SHOWN_ANSWER));
+    socket.on('error', () => done(false));
   });
 }
 

@@ -39,6 +39,10 @@ export const CARD_VERBS = {
   RA_CLOSE: 'ra.close',
   /** Universal Actions `refresh` of an RA case card (sent by Teams when a member views it). */
   RA_CASE_REFRESH: 'ra.case_refresh',
+  /** Helpdesk: show the "open an RA case for someone" form. */
+  HELPDESK_FORM: 'helpdesk.form',
+  /** Helpdesk: open an RA case for the person whose email the form holds. */
+  HELPDESK_OPEN_CASE: 'helpdesk.open_case',
 } as const;
 
 /** A verb this service understands. */
@@ -76,10 +80,13 @@ export const MAX_CODE_INPUT_LENGTH = 20;
  * Every id of a card input whose value Teams merges into a click's `data`. A builder never puts these
  * on a button's own data ({@link CardActionButtonData}).
  */
-export const CARD_INPUT_IDS = [...REGISTER_ANSWER_INPUT_IDS, ...REGISTER_QUESTION_INPUT_IDS, 'email', 'mobile', 'code', 'note', 'outcome'] as const;
+export const CARD_INPUT_IDS = [...REGISTER_ANSWER_INPUT_IDS, ...REGISTER_QUESTION_INPUT_IDS, 'email', 'mobile', 'code', 'note', 'outcome', 'reason'] as const;
 
 /** Longest RA note, in characters after trimming. */
 export const MAX_RA_NOTE_LENGTH = 1000;
+
+/** Longest helpdesk handoff reason, in characters after trimming. */
+export const MAX_HANDOFF_REASON_LENGTH = 500;
 
 /** How an RA case may be closed (values of the `outcome` input on the case card). */
 export const RA_CASE_OUTCOMES = ['unlocked_in_person', 'assisted_unlock', 'attempts_reset', 'referred', 'no_action'] as const;
@@ -160,6 +167,10 @@ export const CARD_ACTION_SCHEMAS = {
   'ra.assist_unlock': z.object(caseStep),
   'ra.close': z.object({ ...caseStep, outcome: z.enum(RA_CASE_OUTCOMES, { error: `must be one of ${RA_CASE_OUTCOMES.join(', ')}` }) }),
   'ra.case_refresh': z.object({ caseRef: caseRefField }),
+  'helpdesk.form': z.object({}),
+  // Empty values are answered by the desk ("say why", "not an email address"); hosts leave an empty input
+  // out of `data`. A value over the length bound is refused here (400), naming the field.
+  'helpdesk.open_case': z.object({ email: textField(MAX_EMAIL_LENGTH, true).default(''), reason: textField(MAX_HANDOFF_REASON_LENGTH, true).default('') }),
 } as const satisfies Record<CardVerb, z.ZodType>;
 
 /** A parsed card action: the verb and its validated data (answers trimmed). */

@@ -30,3 +30,4 @@ export {
 } from './unlock.card';
 export { raCaseCard, type RaCaseCardInput } from './ra-case.card';
 export { usageReportCard } from './usage-report.card';
+export { helpdeskFormCard, helpdeskCaseCard, helpdeskRefusedCard } from './helpdesk.card';

@@ -1,7 +1,8 @@
 /**
  * What a typed message asks for. Typed words work as well as the buttons
  * (issue #2): "unlock", "my card is locked", "pair K7QF-M2XD", "help", "cancel";
- * staff (issue #12): "report [YYYY-MM-DD [YYYY-MM-DD]]", "open case for someone@nhs.net: reason".
+ * staff (issue #12): "report [YYYY-MM-DD [YYYY-MM-DD]]", "open case for someone@nhs.net: reason",
+ * "open case" (the helpdesk form).
  */
 export type Intent =
   | { kind: 'unlock' }
@@ -16,6 +17,8 @@ export type Intent =
   | { kind: 'report'; from: string | null; to: string | null }
   /** Helpdesk: open an RA case for someone; `reason` as typed (case kept), may be empty. */
   | { kind: 'open_case_for'; email: string; reason: string }
+  /** Helpdesk: the "open an RA case for someone" card form ("open case", "open a case for someone"). */
+  | { kind: 'open_case_form' }
   | { kind: 'unknown' };
 
 /**
@@ -35,6 +38,7 @@ export function parseIntent(text: string | undefined | null): Intent {
   // Teams may send a typed address as a link (`<a href="mailto:x">x</a>`): keep the link text.
   const typed = (text ?? '').replace(/<at>[^<]*<\/at>/gi, ' ').replace(/<a\b[^>]*>([^<]*)<\/a>/gi, '$1').replace(/\s+/g, ' ').trim();
   const handoff = /^open (?:an? )?(?:ra )?case for:?\s+(?:mailto:)?([^\s:;,]+)\s*[:;,-]?\s*(.*)$/i.exec(typed);
+  if (/^open (?:an? )?(?:ra )?case(?: for:?(?: someone| somebody| a person)?)?$/.test(t)) return { kind: 'open_case_form' };
   if (handoff) return { kind: 'open_case_for', email: handoff[1]!, reason: handoff[2]!.trim() };
   const report = /^(?:usage )?report(?:\s+(?:from\s+)?(\d{4}-\d{2}-\d{2})(?:\s+(?:to\s+)?(\d{4}-\d{2}-\d{2}))?)?$/.exec(t);
   if (report) return { kind: 'report', from: report[1] ?? null, to: report[2] ?? report[1] ?? null };

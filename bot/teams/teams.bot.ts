@@ -23,6 +23,7 @@ import { pairHelpCard, pairingResultCard } from '../../cards';
 import { unlockEndedCard } from '../../cards';
 import { welcomeCard } from '../../cards';
 import { usageReportCard } from '../../cards';
+import { helpdeskCaseCard, helpdeskFormCard, helpdeskRefusedCard } from '../../cards';
 import { AppError } from '../../common/app-error';
 import type { Logger } from '../../common/logger';
 import type { Device, JourneyKind, JourneyRecord, Person, Storage } from '../../storage/storage.port';
@@ -258,6 +259,10 @@ export class SmartcardBot extends ActivityHandler {
         await this.sendCard(context, usageReportCard({ range: rangeText(r.report.range), teams: r.report.teams.map((t) => ({ team: t.team, facts: usageFacts(t) })) }));
         return;
       }
+      case 'open_case_form': {
+        await this.sendCard(context, await this.helpdeskForm(deskSender(activity)));
+        return;
+      }
       case 'open_case_for': {
         await context.sendActivity(handoffAnswer(await this.deps.raDesk.openForPerson(deskSender(activity), intent.email, intent.reason), intent.email));
         return;
@@ -349,7 +354,20 @@ export class SmartcardBot extends ActivityHandler {
     'ra.assist_unlock': async (action, turn) => this.raTurn(turn, action.data.caseRef, 'assist_unlock', action.data.step),
     'ra.close': async (action, turn) => this.raTurn(turn, action.data.caseRef, 'close', action.data.step, { outcome: action.data.outcome }),
     'ra.case_refresh': async (action, turn) => (await this.deps.raDesk.card(action.data.caseRef, deskSender(turn.context.activity))) ?? helpCard(),
+    'helpdesk.form': async (_action, turn) => this.helpdeskForm(deskSender(turn.context.activity)),
+    'helpdesk.open_case': async (action, turn) => {
+      const { email, reason } = action.data;
+      const r = await this.deps.raDesk.openForPerson(deskSender(turn.context.activity), email, reason);
+      if ('caseRef' in r) return helpdeskCaseCard({ caseRef: r.caseRef, person: r.person, created: r.kind === 'opened', personTold: r.kind === 'opened' && r.personTold });
+      if (r.kind === 'not_helpdesk') return helpdeskRefusedCard();
+      return helpdeskFormCard({ email, reason, error: handoffFormError(r, email) });
+    },
   };
+
+  /** The helpdesk form for helpdesk (and RA) members; anyone else is refused (audited). */
+  private async helpdeskForm(sender: DeskSender): Promise<AdaptiveCard> {
+    return (await this.deps.raDesk.mayHandOff(sender)) ? helpdeskFormCard({ email: '', reason: '', error: null }) : helpdeskRefusedCard();
+  }
 
   /** An RA case click: the desk decides (role, owner, closed, stale) and the clicker sees the case as it is now. */
   private async raTurn(turn: CardTurn, caseRef: string, action: RaAction, step: string, input: { note?: string; outcome?: CaseOutcomeInput } = {}): Promise<AdaptiveCard> {
@@ -394,6 +412,26 @@ function handoffAnswer(r: HandoffOutcome, typedEmail: string): string {
       return `"${shown}" is not an email address. Nothing was opened. Say "open case for name@nhs.net: reason".`;
     case 'no_reason':
       return `Say why after the address, e.g. "open case for ${shown}: locked out, identity checked by phone". Nothing was opened.`;
+    case 'reason_too_long':
+      return `The reason is too long (at most ${MAX_HANDOFF_REASON} characters). Nothing was opened.`;
+    case 'not_registered':
+      return `No one is registered with Smartcard Assist as ${r.email}. Nothing was opened. Check the address, or contact the RA team directly: they can help people who are not registered.`;
+    case 'ambiguous':
+      return `More than one person is registered with Smartcard Assist as ${r.email}. Nothing was opened: contact the RA team directly so they can tell them apart.`;
+  }
+}
+
+/** What was wrong with a handoff from the form, shown on the form again (values kept). */
+function handoffFormError(r: HandoffOutcome, typedEmail: string): string {
+  switch (r.kind) {
+    case 'opened':
+    case 'exists':
+    case 'not_helpdesk':
+      return handoffAnswer(r, typedEmail);
+    case 'bad_email':
+      return typedEmail.trim() === '' ? "Enter the person's email address. Nothing was opened." : `"${typedEmail.slice(0, 100)}" is not an email address. Nothing was opened.`;
+    case 'no_reason':
+      return 'Say why the person needs their RA team. Nothing was opened.';
     case 'reason_too_long':
       return `The reason is too long (at most ${MAX_HANDOFF_REASON} characters). Nothing was opened.`;
     case 'not_registered':
@@ -454,6 +492,8 @@ const VERB_JOURNEY: { [V in CardVerb]: (action: CardActionOf<V>) => PersonJourne
   'ra.assist_unlock': () => null,
   'ra.close': () => null,
   'ra.case_refresh': () => null,
+  'helpdesk.form': () => null,
+  'helpdesk.open_case': () => null,
 };
 
 function journeyOfAction<V extends CardVerb>(action: CardActionOf<V>): PersonJourney | null {

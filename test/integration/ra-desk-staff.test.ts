@@ -142,6 +142,62 @@ describe('RA desk staff: helpdesk handoff, the person told, the report', () => {
     expect(bad.stderr).toContain('--to is before --from');
   });
 
+  it('helpdesk handoff by card: the form, the case reference on the answer card, the person told; bad input and non-helpdesk clicks change nothing', async () => {
+    const lee = await seedPerson(bot, 'Lee Formed');
+    await teams.message(lee.user, 'hello');
+    const cases = () => sql<{ n: number }>(`SELECT count(*) AS n FROM cases`)[0]!.n;
+
+    // Asking for the form: helpdesk gets it, anyone else is refused (audited, form: true).
+    await teams.message(casey, 'open case');
+    const form = conn.calls.filter((c) => c.conversationId === casey.conversationId).at(-1)!;
+    const formText = activityText(form.body);
+    expect(formText).toContain('Open an RA case for someone');
+    expect(JSON.stringify(form.body)).toContain('"verb":"helpdesk.open_case"');
+    await teams.message(dana, 'open a case for someone');
+    expect(activityText(conn.calls.filter((c) => c.conversationId === dana.conversationId).at(-1)!.body)).toContain('Only helpdesk staff can open RA cases for someone else');
+    const refusedForm = sql<{ details: string }>(`SELECT details FROM audit WHERE action = 'ra_case.helpdesk_open' AND actor = ? AND json_extract(details, '$.form') = 1`, `teams:${dana.id}`);
+    expect(refusedForm).toHaveLength(1);
+
+    const before = cases();
+    const danaRefusals = () => sql(`SELECT id FROM audit WHERE action = 'ra_case.helpdesk_open' AND actor = ? AND json_extract(details, '$.form') IS NULL`, `teams:${dana.id}`).length;
+    const refusalsBefore = danaRefusals();
+    const open = (user: TeamsUser, data: Record<string, unknown>) => teams.invoke(user, 'helpdesk.open_case', data, form.activityId ?? undefined);
+    // Bad input: each answer is the form again, saying what is wrong, values kept; nothing opened.
+    const unregistered = cardText(invokeCard(await open(casey, { email: 'nobody.here@nhs.net', reason: 'locked out' })));
+    expect(unregistered).toContain('No one is registered with Smartcard Assist as nobody.here@nhs.net. Nothing was opened.');
+    expect(unregistered).toContain('Open RA case');
+    const noReason = invokeCard(await open(casey, { email: lee.email }));
+    expect(cardText(noReason)).toContain('Say why the person needs their RA team. Nothing was opened.');
+    expect(JSON.stringify(noReason)).toContain(`"value":"${lee.email}"`);
+    expect(cardText(invokeCard(await open(casey, { email: 'not-an-address', reason: 'x' })))).toContain('"not-an-address" is not an email address. Nothing was opened.');
+    // A forged click: a reason over the bound is refused by the parser (400, naming the field).
+    const forged = await open(casey, { email: lee.email, reason: 'y'.repeat(501) });
+    expect(forged.status).toBe(400);
+    expect(JSON.stringify(forged.json)).toContain('reason is longer than 500 characters');
+    const unknownVerb = await teams.invoke(casey, 'helpdesk.open_case_now', { email: lee.email, reason: 'x' });
+    expect(unknownVerb.status).toBe(400);
+    // A non-helpdesk click on the form: refused, audited, nothing opened.
+    expect(cardText(invokeCard(await open(dana, { email: lee.email, reason: 'please' })))).toContain('Only helpdesk staff can open RA cases for someone else');
+    expect(cases()).toBe(before);
+    expect(danaRefusals()).toBe(refusalsBefore + 1);
+
+    // The real thing: the answer card shows the case reference, the person is told, the card reaches the channel.
+    const opened = cardText(invokeCard(await open(casey, { email: ` ${lee.email.toUpperCase()} `, reason: 'Card locked at the front desk' })));
+    const ref = /RA-[0-9A-Z]{6}/.exec(opened)?.[0];
+    expect(ref, opened).toBeDefined();
+    expect(opened).toContain('RA case opened');
+    expect(opened).toContain(`Lee Formed`);
+    expect(opened).toContain('the person has been told in their Teams chat');
+    expect(sql<{ person_id: string; reason: string }>(`SELECT person_id, reason FROM cases WHERE ref = ?`, ref)).toEqual([{ person_id: lee.personId, reason: 'helpdesk' }]);
+    await expect.poll(() => conn.textsIn(lee.user.conversationId).some((t) => t.startsWith('Casey Help from the IT helpdesk has asked your RA team') && t.includes(ref!)), { timeout: 10_000 }).toBe(true);
+    await expect.poll(() => channelTexts().some((t) => t.includes(ref!) && t.includes('Card locked at the front desk')), { timeout: 10_000 }).toBe(true);
+    // A double click: the same case is named, nothing new.
+    const again = cardText(invokeCard(await open(casey, { email: lee.email, reason: 'Card locked at the front desk' })));
+    expect(again).toContain('This person already has an RA case');
+    expect(again).toContain(ref!);
+    expect(sql(`SELECT ref FROM cases WHERE person_id = ?`, lee.personId)).toHaveLength(1);
+  });
+
   it('admin cases lists open and claimed cases with person and owner; closed ones are left out', async () => {
     const pat = await seedPerson(bot, 'Pat Asker');
     await teams.message(pat.user, 'talk to RA');

@@ -9,7 +9,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import type { AdaptiveCard } from '../../../cards';
+import { MAX_HANDOFF_REASON_LENGTH, type AdaptiveCard } from '../../../cards';
 import type { Logger } from '../../../common/logger';
 import type { Person, RaCase, Storage } from '../../../storage/storage.port';
 import { generateCaseRef } from '../../security/codes';
@@ -49,8 +49,8 @@ export type HandoffOutcome =
   | { kind: 'not_helpdesk' | 'bad_email' | 'no_reason' | 'reason_too_long' }
   | { kind: 'not_registered' | 'ambiguous'; email: string };
 
-/** Longest helpdesk handoff reason, in characters after trimming. */
-export const MAX_HANDOFF_REASON = 500;
+/** Longest helpdesk handoff reason, in characters after trimming (one bound with the helpdesk form's input). */
+export const MAX_HANDOFF_REASON = MAX_HANDOFF_REASON_LENGTH;
 
 const EMAIL = z.string().email().max(254);
 
@@ -93,6 +93,32 @@ export class RaDeskService {
   }
 
   /**
+   * May this sender open cases for someone else (the helpdesk form)? Anyone else is refused, and the
+   * refusal audited as `ra_case.helpdesk_open` (`form: true`), as a refused handoff is.
+   *
+   * @param sender - who asks (role from `from.aadObjectId`)
+   * @returns true for helpdesk and RA members
+   */
+  async mayHandOff(sender: DeskSender): Promise<boolean> {
+    const role = roleOf(this.deps.config, sender);
+    if (role !== 'none') return true;
+    await this.auditHandoffRefusal(sender, true);
+    return false;
+  }
+
+  private async auditHandoffRefusal(sender: DeskSender, form: boolean): Promise<void> {
+    const actorId = sender.aadObjectId ?? sender.channelUserId ?? 'unknown';
+    await this.deps.storage.audit.append({
+      id: randomUUID(),
+      at: this.deps.now().toISOString(),
+      actor: `teams:${actorId}`.slice(0, 200),
+      action: 'ra_case.helpdesk_open',
+      personId: null,
+      details: { outcome: 'refused', reason: 'not_helpdesk', role: 'none', ...(form ? { form: true } : {}) },
+    });
+  }
+
+  /**
    * A helpdesk member opens a case for someone from Teams (issue #12, helpdesk handoff).
    * Only helpdesk members (and RA members) may; anyone else is refused and audited. The email must be
    * registered with exactly one person; otherwise nothing changes. A person who already has a case
@@ -107,14 +133,7 @@ export class RaDeskService {
     const role = roleOf(this.deps.config, sender);
     const actorId = sender.aadObjectId ?? sender.channelUserId ?? 'unknown';
     if (role === 'none') {
-      await this.deps.storage.audit.append({
-        id: randomUUID(),
-        at: this.deps.now().toISOString(),
-        actor: `teams:${actorId}`.slice(0, 200),
-        action: 'ra_case.helpdesk_open',
-        personId: null,
-        details: { outcome: 'refused', reason: 'not_helpdesk', role },
-      });
+      await this.auditHandoffRefusal(sender, false);
       return { kind: 'not_helpdesk' };
     }
     const address = email.trim().toLowerCase();

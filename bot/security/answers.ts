@@ -2,7 +2,9 @@
  * Security answers: normalisation and slow salted hashing (scrypt, RFC 7914).
  *
  * An answer is normalised so that trivially different typings of the same
- * answer match. Comparison is constant time.
+ * answer match. Comparison is constant time. Every scrypt run goes to the shared
+ * hash pool (`./hash-pool`): worker threads sized to the cores, never the event
+ * loop and never the libuv thread pool that file and DNS work need.
  *
  * ## Triple hashes (issue #15)
  * A person registers 4 answers and, to unlock, is asked 3 of them; the check
@@ -35,10 +37,11 @@
  * (the registration journey always writes triples), and an administrator can
  * count people still on the old shape with {@link answerHashScheme}.
  */
-import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { AnswerHash } from '../../storage/storage.port';
 import { ValidationError } from '../../common/app-error';
 import { SECURITY_ERROR, SecurityError } from './security.errors';
+import { sharedHashPool } from './hash-pool';
 
 export type { AnswerHash };
 
@@ -73,14 +76,9 @@ export function normaliseAnswer(raw: string): string {
   return raw.normalize('NFKC').toLocaleLowerCase('en-GB').normalize('NFKC').trim().replace(/\s+/gu, ' ');
 }
 
-function scryptAsync(password: string, salt: Buffer, keylen: number, params: { N: number; r: number; p: number }): Promise<Buffer> {
-  const options: ScryptOptions = { N: params.N, r: params.r, p: params.p, maxmem: 256 * params.N * params.r + 1024 * 1024 };
-  return new Promise((resolve, reject) => {
-    scrypt(password, salt, keylen, options, (err, key) => {
-      if (err) reject(new SecurityError(SECURITY_ERROR.HASH_FAILED, 'scrypt failed', { cause: err, meta: { N: params.N, r: params.r, p: params.p } }));
-      else resolve(key);
-    });
-  });
+/** scrypt on the shared hash pool (worker threads sized to the cores, not the libuv pool; see hash-pool.ts). */
+async function scryptAsync(password: string, salt: Buffer, keylen: number, params: { N: number; r: number; p: number }): Promise<Buffer> {
+  return (await sharedHashPool().scrypt({ password, salt, keylen, params })).key;
 }
 
 /**

@@ -12,6 +12,8 @@ import { journeyUnreadableText } from '../cards/service.card';
 import { createLogger, type Logger } from '../common/logger';
 import type { Device, Storage } from '../storage/storage.port';
 import type { MailPort } from './mail/mail.port';
+import type { NotifyPort } from './notify/notify.port';
+import { OutboxSmsAdapter } from './notify/outbox-sms.adapter';
 import type { DirectoryPort } from './directory/directory.port';
 import { openStorage } from '../storage/storage.factory';
 import { loadConfig, type BotConfig } from './config';
@@ -97,7 +99,7 @@ export interface BotApp {
  * Build every adapter and service once, wire them, and start listening.
  *
  * @param config - validated configuration ({@link loadConfig})
- * @param overrides - replace an adapter (tests, benchmarks): `mail`, `logger`, `directory`;
+ * @param overrides - replace an adapter (tests, benchmarks): `mail`, `sms`, `logger`, `directory`;
  *   `wrapStorage` wraps the opened store before anything uses it (interleaving tests);
  *   `pairingClock` is the clock of the pairing service and its rate limits (limit tests);
  *   `channel` points channel authentication at other OpenID metadata and replaces the bot's
@@ -106,7 +108,7 @@ export interface BotApp {
  */
 export async function startBot(
   config: BotConfig,
-  overrides: { mail?: MailPort; logger?: Logger; directory?: DirectoryPort | null; wrapStorage?: (storage: Storage) => Storage; channel?: ChannelAuthOverrides; pairingClock?: () => Date } = {},
+  overrides: { mail?: MailPort; sms?: NotifyPort; logger?: Logger; directory?: DirectoryPort | null; wrapStorage?: (storage: Storage) => Storage; channel?: ChannelAuthOverrides; pairingClock?: () => Date } = {},
 ): Promise<BotApp> {
   const logger = overrides.logger ?? createLogger({ name: 'bot', level: config.logLevel });
   const keys = deriveKeys(parseMasterKey(config.masterKey, 'SMARTCARD_MASTER_KEY'));
@@ -128,6 +130,13 @@ export async function startBot(
     await graph.verify(); // a missing or wrong setting stops start-up, naming the setting
     mail = graph;
   } else mail = new OutboxMailAdapter({ dir: config.mail.outboxDir, from: { name: 'Smartcard Assist', address: config.mail.from }, logger });
+  // Text messages (issue #14): GOV.UK Notify, loaded only when chosen; else the local outbox (the demo's default).
+  let sms: NotifyPort;
+  if (overrides.sms) sms = overrides.sms;
+  else if (config.sms.transport === 'notify') {
+    const { GovukNotifyAdapter } = await import('./notify/govuk-notify.adapter');
+    sms = new GovukNotifyAdapter({ config: config.sms, logger });
+  } else sms = new OutboxSmsAdapter({ dir: config.sms.outboxDir, logger });
 
   // UNLOCK_* settings (issue #14), validated at start-up.
   const rules = unlockRulesFor(config.unlockPolicy, DEFAULT_UNLOCK_RULES);
@@ -180,6 +189,7 @@ export async function startBot(
     storage,
     link,
     mail,
+    sms,
     sealKey: keys.sealKey,
     codeHashKey: keys.codeHashKey,
     timeZone: config.timeZone,
@@ -192,10 +202,12 @@ export async function startBot(
     raDesk: {
       caseOpened: (raCase) => raDesk.caseOpened(raCase),
       postCaseCard: (caseRef) => raChannel.postCaseCard(caseRef),
-      tellPerson: (personId, text) => raChannel.tellPerson(personId, text),
+      // One way to tell a person in their chat: the Teams notifier's.
+      tellPerson: (personId, text) => notifier.tell(personId, text),
       resetSelfService: async (personId, actor, note) => {
         await resetSelfService(engine, personId, actor, note);
       },
+      startAssistedUnlock: (personId, caseRef, actor) => raDesk.startAssistedUnlock(personId, caseRef, actor),
     },
   });
   const engine: JourneyEngine = new JourneyEngine({ storage, runner, logger, now, definitions });
@@ -284,7 +296,7 @@ export async function startBot(
   await new Promise<void>((resolve) => server.listen(config.port, config.host, () => resolve()));
   const address = server.address();
   const url = `http://${config.host}:${address.port}`;
-  logger.info({ url, dataDir: config.dataDir, mail: config.mail.transport, outbox: config.mail.outboxDir }, 'Smartcard Assist bot listening');
+  logger.info({ url, dataDir: config.dataDir, mail: config.mail.transport, outbox: config.mail.outboxDir, sms: config.sms.transport }, 'Smartcard Assist bot listening');
 
   const sweeper = setInterval(() => {
     void engine.sweep().catch((err: unknown) => logger.warn({ err }, 'effect sweep failed'));

@@ -9,7 +9,8 @@ import { AppError } from '../../common/app-error';
 import type { JourneyKind, Person, RaCase, Storage } from '../../storage/storage.port';
 import type { CompanionLink } from '../link/companion-link.server';
 import type { MailPort } from '../mail/mail.port';
-import { registrationCodeMail, registrationConfirmedMail, unlockCodeMail, unlockedNoticeMail } from '../mail/mail.templates';
+import type { NotifyPort } from '../notify/notify.port';
+import { formatLocalDateTime, registrationCodeMail, registrationConfirmedMail, unlockCodeMail, unlockedNoticeMail } from '../mail/mail.templates';
 import { unseal } from '../security/seal';
 import { PukCustody } from '../puk/puk.custody';
 import { cardClaim, holderTag } from '../puk/puk.rules';
@@ -46,12 +47,16 @@ export interface RaDeskEffects {
   tellPerson(personId: string, text: string): Promise<void>;
   /** The one self-service reset (lock and attempt count), audited with `actor`. */
   resetSelfService(personId: string, actor: string, note: string | null): Promise<void>;
+  /** Start (or resume) the person's unlock with the questions skipped (RA-assisted unlock), audited with `actor`. */
+  startAssistedUnlock(personId: string, caseRef: string, actor: string): Promise<void>;
 }
 
 export interface EffectRunnerDeps {
   storage: Storage;
   link: CompanionLink;
   mail: MailPort;
+  /** Text messages (`bot/notify/`); absent in processes that send none (the admin CLI): `sms.*` effects stay for the bot. */
+  sms?: NotifyPort;
   sealKey: KeyObject;
   /** Key for holder tags (`bot/puk/puk.rules.ts` `holderTag`). */
   codeHashKey: KeyObject;
@@ -104,6 +109,7 @@ export class EffectRunner {
   onFinalFailure(effect: Effect): FollowUp | null {
     switch (effect.type) {
       case 'mail.unlock_code':
+      case 'sms.unlock_code':
         return { kind: 'unlock', event: { type: 'code_mail_failed', runId: effect.runId, codeHash: effect.codeHash } };
       case 'mail.registration_code':
         return { kind: 'registration', event: { type: 'code_mail_failed', runId: effect.runId, codeHash: effect.codeHash } };
@@ -140,6 +146,9 @@ export class EffectRunner {
       case 'ra.reset_self_service':
         await this.raDesk().resetSelfService(effect.personId, effect.actor, `RA case ${effect.caseRef}`);
         return null;
+      case 'ra.assist_unlock':
+        await this.raDesk().startAssistedUnlock(effect.personId, effect.caseRef, effect.actor);
+        return null;
       case 'ra.case_status': {
         for (let i = 0; i < 5; i++) {
           const c = await storage.cases.get(effect.caseRef);
@@ -172,6 +181,21 @@ export class EffectRunner {
         const code = unseal(this.deps.sealKey, effect.codeSealed, `code:${effect.runId}`);
         const m = unlockCodeMail({ displayName: person.displayName, code, expiresAt: new Date(effect.expiresAt), minutes: this.deps.codeTtlMinutes, timeZone: this.deps.timeZone, raContact: this.deps.raContact });
         await this.deps.mail.send({ id: effect.id, to: person.email, subject: m.subject, text: m.text, html: m.html, kind: 'unlock_code' });
+        return { kind: 'unlock', event: { type: 'code_mailed', runId: effect.runId, codeHash: effect.codeHash, at: this.deps.now().toISOString() } };
+      }
+      case 'sms.unlock_code': {
+        const sms = this.sms();
+        // Unsealed only to send; the notify adapters keep it out of logs and errors.
+        const code = unseal(this.deps.sealKey, effect.codeSealed, `code:${effect.runId}`);
+        const until = formatLocalDateTime(new Date(effect.expiresAt), this.deps.timeZone);
+        await sms.send({
+          id: effect.id,
+          channel: 'sms',
+          kind: 'unlock_code',
+          to: effect.to,
+          reference: effect.id,
+          personalisation: { code, minutes: String(this.deps.codeTtlMinutes), expires_at: until.clock },
+        });
         return { kind: 'unlock', event: { type: 'code_mailed', runId: effect.runId, codeHash: effect.codeHash, at: this.deps.now().toISOString() } };
       }
       case 'mail.unlock_notice': {
@@ -261,6 +285,11 @@ export class EffectRunner {
       return;
     }
     throw new AppError('STORAGE.CONFLICT', 'could not store the registration after retries');
+  }
+
+  private sms(): NotifyPort {
+    if (!this.deps.sms) throw new AppError(EFFECT_NOT_HERE, 'text messages are sent by the bot, not here');
+    return this.deps.sms;
   }
 
   private raDesk(): RaDeskEffects {

@@ -36,6 +36,23 @@ export type Effect =
       expiresAt: string;
     }
   | { type: 'mail.unlock_notice'; id: string; personId: string; at: string; workstation: string | null }
+  /**
+   * Send the unlock code by text message (`bot/notify/`, issue #14). Answered like `mail.unlock_code`:
+   * `code_mailed` once the carrier accepted it (GOV.UK Notify: 201), `code_mail_failed` when it finally failed.
+   */
+  | {
+      type: 'sms.unlock_code';
+      id: string;
+      personId: string;
+      /** Mobile number in E.164 form, e.g. `+447700900123`. */
+      to: string;
+      /** The code, sealed with AAD `code:<runId>`. */
+      codeSealed: Sealed;
+      /** Keyed hash of the code, to tell the journey which code was sent. */
+      codeHash: string;
+      runId: string;
+      expiresAt: string;
+    }
   | {
       type: 'companion.command';
       id: string;
@@ -75,6 +92,8 @@ export type Effect =
   | { type: 'ra.case_status'; id: string; caseRef: string; status: 'open' | 'claimed' | 'closed' }
   /** RA confirmed the holder in person: the one self-service reset (`unlock/self-service-reset.ts`), actor `ra:<id>`. */
   | { type: 'ra.reset_self_service'; id: string; personId: string; caseRef: string; actor: string }
+  /** RA started an assisted unlock: the person's unlock starts or resumes with the questions skipped (`ra-case/unlock-for-ra.port.ts`), actor `ra:<id>`. */
+  | { type: 'ra.assist_unlock'; id: string; personId: string; caseRef: string; actor: string }
   /** Update this run's card in Teams in place (proactively) and optionally post a short message below it. */
   | { type: 'teams.refresh'; id: string; personId: string; message: string | null; journey?: JourneyKind }
   | {

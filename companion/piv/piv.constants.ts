@@ -7,6 +7,12 @@
 /** Class byte of every command this project sends (ISO/IEC 7816-4 5.4.1: interindustry, no SM, last of chain). */
 export const CLA = 0x00 as const;
 
+/**
+ * Bit of the class byte that marks a command as "not the last of a chain" (ISO/IEC 7816-4 5.1.1.1:
+ * b5 of an interindustry CLA); `CLA | CLA_CHAINING` is `10`.
+ */
+export const CLA_CHAINING = 0x10 as const;
+
 /** Instruction bytes (SP 800-73-4 Part 2, Table 13 "PIV Card Application Card Commands"; ISO/IEC 7816-4 for GET RESPONSE). */
 export const INS = {
   SELECT: 0xa4,
@@ -104,7 +110,32 @@ export const TAG = {
   ALGORITHM_IDENTIFIER: 0x80,
   /** Inside `AC`: object identifier (terminates the list, empty). */
   OBJECT_IDENTIFIER: 0x06,
+  /** X.509 Certificate for PIV Authentication (key 9A) object identifier (BER-TLV tag `5FC105`; SP 800-73-4 Part 1, Table 3). */
+  CERT_PIV_AUTHENTICATION: 0x5fc105,
+  /** X.509 Certificate for Card Authentication (key 9E) object identifier (BER-TLV tag `5FC101`; SP 800-73-4 Part 1, Table 3). */
+  CERT_CARD_AUTHENTICATION: 0x5fc101,
+  /** Certificate object: the DER certificate (SP 800-73-4 Part 1, Appendix A, Tables 10 and 15). */
+  CERTIFICATE: 0x70,
+  /** Certificate object: CertInfo, 1 byte; bit 0 set = the certificate is gzip-compressed (SP 800-73-4 Part 1, 5.6). */
+  CERT_INFO: 0x71,
+  /** Certificate object: MSCUID (optional, deprecated). */
+  MSCUID: 0x72,
 } as const;
+
+/** CertInfo bit 0: the certificate in tag 70 is gzip-compressed (SP 800-73-4 Part 1, 5.6). */
+export const CERT_INFO_GZIP = 0x01 as const;
+
+/**
+ * The certificate slots this project reads, by key reference (SP 800-73-4 Part 1, Table 3;
+ * Part 2, Table 4b): PIV Authentication `9A` (object `5FC105`), Card Authentication `9E` (object `5FC101`).
+ */
+export const CERTIFICATE_SLOT = {
+  '9A': { tag: TAG.CERT_PIV_AUTHENTICATION, name: 'PIV Authentication' },
+  '9E': { tag: TAG.CERT_CARD_AUTHENTICATION, name: 'Card Authentication' },
+} as const;
+export type CertificateSlot = keyof typeof CERTIFICATE_SLOT;
+/** Every slot of {@link CERTIFICATE_SLOT}, in the order they are read. */
+export const CERTIFICATE_SLOTS: readonly CertificateSlot[] = ['9A', '9E'];
 
 /** Length of the CHUID GUID in bytes (SP 800-73-4 Part 1, 3.1.2). */
 export const GUID_LENGTH = 16 as const;
@@ -126,6 +157,10 @@ export const SW = {
   /** Authentication method blocked: the PIN or PUK retry counter is 0. */
   AUTH_METHOD_BLOCKED: 0x6983,
   CONDITIONS_NOT_SATISFIED: 0x6985,
+  /** Command chaining: the card expected the last command of the chain (ISO/IEC 7816-4 5.1.3). */
+  LAST_COMMAND_OF_CHAIN_EXPECTED: 0x6883,
+  /** Command chaining is not supported for this command (ISO/IEC 7816-4 5.1.3). */
+  CHAINING_NOT_SUPPORTED: 0x6884,
   COMMAND_NOT_ALLOWED: 0x6986,
   INCORRECT_DATA: 0x6a80,
   FUNCTION_NOT_SUPPORTED: 0x6a81,

@@ -23,6 +23,8 @@ export const CARD_ERROR_CODE = {
   RESPONSE_TOO_SHORT: 'CARD.RESPONSE_TOO_SHORT',
   /** The card answered with data this layer cannot parse (bad TLV, missing GUID). */
   MALFORMED_RESPONSE: 'CARD.MALFORMED_RESPONSE',
+  /** A certificate object on the card is not a usable X.509 certificate (bad layout, bad DER, bad dates). */
+  MALFORMED_CERTIFICATE: 'CARD.MALFORMED_CERTIFICATE',
   /** A command returned a status word other than 9000 that no more specific error covers. */
   APDU_FAILED: 'CARD.APDU_FAILED',
   /** SELECT of the PIV application failed: not a PIV card. */
@@ -161,6 +163,22 @@ export class PukBlockedError extends ApduError {
   /** @param command - command that failed */
   constructor(command = 'RESET_RETRY_COUNTER') {
     super(command, 0x6983, undefined, { code: CARD_ERROR_CODE.PUK_BLOCKED, message: `${command}: PUK is blocked (SW 6983)` });
+  }
+}
+
+/**
+ * A certificate object read from the card is not usable: its SP 800-73-4 layout (53 { 70, 71, FE }) is
+ * broken, the certificate is not DER X.509 that `node:crypto` accepts, or its dates cannot be read.
+ * `meta.slot` names the slot (`9A`, `9E`); the message says what is wrong, never the bytes.
+ */
+export class CertificateError extends CardError {
+  /**
+   * @param slot - key reference of the slot, e.g. `9A`
+   * @param reason - what is wrong, for logs and support
+   * @param options.cause - the parser's error
+   */
+  constructor(readonly slot: string, reason: string, options?: { cause?: unknown }) {
+    super(CARD_ERROR_CODE.MALFORMED_CERTIFICATE, `certificate in slot ${slot} is not usable: ${reason}`, { cause: options?.cause, meta: { slot } });
   }
 }
 

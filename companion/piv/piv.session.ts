@@ -5,8 +5,12 @@
 import type { Logger } from '../../common/logger';
 import { transceive, type CommandApdu } from './apdu';
 import type { CardConnection } from './card-connection';
+import { parseCertificateObject, type CardCertificate } from './piv-certificate';
 import {
   AID,
+  CERTIFICATE_SLOT,
+  CERTIFICATE_SLOTS,
+  type CertificateSlot,
   GET_DATA_P1P2,
   GUID_LENGTH,
   INS,
@@ -25,6 +29,7 @@ import {
   ApplicationNotFoundError,
   CARD_ERROR_CODE,
   CardError,
+  CertificateError,
   InvalidPinError,
   InvalidPukError,
   PinBlockedError,
@@ -43,6 +48,17 @@ export interface PinStatus {
    */
   retries: number;
 }
+
+/**
+ * What reading one certificate slot gave: a returned value for every answer the card can give
+ * (STYLE.md 10). `absent`: the card has no such object (GET DATA answered 6A82). `unusable`: the
+ * object is there but malformed ({@link CertificateError}), or GET DATA answered another status word
+ * ({@link ApduError}); either way the slot has no usable certificate.
+ */
+export type CertificateReading =
+  | { slot: CertificateSlot; status: 'present'; certificate: CardCertificate }
+  | { slot: CertificateSlot; status: 'absent' }
+  | { slot: CertificateSlot; status: 'unusable'; error: CardError };
 
 const PIN_PATTERN = /^[0-9]+$/;
 const PUK_PATTERN = /^[\x21-\x7e]+$/;
@@ -135,6 +151,54 @@ export class PivSession {
       throw new CardError(CARD_ERROR_CODE.MALFORMED_RESPONSE, 'CHUID GUID is all zeros: the card has no identifier assigned');
     }
     return guid.toString('hex');
+  }
+
+  /**
+   * Read one certificate: GET DATA of the slot's object (`00 CB 3F FF 05 5C 03 <tag> 00`; SP 800-73-4
+   * Part 2, 3.1.2; object tags in Part 1, Table 3) and decode it (Part 1, Appendix A, Tables 10 and 15).
+   *
+   * @param slot - `9A` (PIV Authentication, object `5FC105`) or `9E` (Card Authentication, object `5FC101`)
+   * @returns the certificate's slot, validity (ISO 8601 UTC), subject and fingerprint; null when the card
+   *   has no such object (6A82)
+   * @throws CertificateError (`CARD.MALFORMED_CERTIFICATE`) when the object is there but is not a usable certificate
+   * @throws ApduError when GET DATA answers any other status word than 9000 or 6A82
+   * @throws CardError from the transport (`CARD.REMOVED`, ...)
+   */
+  async readCertificate(slot: CertificateSlot): Promise<CardCertificate | null> {
+    const tag = CERTIFICATE_SLOT[slot].tag;
+    const tagList = encodeTlv(TAG.TAG_LIST, [(tag >> 16) & 0xff, (tag >> 8) & 0xff, tag & 0xff]);
+    let data: Buffer;
+    try {
+      data = await this.send({ ins: INS.GET_DATA, p1: GET_DATA_P1P2.P1, p2: GET_DATA_P1P2.P2, data: tagList, le: 256 }, 'GET_DATA');
+    } catch (error) {
+      if (error instanceof ApduError && error.sw === SW.FILE_NOT_FOUND) return null;
+      throw error;
+    }
+    return parseCertificateObject(slot, data);
+  }
+
+  /**
+   * Read the PIV Authentication (9A) and Card Authentication (9E) certificates, one slot after the other.
+   *
+   * @returns one reading per slot, in the order 9A, 9E: `present` with the certificate, `absent` (6A82),
+   *   or `unusable` with the typed error (malformed object, or another status word); never throws for those
+   * @throws CardError from the transport (`CARD.REMOVED`, `CARD.RESPONSE_TOO_SHORT`, ...): the card went away
+   */
+  async readCertificates(): Promise<CertificateReading[]> {
+    const readings: CertificateReading[] = [];
+    for (const slot of CERTIFICATE_SLOTS) {
+      try {
+        const certificate = await this.readCertificate(slot);
+        readings.push(certificate === null ? { slot, status: 'absent' } : { slot, status: 'present', certificate });
+      } catch (error) {
+        const unusable =
+          error instanceof CertificateError || error instanceof ApduError || (error instanceof CardError && error.code === CARD_ERROR_CODE.MALFORMED_RESPONSE);
+        if (!unusable) throw error;
+        this.logger?.warn({ slot, errorCode: error.code, message: error.message }, 'certificate on the card is not usable');
+        readings.push({ slot, status: 'unusable', error });
+      }
+    }
+    return readings;
   }
 
   /**

@@ -1,6 +1,7 @@
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TestCertificateAuthority, derBySlot, type TestCardCertificates } from '../../test/support/test-certs';
 import type { ReaderEvent } from '../piv/card-connection';
-import { CARD_ERROR_CODE, CardError, InvalidPinError, InvalidPukError, PinBlockedError, PukBlockedError } from '../piv/piv.errors';
+import { CARD_ERROR_CODE, CardError, CertificateError, InvalidPinError, InvalidPukError, PinBlockedError, PukBlockedError } from '../piv/piv.errors';
 import { PivSession } from '../piv/piv.session';
 import { decodeTlvs } from '../piv/tlv';
 import { InProcessReaderAdapter } from './in-process-reader.adapter';
@@ -63,9 +64,8 @@ describe('VirtualPivCard APDU processing', () => {
     expect(card.isSelected).toBe(false);
   });
 
-  it('refuses PIV commands before SELECT (6D00), unknown INS (6D00), other CLA (6E00) and bad lengths (6700)', () => {
+  it('refuses an unknown INS (6D00), another CLA (6E00) and bad lengths (6700) once selected', () => {
     const card = makeCard();
-    expect(raw(card, '00200080')).toBe('6D00');
     raw(card, SELECT);
     expect(raw(card, '00870000')).toBe('6D00');
     expect(raw(card, '80200080')).toBe('6E00');
@@ -339,6 +339,192 @@ describe('InProcessReaderAdapter', () => {
   });
 });
 
+/** Send a command and follow 61xx with GET RESPONSE; returns all data + the final SW, hex upper case. */
+function rawAll(card: VirtualPivCard, hex: string): string {
+  let got = raw(card, hex);
+  let data = '';
+  while (got.slice(-4, -2) === '61') {
+    data += got.slice(0, -4);
+    got = raw(card, `00C00000${got.slice(-2)}`);
+  }
+  return data + got;
+}
+
+const CHUID_GET = '00CB3FFF055C035FC10200';
+const pinHex = (pin: string): string => pinBlock(pin).toUpperCase();
+
+describe('VirtualPivCard status words like a real PIV card (issue #14)', () => {
+  it('before SELECT each PIV instruction answers 6985 (no application selected) and acts on nothing; an unknown INS answers 6D00', () => {
+    const card = makeCard();
+    expect(raw(card, CHUID_GET)).toBe('6985');
+    expect(raw(card, '00200080')).toBe('6985');
+    expect(raw(card, `0020008008${pinHex(PIN)}`)).toBe('6985');
+    expect(raw(card, `0024008010${pinHex(PIN)}${pinHex('135790')}`)).toBe('6985');
+    expect(raw(card, `002C008010${Buffer.from(PUK).toString('hex')}${pinHex('135790')}`)).toBe('6985');
+    expect(raw(card, '00870000')).toBe('6D00');
+    expect(card.isPinVerified).toBe(false);
+    expect(card.pinRetries).toBe(3);
+    expect(card.pukRetries).toBe(3);
+    // The PIN is still the first one: nothing above acted.
+    raw(card, SELECT);
+    expect(raw(card, `0020008008${pinHex(PIN)}`)).toBe('9000');
+  });
+
+  it('after a reset the PIV application is no longer selected: GET DATA answers 6985 until SELECT', () => {
+    const card = makeCard();
+    raw(card, SELECT);
+    expect(raw(card, CHUID_GET).slice(-4)).toBe('9000');
+    card.reset();
+    expect(raw(card, CHUID_GET)).toBe('6985');
+    raw(card, SELECT);
+    expect(raw(card, CHUID_GET).slice(-4)).toBe('9000');
+  });
+
+  it('SELECT of another AID answers 6A82 with P2=0C as with P2=00; the PIV AID with P2=0C selects and returns no data; P2=04 answers 6A86', () => {
+    const card = makeCard();
+    expect(raw(card, '00A4040C07A0000000031010')).toBe('6A82');
+    expect(raw(card, '00A4040007A0000000031010 00')).toBe('6A82');
+    expect(card.isSelected).toBe(false);
+    expect(raw(card, '00A4040C0BA000000308000010000100')).toBe('9000');
+    expect(card.isSelected).toBe(true);
+    expect(raw(card, CHUID_GET).slice(-4)).toBe('9000');
+    expect(raw(card, '00A404040BA000000308000010000100 00')).toBe('6A86');
+  });
+
+  it('a failed SELECT of another application leaves PIV selected and the PIN verified', () => {
+    const card = makeCard();
+    raw(card, SELECT);
+    expect(raw(card, `0020008008${pinHex(PIN)}`)).toBe('9000');
+    expect(raw(card, '00A4040C07A0000000031010')).toBe('6A82');
+    expect(raw(card, '00A4040007A0000000031010 00')).toBe('6A82');
+    expect(raw(card, '00200080')).toBe('9000');
+    expect(card.isPinVerified).toBe(true);
+    expect(card.isSelected).toBe(true);
+    expect(raw(card, CHUID_GET).slice(-4)).toBe('9000');
+  });
+
+  it('command chaining (CLA 10): a VERIFY split in two parts verifies; each part but the last answers 9000 and acts on nothing', () => {
+    const card = makeCard();
+    raw(card, SELECT);
+    const block = pinHex(PIN);
+    expect(raw(card, `1020008003${block.slice(0, 6)}`)).toBe('9000');
+    expect(card.isPinVerified).toBe(false);
+    expect(raw(card, `1020008002${block.slice(6, 10)}`)).toBe('9000');
+    expect(raw(card, `0020008003${block.slice(10)}`)).toBe('9000');
+    expect(card.isPinVerified).toBe(true);
+    // A wrong PIN sent chained uses one try, as unchained.
+    const wrong = pinHex('111111');
+    expect(raw(card, `1020008004${wrong.slice(0, 8)}`)).toBe('9000');
+    expect(raw(card, `0020008004${wrong.slice(8)}`)).toBe('63C2');
+    expect(card.pinRetries).toBe(2);
+  });
+
+  it('command chaining: GET DATA with the tag list split across two commands returns the CHUID', () => {
+    const card = makeCard();
+    raw(card, SELECT);
+    const whole = raw(card, CHUID_GET);
+    expect(raw(card, '10CB3FFF025C03')).toBe('9000');
+    expect(raw(card, '00CB3FFF035FC10200')).toBe(whole);
+  });
+
+  it('command chaining: SELECT and GET RESPONSE answer 6884; another command mid-chain answers 6883 and drops the chain; before SELECT a chained VERIFY answers 6985', () => {
+    const card = makeCard();
+    expect(raw(card, `1020008004${pinHex(PIN).slice(0, 8)}`)).toBe('6985');
+    expect(raw(card, '10A404000BA000000308000010000100')).toBe('6884');
+    raw(card, SELECT);
+    expect(raw(card, '10C0000000')).toBe('6884');
+    expect(raw(card, `1020008004${pinHex(PIN).slice(0, 8)}`)).toBe('9000');
+    expect(raw(card, CHUID_GET)).toBe('6883');
+    // The chain is gone: the second half alone is a 4-byte VERIFY (6A80, no try used).
+    expect(raw(card, `0020008004${pinHex(PIN).slice(8)}`)).toBe('6A80');
+    expect(card.pinRetries).toBe(3);
+    expect(raw(card, '10870000')).toBe('6D00');
+  });
+
+  it('command chaining: a chain longer than the card takes answers 6700 and is dropped', () => {
+    const card = makeCard();
+    raw(card, SELECT);
+    const part = `10CB3FFFFF${'00'.repeat(255)}`;
+    const answers = [0, 1, 2, 3, 4].map(() => raw(card, part));
+    expect(answers).toEqual(['9000', '9000', '9000', '9000', '6700']);
+    expect(raw(card, CHUID_GET).slice(-4)).toBe('9000');
+  });
+});
+
+describe('VirtualPivCard certificates (SP 800-73-4 Part 1, Appendix A)', () => {
+  let ca: TestCertificateAuthority;
+  let valid: TestCardCertificates;
+  let expired: TestCardCertificates;
+
+  beforeAll(() => {
+    ca = TestCertificateAuthority.create();
+    valid = ca.validCardCertificates('Val Card');
+    expired = ca.expiredCardCertificates('Exp Card', 10);
+  });
+  afterAll(() => ca?.cleanup());
+
+  it('GET DATA of 5FC105 (9A) and 5FC101 (9E) returns 53 { 70 DER, 71 00, FE 00 } through 61xx chaining', () => {
+    const card = makeCard({ certificates: derBySlot(valid) });
+    raw(card, SELECT);
+    for (const [tag, slot] of [['5FC105', '9A'], ['5FC101', '9E']] as const) {
+      const answer = rawAll(card, `00CB3FFF055C03${tag}00`);
+      expect(answer.slice(-4)).toBe('9000');
+      const [object, ...rest] = decodeTlvs(Buffer.from(answer.slice(0, -4), 'hex'));
+      expect(rest).toEqual([]);
+      expect(object?.tag).toBe(0x53);
+      const fields = decodeTlvs(object!.value);
+      expect(fields.map((f) => f.tag)).toEqual([0x70, 0x71, 0xfe]);
+      expect(fields[0]!.value.equals(valid[slot].der)).toBe(true);
+      expect(fields[1]!.value.toString('hex')).toBe('00');
+      expect(fields[2]!.value.length).toBe(0);
+    }
+  });
+
+  it('a card without certificates answers 6A82 for both objects; one with only 9E answers 6A82 for 9A', () => {
+    const none = makeCard();
+    raw(none, SELECT);
+    expect(raw(none, '00CB3FFF055C035FC10500')).toBe('6A82');
+    expect(raw(none, '00CB3FFF055C035FC10100')).toBe('6A82');
+    const only9e = makeCard({ certificates: { '9E': valid['9E'].der } });
+    raw(only9e, SELECT);
+    expect(raw(only9e, '00CB3FFF055C035FC10500')).toBe('6A82');
+    expect(rawAll(only9e, '00CB3FFF055C035FC10100').slice(-4)).toBe('9000');
+  });
+
+  it('PivSession reads both certificates back with their notAfter (valid, then expired after restoreFactoryState)', async () => {
+    const card = makeCard({ certificates: derBySlot(valid), responseChunkSize: 100 });
+    const { piv } = await session(card);
+    const readings = await piv.readCertificates();
+    expect(readings.map((r) => [r.slot, r.status])).toEqual([['9A', 'present'], ['9E', 'present']]);
+    for (const r of readings) {
+      if (r.status !== 'present') throw new Error('expected a certificate');
+      expect(r.certificate.notAfter).toBe(valid[r.slot].notAfter.toISOString());
+      expect(new Date(r.certificate.notAfter).getTime()).toBeGreaterThan(Date.now());
+    }
+    card.restoreFactoryState({ certificates: derBySlot(expired) });
+    const again = await PivSession.open(piv.connection);
+    const after = await again.readCertificates();
+    for (const r of after) {
+      if (r.status !== 'present') throw new Error('expected a certificate');
+      expect(r.certificate.notAfter).toBe(expired[r.slot].notAfter.toISOString());
+      expect(new Date(r.certificate.notAfter).getTime()).toBeLessThan(Date.now());
+    }
+  });
+
+  it('PivSession: no objects -> both absent; malformed bytes -> unusable with CARD.MALFORMED_CERTIFICATE, the other slot still read', async () => {
+    const { piv } = await session(makeCard());
+    expect(await piv.readCertificates()).toEqual([{ slot: '9A', status: 'absent' }, { slot: '9E', status: 'absent' }]);
+    const { piv: bad } = await session(makeCard({ certificates: { '9A': Buffer.from('not a certificate at all'), '9E': valid['9E'].der } }));
+    const readings = await bad.readCertificates();
+    expect(readings[0]).toMatchObject({ slot: '9A', status: 'unusable' });
+    const error = (readings[0] as { error: CertificateError }).error;
+    expect(error).toBeInstanceOf(CertificateError);
+    expect(error.code).toBe(CARD_ERROR_CODE.MALFORMED_CERTIFICATE);
+    expect(readings[1]).toMatchObject({ slot: '9E', status: 'present', certificate: { notAfter: valid['9E'].notAfter.toISOString() } });
+    await expect(bad.readCertificate('9A')).rejects.toBeInstanceOf(CertificateError);
+  });
+});
+
 describe('VirtualPivCard options', () => {
   it.each([
     [{ cardId: 'abc' }, /cardId/],
@@ -350,6 +536,11 @@ describe('VirtualPivCard options', () => {
     [{ fascn: Buffer.alloc(3) }, /FASC-N/],
   ])('refuses %o', (bad, message) => {
     expect(() => new VirtualPivCard({ cardId: CARD_ID, pin: PIN, puk: PUK, ...bad })).toThrow(message);
+  });
+
+  it('refuses an empty certificate and one longer than 4096 bytes', () => {
+    expect(() => new VirtualPivCard({ cardId: CARD_ID, pin: PIN, puk: PUK, certificates: { '9A': Buffer.alloc(0) } })).toThrow(/certificate for 9A/);
+    expect(() => new VirtualPivCard({ cardId: CARD_ID, pin: PIN, puk: PUK, certificates: { '9E': Buffer.alloc(5000) } })).toThrow(/certificate for 9E/);
   });
 
   it('builds an ATR with a correct TCK', () => {

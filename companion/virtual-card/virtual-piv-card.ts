@@ -1,17 +1,29 @@
 /**
  * The project's own virtual PIV card: processes command APDUs as a PIV card
  * application does (NIST SP 800-73-4 Part 2), with a PIN and a PUK and their
- * retry counters. Used in-process by the demo and behind pcscd's vpcd reader
- * in tests (see `vpcd-client.ts`).
+ * retry counters, and X.509 certificates in the PIV Authentication (9A) and
+ * Card Authentication (9E) objects. Used in-process by the demo and behind
+ * pcscd's vpcd reader in tests (see `vpcd-client.ts`).
+ *
+ * Status words follow a real card (issue #14): before SELECT the card's own
+ * instructions answer 6985 (conditions of use not satisfied: no application
+ * selected) and an unknown INS 6D00; SELECT of another AID answers 6A82 for
+ * P2 00 and 0C alike and leaves the PIV application selected and the PIN
+ * verified; command chaining (CLA 10) is supported for GET DATA, VERIFY, CHANGE
+ * REFERENCE DATA and RESET RETRY COUNTER, and answered 6884 for SELECT and GET RESPONSE.
  *
  * WARNING: a test and demo double. It holds the PIN and PUK in memory and
- * implements only what this project uses: SELECT, GET DATA (CHUID), VERIFY,
- * CHANGE REFERENCE DATA, RESET RETRY COUNTER and GET RESPONSE. It has no keys.
+ * implements only what this project uses: SELECT, GET DATA (CHUID and the
+ * certificate objects), VERIFY, CHANGE REFERENCE DATA, RESET RETRY COUNTER and
+ * GET RESPONSE. It has no private keys: the certificates are only stored.
  */
 import { timingSafeEqual } from 'node:crypto';
 import {
   AID,
+  CERTIFICATE_SLOT,
   CLA,
+  CLA_CHAINING,
+  type CertificateSlot,
   GET_DATA_P1P2,
   GUID_LENGTH,
   INS,
@@ -50,6 +62,12 @@ export interface VirtualPivCardOptions {
   fascn?: Buffer;
   /** Answer-to-reset; default {@link DEFAULT_ATR}. */
   atr?: Buffer;
+  /**
+   * Certificates by slot, DER bytes, served by GET DATA as `53 { 70 DER, 71 00, FE 00 }`
+   * (SP 800-73-4 Part 1, Appendix A, Tables 10 and 15). The bytes are stored as given, not checked,
+   * so a test can store a malformed certificate. A slot left out has no object (GET DATA answers 6A82).
+   */
+  certificates?: Partial<Record<CertificateSlot, Buffer>>;
   /**
    * Most response-data bytes the card returns at once (1-256); longer data is
    * delivered with 61xx and GET RESPONSE (ISO/IEC 7816-4 5.3.4). Default 256.
@@ -118,6 +136,31 @@ function retryMax(value: number | undefined, what: string): number {
 
 const sw = (value: number): Buffer => Buffer.from([value >> 8, value & 0xff]);
 
+/** Instructions of the PIV application this card implements (SELECT and GET RESPONSE aside). */
+const PIV_INS: ReadonlySet<number> = new Set([INS.GET_DATA, INS.VERIFY, INS.CHANGE_REFERENCE_DATA, INS.RESET_RETRY_COUNTER]);
+
+/** Longest command data a chain may collect, in bytes (the largest command this card takes is 16 bytes). */
+const MAX_CHAIN_BYTES = 1024;
+
+/** P2 of SELECT (ISO/IEC 7816-4 7.1.1): `00` return the FCI (the APT here), `0C` return no data. */
+const SELECT_P2 = { FCI: 0x00, NO_DATA: 0x0c } as const;
+
+/** Encode one certificate object (SP 800-73-4 Part 1, Appendix A, Table 10): certificate, CertInfo 00 (not compressed), empty EDC. */
+function certificateObject(der: Buffer): Buffer {
+  return encodeTlv(
+    TAG.DATA,
+    Buffer.concat([encodeTlv(TAG.CERTIFICATE, der), encodeTlv(TAG.CERT_INFO, [0x00]), encodeTlv(TAG.ERROR_DETECTION_CODE, Buffer.alloc(0))]),
+  );
+}
+
+/** A command chain being collected (ISO/IEC 7816-4 5.1.1.1): the header it started with and its data so far. */
+interface Chain {
+  ins: number;
+  p1: number;
+  p2: number;
+  data: Buffer;
+}
+
 /** One reference (PIN or PUK): value block, counter and its maximum. */
 interface Reference {
   block: Buffer;
@@ -138,6 +181,8 @@ export class VirtualPivCard {
 
   private readonly options: VirtualPivCardOptions;
   private readonly chuid: Buffer;
+  /** Data objects by tag: the CHUID and the certificate objects present. */
+  private objects = new Map<number, Buffer>();
   private readonly chunkSize: number;
   private pin!: Reference;
   private puk!: Reference;
@@ -145,12 +190,13 @@ export class VirtualPivCard {
   private selected = false;
   private pinVerified = false;
   private pending: Buffer | undefined;
+  private chain: Chain | undefined;
   private commandCount = 0;
 
   /**
    * @param options - personalisation; see {@link VirtualPivCardOptions}
    * @throws RangeError when the card id is not 32 hex digits, the PIN/PUK breaks the 6-8 rule,
-   *   a retry maximum is not 1-15 or the FASC-N is not 25 bytes
+   *   a retry maximum is not 1-15, the FASC-N is not 25 bytes or a certificate is empty or longer than 4096 bytes
    */
   constructor(options: VirtualPivCardOptions) {
     if (!/^[0-9a-fA-F]{32}$/.test(options.cardId)) throw new RangeError('virtual card cardId must be 32 hex digits (16-byte GUID)');
@@ -183,10 +229,11 @@ export class VirtualPivCard {
    * Put PIN, PUK and retry counters back to the values the card was built with and clear the card
    * session (verified state, selection), e.g. between tests. Power is left as it is.
    *
-   * @param overrides - personalise differently from now on (e.g. `{ blocked: true }`); merged into the options
+   * @param overrides - personalise differently from now on (e.g. `{ blocked: true }`, or other
+   *   `certificates`: the given map replaces the card's); merged into the options
    * @throws RangeError when an override breaks the rules of {@link VirtualPivCardOptions}
    */
-  restoreFactoryState(overrides: Partial<Pick<VirtualPivCardOptions, 'pin' | 'puk' | 'pinRetries' | 'pukRetries' | 'blocked'>> = {}): void {
+  restoreFactoryState(overrides: Partial<Pick<VirtualPivCardOptions, 'pin' | 'puk' | 'pinRetries' | 'pukRetries' | 'blocked' | 'certificates'>> = {}): void {
     const previous = { ...this.options };
     Object.assign(this.options, overrides);
     try {
@@ -203,8 +250,16 @@ export class VirtualPivCard {
     const pukMax = retryMax(this.options.pukRetries, 'pukRetries');
     const pin = requireRefValue(this.options.pin, 'PIN');
     const puk = requireRefValue(this.options.puk, 'PUK');
+    const objects = new Map<number, Buffer>([[TAG.CHUID, this.chuid]]);
+    for (const [slot, der] of Object.entries(this.options.certificates ?? {}) as Array<[CertificateSlot, Buffer | undefined]>) {
+      if (der === undefined) continue;
+      if (!(slot in CERTIFICATE_SLOT)) throw new RangeError(`virtual card certificate slot must be 9A or 9E, got ${slot}`);
+      if (der.length === 0 || der.length > 4096) throw new RangeError(`virtual card certificate for ${slot} must be 1-4096 bytes`);
+      objects.set(CERTIFICATE_SLOT[slot].tag, certificateObject(der));
+    }
     this.pin = { block: pin, retries: this.options.blocked ? 0 : pinMax, max: pinMax };
     this.puk = { block: puk, retries: pukMax, max: pukMax };
+    this.objects = objects;
   }
 
   /** PIN retry counter now (0 = blocked). */
@@ -271,6 +326,12 @@ export class VirtualPivCard {
     this.selected = false;
     this.pinVerified = false;
     this.pending = undefined;
+    this.dropChain();
+  }
+
+  private dropChain(): void {
+    this.chain?.data.fill(0);
+    this.chain = undefined;
   }
 
   /**
@@ -309,18 +370,49 @@ export class VirtualPivCard {
         ne = apdu[5 + lc]! || 256;
       } else return sw(SW.WRONG_LENGTH);
     }
-    if (cla !== CLA) return sw(SW.CLA_NOT_SUPPORTED);
+    // Interindustry class, no secure messaging, basic channel; b5 (10) marks "more of the chain follows".
+    if ((cla & ~CLA_CHAINING) !== CLA) return sw(SW.CLA_NOT_SUPPORTED);
+    const chained = (cla & CLA_CHAINING) !== 0;
 
+    // Command chaining (ISO/IEC 7816-4 5.1.1.1): the parts of a chain share INS P1 P2; anything else
+    // while a chain is open abandons it and answers 6883.
+    const open = this.chain;
+    if (open !== undefined && (ins !== open.ins || p1 !== open.p1 || p2 !== open.p2)) {
+      this.dropChain();
+      this.pending = undefined;
+      return sw(SW.LAST_COMMAND_OF_CHAIN_EXPECTED);
+    }
+    if (chained) return this.collect(ins, p1, p2, data);
+    let whole = data;
+    if (open !== undefined) {
+      // The last command of the chain: act on all the data collected.
+      this.chain = undefined;
+      if (open.data.length + data.length > MAX_CHAIN_BYTES) {
+        open.data.fill(0);
+        return sw(SW.WRONG_LENGTH);
+      }
+      whole = Buffer.concat([open.data, data]);
+      open.data.fill(0);
+    }
+    try {
+      return this.dispatch(ins, p1, p2, whole, ne, whole.length > 0 || apdu.length > 5);
+    } finally {
+      if (whole !== data) whole.fill(0);
+    }
+  }
+
+  /** Act on one whole command (a plain command or the last of a chain). */
+  private dispatch(ins: number, p1: number, p2: number, data: Buffer, ne: number | undefined, hasBody: boolean): Buffer {
     if (ins === INS.GET_RESPONSE) return this.getResponse(ne);
     this.pending = undefined;
 
     if (ins === INS.SELECT) return this.select(p1, p2, data, ne);
-    if (!this.selected) return sw(SW.INS_NOT_SUPPORTED);
+    if (!this.selected) return this.beforeSelect(ins);
     switch (ins) {
       case INS.GET_DATA:
         return this.getData(p1, p2, data, ne);
       case INS.VERIFY:
-        return this.verify(p1, p2, data, apdu.length > 5);
+        return this.verify(p1, p2, data, hasBody);
       case INS.CHANGE_REFERENCE_DATA:
         return this.changeReferenceData(p1, p2, data);
       case INS.RESET_RETRY_COUNTER:
@@ -328,6 +420,36 @@ export class VirtualPivCard {
       default:
         return sw(SW.INS_NOT_SUPPORTED);
     }
+  }
+
+  /**
+   * A command with CLA 10 (not the last of a chain): keep its data and answer 9000.
+   * SELECT and GET RESPONSE take no chain (6884); an unknown INS answers 6D00; before SELECT the
+   * PIV instructions answer as they do unchained (6985).
+   */
+  private collect(ins: number, p1: number, p2: number, data: Buffer): Buffer {
+    this.pending = undefined;
+    if (ins === INS.SELECT || ins === INS.GET_RESPONSE) return sw(SW.CHAINING_NOT_SUPPORTED);
+    if (!PIV_INS.has(ins)) return sw(SW.INS_NOT_SUPPORTED);
+    if (!this.selected) return this.beforeSelect(ins);
+    const sofar = this.chain?.data ?? Buffer.alloc(0);
+    if (sofar.length + data.length > MAX_CHAIN_BYTES) {
+      this.dropChain();
+      return sw(SW.WRONG_LENGTH);
+    }
+    const next = Buffer.concat([sofar, data]);
+    sofar.fill(0);
+    this.chain = { ins, p1, p2, data: next };
+    return sw(SW.SUCCESS);
+  }
+
+  /**
+   * Answer to a command that needs the PIV application while none is selected (after power-on or reset).
+   * A real card answers per instruction, not 6D00: its PIV instructions exist, but their conditions of
+   * use are not met (6985, ISO/IEC 7816-4 5.1.3); an instruction it does not know is 6D00.
+   */
+  private beforeSelect(ins: number): Buffer {
+    return sw(PIV_INS.has(ins) ? SW.CONDITIONS_NOT_SATISFIED : SW.INS_NOT_SUPPORTED);
   }
 
   /** Return data, chaining with 61xx when it is longer than Ne or the chunk size. */
@@ -346,12 +468,18 @@ export class VirtualPivCard {
     return this.respond(pending, ne);
   }
 
-  /** SELECT by AID (SP 800-73-4 Part 2, 3.1.1): full or right-truncated PIV AID -> application property template. */
+  /**
+   * SELECT by AID (SP 800-73-4 Part 2, 3.1.1): full or right-truncated PIV AID -> application property
+   * template (P2 00) or no data (P2 0C, ISO/IEC 7816-4 7.1.1). Another AID answers 6A82 and changes
+   * nothing: the current application stays selected and the PIN stays verified (ISO/IEC 7816-4 7.1.1:
+   * a failed selection leaves the current selection as it was).
+   */
   private select(p1: number, p2: number, aid: Buffer, ne: number | undefined): Buffer {
-    if (p1 !== SELECT_P1_BY_AID || p2 !== 0x00) return sw(SW.INCORRECT_P1P2);
+    if (p1 !== SELECT_P1_BY_AID || (p2 !== SELECT_P2.FCI && p2 !== SELECT_P2.NO_DATA)) return sw(SW.INCORRECT_P1P2);
     const matches = aid.length >= AID.NIST_RID.length && aid.length <= AID.PIV.length && AID.PIV.subarray(0, aid.length).equals(aid);
     if (!matches) return sw(SW.FILE_NOT_FOUND);
     this.selected = true;
+    if (p2 === SELECT_P2.NO_DATA) return sw(SW.SUCCESS);
     const apt = encodeTlv(
       TAG.APPLICATION_PROPERTY_TEMPLATE,
       Buffer.concat([
@@ -365,14 +493,15 @@ export class VirtualPivCard {
     return this.respond(apt, ne);
   }
 
-  /** GET DATA (SP 800-73-4 Part 2, 3.1.2): only the CHUID object exists on this card. */
+  /** GET DATA (SP 800-73-4 Part 2, 3.1.2): the CHUID and the certificate objects the card was given; any other tag 6A82. */
   private getData(p1: number, p2: number, data: Buffer, ne: number | undefined): Buffer {
     if (p1 !== GET_DATA_P1P2.P1 || p2 !== GET_DATA_P1P2.P2) return sw(SW.INCORRECT_P1P2);
     // Data field: 5C, length, tag of the object (1-3 bytes).
     if (data.length < 3 || data[0] !== TAG.TAG_LIST || data[1] !== data.length - 2 || data[1]! > 3) return sw(SW.INCORRECT_DATA);
     const tag = data.subarray(2).reduce((acc, b) => acc * 256 + b, 0);
-    if (tag !== TAG.CHUID) return sw(SW.FILE_NOT_FOUND);
-    return this.respond(this.chuid, ne);
+    const object = this.objects.get(tag);
+    if (object === undefined) return sw(SW.FILE_NOT_FOUND);
+    return this.respond(object, ne);
   }
 
   /** VERIFY (SP 800-73-4 Part 2, 3.2.1) for the PIN. */

@@ -74,7 +74,7 @@ describe('VpcdClient', () => {
     // Two APDUs in one TCP write: an empty VERIFY (63C3), then a reset control, then VERIFY again.
     s.write(Buffer.concat([frame('00200080'), frame('02'), frame('00200080')]));
     expect((await vpcd.nextReply()).toString('hex')).toBe('63c3');
-    expect((await vpcd.nextReply()).toString('hex')).toBe('6d00'); // reset deselected PIV
+    expect((await vpcd.nextReply()).toString('hex')).toBe('6985'); // reset deselected PIV: no application, conditions not satisfied
     expect(client.framesReceived).toBe(6);
     await client.disconnect();
   });

@@ -136,7 +136,7 @@ describe('PivSession certificate reading (scripted card)', () => {
     expect((a as { error: CardError }).error).toBeInstanceOf(CertificateError);
     expect(e).toMatchObject({ slot: '9E', status: 'unusable' });
     expect((e as { error: CardError }).error).toBeInstanceOf(ApduError);
-    expect((e as { error: ApduError }).error.swHex).toBe('6982');
+    expect(e?.status === 'unusable' && e.error instanceof ApduError ? e.error.swHex : null).toBe('6982');
     await expect(session.readCertificate('9A')).rejects.toMatchObject({ code: CARD_ERROR_CODE.MALFORMED_CERTIFICATE });
   });
 

@@ -18,6 +18,20 @@
  *   batches of one. A dead cursor (server restart, network) is reopened after
  *   `last`, so nothing retained is lost. Servers without capped collections or
  *   tailable cursors (Cosmos DB for MongoDB) get the same reads by polling.
+ * - The cursor only wakes the subscriber; `seq` decides what is delivered.
+ *   FerretDB v1 (1.24.2, any backend) serves an await getMore by re-running the
+ *   query every 10 ms until `maxTimeMS`: a document it takes just before that
+ *   deadline moves the cursor past it, the deadline then cuts the re-query and
+ *   the batch comes back empty, so that cursor never returns the document; a
+ *   re-query cut in the middle moves the cursor back and returns documents
+ *   again (`internal/handler/msg_getmore.go` awaitData, `cursor.Reset`). Measured
+ *   on a raw cursor with a 60 ms window: 8 of 101 inserts never returned, 18
+ *   returned twice. So after every empty getMore the subscriber reads
+ *   `{ to, seq > last }` by `seq` (one indexed query per await window), a
+ *   message whose `seq` jumps over retained ones is delivered after those are
+ *   read back in order, and one at or below `last` is skipped. Before this, a
+ *   missed command waited for a later cursor rewind (seconds, seen as 6-16 s
+ *   "stalls") or was skipped for good when the next message came first.
  * - Payloads are sealed with the given cipher (AAD `bus:<to>`), so no command,
  *   reply or PUK is at rest in clear.
  */
@@ -77,6 +91,9 @@ export interface MongoCommandBusOptions {
   /** Force a read mode; default: tailable where the collection is capped, else poll. */
   mode?: 'tailable' | 'poll';
 }
+
+/** Messages read per query when reading back what a cursor skipped. */
+const READ_BACK_BATCH = 100;
 
 type BusDoc = Document & { _id: string; to: string; seq: number; from: string; at: Date; body: string; anchor?: true };
 
@@ -149,7 +166,9 @@ class MongoCommandBusImpl implements MongoCommandBus {
     this.assertOpen();
     checkInstanceId(to, 'to');
     const json = encodePayload(payload);
+    const started = Date.now();
     const doc = await this.insertNext(to, { from: this.instanceId, body: this.options.cipher.seal(json, `bus:${to}`) }, 'publish');
+    this.options.logger?.debug({ to, seq: doc.seq, insertMs: Date.now() - started }, 'command bus: published');
     return { id: doc._id, to, from: doc.from, seq: doc.seq, sentAt: doc.at.toISOString(), payload: JSON.parse(json) as unknown };
   }
 
@@ -269,6 +288,7 @@ class MongoSubscription implements BusSubscription {
     );
     // Run the find now, so that start() resolving means the cursor exists.
     await this.cursor.hasNext().then((has) => (has ? undefined : undefined));
+    this.busOptions.logger?.debug({ instanceId: this.instanceId, afterSeq: this.lastSeq }, 'command bus: cursor opened');
   }
 
   private async anchor(): Promise<void> {
@@ -334,9 +354,58 @@ class MongoSubscription implements BusSubscription {
     const anchorEvery = this.busOptions.anchorEveryMs ?? MONGO_BUS_DEFAULTS.anchorEveryMs;
     while (!this.closed) {
       const doc = await cursor.tryNext();
-      if (doc) await this.deliver(doc);
-      else if (cursor.closed || cursor.killed) return;
+      if (doc) {
+        await this.deliverFromCursor(doc);
+      } else {
+        if (cursor.closed || cursor.killed) {
+          this.busOptions.logger?.debug({ instanceId: this.instanceId, lastSeq: this.lastSeq }, 'command bus: cursor ended; reopening');
+          return;
+        }
+        // An await window passed with nothing: make sure the cursor skipped nothing (see the file header).
+        await this.readBack();
+      }
       if (Date.now() - this.lastAnchorAt > anchorEvery) await this.anchor();
+    }
+  }
+
+  /**
+   * A document from the tailable cursor: one past a retained unseen one waits for it; one already seen
+   * means the cursor moved back (it returns what follows one per getMore), so what is new is read now.
+   */
+  private async deliverFromCursor(doc: BusDoc): Promise<void> {
+    const seq = Number(doc.seq);
+    if (seq <= this.lastSeq) {
+      await this.readBack();
+      return;
+    }
+    if (this.lastSeq > 0 && seq > this.lastSeq + 1) await this.readBack(seq);
+    await this.deliver(doc, 'cursor');
+  }
+
+  /**
+   * Read and deliver, in `seq` order, the retained messages after `lastSeq` (below `below` when given)
+   * that the cursor did not return.
+   *
+   * @param below - exclusive upper bound on `seq` (the message the cursor returned after a jump)
+   */
+  private async readBack(below?: number): Promise<void> {
+    let read = 0;
+    let firstLagMs: number | null = null;
+    for (;;) {
+      const seqRange = below === undefined ? { $gt: this.lastSeq } : { $gt: this.lastSeq, $lt: below };
+      const docs = await this.collection.find({ to: this.instanceId, seq: seqRange }).sort({ seq: 1 }).limit(READ_BACK_BATCH).toArray();
+      for (const doc of docs) {
+        if (this.closed) return;
+        if (!doc.anchor) {
+          read += 1;
+          firstLagMs ??= doc.at instanceof Date ? Date.now() - doc.at.getTime() : null;
+        }
+        await this.deliver(doc, 'read-back');
+      }
+      if (docs.length < READ_BACK_BATCH || this.closed) break;
+    }
+    if (read > 0) {
+      this.busOptions.logger?.debug({ instanceId: this.instanceId, read, firstLagMs, lastSeq: this.lastSeq }, 'command bus: the cursor skipped messages; read back by seq');
     }
   }
 
@@ -347,14 +416,14 @@ class MongoSubscription implements BusSubscription {
       const docs = await this.collection.find({ to: this.instanceId, seq: { $gt: this.lastSeq } }).sort({ seq: 1 }).limit(100).toArray();
       for (const doc of docs) {
         if (this.closed) return;
-        await this.deliver(doc);
+        await this.deliver(doc, 'poll');
       }
       if (Date.now() - this.lastAnchorAt > anchorEvery) await this.anchor();
       if (docs.length === 0) await sleep(pollMs);
     }
   }
 
-  private async deliver(doc: BusDoc): Promise<void> {
+  private async deliver(doc: BusDoc, via: 'cursor' | 'read-back' | 'poll'): Promise<void> {
     const seq = Number(doc.seq);
     if (seq <= this.lastSeq) return;
     if (this.lastSeq > 0 && seq > this.lastSeq + 1 && seq - this.lastSeq < 1e9) {
@@ -362,6 +431,7 @@ class MongoSubscription implements BusSubscription {
     }
     this.lastSeq = seq;
     if (doc.anchor) return;
+    this.busOptions.logger?.debug({ instanceId: this.instanceId, from: doc.from, seq, via, lagMs: doc.at instanceof Date ? Date.now() - doc.at.getTime() : null }, 'command bus: delivered');
     let message: BusMessage;
     try {
       message = this.bus.open(doc);

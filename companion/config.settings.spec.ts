@@ -50,6 +50,12 @@ const CASES: Case[] = [
   { env: { COMPANION_WORKSTATION: 'WS<script>' }, setting: 'COMPANION_WORKSTATION', reason: /letters, digits/ },
   { env: { COMPANION_WORKSTATION: 'W'.repeat(65) }, setting: 'COMPANION_WORKSTATION', reason: /at most 64/ },
   { env: { COMPANION_LOG_LEVEL: 'loud' }, setting: 'COMPANION_LOG_LEVEL', reason: /fatal, error, warn/ },
+  { env: { COMPANION_LOG_MAX_KB: '8' }, setting: 'COMPANION_LOG_MAX_KB', reason: /size in KiB, 16-1048576/ },
+  { env: { COMPANION_LOG_KEEP: '0' }, setting: 'COMPANION_LOG_KEEP', reason: /number of files, 1-20/ },
+  { env: { COMPANION_TRAY: 'maybe' }, setting: 'COMPANION_TRAY', reason: /auto, on or off/ },
+  { env: { COMPANION_NOTIFICATIONS: 'yes' }, setting: 'COMPANION_NOTIFICATIONS', reason: /auto, on or off/ },
+  { env: { COMPANION_OPEN_PAGE: 'always' }, setting: 'COMPANION_OPEN_PAGE', reason: /auto, browser, notify or off/ },
+  { env: {}, argv: ['--open-page', 'tab'], setting: '--open-page', reason: /auto, browser, notify or off/ },
   { env: { ...VIRTUAL, COMPANION_VIRTUAL_CARD_ID: 'ABC' }, setting: 'COMPANION_VIRTUAL_CARD_ID', reason: /32 lower-case hex/ },
   { env: { ...VIRTUAL, COMPANION_VIRTUAL_CARD_ID: undefined }, setting: 'COMPANION_VIRTUAL_CARD_ID', reason: /required when COMPANION_READER=virtual/ },
   { env: { ...VIRTUAL, COMPANION_VIRTUAL_CARD_PIN: '12' }, setting: 'COMPANION_VIRTUAL_CARD_PIN', reason: /6-8 digits/ },
@@ -62,7 +68,10 @@ const FREE_FORM: Record<string, string> = {
   COMPANION_DATA_DIR: 'any folder; created on first use',
   XDG_STATE_HOME: 'only the default of COMPANION_DATA_DIR',
   COMPANION_READER_NAME: 'any reader name; a reader that never appears is reported while running',
-  COMPANION_LOG_FILE: 'any path; created at start-up',
+  COMPANION_LOG_FILE: 'any path (or - for standard error); created at start-up',
+  COMPANION_BROWSER_COMMAND: 'any program; one that cannot be started is reported in the log and the link is printed',
+  DISPLAY: 'only whether there is a desktop session (the auto of the desktop settings)',
+  WAYLAND_DISPLAY: 'only whether there is a desktop session (the auto of the desktop settings)',
 };
 
 describe('companion settings: documented, read, and each misconfiguration refused by name', () => {

@@ -12,6 +12,8 @@
  * on the same data directory for a new passcode page link ({@link companionCommand}).
  * `--unpair` (no value) does not start one either: it revokes this computer's
  * pairing at the bot and deletes the stored credential (`pairing/unpair.ts`).
+ * `--install-autostart` (no value) writes the Linux XDG autostart entry that starts
+ * the companion at login, with the other flags given, and exits (`desktop/autostart.ts`).
  */
 import { hostname, homedir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -52,8 +54,29 @@ export interface CompanionConfig {
   /** Workstation name shown to the person in Teams (1-64 of letters, digits, space . _ -). */
   workstation: string;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
-  /** Log file path (absolute); null = stderr. */
+  /** Log file path (absolute), rotated by size (`desktop/rotating-log.ts`); null = stderr (`COMPANION_LOG_FILE=-`). */
   logFile: string | null;
+  /** Rotate the log file once it holds this many bytes. */
+  logMaxBytes: number;
+  /** Rotated log files kept beside the live one (`<logFile>.1` ... `.<logKeep>`). */
+  logKeep: number;
+  /** The workstation side (issue #13): tray icon, notifications, opening the page. */
+  desktop: DesktopConfig;
+}
+
+/** How the companion shows itself on the desktop; every `auto` is resolved here (see {@link hasDesktopSession}). */
+export interface DesktopConfig {
+  /** Show the tray icon (`COMPANION_TRAY`). */
+  tray: boolean;
+  /**
+   * When the bot asks for the passcode or the unlock code (`COMPANION_OPEN_PAGE`): open the page in the
+   * default browser (`browser`), raise a notification that opens it (`notify`), or neither (`off`).
+   */
+  openPage: 'browser' | 'notify' | 'off';
+  /** Program that opens a URL (`COMPANION_BROWSER_COMMAND`), given the URL as its one argument; null = the platform's (`xdg-open`, `open`, `start`). */
+  browserCommand: string | null;
+  /** Raise desktop notifications (`COMPANION_NOTIFICATIONS`). */
+  notifications: boolean;
 }
 
 /** Variable name -> flag name (no flag for secrets). */
@@ -67,6 +90,12 @@ const FLAGS = {
   COMPANION_WORKSTATION: 'workstation',
   COMPANION_LOG_LEVEL: 'log-level',
   COMPANION_LOG_FILE: 'log-file',
+  COMPANION_LOG_MAX_KB: 'log-max-kb',
+  COMPANION_LOG_KEEP: 'log-keep',
+  COMPANION_TRAY: 'tray',
+  COMPANION_OPEN_PAGE: 'open-page',
+  COMPANION_BROWSER_COMMAND: 'browser-command',
+  COMPANION_NOTIFICATIONS: 'notifications',
   COMPANION_VIRTUAL_CARD_ID: 'virtual-card-id',
   COMPANION_VIRTUAL_CARD_BLOCKED: 'virtual-card-blocked',
 } as const;
@@ -84,20 +113,21 @@ export function sanitiseWorkstation(name: string): string {
 }
 
 /** Flags that take no value. */
-const SWITCHES = { pageLink: 'page-link', unpair: 'unpair' } as const;
+const SWITCHES = { pageLink: 'page-link', unpair: 'unpair', installAutostart: 'install-autostart' } as const;
 
 /** Every known flag, for the refusal of an unknown one. */
 const KNOWN_FLAGS = [...Object.values(FLAGS), ...Object.values(SWITCHES)].map((f) => `--${f}`).join(', ');
 
 /** Parse the command line (strict: an unknown flag is refused). */
-function parseFlags(argv: readonly string[]): { values: Record<string, string | undefined>; pageLink: boolean; unpair: boolean } {
+function parseFlags(argv: readonly string[]): { values: Record<string, string | undefined>; pageLink: boolean; unpair: boolean; installAutostart: boolean } {
   const options: Record<string, { type: 'string' | 'boolean' }> = Object.fromEntries(Object.values(FLAGS).map((flag) => [flag, { type: 'string' as const }]));
   options[SWITCHES.pageLink] = { type: 'boolean' };
   options[SWITCHES.unpair] = { type: 'boolean' };
+  options[SWITCHES.installAutostart] = { type: 'boolean' };
   try {
     const values = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values as Record<string, string | boolean | undefined>;
     const strings = Object.fromEntries(Object.values(FLAGS).map((f) => [f, typeof values[f] === 'string' ? (values[f] as string) : undefined]));
-    return { values: strings, pageLink: values[SWITCHES.pageLink] === true, unpair: values[SWITCHES.unpair] === true };
+    return { values: strings, pageLink: values[SWITCHES.pageLink] === true, unpair: values[SWITCHES.unpair] === true, installAutostart: values[SWITCHES.installAutostart] === true };
   } catch (err) {
     const m = /'(--[a-z-]+)/.exec(err instanceof Error ? err.message : '');
     throw new ConfigError(m?.[1] ?? 'command line', `unknown or malformed flag; known flags: ${KNOWN_FLAGS}`);
@@ -111,7 +141,9 @@ export type CompanionCommand =
   /** `--page-link`: ask the companion running on this data directory for a new page link, print it, exit. */
   | { kind: 'page-link'; socketPath: string }
   /** `--unpair`: revoke this computer's pairing at the bot and delete the credential (then read the rest with {@link loadCompanionConfig}). */
-  | { kind: 'unpair' };
+  | { kind: 'unpair' }
+  /** `--install-autostart`: write the XDG autostart entry (then read the rest with {@link loadCompanionConfig}), exit. */
+  | { kind: 'install-autostart' };
 
 /**
  * Which program to run: the companion, or the `--page-link` request to a running one. Only the
@@ -119,12 +151,14 @@ export type CompanionCommand =
  *
  * @param env - environment variables (normally `process.env`)
  * @param argv - command-line arguments after the script
- * @returns `{ kind: 'run' }`, `{ kind: 'page-link', socketPath }` (absolute) or `{ kind: 'unpair' }`
- * @throws ConfigError `CONFIG.INVALID` for an unknown or malformed flag, or `--unpair` with `--page-link`
+ * @returns `{ kind: 'run' }`, `{ kind: 'page-link', socketPath }` (absolute), `{ kind: 'unpair' }` or `{ kind: 'install-autostart' }`
+ * @throws ConfigError `CONFIG.INVALID` for an unknown or malformed flag, or more than one of `--unpair`, `--page-link`, `--install-autostart`
  */
 export function companionCommand(env: NodeJS.ProcessEnv, argv: readonly string[] = []): CompanionCommand {
-  const { values, pageLink, unpair } = parseFlags(argv);
+  const { values, pageLink, unpair, installAutostart } = parseFlags(argv);
   if (unpair && pageLink) throw new ConfigError('--unpair', 'give --unpair or --page-link, not both');
+  if (installAutostart && (unpair || pageLink)) throw new ConfigError('--install-autostart', 'give it alone, without --unpair or --page-link');
+  if (installAutostart) return { kind: 'install-autostart' };
   if (unpair) return { kind: 'unpair' };
   if (!pageLink) return { kind: 'run' };
   const dir = values[FLAGS.COMPANION_DATA_DIR] ?? (env['COMPANION_DATA_DIR']?.trim() ? env['COMPANION_DATA_DIR'] : undefined);
@@ -183,11 +217,45 @@ const RawSchema = z.object({
     z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { message: 'must be one of fatal, error, warn, info, debug, trace, silent' }).default('info'),
   ),
   COMPANION_LOG_FILE: optionalText,
+  COMPANION_LOG_MAX_KB: z.preprocess(
+    emptyToUndefined,
+    z
+      .string()
+      .default('5120')
+      .refine((v) => /^[0-9]{1,7}$/.test(v) && Number(v) >= 16 && Number(v) <= 1_048_576, 'must be a size in KiB, 16-1048576')
+      .transform(Number),
+  ),
+  COMPANION_LOG_KEEP: z.preprocess(
+    emptyToUndefined,
+    z
+      .string()
+      .default('3')
+      .refine((v) => /^[0-9]{1,2}$/.test(v) && Number(v) >= 1 && Number(v) <= 20, 'must be a number of files, 1-20')
+      .transform(Number),
+  ),
+  COMPANION_TRAY: z.preprocess(emptyToUndefined, z.enum(['auto', 'on', 'off'], { message: 'must be auto, on or off' }).default('auto')),
+  COMPANION_OPEN_PAGE: z.preprocess(emptyToUndefined, z.enum(['auto', 'browser', 'notify', 'off'], { message: 'must be auto, browser, notify or off' }).default('auto')),
+  COMPANION_BROWSER_COMMAND: optionalText,
+  COMPANION_NOTIFICATIONS: z.preprocess(emptyToUndefined, z.enum(['auto', 'on', 'off'], { message: 'must be auto, on or off' }).default('auto')),
   COMPANION_VIRTUAL_CARD_ID: z.preprocess(emptyToUndefined, z.string().regex(/^[0-9a-f]{32}$/, 'must be 32 lower-case hex digits (CHUID GUID)').optional()),
   COMPANION_VIRTUAL_CARD_PIN: z.preprocess(emptyToUndefined, z.string().regex(/^[0-9]{6,8}$/, 'must be 6-8 digits').optional()),
   COMPANION_VIRTUAL_CARD_PUK: z.preprocess(emptyToUndefined, z.string().regex(/^[0-9]{8}$/, 'must be 8 digits').optional()),
   COMPANION_VIRTUAL_CARD_BLOCKED: bool,
 });
+
+/**
+ * True when this process runs in a desktop session a person sees: Windows and macOS always (the companion
+ * is started at login there); elsewhere when `DISPLAY` (X11) or `WAYLAND_DISPLAY` is set. A headless
+ * companion (a service, CI) has none, and every `auto` desktop setting is then off.
+ *
+ * @param env - environment variables
+ * @param platform - `process.platform`
+ * @returns whether a tray icon, notifications and a browser can reach the person
+ */
+export function hasDesktopSession(env: NodeJS.ProcessEnv, platform: NodeJS.Platform = process.platform): boolean {
+  if (platform === 'win32' || platform === 'darwin') return true;
+  return Boolean(env['DISPLAY']?.trim() || env['WAYLAND_DISPLAY']?.trim());
+}
 
 function defaultDataDir(env: NodeJS.ProcessEnv): string {
   const stateHome = env['XDG_STATE_HOME'] && env['XDG_STATE_HOME'].trim() !== '' ? env['XDG_STATE_HOME'] : join(homedir(), '.local', 'state');
@@ -247,15 +315,27 @@ export function loadCompanionConfig(env: NodeJS.ProcessEnv, argv: readonly strin
     reader = { kind: 'pcsc', readerName };
   }
 
+  const dataDir = resolve(v.COMPANION_DATA_DIR ?? defaultDataDir(env));
+  const desktopSession = hasDesktopSession(env);
+  const onWhenDesktop = (setting: 'auto' | 'on' | 'off'): boolean => (setting === 'auto' ? desktopSession : setting === 'on');
   return {
     botUrl: v.SMARTCARD_BOT_URL,
     botCa,
-    dataDir: resolve(v.COMPANION_DATA_DIR ?? defaultDataDir(env)),
+    dataDir,
     reader,
     pagePort: v.COMPANION_PAGE_PORT,
     workstation: v.COMPANION_WORKSTATION?.trim() || sanitiseWorkstation(hostname()),
     logLevel: v.COMPANION_LOG_LEVEL,
-    logFile: v.COMPANION_LOG_FILE ? resolve(v.COMPANION_LOG_FILE) : null,
+    // Default: a per-user file beside the credential; `-` keeps the log on standard error.
+    logFile: v.COMPANION_LOG_FILE === '-' ? null : resolve(v.COMPANION_LOG_FILE ?? join(dataDir, 'logs', 'companion.log')),
+    logMaxBytes: v.COMPANION_LOG_MAX_KB * 1024,
+    logKeep: v.COMPANION_LOG_KEEP,
+    desktop: {
+      tray: onWhenDesktop(v.COMPANION_TRAY),
+      openPage: v.COMPANION_OPEN_PAGE === 'auto' ? (desktopSession ? 'browser' : 'off') : v.COMPANION_OPEN_PAGE,
+      browserCommand: v.COMPANION_BROWSER_COMMAND?.trim() || null,
+      notifications: onWhenDesktop(v.COMPANION_NOTIFICATIONS),
+    },
   };
 }
 

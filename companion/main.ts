@@ -5,7 +5,8 @@
  *
  * Lines for the person go to stdout (see `companion.runtime.ts` for the exact
  * formats: `PASSCODE PAGE: `, `PAIRING CODE: `, `PAIRED: `, `STATUS: `, `UNLOCK: `);
- * the log goes to `COMPANION_LOG_FILE`, else stderr.
+ * the log goes to `COMPANION_LOG_FILE` (default `<data dir>/logs/companion.log`, rotated by size:
+ * `desktop/rotating-log.ts`), or stderr with `COMPANION_LOG_FILE=-`.
  *
  * A new passcode page link, at any time: press Enter in the companion's
  * terminal (when stdin is a terminal), or run `companion --page-link` (same
@@ -30,6 +31,7 @@ import { CompanionRuntime, OUTPUT_PREFIX } from './companion.runtime';
 import { companionCommand, loadCompanionConfig, type CompanionConfig } from './config';
 import { CredentialStore } from './pairing/credential.store';
 import { unpairFromCommandLine, type UnpairOutcome } from './pairing/unpair';
+import { openRotatingLog } from './desktop/rotating-log';
 import { acquireInstanceLock, instanceLockPath, type InstanceLock } from './desktop/single-instance';
 import { PageLinkControl, pageLinkSocketPath, requestPageLink, requestShow, watchLinkRequests } from './passcode-page/page-link.control';
 import type { CardReaderPort } from './piv/card-connection';
@@ -103,7 +105,7 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   if (config.logFile) mkdirSync(dirname(config.logFile), { recursive: true, mode: 0o700 });
-  const destination = config.logFile ? pino.destination({ dest: config.logFile, sync: true, mode: 0o600 }) : pino.destination(2);
+  const destination = config.logFile ? openRotatingLog({ file: config.logFile, maxBytes: config.logMaxBytes, keep: config.logKeep }) : pino.destination(2);
   const logger = createLogger({ name: 'companion', level: config.logLevel, destination });
   const print = (line: string): void => {
     process.stdout.write(`${line}\n`);

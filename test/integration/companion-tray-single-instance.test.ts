@@ -4,9 +4,10 @@
  * stand-in. A second start on the same data directory defers to the first:
  * it exits 0 saying so, and the first shows itself (a new passcode page link
  * on its stdout). A companion killed without cleaning up leaves a stale lock
- * that the next start takes over.
+ * that the next start takes over. A companion given no log file logs to its
+ * per-user default, `<data dir>/logs/companion.log` (0600).
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -21,7 +22,8 @@ describe('companion single instance (lock file + show over the control socket)',
   let dataDir: string;
   const procs: ManagedProcess[] = [];
 
-  const start = (name: string): ManagedProcess => {
+  /** `defaultLog`: no COMPANION_LOG_FILE, so the log goes to its per-user default `<data dir>/logs/companion.log`. */
+  const start = (name: string, defaultLog = false): ManagedProcess => {
     const proc = startProcess({
       name,
       command: process.execPath,
@@ -33,7 +35,7 @@ describe('companion single instance (lock file + show over the control socket)',
         COMPANION_VIRTUAL_CARD_ID: '0123456789abcdef0123456789abcdef',
         COMPANION_VIRTUAL_CARD_PIN: '305719',
         COMPANION_VIRTUAL_CARD_PUK: '84026153',
-        COMPANION_LOG_FILE: join(root, `${name}.log`),
+        COMPANION_LOG_FILE: defaultLog ? undefined : join(root, `${name}.log`),
         COMPANION_LOG_LEVEL: 'debug',
         COMPANION_WORKSTATION: 'WS Single',
         COMPANION_PAGE_PORT: '0',
@@ -80,10 +82,12 @@ describe('companion single instance (lock file + show over the control socket)',
     process.kill(-first.pid, 'SIGKILL');
     await first.waitForExit(10_000);
     expect(JSON.parse(await readFile(join(dataDir, 'companion.lock'), 'utf8'))).toEqual(expect.objectContaining({ pid: first.pid }));
-    const third = start('single-third');
+    const third = start('single-third', true);
     await third.waitForLine(PAGE_LINE);
     expect(JSON.parse(await readFile(join(dataDir, 'companion.lock'), 'utf8'))).toEqual(expect.objectContaining({ pid: third.pid }));
-    expect(await readFile(join(root, 'single-third.log'), 'utf8')).toContain('took over the lock of a companion that is no longer running');
+    const log = join(dataDir, 'logs', 'companion.log');
+    await expect.poll(() => readFile(log, 'utf8').catch(() => ''), { timeout: 10_000 }).toContain('took over the lock of a companion that is no longer running');
+    expect((await stat(log)).mode & 0o777).toBe(0o600);
 
     // A clean stop removes the lock.
     expect(await third.stop()).toBe(0);

@@ -47,7 +47,7 @@ export interface RaCaseCardInput {
   canAct: boolean;
   /** A message for the viewer above everything (e.g. who owns the case), shown literally; or null. */
   notice: string | null;
-  /** Entra object ids / Teams user ids Teams refreshes the card for (at most 60 are used). */
+  /** Teams user ids (MRIs such as `29:1a2b...`) Teams refreshes the card for (at most 60 are used); none: no `refresh`. */
   refreshUserIds: readonly string[];
   /** Titles of the close outcomes (own wording). */
   outcomeTitles: Record<(typeof RA_CASE_OUTCOMES)[number], string>;

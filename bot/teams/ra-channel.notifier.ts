@@ -1,7 +1,7 @@
 /**
  * Proactive messages of the RA desk (issue #12): the case card in the RA
- * team's channel (posted once, then updated in place), and short messages to
- * the person in their personal chat.
+ * team's channel (posted once, then updated in place). The person is told in
+ * their personal chat through the Teams notifier (`TeamsNotifierAdapter.tell`).
  *
  * The channel is reached by a conversation reference: the one learned when the
  * bot was installed in a team (a `conversationUpdate` from a team channel,
@@ -54,6 +54,8 @@ export class RaChannelNotifier {
       const botAdded = (activity.membersAdded ?? []).some((m) => m.id === activity.recipient?.id);
       if (!botAdded) return;
     }
+    // RA members added with the bot (or later): their Teams ids, for the case card's refresh.userIds.
+    await this.deps.desk.rememberMembers((activity.membersAdded ?? []).map((m) => ({ aadObjectId: m.aadObjectId ?? null, channelUserId: m.id ?? null })));
     const reference = TurnContext.getConversationReference(activity) as Partial<ConversationReference>;
     const channelRef = { ...reference, conversation: { ...reference.conversation!, id: conversationId.split(';')[0]! } };
     const known = await this.deps.storage.conversations.get(RA_CHANNEL_KEY);
@@ -112,18 +114,6 @@ export class RaChannelNotifier {
         const r = await ctx.sendActivity({ attachments: [attachment], summary: `RA case ${caseRef}` });
         if (r?.id) await this.deps.engine.setCardActivity(caseRef, 'ra-case', rec.runId, r.id);
       }
-    });
-  }
-
-  /** Tell the person in their personal chat (nothing is sent when no reference is stored). */
-  async tellPerson(personId: string, text: string): Promise<void> {
-    const conv = await this.deps.storage.conversations.get(personId);
-    if (!conv) {
-      this.deps.logger.warn({ personId }, 'no conversation reference: cannot tell the person about their RA case');
-      return;
-    }
-    await this.deps.adapter.continueConversationAsync(this.deps.appId, conv.reference as Partial<ConversationReference>, async (ctx) => {
-      await ctx.sendActivity(text);
     });
   }
 }

@@ -101,8 +101,12 @@ describe('stepRaCase', () => {
     const claimed = act(opened(), alex, 'claim').journey;
     const r = act(claimed, alex, 'assist_unlock');
     expect(r.journey.state.status).toBe('assisted');
-    expect(r.effects.find((e) => e.type === 'ra.tell_person')).toMatchObject({ text: expect.stringMatching(/assisted unlock.*say "unlock"/i) });
+    expect(r.effects.find((e) => e.type === 'ra.tell_person')).toMatchObject({ text: expect.stringMatching(/assisted unlock.*you do not need to answer your security questions/i) });
     expect(r.effects).toContainEqual(expect.objectContaining({ type: 'ra.case_status', status: 'claimed' }));
+    // The unlock journey is asked to start (or resume) the person's unlock with the questions skipped.
+    expect(r.effects.filter((e) => e.type === 'ra.assist_unlock')).toEqual([expect.objectContaining({ personId: opened().state.personId, caseRef: REF, actor: `ra:${alex.id}` })]);
+    // A repeated click (stale step) asks nothing again.
+    expect(act(r.journey, alex, 'assist_unlock', { step: claimed.state.step }).effects).toEqual([]);
   });
 
   it('the person hears what to do next: a helpdesk opening names the helpdesk; a claim says who; a close says what next, by outcome', () => {

@@ -159,7 +159,7 @@ function personMessage(caseRef: string, action: 'open' | RaAction, owner: string
     case 'reset_attempts':
       return `Your RA team has reset your self-service attempts (case ${caseRef}). Say "unlock" to unlock your card yourself.`;
     case 'assist_unlock':
-      return `Your RA team has started an assisted unlock for you (case ${caseRef}). Say "unlock" and keep your card in the reader; you will finish at the Smartcard Assist companion with a code we email you.`;
+      return `Your RA team has started an assisted unlock for you (case ${caseRef}): you do not need to answer your security questions. Keep your card in the reader; we will email you an unlock code to type at the Smartcard Assist companion, with your new passcode.`;
     case 'close':
       return `Your case ${caseRef} is closed (${OUTCOME_TEXT[outcome ?? 'no_action']}). ${NEXT_STEP[outcome ?? 'no_action']} If you still cannot use your card, say "talk to RA" and a new case opens.`;
     case 'note':
@@ -266,6 +266,9 @@ export function stepRaCase(journey: RaCaseJourney, event: RaCaseEvent, ctx: RaCa
   const effects = effectsFor(next, action, who, ctx, details);
   if (action === 'reset_attempts' && s.personId) {
     effects.push({ type: 'ra.reset_self_service', id: ctx.newId(), personId: s.personId, caseRef: journey.caseRef, actor: who });
+  }
+  if (action === 'assist_unlock' && s.personId) {
+    effects.push({ type: 'ra.assist_unlock', id: ctx.newId(), personId: s.personId, caseRef: journey.caseRef, actor: who });
   }
   return { journey: next, effects, changed: true, verdict: { kind: 'applied', action } };
 }

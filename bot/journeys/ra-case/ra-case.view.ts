@@ -75,7 +75,7 @@ export function verdictNotice(verdict: RaVerdict): string | null {
  * @param audit - the person's audit entries, oldest first
  * @param viewer.canAct - whether the viewer may act (an RA member)
  * @param viewer.notice - text for the viewer, or null
- * @param refreshUserIds - ids Teams refreshes the card for (RA members)
+ * @param refreshUserIds - Teams user ids (MRIs) of RA members, for the card's `refresh.userIds`
  */
 export function renderRaCaseCard(journey: RaCaseJourney, person: Person | null, audit: readonly AuditEntry[], viewer: { canAct: boolean; notice: string | null }, refreshUserIds: readonly string[]): AdaptiveCard {
   const s = journey.state;

@@ -114,3 +114,51 @@ describe('RaDeskService.report', () => {
       expect(refused).toEqual([expect.objectContaining({ action: 'report.requested', actor: `helpdesk:${HELP}`, details: { outcome: 'refused', reason: 'not_member', role: 'helpdesk' } })]);
     }));
 });
+
+describe('the unlock side and the card refresh', () => {
+  it('"talk to RA" asks the unlock journey to pause; an assisted unlock is handed to it; without it, the self-service reset is done instead', async () => {
+    const h = harness();
+    try {
+      const calls: string[] = [];
+      const unlock = { pause: async (p: string, c: string) => void calls.push(`pause ${p} ${c}`), startAssisted: async (p: string, c: string, a: string) => void calls.push(`assist ${p} ${c} ${a}`) };
+      const d = new RaDeskService({ storage: h.storage, engine: h.engine, definition: raCaseDefinition({ now: () => h.now.value }), config: loadRaDeskConfig({ RA_MEMBER_IDS: RA, HELPDESK_MEMBER_IDS: HELP }), now: () => h.now.value, logger: createLogger({ name: 'spec', level: 'silent' }), unlock });
+      const p = makePerson({ email: 'pause@nhs.net' });
+      await h.storage.persons.insert(p);
+      const { caseRef } = await d.requestByPerson(p);
+      // A helpdesk handoff for someone with no case pauses nothing (only the person's own ask does).
+      const q = makePerson({ email: 'handed@nhs.net' });
+      await h.storage.persons.insert(q);
+      await d.openForPerson(help, 'handed@nhs.net', 'locked');
+      expect(calls).toEqual([`pause ${p.id} ${caseRef}`]);
+      await d.startAssistedUnlock(p.id, caseRef, `ra:${RA}`);
+      expect(calls.at(-1)).toBe(`assist ${p.id} ${caseRef} ra:${RA}`);
+
+      // No unlock side: the one self-service reset, audited with the RA actor.
+      await desk(h).startAssistedUnlock(q.id, 'RA-7K2Q9D', `ra:${RA}`);
+      const resets = (await h.storage.audit.list({ personId: q.id, limit: 50 })).filter((e) => e.action === 'unlock.self_service_reset');
+      expect(resets).toEqual([expect.objectContaining({ actor: `ra:${RA}` })]);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it("the card refreshes for RA members by their Teams user ids, learned from what they send (configuration names Entra ids)", () =>
+    withDesk(async (h, d) => {
+      const p = makePerson({ email: 'refresh@nhs.net' });
+      await h.storage.persons.insert(p);
+      const { caseRef } = await d.requestByPerson(p);
+      // Nobody's Teams id is known yet: no refresh clause (the posted card is updated in place for everyone).
+      expect((await d.card(caseRef, null))?.refresh).toBeUndefined();
+      await d.act(caseRef, 'claim', ra, 1);
+      expect((await d.card(caseRef, null))?.refresh?.userIds).toEqual(['29:ra']);
+      // Another instance over the same store sees it; a stranger's or helpdesk's ids are never added.
+      const other = desk(h);
+      await other.rememberMembers([stranger, help]);
+      expect((await other.card(caseRef, null))?.refresh?.userIds).toEqual(['29:ra']);
+      // Members added with the bot in the team are learned too.
+      const RA2 = 'bbbbbbbb-0000-4000-8000-000000000002';
+      const two = new RaDeskService({ storage: h.storage, engine: h.engine, definition: raCaseDefinition({ now: () => h.now.value }), config: loadRaDeskConfig({ RA_MEMBER_IDS: `${RA},${RA2}` }), now: () => h.now.value, logger: createLogger({ name: 'spec', level: 'silent' }) });
+      await two.rememberMembers([{ aadObjectId: RA2.toUpperCase(), channelUserId: '29:ra2' }]);
+      expect((await two.card(caseRef, null))?.refresh?.userIds).toEqual(['29:ra', '29:ra2']);
+    }));
+});

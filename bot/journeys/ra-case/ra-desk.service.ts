@@ -24,6 +24,9 @@ import { renderRaCaseCard, verdictNotice } from './ra-case.view';
 import { roleOf, type RaDeskConfig } from './ra-roles';
 import { reportRangeFromDates, type UsageReport } from '../../report/usage-report';
 import { loadUsageReport } from '../../report/usage-report.loader';
+import { resetSelfService } from '../unlock/self-service-reset';
+import type { UnlockForRa } from './unlock-for-ra.port';
+import { AppError } from '../../../common/app-error';
 
 /** A Teams sender as the desk sees them. */
 export interface DeskSender {
@@ -41,6 +44,11 @@ export interface RaDeskDeps {
   config: RaDeskConfig;
   now: () => Date;
   logger: Logger;
+  /**
+   * The unlock journey's side (pause on "talk to RA", the RA-assisted unlock); absent until it is built:
+   * then nothing is paused and an assisted unlock falls back to the self-service reset (logged).
+   */
+  unlock?: UnlockForRa;
 }
 
 /** What a helpdesk handoff did (`openForPerson`); only `opened` changed anything. */
@@ -57,8 +65,61 @@ const EMAIL = z.string().email().max(254);
 /** Audit entries read to show what the person did. */
 const AUDIT_WINDOW = 2000;
 
+/**
+ * Key of the stored map from RA members' Entra object ids to their Teams user ids (`29:...` MRIs), in the
+ * conversations store (not a person id). Universal Actions `refresh.userIds` takes Teams user MRIs, while
+ * configuration names members by Entra object id: the map is learned from what Teams sends.
+ */
+const RA_MEMBER_IDS_KEY = 'ra-member-ids';
+
 export class RaDeskService {
+  /** The learned map (Entra object id -> Teams user id), as last read or written by this process. */
+  private memberIds: Record<string, string> | null = null;
+
   constructor(private readonly deps: RaDeskDeps) {}
+
+  private async learnedMemberIds(): Promise<Record<string, string>> {
+    if (this.memberIds) return this.memberIds;
+    const rec = await this.deps.storage.conversations.get(RA_MEMBER_IDS_KEY);
+    const ids = (rec?.reference as { ids?: unknown } | undefined)?.ids;
+    const map: Record<string, string> = {};
+    if (ids && typeof ids === 'object') for (const [k, v] of Object.entries(ids)) if (typeof v === 'string') map[k] = v;
+    this.memberIds = map;
+    return map;
+  }
+
+  /**
+   * Remember the Teams user ids of RA members from what Teams sent (a click, a message, members added
+   * when the bot was installed in the team), for the case card's `refresh.userIds`. Only configured RA
+   * members are kept; one write per change. A failed write is logged, never fails the turn.
+   *
+   * @param members - `{ aadObjectId, channelUserId }` pairs (Teams `from` or `membersAdded` entries)
+   */
+  async rememberMembers(members: ReadonlyArray<{ aadObjectId: string | null; channelUserId: string | null }>): Promise<void> {
+    const known = await this.learnedMemberIds();
+    const next = { ...known };
+    for (const m of members) {
+      const aad = m.aadObjectId?.trim().toLowerCase();
+      const teamsId = m.channelUserId?.trim();
+      if (!aad || !teamsId || teamsId.length > 200 || !this.deps.config.raMemberIds.includes(aad)) continue;
+      next[aad] = teamsId;
+    }
+    if (Object.keys(next).every((k) => known[k] === next[k]) && Object.keys(next).length === Object.keys(known).length) return;
+    try {
+      await this.deps.storage.conversations.put({ personId: RA_MEMBER_IDS_KEY, reference: { ids: next }, updatedAt: this.deps.now().toISOString() });
+      this.memberIds = next;
+    } catch (err) {
+      this.deps.logger.warn({ code: err instanceof AppError ? err.code : 'UNEXPECTED' }, 'RA member ids not stored');
+    }
+  }
+
+  /** Teams user ids the case card refreshes for: the learned ids of the configured RA members. */
+  private async refreshUserIds(): Promise<string[]> {
+    // Another instance may have learned more: read the store again when some member is still unknown.
+    if (this.memberIds && this.deps.config.raMemberIds.some((id) => !this.memberIds![id])) this.memberIds = null;
+    const learned = await this.learnedMemberIds();
+    return this.deps.config.raMemberIds.map((id) => learned[id]).filter((x): x is string => !!x);
+  }
 
   /**
    * Open the journey of a stored case (posts the card to the RA channel and tells the person, as effects).
@@ -183,7 +244,31 @@ export class RaDeskService {
     // Lost the race: the winner's case is the person's case.
     if (stored.status === 'exists') return { caseRef: stored.record.ref, created: false };
     await this.caseOpened(stored.record, paused, opener, note);
+    if (reason === 'requested' && this.deps.unlock) {
+      // "Talk to RA" pauses the running unlock (kept, not lost); the case is open whatever happens here.
+      await this.deps.unlock.pause(person.id, stored.record.ref).catch((err: unknown) => this.deps.logger.warn({ caseRef: stored.record.ref, code: err instanceof AppError ? err.code : 'UNEXPECTED' }, 'unlock journey not paused'));
+    }
     return { caseRef: stored.record.ref, created: true };
+  }
+
+  /**
+   * Carry out "Start an RA-assisted unlock" (the case journey's effect `ra.assist_unlock`): the unlock
+   * journey starts or resumes the person's unlock with the questions skipped. Without the unlock side
+   * ({@link RaDeskDeps.unlock}) the same self-service reset as "identity confirmed in person" is done
+   * instead, so the person can at least unlock themselves (logged as a warning).
+   *
+   * @param personId - the person's id
+   * @param caseRef - the case
+   * @param actor - `ra:<Entra object id>`
+   * @throws what the unlock side throws (the effect is tried again)
+   */
+  async startAssistedUnlock(personId: string, caseRef: string, actor: string): Promise<void> {
+    if (this.deps.unlock) {
+      await this.deps.unlock.startAssisted(personId, caseRef, actor);
+      return;
+    }
+    this.deps.logger.warn({ caseRef }, 'RA-assisted unlock is not available in this build: self-service attempts reset instead');
+    await resetSelfService(this.deps.engine, personId, actor, `RA case ${caseRef} (assisted unlock)`);
   }
 
   /**
@@ -200,6 +285,7 @@ export class RaDeskService {
       await this.deps.storage.audit.append({ id: randomUUID(), at: this.deps.now().toISOString(), actor: `${role === 'helpdesk' ? 'helpdesk' : 'teams'}:${actorId}`.slice(0, 200), action: 'report.requested', personId: null, details: { outcome: 'refused', reason: 'not_member', role } });
       return { kind: 'not_member' };
     }
+    await this.rememberMembers([sender]);
     const today = this.deps.now().toISOString().slice(0, 10);
     const weekAgo = new Date(Date.parse(`${today}T00:00:00.000Z`) - 6 * 86_400_000).toISOString().slice(0, 10);
     const r = reportRangeFromDates(dates.from ?? weekAgo, dates.to ?? today);
@@ -220,6 +306,7 @@ export class RaDeskService {
   async act(caseRef: string, action: RaAction, sender: DeskSender, step: number, input: { note?: string; outcome?: CaseOutcome } = {}): Promise<{ journey: RaCaseJourney | null; verdict: RaVerdict }> {
     const role = roleOf(this.deps.config, sender);
     const actorId = sender.aadObjectId ?? sender.channelUserId ?? 'unknown';
+    if (role === 'ra') await this.rememberMembers([sender]);
     const existing = await this.deps.storage.journeys.get(journeyKey(caseRef, 'ra-case'));
     if (!existing) {
       await this.auditRefusal(caseRef, null, actorId, role, action, 'no_such_case');
@@ -254,7 +341,8 @@ export class RaDeskService {
     const person = personId ? await this.deps.storage.persons.get(personId) : null;
     const audit = personId ? await this.deps.storage.audit.list({ personId, limit: AUDIT_WINDOW }) : [];
     const canAct = viewer === null || roleOf(this.deps.config, viewer) === 'ra';
-    return renderRaCaseCard(journey, person, audit, { canAct, notice }, this.deps.config.raMemberIds);
+    if (viewer && canAct) await this.rememberMembers([viewer]);
+    return renderRaCaseCard(journey, person, audit, { canAct, notice }, await this.refreshUserIds());
   }
 
   /** The notice for a verdict (re-exported for the Teams layer). */

@@ -13,6 +13,8 @@ import { parseMasterKey } from './security/keys';
 import { loadRaDeskConfig, type RaDeskConfig } from './journeys/ra-case/ra-roles';
 import { loadUnlockPolicyConfig, type UnlockPolicyConfig } from './journeys/unlock/unlock-policy.config';
 import { loadNotifyConfig, type NotifyConfig } from './notify/notify.config';
+import { loadOutboxRetentionConfig } from './mail/outbox-mail.adapter.config';
+import type { OutboxRetention } from './mail/outbox-mail.adapter';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -72,7 +74,8 @@ export interface BotConfig {
   dataDir: string;
   masterKey: string;
   storage: { kind: 'sqlite'; file: string } | { kind: 'mongodb'; url: string; database?: string };
-  mail: { transport: 'outbox'; outboxDir: string; from: string } | { transport: 'graph'; graph: GraphMailConfig; outboxDir: string; from: string };
+  /** `retention` (outbox only): OUTBOX_MAX_AGE_HOURS, OUTBOX_MAX_FILES, OUTBOX_PRUNE_INTERVAL_MINUTES (bot/mail/outbox-mail.adapter.config.ts, issue #15). */
+  mail: { transport: 'outbox'; outboxDir: string; from: string; retention: OutboxRetention } | { transport: 'graph'; graph: GraphMailConfig; outboxDir: string; from: string };
   auth:
     | { kind: 'none' }
     | { kind: 'bot-framework'; appId: string; appPassword: string | undefined; tenantId: string | undefined; appType: 'MultiTenant' | 'SingleTenant' | 'UserAssignedMSI' };
@@ -208,7 +211,7 @@ export function loadConfig(env: Record<string, string | undefined>): BotConfig {
     mail:
       e.MAIL_TRANSPORT === 'graph'
         ? { transport: 'graph', graph: loadGraphMailConfig(env), outboxDir: path.join(dataDir, 'outbox'), from: e.MAIL_FROM }
-        : { transport: 'outbox', outboxDir: path.join(dataDir, 'outbox'), from: e.MAIL_FROM },
+        : { transport: 'outbox', outboxDir: path.join(dataDir, 'outbox'), from: e.MAIL_FROM, retention: loadOutboxRetentionConfig(env) },
     auth,
     allowedTenants,
     timeZone: e.TIME_ZONE,

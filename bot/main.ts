@@ -129,7 +129,7 @@ export async function startBot(
     const graph = createGraphMailAdapter(config.mail.graph, logger);
     await graph.verify(); // a missing or wrong setting stops start-up, naming the setting
     mail = graph;
-  } else mail = new OutboxMailAdapter({ dir: config.mail.outboxDir, from: { name: 'Smartcard Assist', address: config.mail.from }, logger });
+  } else mail = new OutboxMailAdapter({ dir: config.mail.outboxDir, from: { name: 'Smartcard Assist', address: config.mail.from }, logger, retention: config.mail.retention });
   // Text messages (issue #14): GOV.UK Notify, loaded only when chosen; else the local outbox (the demo's default).
   let sms: NotifyPort;
   if (overrides.sms) sms = overrides.sms;

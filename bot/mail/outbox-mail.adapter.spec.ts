@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { createLogger } from '../../common/logger';
 import { AppError } from '../../common/app-error';
-import { OutboxMailAdapter, readOutbox } from './outbox-mail.adapter';
+import { OutboxMailAdapter, pruneOutbox, readOutbox } from './outbox-mail.adapter';
 import { unlockCodeMail } from './mail.templates';
 import type { MailMessage } from './mail.port';
 import { parseMimeMessage } from './mime-message';
@@ -19,7 +19,7 @@ let dir: string;
 let logLines: Array<Record<string, unknown>>;
 let rawLog: string;
 
-function adapter(options: { dir?: string } = {}) {
+function adapter(options: { dir?: string; now?: Date; retention?: ConstructorParameters<typeof OutboxMailAdapter>[0]['retention'] } = {}) {
   const logger = createLogger({
     name: 'mail-test',
     level: 'debug',
@@ -30,7 +30,8 @@ function adapter(options: { dir?: string } = {}) {
       },
     },
   });
-  return new OutboxMailAdapter({ dir: options.dir ?? dir, logger, from: { name: 'Smartcard Assist', address: 'no-reply@example.nhs.uk' }, now: () => NOW });
+  const now = options.now ?? NOW;
+  return new OutboxMailAdapter({ dir: options.dir ?? dir, logger, from: { name: 'Smartcard Assist', address: 'no-reply@example.nhs.uk' }, now: () => now, ...(options.retention ? { retention: options.retention } : {}) });
 }
 
 function codeMessage(id = randomUUID()): MailMessage {
@@ -71,8 +72,12 @@ describe('OutboxMailAdapter', () => {
     const result = await adapter().send(message);
     const expectedName = `20260703T084509-unlock_code-${message.id}.eml`;
     expect(result).toEqual({ status: 'sent', providerMessageId: expectedName });
-    expect(await readdir(dir)).toEqual([expectedName]);
+    expect((await readdir(dir)).sort()).toEqual(['.ids', expectedName]);
     expect((await stat(join(dir, expectedName))).mode & 0o777).toBe(0o600);
+    // The id marker (issue #15): only the file name, owner-only, in an owner-only folder.
+    expect(await readFile(join(dir, '.ids', message.id), 'utf8')).toBe(expectedName);
+    expect((await stat(join(dir, '.ids', message.id))).mode & 0o777).toBe(0o600);
+    expect((await stat(join(dir, '.ids'))).mode & 0o777).toBe(0o700);
 
     const raw = await readFile(join(dir, expectedName), 'utf8');
     const headerBlock = raw.slice(0, raw.indexOf('\r\n\r\n'));
@@ -127,7 +132,8 @@ describe('OutboxMailAdapter', () => {
     const b = { ...codeMessage(), kind: 'unlock_notice' as const, subject: 'Your smartcard was unlocked', text: 'notice\n', html: '<p>notice</p>\n' };
     await mail.send(a);
     await mail.send(b);
-    expect((await readdir(dir)).sort()).toEqual([`20260703T084509-unlock_code-${a.id}.eml`, `20260703T084509-unlock_notice-${b.id}.eml`].sort());
+    expect((await readdir(dir)).sort()).toEqual(['.ids', `20260703T084509-unlock_code-${a.id}.eml`, `20260703T084509-unlock_notice-${b.id}.eml`].sort());
+    expect((await readdir(join(dir, '.ids'))).sort()).toEqual([a.id, b.id].sort());
     const entries = await readOutbox(dir);
     expect(entries.map((e) => [e.kind, e.id, e.headers['to']])).toEqual(
       expect.arrayContaining([['unlock_code', a.id, TO], ['unlock_notice', b.id, TO]]),
@@ -158,6 +164,66 @@ describe('OutboxMailAdapter', () => {
   it('refuses an invalid sender address at construction', () => {
     const logger = createLogger({ name: 't', level: 'silent' });
     expect(() => new OutboxMailAdapter({ dir, logger, from: { address: 'not an address' } })).toThrow(/sender address/);
+  });
+});
+
+describe('outbox markers and retention (issue #15)', () => {
+  it('a marker whose message file is gone is rewritten with the message on the next send', async () => {
+    const message = codeMessage();
+    const first = await adapter().send(message);
+    await rm(join(dir, first.providerMessageId!));
+    const later = new Date('2026-07-03T09:00:00Z');
+    const again = await adapter({ now: later }).send(message);
+    expect(again.providerMessageId).toBe(`20260703T090000-unlock_code-${message.id}.eml`);
+    expect(await emlFiles()).toEqual([again.providerMessageId]);
+    expect(await readFile(join(dir, '.ids', message.id), 'utf8')).toBe(again.providerMessageId);
+    expect((await readOutbox(dir)).map((e) => e.id)).toEqual([message.id]);
+  });
+
+  it('pruneOutbox removes messages older than maxAge, then the oldest beyond maxFiles, with their markers; other files stay', async () => {
+    const times = ['2026-07-01T08:00:00Z', '2026-07-02T08:00:00Z', '2026-07-03T07:00:00Z', '2026-07-03T08:00:00Z', '2026-07-03T08:30:00Z'];
+    const sent: string[] = [];
+    for (const t of times) sent.push((await adapter({ now: new Date(t) }).send(codeMessage())).providerMessageId!);
+    await writeFile(join(dir, 'README.txt'), 'not a message');
+    const ids = sent.map((n) => n.slice(-40, -4));
+
+    const byAge = await pruneOutbox(dir, { maxAgeMs: 24 * 3600_000, maxFiles: null, now: NOW });
+    expect(byAge).toEqual({ removed: 2, kept: 3 });
+    expect((await emlFiles()).sort()).toEqual(sent.slice(2).sort());
+    expect((await readdir(join(dir, '.ids'))).sort()).toEqual(ids.slice(2).sort());
+
+    const byCount = await pruneOutbox(dir, { maxAgeMs: null, maxFiles: 1, now: NOW });
+    expect(byCount).toEqual({ removed: 2, kept: 1 });
+    expect(await emlFiles()).toEqual([sent[4]]);
+    expect(await readdir(join(dir, '.ids'))).toEqual([ids[4]]);
+    expect(await readFile(join(dir, 'README.txt'), 'utf8')).toBe('not a message');
+
+    expect(await pruneOutbox(dir, { maxAgeMs: null, maxFiles: null, now: NOW })).toEqual({ removed: 0, kept: 1 });
+    expect(await pruneOutbox(join(root, 'missing'), { maxAgeMs: 1, maxFiles: 1, now: NOW })).toEqual({ removed: 0, kept: 0 });
+  });
+
+  it('a pruned message sent again is written again', async () => {
+    const message = codeMessage();
+    await adapter({ now: new Date('2026-06-01T00:00:00Z') }).send(message);
+    await pruneOutbox(dir, { maxAgeMs: 3600_000, maxFiles: null, now: NOW });
+    expect(await emlFiles()).toEqual([]);
+    const again = await adapter().send(message);
+    expect(await emlFiles()).toEqual([again.providerMessageId]);
+  });
+
+  it('the adapter prunes on its own timer when retention is configured, and logs the count, never an address', async () => {
+    const old = await adapter({ now: new Date('2026-06-01T00:00:00Z') }).send(codeMessage());
+    const mail = adapter({ retention: { maxAgeMs: 24 * 3600_000, maxFiles: null, intervalMs: 20 } });
+    const fresh = await mail.send(codeMessage());
+    try {
+      for (let i = 0; i < 250 && (await emlFiles()).includes(old.providerMessageId!); i++) await new Promise((r) => setTimeout(r, 20));
+      expect(await emlFiles()).toEqual([fresh.providerMessageId]);
+      expect(logLines.find((l) => l['msg'] === 'outbox pruned')).toMatchObject({ removed: 1, kept: 1 });
+      expect(rawLog).not.toContain(TO);
+    } finally {
+      mail.close();
+    }
+    expect(await adapter().prune()).toEqual({ removed: 0, kept: -1 });
   });
 });
 

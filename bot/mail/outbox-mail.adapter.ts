@@ -12,8 +12,21 @@
  * Idempotent on `MailMessage.id`: when a file for that id exists, a send writes
  * nothing and returns `sent`. Sends with the same id within this process are
  * serialised; two processes sharing one outbox are not supported.
+ *
+ * O(1) per send (issue #15): a send never lists the folder. Each message id has
+ * a small marker `<dir>/.ids/<id>` holding the message's file name, written
+ * before the message; a repeated send reads the marker and checks that one
+ * file. (A marker whose file is gone, e.g. after a crash between the two
+ * writes, is rewritten with the message.) After a power loss a retried send may
+ * write a second copy: the marker is not flushed, to keep one fsync per message.
+ *
+ * Retention: messages older than `maxAgeMs`, and the oldest beyond `maxFiles`,
+ * are removed with their markers by {@link pruneOutbox}, run every
+ * `intervalMs` by the adapter when `retention` is given (settings
+ * OUTBOX_MAX_AGE_HOURS, OUTBOX_MAX_FILES, OUTBOX_PRUNE_INTERVAL_MINUTES), never
+ * on the send path. A send retried after its message was pruned writes it again.
  */
-import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { mkdir, open, opendir, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import type { Logger } from '../../common/logger';
@@ -41,7 +54,22 @@ export interface OutboxMailAdapterOptions {
   from?: { name?: string; address: string };
   /** Clock for the file name and `Date` header; defaults to the system clock. */
   now?: () => Date;
+  /** When given, {@link pruneOutbox} runs every `intervalMs` (first run one interval after construction). */
+  retention?: OutboxRetention;
 }
+
+/** How long sent messages are kept; `null` = no limit of that kind. */
+export interface OutboxRetention {
+  /** Remove messages whose file-name time is older than this, milliseconds. */
+  maxAgeMs: number | null;
+  /** Keep at most this many messages; the oldest beyond it are removed. */
+  maxFiles: number | null;
+  /** Time between prune runs, milliseconds. */
+  intervalMs: number;
+}
+
+/** Hidden folder, inside the outbox, of the per-id markers. */
+const MARKER_DIR = '.ids';
 
 /** `yyyymmddThhmmss` in UTC. */
 function fileTimestamp(at: Date): string {
@@ -60,6 +88,9 @@ export class OutboxMailAdapter implements MailPort {
   private readonly from: { name?: string; address: string };
   private readonly now: () => Date;
   private readonly inFlight = new Map<string, Promise<MailSendResult>>();
+  private readonly retention: OutboxRetention | null;
+  private pruneTimer: NodeJS.Timeout | null = null;
+  private pruning: Promise<OutboxPruneResult> | null = null;
 
   /**
    * @param options - see {@link OutboxMailAdapterOptions}
@@ -73,6 +104,41 @@ export class OutboxMailAdapter implements MailPort {
     if (!isMailAddress(this.from.address) || (this.from.name !== undefined && /[\r\n]/.test(this.from.name))) {
       throw new ValidationError('MAIL_FROM', 'The outbox sender address is not a valid email address, or its name has a line break.');
     }
+    this.retention = options.retention ?? null;
+    if (this.retention && (this.retention.maxAgeMs !== null || this.retention.maxFiles !== null)) {
+      this.pruneTimer = setInterval(() => void this.prune().catch(() => undefined), this.retention.intervalMs);
+      this.pruneTimer.unref();
+    }
+  }
+
+  /**
+   * Apply the retention now (also what the periodic job runs); one run at a time, a call during a run joins it.
+   *
+   * @returns what {@link pruneOutbox} returns; `{ removed: 0, kept: -1 }` when no retention is configured
+   * @throws the file-system error when the folder cannot be read (logged as a warning by the periodic job)
+   */
+  prune(): Promise<OutboxPruneResult> {
+    const retention = this.retention;
+    if (!retention) return Promise.resolve({ removed: 0, kept: -1 });
+    this.pruning ??= (async () => {
+      try {
+        const result = await pruneOutbox(this.dir, { maxAgeMs: retention.maxAgeMs, maxFiles: retention.maxFiles, now: this.now() });
+        if (result.removed > 0) this.logger.info({ dir: this.dir, ...result }, 'outbox pruned');
+        return result;
+      } catch (err) {
+        this.logger.warn({ dir: this.dir, errno: errnoOf(err) ?? null }, 'outbox prune failed');
+        throw err;
+      } finally {
+        this.pruning = null;
+      }
+    })();
+    return this.pruning;
+  }
+
+  /** Stop the periodic prune (a run in progress finishes). */
+  close(): void {
+    if (this.pruneTimer) clearInterval(this.pruneTimer);
+    this.pruneTimer = null;
   }
 
   /**
@@ -97,14 +163,17 @@ export class OutboxMailAdapter implements MailPort {
   private async write(message: MailMessage): Promise<MailSendResult> {
     let tmp: string | undefined;
     try {
-      await mkdir(this.dir, { recursive: true, mode: 0o700 });
-      const existing = (await readdir(this.dir)).find((name) => name.endsWith(`-${message.id}.eml`));
+      const markers = join(this.dir, MARKER_DIR);
+      await mkdir(markers, { recursive: true, mode: 0o700 });
+      const marker = join(markers, message.id);
+      const existing = await this.sentName(marker, message.id);
       if (existing) {
         this.logger.debug({ file: join(this.dir, existing), kind: message.kind }, 'mail already in outbox');
         return { status: 'sent', providerMessageId: existing };
       }
       const at = this.now();
       const name = `${fileTimestamp(at)}-${message.kind}-${message.id}.eml`;
+      await writeFile(marker, name, { encoding: 'utf8', mode: 0o600 });
       const raw = composeMimeMessage({
         from: this.from,
         to: message.to,
@@ -163,6 +232,26 @@ export class OutboxMailAdapter implements MailPort {
     }
   }
 
+  /** The file name a marker records, when that file exists; null when there is no marker or its file is gone. */
+  private async sentName(marker: string, id: string): Promise<string | null> {
+    let name: string;
+    try {
+      name = (await readFile(marker, 'utf8')).trim();
+    } catch (err) {
+      if (errnoOf(err) === 'ENOENT') return null;
+      throw err;
+    }
+    const match = OUTBOX_FILE_PATTERN.exec(name);
+    if (!match || match[3] !== id) return null;
+    try {
+      await stat(join(this.dir, name));
+      return name;
+    } catch (err) {
+      if (errnoOf(err) === 'ENOENT') return null;
+      throw err;
+    }
+  }
+
   /** Flush the folder entry so the rename survives a crash (best effort; not every file system allows it). */
   private async syncDir(): Promise<void> {
     const handle = await open(this.dir, 'r').catch(() => undefined);
@@ -205,4 +294,55 @@ export async function readOutbox(dir: string): Promise<OutboxEntry[]> {
     entries.push({ ...parsed, file, name, kind: match[2] as MailKind, id: match[3]! });
   }
   return entries;
+}
+
+/** Outcome of one {@link pruneOutbox} run. */
+export interface OutboxPruneResult {
+  /** Messages removed (with their markers). */
+  removed: number;
+  /** Messages left. */
+  kept: number;
+}
+
+/** `yyyymmddThhmmss` (UTC) back to epoch milliseconds. */
+function timestampMs(stamp: string): number {
+  return Date.UTC(+stamp.slice(0, 4), +stamp.slice(4, 6) - 1, +stamp.slice(6, 8), +stamp.slice(9, 11), +stamp.slice(11, 13), +stamp.slice(13, 15));
+}
+
+/**
+ * Remove old messages from an outbox folder: those whose file-name time is more than `maxAgeMs` before `now`,
+ * then the oldest until at most `maxFiles` are left. Each message's marker (`.ids/<id>`) goes with it.
+ * Reads the folder once as a stream (`opendir`) and removes files one at a time, so it never holds more than
+ * one file-system request at once on the libuv pool; meant for a periodic job, never the send path.
+ * Only files matching {@link OUTBOX_FILE_PATTERN} are touched.
+ *
+ * @param dir - the outbox folder; absent gives `{ removed: 0, kept: 0 }`
+ * @param limits - `maxAgeMs` (milliseconds) and `maxFiles`, each `null` for no limit; `now` the clock
+ * @returns counts removed and kept
+ * @throws the file-system error when the folder cannot be read (a file already gone is not an error)
+ */
+export async function pruneOutbox(dir: string, limits: { maxAgeMs: number | null; maxFiles: number | null; now: Date }): Promise<OutboxPruneResult> {
+  const names: string[] = [];
+  try {
+    for await (const entry of await opendir(dir, { bufferSize: 256 })) {
+      if (OUTBOX_FILE_PATTERN.test(entry.name)) names.push(entry.name);
+    }
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') return { removed: 0, kept: 0 };
+    throw err;
+  }
+  names.sort();
+  const cutoff = limits.maxAgeMs === null ? -Infinity : limits.now.getTime() - limits.maxAgeMs;
+  let first = 0;
+  while (first < names.length && timestampMs(names[first]!.slice(0, 15)) < cutoff) first++;
+  if (limits.maxFiles !== null) first = Math.max(first, names.length - limits.maxFiles);
+  let removed = 0;
+  for (const name of names.slice(0, first)) {
+    const id = OUTBOX_FILE_PATTERN.exec(name)![3]!;
+    await unlink(join(dir, name)).then(() => removed++, (err: unknown) => {
+      if (errnoOf(err) !== 'ENOENT') throw err;
+    });
+    await unlink(join(dir, MARKER_DIR, id)).catch(() => undefined);
+  }
+  return { removed, kept: names.length - first };
 }

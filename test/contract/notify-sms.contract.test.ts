@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { AppError } from '../../common/app-error';
 import { NotifySendFailedError, type NotifyMessage, type NotifySendResult } from '../../bot/notify/notify.port';
-import { createNotifyTestKey } from '../support/notify-fake/notify-fake.server';
+import { createNotifyTestKey, NOTIFY_ERRORS } from '../support/notify-fake/notify-fake.server';
 import { SMS_TEMPLATE_BODY, startNotifyContractFixture, type NotifyContractFixture } from '../support/notify-fake/notify-contract.fixture';
 
 let f: NotifyContractFixture;
@@ -151,7 +151,7 @@ describe('GOV.UK Notify text messages: the real client against the Notify v2 con
   });
 
   it('429 RateLimitError with Retry-After: 1 waits that second, then sends on the next 201', async () => {
-    f.fake.script({ status: 429, error: 'RateLimitError', message: 'Exceeded rate limit for key type LIVE of 3000 requests per 60 seconds', headers: { 'retry-after': '1' } });
+    f.fake.script({ ...NOTIFY_ERRORS.rateLimit, headers: { 'retry-after': '1' } });
     const message = f.message('sms');
     const result = await f.adapter().send(message);
     const reqs = f.fake.notificationRequests();
@@ -166,7 +166,7 @@ describe('GOV.UK Notify text messages: the real client against the Notify v2 con
   });
 
   it('500 then 503 then 201: retried with back-off, sent once', async () => {
-    f.fake.script({ status: 500 }, { status: 503, error: 'Exception', message: 'Service unavailable' });
+    f.fake.script(NOTIFY_ERRORS.server, { status: 503, error: 'Exception', message: 'Service unavailable' });
     const result = await f.adapter().send(f.message('sms'));
     expect(f.fake.notificationRequests().map((r) => r.status)).toEqual([500, 503, 201]);
     expect(f.fake.accepted).toHaveLength(1);
@@ -186,7 +186,7 @@ describe('GOV.UK Notify text messages: the real client against the Notify v2 con
   });
 
   it('429 with a Retry-After longer than NOTIFY_MAX_RETRY_WAIT_SECONDS ends the send at once (retryable)', async () => {
-    f.fake.script({ status: 429, error: 'RateLimitError', message: 'Exceeded rate limit for key type LIVE of 3000 requests per 60 seconds', headers: { 'retry-after': '60' } });
+    f.fake.script({ ...NOTIFY_ERRORS.rateLimit, headers: { 'retry-after': '60' } });
     const started = Date.now();
     const r = await settle(f.adapter({ NOTIFY_MAX_RETRY_WAIT_SECONDS: '5' }).send(f.message('sms')));
     expect(Date.now() - started).toBeLessThan(3000);
@@ -198,7 +198,7 @@ describe('GOV.UK Notify text messages: the real client against the Notify v2 con
   });
 
   it('429 TooManyRequestsError (the daily limit) is not retried', async () => {
-    f.fake.script({ status: 429, error: 'TooManyRequestsError', message: 'Exceeded send limits (sms: 250000) for today' });
+    f.fake.script(NOTIFY_ERRORS.dailyLimit);
     const r = await settle(f.adapter().send(f.message('sms')));
     expect(r.ok).toBe(false);
     if (r.ok) return;

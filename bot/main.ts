@@ -135,7 +135,9 @@ export async function startBot(
   if (overrides.sms) sms = overrides.sms;
   else if (config.sms.transport === 'notify') {
     const { GovukNotifyAdapter } = await import('./notify/govuk-notify.adapter');
-    sms = new GovukNotifyAdapter({ config: config.sms, logger });
+    const notify = new GovukNotifyAdapter({ config: config.sms, logger });
+    await notify.verify(); // a key or template id Notify refuses stops start-up, naming the setting
+    sms = notify;
   } else sms = new OutboxSmsAdapter({ dir: config.sms.outboxDir, logger });
 
   // UNLOCK_* settings (issue #14), validated at start-up.

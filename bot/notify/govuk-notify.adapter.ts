@@ -19,6 +19,7 @@
  */
 import axios from 'axios';
 import { NotifyClient } from 'notifications-node-client';
+import { AppError } from '../../common/app-error';
 import type { Logger } from '../../common/logger';
 import type { NotifyConfig } from './notify.config';
 import { classifyNotifyFailure, type NotifyFailure } from './notify.errors';
@@ -58,6 +59,42 @@ export class GovukNotifyAdapter implements NotifyPort {
     this.client = new NotifyClient(this.config.baseUrl, this.config.apiKey.key.reveal());
     // The client's own transport, with a time limit per attempt and no redirects (Notify never redirects an API call).
     this.client.setClient(axios.create({ timeout: this.config.requestTimeoutSeconds * 1000, maxRedirects: 0 }));
+  }
+
+  /**
+   * Start-up check: read each configured template (`GET /v2/template/{id}`, sends nothing), so a key Notify refuses
+   * or a template id it does not know stops start-up naming the setting, instead of showing when a person asks
+   * for a code. Notify being unreachable or failing (no answer, 429, 5xx) only logs a warning: sends retry later.
+   *
+   * @returns the templates checked (`channel`, `id`, `version`), or null when Notify could not be asked
+   * @throws AppError `CONFIG.INVALID` with `meta.setting`: `NOTIFY_API_KEY` (403, the key was refused),
+   *   `NOTIFY_SMS_TEMPLATE_ID` / `NOTIFY_EMAIL_TEMPLATE_ID` (400/404, or a template of the other type)
+   */
+  async verify(): Promise<Array<{ channel: 'sms' | 'email'; id: string; version: number | null }> | null> {
+    const wanted: Array<{ channel: 'sms' | 'email'; id: string; setting: string }> = [{ channel: 'sms', id: this.config.templates.sms.unlock_code, setting: 'NOTIFY_SMS_TEMPLATE_ID' }];
+    if (this.config.templates.email.unlock_code) wanted.push({ channel: 'email', id: this.config.templates.email.unlock_code, setting: 'NOTIFY_EMAIL_TEMPLATE_ID' });
+    const checked: Array<{ channel: 'sms' | 'email'; id: string; version: number | null }> = [];
+    for (const t of wanted) {
+      let data: { type?: unknown; version?: unknown };
+      try {
+        data = (await this.client.getTemplateById(t.id)).data as { type?: unknown; version?: unknown };
+      } catch (err) {
+        const f = classifyNotifyFailure(err, [], this.now());
+        const refuse = (setting: string, why: string): never => {
+          throw new AppError('CONFIG.INVALID', `${setting}: ${why}`, { meta: { setting, status: f.status ?? null, notifyError: f.notifyError ?? null } });
+        };
+        if (f.reason === 'auth') refuse('NOTIFY_API_KEY', `GOV.UK Notify refused the API key (${f.status} ${f.notifyError ?? ''}${f.message ? `: ${f.message}` : ''}); check the key and the service it belongs to, and the server clock`);
+        if (f.status === 400 || f.status === 404) refuse(t.setting, `GOV.UK Notify has no template with this id in the key's service (${f.status} ${f.notifyError ?? ''})`);
+        this.logger.warn({ status: f.status ?? null, notifyError: f.notifyError ?? null, reason: f.reason }, 'GOV.UK Notify could not be reached at start-up; the templates were not checked');
+        return null;
+      }
+      if (data.type !== t.channel) {
+        throw new AppError('CONFIG.INVALID', `${t.setting}: the template is a${data.type === 'email' ? 'n' : ''} ${String(data.type)} template, not ${t.channel === 'sms' ? 'a text message' : 'an email'} template`, { meta: { setting: t.setting } });
+      }
+      checked.push({ channel: t.channel, id: t.id, version: typeof data.version === 'number' ? data.version : null });
+    }
+    this.logger.info({ baseUrl: this.config.baseUrl, serviceId: this.config.apiKey.serviceId, keyName: this.config.apiKey.name, templates: checked }, 'GOV.UK Notify ready');
+    return checked;
   }
 
   /**

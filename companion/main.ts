@@ -13,6 +13,9 @@
  * data directory), which asks this process over its control socket and prints
  * `PASSCODE PAGE: <link>`; see `passcode-page/page-link.control.ts`.
  *
+ * `companion --install-autostart` writes the XDG autostart entry that starts the
+ * companion at login (`desktop/autostart.ts`; Windows and macOS: README) and exits.
+ *
  * `companion --unpair` revokes this computer's pairing at the bot (the same
  * operation as `npm run admin -- revoke-device`) and deletes the stored
  * credential, then exits; the companion must not be running (the bot keeps its
@@ -31,6 +34,7 @@ import { CompanionRuntime, OUTPUT_PREFIX } from './companion.runtime';
 import { companionCommand, loadCompanionConfig, type CompanionConfig } from './config';
 import { CredentialStore } from './pairing/credential.store';
 import { unpairFromCommandLine, type UnpairOutcome } from './pairing/unpair';
+import { companionCommandLine, installAutostart } from './desktop/autostart';
 import { openRotatingLog } from './desktop/rotating-log';
 import { acquireInstanceLock, instanceLockPath, type InstanceLock } from './desktop/single-instance';
 import { PageLinkControl, pageLinkSocketPath, requestPageLink, requestShow, watchLinkRequests } from './passcode-page/page-link.control';
@@ -72,6 +76,17 @@ const UNPAIR_ANSWERS: Record<UnpairOutcome['kind'], { line: string; exit: number
 };
 
 /**
+ * `--install-autostart`: write the XDG autostart entry that starts this companion at login with the
+ * other flags given (`desktop/autostart.ts`), say where, exit 0.
+ */
+async function writeAutostart(): Promise<never> {
+  const flags = process.argv.slice(2).filter((a) => a !== '--install-autostart');
+  const path = await installAutostart({ env: process.env, command: companionCommandLine(flags) });
+  process.stdout.write(`${OUTPUT_PREFIX.status}the companion will start at login: ${path} written\n`);
+  process.exit(0);
+}
+
+/**
  * Take the single-instance lock (`desktop/single-instance.ts`), or, when another companion runs for
  * this data directory, ask it to show itself, say so on stdout and exit 0.
  */
@@ -100,6 +115,7 @@ async function main(): Promise<void> {
     if (command.kind === 'page-link') await askForPageLink(command.socketPath);
     unpair = command.kind === 'unpair';
     config = loadCompanionConfig(process.env, process.argv.slice(2));
+    if (command.kind === 'install-autostart') await writeAutostart();
   } catch (err) {
     process.stderr.write(`companion: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exit(2);

@@ -105,6 +105,19 @@ export const CardStatusSchema = z.discriminatedUnion('present', [
     cardId: CardIdSchema,
     /** PIN retry counter read with an empty VERIFY (SP 800-73-4 Part 2, 3.2.1); 0 = blocked. */
     pinRetries: z.number().int().min(0).max(15),
+    /**
+     * The card's usable certificates (issue #14, added without a protocol version change): the PIV
+     * Authentication (`9A`, object 5FC105) and Card Authentication (`9E`, object 5FC101) certificates
+     * read with GET DATA (SP 800-73-4 Part 1, Table 3), each with its `notAfter` (RFC 5280 4.1.2.5) as
+     * ISO 8601 UTC. `[]`: read, and the card has no usable certificate (no object, 6A82, or malformed
+     * bytes, which the companion refuses and logs). Absent: not read (a companion from before issue #14).
+     * The bot decides "expired" with its own clock.
+     */
+    certificates: z
+      .array(z.object({ slot: z.enum(['9A', '9E']), notAfter: z.string().datetime() }))
+      .max(2)
+      .refine((list) => new Set(list.map((c) => c.slot)).size === list.length, 'a slot appears twice')
+      .optional(),
   }),
 ]);
 export type CardStatus = z.infer<typeof CardStatusSchema>;

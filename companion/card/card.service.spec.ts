@@ -3,8 +3,9 @@
  * every assertion reads the card back (PIN verifies, PUK accepted or refused,
  * retry counters), never the service's own word alone.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../common/logger';
+import { TestCertificateAuthority, derBySlot, type TestCardCertificates } from '../../test/support/test-certs';
 import type { CardStatus } from '../../protocol/companion-link.protocol';
 import { INS, KEY_REF } from '../piv/piv.constants';
 import { InvalidPinError, InvalidPukError } from '../piv/piv.errors';
@@ -61,7 +62,7 @@ describe('CardService.readStatus', () => {
   it('reads the card id and the PIN retry counter, and resets the card afterwards', async () => {
     const { service, card } = setup({ blocked: false });
     await onCard((s) => s.verifyPin('111111').catch(() => undefined)); // one wrong try: 2 left
-    expect(await service.readStatus()).toEqual({ present: true, reader: reader.readerName, cardId: CARD_ID, pinRetries: 2 });
+    expect(await service.readStatus()).toEqual({ present: true, reader: reader.readerName, cardId: CARD_ID, pinRetries: 2, certificates: [] });
     expect(card.isPinVerified).toBe(false);
   });
 
@@ -190,9 +191,58 @@ describe('CardService events', () => {
     await new Promise((r) => setTimeout(r, 100));
     service.stop();
     expect(statuses).toEqual([
-      { present: true, reader: reader.readerName, cardId: CARD_ID, pinRetries: 0 },
+      { present: true, reader: reader.readerName, cardId: CARD_ID, pinRetries: 0, certificates: [] },
       { present: false, reader: reader.readerName },
-      { present: true, reader: reader.readerName, cardId: CARD_ID, pinRetries: 0 },
+      { present: true, reader: reader.readerName, cardId: CARD_ID, pinRetries: 0, certificates: [] },
     ]);
+  });
+});
+
+describe('CardService certificates in the card status (issue #14)', () => {
+  let ca: TestCertificateAuthority;
+  let valid: TestCardCertificates;
+  let expired: TestCardCertificates;
+  beforeAll(() => {
+    ca = TestCertificateAuthority.create();
+    valid = ca.validCardCertificates('Status Valid');
+    expired = ca.expiredCardCertificates('Status Expired', 3);
+  });
+  afterAll(() => ca?.cleanup());
+
+  it('reports each certificate with its notAfter, read from the card (valid, then expired after a re-issue of the objects)', async () => {
+    const { service, card } = setup({ certificates: derBySlot(valid) });
+    expect(await service.readStatus()).toEqual({
+      present: true,
+      reader: reader.readerName,
+      cardId: CARD_ID,
+      pinRetries: 0,
+      certificates: [
+        { slot: '9A', notAfter: valid['9A'].notAfter.toISOString() },
+        { slot: '9E', notAfter: valid['9E'].notAfter.toISOString() },
+      ],
+    });
+    card.restoreFactoryState({ certificates: derBySlot(expired) });
+    const status = await service.readStatus();
+    expect(status.present && status.certificates?.map((c) => c.notAfter)).toEqual([expired['9A'].notAfter.toISOString(), expired['9E'].notAfter.toISOString()]);
+  });
+
+  it('a malformed certificate is refused and logged, reported as no certificate; the status still comes', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    reader = new InProcessReaderAdapter();
+    reader.insert(new VirtualPivCard({ cardId: CARD_ID, pin: PIN, puk: PUK, certificates: { '9A': Buffer.from('3082ffff00', 'hex'), '9E': valid['9E'].der } }));
+    const capture = createLogger({ name: 'card-spec', level: 'warn', destination: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) } });
+    const service = new CardService({ reader, readerName: null, logger: capture });
+    expect(await service.readStatus()).toMatchObject({ present: true, cardId: CARD_ID, certificates: [{ slot: '9E', notAfter: valid['9E'].notAfter.toISOString() }] });
+    expect(lines).toContainEqual(expect.objectContaining({ slot: '9A', errorCode: 'CARD.MALFORMED_CERTIFICATE', cardId: CARD_ID }));
+  });
+
+  it('the insert event carries the certificates too', async () => {
+    const { service } = setup({ certificates: { '9A': expired['9A'].der } });
+    const statuses: CardStatus[] = [];
+    service.onStatus((s) => statuses.push(s));
+    service.start();
+    await expect.poll(() => statuses.length).toBe(1);
+    service.stop();
+    expect(statuses[0]).toMatchObject({ present: true, certificates: [{ slot: '9A', notAfter: expired['9A'].notAfter.toISOString() }] });
   });
 });

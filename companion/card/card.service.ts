@@ -13,7 +13,8 @@ import type { Logger } from '../../common/logger';
 import type { CardStatus, Request } from '../../protocol/companion-link.protocol';
 import type { CardConnection, CardReaderPort, ReaderEvent } from '../piv/card-connection';
 import { ApduError, CARD_ERROR_CODE, InvalidPinError, InvalidPukError, PinBlockedError, PukBlockedError, isCardError, type CardErrorCode } from '../piv/piv.errors';
-import { PivSession } from '../piv/piv.session';
+import type { CertificateSlot } from '../piv/piv.constants';
+import { PivSession, type CertificateReading } from '../piv/piv.session';
 
 /** Which PUK the card holds, as far as the companion knows (protocol `unlock.result.pukOnCard`). */
 export type PukOnCard = 'current' | 'new' | 'unknown';
@@ -101,7 +102,7 @@ export class CardService {
   /**
    * Subscribe to card statuses caused by insert/remove events.
    *
-   * @param listener - called with `{present: true, cardId, pinRetries, reader}` after an insert
+   * @param listener - called with `{present: true, cardId, pinRetries, reader, certificates}` after an insert
    *   (read from the card), `{present: false, reader}` after a remove
    * @returns unsubscribe
    */
@@ -117,9 +118,12 @@ export class CardService {
   }
 
   /**
-   * Read the card in the reader: card id (CHUID GUID) and PIN retry counter (empty VERIFY, SP 800-73-4 Part 2, 3.2.1).
+   * Read the card in the reader: card id (CHUID GUID), PIN retry counter (empty VERIFY, SP 800-73-4 Part 2, 3.2.1)
+   * and the validity of its 9A and 9E certificates (GET DATA 5FC105 / 5FC101, SP 800-73-4 Part 1, Table 3).
    *
-   * @returns `{present: true, reader, cardId, pinRetries}`; `{present: false, reader}` when no reader holds a card
+   * @returns `{present: true, reader, cardId, pinRetries, certificates}` (`certificates`: one
+   *   `{slot, notAfter}` per usable certificate; `[]` when the card has none, or only malformed ones);
+   *   `{present: false, reader}` when no reader holds a card
    *   (`reader` is the configured or first reader, null when there is none)
    * @throws CardError when a card is there but cannot be read (e.g. `CARD.APPLICATION_NOT_FOUND`: not a PIV card),
    *   or `CARD.READER_UNAVAILABLE`
@@ -329,7 +333,8 @@ export class CardService {
       const session = await PivSession.open(conn, this.options.logger);
       const cardId = await session.readCardId();
       const pin = await session.readPinStatus();
-      return { present: true, reader, cardId, pinRetries: Math.min(pin.retries, 15) };
+      const certificates = certificatesForStatus(await session.readCertificates(), this.options.logger, cardId);
+      return { present: true, reader, cardId, pinRetries: Math.min(pin.retries, 15), certificates };
     } finally {
       await conn.close('reset').catch(() => undefined);
     }
@@ -391,6 +396,28 @@ export class CardService {
     this.chain = run.catch(() => undefined);
     return run;
   }
+}
+
+/**
+ * The protocol's `certificates` from what the card gave: the usable ones, with their `notAfter`.
+ * An absent object (6A82) is simply not listed; an unusable one (malformed bytes, another status word)
+ * is not listed either and is logged (slot and error code; a certificate is public, but its bytes are
+ * not logged).
+ *
+ * @param readings - {@link PivSession.readCertificates}, in slot order
+ * @param logger - for the warning about an unusable certificate
+ * @param cardId - for the log line
+ * @returns `[{ slot, notAfter }]`, possibly empty
+ */
+function certificatesForStatus(readings: CertificateReading[], logger: Logger, cardId: string): Array<{ slot: CertificateSlot; notAfter: string }> {
+  const usable: Array<{ slot: CertificateSlot; notAfter: string }> = [];
+  for (const reading of readings) {
+    if (reading.status === 'present') usable.push({ slot: reading.slot, notAfter: reading.certificate.notAfter });
+    else if (reading.status === 'unusable') {
+      logger.warn({ cardId, slot: reading.slot, errorCode: reading.error.code, message: reading.error.message }, 'certificate on the card not usable; reported as no certificate');
+    }
+  }
+  return usable;
 }
 
 function codeOf(err: unknown): string {

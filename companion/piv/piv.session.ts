@@ -194,7 +194,7 @@ export class PivSession {
         const unusable =
           error instanceof CertificateError || error instanceof ApduError || (error instanceof CardError && error.code === CARD_ERROR_CODE.MALFORMED_RESPONSE);
         if (!unusable) throw error;
-        this.logger?.warn({ slot, errorCode: error.code, message: error.message }, 'certificate on the card is not usable');
+        this.logger?.debug({ slot, errorCode: error.code }, 'certificate on the card is not usable');
         readings.push({ slot, status: 'unusable', error });
       }
     }

@@ -81,7 +81,7 @@ describe('CompanionRuntime pairing life cycle', () => {
     expect((await stat(join(dataDir, 'companion'))).mode & 0o777).toBe(0o700);
     // The bot heard which card is in the reader.
     const ev = await bot.waitFor((r) => r.frame.type === 'card.event');
-    expect(ev.frame).toEqual({ type: 'card.event', status: { present: true, reader: reader.readerName, cardId: CARD_ID, pinRetries: 0 } });
+    expect(ev.frame).toEqual({ type: 'card.event', status: { present: true, reader: reader.readerName, cardId: CARD_ID, pinRetries: 0, certificates: [] } });
     expect(pageState((await browser.get()).body)).toBe('idle');
     // No secret on stdout.
     expect(lines.join('\n')).not.toContain(credential);

@@ -326,7 +326,7 @@ describe('unlock controller (in-process virtual card, local ws bot side)', () =>
     // The bot heard about the card leaving and coming back.
     const events = w.bot.received.flatMap((r) => (r.frame.type === 'card.event' ? [r.frame.status] : []));
     expect(events).toContainEqual({ present: false, reader: w.reader.readerName });
-    expect(events).toContainEqual({ present: true, reader: w.reader.readerName, cardId: OTHER_ID, pinRetries: 3 });
+    expect(events).toContainEqual({ present: true, reader: w.reader.readerName, cardId: OTHER_ID, pinRetries: 3, certificates: [] });
     expectNoSecretsLeaked(w);
   });
 

@@ -141,10 +141,10 @@ describe.skipIf(!run)('companion over pcscd + vpcd with the virtual PIV card (bo
   });
 
   it('reads the card over PC/SC and unlocks it: the new passcode verifies, the old does not, the PUK changed', async () => {
-    await expect.poll(cardEvents, { timeout: EVENT_TIMEOUT_MS }).toContainEqual({ present: true, reader: VPCD_READER_2.name, cardId: CARD_ID, pinRetries: 0 });
+    await expect.poll(cardEvents, { timeout: EVENT_TIMEOUT_MS }).toContainEqual({ present: true, reader: VPCD_READER_2.name, cardId: CARD_ID, pinRetries: 0, certificates: [] });
     expect(await bot.command({ kind: 'card.read_status' })).toEqual({
       kind: 'card.status',
-      status: { present: true, reader: VPCD_READER_2.name, cardId: CARD_ID, pinRetries: 0 },
+      status: { present: true, reader: VPCD_READER_2.name, cardId: CARD_ID, pinRetries: 0, certificates: [] },
     });
     const journeyId = randomUUID();
     await bot.command({ kind: 'unlock.prompt', journeyId, cardId: CARD_ID, codeExpiresAt: new Date(Date.now() + 900_000).toISOString() });

@@ -107,7 +107,7 @@ describe('companion process with the in-process virtual card, against a local bo
     // 3. The card as the bot reads it: blocked.
     expect(await bot.command({ kind: 'card.read_status' })).toEqual({
       kind: 'card.status',
-      status: { present: true, reader: 'Smartcard Assist Virtual Reader 00', cardId: CARD_ID, pinRetries: 0 },
+      status: { present: true, reader: 'Smartcard Assist Virtual Reader 00', cardId: CARD_ID, pinRetries: 0, certificates: [] },
     });
 
     // 4. Unlock: prompt, a wrong code, then the right one.

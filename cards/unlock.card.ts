@@ -121,12 +121,14 @@ export function unlockQuestionsCard(
  * @param input.maskedEmail - the address, already masked (see `maskEmail`), shown literally
  * @param input.expiresAtText - local expiry time as text, e.g. "09:45"
  * @param input.minutes - how long the code works, in minutes
+ * @param input.note - a line above the rest, shown as given (e.g. why no security questions were asked)
  * @returns a card with "Send a new code" (`unlock.resend_code`) and "Cancel"
  */
-export function unlockCodeSentCard(input: RunStep & { maskedEmail: string; expiresAtText: string; minutes: number }): AdaptiveCard {
+export function unlockCodeSentCard(input: RunStep & { maskedEmail: string; expiresAtText: string; minutes: number; note?: string }): AdaptiveCard {
   return adaptiveCard(
     [
       heading('Check your email'),
+      ...(input.note ? [paragraph(input.note, { weight: 'Bolder' as const })] : []),
       literal(
         'We have emailed an unlock code to ',
         run(input.maskedEmail, { weight: 'Bolder' }),

@@ -160,11 +160,36 @@ export type UnlockState =
       /** Wrong codes counted on this run's code so far (before and after it was accepted). */
       codeWrongTries: number;
     }
+  /**
+   * The person asked to talk to RA mid-run (issue #12): the run is kept as it stood (`from`), not
+   * lost; an RA-assisted unlock resumes it where it stopped, and "unlock" starts afresh.
+   */
+  | { phase: 'paused'; step: number; caseRef: string; at: string; from: PausableState }
   | { phase: 'done'; step: number; at: string; cardId: string }
   | { phase: 'locked_out'; step: number; caseRef: string }
   | { phase: 'ended'; step: number; reason: 'cancelled' | 'expired' | 'failed'; detail: string };
 
 export type UnlockPhase = UnlockState['phase'];
+
+/** Phases a run can be paused in ("talk to RA"): before a code was accepted and with no answer check in flight. */
+export const PAUSABLE_PHASES = ['checking_card', 'card_problem', 'answering', 'code_sent'] as const;
+export type PausableState = Extract<UnlockState, { phase: (typeof PAUSABLE_PHASES)[number] }>;
+
+/**
+ * An RA-assisted unlock in force (issue #12): RA confirmed the person's identity in person, so
+ * the next run (or the one it resumed) skips the security questions. Ends with the unlock, or
+ * after {@link ASSIST_WINDOW_MS}.
+ */
+export interface UnlockAssist {
+  caseRef: string;
+  /** Who started it, `ra:<Entra object id>`. */
+  actor: string;
+  /** ISO 8601 time it was started. */
+  at: string;
+}
+
+/** How long an RA-assisted unlock stays in force once started, ms (the person has an hour to finish). */
+export const ASSIST_WINDOW_MS = 60 * 60_000;
 
 /** What the shell hands the journey about the person. */
 export interface PersonFacts {
@@ -215,6 +240,14 @@ export type UnlockEvent =
   | { type: 'resume'; deviceId: string; cardId: string; linkSession: string | null; codeHash: string | null }
   /** Look at the journey as it stands now: due expiries (a dead answer check, a code) apply; nothing else changes. */
   | { type: 'refresh' }
+  /** The person asked to talk to RA (case `caseRef`): keep the run as it stands, paused (issue #12). */
+  | { type: 'pause'; caseRef: string }
+  /**
+   * RA confirmed the person's identity in person and started an assisted unlock (case `caseRef`,
+   * by `actor` = `ra:<id>`): the lock and attempt count are reset, and the run (a paused one resumed
+   * where it stopped, else a new one) goes on without security questions.
+   */
+  | { type: 'assisted_start'; person: PersonFacts; deviceId: string | null; caseRef: string; actor: string }
   | {
       type: 'unblock_result';
       deviceId: string;
@@ -265,6 +298,8 @@ export interface UnlockJourney {
    * issue #14). Absent in records stored before it: none counted.
    */
   codeTimes?: string[];
+  /** An RA-assisted unlock in force, or absent/null (records stored before issue #12 have none). */
+  assist?: UnlockAssist | null;
 }
 
 /** A synchronous answer to the companion for `code_submitted` / `resume`. */
@@ -434,7 +469,9 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
       }
       const base = { ...journey, runId };
       const p = event.person;
-      if (!p.registered || !p.boundCardId || p.questionIds.length < 3) {
+      // An RA-assisted unlock asks no questions: a bound card is enough.
+      const assisted = assistInForce(journey, ctx.now) !== null;
+      if (!p.boundCardId || (!assisted && (!p.registered || p.questionIds.length < 3))) {
         return { journey: { ...base, state: { phase: 'card_problem', step, problem: 'not_registered', deviceId: null } }, effects, changed: true };
       }
       if (!event.deviceId) {
@@ -459,6 +496,11 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
       if (!r.pukEnrolled) return problem('no_puk');
       const lock = effectiveLock(journey, event.person);
       if (lock) return showLock(journey, lock, ctx, false);
+      // RA confirmed the person in person (issue #12): no questions, the code goes now.
+      const assist = assistInForce(journey, ctx.now);
+      if (assist) {
+        return sendCodeNow(journey, ctx, step, deviceId, r.status.cardId, [audit(ctx, personId, 'unlock.questions_skipped', { runId: journey.runId, caseRef: assist.caseRef, reason: 'ra_assisted' }, assist.actor)]);
+      }
       if (attemptsLeft(journey, ctx.rules) === 0) {
         // Every attempt was used (the last ones passed, but no unlock followed): no more evaluations.
         const locked = lockOut(journey, ctx, step, { runId: journey.runId, cardId: r.status.cardId, attempt: journey.counters.answerAttempts, wrongAnswers: null });
@@ -666,6 +708,18 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
       // Due expiries were applied before this step (stepUnlock); nothing else to do.
       return unchanged(journey);
 
+    case 'pause': {
+      if (!(PAUSABLE_PHASES as readonly string[]).includes(s.phase)) return unchanged(journey);
+      const from = s as PausableState;
+      const effects: Effect[] = [audit(ctx, personId, 'unlock.paused', { runId: journey.runId, caseRef: event.caseRef, phase: s.phase })];
+      // The companion's code form would only refuse the code now: close it (the resume shows it again).
+      if (from.phase === 'code_sent') effects.push(closeOnCompanion(ctx, from.deviceId, journey.runId, 'cancelled', 'Paused while your RA team helps you. Carry on in Teams.'));
+      return { journey: { ...journey, state: { phase: 'paused', step: s.step + 1, caseRef: event.caseRef, at: ctx.now.toISOString(), from } }, effects, changed: true };
+    }
+
+    case 'assisted_start':
+      return assistedStart(journey, event, ctx);
+
     case 'resume': {
       if (journey.lock) return unchanged(journey, { kind: 'refused', reason: 'not_waiting' });
       if (s.phase !== 'unblocking') return unchanged(journey, { kind: 'refused', reason: 'not_waiting' });
@@ -717,10 +771,10 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
         const at = ctx.now.toISOString();
         return {
           // A successful unlock is a reset of the attempt count (not of a lock: only `reset` clears that).
-          journey: { ...journey, counters: { ...journey.counters, answerAttempts: 0 }, state: { phase: 'done', step: s.step + 1, at, cardId: s.cardId } },
+          journey: { ...journey, counters: { ...journey.counters, answerAttempts: 0 }, state: { phase: 'done', step: s.step + 1, at, cardId: s.cardId }, ...(journey.assist ? { assist: null } : {}) },
           effects: [
             ...rotation,
-            audit(ctx, personId, 'unlock.completed', { runId: journey.runId, cardId: s.cardId, workstation: event.workstation }, `device:${event.deviceId}`),
+            audit(ctx, personId, 'unlock.completed', { runId: journey.runId, cardId: s.cardId, workstation: event.workstation, ...assistedDetails(journey, ctx) }, `device:${event.deviceId}`),
             { type: 'teams.refresh', id: ctx.newId(), personId, message: 'Your smartcard is unlocked. You can use it with your new passcode now.' },
             { type: 'mail.unlock_notice', id: ctx.newId(), personId, at, workstation: event.workstation },
             closeOnCompanion(ctx, s.deviceId, journey.runId, 'unlocked', 'Your card is unlocked.'),
@@ -733,6 +787,72 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
       const effects: Effect[] = [...rotation, audit(ctx, personId, 'unlock.unblock_interrupted', { runId: journey.runId, outcome: event.outcome }, `device:${event.deviceId}`)];
       if (!s.interrupted) effects.push({ type: 'teams.refresh', id: ctx.newId(), personId, message: null });
       return { journey: { ...journey, state: { ...s, interrupted: true } }, effects, changed: true };
+    }
+  }
+}
+
+/** `assisted` and `caseRef` for the completion audit of an RA-assisted run (the usage report counts it as RA-assisted). */
+function assistedDetails(journey: UnlockJourney, ctx: StepContext): Record<string, string | boolean> {
+  const a = journey.assist ?? null;
+  // A run the assist covered: in force now, or started before the code was accepted (the window may close mid-unblock).
+  if (!a || ctx.now.getTime() >= Date.parse(a.at) + ASSIST_WINDOW_MS + ctx.rules.unblockWindowMs) return {};
+  return { assisted: true, caseRef: a.caseRef };
+}
+
+/**
+ * RA started an assisted unlock (issue #12): reset the lock and attempts (RA confirmed the person in
+ * person), record the assist, and carry the run on without questions:
+ * - a paused run resumes where it stopped: its code again if still valid (the companion is asked for
+ *   it again), else a new code on the card it checked; a card check is repeated;
+ * - a run waiting for answers gets its code now; one with a code out, or unblocking, carries on;
+ * - otherwise (none, finished, or an answer check in flight, whose result then no longer applies)
+ *   a new run checks the card; the code follows the check.
+ */
+function assistedStart(journey: UnlockJourney, event: Extract<UnlockEvent, { type: 'assisted_start' }>, ctx: StepContext): StepResult {
+  const s = journey.state;
+  const personId = journey.personId;
+  // The same start again (a retried effect, a double click): the run it started goes on; nothing new.
+  const current = assistInForce(journey, ctx.now);
+  if (current && current.caseRef === event.caseRef && (s.phase === 'checking_card' || s.phase === 'code_sent' || s.phase === 'unblocking')) return unchanged(journey);
+  const at = ctx.now.toISOString();
+  const lockBefore = effectiveLock(journey, event.person);
+  const from: UnlockState = s.phase === 'paused' ? s.from : s;
+  const keepsRun = s.phase === 'paused' || from.phase === 'answering' || from.phase === 'code_sent' || from.phase === 'unblocking' || from.phase === 'checking_card' || from.phase === 'card_problem';
+  const runId = keepsRun ? journey.runId : ctx.newId();
+  const base: UnlockJourney = {
+    ...journey,
+    runId,
+    lock: null,
+    resetAt: at,
+    counters: { ...journey.counters, answerAttempts: 0 },
+    assist: { caseRef: event.caseRef, actor: event.actor, at },
+  };
+  const first: Effect[] = [
+    audit(ctx, personId, 'unlock.assisted_started', { runId, caseRef: event.caseRef, resumedFrom: keepsRun ? from.phase : null, lockCleared: lockBefore?.caseRef ?? null, attemptsBefore: journey.counters.answerAttempts }, event.actor),
+  ];
+  if (lockBefore || journey.lock) first.push({ type: 'person.clear_self_service_lock', id: ctx.newId(), personId });
+  const step = s.step + 1;
+  const done = (state: UnlockState, more: Effect[] = []): StepResult => ({ journey: { ...base, state }, effects: [...first, ...more], changed: true });
+  switch (from.phase) {
+    case 'code_sent': {
+      const valid = from.code.mailed && ctx.now.getTime() < Date.parse(from.code.expiresAt) && from.code.wrongTries < ctx.rules.maxCodeTries;
+      if (valid) {
+        // Paused: the companion's form was closed; show it again for the same code.
+        const prompt: Effect[] =
+          s.phase === 'paused' ? [{ type: 'companion.command', id: ctx.newId(), deviceId: from.deviceId, command: { kind: 'unlock.prompt', journeyId: runId, cardId: from.cardId, codeExpiresAt: from.code.expiresAt } }] : [];
+        return done({ ...from, step }, prompt);
+      }
+      return sendCodeNow(base, ctx, step, from.deviceId, from.cardId, first);
+    }
+    case 'answering':
+      return sendCodeNow(base, ctx, step, from.deviceId, from.cardId, [...first, audit(ctx, personId, 'unlock.questions_skipped', { runId, caseRef: event.caseRef, reason: 'ra_assisted' }, event.actor)]);
+    case 'unblocking':
+      // The code was accepted already: the companion finishes; nothing to skip.
+      return done(from);
+    default: {
+      if (!event.person.boundCardId) return done({ phase: 'card_problem', step, problem: 'not_registered', deviceId: null });
+      if (!event.deviceId) return done({ phase: 'card_problem', step, problem: 'no_companion', deviceId: null });
+      return done({ phase: 'checking_card', step, deviceId: event.deviceId });
     }
   }
 }
@@ -751,6 +871,40 @@ export function codesInLastHour(journey: UnlockJourney, now: Date): string[] {
 /** True when one more code may be issued now ({@link UnlockRules.maxCodesPerHour}). */
 export function mayIssueCode(journey: UnlockJourney, ctx: Pick<StepContext, 'now' | 'rules'>): boolean {
   return codesInLastHour(journey, ctx.now).length < ctx.rules.maxCodesPerHour;
+}
+
+/** The RA-assisted unlock in force at `now` ({@link ASSIST_WINDOW_MS} from its start), or null. */
+export function assistInForce(journey: UnlockJourney, now: Date): UnlockAssist | null {
+  const a = journey.assist ?? null;
+  if (!a) return null;
+  return now.getTime() < Date.parse(a.at) + ASSIST_WINDOW_MS ? a : null;
+}
+
+/**
+ * Issue a code now, with no questions (an RA-assisted unlock; code-only policy): the code is
+ * mailed and the companion prompted once it was, as after passed answers. Over the hourly cap
+ * the run stops with `too_many_codes` instead.
+ */
+function sendCodeNow(journey: UnlockJourney, ctx: StepContext, step: number, deviceId: string, cardId: string, first: Effect[]): StepResult {
+  const personId = journey.personId;
+  if (!mayIssueCode(journey, ctx)) {
+    return {
+      journey: { ...journey, state: { phase: 'card_problem', step, problem: 'too_many_codes', deviceId } },
+      effects: [...first, audit(ctx, personId, 'unlock.code_refused', { runId: journey.runId, reason: 'too_many_codes' }, 'system')],
+      changed: true,
+    };
+  }
+  const code = issueCode(ctx);
+  const mailId = ctx.newId();
+  return {
+    journey: { ...countCode(journey, ctx), state: { phase: 'code_sent', step, deviceId, cardId, code, codesIssued: 1 } },
+    effects: [
+      ...first,
+      { type: 'mail.unlock_code', id: mailId, personId, codeSealed: ctx.freshCode.sealed(journey.runId), codeHash: code.hash, runId: journey.runId, expiresAt: code.expiresAt },
+      { type: 'companion.command', id: ctx.newId(), deviceId, command: { kind: 'unlock.prompt', journeyId: journey.runId, cardId, codeExpiresAt: code.expiresAt }, onlyAfter: mailId },
+    ],
+    changed: true,
+  };
 }
 
 /** The journey with one more code counted now (times older than an hour dropped). */

@@ -20,6 +20,8 @@ import { journeyKey, type JourneyEngine } from '../journey.engine';
 import {
   isActive,
   newUnlockJourney,
+  PAUSABLE_PHASES,
+  type UnlockPhase,
   type PersonFacts,
   type StepResult,
   type UnlockEvent,
@@ -31,6 +33,14 @@ import { unlockCodeHash } from './unlock.definition';
 import { resetSelfService, type SelfServiceResetResult } from './self-service-reset';
 
 const toJourney = decodeUnlock;
+
+/** An RA case reference (`bot/security/codes.ts` generateCaseRef). */
+const CASE_REF = /^RA-[A-Z0-9]{6}$/;
+
+/** What {@link UnlockService.startAssistedUnlock} did. */
+export type AssistedUnlockOutcome =
+  | { kind: 'started' | 'resumed'; runId: string; phase: UnlockPhase }
+  | { kind: 'refused'; reason: 'no_person' | 'bad_input' };
 
 /** Longest a click waits for another click's answer check before it gets the current card, ms. */
 export const CLICK_WAIT_MS = 5_000;
@@ -226,6 +236,60 @@ export class UnlockService {
    */
   async resetSelfService(personId: string, actor: string, note: string | null = null): Promise<SelfServiceResetResult> {
     return resetSelfService(this.deps.engine, personId, actor, note);
+  }
+
+  /**
+   * Start, or resume, the person's unlock as an RA-assisted unlock (issue #12, "start an RA-assisted
+   * unlock" on the case card): RA confirmed the person's identity in person, so the security
+   * questions are skipped, the self-service lock and attempt count are reset, and the person
+   * finishes at their companion with an emailed code. A run paused by "talk to RA" resumes where
+   * it stopped; otherwise a new run checks the card and the code follows. The person is told in
+   * their chat (their unlock card, updated in place or posted). Audited `unlock.assisted_started`
+   * with `actor`; the completion is audited `unlock.completed` with `assisted: true` and `caseRef`.
+   * Repeated for the same case while its run is under way, it changes nothing.
+   *
+   * @param input.personId - the person's id (UUID), as on the case
+   * @param input.caseRef - the RA case, `RA-` and 6 letters or digits
+   * @param input.actor - who started it, `ra:<Entra object id>` (1..200 characters)
+   * @returns `started` (a new run) or `resumed` (the run kept), with the run id and its phase now
+   *   (`code_sent` once the card checked out; a `card_problem` the person sees on their card, e.g.
+   *   `no_companion`); or `refused` with `no_person` or `bad_input` (nothing changed)
+   * @throws AppError `JOURNEY.BUSY` when the record kept changing; storage errors
+   */
+  async startAssistedUnlock(input: { personId: string; caseRef: string; actor: string }): Promise<AssistedUnlockOutcome> {
+    if (!CASE_REF.test(input.caseRef) || !/^ra:.{1,197}$/.test(input.actor)) return { kind: 'refused', reason: 'bad_input' };
+    const person = await this.deps.storage.persons.get(input.personId);
+    if (!person) return { kind: 'refused', reason: 'no_person' };
+    const device = await this.deps.currentDevice(person.id);
+    let before: { runId: string; phase: UnlockPhase } | null = null;
+    const { record } = await this.apply(person.id, async (j) => {
+      before = { runId: j.runId, phase: j.state.phase };
+      return { type: 'assisted_start', person: this.personFacts(person), deviceId: device?.id ?? null, caseRef: input.caseRef, actor: input.actor };
+    });
+    const after = await this.checkCardIfDue(person, record);
+    await this.deps.notify(person.id, null).catch((err: unknown) => this.deps.logger.warn({ code: err instanceof AppError ? err.code : 'UNEXPECTED' }, 'teams refresh failed'));
+    const was = before as { runId: string; phase: UnlockPhase } | null;
+    const resumed = was !== null && was.runId === after.runId && !['idle', 'done', 'ended', 'locked_out'].includes(was.phase);
+    return { kind: resumed ? 'resumed' : 'started', runId: after.runId, phase: toJourney(after).state.phase };
+  }
+
+  /**
+   * The person asked to talk to RA (issue #12): pause their unlock run where it stands, so it is
+   * not lost and an RA-assisted unlock resumes it ({@link startAssistedUnlock}). Only a run
+   * before its code was accepted and with no answer check in flight pauses (`checking_card`,
+   * `card_problem`, `answering`, `code_sent`; an open code form on the companion is closed).
+   * Their unlock card shows it. Audited `unlock.paused`.
+   *
+   * @param personId - the person's id
+   * @param caseRef - their RA case
+   * @returns the run that was paused (id, phase it stopped at, step), or null when none was
+   */
+  async pauseForRa(personId: string, caseRef: string): Promise<{ paused: { runId: string; phase: string; step: number } | null }> {
+    const { record, result } = await this.apply(personId, async (j) => ((PAUSABLE_PHASES as readonly string[]).includes(j.state.phase) ? { type: 'pause', caseRef } : null));
+    const s = toJourney(record).state;
+    if (!result?.changed || s.phase !== 'paused') return { paused: null };
+    await this.deps.notify(personId, null).catch((err: unknown) => this.deps.logger.warn({ code: err instanceof AppError ? err.code : 'UNEXPECTED' }, 'teams refresh failed'));
+    return { paused: { runId: record.runId, phase: s.from.phase, step: s.from.step } };
   }
 
   async resendCode(person: Person, runId: string, step: string): Promise<JourneyRecord> {

@@ -12,28 +12,35 @@
 import { z } from 'zod';
 import { AppError } from '../../../common/app-error';
 import type { JourneyRecord, SelfServiceLock } from '../../../storage/storage.port';
-import type { UnlockJourney, UnlockState } from './unlock.journey';
+import type { UnlockAssist, UnlockJourney, UnlockState } from './unlock.journey';
 
 const iso = z.string().min(1);
 const step = z.number().int().nonnegative();
 
 const problem = z.enum(['not_registered', 'no_companion', 'companion_offline', 'no_card', 'wrong_card', 'not_blocked', 'card_unreadable', 'no_puk', 'too_many_codes']);
 
+const checkingCard = z.object({ phase: z.literal('checking_card'), step, deviceId: z.string() });
+const cardProblem = z.object({ phase: z.literal('card_problem'), step, problem, deviceId: z.string().nullable() });
+const answering = z.object({ phase: z.literal('answering'), step, deviceId: z.string(), cardId: z.string(), questionIds: z.array(z.string()), lastResult: z.literal('wrong').nullable() });
+const codeSent = z.object({
+  phase: z.literal('code_sent'),
+  step,
+  deviceId: z.string(),
+  cardId: z.string(),
+  code: z.object({ hash: z.string(), issuedAt: iso, expiresAt: iso, wrongTries: z.number().int().nonnegative(), mailed: z.boolean() }),
+  codesIssued: z.number().int().nonnegative(),
+});
+
 /** Schema of {@link UnlockState}, one variant per phase. */
 export const unlockStateSchema = z.discriminatedUnion('phase', [
   z.object({ phase: z.literal('idle'), step }),
-  z.object({ phase: z.literal('checking_card'), step, deviceId: z.string() }),
-  z.object({ phase: z.literal('card_problem'), step, problem, deviceId: z.string().nullable() }),
-  z.object({ phase: z.literal('answering'), step, deviceId: z.string(), cardId: z.string(), questionIds: z.array(z.string()), lastResult: z.literal('wrong').nullable() }),
+  checkingCard,
+  cardProblem,
+  answering,
+  // Issue #12: a run paused while RA helps, kept as it stood.
+  z.object({ phase: z.literal('paused'), step, caseRef: z.string().min(1), at: iso, from: z.discriminatedUnion('phase', [checkingCard, cardProblem, answering, codeSent]) }),
   z.object({ phase: z.literal('checking_answers'), step, deviceId: z.string(), cardId: z.string(), questionIds: z.array(z.string()), claimId: z.string(), claimedAt: iso, claimedBy: z.string().min(1).optional() }),
-  z.object({
-    phase: z.literal('code_sent'),
-    step,
-    deviceId: z.string(),
-    cardId: z.string(),
-    code: z.object({ hash: z.string(), issuedAt: iso, expiresAt: iso, wrongTries: z.number().int().nonnegative(), mailed: z.boolean() }),
-    codesIssued: z.number().int().nonnegative(),
-  }),
+  codeSent,
   z.object({
     phase: z.literal('unblocking'),
     step,
@@ -54,7 +61,8 @@ export const unlockStateSchema = z.discriminatedUnion('phase', [
 const lockSchema = z.object({ at: iso, caseRef: z.string(), reason: z.enum(['answers_failed', 'locked_by_ra']) }) satisfies z.ZodType<SelfServiceLock>;
 
 /** What version 2 adds beside the run's own fields (stored flat, so `state.phase` still reads as before). */
-const lockPartSchema = z.object({ v: z.literal(2), lock: lockSchema.nullable(), resetAt: iso.nullable(), codeTimes: z.array(iso).max(100).optional() });
+const assistSchema = z.object({ caseRef: z.string().min(1), actor: z.string().min(1), at: iso });
+const lockPartSchema = z.object({ v: z.literal(2), lock: lockSchema.nullable(), resetAt: iso.nullable(), codeTimes: z.array(iso).max(100).optional(), assist: assistSchema.nullable().optional() });
 
 /**
  * Decode a stored unlock record.
@@ -71,7 +79,7 @@ export function decodeUnlock(rec: Pick<JourneyRecord, 'personId' | 'runId' | 'st
     if (!meta.success) throw invalid(meta.error, 'state');
     const run = unlockStateSchema.safeParse(raw);
     if (!run.success) throw invalid(run.error, 'state');
-    return { personId: rec.personId, runId: rec.runId, state: run.data, counters: { answerAttempts: attempts }, lock: meta.data.lock, resetAt: meta.data.resetAt, ...(meta.data.codeTimes ? { codeTimes: meta.data.codeTimes } : {}) };
+    return { personId: rec.personId, runId: rec.runId, state: run.data, counters: { answerAttempts: attempts }, lock: meta.data.lock, resetAt: meta.data.resetAt, ...(meta.data.codeTimes ? { codeTimes: meta.data.codeTimes } : {}), ...(meta.data.assist ? { assist: meta.data.assist } : {}) };
   }
   const legacy = unlockStateSchema.safeParse(raw);
   if (!legacy.success) throw invalid(legacy.error, 'state');
@@ -88,9 +96,16 @@ export function decodeUnlock(rec: Pick<JourneyRecord, 'personId' | 'runId' | 'st
 }
 
 /** The record's `state` and `counters` for a journey (inverse of {@link decodeUnlock}). */
-export function encodeUnlock(journey: UnlockJourney): { state: UnlockState & { v: 2; lock: SelfServiceLock | null; resetAt: string | null; codeTimes?: string[] }; counters: Record<string, number> } {
+export function encodeUnlock(journey: UnlockJourney): { state: UnlockState & { v: 2; lock: SelfServiceLock | null; resetAt: string | null; codeTimes?: string[]; assist?: UnlockAssist }; counters: Record<string, number> } {
   return {
-    state: { ...journey.state, v: 2, lock: journey.lock, resetAt: journey.resetAt, ...(journey.codeTimes && journey.codeTimes.length > 0 ? { codeTimes: journey.codeTimes } : {}) },
+    state: {
+      ...journey.state,
+      v: 2,
+      lock: journey.lock,
+      resetAt: journey.resetAt,
+      ...(journey.codeTimes && journey.codeTimes.length > 0 ? { codeTimes: journey.codeTimes } : {}),
+      ...(journey.assist ? { assist: journey.assist } : {}),
+    },
     counters: { answerAttempts: journey.counters.answerAttempts },
   };
 }

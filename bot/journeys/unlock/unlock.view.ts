@@ -122,13 +122,21 @@ export function renderUnlockCard(journey: UnlockJourney, view: ViewContext): Ada
       });
     case 'checking_answers':
       return unlockWorkingCard({ runId, step, message: 'Checking your answers…' });
-    case 'code_sent':
+    case 'code_sent': {
+      const assist = journey.assist ?? null;
       return unlockCodeSentCard({
         runId,
         step,
         maskedEmail: maskEmail(view.email),
         expiresAtText: timeText(s.code.expiresAt, view.timeZone),
         minutes: Math.round(view.rules.codeTtlMs / 60_000),
+        ...(assist ? { note: `Your RA team confirmed who you are in person (case ${assist.caseRef}), so there are no security questions.` } : {}),
+      });
+    }
+    case 'paused':
+      return unlockEndedCard({
+        title: 'Paused while your RA team helps',
+        message: `Your RA team has your case ${s.caseRef}. What you had done is kept: if they start an assisted unlock, you carry on from there without the security questions. To carry on by yourself instead, start again.`,
       });
     case 'unblocking':
       return unlockWorkingCard({

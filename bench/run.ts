@@ -14,6 +14,10 @@
  * 5. (issue #9) one person's flood of 100 identical answer clicks: another person's
  *    answer-check turn during the flood against idle, and the scrypt runs the flood cost
  *    (`flood.bench.ts`, its own bot and two companions with in-process virtual cards).
+ * 6. (issue #15) capacity: answer checks on the hash pool (triple vs legacy per-answer
+ *    records), an outbox-shaped file write behind 50 hashes (hash pool vs libuv), and the
+ *    outbox with 200,000 old messages: send time, the old per-send listing, one prune run
+ *    (`capacity.bench.ts`).
  *
  * Figures are printed next to their targets with "met"/"not met"; a missed target
  * never fails the run (this is a benchmark, not a test). The same figures go to
@@ -21,7 +25,7 @@
  * (section 4 starts bot processes of its own).
  *
  * Options: `--quick` (short windows, for checking the harness; figures are noisier),
- * `--skip-mongodb` (leave out section 4), `--flood-only` (section 5 alone).
+ * `--skip-mongodb` (leave out section 4), `--flood-only` (section 5 alone), `--capacity-only` (section 6 alone).
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -42,6 +46,7 @@ import { benchAnswers, type AnswerBenchResult } from './answers.bench';
 import { ConnectorFake } from './connector.fake';
 import { startEchoServer } from './echo.bot';
 import { benchFlood, type FloodBenchResult } from './flood.bench';
+import { benchCapacity, capacityReport, type CapacityBenchResult } from './capacity.bench';
 import { benchLink, type LinkBenchResult } from './link.bench';
 import { benchMongo, reportMongo, type MongoBenchResult } from './mongodb.bench';
 import { round } from './latency.stats';
@@ -61,6 +66,12 @@ export const TARGETS = {
 const SIZES = {
   full: { concurrencies: [1, 50], warmupMs: 1500, measureMs: 8000, answerRuns: 20, concurrentChecks: 10, checkRounds: 3, idleMs: 2000, linkBlocks: 5, linkPerBlock: 200, linkWarmup: 200, floodRounds: 5, floodIdleSamples: 10, floodSize: 100 },
   quick: { concurrencies: [1, 50], warmupMs: 300, measureMs: 1500, answerRuns: 5, concurrentChecks: 10, checkRounds: 1, idleMs: 500, linkBlocks: 2, linkPerBlock: 50, linkWarmup: 50, floodRounds: 1, floodIdleSamples: 3, floodSize: 100 },
+} as const;
+
+/** Section 6 sizes (issue #15): full and `--quick`. */
+const CAPACITY_SIZES = {
+  full: { checkMs: 10_000, inFlight: 50, writeSamples: 20, oldMessages: 200_000, sendSamples: 200 },
+  quick: { checkMs: 2000, inFlight: 50, writeSamples: 5, oldMessages: 20_000, sendSamples: 50 },
 } as const;
 
 /** Answers for the seeded people (benchmark data only), by question id (section 5 answers with them). */
@@ -168,6 +179,16 @@ async function main(): Promise<void> {
     log('[5/5] click flood: a bot, two people with paired companions (in-process virtual cards) ...');
     return benchFlood(logger, seedPeople, SEED_ANSWER_BY_QUESTION, { rounds: size.floodRounds, idleSamples: size.floodIdleSamples, floodSize: size.floodSize, log });
   };
+  const capacitySection = (): Promise<CapacityBenchResult> => {
+    log('[6/6] capacity: hash pool, file writes behind hashes, outbox with old messages ...');
+    return benchCapacity(logger, { ...(quick ? CAPACITY_SIZES.quick : CAPACITY_SIZES.full), log });
+  };
+  if (process.argv.includes('--capacity-only')) {
+    const capacity = await capacitySection();
+    for (const line of capacityReport(capacity, fmt, table)) log(line);
+    writeReport({ startedAt: startedAt.toISOString(), durationMs: Date.now() - t0, quick, capacityOnly: true, machine: machine(loadBefore), capacity });
+    return;
+  }
   if (floodOnly) {
     const flood = await floodSection();
     for (const line of floodReport(flood)) log(line);
@@ -240,6 +261,9 @@ async function main(): Promise<void> {
   // 5. Flood.
   const flood = await floodSection();
 
+  // 6. Capacity (issue #15).
+  const capacity = await capacitySection();
+
   // Report.
   log('\n== 1. Turns: journey step (Action.Execute invoke, CAS write, card) vs echo (message -> connector), same adapter ==');
   const turnRows: string[][] = [];
@@ -298,11 +322,12 @@ async function main(): Promise<void> {
     },
   ];
   for (const line of floodReport(flood)) log(line);
+  for (const line of capacityReport(capacity, fmt, table)) log(line);
 
   log('\n== Targets (issue #2; reported, never enforced) ==');
   log(table(['target', 'figure', 'aim', 'result'], targets.map((t) => [t.name, t.figure, t.target, t.met ? 'met' : 'not met'])));
 
-  writeReport({ startedAt: startedAt.toISOString(), durationMs: Date.now() - t0, quick, machine: machine(loadBefore), sizes: size, turns: comparisons, answers, link, mongodb: mongo, flood, targets });
+  writeReport({ startedAt: startedAt.toISOString(), durationMs: Date.now() - t0, quick, machine: machine(loadBefore), sizes: size, turns: comparisons, answers, link, mongodb: mongo, flood, capacity, targets });
 }
 
 function machine(loadBefore: number[]): Record<string, unknown> {

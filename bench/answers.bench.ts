@@ -1,11 +1,14 @@
 /**
  * Security answer checks: how long checking 3 answers takes, and whether the
- * checks hold up the event loop (they must not: scrypt runs on the libuv
- * thread pool, see `bot/security/answers.ts`).
+ * checks hold up the event loop (they must not: scrypt runs on the hash pool's
+ * worker threads, see `bot/security/answers.ts` and `hash-pool.ts`). The stored
+ * records are triples (`hashAnswerSet`, what registration writes since issue #15):
+ * one scrypt run per check.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
-import { hashAnswer, verifyAnswers, type AnswerHash } from '../bot/security/answers';
+import { hashAnswerSet, verifyAnswers, type AnswerHash } from '../bot/security/answers';
+import { sharedHashPool } from '../bot/security/hash-pool';
 import { LatencyRecorder, round, type LatencySummary } from './latency.stats';
 
 /** Benchmark answers (made up; not the demo person's). */
@@ -25,14 +28,14 @@ export interface LoopDelay {
 }
 
 export interface AnswerBenchResult {
-  /** One check = `verifyAnswers` of 3 answers (3 scrypt runs in parallel). */
+  /** One check = `verifyAnswers` of 3 answers (one scrypt run on a triple record). */
   check: LatencySummary;
   /** Wall time of `concurrent` checks started at once, per round, ms. */
   concurrentWallMs: number[];
   concurrent: number;
   loopIdle: LoopDelay;
   loopUnderChecks: LoopDelay;
-  /** libuv thread pool size in effect (UV_THREADPOOL_SIZE, default 4). */
+  /** Worker threads of the hash pool (one per core). */
   threadPoolSize: number;
   /** scrypt parameters of the stored hashes. */
   scrypt: AnswerHash['params'];
@@ -60,7 +63,7 @@ async function withLoopMonitor(fn: () => Promise<void>): Promise<LoopDelay> {
  * @param idleMs - how long the idle loop is watched, ms
  */
 export async function benchAnswers(options: { runs: number; concurrent: number; rounds: number; idleMs: number }): Promise<AnswerBenchResult> {
-  const hashes = await Promise.all(ANSWERS.map((a) => hashAnswer(a.questionId, a.answer)));
+  const hashes = await hashAnswerSet(ANSWERS.map((a) => ({ ...a })));
   const submitted = [ANSWERS[0], ANSWERS[2], ANSWERS[3]].map((a) => ({ questionId: a.questionId, answer: a.answer.toUpperCase() }));
   const checkOnce = async (): Promise<void> => {
     const results = await verifyAnswers(hashes, submitted);
@@ -80,14 +83,13 @@ export async function benchAnswers(options: { runs: number; concurrent: number; 
       concurrentWallMs.push(round(Number(process.hrtime.bigint() - t0) / 1e6, 1));
     }
   });
-  const poolEnv = Number.parseInt(process.env['UV_THREADPOOL_SIZE'] ?? '', 10);
   return {
     check: check.summary(),
     concurrentWallMs,
     concurrent: options.concurrent,
     loopIdle,
     loopUnderChecks,
-    threadPoolSize: Number.isFinite(poolEnv) && poolEnv > 0 ? poolEnv : 4,
+    threadPoolSize: sharedHashPool().size,
     scrypt: hashes[0]!.params,
   };
 }

@@ -276,7 +276,7 @@ async function main(): Promise<void> {
   log(table(['turn', 'conversations', 'turns', 'errors', 'turns/s', 'p50 ms', 'p99 ms', 'journey/echo', 'writes/turn', 'commits/turn', 'replies/turn', 'conns/turn'], turnRows));
   for (const c of comparisons) for (const s of [c.echo, c.journey]) if (s.firstError) log(`   first ${s.kind} error at ${c.concurrency}: ${s.firstError}`);
 
-  log(`\n== 2. Security answer checks (verifyAnswers, 3 answers; scrypt N=${answers.scrypt.N} r=${answers.scrypt.r} p=${answers.scrypt.p}, thread pool ${answers.threadPoolSize}) ==`);
+  log(`\n== 2. Security answer checks (verifyAnswers, 3 answers against a triple record; scrypt N=${answers.scrypt.N} r=${answers.scrypt.r} p=${answers.scrypt.p}, hash pool ${answers.threadPoolSize} threads) ==`);
   log(table(
     ['figure', 'p50 ms', 'p99 ms', 'max ms', 'samples/window'],
     [

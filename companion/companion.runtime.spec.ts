@@ -130,4 +130,60 @@ describe('CompanionRuntime pairing life cycle', () => {
     const ev = await bot.waitFor((r) => r.frame.type === 'card.event');
     expect(ev.frame).toEqual({ type: 'card.event', status: { present: false, reader: reader.readerName } });
   });
+
+  it('issue #13: snapshot (pairing, link, card) and events: prompt, a card inserted while the journey waits, unpair over the link', async () => {
+    const bot = new FakeBot({ pairInterval: 1 });
+    const botUrl = await bot.start();
+    cleanup.push(() => bot.stop());
+    const reader = new InProcessReaderAdapter();
+    cleanup.push(() => reader.close());
+    const dataDir = await mkdtemp(join(tmpdir(), 'runtime-spec-'));
+    cleanup.push(() => rm(dataDir, { recursive: true, force: true }));
+    const credentials = new CredentialStore(join(dataDir, 'companion'), logger);
+    const runtime = new CompanionRuntime({
+      botUrl,
+      workstation: 'WS-03',
+      pagePort: 0,
+      credentials,
+      card: new CardService({ reader, readerName: null, logger, insertSettleMs: 5 }),
+      logger,
+      print: () => undefined,
+      tuning: { pairingSecondMs: 50, linkBackoff: { initialMs: 20, maxMs: 200 } },
+    });
+    const events: string[] = [];
+    runtime.onEvent((e) => events.push(e.kind === 'prompt' ? `prompt:${e.flow}` : e.kind));
+    expect(runtime.snapshot()).toEqual({ pairing: { kind: 'not_paired', code: null }, link: 'down', card: { kind: 'unknown' } });
+    await runtime.start();
+    cleanup.push(() => runtime.stop());
+
+    await until(() => bot.userCodes.length === 1);
+    await until(() => runtime.snapshot().pairing.kind === 'not_paired' && (runtime.snapshot().pairing as { code: unknown }).code !== null);
+    expect(runtime.snapshot().pairing).toMatchObject({ kind: 'not_paired', code: { userCode: bot.userCodes[0] } });
+    bot.approve(bot.userCodes[0]!, 'Alex Wilber');
+    await until(() => runtime.snapshot().link === 'up');
+    await until(() => runtime.snapshot().card.kind === 'none');
+    expect(runtime.snapshot().pairing).toEqual({ kind: 'paired', personName: 'Alex Wilber' });
+    expect(events.filter((e) => e !== 'state')).toEqual([]);
+
+    // A card inserted while nothing waits: the card state changes, no "inserted while waiting".
+    reader.insert(new VirtualPivCard({ cardId: CARD_ID, pin: '204817', puk: '73920184', blocked: true }));
+    await until(() => runtime.snapshot().card.kind === 'locked');
+    expect(runtime.snapshot().card).toEqual({ kind: 'locked', reader: reader.readerName });
+    expect(events).not.toContain('card_inserted_while_waiting');
+
+    // The bot asks for the code; the card is pulled and put back while the page waits.
+    await bot.command({ kind: 'unlock.prompt', journeyId: '3f0a8f52-8c4e-4d7a-9a51-0c6f7e2b1d90', cardId: CARD_ID, codeExpiresAt: new Date(Date.now() + 900_000).toISOString() });
+    await until(() => events.includes('prompt:unlock'));
+    reader.remove();
+    await until(() => runtime.snapshot().card.kind === 'none');
+    reader.insert(new VirtualPivCard({ cardId: CARD_ID, pin: '204817', puk: '73920184', blocked: true }));
+    await until(() => events.includes('card_inserted_while_waiting'));
+    expect(runtime.snapshot().card.kind).toBe('locked');
+
+    // Unpair from the desktop: revoked at the bot, the credential deleted, a new pairing code.
+    expect(await runtime.unpair()).toBe('unpaired');
+    await until(() => bot.userCodes.length === 2, 10_000);
+    expect(await credentials.read(botUrl)).toBeNull();
+    await until(() => runtime.snapshot().pairing.kind === 'not_paired');
+  });
 });

@@ -27,6 +27,7 @@ import { createCommandRouter } from './command.router';
 import { linkUrlFor } from './config';
 import { LinkClient, type LinkState, type RequestResult } from './link/link.client';
 import type { CredentialStore, StoredCredential } from './pairing/credential.store';
+import { unpairOverLink, type UnpairOutcome } from './pairing/unpair';
 import { PairingClient, type PairingCode } from './pairing/pairing.client';
 import type { PageView } from './passcode-page/page-view';
 import { PasscodePageServer } from './passcode-page/passcode-page.server';
@@ -44,6 +45,28 @@ export const OUTPUT_PREFIX = {
   unlocked: 'UNLOCKED: ',
   register: 'REGISTER: ',
 } as const;
+
+/**
+ * What the person's desktop shows of the companion (issue #13: the tray icon's state and menu).
+ * Pairing: `not_paired` (with the code to send while one is out) or `paired`; the link to the bot;
+ * the card as last seen (`locked`: its passcode retry counter is 0).
+ */
+export interface CompanionSnapshot {
+  pairing: { kind: 'not_paired'; code: { userCode: string; expiresAt: Date } | null } | { kind: 'paired'; personName: string | null };
+  link: 'up' | 'down';
+  card: { kind: 'unknown' } | { kind: 'none' } | { kind: 'ok'; reader: string } | { kind: 'locked'; reader: string };
+}
+
+/** What happened, for the desktop side (`desktop/desktop.presenter.ts`, the tray). */
+export type CompanionEvent =
+  /** {@link CompanionRuntime.snapshot} changed. */
+  | { kind: 'state' }
+  /** The bot asks for the unlock code and a new passcode (`unlock`), or the current passcode (`register`). */
+  | { kind: 'prompt'; flow: 'unlock' | 'register' }
+  /** The card took the new passcode and PUK. */
+  | { kind: 'unlocked' }
+  /** A card was inserted while a journey on the page waits (for the card, a code or a passcode). */
+  | { kind: 'card_inserted_while_waiting' };
 
 /** Knobs tests turn; defaults are the production values. */
 export interface RuntimeTuning {
@@ -89,6 +112,8 @@ export class CompanionRuntime {
   private loop: Promise<void> | null = null;
   private unsubscribeCard: (() => void) | null = null;
   private lastLinkState: LinkState = 'idle';
+  private lastCard: CompanionSnapshot['card'] = { kind: 'unknown' };
+  private readonly listeners = new Set<(event: CompanionEvent) => void>();
 
   constructor(private readonly options: CompanionRuntimeOptions) {
     const tuning = options.tuning ?? {};
@@ -102,7 +127,10 @@ export class CompanionRuntime {
       card: options.card,
       logger: options.logger.child({ part: 'unlock' }),
       onPrompt: () => this.onPrompt('unlock'),
-      onUnlocked: () => this.options.print(`${OUTPUT_PREFIX.unlocked}your card is unlocked; use your new passcode`),
+      onUnlocked: () => {
+        this.options.print(`${OUTPUT_PREFIX.unlocked}your card is unlocked; use your new passcode`);
+        this.emit({ kind: 'unlocked' });
+      },
       ...(tuning.passcodeHoldMs !== undefined ? { passcodeHoldMs: tuning.passcodeHoldMs } : {}),
       ...(tuning.releaseWaitMs !== undefined ? { releaseWaitMs: tuning.releaseWaitMs } : {}),
     });
@@ -163,6 +191,57 @@ export class CompanionRuntime {
     return url;
   }
 
+  /**
+   * What the desktop shows now (tray icon and menu).
+   *
+   * @returns pairing, link and card state ({@link CompanionSnapshot})
+   */
+  snapshot(): CompanionSnapshot {
+    const p = this.phase;
+    const pairing: CompanionSnapshot['pairing'] =
+      p.kind === 'linked' ? { kind: 'paired', personName: p.personName } : { kind: 'not_paired', code: p.kind === 'pairing' && p.code ? { userCode: p.code.userCode, expiresAt: p.code.expiresAt } : null };
+    return { pairing, link: this.link?.state === 'ready' ? 'up' : 'down', card: this.lastCard };
+  }
+
+  /**
+   * Subscribe to what happens ({@link CompanionEvent}); listeners run synchronously and must not throw.
+   *
+   * @param listener - called for each event
+   * @returns unsubscribe
+   */
+  onEvent(listener: (event: CompanionEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /**
+   * Unpair over the live link (the tray's "Unpair"): the bot revokes the device credential, it is
+   * deleted here, and the companion pairs again (a new pairing code).
+   *
+   * @returns `unpaired`, or `unreachable` when the link is down or the bot did not confirm (nothing changed)
+   */
+  async unpair(): Promise<UnpairOutcome['kind']> {
+    const link = this.link;
+    if (!link || link.state !== 'ready') return 'unreachable';
+    const outcome = await unpairOverLink({ request: (r, t) => link.request(r, t), credentials: this.options.credentials, logger: this.options.logger.child({ part: 'unpair' }) });
+    if (outcome.kind === 'unpaired') {
+      this.options.print(`${OUTPUT_PREFIX.status}unpaired: Smartcard Assist revoked this computer's pairing; pairing again`);
+      // The bot closes the link (4401); the run loop then deletes nothing more and pairs again.
+    }
+    return outcome.kind;
+  }
+
+  /**
+   * The unused page link printed last, or a new one (printed neither way): what the browser opens
+   * right after a prompt line printed it.
+   *
+   * @returns `http://127.0.0.1:PORT/?t=TOKEN` (a secret until used)
+   * @throws PasscodePageError `PAGE.NOT_STARTED` before {@link start} or after {@link stop}
+   */
+  currentPageLink(): string {
+    return this.page.currentLink();
+  }
+
   /** Stop everything (page, link, pairing, card watch) and drop any held passcode. */
   async stop(): Promise<void> {
     this.abort.abort();
@@ -211,6 +290,7 @@ export class CompanionRuntime {
       ...(this.options.botCa ? { ca: this.options.botCa } : {}),
       onCode: (code) => {
         this.phase = { kind: 'pairing', code };
+        this.emit({ kind: 'state' });
         const until = clockTime(code.expiresAt);
         this.options.print(`${OUTPUT_PREFIX.pairingCode}${code.userCode} (send "pair ${code.userCode}" to Smartcard Assist in Teams; valid until ${until})`);
       },
@@ -221,6 +301,7 @@ export class CompanionRuntime {
     const credential: StoredCredential = { ...device, botUrl: this.options.botUrl.href, pairedAt: new Date().toISOString() };
     await this.options.credentials.write(credential);
     this.options.print(`${OUTPUT_PREFIX.paired}${device.personName}`);
+    this.emit({ kind: 'state' });
     return credential;
   }
 
@@ -239,6 +320,7 @@ export class CompanionRuntime {
         onCommand: createCommandRouter({ card: this.options.card, unlock: this.unlock, register: this.register }),
         onWelcome: (welcome) => {
           this.phase = { kind: 'linked', personName: welcome.personName };
+          this.emit({ kind: 'state' });
           void this.reportCurrentCard();
         },
         onStateChange: (state) => this.onLinkState(state),
@@ -263,6 +345,7 @@ export class CompanionRuntime {
   private onLinkState(state: LinkState): void {
     const was = this.lastLinkState;
     this.lastLinkState = state;
+    this.emit({ kind: 'state' });
     if (state === 'ready') {
       const name = this.phase.kind === 'linked' ? this.phase.personName : null;
       this.options.print(`${OUTPUT_PREFIX.status}connected to Smartcard Assist${name ? ` (paired with ${name})` : ''}`);
@@ -274,6 +357,7 @@ export class CompanionRuntime {
   private async reportCurrentCard(): Promise<void> {
     try {
       const status = await this.options.card.readStatus();
+      this.noteCard(status);
       this.link?.sendCardEvent(status);
     } catch (err) {
       this.options.logger.warn({ errorCode: (err as { code?: string }).code ?? null }, 'could not read the card to report it');
@@ -281,8 +365,36 @@ export class CompanionRuntime {
   }
 
   private onCardStatus(status: CardStatus): void {
+    // Whether a journey on the page waits, before the controller moves on with the card.
+    const waiting = status.present && this.journeyWaits();
     this.link?.sendCardEvent(status);
     this.unlock.onCardStatus(status);
+    this.noteCard(status);
+    if (waiting) this.emit({ kind: 'card_inserted_while_waiting' });
+  }
+
+  /** True when the page shows a journey waiting for the person or the card (not idle, done or working). */
+  private journeyWaits(): boolean {
+    if (this.phase.kind !== 'linked') return false;
+    const state = this.view().state;
+    return state === 'awaiting_unlock' || state === 'awaiting_passcode' || state === 'card_removed' || state === 'error';
+  }
+
+  private noteCard(status: CardStatus): void {
+    const card: CompanionSnapshot['card'] = !status.present ? { kind: 'none' } : status.pinRetries === 0 ? { kind: 'locked', reader: status.reader } : { kind: 'ok', reader: status.reader };
+    if (JSON.stringify(card) === JSON.stringify(this.lastCard)) return;
+    this.lastCard = card;
+    this.emit({ kind: 'state' });
+  }
+
+  private emit(event: CompanionEvent): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(event);
+      } catch (err) {
+        this.options.logger.warn({ event: event.kind, errorName: err instanceof Error ? err.name : 'unknown' }, 'a companion event listener failed');
+      }
+    }
   }
 
   private onPrompt(flow: 'unlock' | 'register'): void {
@@ -297,6 +409,7 @@ export class CompanionRuntime {
     this.options.print(
       flow === 'unlock' ? `${OUTPUT_PREFIX.unlock}type your unlock code and a new passcode on the passcode page` : `${OUTPUT_PREFIX.register}type your current passcode on the passcode page`,
     );
+    this.emit({ kind: 'prompt', flow });
   }
 
   private async waitForLink(timeoutMs: number): Promise<boolean> {

@@ -21,8 +21,9 @@
  * credential, then exits; the companion must not be running (the bot keeps its
  * link); see `pairing/unpair.ts`.
  *
- * NOTE: the tray icon of the design (DESIGN.md "Who uses it") needs a desktop
- * session; this headless build prints the page link and status lines instead.
+ * In a desktop session (issue #13; `desktop/`, docs/companion-desktop.md) the companion
+ * also opens its page when a code is asked for, raises notifications and shows a
+ * tray icon; headless (no DISPLAY, or the settings off) it prints its lines only.
  */
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -35,6 +36,9 @@ import { companionCommand, loadCompanionConfig, type CompanionConfig } from './c
 import { CredentialStore } from './pairing/credential.store';
 import { unpairFromCommandLine, type UnpairOutcome } from './pairing/unpair';
 import { companionCommandLine, installAutostart } from './desktop/autostart';
+import { DesktopPresenter } from './desktop/desktop.presenter';
+import { CommandNotifier } from './desktop/notifier.adapter';
+import { CommandPageOpener } from './desktop/page-opener.adapter';
 import { openRotatingLog } from './desktop/rotating-log';
 import { acquireInstanceLock, instanceLockPath, type InstanceLock } from './desktop/single-instance';
 import { PageLinkControl, pageLinkSocketPath, requestPageLink, requestShow, watchLinkRequests } from './passcode-page/page-link.control';
@@ -151,10 +155,21 @@ async function main(): Promise<void> {
     print,
   });
 
+  // The page comes to the person (issue #13): opened on a code request, notifications; see desktop/.
+  const { desktop } = config;
+  const presenter = new DesktopPresenter({
+    runtime,
+    opener: desktop.openPage !== 'off' || desktop.tray ? new CommandPageOpener({ command: desktop.browserCommand, logger: logger.child({ part: 'browser' }) }) : null,
+    notifier: desktop.notifications ? new CommandNotifier({ logger: logger.child({ part: 'notify' }) }) : null,
+    openPage: desktop.openPage,
+    logger: logger.child({ part: 'desktop' }),
+  });
+  presenter.start();
+
   const control = new PageLinkControl({
     socketPath: pageLinkSocketPath(config.dataDir),
     issue: () => runtime.printPageLink(),
-    show: () => void runtime.printPageLink(),
+    show: () => void presenter.showPage(),
     logger: logger.child({ part: 'page-link' }),
   });
   let stopWatchingKeys: (() => void) | null = null;
@@ -165,6 +180,7 @@ async function main(): Promise<void> {
     stopping = true;
     logger.info({ signal }, 'companion stopping');
     stopWatchingKeys?.();
+    presenter.stop();
     await control.stop().catch(() => undefined);
     await runtime.stop().catch(() => undefined);
     await reader.close().catch(() => undefined);

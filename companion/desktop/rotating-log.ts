@@ -12,9 +12,6 @@
 import { renameSync, rmSync, statSync } from 'node:fs';
 import { pino, type DestinationStream } from 'pino';
 
-/** Defaults: 5 MiB per file, the live file and 3 older ones. */
-export const LOG_ROTATION_DEFAULTS = { maxBytes: 5 * 1024 * 1024, keep: 3 } as const;
-
 /** A pino destination that rotates its file. */
 export interface RotatingLog extends DestinationStream {
   /** Write what is buffered now (writes are synchronous; kept for pino's `flush`). */

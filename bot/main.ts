@@ -226,6 +226,9 @@ export async function startBot(
     raContact: config.raContact,
     commandTimeoutMs: config.companionCommandTimeoutMs,
     currentDevice,
+    // UNLOCK_POLICY=code-only (issue #14): where a code may go, from the directory profile.
+    directoryLookup: async (aadObjectId) => (directory ? directory.lookup(aadObjectId) : null),
+    approvedDomains: config.approvedEmailDomains,
   });
 
   const auth = createChannelAuthentication(config.auth, overrides.channel);

@@ -24,6 +24,7 @@ export const CARD_VERBS = {
   UNLOCK_ANSWERS: 'unlock.answers',
   UNLOCK_CANCEL: 'unlock.cancel',
   UNLOCK_RESEND_CODE: 'unlock.resend_code',
+  UNLOCK_CHOOSE_CHANNEL: 'unlock.choose_channel',
   REGISTER_CONTACT: 'register.contact',
   REGISTER_CHECK_CARD: 'register.check_card',
   REGISTER_QUESTIONS: 'register.questions',
@@ -133,6 +134,8 @@ export const CARD_ACTION_SCHEMAS = {
   'pair.help': z.object({}),
   'help.show': z.object({}),
   'unlock.check_card': z.object(runStep),
+  /** Code-only (issue #14): where the code goes. */
+  'unlock.choose_channel': z.object({ ...runStep, channel: z.enum(['email', 'sms'], { error: 'must be email or sms' }) }),
   'unlock.answers': z.object({ ...runStep, a1: answerField, a2: answerField, a3: answerField }),
   'unlock.cancel': z.object(runStep),
   'unlock.resend_code': z.object(runStep),

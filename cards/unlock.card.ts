@@ -122,23 +122,25 @@ export function unlockQuestionsCard(
  * @param input.expiresAtText - local expiry time as text, e.g. "09:45"
  * @param input.minutes - how long the code works, in minutes
  * @param input.note - a line above the rest, shown as given (e.g. why no security questions were asked)
+ * @param input.maskedMobile - set when the code went by SMS: the number, already masked (`maskMobile`)
  * @returns a card with "Send a new code" (`unlock.resend_code`) and "Cancel"
  */
-export function unlockCodeSentCard(input: RunStep & { maskedEmail: string; expiresAtText: string; minutes: number; note?: string }): AdaptiveCard {
+export function unlockCodeSentCard(input: RunStep & { maskedEmail: string; expiresAtText: string; minutes: number; note?: string; maskedMobile?: string }): AdaptiveCard {
+  const sms = input.maskedMobile !== undefined;
   return adaptiveCard(
     [
-      heading('Check your email'),
+      heading(sms ? 'Check your phone' : 'Check your email'),
       ...(input.note ? [paragraph(input.note, { weight: 'Bolder' as const })] : []),
       literal(
-        'We have emailed an unlock code to ',
-        run(input.maskedEmail, { weight: 'Bolder' }),
+        sms ? 'We have sent an unlock code by text message to ' : 'We have emailed an unlock code to ',
+        run(sms ? input.maskedMobile! : input.maskedEmail, { weight: 'Bolder' }),
         `. It works for ${input.minutes} minutes (until `,
         run(input.expiresAtText),
         ').',
       ),
       paragraph('Open the Smartcard Assist companion on this computer and enter the code there with your new passcode.'),
       paragraph('Never type your passcode in Teams.', { weight: 'Bolder', color: 'Attention' }),
-      paragraph('No email after a few minutes? Look in your junk mail folder, or send a new code.', { isSubtle: true }),
+      paragraph(sms ? 'No text after a few minutes? Send a new code.' : 'No email after a few minutes? Look in your junk mail folder, or send a new code.', { isSubtle: true }),
     ],
     [execute(CARD_VERBS.UNLOCK_RESEND_CODE, 'Send a new code', { runId: input.runId, step: input.step }), cancelButton(input)],
   );
@@ -198,4 +200,27 @@ export function unlockLockedOutCard(input: { caseRef: string }): AdaptiveCard {
  */
 export function unlockEndedCard(input: { title: string; message: string }): AdaptiveCard {
   return adaptiveCard([literalHeading(input.title), literal(input.message)], [execute(CARD_VERBS.UNLOCK_START, 'Start again', {})]);
+}
+
+/**
+ * Code-only (issue #14): the person has an approved email and a UK mobile; they pick where the code goes.
+ *
+ * @param input.maskedEmail - the address, already masked (`maskEmail`), e.g. `a•••@nhs.net`
+ * @param input.maskedMobile - the number, already masked (`maskMobile`), e.g. `07••• •••123`
+ * @returns a card with "Email me" and "Text me" (`unlock.choose_channel` with `channel`) and "Cancel"
+ */
+export function unlockChooseChannelCard(input: RunStep & { maskedEmail: string; maskedMobile: string }): AdaptiveCard {
+  return adaptiveCard(
+    [
+      heading('Where should we send your unlock code?'),
+      paragraph('Your card checked out. We will send a one-time code; you then enter it in the Smartcard Assist companion with your new passcode.'),
+      literal('Email: ', run(input.maskedEmail, { weight: 'Bolder' })),
+      literal('Mobile: ', run(input.maskedMobile, { weight: 'Bolder' })),
+    ],
+    [
+      execute(CARD_VERBS.UNLOCK_CHOOSE_CHANNEL, 'Email me', { runId: input.runId, step: input.step, channel: 'email' }, { style: 'positive' }),
+      execute(CARD_VERBS.UNLOCK_CHOOSE_CHANNEL, 'Text me', { runId: input.runId, step: input.step, channel: 'sms' }),
+      cancelButton(input),
+    ],
+  );
 }

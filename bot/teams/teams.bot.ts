@@ -207,6 +207,19 @@ export class SmartcardBot extends ActivityHandler {
         return;
       }
       case 'unlock': {
+        const identity = !person && this.deps.unlock.codeOnly() ? identityOf(activity) : null;
+        if (identity) {
+          // UNLOCK_POLICY=code-only (issue #14): no registration needed; the card and the directory decide.
+          await context.sendActivities([{ type: 'typing' }]);
+          const record = await this.deps.unlock.startCodeOnly(identity);
+          const enrolled = await this.deps.storage.persons.get(record.personId);
+          const card = enrolled
+            ? await this.view(enrolled, record)
+            : renderUnlockCard(decodeUnlock(record), { displayName: firstName(identity.displayName), email: '', timeZone: this.deps.timeZone, raContact: this.deps.raContact, rules: this.deps.rules, workstation: null });
+          const id = await this.sendCard(context, card);
+          if (id) await this.deps.unlock.setCardActivity(record.personId, record.runId, id);
+          return;
+        }
         if (!person) {
           await this.sendCard(context, NOT_REGISTERED(this.deps.raContact));
           return;
@@ -331,6 +344,7 @@ export class SmartcardBot extends ActivityHandler {
       return this.unlockTurn(turn, (person) => this.deps.unlock.submitAnswers(person, d.runId, d.step, [d.a1, d.a2, d.a3]));
     },
     'unlock.resend_code': async (action, turn) => this.unlockTurn(turn, (person) => this.deps.unlock.resendCode(person, action.data.runId, action.data.step)),
+    'unlock.choose_channel': async (action, turn) => this.unlockTurn(turn, (person) => this.deps.unlock.chooseChannel(person, action.data.runId, action.data.step, action.data.channel)),
     'unlock.cancel': async (action, turn) => this.unlockTurn(turn, async (person) => (await this.deps.unlock.cancel(person, action.data)).record),
     'register.start': async (_action, turn) =>
       this.registrationTurn(turn, async (identity, reg) => {
@@ -477,6 +491,7 @@ const VERB_JOURNEY: { [V in CardVerb]: (action: CardActionOf<V>) => PersonJourne
   'unlock.check_card': () => 'unlock',
   'unlock.answers': () => 'unlock',
   'unlock.resend_code': () => 'unlock',
+  'unlock.choose_channel': () => 'unlock',
   'unlock.cancel': () => 'unlock',
   'register.start': () => 'registration',
   'register.contact': () => 'registration',

@@ -52,6 +52,7 @@
  *   if it was the last attempt, self-service locks.
  */
 import type { CardStatus } from '../../../protocol/companion-link.protocol';
+import type { CardClaim } from '../../puk/puk.rules';
 import type { Sealed, SelfServiceLock } from '../../../storage/storage.port';
 import type { Effect } from '../journey.effects';
 
@@ -73,6 +74,10 @@ export interface UnlockRules {
   codeDigits: number;
   /** Codes one person may be sent in any 60 minutes, across runs (UNLOCK_CODES_PER_HOUR; at most 3). */
   maxCodesPerHour: number;
+  /** UNLOCK_POLICY: `questions` (security questions, emailed code) or `code-only` (issue #14). */
+  policy: 'questions' | 'code-only';
+  /** Channels a `code-only` code may go by (UNLOCK_CODE_CHANNELS). */
+  codeChannels: ReadonlyArray<'email' | 'sms'>;
 }
 
 export const DEFAULT_UNLOCK_RULES: UnlockRules = {
@@ -84,6 +89,8 @@ export const DEFAULT_UNLOCK_RULES: UnlockRules = {
   answerCheckTimeoutMs: 30_000,
   codeDigits: 8,
   maxCodesPerHour: 3,
+  policy: 'questions',
+  codeChannels: ['email', 'sms'],
 };
 
 /** The window of {@link UnlockRules.maxCodesPerHour}, ms. */
@@ -99,7 +106,11 @@ export type CardProblem =
   | 'card_unreadable'
   | 'no_puk'
   /** {@link UnlockRules.maxCodesPerHour} codes were sent in the last hour (issue #14). */
-  | 'too_many_codes';
+  | 'too_many_codes'
+  /** Code-only: the card in the reader is not one the card-management import named this person as holder of. */
+  | 'not_enrolled'
+  /** Code-only: the person's profile gives no approved email and no UK mobile to send a code to. */
+  | 'no_contact';
 
 export interface IssuedCode {
   /** Keyed hash (HMAC-SHA-256 hex) of the code. */
@@ -112,6 +123,10 @@ export interface IssuedCode {
    * code cannot be used, and its lifetime restarts from the moment of acceptance.
    */
   mailed: boolean;
+  /** How the code went (absent: email, as before issue #14). */
+  channel?: 'email' | 'sms';
+  /** The mobile an SMS code went to (E.164), for a resend; absent for email. */
+  to?: string;
 }
 
 export type UnlockState =
@@ -141,6 +156,8 @@ export type UnlockState =
       /** Boot id of the process that claimed it (absent in claims stored by older versions). */
       claimedBy?: string;
     }
+  /** Code-only (issue #14): the person has an approved email and a UK mobile, and picks where the code goes. */
+  | { phase: 'choosing_channel'; step: number; deviceId: string; cardId: string; email: string; mobile: string }
   | { phase: 'code_sent'; step: number; deviceId: string; cardId: string; code: IssuedCode; codesIssued: number }
   | {
       phase: 'unblocking';
@@ -204,6 +221,25 @@ export interface PersonFacts {
    * reset, so a stale copy cannot undo a reset nor stand in for the record's lock.
    */
   storedLock: SelfServiceLock | null;
+  /**
+   * Code-only (issue #14): where a code may go and who the person is, as the shell found them;
+   * absent under `questions`.
+   */
+  enrolment?: CodeOnlyFacts;
+}
+
+/** What the shell found for a code-only unlock (directory profile, or the stored person). */
+export interface CodeOnlyFacts {
+  /** True when a `Person` record exists already (registered, or enrolled before): nothing is created. */
+  personStored: boolean;
+  teamsUserId: string;
+  displayName: string;
+  /** The profile's email whatever its domain (the person record needs one), or null. */
+  profileEmail: string | null;
+  /** The profile's email when its domain is approved (APPROVED_EMAIL_DOMAINS), else null. */
+  email: string | null;
+  /** The profile's mobile when it is a UK mobile, in E.164 (`+447...`), else null. */
+  mobile: string | null;
 }
 
 export type UnlockEvent =
@@ -213,7 +249,15 @@ export type UnlockEvent =
   | {
       type: 'card_status';
       person: PersonFacts;
-      result: { ok: true; status: CardStatus; pukEnrolled: boolean } | { ok: false; problem: 'companion_offline' | 'card_unreadable' };
+      result:
+        | {
+            ok: true;
+            status: CardStatus;
+            pukEnrolled: boolean;
+            /** Code-only: how the person stands to the card record (`bot/puk/puk.rules.ts` cardClaim); absent under `questions`. */
+            binding?: CardClaim;
+          }
+        | { ok: false; problem: 'companion_offline' | 'card_unreadable' };
     }
   /** A click on the questions card: claim the one answer check (counts an attempt). */
   | { type: 'answers_submitted'; person: PersonFacts; runId: string; step: number; claimId: string }
@@ -222,6 +266,8 @@ export type UnlockEvent =
   /** RA or an admin clears the lock and the attempt count (audited as `actor`). */
   | { type: 'reset'; actor: string; note: string | null }
   | { type: 'resend_code'; person: PersonFacts; step: number }
+  /** Code-only: the person picked where the code goes, on the card of step `step`. */
+  | { type: 'channel_chosen'; step: number; channel: 'email' | 'sms' }
   /** The mail service accepted the code email at `at` (ISO 8601). */
   | { type: 'code_mailed'; runId: string; codeHash: string; at: string }
   /** The code email could not be sent, finally (after the adapter's retries). */
@@ -320,7 +366,7 @@ export interface StepResult {
   changed: boolean;
 }
 
-const ACTIVE_PHASES: ReadonlySet<UnlockPhase> = new Set(['checking_card', 'answering', 'checking_answers', 'code_sent', 'unblocking']);
+const ACTIVE_PHASES: ReadonlySet<UnlockPhase> = new Set(['checking_card', 'answering', 'checking_answers', 'choosing_channel', 'code_sent', 'unblocking']);
 
 /** True while a run is in progress (a new `start` would replace it). */
 export function isActive(state: UnlockState): boolean {
@@ -471,7 +517,9 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
       const p = event.person;
       // An RA-assisted unlock asks no questions: a bound card is enough.
       const assisted = assistInForce(journey, ctx.now) !== null;
-      if (!p.boundCardId || (!assisted && (!p.registered || p.questionIds.length < 3))) {
+      // Code-only (issue #14): no registration; the card read next decides whether the person is enrolled.
+      const codeOnly = ctx.rules.policy === 'code-only' && p.enrolment !== undefined;
+      if (!codeOnly && (!p.boundCardId || (!assisted && (!p.registered || p.questionIds.length < 3)))) {
         return { journey: { ...base, state: { phase: 'card_problem', step, problem: 'not_registered', deviceId: null } }, effects, changed: true };
       }
       if (!event.deviceId) {
@@ -489,7 +537,13 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
       const r = event.result;
       if (!r.ok) return problem(r.problem);
       if (!r.status.present) return problem('no_card');
-      if (r.status.cardId !== event.person.boundCardId) {
+      const codeOnly = ctx.rules.policy === 'code-only' && event.person.enrolment !== undefined;
+      if (codeOnly && !event.person.boundCardId) {
+        // Not enrolled yet: the card must be one the card-management import named them holder of.
+        if (r.binding !== 'bindable' && r.binding !== 'bound') {
+          return { ...problem('not_enrolled'), effects: [audit(ctx, personId, 'unlock.card_not_enrolled', { runId: journey.runId, presentedCardId: r.status.cardId, binding: r.binding ?? null })] };
+        }
+      } else if (r.status.cardId !== event.person.boundCardId) {
         return { ...problem('wrong_card'), effects: [audit(ctx, personId, 'unlock.wrong_card', { runId: journey.runId, presentedCardId: r.status.cardId })] };
       }
       if (r.status.pinRetries > 0) return problem('not_blocked');
@@ -501,6 +555,7 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
       if (assist) {
         return sendCodeNow(journey, ctx, step, deviceId, r.status.cardId, [audit(ctx, personId, 'unlock.questions_skipped', { runId: journey.runId, caseRef: assist.caseRef, reason: 'ra_assisted' }, assist.actor)]);
       }
+      if (codeOnly) return codeOnlyCode(journey, event.person, ctx, step, deviceId, r.status.cardId);
       if (attemptsLeft(journey, ctx.rules) === 0) {
         // Every attempt was used (the last ones passed, but no unlock followed): no more evaluations.
         const locked = lockOut(journey, ctx, step, { runId: journey.runId, cardId: r.status.cardId, attempt: journey.counters.answerAttempts, wrongAnswers: null });
@@ -601,14 +656,14 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
     case 'resend_code': {
       if (s.phase !== 'code_sent' || event.step !== s.step) return unchanged(journey);
       if (s.codesIssued >= ctx.rules.maxCodesPerRun || !mayIssueCode(journey, ctx)) return unchanged(journey);
-      const code = issueCode(ctx);
+      const code = withChannel(issueCode(ctx), s.code.channel === 'sms' && s.code.to ? { channel: 'sms', to: s.code.to } : { channel: 'email' });
       return {
         journey: { ...countCode(journey, ctx), state: { ...s, step: s.step + 1, code, codesIssued: s.codesIssued + 1 } },
         effects: (() => {
           const mailId = ctx.newId();
           return [
             audit(ctx, personId, 'unlock.code_resent', { runId: journey.runId, codesIssued: s.codesIssued + 1 }),
-            { type: 'mail.unlock_code', id: mailId, personId, codeSealed: ctx.freshCode.sealed(journey.runId), codeHash: code.hash, runId: journey.runId, expiresAt: code.expiresAt },
+            codeEffect(mailId, personId, ctx, journey.runId, code, s.code.channel === 'sms' && s.code.to ? { channel: 'sms', to: s.code.to } : { channel: 'email' }),
             { type: 'companion.command', id: ctx.newId(), deviceId: s.deviceId, command: { kind: 'unlock.prompt', journeyId: journey.runId, cardId: s.cardId, codeExpiresAt: code.expiresAt }, onlyAfter: mailId },
           ] satisfies Effect[];
         })(),
@@ -707,6 +762,12 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
     case 'refresh':
       // Due expiries were applied before this step (stepUnlock); nothing else to do.
       return unchanged(journey);
+
+    case 'channel_chosen': {
+      if (s.phase !== 'choosing_channel' || event.step !== s.step) return unchanged(journey);
+      const via: CodeVia = event.channel === 'sms' ? { channel: 'sms', to: s.mobile } : { channel: 'email' };
+      return sendCodeNow(journey, ctx, s.step + 1, s.deviceId, s.cardId, [audit(ctx, personId, 'unlock.channel_chosen', { runId: journey.runId, channel: event.channel })], via);
+    }
 
     case 'pause': {
       if (!(PAUSABLE_PHASES as readonly string[]).includes(s.phase)) return unchanged(journey);
@@ -885,7 +946,7 @@ export function assistInForce(journey: UnlockJourney, now: Date): UnlockAssist |
  * mailed and the companion prompted once it was, as after passed answers. Over the hourly cap
  * the run stops with `too_many_codes` instead.
  */
-function sendCodeNow(journey: UnlockJourney, ctx: StepContext, step: number, deviceId: string, cardId: string, first: Effect[]): StepResult {
+function sendCodeNow(journey: UnlockJourney, ctx: StepContext, step: number, deviceId: string, cardId: string, first: Effect[], via: CodeVia = { channel: 'email' }): StepResult {
   const personId = journey.personId;
   if (!mayIssueCode(journey, ctx)) {
     return {
@@ -894,17 +955,60 @@ function sendCodeNow(journey: UnlockJourney, ctx: StepContext, step: number, dev
       changed: true,
     };
   }
-  const code = issueCode(ctx);
+  const code = withChannel(issueCode(ctx), via);
   const mailId = ctx.newId();
   return {
     journey: { ...countCode(journey, ctx), state: { phase: 'code_sent', step, deviceId, cardId, code, codesIssued: 1 } },
     effects: [
       ...first,
-      { type: 'mail.unlock_code', id: mailId, personId, codeSealed: ctx.freshCode.sealed(journey.runId), codeHash: code.hash, runId: journey.runId, expiresAt: code.expiresAt },
+      codeEffect(mailId, personId, ctx, journey.runId, code, via),
       { type: 'companion.command', id: ctx.newId(), deviceId, command: { kind: 'unlock.prompt', journeyId: journey.runId, cardId, codeExpiresAt: code.expiresAt }, onlyAfter: mailId },
     ],
     changed: true,
   };
+}
+
+/** Where a code goes: the person's email (their record's address), or a UK mobile by SMS. */
+type CodeVia = { channel: 'email' } | { channel: 'sms'; to: string };
+
+/** The code with its channel recorded (email stays unmarked, as before issue #14). */
+function withChannel(code: IssuedCode, via: CodeVia): IssuedCode {
+  return via.channel === 'sms' ? { ...code, channel: 'sms', to: via.to } : code;
+}
+
+/** The effect that sends `code` (sealed; the runner unseals it only to send): `mail.unlock_code` or `sms.unlock_code`. */
+function codeEffect(id: string, personId: string, ctx: StepContext, runId: string, code: IssuedCode, via: CodeVia): Effect {
+  const common = { id, personId, codeSealed: ctx.freshCode.sealed(runId), codeHash: code.hash, runId, expiresAt: code.expiresAt };
+  return via.channel === 'sms' ? { type: 'sms.unlock_code', ...common, to: via.to } : { type: 'mail.unlock_code', ...common };
+}
+
+/**
+ * Code-only (issue #14), once the card checked out: enrol the person if they have no record yet
+ * (the card-management import named them holder: the card binds to them, with no questions), then
+ * send the code by the one channel they have, or let them pick when they have an approved email and
+ * a UK mobile. No channel: `no_contact`.
+ */
+function codeOnlyCode(journey: UnlockJourney, person: PersonFacts, ctx: StepContext, step: number, deviceId: string, cardId: string): StepResult {
+  const e = person.enrolment;
+  const personId = journey.personId;
+  const email = e?.email && ctx.rules.codeChannels.includes('email') ? e.email : null;
+  const mobile = e?.mobile && ctx.rules.codeChannels.includes('sms') ? e.mobile : null;
+  const problem = (p: CardProblem, effects: Effect[] = []): StepResult => ({ journey: { ...journey, state: { phase: 'card_problem', step, problem: p, deviceId } }, effects, changed: true });
+  if (!e || (!email && !mobile)) return problem('no_contact', [audit(ctx, personId, 'unlock.no_contact', { runId: journey.runId })]);
+  const first: Effect[] = [];
+  if (!e.personStored && !person.boundCardId) {
+    const recordEmail = e.email ?? e.profileEmail;
+    if (!recordEmail) return problem('no_contact', [audit(ctx, personId, 'unlock.no_contact', { runId: journey.runId })]);
+    // Enrolment: the person record and the card binding (the runner binds only a card named for this email).
+    first.push(
+      { type: 'person.register', id: ctx.newId(), personId, teamsUserId: e.teamsUserId, displayName: e.displayName, email: recordEmail, mobile: e.mobile, cardId, answers: [] },
+      audit(ctx, personId, 'unlock.enrolled', { runId: journey.runId, cardId, email: email !== null, mobile: mobile !== null }, 'system'),
+    );
+  }
+  if (email && mobile) {
+    return { journey: { ...journey, state: { phase: 'choosing_channel', step, deviceId, cardId, email, mobile } }, effects: first, changed: true };
+  }
+  return sendCodeNow(journey, ctx, step, deviceId, cardId, [...first, audit(ctx, personId, 'unlock.questions_skipped', { runId: journey.runId, reason: 'code_only' }, 'system')], mobile ? { channel: 'sms', to: mobile } : { channel: 'email' });
 }
 
 /** The journey with one more code counted now (times older than an hour dropped). */

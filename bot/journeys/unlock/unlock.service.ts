@@ -15,12 +15,17 @@ import type { CardStatus, Request, Response } from '../../../protocol/companion-
 import type { Device, JourneyRecord, Person, Storage } from '../../../storage/storage.port';
 import type { CompanionLink } from '../../link/companion-link.server';
 import { verifyAnswers } from '../../security/answers';
+import type { DirectoryContact } from '../../directory/directory.port';
+import { cardClaim, holderTag } from '../../puk/puk.rules';
+import { checkEmail, checkUkMobile } from '../registration/registration.rules';
+import { provisionalPersonId } from '../registration/registration.service';
 import type { DerivedKeys } from '../../security/keys';
 import { journeyKey, type JourneyEngine } from '../journey.engine';
 import {
   isActive,
   newUnlockJourney,
   PAUSABLE_PHASES,
+  type CodeOnlyFacts,
   type UnlockPhase,
   type PersonFacts,
   type StepResult,
@@ -60,6 +65,13 @@ export interface UnlockServiceDeps {
   /** Picks the person's device to use now. */
   currentDevice: (personId: string) => Promise<Device | null>;
   now?: () => Date;
+  /**
+   * Code-only (issue #14): the person's directory profile by Entra object id (Graph prefill;
+   * `bot/directory/`), or null when there is none or no directory is configured.
+   */
+  directoryLookup?: (aadObjectId: string) => Promise<DirectoryContact | null>;
+  /** APPROVED_EMAIL_DOMAINS: a code-only code goes only to an address on one of these (or a sub-domain). */
+  approvedDomains?: readonly string[];
 }
 
 export class UnlockService {
@@ -73,7 +85,7 @@ export class UnlockService {
     return unlockCodeHash(this.deps.keys, runId, code);
   }
 
-  /** Facts about a person that the journey needs. */
+  /** Facts about a person that the journey needs (under `code-only`, where a code may go too). */
   personFacts(person: Person): PersonFacts {
     return {
       personId: person.id,
@@ -81,7 +93,78 @@ export class UnlockService {
       boundCardId: person.cardId,
       questionIds: person.answers.map((a) => a.questionId),
       storedLock: person.selfServiceLock,
+      ...(this.codeOnly() ? { enrolment: this.contactsOf({ personStored: true, teamsUserId: person.teamsUserId, displayName: person.displayName, email: person.email, mobile: person.mobile }) } : {}),
     };
+  }
+
+  /** True under UNLOCK_POLICY=code-only. */
+  codeOnly(): boolean {
+    return this.deps.rules.policy === 'code-only';
+  }
+
+  /** The code-only facts for a profile: the email only when on an approved domain, the mobile only when a UK mobile (E.164). */
+  private contactsOf(p: { personStored: boolean; teamsUserId: string; displayName: string; email: string | null; mobile: string | null }): CodeOnlyFacts {
+    const profileEmail = p.email ? p.email.trim().toLowerCase() : null;
+    const approved = profileEmail ? checkEmail(profileEmail, this.deps.approvedDomains ?? []) : null;
+    const mobile = p.mobile ? checkUkMobile(p.mobile) : null;
+    return {
+      personStored: p.personStored,
+      teamsUserId: p.teamsUserId,
+      displayName: p.displayName,
+      profileEmail: profileEmail && /^[^@\s]+@[^@\s]+$/.test(profileEmail) ? profileEmail : null,
+      email: approved?.ok ? approved.value : null,
+      mobile: mobile?.ok ? mobile.value : null,
+    };
+  }
+
+  /**
+   * Code-only (issue #14): begin an unlock for someone with no person record (never registered):
+   * their directory profile (by Entra object id) gives where a code may go; the card their companion
+   * reads must be one the card-management import named them holder of (by that email), and binds to
+   * them then (enrolment), with no questions. A person who has a record uses {@link start}.
+   *
+   * @param identity - the Teams identity (`from.aadObjectId` or `from.id`, display name, Entra object id)
+   * @returns the unlock record after the card check (e.g. `choosing_channel`, `code_sent`, or a
+   *   `card_problem` such as `not_enrolled` or `no_contact`); the journey is keyed by the person id
+   *   pairing used for this identity (`provisionalPersonId`)
+   * @throws AppError `UNLOCK.POLICY` when the policy is not `code-only` (callers check {@link codeOnly})
+   */
+  async startCodeOnly(identity: { teamsUserId: string; displayName: string; aadObjectId: string | null }): Promise<JourneyRecord> {
+    if (!this.codeOnly()) throw new AppError('UNLOCK.POLICY', 'startCodeOnly is for UNLOCK_POLICY=code-only');
+    const personId = provisionalPersonId(identity.teamsUserId);
+    let contact: DirectoryContact | null = null;
+    if (identity.aadObjectId && this.deps.directoryLookup) {
+      try {
+        contact = await this.deps.directoryLookup(identity.aadObjectId);
+      } catch (err) {
+        this.deps.logger.warn({ code: err instanceof AppError ? err.code : 'UNEXPECTED' }, 'directory lookup failed; no code-only contacts');
+      }
+    }
+    const facts: PersonFacts = {
+      personId,
+      registered: false,
+      boundCardId: null,
+      questionIds: [],
+      storedLock: null,
+      enrolment: this.contactsOf({ personStored: false, teamsUserId: identity.teamsUserId, displayName: identity.displayName, email: contact?.email ?? null, mobile: contact?.mobile ?? null }),
+    };
+    const device = await this.deps.currentDevice(personId);
+    const { record } = await this.apply(personId, async () => ({ type: 'start', person: facts, deviceId: device?.id ?? null }));
+    return this.checkCardWith(facts, record);
+  }
+
+  /**
+   * Code-only: the person picked where the code goes (`unlock.choose_channel` on the card).
+   *
+   * @param person - the person (enrolled by then)
+   * @param runId - run id from the card
+   * @param step - step from the card; a stale or repeated click changes nothing
+   * @param channel - `email` or `sms`
+   * @returns the record after the step
+   */
+  async chooseChannel(person: Person, runId: string, step: string, channel: 'email' | 'sms'): Promise<JourneyRecord> {
+    const { record } = await this.apply(person.id, async (j) => (j.runId === runId && String(j.state.step) === step ? { type: 'channel_chosen', step: j.state.step, channel } : null));
+    return record;
   }
 
   private initial = (): { state: unknown; counters: Record<string, number> } => encodeUnlock(newUnlockJourney('', ''));
@@ -137,22 +220,31 @@ export class UnlockService {
   }
 
   private async checkCardIfDue(person: Person, record: JourneyRecord): Promise<JourneyRecord> {
+    return this.checkCardWith(this.personFacts(person), record);
+  }
+
+  private async checkCardWith(facts: PersonFacts, record: JourneyRecord): Promise<JourneyRecord> {
     const s = toJourney(record).state;
     if (s.phase !== 'checking_card') return record;
     const deviceId = s.deviceId;
-    const result = await this.readCard(deviceId, person.id);
-    const { record: after } = await this.apply(person.id, async (j) => {
+    const result = await this.readCard(deviceId, facts.personId, facts.enrolment);
+    const { record: after } = await this.apply(facts.personId, async (j) => {
       if (j.state.phase !== 'checking_card' || j.state.deviceId !== deviceId || j.runId !== record.runId) return null;
-      return { type: 'card_status', person: this.personFacts(person), result };
+      return { type: 'card_status', person: facts, result };
     });
     return after;
   }
 
-  private async readCard(deviceId: string, personId: string): Promise<{ ok: true; status: CardStatus; pukEnrolled: boolean } | { ok: false; problem: 'companion_offline' | 'card_unreadable' }> {
+  private async readCard(deviceId: string, personId: string, enrolment?: CodeOnlyFacts): Promise<Extract<UnlockEvent, { type: 'card_status' }>['result']> {
     try {
       const reply = await this.deps.link.sendCommand(deviceId, { kind: 'card.read_status' }, this.deps.commandTimeoutMs);
       if (reply.kind === 'card.status') {
         const card = reply.status.present ? await this.deps.storage.cards.get(reply.status.cardId) : null;
+        if (enrolment && this.codeOnly()) {
+          // Code-only: the card may be bound to them already, or named (by the import) for their profile's email.
+          const binding = cardClaim(card, personId, enrolment.profileEmail ? holderTag(this.deps.keys.codeHashKey, enrolment.profileEmail) : '');
+          return { ok: true, status: reply.status, pukEnrolled: !!card?.puk && (binding === 'bound' || binding === 'bindable'), binding };
+        }
         // A PUK counts only on a card bound to this person (registered and confirmed).
         const pukEnrolled = !!card?.puk && card.personId === personId;
         return { ok: true, status: reply.status, pukEnrolled };

@@ -17,7 +17,7 @@ import type { UnlockAssist, UnlockJourney, UnlockState } from './unlock.journey'
 const iso = z.string().min(1);
 const step = z.number().int().nonnegative();
 
-const problem = z.enum(['not_registered', 'no_companion', 'companion_offline', 'no_card', 'wrong_card', 'not_blocked', 'card_unreadable', 'no_puk', 'too_many_codes']);
+const problem = z.enum(['not_registered', 'no_companion', 'companion_offline', 'no_card', 'wrong_card', 'not_blocked', 'card_unreadable', 'no_puk', 'too_many_codes', 'not_enrolled', 'no_contact']);
 
 const checkingCard = z.object({ phase: z.literal('checking_card'), step, deviceId: z.string() });
 const cardProblem = z.object({ phase: z.literal('card_problem'), step, problem, deviceId: z.string().nullable() });
@@ -27,7 +27,15 @@ const codeSent = z.object({
   step,
   deviceId: z.string(),
   cardId: z.string(),
-  code: z.object({ hash: z.string(), issuedAt: iso, expiresAt: iso, wrongTries: z.number().int().nonnegative(), mailed: z.boolean() }),
+  code: z.object({
+    hash: z.string(),
+    issuedAt: iso,
+    expiresAt: iso,
+    wrongTries: z.number().int().nonnegative(),
+    mailed: z.boolean(),
+    channel: z.enum(['email', 'sms']).optional(),
+    to: z.string().regex(/^\+[1-9][0-9]{6,14}$/).optional(),
+  }),
   codesIssued: z.number().int().nonnegative(),
 });
 
@@ -40,6 +48,8 @@ export const unlockStateSchema = z.discriminatedUnion('phase', [
   // Issue #12: a run paused while RA helps, kept as it stood.
   z.object({ phase: z.literal('paused'), step, caseRef: z.string().min(1), at: iso, from: z.discriminatedUnion('phase', [checkingCard, cardProblem, answering, codeSent]) }),
   z.object({ phase: z.literal('checking_answers'), step, deviceId: z.string(), cardId: z.string(), questionIds: z.array(z.string()), claimId: z.string(), claimedAt: iso, claimedBy: z.string().min(1).optional() }),
+  // Issue #14, code-only: the person picks email or SMS.
+  z.object({ phase: z.literal('choosing_channel'), step, deviceId: z.string(), cardId: z.string(), email: z.string().min(3), mobile: z.string().regex(/^\+447[0-9]{9}$/) }),
   codeSent,
   z.object({
     phase: z.literal('unblocking'),

@@ -16,6 +16,8 @@ import {
   unlockWorkingCard,
 } from '../../../cards';
 import { welcomeCard } from '../../../cards';
+import { maskMobile } from '../../../cards/mask-mobile';
+import { unlockChooseChannelCard } from '../../../cards/unlock.card';
 import { clockTime } from '../../../common/clock-time';
 import { questionText } from '../registration/question-bank';
 import { attemptsLeft, type CardProblem, type UnlockJourney, type UnlockRules } from './unlock.journey';
@@ -72,6 +74,16 @@ const PROBLEMS: Record<CardProblem, { title: string; message: (v: ViewContext) =
   no_puk: {
     title: 'Your card is not enrolled for self-unlock',
     message: (v) => `Your card cannot be unlocked from here yet. Contact ${v.raContact}.`,
+    canRetry: false,
+  },
+  not_enrolled: {
+    title: 'This card is not set up for you to unlock',
+    message: (v) => `The card in the reader is not one your card records name you as the holder of, so it cannot be unlocked from here. If it is your card, contact ${v.raContact}.`,
+    canRetry: true,
+  },
+  no_contact: {
+    title: 'We have nowhere to send a code',
+    message: (v) => `Your profile has no approved work email and no UK mobile number, so we cannot send you an unlock code. Contact ${v.raContact}: they can unlock your card or update your details.`,
     canRetry: false,
   },
   too_many_codes: {
@@ -131,8 +143,11 @@ export function renderUnlockCard(journey: UnlockJourney, view: ViewContext): Ada
         expiresAtText: timeText(s.code.expiresAt, view.timeZone),
         minutes: Math.round(view.rules.codeTtlMs / 60_000),
         ...(assist ? { note: `Your RA team confirmed who you are in person (case ${assist.caseRef}), so there are no security questions.` } : {}),
+        ...(s.code.channel === 'sms' && s.code.to ? { maskedMobile: maskMobile(s.code.to) } : {}),
       });
     }
+    case 'choosing_channel':
+      return unlockChooseChannelCard({ runId, step, maskedEmail: maskEmail(s.email), maskedMobile: maskMobile(s.mobile) });
     case 'paused':
       return unlockEndedCard({
         title: 'Paused while your RA team helps',

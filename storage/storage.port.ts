@@ -174,7 +174,7 @@ export interface RaCase {
   ref: string;
   personId: string;
   /** What opened it. */
-  reason: 'answers_failed' | 'requested' | 'helpdesk' | 'no_puk_enrolled';
+  reason: 'answers_failed' | 'requested' | 'helpdesk' | 'no_puk_enrolled' | 'certificates_expired';
   status: 'open' | 'claimed' | 'closed';
   /** Non-secret context for RA (card id, attempts, journey run id). */
   context: Record<string, string | number | boolean | null>;

@@ -161,7 +161,7 @@ export const PairingSchema = z.object({
 export const RaCaseSchema = z.object({
   ref: z.string().regex(STORAGE_FORMATS.caseRef, 'must be RA- and 6 Crockford base32 characters'),
   personId: id,
-  reason: z.enum(['answers_failed', 'requested', 'helpdesk', 'no_puk_enrolled']),
+  reason: z.enum(['answers_failed', 'requested', 'helpdesk', 'no_puk_enrolled', 'certificates_expired']),
   status: z.enum(['open', 'claimed', 'closed']),
   context: scalarMap,
   sourceId: id,

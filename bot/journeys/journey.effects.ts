@@ -74,7 +74,7 @@ export type Effect =
       id: string;
       personId: string;
       ref: string;
-      reason: 'answers_failed' | 'requested' | 'no_puk_enrolled';
+      reason: 'answers_failed' | 'requested' | 'no_puk_enrolled' | 'certificates_expired';
       context: Record<string, string | number | boolean | null>;
     }
   /**

@@ -18,7 +18,7 @@ const raCaseStateSchema = z.object({
   status: z.enum(['new', 'open', 'claimed', 'assisted', 'closed']),
   step: z.number().int().nonnegative(),
   personId: z.string().nullable(),
-  reason: z.enum(['answers_failed', 'requested', 'helpdesk', 'no_puk_enrolled']).nullable(),
+  reason: z.enum(['answers_failed', 'requested', 'helpdesk', 'no_puk_enrolled', 'certificates_expired']).nullable(),
   openedAt: iso.nullable(),
   context: z.record(z.string(), scalar),
   owner: z.object({ id: z.string(), name: z.string(), at: iso }).nullable(),

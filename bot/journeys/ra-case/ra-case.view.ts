@@ -32,6 +32,7 @@ const REASON_TEXT = {
   requested: 'the person asked to talk to RA',
   helpdesk: 'opened by the helpdesk',
   no_puk_enrolled: 'the card has no enrolled unblock key',
+  certificates_expired: 'the card\'s certificates have expired: it needs renewing',
 } as const;
 
 const ACTION_TEXT = { opened: 'opened the case', claim: 'claimed the case', note: 'added a note', reset_attempts: 'reset self-service attempts (identity confirmed in person)', assist_unlock: 'started an RA-assisted unlock', close: 'closed the case' } as const;

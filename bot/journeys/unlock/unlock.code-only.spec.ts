@@ -7,13 +7,13 @@ import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { CardClaim } from '../../puk/puk.rules';
 import type { Effect } from '../journey.effects';
-import { DEFAULT_UNLOCK_RULES, newUnlockJourney, stepUnlock, type CodeOnlyFacts, type PersonFacts, type StepContext, type UnlockEvent, type UnlockJourney } from './unlock.journey';
+import { DEFAULT_UNLOCK_RULES, newUnlockJourney, stepUnlock, type CodeOnlyFacts, type PersonFacts, type StepContext, type UnlockEvent, type UnlockJourney, type UnlockRules } from './unlock.journey';
 import { decodeUnlock, encodeUnlock } from './unlock.state';
 
 const CARD = 'a'.repeat(32);
 const DEVICE = '11111111-1111-4111-8111-111111111111';
 const T0 = new Date('2026-12-01T09:00:00.000Z');
-const RULES = { ...DEFAULT_UNLOCK_RULES, policy: 'code-only' as const };
+const RULES: UnlockRules = { ...DEFAULT_UNLOCK_RULES, policy: 'code-only' };
 const hashOf = (code: string): string => createHash('sha256').update(code).digest('hex');
 
 let ids = 0;

@@ -110,7 +110,9 @@ export type CardProblem =
   /** Code-only: the card in the reader is not one the card-management import named this person as holder of. */
   | 'not_enrolled'
   /** Code-only: the person's profile gives no approved email and no UK mobile to send a code to. */
-  | 'no_contact';
+  | 'no_contact'
+  /** The card's certificates have expired (by the bot's clock): it needs renewing by RA, not unlocking (issue #14). */
+  | 'certificates_expired';
 
 export interface IssuedCode {
   /** Keyed hash (HMAC-SHA-256 hex) of the code. */
@@ -132,7 +134,15 @@ export interface IssuedCode {
 export type UnlockState =
   | { phase: 'idle'; step: number }
   | { phase: 'checking_card'; step: number; deviceId: string }
-  | { phase: 'card_problem'; step: number; problem: CardProblem; deviceId: string | null }
+  | {
+      phase: 'card_problem';
+      step: number;
+      problem: CardProblem;
+      deviceId: string | null;
+      /** `certificates_expired`: the RA case opened for the renewal, and the earliest `notAfter` (ISO 8601). */
+      caseRef?: string;
+      expiredAt?: string;
+    }
   | {
       phase: 'answering';
       step: number;
@@ -346,6 +356,8 @@ export interface UnlockJourney {
   codeTimes?: string[];
   /** An RA-assisted unlock in force, or absent/null (records stored before issue #12 have none). */
   assist?: UnlockAssist | null;
+  /** The RA case opened for a card whose certificates expired, so checking it again opens no second case. */
+  renewal?: { cardId: string; caseRef: string } | null;
 }
 
 /** A synchronous answer to the companion for `code_submitted` / `resume`. */
@@ -546,6 +558,9 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
       } else if (r.status.cardId !== event.person.boundCardId) {
         return { ...problem('wrong_card'), effects: [audit(ctx, personId, 'unlock.wrong_card', { runId: journey.runId, presentedCardId: r.status.cardId })] };
       }
+      // Expired certificates (by this clock): the card needs renewing, not unlocking (issue #14).
+      const expired = expiredCertificates(r.status, ctx.now);
+      if (expired.length > 0) return certificatesExpired(journey, ctx, step, deviceId, r.status.cardId, expired);
       if (r.status.pinRetries > 0) return problem('not_blocked');
       if (!r.pukEnrolled) return problem('no_puk');
       const lock = effectiveLock(journey, event.person);
@@ -966,6 +981,36 @@ function sendCodeNow(journey: UnlockJourney, ctx: StepContext, step: number, dev
     ],
     changed: true,
   };
+}
+
+/**
+ * The certificates the card reported that have expired at `now` (`notAfter` at or before it;
+ * RFC 5280 4.1.2.5: the certificate is valid through `notAfter` inclusive, so expiry is strictly after:
+ * a `notAfter` equal to now still counts as valid).
+ *
+ * @param status - the card status from the companion; `certificates` absent (not read) or `[]` gives none
+ * @param now - the bot's clock
+ * @returns the expired ones, earliest first
+ */
+export function expiredCertificates(status: CardStatus, now: Date): Array<{ slot: '9A' | '9E'; notAfter: string }> {
+  if (!status.present || !status.certificates) return [];
+  return status.certificates.filter((c) => Date.parse(c.notAfter) < now.getTime()).sort((a, b) => Date.parse(a.notAfter) - Date.parse(b.notAfter));
+}
+
+/**
+ * A card whose certificates expired: not unlocked. The person is told plainly it needs renewing and one
+ * RA case opens with reason `certificates_expired` (a later check of the same card shows the same case).
+ */
+function certificatesExpired(journey: UnlockJourney, ctx: StepContext, step: number, deviceId: string, cardId: string, expired: Array<{ slot: '9A' | '9E'; notAfter: string }>): StepResult {
+  const personId = journey.personId;
+  const known = journey.renewal && journey.renewal.cardId === cardId ? journey.renewal.caseRef : null;
+  const caseRef = known ?? ctx.freshCaseRef;
+  const expiredAt = expired[0]!.notAfter;
+  const effects: Effect[] = [audit(ctx, personId, 'unlock.certificates_expired', { runId: journey.runId, cardId, slots: expired.map((c) => c.slot).join(','), expiredAt, caseRef, newCase: known === null }, 'system')];
+  if (!known) {
+    effects.push({ type: 'case.open', id: ctx.newId(), personId, ref: caseRef, reason: 'certificates_expired', context: { runId: journey.runId, cardId, expiredSlots: expired.map((c) => c.slot).join(','), expiredAt } });
+  }
+  return { journey: { ...journey, renewal: { cardId, caseRef }, state: { phase: 'card_problem', step, problem: 'certificates_expired', deviceId, caseRef, expiredAt } }, effects, changed: true };
 }
 
 /** Where a code goes: the person's email (their record's address), or a UK mobile by SMS. */

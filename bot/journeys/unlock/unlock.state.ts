@@ -17,10 +17,10 @@ import type { UnlockAssist, UnlockJourney, UnlockState } from './unlock.journey'
 const iso = z.string().min(1);
 const step = z.number().int().nonnegative();
 
-const problem = z.enum(['not_registered', 'no_companion', 'companion_offline', 'no_card', 'wrong_card', 'not_blocked', 'card_unreadable', 'no_puk', 'too_many_codes', 'not_enrolled', 'no_contact']);
+const problem = z.enum(['not_registered', 'no_companion', 'companion_offline', 'no_card', 'wrong_card', 'not_blocked', 'card_unreadable', 'no_puk', 'too_many_codes', 'not_enrolled', 'no_contact', 'certificates_expired']);
 
 const checkingCard = z.object({ phase: z.literal('checking_card'), step, deviceId: z.string() });
-const cardProblem = z.object({ phase: z.literal('card_problem'), step, problem, deviceId: z.string().nullable() });
+const cardProblem = z.object({ phase: z.literal('card_problem'), step, problem, deviceId: z.string().nullable(), caseRef: z.string().min(1).optional(), expiredAt: iso.optional() });
 const answering = z.object({ phase: z.literal('answering'), step, deviceId: z.string(), cardId: z.string(), questionIds: z.array(z.string()), lastResult: z.literal('wrong').nullable() });
 const codeSent = z.object({
   phase: z.literal('code_sent'),
@@ -72,7 +72,7 @@ const lockSchema = z.object({ at: iso, caseRef: z.string(), reason: z.enum(['ans
 
 /** What version 2 adds beside the run's own fields (stored flat, so `state.phase` still reads as before). */
 const assistSchema = z.object({ caseRef: z.string().min(1), actor: z.string().min(1), at: iso });
-const lockPartSchema = z.object({ v: z.literal(2), lock: lockSchema.nullable(), resetAt: iso.nullable(), codeTimes: z.array(iso).max(100).optional(), assist: assistSchema.nullable().optional() });
+const lockPartSchema = z.object({ v: z.literal(2), lock: lockSchema.nullable(), resetAt: iso.nullable(), codeTimes: z.array(iso).max(100).optional(), assist: assistSchema.nullable().optional(), renewal: z.object({ cardId: z.string(), caseRef: z.string().min(1) }).nullable().optional() });
 
 /**
  * Decode a stored unlock record.
@@ -89,7 +89,7 @@ export function decodeUnlock(rec: Pick<JourneyRecord, 'personId' | 'runId' | 'st
     if (!meta.success) throw invalid(meta.error, 'state');
     const run = unlockStateSchema.safeParse(raw);
     if (!run.success) throw invalid(run.error, 'state');
-    return { personId: rec.personId, runId: rec.runId, state: run.data, counters: { answerAttempts: attempts }, lock: meta.data.lock, resetAt: meta.data.resetAt, ...(meta.data.codeTimes ? { codeTimes: meta.data.codeTimes } : {}), ...(meta.data.assist ? { assist: meta.data.assist } : {}) };
+    return { personId: rec.personId, runId: rec.runId, state: run.data, counters: { answerAttempts: attempts }, lock: meta.data.lock, resetAt: meta.data.resetAt, ...(meta.data.codeTimes ? { codeTimes: meta.data.codeTimes } : {}), ...(meta.data.assist ? { assist: meta.data.assist } : {}), ...(meta.data.renewal ? { renewal: meta.data.renewal } : {}) };
   }
   const legacy = unlockStateSchema.safeParse(raw);
   if (!legacy.success) throw invalid(legacy.error, 'state');
@@ -106,7 +106,7 @@ export function decodeUnlock(rec: Pick<JourneyRecord, 'personId' | 'runId' | 'st
 }
 
 /** The record's `state` and `counters` for a journey (inverse of {@link decodeUnlock}). */
-export function encodeUnlock(journey: UnlockJourney): { state: UnlockState & { v: 2; lock: SelfServiceLock | null; resetAt: string | null; codeTimes?: string[]; assist?: UnlockAssist }; counters: Record<string, number> } {
+export function encodeUnlock(journey: UnlockJourney): { state: UnlockState & { v: 2; lock: SelfServiceLock | null; resetAt: string | null; codeTimes?: string[]; assist?: UnlockAssist; renewal?: { cardId: string; caseRef: string } }; counters: Record<string, number> } {
   return {
     state: {
       ...journey.state,
@@ -115,6 +115,7 @@ export function encodeUnlock(journey: UnlockJourney): { state: UnlockState & { v
       resetAt: journey.resetAt,
       ...(journey.codeTimes && journey.codeTimes.length > 0 ? { codeTimes: journey.codeTimes } : {}),
       ...(journey.assist ? { assist: journey.assist } : {}),
+      ...(journey.renewal ? { renewal: journey.renewal } : {}),
     },
     counters: { answerAttempts: journey.counters.answerAttempts },
   };

@@ -86,6 +86,11 @@ const PROBLEMS: Record<CardProblem, { title: string; message: (v: ViewContext) =
     message: (v) => `Your profile has no approved work email and no UK mobile number, so we cannot send you an unlock code. Contact ${v.raContact}: they can unlock your card or update your details.`,
     canRetry: false,
   },
+  certificates_expired: {
+    title: 'Your card needs renewing',
+    message: (v) => `The certificates on your card have expired, so it cannot be used to log in and we cannot unlock it here. Your card needs renewing by your RA team. We have asked them to help; they will contact you. If you need to, contact ${v.raContact}.`,
+    canRetry: false,
+  },
   too_many_codes: {
     title: 'Too many codes in the last hour',
     message: (v) => `You have been sent ${v.rules.maxCodesPerHour} unlock codes in the last hour, the most we send. Say "unlock" again in an hour, or contact ${v.raContact}.`,
@@ -122,7 +127,12 @@ export function renderUnlockCard(journey: UnlockJourney, view: ViewContext): Ada
       return unlockCheckingCard({ runId, step, message: 'Checking the card in your reader…' });
     case 'card_problem': {
       const p = PROBLEMS[s.problem];
-      return unlockProblemCard({ runId, step, title: p.title, message: p.message(view), canRetry: p.canRetry, ...(p.tone ? { tone: p.tone } : {}) });
+      let message = p.message(view);
+      if (s.problem === 'certificates_expired' && s.caseRef) {
+        const when = s.expiredAt ? ` They expired on ${dateText(s.expiredAt, view.timeZone)}.` : '';
+        message = `The certificates on your card have expired, so it cannot be used to log in and we cannot unlock it here.${when} Your card needs renewing: we have asked your RA team to renew it, and your case is ${s.caseRef}. They will contact you; quote the case if you contact ${view.raContact}.`;
+      }
+      return unlockProblemCard({ runId, step, title: p.title, message, canRetry: p.canRetry, ...(p.tone ? { tone: p.tone } : {}) });
     }
     case 'answering':
       return unlockQuestionsCard({
@@ -171,4 +181,9 @@ export function renderUnlockCard(journey: UnlockJourney, view: ViewContext): Ada
         message: `${s.detail} Say "unlock" to start again.`,
       });
   }
+}
+
+/** `5 December 2026` in the configured zone (dates of certificate expiry). */
+function dateText(iso: string, timeZone: string): string {
+  return new Intl.DateTimeFormat('en-GB', { day: 'numeric', month: 'long', year: 'numeric', timeZone }).format(new Date(iso));
 }

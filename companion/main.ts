@@ -43,6 +43,9 @@ import { openRotatingLog } from './desktop/rotating-log';
 import { acquireInstanceLock, instanceLockPath, type InstanceLock } from './desktop/single-instance';
 import { PageLinkControl, pageLinkSocketPath, requestPageLink, requestShow, watchLinkRequests } from './passcode-page/page-link.control';
 import type { CardReaderPort } from './piv/card-connection';
+import { ReaderChoicePort } from './tray/reader-choice.adapter';
+import { SystrayTray } from './tray/systray.adapter';
+import { TrayController } from './tray/tray.controller';
 import { COMPANION_VERSION } from './version';
 
 async function openReader(config: CompanionConfig, logger: ReturnType<typeof createLogger>): Promise<CardReaderPort> {
@@ -142,8 +145,11 @@ async function main(): Promise<void> {
   // One companion per user session: a second start asks the first to show itself and exits 0.
   const instance = await takeInstanceLock(config, logger);
 
-  const reader = await openReader(config, logger);
-  const card = new CardService({ reader, readerName: config.reader.readerName, logger: logger.child({ part: 'card' }) });
+  const baseReader = await openReader(config, logger);
+  // With the tray, the person chooses the reader in its menu: the card service sees the chosen one (or all).
+  const choice = config.desktop.tray ? new ReaderChoicePort(baseReader, config.reader.readerName) : null;
+  const reader: CardReaderPort = choice ?? baseReader;
+  const card = new CardService({ reader, readerName: choice ? null : config.reader.readerName, logger: logger.child({ part: 'card' }) });
   const runtime = new CompanionRuntime({
     botUrl: config.botUrl,
     botCa: config.botCa,
@@ -174,12 +180,14 @@ async function main(): Promise<void> {
   });
   let stopWatchingKeys: (() => void) | null = null;
 
+  let tray: TrayController | null = null;
   let stopping = false;
   const shutdown = async (signal: string): Promise<void> => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'companion stopping');
     stopWatchingKeys?.();
+    await tray?.stop().catch(() => undefined);
     presenter.stop();
     await control.stop().catch(() => undefined);
     await runtime.stop().catch(() => undefined);
@@ -195,6 +203,19 @@ async function main(): Promise<void> {
   logger.info({ botUrl: config.botUrl.origin, reader: config.reader.kind, workstation: config.workstation, dataDir: config.dataDir }, 'companion starting');
   await runtime.start();
   await control.start();
+  if (choice) {
+    // The tray is optional: a companion whose tray cannot be shown runs on headless (logged).
+    tray = new TrayController({
+      tray: new SystrayTray({ dataDir: config.dataDir, logger: logger.child({ part: 'tray' }) }),
+      runtime,
+      desktop: presenter,
+      readers: choice,
+      quit: () => void shutdown('tray quit'),
+      logger: logger.child({ part: 'tray' }),
+    });
+    const shown = await tray.start();
+    if (!shown.shown) tray = null;
+  }
   // Only a person at a terminal types here; a companion started in the background gets no terminal input.
   if (process.stdin.isTTY) {
     stopWatchingKeys = watchLinkRequests(process.stdin, () => runtime.printPageLink());

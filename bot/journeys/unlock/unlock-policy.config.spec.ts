@@ -28,7 +28,8 @@ describe('unlock policy settings (issue #14)', () => {
     const c = loadUnlockPolicyConfig({ UNLOCK_POLICY: 'code-only', UNLOCK_CODE_TTL_MINUTES: '10', UNLOCK_CODE_MAX_TRIES: '3', UNLOCK_CODES_PER_HOUR: '2', UNLOCK_CODE_CHANNELS: 'sms', UNLOCK_CODE_SINGLE_USE: 'true' });
     expect(c).toMatchObject({ policy: 'code-only', codeTtlMinutes: 10, maxCodeTries: 3, maxCodesPerHour: 2, channels: ['sms'] });
     const rules = unlockRulesFor(c, DEFAULT_UNLOCK_RULES);
-    expect(rules).toMatchObject({ codeDigits: 8, codeTtlMs: 600_000, maxCodeTries: 3, maxCodesPerHour: 2 });
+    expect(rules).toMatchObject({ policy: 'code-only', codeChannels: ['sms'], codeDigits: 8, codeTtlMs: 600_000, maxCodeTries: 3, maxCodesPerHour: 2 });
+    expect(unlockRulesFor(loadUnlockPolicyConfig({}), DEFAULT_UNLOCK_RULES)).toMatchObject({ policy: 'questions', codeChannels: ['email', 'sms'] });
     // Limits the settings do not cover keep the journey's defaults.
     expect(rules.maxAnswerFailures).toBe(DEFAULT_UNLOCK_RULES.maxAnswerFailures);
     expect(rules.unblockWindowMs).toBe(DEFAULT_UNLOCK_RULES.unblockWindowMs);

@@ -137,8 +137,16 @@ export function loadUnlockPolicyConfig(env: Record<string, string | undefined>):
  *
  * @param config - the validated settings
  * @param base - the rules to start from (default {@link DEFAULT_UNLOCK_RULES} of the journey)
- * @returns rules with the code digits, lifetime (ms), tries and hourly cap of `config`
+ * @returns rules with the policy, channels, code digits, lifetime (ms), tries and hourly cap of `config`
  */
 export function unlockRulesFor(config: UnlockPolicyConfig, base: UnlockRules): UnlockRules {
-  return { ...base, codeDigits: config.codeDigits, codeTtlMs: config.codeTtlMinutes * 60_000, maxCodeTries: config.maxCodeTries, maxCodesPerHour: config.maxCodesPerHour };
+  return {
+    ...base,
+    policy: config.policy,
+    codeChannels: [...config.channels],
+    codeDigits: config.codeDigits,
+    codeTtlMs: config.codeTtlMinutes * 60_000,
+    maxCodeTries: config.maxCodeTries,
+    maxCodesPerHour: config.maxCodesPerHour,
+  };
 }

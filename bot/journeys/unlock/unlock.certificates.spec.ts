@@ -18,7 +18,8 @@ let ids = 0;
 function ctx(caseRef = 'RA-CERT01', now = NOW): StepContext {
   return { now, rules: DEFAULT_UNLOCK_RULES, newId: () => `id-${++ids}`, shuffle: (x) => [...x], freshCode: { hash: createHash('sha256').update('1').digest('hex'), sealed: (r) => `sealed:${r}` }, freshCaseRef: caseRef, hashesEqual: (a, b) => a === b };
 }
-const status = (certificates: CardStatus extends infer S ? (S extends { present: true } ? S['certificates'] : never) : never, pinRetries = 0): CardStatus => ({ present: true, reader: 'r', cardId: CARD, pinRetries, ...(certificates !== undefined ? { certificates } : {}) });
+type Certificates = Extract<CardStatus, { present: true }>['certificates'];
+const status = (certificates: Certificates, pinRetries = 0): CardStatus => ({ present: true, reader: 'r', cardId: CARD, pinRetries, ...(certificates !== undefined ? { certificates } : {}) });
 const cardEvent = (s: CardStatus): UnlockEvent => ({ type: 'card_status', person, result: { ok: true, status: s, pukEnrolled: true } });
 
 function check(s: CardStatus, j: UnlockJourney = newUnlockJourney('p1', 'run-0'), c = ctx()) {

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -202,6 +202,20 @@ describe('outbox markers and retention (issue #15)', () => {
     expect(await pruneOutbox(join(root, 'missing'), { maxAgeMs: 1, maxFiles: 1, now: NOW })).toEqual({ removed: 0, kept: 0 });
   });
 
+  it('removes markers whose message a relay took, once older than an hour; a fresh one stays', async () => {
+    const mail = adapter();
+    const [taken, fresh, stays] = [codeMessage(), codeMessage(), codeMessage()];
+    const sent = await Promise.all([mail.send(taken), mail.send(fresh), mail.send(stays)]);
+    await rm(join(dir, sent[0].providerMessageId!));
+    await rm(join(dir, sent[1].providerMessageId!));
+    const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
+    await utimes(join(dir, '.ids', taken.id), twoHoursAgo, twoHoursAgo);
+    await utimes(join(dir, '.ids', stays.id), twoHoursAgo, twoHoursAgo);
+    expect(await pruneOutbox(dir, { maxAgeMs: null, maxFiles: null, now: NOW })).toEqual({ removed: 0, kept: 1, orphanMarkers: 1 });
+    expect((await readdir(join(dir, '.ids'))).sort()).toEqual([fresh.id, stays.id].sort());
+    expect(await emlFiles()).toEqual([sent[2].providerMessageId]);
+  });
+
   it('a pruned message sent again is written again', async () => {
     const message = codeMessage();
     await adapter({ now: new Date('2026-06-01T00:00:00Z') }).send(message);
@@ -213,10 +227,11 @@ describe('outbox markers and retention (issue #15)', () => {
 
   it('the adapter prunes on its own timer when retention is configured, and logs the count, never an address', async () => {
     const old = await adapter({ now: new Date('2026-06-01T00:00:00Z') }).send(codeMessage());
+    const fresh = await adapter().send(codeMessage());
     const mail = adapter({ retention: { maxAgeMs: 24 * 3600_000, maxFiles: null, intervalMs: 20 } });
-    const fresh = await mail.send(codeMessage());
     try {
-      for (let i = 0; i < 250 && (await emlFiles()).includes(old.providerMessageId!); i++) await new Promise((r) => setTimeout(r, 20));
+      const pruned = () => logLines.some((l) => l['msg'] === 'outbox pruned');
+      for (let i = 0; i < 250 && !pruned(); i++) await new Promise((r) => setTimeout(r, 20));
       expect(await emlFiles()).toEqual([fresh.providerMessageId]);
       expect(logLines.find((l) => l['msg'] === 'outbox pruned')).toMatchObject({ removed: 1, kept: 1 });
       expect(rawLog).not.toContain(TO);

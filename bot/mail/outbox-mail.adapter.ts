@@ -302,7 +302,14 @@ export interface OutboxPruneResult {
   removed: number;
   /** Messages left. */
   kept: number;
+  /** Markers removed whose message had already gone (taken by a relay, or deleted by hand). */
+  orphanMarkers?: number;
 }
+
+/** A marker with no message is removed only when older than this (its message may be being written), ms. */
+export const ORPHAN_MARKER_GRACE_MS = 3_600_000;
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** `yyyymmddThhmmss` (UTC) back to epoch milliseconds. */
 function timestampMs(stamp: string): number {
@@ -314,7 +321,9 @@ function timestampMs(stamp: string): number {
  * then the oldest until at most `maxFiles` are left. Each message's marker (`.ids/<id>`) goes with it.
  * Reads the folder once as a stream (`opendir`) and removes files one at a time, so it never holds more than
  * one file-system request at once on the libuv pool; meant for a periodic job, never the send path.
- * Only files matching {@link OUTBOX_FILE_PATTERN} are touched.
+ * Only files matching {@link OUTBOX_FILE_PATTERN} are touched. Then markers whose message is gone (a relay
+ * took it, or it was deleted by hand) and whose file time is more than {@link ORPHAN_MARKER_GRACE_MS} old
+ * (by the real clock) are removed too, so `.ids` does not grow without bound.
  *
  * @param dir - the outbox folder; absent gives `{ removed: 0, kept: 0 }`
  * @param limits - `maxAgeMs` (milliseconds) and `maxFiles`, each `null` for no limit; `now` the clock
@@ -344,5 +353,31 @@ export async function pruneOutbox(dir: string, limits: { maxAgeMs: number | null
     });
     await unlink(join(dir, MARKER_DIR, id)).catch(() => undefined);
   }
-  return { removed, kept: names.length - first };
+  const keptCount = names.length - first;
+  const kept = new Set(names.slice(first).map((name) => OUTBOX_FILE_PATTERN.exec(name)![3]!));
+  names.length = 0;
+  const orphanMarkers = await pruneOrphanMarkers(join(dir, MARKER_DIR), kept);
+  return { removed, kept: keptCount, ...(orphanMarkers > 0 ? { orphanMarkers } : {}) };
+}
+
+/** Remove markers not in `kept` older than {@link ORPHAN_MARKER_GRACE_MS}; returns how many. */
+async function pruneOrphanMarkers(markers: string, kept: ReadonlySet<string>): Promise<number> {
+  const orphans: string[] = [];
+  try {
+    for await (const entry of await opendir(markers, { bufferSize: 256 })) {
+      if (UUID.test(entry.name) && !kept.has(entry.name)) orphans.push(entry.name);
+    }
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') return 0;
+    throw err;
+  }
+  const cutoff = Date.now() - ORPHAN_MARKER_GRACE_MS;
+  let removed = 0;
+  for (const id of orphans) {
+    const file = join(markers, id);
+    const info = await stat(file).catch(() => null);
+    if (!info || info.mtimeMs >= cutoff) continue;
+    await unlink(file).then(() => removed++, () => undefined);
+  }
+  return removed;
 }

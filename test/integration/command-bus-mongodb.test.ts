@@ -8,6 +8,7 @@ import { createSecretKey, randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MongoClient } from 'mongodb';
+import { createLogger } from '../../common/logger';
 import { seal, unseal } from '../../bot/security/seal';
 import { runCommandBusConformance } from '../../bot/link/bus/command-bus.conformance';
 import type { BusMessage } from '../../bot/link/bus/command-bus.port';
@@ -104,14 +105,17 @@ describe.skipIf(mongo.skip)('MongoDB command bus', () => {
     // A short window makes "lands at the end of it" frequent; the loss does not depend on its length.
     const maxAwaitTimeMS = 60;
     const a = await openMongoCommandBus({ db: c1.db(database), instanceId: 'A', cipher, maxAwaitTimeMS });
-    const b = await openMongoCommandBus({ db: c2.db(database), instanceId: 'B', cipher, maxAwaitTimeMS });
+    const logLines: string[] = [];
+    const logger = createLogger({ name: 'bus-b', level: 'debug', destination: { write: (line: string) => void logLines.push(line) } });
+    const b = await openMongoCommandBus({ db: c2.db(database), instanceId: 'B', cipher, maxAwaitTimeMS, logger });
     const got: Array<{ n: number; at: number }> = [];
     await b.subscribe('B', (m) => void got.push({ n: (m.payload as { n: number }).n, at: Date.now() }));
     const sentAt = new Map<number, number>();
     const boundMs = 1500;
     const late: string[] = [];
     let n = 0;
-    for (let round = 0; round < 50; round++) {
+    // More than MONGO_BUS_DEFAULTS.cursorDocuments, so the cursor is also renewed on the way.
+    for (let round = 0; round < 90; round++) {
       // One or two messages back to back (a miss followed by a later message must not skip it), then a pause
       // of a random length, so that the publishes land at every moment of B's await window.
       const burst = round % 3 === 2 ? 2 : 1;
@@ -131,8 +135,16 @@ describe.skipIf(mongo.skip)('MongoDB command bus', () => {
     }
     await sleep(boundMs);
     const lags = got.map((g) => g.at - sentAt.get(g.n)!).sort((x, y) => x - y);
-    process.stderr.write(`command bus, ${n} messages against a ${maxAwaitTimeMS} ms await window: delivered ${got.length}, lag p50 ${lags[Math.floor(lags.length / 2)] ?? '-'} ms, max ${lags.at(-1) ?? '-'} ms; late or missing: ${late.length ? late.join(', ') : 'none'}\n`);
+    const logged = (msg: string): number => logLines.filter((l) => l.includes(`"msg":"${msg}"`)).length;
+    process.stderr.write(
+      `command bus, ${n} messages against a ${maxAwaitTimeMS} ms await window: delivered ${got.length}, lag p50 ${lags[Math.floor(lags.length / 2)] ?? '-'} ms, max ${lags.at(-1) ?? '-'} ms; ` +
+        `read back ${logged('command bus: the cursor skipped messages; read back by seq')} times, cursor renewed ${logged('command bus: cursor renewed')} times; late or missing: ${late.length ? late.join(', ') : 'none'}\n`,
+    );
     expect(late).toEqual([]);
+    expect(n).toBeGreaterThan(MONGO_BUS_DEFAULTS.cursorDocuments);
+    expect(logged('command bus: cursor renewed')).toBeGreaterThan(0);
+    // Every message was logged as delivered by B, with its lag.
+    expect(logged('command bus: delivered')).toBe(n);
     expect(got.map((g) => g.n)).toEqual([...Array(n).keys()]);
     await a.close();
     await b.close();

@@ -62,6 +62,12 @@ export const MONGO_BUS_DEFAULTS = {
   pollMs: 100,
   /** A listening subscriber publishes an anchor to itself this often, ms. */
   anchorEveryMs: 60_000,
+  /**
+   * A tailable cursor is replaced by a fresh one (on `seq > last`) after it returned this many documents, or
+   * at once when it moved back. FerretDB v1 re-runs a tailable query over every document it matches on each
+   * await poll (every 10 ms), so a cursor's cost grows with the messages sent since it opened.
+   */
+  cursorDocuments: 100,
   /** Reopen delays after a failure, ms (doubles up to the max). */
   retryMinMs: 100,
   retryMaxMs: 2000,
@@ -250,6 +256,8 @@ class MongoSubscription implements BusSubscription {
   private cursor: FindCursor<BusDoc> | null = null;
   private loop: Promise<void> | null = null;
   private lastAnchorAt = 0;
+  /** The current cursor returned a document already seen (it moved back): replace it. */
+  private movedBack = false;
 
   constructor(
     private readonly bus: MongoCommandBusImpl,
@@ -307,6 +315,7 @@ class MongoSubscription implements BusSubscription {
     let failingSince: number | null = null;
     let failures = 0;
     while (!this.closed) {
+      let outcome: 'ended' | 'renew' = 'ended';
       try {
         if (this.bus.mode === 'tailable') {
           if (!this.cursor) await this.openCursor();
@@ -316,7 +325,7 @@ class MongoSubscription implements BusSubscription {
             failures = 0;
           }
           retryMs = MONGO_BUS_DEFAULTS.retryMinMs;
-          await this.tail();
+          outcome = await this.tail();
         } else {
           await this.poll();
         }
@@ -336,8 +345,9 @@ class MongoSubscription implements BusSubscription {
         continue;
       }
       // The cursor ended without an error (killed, or the server closed it): open a new one, not in a spin.
+      // One given up on purpose (renew) is replaced at once.
       await this.dropCursor();
-      if (!this.closed) await sleep(MONGO_BUS_DEFAULTS.retryMinMs);
+      if (!this.closed && outcome === 'ended') await sleep(MONGO_BUS_DEFAULTS.retryMinMs);
     }
   }
 
@@ -347,25 +357,36 @@ class MongoSubscription implements BusSubscription {
     await cursor?.close().catch(() => undefined);
   }
 
-  /** Read the tailable cursor until it dies or the subscription closes. */
-  private async tail(): Promise<void> {
+  /**
+   * Read the tailable cursor until it dies (`ended`), it should be replaced (`renew`: it moved back, or it
+   * returned {@link MONGO_BUS_DEFAULTS} `cursorDocuments`), or the subscription closes.
+   */
+  private async tail(): Promise<'ended' | 'renew'> {
     const cursor = this.cursor;
-    if (!cursor) return;
+    if (!cursor) return 'ended';
     const anchorEvery = this.busOptions.anchorEveryMs ?? MONGO_BUS_DEFAULTS.anchorEveryMs;
+    let returned = 0;
+    this.movedBack = false;
     while (!this.closed) {
       const doc = await cursor.tryNext();
       if (doc) {
+        returned += 1;
         await this.deliverFromCursor(doc);
       } else {
         if (cursor.closed || cursor.killed) {
           this.busOptions.logger?.debug({ instanceId: this.instanceId, lastSeq: this.lastSeq }, 'command bus: cursor ended; reopening');
-          return;
+          return 'ended';
         }
         // An await window passed with nothing: make sure the cursor skipped nothing (see the file header).
         await this.readBack();
       }
       if (Date.now() - this.lastAnchorAt > anchorEvery) await this.anchor();
+      if (this.movedBack || returned >= MONGO_BUS_DEFAULTS.cursorDocuments) {
+        this.busOptions.logger?.debug({ instanceId: this.instanceId, lastSeq: this.lastSeq, returned, movedBack: this.movedBack }, 'command bus: cursor renewed');
+        return 'renew';
+      }
     }
+    return 'ended';
   }
 
   /**
@@ -375,6 +396,7 @@ class MongoSubscription implements BusSubscription {
   private async deliverFromCursor(doc: BusDoc): Promise<void> {
     const seq = Number(doc.seq);
     if (seq <= this.lastSeq) {
+      this.movedBack = true;
       await this.readBack();
       return;
     }

@@ -61,12 +61,14 @@ export class TrayController {
       return outcome;
     }
     this.shown = JSON.stringify(view);
-    this.options.logger.info('tray icon shown');
     this.unsubscribe = this.options.runtime.onEvent((event) => {
       if (event.kind === 'state') this.refresh();
     });
     this.poll = setInterval(() => this.refresh(), this.options.readerPollMs ?? 2000);
     this.poll.unref?.();
+    // What changed while the tray program started (e.g. the pairing code arrived).
+    this.refresh();
+    this.options.logger.info('tray icon shown');
     return outcome;
   }
 

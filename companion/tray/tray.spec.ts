@@ -30,7 +30,7 @@ describe('tray view', () => {
     ];
     for (const [over, icon, text] of cases) {
       const view = trayView(snap(over), [], null);
-      expect([view.icon, view.tooltip, view.items[0]!.title, view.items[0]!.enabled]).toEqual([icon, `Smartcard Assist: ${text}`, `Smartcard Assist: ${text}`, false]);
+      expect([view.icon, view.tooltip, view.items[0]!.title, view.items[0]!.enabled]).toEqual([icon, `Smartcard Assist: ${text}`, text, false]);
     }
   });
 

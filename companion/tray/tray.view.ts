@@ -86,7 +86,7 @@ export function trayView(snapshot: CompanionSnapshot, readers: readonly string[]
     icon: iconFor(snapshot),
     tooltip: `Smartcard Assist: ${state}`,
     items: [
-      item('status', `Smartcard Assist: ${state}`, 'What the companion is doing', { enabled: false }),
+      item('status', state, 'What the Smartcard Assist companion is doing', { enabled: false }),
       pairingItem,
       item('open_page', 'Open passcode page', 'Open the passcode page in your browser'),
       item('choose_reader', 'Choose reader', 'Which card reader to use', {

@@ -24,8 +24,12 @@
  * `artifacts/bench/bench-<timestamp>.json`. Everything is on loopback, in this process
  * (section 4 starts bot processes of its own).
  *
+ * 7. (issue #15) full journeys (`full-journey*.ts`): 7a the event-loop delay while the embedded
+ *    store commits, on the main thread and in its worker thread, on this disk and a slow one.
+ *
  * Options: `--quick` (short windows, for checking the harness; figures are noisier),
- * `--skip-mongodb` (leave out section 4), `--flood-only` (section 5 alone), `--capacity-only` (section 6 alone).
+ * `--skip-mongodb` (leave out section 4), `--flood-only` (section 5 alone), `--capacity-only` (section 6 alone),
+ * `--full-journey-only` (section 7 alone).
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -47,6 +51,7 @@ import { ConnectorFake } from './connector.fake';
 import { startEchoServer } from './echo.bot';
 import { benchFlood, type FloodBenchResult } from './flood.bench';
 import { benchCapacity, capacityReport, type CapacityBenchResult } from './capacity.bench';
+import { benchStoreSync, storeSyncReport, type StoreSyncResult } from './full-journey.store-sync';
 import { benchLink, type LinkBenchResult } from './link.bench';
 import { benchMongo, reportMongo, type MongoBenchResult } from './mongodb.bench';
 import { round } from './latency.stats';
@@ -72,6 +77,12 @@ const SIZES = {
 const CAPACITY_SIZES = {
   full: { checkMs: 10_000, inFlight: 50, writeSamples: 20, oldMessages: 200_000, sendSamples: 200 },
   quick: { checkMs: 2000, inFlight: 50, writeSamples: 5, oldMessages: 20_000, sendSamples: 50 },
+} as const;
+
+/** Section 7 sizes (issue #15): full and `--quick`. */
+const FULL_JOURNEY_SIZES = {
+  full: { syncWriters: 20, syncWindowMs: 3000, slowSyncMs: 5 },
+  quick: { syncWriters: 20, syncWindowMs: 1000, slowSyncMs: 5 },
 } as const;
 
 /** Answers for the seeded people (benchmark data only), by question id (section 5 answers with them). */
@@ -183,6 +194,19 @@ async function main(): Promise<void> {
     log('[6/6] capacity: hash pool, file writes behind hashes, outbox with old messages ...');
     return benchCapacity(logger, { ...(quick ? CAPACITY_SIZES.quick : CAPACITY_SIZES.full), log });
   };
+  const fullJourneySection = async (): Promise<{ storeSync: StoreSyncResult }> => {
+    const sizes = quick ? FULL_JOURNEY_SIZES.quick : FULL_JOURNEY_SIZES.full;
+    log('[7/7] full journeys: 7a disk syncs and the event loop ...');
+    const storeSync = await benchStoreSync({ writers: sizes.syncWriters, windowMs: sizes.syncWindowMs, slowSyncMs: sizes.slowSyncMs, log });
+    return { storeSync };
+  };
+  const fullJourneyReport = (r: { storeSync: StoreSyncResult }): string[] => [...storeSyncReport(r.storeSync, fmt, table)];
+  if (process.argv.includes('--full-journey-only')) {
+    const fullJourney = await fullJourneySection();
+    for (const line of fullJourneyReport(fullJourney)) log(line);
+    writeReport({ startedAt: startedAt.toISOString(), durationMs: Date.now() - t0, quick, fullJourneyOnly: true, machine: machine(loadBefore), fullJourney });
+    return;
+  }
   if (process.argv.includes('--capacity-only')) {
     const capacity = await capacitySection();
     for (const line of capacityReport(capacity, fmt, table)) log(line);
@@ -264,6 +288,9 @@ async function main(): Promise<void> {
   // 6. Capacity (issue #15).
   const capacity = await capacitySection();
 
+  // 7. Full journeys (issue #15).
+  const fullJourney = await fullJourneySection();
+
   // Report.
   log('\n== 1. Turns: journey step (Action.Execute invoke, CAS write, card) vs echo (message -> connector), same adapter ==');
   const turnRows: string[][] = [];
@@ -323,11 +350,12 @@ async function main(): Promise<void> {
   ];
   for (const line of floodReport(flood)) log(line);
   for (const line of capacityReport(capacity, fmt, table)) log(line);
+  for (const line of fullJourneyReport(fullJourney)) log(line);
 
   log('\n== Targets (issue #2; reported, never enforced) ==');
   log(table(['target', 'figure', 'aim', 'result'], targets.map((t) => [t.name, t.figure, t.target, t.met ? 'met' : 'not met'])));
 
-  writeReport({ startedAt: startedAt.toISOString(), durationMs: Date.now() - t0, quick, machine: machine(loadBefore), sizes: size, turns: comparisons, answers, link, mongodb: mongo, flood, capacity, targets });
+  writeReport({ startedAt: startedAt.toISOString(), durationMs: Date.now() - t0, quick, machine: machine(loadBefore), sizes: size, turns: comparisons, answers, link, mongodb: mongo, flood, capacity, fullJourney, targets });
 }
 
 function machine(loadBefore: number[]): Record<string, unknown> {

@@ -4,8 +4,7 @@
 import { AppError } from '../common/app-error';
 import type { Logger } from '../common/logger';
 import type { Storage } from './storage.port';
-import { openSqliteStorage } from './sqlite/sqlite-storage.adapter';
-import { openMongoStorage } from './mongodb/mongodb-storage.adapter';
+import { openSqliteStorageOffThread } from './sqlite/sqlite-storage.proxy';
 
 /** Embedded store: one SQLite file. */
 export interface SqliteStorageConfig {
@@ -14,6 +13,8 @@ export interface SqliteStorageConfig {
   file: string;
   /** Optional wait for another writer's lock, ms (default 5000). */
   busyTimeoutMs?: number;
+  /** TEST AND BENCHMARK ONLY: slow-disk stand-in, ms held after each commit (see `SqliteStorageOptions.testSyncDelayMs`). */
+  testSyncDelayMs?: number;
 }
 
 /** MongoDB, Atlas, Cosmos DB for MongoDB or FerretDB: several bot instances over one database. */
@@ -46,12 +47,20 @@ export type StorageConfig = SqliteStorageConfig | MongoStorageConfig;
 export async function openStorage(config: StorageConfig, logger?: Logger): Promise<Storage> {
   switch (config.kind) {
     case 'sqlite': {
-      const storage = openSqliteStorage({ file: config.file, ...(logger ? { logger } : {}), ...(config.busyTimeoutMs !== undefined ? { busyTimeoutMs: config.busyTimeoutMs } : {}) });
+      // In a worker thread: commits (an fsync each) never hold the event loop (issue #15).
+      const storage = await openSqliteStorageOffThread({
+        file: config.file,
+        ...(logger ? { logger } : {}),
+        ...(config.busyTimeoutMs !== undefined ? { busyTimeoutMs: config.busyTimeoutMs } : {}),
+        ...(config.testSyncDelayMs !== undefined ? { testSyncDelayMs: config.testSyncDelayMs } : {}),
+      });
       await storage.ping();
       return storage;
     }
     case 'mongodb': {
-      // Connects, pings and creates its indexes before it returns.
+      // Connects, pings and creates its indexes before it returns. Loaded only when configured: the
+      // driver costs the embedded-store bot memory it never uses.
+      const { openMongoStorage } = await import('./mongodb/mongodb-storage.adapter');
       return openMongoStorage({
         url: config.url,
         ...(config.database !== undefined ? { database: config.database } : {}),

@@ -32,9 +32,16 @@ type Db = Database.Database;
 export interface SqliteStorageOptions {
   /** Path of the database file, e.g. `data/smartcard-assist.db`; its directory is created if missing. */
   file: string;
-  logger?: Logger;
+  logger?: Pick<Logger, 'info'>;
   /** How long a writer waits for another process's write lock before `STORAGE.UNAVAILABLE`, in ms (default 5000). */
   busyTimeoutMs?: number;
+  /**
+   * TEST AND BENCHMARK ONLY: stand-in for a slow disk. After every commit (one WAL fsync under
+   * synchronous=FULL) the committing thread is held this many ms more (`Atomics.wait`), as a
+   * commit whose fsync took that much longer would hold it. Default 0 (none). The bot's
+   * configuration never sets it.
+   */
+  testSyncDelayMs?: number;
 }
 
 /** Settings actually in force on the connection (for health checks and tests). */
@@ -129,7 +136,7 @@ const num = (v: unknown): number => Number(v);
 // Opening and migrating
 // ---------------------------------------------------------------------------
 
-function migrate(db: Db, logger: Logger | undefined): number {
+function migrate(db: Db, logger: Pick<Logger, 'info'> | undefined): number {
   db.exec(`CREATE TABLE IF NOT EXISTS schema_version (
     version    INTEGER PRIMARY KEY NOT NULL,
     name       TEXT NOT NULL,
@@ -193,7 +200,7 @@ export function openSqliteStorage(options: SqliteStorageOptions): SqliteStorage 
     db.pragma('secure_delete = ON');
     const schemaVersion = migrate(db, options.logger);
     options.logger?.info({ file, schemaVersion }, 'storage opened');
-    return new SqliteStorageImpl(db, file, busyTimeoutMs);
+    return new SqliteStorageImpl(db, file, busyTimeoutMs, syncDelay(options.testSyncDelayMs));
   } catch (err) {
     db.close();
     throw toStorageError('open', err);
@@ -222,6 +229,7 @@ class SqliteStorageImpl implements SqliteStorage {
     private readonly db: Db,
     private readonly file: string,
     private readonly busyTimeoutMs: number,
+    private readonly afterCommit: () => void,
   ) {
     const runner: StoreRunner = {
       read: <R>(operation: string, fn: () => R | Promise<R>) => this.run(operation, fn) as Promise<R>,
@@ -407,6 +415,7 @@ class SqliteStorageImpl implements SqliteStorage {
           }
         })
         .immediate();
+      this.afterCommit();
     } catch (error) {
       // BEGIN or COMMIT failed (or the lone write threw): nothing of this batch is stored.
       for (const w of batch) w.reject(toStorageError(w.operation, error));
@@ -459,6 +468,14 @@ class SqliteStorageImpl implements SqliteStorage {
       schemaVersion: num((this.db.prepare('SELECT MAX(version) AS v FROM schema_version').get() as Row).v),
     };
   }
+}
+
+/** The test-only slow-disk stand-in ({@link SqliteStorageOptions.testSyncDelayMs}): holds the calling thread `ms` ms. */
+function syncDelay(ms: number | undefined): () => void {
+  if (ms === undefined || ms <= 0) return () => undefined;
+  if (!Number.isFinite(ms) || ms > 10_000) throw new StorageError(STORAGE_ERROR.INVALID_RECORD, `testSyncDelayMs must be 0..10000 ms (got ${String(ms)})`, { meta: { operation: 'open' } });
+  const cell = new Int32Array(new SharedArrayBuffer(4));
+  return () => void Atomics.wait(cell, 0, 0, ms);
 }
 
 function createPrivateFile(file: string): void {

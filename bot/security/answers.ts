@@ -22,9 +22,13 @@
  * answers' guess spaces times one scrypt run, instead of their SUM times one
  * scrypt run each: strictly stronger than per-answer hashes at the same cost
  * parameters. Per-triple salts stop one guess being tested against two triples
- * or two people. Online, nothing changes: a wrong submission is one attempt
- * whichever answer was wrong, and the journey never learned which (it now
- * cannot: a triple result is all right or all wrong).
+ * or two people. Limit, stated plainly: once one triple is cracked (a joint
+ * search), its three answers are known and the fourth falls to a one-answer
+ * search against any other triple; the joint search is what protects the set,
+ * and it is the step the per-answer scheme let an attacker skip.
+ * Online, nothing changes: a wrong submission is one attempt whichever answer
+ * was wrong, and the person is never told which. A triple result is all right
+ * or all wrong, so the unlock audit's `wrongAnswers` count is 3 on any failure.
  *
  * ## Migration of per-answer hashes (decision)
  * Registrations stored before issue #15 hold one hash per answer (no `covers`).

@@ -67,6 +67,8 @@ export interface CardServiceOptions {
 /** Codes that mean "the card is not there (any more)": the result of the command in flight is unknown. */
 const GONE_CODES: ReadonlySet<CardErrorCode> = new Set([
   CARD_ERROR_CODE.REMOVED,
+  // The reader unplugged or pcscd gone mid-command (issue #13): the card may have carried it out.
+  CARD_ERROR_CODE.READER_UNAVAILABLE,
   CARD_ERROR_CODE.NOT_PRESENT,
   CARD_ERROR_CODE.RESPONSE_TOO_SHORT,
   CARD_ERROR_CODE.UNRESPONSIVE,

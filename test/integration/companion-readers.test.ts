@@ -14,7 +14,7 @@
  * present again (card.event read from the card), and a waiting unlock finishes;
  * the new passcode is then checked on the card over PC/SC from this test.
  */
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -27,7 +27,8 @@ import { FakeBot } from '../../companion/link/bot-link.fake';
 import { CredentialStore } from '../../companion/pairing/credential.store';
 import { PageBrowser, pageState } from '../../companion/passcode-page/page-browser.fake';
 import { PcscReaderAdapter } from '../../companion/pcsc/pcsc-reader.adapter';
-import { InvalidPinError } from '../../companion/piv/piv.errors';
+import { INS, KEY_REF } from '../../companion/piv/piv.constants';
+import { InvalidPinError, InvalidPukError } from '../../companion/piv/piv.errors';
 import { PivSession } from '../../companion/piv/piv.session';
 import { waitForCardState } from '../../companion/piv/reader-events';
 import { VirtualPivCard } from '../../companion/virtual-card/virtual-piv-card';
@@ -93,6 +94,34 @@ describe.skipIf(!run)('packaged companion: readers that come and go, pcscd resta
     } finally {
       await conn.close('reset');
     }
+  }
+
+  /** True when the card takes `puk` as its PUK (a no-op PUK change, over PC/SC from this test). */
+  async function pukIs(puk: string): Promise<boolean> {
+    const conn = await pcsc.connect(READER);
+    try {
+      await (await PivSession.open(conn)).changePuk(puk, puk);
+      return true;
+    } catch (err) {
+      if (err instanceof InvalidPukError) return false;
+      throw err;
+    } finally {
+      await conn.close('reset');
+    }
+  }
+
+  /**
+   * Stop pcscd from inside the card, right after it carried out the command `ins` (and, for
+   * CHANGE REFERENCE DATA, only for the PUK): the command took effect on the card but its answer
+   * never reaches the companion. Blocking on purpose: the card (served from this process) says
+   * nothing more until pcscd is gone.
+   */
+  function stopPcscdAfter(ins: number): void {
+    card.afterCommand = (seen, apdu) => {
+      if (seen !== ins || (ins === INS.CHANGE_REFERENCE_DATA && apdu[3] !== KEY_REF.PUK)) return;
+      card.afterCommand = undefined;
+      execFileSync('bash', [join(REPO_ROOT, 'scripts', 'pcscd.sh'), 'stop'], { stdio: 'ignore', timeout: 30_000 });
+    };
   }
 
   /** Start an unlock and wait until the page shows its form. */
@@ -171,6 +200,9 @@ describe.skipIf(!run)('packaged companion: readers that come and go, pcscd resta
   });
 
   beforeEach(async () => {
+    card.afterCommand = undefined;
+    // A test that failed half-way may have left pcscd stopped (idempotent when it runs).
+    await pcscdScript('start');
     card.restoreFactoryState({ pin: OLD_PIN, puk: PUK, blocked: true });
     if (!vpcd.connected) await vpcd.connect();
     await waitForCardState(pcsc, READER, 'present', RECOVERY_TIMEOUT_MS);
@@ -234,5 +266,38 @@ describe.skipIf(!run)('packaged companion: readers that come and go, pcscd resta
     await waitForCardState(pcsc, READER, 'present', RECOVERY_TIMEOUT_MS);
     expect(await verifies(NEW_PASSCODE)).toBe(true);
     expect(await verifies(OLD_PIN)).toBe(false);
+  });
+
+  // A reader (here: pcscd) lost mid-APDU: the command may have taken effect on the card while its
+  // answer never came. The page must not say the passcode was set, and must not send the person
+  // to a failure that spends a PUK try; it waits for the card and finishes when the service is back.
+  it('pcscd lost right after RESET RETRY COUNTER took effect: the page waits for the card (never "done" early), then finishes', async () => {
+    const journeyId = await prompt();
+    stopPcscdAfter(INS.RESET_RETRY_COUNTER);
+    const waiting = await browser.post('/unlock', { code: CODE, passcode: NEW_PASSCODE, confirmation: NEW_PASSCODE });
+    expect(pageState(waiting.body)).toBe('card_removed');
+    await expect.poll(() => results(journeyId), { timeout: EVENT_TIMEOUT_MS }).toMatchObject([{ outcome: 'card_removed', pukOnCard: 'current' }]);
+
+    await pcscdScript('start');
+    await expect.poll(async () => pageState((await browser.get()).body), { timeout: RECOVERY_TIMEOUT_MS, interval: 250 }).toBe('done');
+    await expect.poll(() => results(journeyId).at(-1), { timeout: EVENT_TIMEOUT_MS }).toMatchObject({ outcome: 'unblocked', pukOnCard: 'new' });
+    await waitForCardState(pcsc, READER, 'present', RECOVERY_TIMEOUT_MS);
+    expect(await verifies(NEW_PASSCODE)).toBe(true);
+    expect(await pukIs(NEW_PUK)).toBe(true);
+  });
+
+  it('pcscd lost right after the PUK change took effect: the PUK on the card is "unknown" to the bot, and the unlock finishes with the new PUK', async () => {
+    const journeyId = await prompt();
+    stopPcscdAfter(INS.CHANGE_REFERENCE_DATA);
+    const waiting = await browser.post('/unlock', { code: CODE, passcode: NEW_PASSCODE, confirmation: NEW_PASSCODE });
+    expect(pageState(waiting.body)).toBe('card_removed');
+    await expect.poll(() => results(journeyId), { timeout: EVENT_TIMEOUT_MS }).toMatchObject([{ outcome: 'card_removed', pukOnCard: 'unknown' }]);
+
+    await pcscdScript('start');
+    await expect.poll(async () => pageState((await browser.get()).body), { timeout: RECOVERY_TIMEOUT_MS, interval: 250 }).toBe('done');
+    await expect.poll(() => results(journeyId).at(-1), { timeout: EVENT_TIMEOUT_MS }).toMatchObject({ outcome: 'unblocked', pukOnCard: 'new' });
+    await waitForCardState(pcsc, READER, 'present', RECOVERY_TIMEOUT_MS);
+    expect(await verifies(NEW_PASSCODE)).toBe(true);
+    expect(await pukIs(NEW_PUK)).toBe(true);
   });
 });

@@ -242,6 +242,11 @@ export class CompanionRuntime {
     return this.page.currentLink();
   }
 
+  /** True while a browser has the passcode page open (its session asked for the page in the last 15 s). */
+  pageIsOpen(): boolean {
+    return this.page.isOpenInBrowser();
+  }
+
   /** Stop everything (page, link, pairing, card watch) and drop any held passcode. */
   async stop(): Promise<void> {
     this.abort.abort();

@@ -29,6 +29,10 @@ class FakeRuntime implements PresenterRuntime {
   currentPageLink(): string {
     return this.current;
   }
+  open = false;
+  pageIsOpen(): boolean {
+    return this.open;
+  }
   emit(event: CompanionEvent): void {
     for (const l of this.listeners) l(event);
   }
@@ -66,6 +70,17 @@ describe('the page comes to the person', () => {
     await settle();
     expect(runtime.printed).toEqual([`http://127.0.0.1:4000/?t=${'1'.padStart(43, 'A')}`]);
     expect(opener.opened).toEqual([runtime.current, runtime.printed[0]]);
+  });
+
+  it('browser with the page already open (a live session): no second tab; the notification offers Open', async () => {
+    const { runtime, opener, notifier } = setup('browser');
+    runtime.open = true;
+    runtime.emit({ kind: 'prompt', flow: 'unlock' });
+    await settle();
+    expect(opener.opened).toEqual([]);
+    expect(notifier.kinds()).toEqual(['code_request']);
+    expect(notifier.notices[0]!.body).not.toContain('opened');
+    expect(notifier.notices[0]!.onOpen).toBeTypeOf('function');
   });
 
   it('browser that fails: the notification does not claim the page opened', async () => {

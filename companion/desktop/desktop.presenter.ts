@@ -21,6 +21,8 @@ export interface PresenterRuntime {
   printPageLink(): string;
   /** The unused link printed last, or a new one. */
   currentPageLink(): string;
+  /** True while a browser has the page open (a live page session): it shows a new prompt by itself. */
+  pageIsOpen(): boolean;
 }
 
 export interface DesktopPresenterOptions {
@@ -111,7 +113,9 @@ export class DesktopPresenter {
   private async onPrompt(flow: 'unlock' | 'register'): Promise<void> {
     const { openPage, opener } = this.options;
     const kind = flow === 'unlock' ? 'code_request' : 'passcode_request';
-    if (openPage === 'browser' && opener) {
+    // A browser that has the page open shows the new form by itself: no second tab (the bot prompts
+    // again, e.g., after the link came back); the notification still offers "Open".
+    if (openPage === 'browser' && opener && !this.options.runtime.pageIsOpen()) {
       // The link just printed with the prompt: the browser uses it; a later "Open" mints a new one.
       const outcome = await opener.open(this.options.runtime.currentPageLink());
       this.say(kind, true, outcome.opened ? ' It has opened in your browser.' : '');

@@ -245,6 +245,23 @@ describe('passcode page: session lifetime', () => {
     expect((await send(port, { path: s.path, headers: { cookie: s.cookie } })).status).toBe(401);
   });
 
+  it('isOpenInBrowser (issue #13): true only while the session\'s page was asked for in the last 15 s', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const { fake, page, port } = await startPage();
+    expect(page.isOpenInBrowser()).toBe(false);
+    const s = await session(page, port, fake);
+    expect(page.isOpenInBrowser()).toBe(true);
+    vi.setSystemTime(Date.now() + 16_000);
+    expect(page.isOpenInBrowser()).toBe(false); // closed tab: the session lives on, the page is not open
+    expect(page.hasSession()).toBe(true);
+    expect((await send(port, { path: s.path, headers: { cookie: s.cookie } })).status).toBe(200);
+    expect(page.isOpenInBrowser()).toBe(true);
+    vi.setSystemTime(Date.now() + 10_000);
+    expect((await send(port, { path: '/', headers: { cookie: s.cookie } })).status).toBe(401); // not the session's page
+    vi.setSystemTime(Date.now() + 6_000);
+    expect(page.isOpenInBrowser()).toBe(false);
+  });
+
   it('requests that are not the session\'s own do not keep it alive', async () => {
     vi.useFakeTimers({ toFake: ['Date'] });
     const { fake, page, port } = await startPage();

@@ -119,6 +119,8 @@ interface Session {
   idleUntil: number;
   /** Ends at this time whatever happens (ms since epoch). */
   endsAt: number;
+  /** When the browser last asked for the session's page (ms since epoch): an open page refreshes itself every few seconds. */
+  lastSeen: number;
   /** The unlock code as typed in a refused form, for the next render of the form only. */
   typedCode: { value: string; until: number } | null;
 }
@@ -207,6 +209,17 @@ export class PasscodePageServer {
     return this.outstanding !== null;
   }
 
+  /**
+   * True when a browser has the page open now: its session is live and asked for the page within
+   * `withinMs` (an open page refreshes itself every 2-10 s while nothing is typed; page-view.ts).
+   *
+   * @param withinMs - how recent the last request must be, ms (default 15 000)
+   */
+  isOpenInBrowser(withinMs = 15_000): boolean {
+    const session = this.liveSession();
+    return session !== null && Date.now() - session.lastSeen <= withinMs;
+  }
+
   /** True when a browser session is live. */
   hasSession(): boolean {
     return this.liveSession() !== null;
@@ -266,6 +279,7 @@ export class PasscodePageServer {
           formToken: randomBytes(32).toString('base64url'),
           idleUntil: now + this.idleMs(),
           endsAt: now + (this.options.sessionMaxMs ?? PAGE_SESSION_LIFETIME.maxMs),
+          lastSeen: now,
           typedCode: null,
         };
         this.session = session;
@@ -371,6 +385,7 @@ export class PasscodePageServer {
     const ok = readCookies(req.headers.cookie, SESSION_COOKIE).some((sid) => sid.length <= 128 && timingSafeEqual(sha256(sid), session.sidHash));
     if (!ok) return null;
     session.idleUntil = Math.min(Date.now() + this.idleMs(), session.endsAt);
+    session.lastSeen = Date.now();
     return session;
   }
 

@@ -44,6 +44,7 @@ import { acquireInstanceLock, instanceLockPath, type InstanceLock } from './desk
 import { PageLinkControl, pageLinkSocketPath, requestPageLink, requestShow, watchLinkRequests } from './passcode-page/page-link.control';
 import type { CardReaderPort } from './piv/card-connection';
 import { ReaderChoicePort } from './tray/reader-choice.adapter';
+import { ReaderChoiceStore } from './tray/reader-choice.store';
 import { SystrayTray } from './tray/systray.adapter';
 import { TrayController } from './tray/tray.controller';
 import { COMPANION_VERSION } from './version';
@@ -147,7 +148,8 @@ async function main(): Promise<void> {
 
   const baseReader = await openReader(config, logger);
   // With the tray, the person chooses the reader in its menu: the card service sees the chosen one (or all).
-  const choice = config.desktop.tray ? new ReaderChoicePort(baseReader, config.reader.readerName) : null;
+  const savedChoice = config.desktop.tray ? await new ReaderChoiceStore(config.dataDir).read() : undefined;
+  const choice = config.desktop.tray ? new ReaderChoicePort(baseReader, savedChoice ? savedChoice.reader : config.reader.readerName) : null;
   const reader: CardReaderPort = choice ?? baseReader;
   const card = new CardService({ reader, readerName: choice ? null : config.reader.readerName, logger: logger.child({ part: 'card' }) });
   const runtime = new CompanionRuntime({
@@ -210,6 +212,7 @@ async function main(): Promise<void> {
       runtime,
       desktop: presenter,
       readers: choice,
+      saveReaderChoice: (name) => new ReaderChoiceStore(config.dataDir).write(name),
       quit: () => void shutdown('tray quit'),
       logger: logger.child({ part: 'tray' }),
     });

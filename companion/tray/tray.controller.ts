@@ -31,6 +31,8 @@ export interface TrayControllerOptions {
     notify(notice: Notice): void;
   };
   readers: TrayReaders;
+  /** Keep the person's reader choice (e.g. `ReaderChoiceStore.write`); absent = not kept. */
+  saveReaderChoice?: (reader: string | null) => Promise<void>;
   /** Stop the companion (the menu's Quit). */
   quit: () => void;
   logger: Logger;
@@ -116,11 +118,12 @@ export class TrayController {
         }
         // The page shows the code too, with what to do.
         await desktop.showPage();
-      } else if (id === 'reader_any') {
-        readers.choose(null);
-      } else if (id.startsWith('reader:')) {
-        const name = this.listed[Number(id.slice('reader:'.length))];
-        if (name !== undefined) readers.choose(name);
+      } else if (id === 'reader_any' || id.startsWith('reader:')) {
+        const name = id === 'reader_any' ? null : this.listed[Number(id.slice('reader:'.length))];
+        if (name !== undefined) {
+          readers.choose(name);
+          await this.options.saveReaderChoice?.(name);
+        }
       } else if (id === 'unpair') {
         const outcome = await runtime.unpair();
         desktop.notify(

@@ -1,4 +1,6 @@
 import { readFileSync } from 'node:fs';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../common/logger';
@@ -8,6 +10,7 @@ import type { Notice } from '../desktop/desktop.port';
 import type { UnpairOutcome } from '../pairing/unpair';
 import type { CardConnection, CardReaderPort, ReaderEvent } from '../piv/card-connection';
 import { ReaderChoicePort } from './reader-choice.adapter';
+import { ReaderChoiceStore } from './reader-choice.store';
 import { SYSTRAY_VERSION } from './systray.adapter';
 import { icoFromPng, TRAY_ICONS } from './tray-icons';
 import { TrayController } from './tray.controller';
@@ -149,6 +152,8 @@ class StubRuntime {
 
 const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 5));
 
+const saved: Array<string | null> = [];
+
 describe('tray controller (menu actions)', () => {
   function setup(): { tray: FakeTray; runtime: StubRuntime; notifier: FakeNotifier; pages: number[]; choice: ReaderChoicePort; inner: StubReaders; quits: number[]; controller: TrayController } {
     const tray = new FakeTray();
@@ -160,7 +165,12 @@ describe('tray controller (menu actions)', () => {
     inner.cards.set('Reader B', null);
     const choice = new ReaderChoicePort(inner, null);
     const quits: number[] = [];
+    saved.length = 0;
     const controller = new TrayController({
+      saveReaderChoice: (name) => {
+        saved.push(name);
+        return Promise.resolve();
+      },
       tray,
       runtime,
       desktop: { showPage: () => Promise.resolve(`link-${pages.push(1)}`), notify: (n: Notice) => notifier.notify(n) },
@@ -201,6 +211,7 @@ describe('tray controller (menu actions)', () => {
     tray.click('reader_any');
     await settle();
     expect(choice.chosen).toBeNull();
+    expect(saved).toEqual(['Reader B', null]);
 
     tray.click('unpair');
     await settle();
@@ -222,6 +233,27 @@ describe('tray controller (menu actions)', () => {
     expect(await controller.start()).toEqual({ shown: false, reason: 'no tray program for aix' });
     await controller.stop();
     expect(tray.stopped).toBe(false);
+  });
+});
+
+describe('reader choice store', () => {
+  it('keeps the choice (a name or any) in reader-choice.json 0600; nothing or garbage reads as no choice', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'reader-choice-'));
+    try {
+      const store = new ReaderChoiceStore(dir);
+      expect(await store.read()).toBeUndefined();
+      await store.write('Reader B');
+      expect(await store.read()).toEqual({ reader: 'Reader B' });
+      expect((await stat(join(dir, 'reader-choice.json'))).mode & 0o777).toBe(0o600);
+      await store.write(null);
+      expect(await store.read()).toEqual({ reader: null });
+      await writeFile(join(dir, 'reader-choice.json'), '{"reader": 5}');
+      expect(await store.read()).toBeUndefined();
+      await writeFile(join(dir, 'reader-choice.json'), 'not json');
+      expect(await store.read()).toBeUndefined();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -265,7 +265,7 @@ describe.skipIf(gate.skip)('companion tray icon under Xvfb with the trayer tray 
     expect(pageText(page.body)).toContain(`pair ${userCode}`);
   });
 
-  it('paired with the card locked: red icon; the menu says so; Open passcode page opens a new link; Quit stops the companion', async () => {
+  it('paired with the card locked: red icon; the menu says so; Open passcode page opens a new link; a reader chosen is kept; Quit stops the companion', async () => {
     const userCode = bot.userCodes[0]!;
     bot.approve(userCode, 'Alex Wilber');
     await companion.waitForLine(/^STATUS: connected to Smartcard Assist/, 20_000);
@@ -285,6 +285,27 @@ describe.skipIf(gate.skip)('companion tray icon under Xvfb with the trayer tray 
     const links = await until('a second link', async () => ((await opened()).length === 2 ? await opened() : null));
     expect(links[1]).not.toBe(links[0]);
     expect(pageState((await new PageBrowser(links[1]!).open()).body)).not.toBe('pairing');
+
+    // Choose reader: the submenu lists the readers the port sees; choosing one is kept for the next start.
+    await openMenu('companion-tray-menu-readers');
+    x('xdotool', ['key', 'Down', 'Down', 'Right']);
+    await sleep(500);
+    const readers = screenshot('companion-tray-menu-readers-submenu.png');
+    x('xdotool', ['key', 'Down', 'Return']);
+    const choice = await until('the saved reader choice', async () => readFile(join(root, 'data', 'reader-choice.json'), 'utf8').catch(() => null));
+    expect(JSON.parse(choice)).toEqual({ reader: 'Smartcard Assist Virtual Reader 00' });
+    expect(readers).toMatch(/\.png$/);
+    const ticked = await openMenu('companion-tray-menu-reader-chosen');
+    expect(ticked).toMatch(/Choose reader/);
+    x('xdotool', ['key', 'Down', 'Down', 'Right']);
+    await sleep(500);
+    const sub = screenshot('companion-tray-menu-reader-chosen-submenu.png');
+    x('convert', [sub, '-crop', '700x200+580+20', '+repage', '-resize', '300%', '-colorspace', 'Gray', '-threshold', '80%', artifactPath('tmp', 'reader-sub-ocr.png')]);
+    const subText = x('tesseract', [artifactPath('tmp', 'reader-sub-ocr.png'), '-', '--psm', '6']);
+    expect(subText).toMatch(/Any reader/);
+    expect(subText).toMatch(/Virtual Reader 00/);
+    x('xdotool', ['key', 'Escape', 'Escape']);
+    await until('the menu to close', () => menuBox() === null, 5000);
 
     // Quit: the last item (Up from the top wraps to it).
     await openMenu('companion-tray-menu-quit');

@@ -54,6 +54,7 @@ const CASES: Case[] = [
   { env: { COMPANION_LOG_KEEP: '0' }, setting: 'COMPANION_LOG_KEEP', reason: /number of files, 1-20/ },
   { env: { COMPANION_TRAY: 'maybe' }, setting: 'COMPANION_TRAY', reason: /auto, on or off/ },
   { env: { COMPANION_NOTIFICATIONS: 'yes' }, setting: 'COMPANION_NOTIFICATIONS', reason: /auto, on or off/ },
+  { env: { COMPANION_LINK_LOST_NOTICE_S: '0' }, setting: 'COMPANION_LINK_LOST_NOTICE_S', reason: /seconds, 1-3600/ },
   { env: { COMPANION_OPEN_PAGE: 'always' }, setting: 'COMPANION_OPEN_PAGE', reason: /auto, browser, notify or off/ },
   { env: {}, argv: ['--open-page', 'tab'], setting: '--open-page', reason: /auto, browser, notify or off/ },
   { env: { ...VIRTUAL, COMPANION_VIRTUAL_CARD_ID: 'ABC' }, setting: 'COMPANION_VIRTUAL_CARD_ID', reason: /32 lower-case hex/ },

@@ -32,14 +32,14 @@ describe('loadCompanionConfig', () => {
     expect(c.logFile).toBe(`${c.dataDir}/logs/companion.log`);
     expect([c.logMaxBytes, c.logKeep]).toEqual([5 * 1024 * 1024, 3]);
     // No DISPLAY or WAYLAND_DISPLAY (on Linux): no tray, no notifications, the page is not opened.
-    if (process.platform === 'linux') expect(c.desktop).toEqual({ tray: false, openPage: 'off', browserCommand: null, notifications: false });
+    if (process.platform === 'linux') expect(c.desktop).toEqual({ tray: false, openPage: 'off', browserCommand: null, notifications: false, linkLostNoticeMs: 60_000 });
   });
 
   it('desktop settings (issue #13): auto follows the desktop session; each can be forced; the log can stay on stderr', () => {
     const desktop = loadCompanionConfig({ HOME: '/home/x', DISPLAY: ':0' });
-    expect(desktop.desktop).toEqual({ tray: true, openPage: 'browser', browserCommand: null, notifications: true });
-    const forced = loadCompanionConfig({ HOME: '/home/x', DISPLAY: ':0', COMPANION_TRAY: 'off', COMPANION_NOTIFICATIONS: 'off', COMPANION_LOG_FILE: '-' }, ['--open-page', 'notify', '--browser-command', '/usr/bin/firefox', '--log-max-kb', '64', '--log-keep', '5']);
-    expect(forced.desktop).toEqual({ tray: false, openPage: 'notify', browserCommand: '/usr/bin/firefox', notifications: false });
+    expect(desktop.desktop).toEqual({ tray: true, openPage: 'browser', browserCommand: null, notifications: true, linkLostNoticeMs: 60_000 });
+    const forced = loadCompanionConfig({ HOME: '/home/x', DISPLAY: ':0', COMPANION_TRAY: 'off', COMPANION_NOTIFICATIONS: 'off', COMPANION_LOG_FILE: '-' }, ['--open-page', 'notify', '--browser-command', '/usr/bin/firefox', '--log-max-kb', '64', '--log-keep', '5', '--link-lost-notice-s', '5']);
+    expect(forced.desktop).toEqual({ tray: false, openPage: 'notify', browserCommand: '/usr/bin/firefox', notifications: false, linkLostNoticeMs: 5000 });
     expect([forced.logFile, forced.logMaxBytes, forced.logKeep]).toEqual([null, 65536, 5]);
     const headless = loadCompanionConfig({ HOME: '/home/x', COMPANION_TRAY: 'on', COMPANION_OPEN_PAGE: 'browser' });
     if (process.platform === 'linux') expect(headless.desktop).toMatchObject({ tray: true, openPage: 'browser', notifications: false });

@@ -77,6 +77,8 @@ export interface DesktopConfig {
   browserCommand: string | null;
   /** Raise desktop notifications (`COMPANION_NOTIFICATIONS`). */
   notifications: boolean;
+  /** Link down this long before the person is told it is lost, ms (`COMPANION_LINK_LOST_NOTICE_S`). */
+  linkLostNoticeMs: number;
 }
 
 /** Variable name -> flag name (no flag for secrets). */
@@ -96,6 +98,7 @@ const FLAGS = {
   COMPANION_OPEN_PAGE: 'open-page',
   COMPANION_BROWSER_COMMAND: 'browser-command',
   COMPANION_NOTIFICATIONS: 'notifications',
+  COMPANION_LINK_LOST_NOTICE_S: 'link-lost-notice-s',
   COMPANION_VIRTUAL_CARD_ID: 'virtual-card-id',
   COMPANION_VIRTUAL_CARD_BLOCKED: 'virtual-card-blocked',
 } as const;
@@ -237,6 +240,14 @@ const RawSchema = z.object({
   COMPANION_OPEN_PAGE: z.preprocess(emptyToUndefined, z.enum(['auto', 'browser', 'notify', 'off'], { message: 'must be auto, browser, notify or off' }).default('auto')),
   COMPANION_BROWSER_COMMAND: optionalText,
   COMPANION_NOTIFICATIONS: z.preprocess(emptyToUndefined, z.enum(['auto', 'on', 'off'], { message: 'must be auto, on or off' }).default('auto')),
+  COMPANION_LINK_LOST_NOTICE_S: z.preprocess(
+    emptyToUndefined,
+    z
+      .string()
+      .default('60')
+      .refine((v) => /^[0-9]{1,4}$/.test(v) && Number(v) >= 1 && Number(v) <= 3600, 'must be a number of seconds, 1-3600')
+      .transform(Number),
+  ),
   COMPANION_VIRTUAL_CARD_ID: z.preprocess(emptyToUndefined, z.string().regex(/^[0-9a-f]{32}$/, 'must be 32 lower-case hex digits (CHUID GUID)').optional()),
   COMPANION_VIRTUAL_CARD_PIN: z.preprocess(emptyToUndefined, z.string().regex(/^[0-9]{6,8}$/, 'must be 6-8 digits').optional()),
   COMPANION_VIRTUAL_CARD_PUK: z.preprocess(emptyToUndefined, z.string().regex(/^[0-9]{8}$/, 'must be 8 digits').optional()),
@@ -335,6 +346,7 @@ export function loadCompanionConfig(env: NodeJS.ProcessEnv, argv: readonly strin
       openPage: v.COMPANION_OPEN_PAGE === 'auto' ? (desktopSession ? 'browser' : 'off') : v.COMPANION_OPEN_PAGE,
       browserCommand: v.COMPANION_BROWSER_COMMAND?.trim() || null,
       notifications: onWhenDesktop(v.COMPANION_NOTIFICATIONS),
+      linkLostNoticeMs: v.COMPANION_LINK_LOST_NOTICE_S * 1000,
     },
   };
 }

@@ -170,6 +170,7 @@ async function main(): Promise<void> {
     opener: desktop.openPage !== 'off' || desktop.tray ? new CommandPageOpener({ command: desktop.browserCommand, logger: logger.child({ part: 'browser' }) }) : null,
     notifier: desktop.notifications ? new CommandNotifier({ logger: logger.child({ part: 'notify' }) }) : null,
     openPage: desktop.openPage,
+    linkLostAfterMs: desktop.linkLostNoticeMs,
     logger: logger.child({ part: 'desktop' }),
   });
   presenter.start();

@@ -149,6 +149,7 @@ describe('desktop notifications', () => {
     runtime.link('down'); // another "down" state event does not restart the minute
     vi.advanceTimersByTime(30_001);
     expect(notifier.kinds()).toEqual(['link_lost']);
+    expect(notifier.notices[0]!.body).toBe('This computer has not reached Smartcard Assist for more than a minute. It keeps trying.');
     vi.advanceTimersByTime(600_000);
     expect(notifier.kinds()).toEqual(['link_lost']);
     runtime.link('up');

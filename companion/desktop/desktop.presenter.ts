@@ -44,9 +44,16 @@ const NOTICES = {
   passcode_request: { title: 'Smartcard Assist: type your passcode', body: 'Type your current passcode on the passcode page to finish registering your card.' },
   card_inserted: { title: 'Smartcard Assist: card found', body: 'Your smartcard is in the reader. Carry on on the passcode page.' },
   unlocked: { title: 'Smartcard Assist: card unlocked', body: 'Your smartcard is unlocked. Use your new passcode.' },
-  link_lost: { title: 'Smartcard Assist: not connected', body: 'This computer has not reached Smartcard Assist for more than a minute. It keeps trying.' },
+  link_lost: { title: 'Smartcard Assist: not connected', body: 'This computer has not reached Smartcard Assist for more than {for}. It keeps trying.' },
   link_back: { title: 'Smartcard Assist: connected again', body: 'This computer reaches Smartcard Assist again.' },
 } as const;
+
+/** A duration as a person says it: `a minute`, `2 minutes`, `30 seconds`. */
+function spokenDuration(ms: number): string {
+  if (ms >= 60_000 && ms % 60_000 === 0) return ms === 60_000 ? 'a minute' : `${ms / 60_000} minutes`;
+  const s = Math.round(ms / 1000);
+  return s === 1 ? 'a second' : `${s} seconds`;
+}
 
 /** Opens the page and raises notifications as the runtime reports what happens. */
 export class DesktopPresenter {
@@ -152,7 +159,7 @@ export class DesktopPresenter {
     this.options.notifier?.notify({
       kind,
       title: text.title,
-      body: `${text.body}${extra}`,
+      body: `${text.body.replace('{for}', spokenDuration(this.options.linkLostAfterMs ?? 60_000))}${extra}`,
       ...(withOpen && opener ? { onOpen: () => void this.showPage() } : {}),
     });
   }

@@ -50,6 +50,7 @@ describe('the page comes to the person; desktop notifications (companion process
         COMPANION_OPEN_PAGE: 'browser',
         COMPANION_BROWSER_COMMAND: join(root, 'bin', 'browser'),
         COMPANION_NOTIFICATIONS: 'on',
+        COMPANION_LINK_LOST_NOTICE_S: '2',
       },
     });
     procs.push(proc);
@@ -91,7 +92,7 @@ describe('the page comes to the person; desktop notifications (companion process
     if (root) await rm(root, { recursive: true, force: true });
   });
 
-  it('a code request opens the page in the browser and notifies (its Open opens a new link); unlock done is notified; a second start opens the page', async () => {
+  it('a code request opens the page in the browser and notifies (its Open opens a new link); unlock done is notified; a second start opens the page; the link lost is notified', async () => {
     const proc = start('desktop-companion');
     const [, userCode] = await proc.waitForLine(/^PAIRING CODE: ([A-Z0-9]{4}-[A-Z0-9]{4}) /);
     bot.approve(userCode!, 'Alex Wilber');
@@ -140,6 +141,20 @@ describe('the page comes to the person; desktop notifications (companion process
     await expect.poll(opened, { timeout: 10_000 }).toHaveLength(3);
     expect((await opened())[2]).toMatch(LINK);
     expect(pageState((await new PageBrowser((await opened())[2]!).open()).body)).not.toBe('error');
+
+    // The link lost for longer than COMPANION_LINK_LOST_NOTICE_S (2 s here; a minute by default): the bot goes away.
+    expect((await notices()).some((n) => n.includes('Smartcard Assist: not connected'))).toBe(false);
+    const lostAt = Date.now();
+    await bot.stop();
+    await proc.waitForLine(/^STATUS: connection to Smartcard Assist lost; reconnecting$/, 15_000);
+    await expect.poll(async () => (await notices()).find((n) => n.includes('Smartcard Assist: not connected')), { timeout: 15_000 }).toEqual([
+      '--app-name=Smartcard Assist',
+      '--icon=dialog-information',
+      '--',
+      'Smartcard Assist: not connected',
+      'This computer has not reached Smartcard Assist for more than 2 seconds. It keeps trying.',
+    ]);
+    expect(Date.now() - lostAt).toBeGreaterThanOrEqual(2000);
 
     // No secret reached the browser's or notify-send's command lines.
     const said = `${await readFile(browserLog, 'utf8')}${await readFile(notifyLog, 'utf8')}`;

@@ -12,10 +12,13 @@
  * 3. A copy of this Node binary gets the blob injected with `postject`
  *    (resource `NODE_SEA_BLOB`, fuse `NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2`).
  * 4. `pcsclite.node` (built by `npm ci` against libpcsclite) is copied beside it,
- *    with `companion.env.example` and `SHA256SUMS`.
+ *    with systray2's tray program for this platform in `traybin/` (the tray
+ *    adapter looks there when it runs packaged), `companion.env.example` and
+ *    `SHA256SUMS`.
  *
  * Output: `dist/companion/` (or `--out DIR`): `smartcard-assist-companion`
- * (`.exe` on Windows), `pcsclite.node`, `companion.env.example`, `SHA256SUMS`.
+ * (`.exe` on Windows), `pcsclite.node`, `traybin/tray_<platform>_release`,
+ * `companion.env.example`, `SHA256SUMS`.
  * The executable needs no Node and no node_modules; it needs the PC/SC service
  * of the workstation (pcscd and libpcsclite on Linux, WinSCard on Windows).
  *
@@ -38,8 +41,17 @@ export const COMPANION_PACKAGE = {
   executable: process.platform === 'win32' ? 'smartcard-assist-companion.exe' : 'smartcard-assist-companion',
   addon: 'pcsclite.node',
   settingsExample: 'companion.env.example',
+  /** Folder of the tray program (systray2's `traybin`), beside the executable. */
+  trayDir: 'traybin',
   checksums: 'SHA256SUMS',
 } as const;
+
+/** systray2's program for each platform it ships one for (its `traybin/` folder). */
+const TRAY_PROGRAMS: Partial<Record<NodeJS.Platform, string>> = {
+  linux: 'tray_linux_release',
+  darwin: 'tray_darwin_release',
+  win32: 'tray_windows_release.exe',
+};
 
 /** The SEA fuse string of Node's binary (Node docs, "Single executable applications", step 5). */
 const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
@@ -131,8 +143,18 @@ export async function packageCompanion(outDir: string): Promise<string> {
   });
 
   await copyFile(path.join(ROOT, 'node_modules', 'pcsclite', 'build', 'Release', 'pcsclite.node'), path.join(outDir, COMPANION_PACKAGE.addon));
+  const packaged: string[] = [COMPANION_PACKAGE.executable, COMPANION_PACKAGE.addon];
+  const trayProgram = TRAY_PROGRAMS[process.platform];
+  if (trayProgram) {
+    await mkdir(path.join(outDir, COMPANION_PACKAGE.trayDir), { recursive: true });
+    const target = path.join(outDir, COMPANION_PACKAGE.trayDir, trayProgram);
+    await copyFile(path.join(ROOT, 'node_modules', 'systray2', 'traybin', trayProgram), target);
+    await chmod(target, 0o755);
+    packaged.push(path.posix.join(COMPANION_PACKAGE.trayDir, trayProgram));
+  }
   await writeFile(path.join(outDir, COMPANION_PACKAGE.settingsExample), SETTINGS_EXAMPLE);
-  const sums = await Promise.all([COMPANION_PACKAGE.executable, COMPANION_PACKAGE.addon, COMPANION_PACKAGE.settingsExample].map(async (f) => `${await sha256(path.join(outDir, f))}  ${f}`));
+  packaged.push(COMPANION_PACKAGE.settingsExample);
+  const sums = await Promise.all(packaged.map(async (f) => `${await sha256(path.join(outDir, f))}  ${f}`));
   await writeFile(path.join(outDir, COMPANION_PACKAGE.checksums), `${sums.join('\n')}\n`);
   await rm(work, { recursive: true, force: true });
   return executable;

@@ -9,6 +9,9 @@
  *   --puk CHARS       initial PUK, 6-8 characters (required)
  *   --blocked         start with the PIN blocked (retry counter 0)
  *   --pin-retries N   PIN retry maximum (default 3);  --puk-retries N  PUK retry maximum (default 3)
+ *   --cert-9a FILE    X.509 certificate (PEM or DER) for the PIV Authentication object (5FC105);
+ *   --cert-9e FILE    and for the Card Authentication object (5FC101). Without them the card has none (6A82).
+ *                     Make test ones with `npx tsx scripts/test-certs.ts --out DIR [--expired DAYS]`.
  *   --verbose         debug-level log lines (connection events, never command data)
  *
  * The PIN and PUK are test values for a virtual card; they are never printed.
@@ -16,10 +19,12 @@
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { createLogger } from '../../common/logger';
+import { readCertificateFiles } from './certificate-files';
 import { VPCD_DEFAULT_PORT, VpcdClient } from './vpcd-client';
 import { VirtualPivCard } from './virtual-piv-card';
 
-const USAGE = 'usage: vpcd-client.main.ts --pin DIGITS --puk CHARS [--port N] [--card-id HEX32] [--blocked] [--pin-retries N] [--puk-retries N] [--verbose]';
+const USAGE =
+  'usage: vpcd-client.main.ts --pin DIGITS --puk CHARS [--port N] [--card-id HEX32] [--blocked] [--pin-retries N] [--puk-retries N] [--cert-9a FILE] [--cert-9e FILE] [--verbose]';
 
 function fail(message: string): never {
   process.stderr.write(`virtual-card: ${message}\n${USAGE}\n`);
@@ -44,6 +49,8 @@ async function main(): Promise<void> {
         blocked: { type: 'boolean', default: false },
         'pin-retries': { type: 'string' },
         'puk-retries': { type: 'string' },
+        'cert-9a': { type: 'string' },
+        'cert-9e': { type: 'string' },
         verbose: { type: 'boolean', default: false },
         help: { type: 'boolean', default: false },
       },
@@ -70,6 +77,10 @@ async function main(): Promise<void> {
       blocked: values.blocked,
       pinRetries: intOption(values['pin-retries'], 'pin-retries'),
       pukRetries: intOption(values['puk-retries'], 'puk-retries'),
+      certificates: readCertificateFiles({
+        ...(values['cert-9a'] !== undefined ? { '9A': values['cert-9a'] } : {}),
+        ...(values['cert-9e'] !== undefined ? { '9E': values['cert-9e'] } : {}),
+      }),
     });
     client = new VpcdClient({
       card,

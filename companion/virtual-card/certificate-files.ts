@@ -1,0 +1,34 @@
+/**
+ * Certificates for the virtual card from files (manual use and the demo): PEM or DER, one certificate a
+ * file, checked with `node:crypto`'s X509Certificate before the card stores them, so a typo fails at
+ * start-up naming the file rather than later as a card with no usable certificate.
+ */
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { CertificateSlot } from '../piv/piv.constants';
+
+/**
+ * Read one certificate a slot.
+ *
+ * @param files - path by slot, e.g. `{ '9A': 'certs/9a.pem', '9E': 'certs/9e.pem' }`; a slot left out stays empty
+ * @returns the DER bytes by slot, as `VirtualPivCard`'s `certificates` option takes them
+ * @throws Error naming the slot and the file when a file cannot be read or holds no X.509 certificate (PEM or DER)
+ */
+export function readCertificateFiles(files: Partial<Record<CertificateSlot, string>>): Partial<Record<CertificateSlot, Buffer>> {
+  const out: Partial<Record<CertificateSlot, Buffer>> = {};
+  for (const [slot, file] of Object.entries(files) as Array<[CertificateSlot, string | undefined]>) {
+    if (file === undefined) continue;
+    let bytes: Buffer;
+    try {
+      bytes = readFileSync(file);
+    } catch (error) {
+      throw new Error(`certificate for slot ${slot}: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'})`, { cause: error });
+    }
+    try {
+      out[slot] = new X509Certificate(bytes).raw;
+    } catch (error) {
+      throw new Error(`certificate for slot ${slot}: ${file} holds no X.509 certificate (PEM or DER expected)`, { cause: error });
+    }
+  }
+  return out;
+}

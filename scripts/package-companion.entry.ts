@@ -13,6 +13,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { isSea } from 'node:sea';
 import { parseEnv } from 'node:util';
 
 /** Name of the settings file looked for beside the executable. */
@@ -33,6 +34,13 @@ function loadSettingsFile(): void {
     if (value !== undefined && process.env[key] === undefined) process.env[key] = value;
   }
 }
+
+/**
+ * In a single executable `process.argv[1]` is the command as typed (e.g. `./smartcard-assist-companion`),
+ * where a script would be: make it the executable's full path, as `companion/desktop/autostart.ts`
+ * expects of a packaged companion (its login entry runs `process.execPath` with the flags).
+ */
+if (isSea() && process.argv.length >= 2) process.argv[1] = process.execPath;
 
 loadSettingsFile();
 // After the settings are in the environment: main.ts reads them when it runs.

@@ -71,6 +71,19 @@ module.exports = function loadAddon(name) {
 };
 `;
 
+/**
+ * esbuild plugin: ws's optional speed-ups (`bufferutil`, `utf-8-validate`, loaded in try/catch) become
+ * modules that throw, so ws uses its JavaScript code and the SEA never calls `require()` for a file on
+ * disk (which only prints a warning in a single executable).
+ */
+const optionalModulesAbsent: Plugin = {
+  name: 'optional-modules-absent',
+  setup(b) {
+    b.onResolve({ filter: /^(bufferutil|utf-8-validate)$/ }, (args) => ({ path: args.path, namespace: 'optional-absent' }));
+    b.onLoad({ filter: /.*/, namespace: 'optional-absent' }, (args) => ({ contents: `throw new Error(${JSON.stringify(`${args.path} is not in the package`)});`, loader: 'js' }));
+  },
+};
+
 /** esbuild plugin: `require('bindings')` (pcsclite's addon lookup) becomes {@link ADDON_LOADER}. */
 const addonBesideExecutable: Plugin = {
   name: 'addon-beside-executable',
@@ -122,9 +135,7 @@ export async function packageCompanion(outDir: string): Promise<string> {
     format: 'cjs',
     target: 'node20',
     outfile: bundle,
-    plugins: [addonBesideExecutable],
-    // ws loads these optional speed-ups inside try/catch; the package goes without them.
-    external: ['bufferutil', 'utf-8-validate'],
+    plugins: [addonBesideExecutable, optionalModulesAbsent],
     logLevel: 'warning',
     legalComments: 'none',
   });

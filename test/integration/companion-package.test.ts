@@ -116,6 +116,8 @@ describe('packaged companion: built offline, runs alone, settings by file or env
     const proc = runPackaged(executable, {}, 'file');
     await proc.waitForLine(/^PAIRING CODE: /, 20_000);
     expect(bot.workstations).toContain('PKG-FILE-01');
+    // Everything it runs is inside it: no require() of a file on disk (Node warns about that in a single executable).
+    expect(proc.output()).not.toMatch(/Warning|single-executable/);
   });
 
   it('the environment wins over the file, and COMPANION_CONFIG_FILE names another file', async () => {
@@ -126,6 +128,22 @@ describe('packaged companion: built offline, runs alone, settings by file or env
     await proc.waitForLine(/^PAIRING CODE: /, 20_000);
     expect(bot.workstations).toContain('PKG-ENV-WINS');
     expect(bot.workstations).not.toContain('PKG-NAMED-FILE');
+  });
+
+  it('--install-autostart started by a relative path writes a login entry that runs the executable by its full path', async () => {
+    const executable = install('autostart');
+    const config = join(root, 'xdg-config');
+    const proc = startProcess({
+      name: 'companion-package-autostart',
+      command: './smartcard-assist-companion',
+      args: ['--install-autostart', '--reader-name', 'Virtual PCD 00 01'],
+      cwd: join(executable, '..'),
+      env: { PATH: '/nonexistent', NODE_OPTIONS: undefined, XDG_CONFIG_HOME: config, COMPANION_DATA_DIR: join(root, 'data-autostart'), COMPANION_LOG_FILE: '-' },
+    });
+    started.push(proc);
+    expect(await proc.waitForExit(20_000)).toBe(0);
+    const entry = readFileSync(join(config, 'autostart', 'smartcard-assist-companion.desktop'), 'utf8');
+    expect(entry).toContain(`Exec=${executable} --reader-name "Virtual PCD 00 01"\n`);
   });
 
   it('refuses a settings file that cannot be read, and a bad setting in it, naming each (exit 2)', async () => {

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { TestCertificateAuthority } from '../../test/support/test-certs';
-import { readCertificateFiles } from './certificate-files';
+import { readCertificateDirectory, readCertificateFiles } from './certificate-files';
 
 const dir = mkdtempSync(join(tmpdir(), 'cert-files-'));
 const ca = TestCertificateAuthority.create();
@@ -27,5 +27,20 @@ describe('readCertificateFiles', () => {
     expect(() => readCertificateFiles({ '9A': join(dir, 'nope.pem') })).toThrow(/slot 9A: cannot read .*nope\.pem \(ENOENT\)/);
     writeFileSync(join(dir, 'junk.pem'), 'hello\n');
     expect(() => readCertificateFiles({ '9E': join(dir, 'junk.pem') })).toThrow(/slot 9E: .*junk\.pem holds no X\.509 certificate/);
+  });
+});
+
+describe('readCertificateDirectory', () => {
+  it('reads 9a.pem and 9e.pem from a folder, either alone; a folder with neither is refused', () => {
+    const both = mkdtempSync(join(dir, 'both-'));
+    writeFileSync(join(both, '9a.pem'), certs['9A'].pem);
+    writeFileSync(join(both, '9e.pem'), certs['9E'].pem);
+    const read = readCertificateDirectory(both);
+    expect(read['9A']?.equals(certs['9A'].der)).toBe(true);
+    expect(read['9E']?.equals(certs['9E'].der)).toBe(true);
+    const only = mkdtempSync(join(dir, 'only-'));
+    writeFileSync(join(only, '9e.pem'), certs['9E'].pem);
+    expect(Object.keys(readCertificateDirectory(only))).toEqual(['9E']);
+    expect(() => readCertificateDirectory(mkdtempSync(join(dir, 'none-')))).toThrow(/neither 9a\.pem nor 9e\.pem/);
   });
 });

@@ -4,7 +4,8 @@
  * start-up naming the file rather than later as a card with no usable certificate.
  */
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { CertificateSlot } from '../piv/piv.constants';
 
 /**
@@ -31,4 +32,23 @@ export function readCertificateFiles(files: Partial<Record<CertificateSlot, stri
     }
   }
   return out;
+}
+
+/** File names {@link readCertificateDirectory} looks for, by slot. */
+const DIRECTORY_FILES = { '9A': '9a.pem', '9E': '9e.pem' } as const satisfies Record<CertificateSlot, string>;
+
+/**
+ * Read `9a.pem` and `9e.pem` from a folder (as `scripts/test-certs.ts --out DIR` writes them); either may be missing.
+ *
+ * @param dir - the folder
+ * @returns the DER bytes by slot
+ * @throws Error when the folder holds neither file, or a file holds no X.509 certificate (see {@link readCertificateFiles})
+ */
+export function readCertificateDirectory(dir: string): Partial<Record<CertificateSlot, Buffer>> {
+  const files: Partial<Record<CertificateSlot, string>> = {};
+  for (const [slot, name] of Object.entries(DIRECTORY_FILES) as Array<[CertificateSlot, string]>) {
+    if (existsSync(join(dir, name))) files[slot] = join(dir, name);
+  }
+  if (Object.keys(files).length === 0) throw new Error(`${dir} holds neither 9a.pem nor 9e.pem`);
+  return readCertificateFiles(files);
 }

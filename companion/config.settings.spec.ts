@@ -62,6 +62,7 @@ const CASES: Case[] = [
   { env: { ...VIRTUAL, COMPANION_VIRTUAL_CARD_PIN: '12' }, setting: 'COMPANION_VIRTUAL_CARD_PIN', reason: /6-8 digits/ },
   { env: { ...VIRTUAL, COMPANION_VIRTUAL_CARD_PUK: '1234' }, setting: 'COMPANION_VIRTUAL_CARD_PUK', reason: /8 digits/ },
   { env: { ...VIRTUAL, COMPANION_VIRTUAL_CARD_BLOCKED: 'perhaps' }, setting: 'COMPANION_VIRTUAL_CARD_BLOCKED', reason: /true or false/ },
+  { env: { ...VIRTUAL, COMPANION_VIRTUAL_CARD_CERTS: tmp }, setting: 'COMPANION_VIRTUAL_CARD_CERTS', reason: /neither 9a\.pem nor 9e\.pem/ },
 ];
 
 /** Variables that take any value, and why nothing is refused. */

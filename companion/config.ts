@@ -22,6 +22,8 @@ import { z } from 'zod';
 import { botUrlProblem, readBotCaFile } from './bot-tls';
 import { ConfigError } from './companion.errors';
 import { pageLinkSocketPath } from './passcode-page/page-link.control';
+import type { CertificateSlot } from './piv/piv.constants';
+import { readCertificateDirectory } from './virtual-card/certificate-files';
 
 
 /** The virtual card the demo puts in the in-process reader. */
@@ -34,6 +36,8 @@ export interface VirtualCardConfig {
   puk: string;
   /** Start with the PIN blocked (retry counter 0). */
   blocked: boolean;
+  /** Its X.509 certificates (DER) by slot, from `COMPANION_VIRTUAL_CARD_CERTS` (issue #14); absent: none on the card. */
+  certificates?: Partial<Record<CertificateSlot, Buffer>>;
 }
 
 /** Reader choice: a union, so the virtual card's settings exist only for the virtual reader. */
@@ -252,6 +256,7 @@ const RawSchema = z.object({
   COMPANION_VIRTUAL_CARD_PIN: z.preprocess(emptyToUndefined, z.string().regex(/^[0-9]{6,8}$/, 'must be 6-8 digits').optional()),
   COMPANION_VIRTUAL_CARD_PUK: z.preprocess(emptyToUndefined, z.string().regex(/^[0-9]{8}$/, 'must be 8 digits').optional()),
   COMPANION_VIRTUAL_CARD_BLOCKED: bool,
+  COMPANION_VIRTUAL_CARD_CERTS: optionalText,
 });
 
 /**
@@ -317,10 +322,25 @@ export function loadCompanionConfig(env: NodeJS.ProcessEnv, argv: readonly strin
     for (const required of ['COMPANION_VIRTUAL_CARD_ID', 'COMPANION_VIRTUAL_CARD_PIN', 'COMPANION_VIRTUAL_CARD_PUK'] as const) {
       if (v[required] === undefined) throw new ConfigError(required, 'is required when COMPANION_READER=virtual');
     }
+    // The virtual card's certificates (issue #14): 9a.pem / 9e.pem in a folder, checked now.
+    let certificates: Partial<Record<CertificateSlot, Buffer>> | undefined;
+    if (v.COMPANION_VIRTUAL_CARD_CERTS !== undefined) {
+      try {
+        certificates = readCertificateDirectory(resolve(v.COMPANION_VIRTUAL_CARD_CERTS));
+      } catch (err) {
+        throw new ConfigError('COMPANION_VIRTUAL_CARD_CERTS', err instanceof Error ? err.message : 'cannot be used');
+      }
+    }
     reader = {
       kind: 'virtual',
       readerName,
-      card: { cardId: v.COMPANION_VIRTUAL_CARD_ID!, pin: v.COMPANION_VIRTUAL_CARD_PIN!, puk: v.COMPANION_VIRTUAL_CARD_PUK!, blocked: v.COMPANION_VIRTUAL_CARD_BLOCKED },
+      card: {
+        cardId: v.COMPANION_VIRTUAL_CARD_ID!,
+        pin: v.COMPANION_VIRTUAL_CARD_PIN!,
+        puk: v.COMPANION_VIRTUAL_CARD_PUK!,
+        blocked: v.COMPANION_VIRTUAL_CARD_BLOCKED,
+        ...(certificates !== undefined ? { certificates } : {}),
+      },
     };
   } else {
     reader = { kind: 'pcsc', readerName };

@@ -54,8 +54,8 @@ async function openReader(config: CompanionConfig, logger: ReturnType<typeof cre
     const { InProcessReaderAdapter } = await import('./virtual-card/in-process-reader.adapter');
     const { VirtualPivCard } = await import('./virtual-card/virtual-piv-card');
     const reader = new InProcessReaderAdapter({ ...(config.reader.readerName ? { readerName: config.reader.readerName } : {}), logger: logger.child({ part: 'reader' }) });
-    const { cardId, pin, puk, blocked } = config.reader.card;
-    reader.insert(new VirtualPivCard({ cardId, pin, puk, blocked }));
+    const { cardId, pin, puk, blocked, certificates } = config.reader.card;
+    reader.insert(new VirtualPivCard({ cardId, pin, puk, blocked, ...(certificates ? { certificates } : {}) }));
     logger.info({ reader: reader.readerName, cardId, blocked }, 'virtual card inserted in the in-process reader');
     return reader;
   }

@@ -128,6 +128,13 @@ curl -fsS "$BOT_URL/healthz" >/dev/null 2>&1 || die "the bot does not answer $BO
 PAIRING_LINE=""
 PAGE_LINE=""
 if [ -f companion/main.ts ] && [ -f "$DEMO_CARD_ENV" ]; then
+  # The demo card carries valid X.509 certificates (issue #14), made fresh with openssl on each run (no key kept).
+  DEMO_CARD_CERTS=""
+  if command -v openssl >/dev/null 2>&1 && npx tsx scripts/test-certs.ts --out "$DATA_DIR/demo-card-certs" --holder "Demo Holder" >"$LOG_DIR/demo-card-certs.txt" 2>&1; then
+    DEMO_CARD_CERTS="$DATA_DIR/demo-card-certs"
+  else
+    say "the demo card has no certificates (openssl missing or failed; see $LOG_DIR/demo-card-certs.txt)"
+  fi
   say "starting the companion with the demo's virtual card"
   # The card settings (identifier, passcode, PUK) come from the file seed-demo wrote, never the command line.
   # The card settings (identifier, passcode, PUK) come from the file seed-demo wrote, exported
@@ -138,7 +145,7 @@ if [ -f companion/main.ts ] && [ -f "$DEMO_CARD_ENV" ]; then
     . "$DEMO_CARD_ENV"
     set +a
     export SMARTCARD_BOT_URL="$BOT_URL" COMPANION_READER=virtual COMPANION_DATA_DIR="$DATA_DIR/companion" \
-      COMPANION_LOG_FILE="$LOG_DIR/companion.log" COMPANION_WORKSTATION="demo-workstation"
+      COMPANION_LOG_FILE="$LOG_DIR/companion.log" COMPANION_WORKSTATION="demo-workstation" COMPANION_VIRTUAL_CARD_CERTS="$DEMO_CARD_CERTS"
     exec setsid npx tsx companion/main.ts >"$LOG_DIR/companion.out" 2>&1 </dev/null
   ) &
   PIDS+=("$!")

@@ -55,6 +55,13 @@ describe('code-only unlock (issue #14)', () => {
     expect(types(resent.effects)).toEqual(['audit:unlock.code_resent', 'sms.unlock_code', 'companion:unlock.prompt']);
   });
 
+  it('an SMS that finally fails ends the run saying the text message could not be sent', () => {
+    const r = toCard(newcomer({ email: null }), 'bindable');
+    const failed = stepUnlock(r.journey, { type: 'code_mail_failed', runId: r.journey.runId, codeHash: hashOf('12345678') }, ctx());
+    expect(failed.journey.state).toMatchObject({ phase: 'ended', reason: 'failed', detail: expect.stringContaining('text message') });
+    expect(failed.effects.find((e) => e.type === 'teams.refresh')).toMatchObject({ message: expect.stringContaining('text message') });
+  });
+
   it('email picked: the code is mailed to the person record', () => {
     const r = toCard(newcomer(), 'bindable');
     if (r.journey.state.phase !== 'choosing_channel') throw new Error('phase');

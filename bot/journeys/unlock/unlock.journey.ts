@@ -698,15 +698,18 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
 
     case 'code_mail_failed': {
       if (s.phase !== 'code_sent' || event.runId !== journey.runId || s.code.hash !== event.codeHash) return unchanged(journey);
+      // An SMS code (issue #14) fails in the same words, naming the text message.
+      const sms = s.code.channel === 'sms';
+      const what = sms ? 'text message' : 'email';
       return {
         journey: {
           ...journey,
-          state: { phase: 'ended', step: s.step + 1, reason: 'failed', detail: 'We could not send the email with your unlock code, so no code is valid. Try again in a few minutes; if it keeps failing, contact your RA team.' },
+          state: { phase: 'ended', step: s.step + 1, reason: 'failed', detail: `We could not send the ${what} with your unlock code, so no code is valid. Try again in a few minutes; if it keeps failing, contact your RA team.` },
         },
         effects: [
-          audit(ctx, personId, 'unlock.code_mail_failed', { runId: journey.runId }, 'system'),
-          closeOnCompanion(ctx, s.deviceId, journey.runId, 'failed', 'The unlock code email could not be sent. Start again in Teams later.'),
-          { type: 'teams.refresh', id: ctx.newId(), personId, message: 'Sorry: the email with your unlock code could not be sent. No code is valid. Try again in a few minutes, or contact your RA team.' },
+          audit(ctx, personId, 'unlock.code_mail_failed', { runId: journey.runId, ...(sms ? { channel: 'sms' } : {}) }, 'system'),
+          closeOnCompanion(ctx, s.deviceId, journey.runId, 'failed', `The unlock code ${what} could not be sent. Start again in Teams later.`),
+          { type: 'teams.refresh', id: ctx.newId(), personId, message: `Sorry: the ${what} with your unlock code could not be sent. No code is valid. Try again in a few minutes, or contact your RA team.` },
         ],
         changed: true,
       };

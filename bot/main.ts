@@ -213,7 +213,25 @@ export async function startBot(
     },
   });
   const engine: JourneyEngine = new JourneyEngine({ storage, runner, logger, now, definitions });
-  const raDesk = new RaDeskService({ storage, engine, definition: raCaseDefinition({ now }), config: config.raDesk, now, logger });
+  // The RA desk (issue #12). Its unlock side: "talk to RA" pauses the running unlock, and the case card's
+  // "Start an RA-assisted unlock" starts or resumes it with the questions skipped (bot/journeys/unlock/).
+  const raDesk = new RaDeskService({
+    storage,
+    engine,
+    definition: raCaseDefinition({ now }),
+    config: config.raDesk,
+    now,
+    logger,
+    unlock: {
+      pause: async (personId, caseRef) => {
+        await unlock.pauseForRa(personId, caseRef);
+      },
+      startAssisted: async (personId, caseRef, actor) => {
+        const r = await unlock.startAssistedUnlock({ personId, caseRef, actor });
+        if (r.kind === 'refused') logger.warn({ caseRef, reason: r.reason }, 'RA-assisted unlock refused by the unlock journey');
+      },
+    },
+  });
   const unlock: UnlockService = new UnlockService({
     storage,
     engine,

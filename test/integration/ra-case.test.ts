@@ -158,9 +158,13 @@ describe('RA desk: a lockout becomes a case card in the RA channel', () => {
       expect(conn.textsIn(p.user.conversationId).some((t) => t.includes(`your case is ${ref}`))).toBe(true);
       const state = JSON.parse(sql<{ state: string }>(`SELECT state FROM journeys WHERE key = ?`, `${ref}:ra-case`)[0]!.state) as { paused: { kind: string; phase: string } };
       expect(state.paused).toMatchObject({ kind: 'unlock', phase: 'answering' });
-      // The unlock journey itself is kept as it was.
-      const unlock = JSON.parse(sql<{ state: string }>(`SELECT state FROM journeys WHERE key = ?`, `${p.personId}:unlock`)[0]!.state) as { phase: string };
-      expect(unlock.phase).toBe('answering');
+      // The unlock journey is paused where it stood (kept, not lost), on the same run.
+      const row = sql<{ run_id: string; state: string }>(`SELECT run_id, state FROM journeys WHERE key = ?`, `${p.personId}:unlock`)[0]!;
+      expect(JSON.parse(row.state)).toMatchObject({ phase: 'paused', caseRef: ref, from: { phase: 'answering' } });
+      // Told once: the turn's answer carries the reference; no proactive "is with your RA team" repeats it.
+      await new Promise((r) => setTimeout(r, 500));
+      expect(conn.textsIn(p.user.conversationId).filter((t) => t.includes(`your case is ${ref}`))).toHaveLength(1);
+      expect(conn.textsIn(p.user.conversationId).filter((t) => t.includes('is with your RA team'))).toEqual([]);
       await expect.poll(() => conn.calls.some((x) => x.conversationId === RA_CHANNEL && x.method === 'POST' && activityText(x.body).includes(ref)), { timeout: 10_000 }).toBe(true);
       await teams.message(p.user, 'talk to RA');
       expect(sql(`SELECT ref FROM cases WHERE person_id = ?`, p.personId)).toHaveLength(1);

@@ -115,6 +115,8 @@ describe('stepRaCase', () => {
     const told = (r: { effects: Effect[] }) => r.effects.find((e) => e.type === 'ra.tell_person') as { text: string } | undefined;
     expect(told(byHelpdesk)?.text).toMatch(/^Casey Help from the IT helpdesk has asked your RA team.*RA-7K2Q9D.*You do not need to do anything now\.$/);
     expect(told(stepRaCase(newRaCaseJourney(REF, 'run-1'), openEvent, ctx()))?.text).toMatch(/^Your case RA-7K2Q9D is with your RA team/);
+    // The person who asked ("talk to RA") gets the reference in their own turn's answer: no second message.
+    expect(told(stepRaCase(newRaCaseJourney(REF, 'run-1'), { ...openEvent, reason: 'requested', actor: 'person:p1', actorName: 'Pat' }, ctx()))).toBeUndefined();
     const claimed = act(byHelpdesk.journey, alex, 'claim');
     expect(told(claimed)?.text).toBe('Alex Ra from your RA team is now looking after your case RA-7K2Q9D. They will contact you; you can also reply here with "talk to RA" to check on it.');
     const next = { unlocked_in_person: /use it with your passcode/, assisted_unlock: /should now be unlocked/, attempts_reset: /unlock your card yourself again: say "unlock"/, referred: /passed your case on/, no_action: /found nothing that needed doing/ } as const;

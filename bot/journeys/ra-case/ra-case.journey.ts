@@ -153,6 +153,8 @@ function personMessage(caseRef: string, action: 'open' | RaAction, owner: string
       if (opener.reason === 'helpdesk') {
         return `${opener.name ?? 'The IT helpdesk'} from the IT helpdesk has asked your RA team to help you with your smartcard: your case is ${caseRef}. Someone from your RA team will pick it up and contact you; quote ${caseRef} if you speak to them. You do not need to do anything now.`;
       }
+      // The person who asked is answered in their own turn with the reference: told once, not twice.
+      if (opener.reason === 'requested') return null;
       return `Your case ${caseRef} is with your RA team. Someone will pick it up and contact you; quote ${caseRef} if you speak to them.`;
     case 'claim':
       return `${owner ?? 'An RA team member'} from your RA team is now looking after your case ${caseRef}. They will contact you; you can also reply here with "talk to RA" to check on it.`;

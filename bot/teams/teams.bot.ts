@@ -212,11 +212,7 @@ export class SmartcardBot extends ActivityHandler {
           // UNLOCK_POLICY=code-only (issue #14): no registration needed; the card and the directory decide.
           await context.sendActivities([{ type: 'typing' }]);
           const record = await this.deps.unlock.startCodeOnly(identity);
-          const enrolled = await this.deps.storage.persons.get(record.personId);
-          const card = enrolled
-            ? await this.view(enrolled, record)
-            : renderUnlockCard(decodeUnlock(record), { displayName: firstName(identity.displayName), email: '', timeZone: this.deps.timeZone, raContact: this.deps.raContact, rules: this.deps.rules, workstation: null });
-          const id = await this.sendCard(context, card);
+          const id = await this.sendCard(context, await this.codeOnlyView(identity, record));
           if (id) await this.deps.unlock.setCardActivity(record.personId, record.runId, id);
           return;
         }
@@ -328,12 +324,14 @@ export class SmartcardBot extends ActivityHandler {
       return turn.person ? this.view(turn.person, await this.deps.unlock.load(turn.person.id)) : NOT_REGISTERED(this.deps.raContact);
     },
     'unlock.start': async (_action, turn) =>
+      (await this.codeOnlyTurn(turn)) ??
       this.unlockTurn(turn, async (person) => {
         const record = await this.deps.unlock.start(person, { keepActiveRun: true });
         if (turn.context.activity.replyToId) await this.deps.unlock.setCardActivity(person.id, record.runId, turn.context.activity.replyToId);
         return record;
       }),
     'unlock.check_card': async (action, turn) =>
+      (await this.codeOnlyTurn(turn)) ??
       this.unlockTurn(turn, async (person) => {
         const record = await this.deps.unlock.checkAgain(person, action.data.runId, action.data.step);
         if (turn.context.activity.replyToId) await this.deps.unlock.setCardActivity(person.id, record.runId, turn.context.activity.replyToId);
@@ -397,6 +395,26 @@ export class SmartcardBot extends ActivityHandler {
   }
 
   /** An unlock click: the registered person only; answers with the unlock card after the step. */
+  /**
+   * UNLOCK_POLICY=code-only (issue #14): "Start again" / "Try again" from someone with no person record
+   * (not enrolled yet) checks their card afresh; null when this is not such a click.
+   */
+  private async codeOnlyTurn(turn: CardTurn): Promise<AdaptiveCard | null> {
+    if (turn.person || !this.deps.unlock.codeOnly()) return null;
+    const identity = identityOf(turn.context.activity);
+    if (!identity) return null;
+    const record = await this.deps.unlock.startCodeOnly(identity);
+    if (turn.context.activity.replyToId) await this.deps.unlock.setCardActivity(record.personId, record.runId, turn.context.activity.replyToId);
+    return this.codeOnlyView(identity, record);
+  }
+
+  /** The unlock card of a code-only run: the person's own once enrolled, else from the Teams identity. */
+  private async codeOnlyView(identity: TeamsIdentity, record: JourneyRecord): Promise<AdaptiveCard> {
+    const enrolled = await this.deps.storage.persons.get(record.personId);
+    if (enrolled) return this.view(enrolled, record);
+    return renderUnlockCard(decodeUnlock(record), { displayName: firstName(identity.displayName), email: '', timeZone: this.deps.timeZone, raContact: this.deps.raContact, rules: this.deps.rules, workstation: null });
+  }
+
   private async unlockTurn(turn: CardTurn, act: (person: Person) => Promise<JourneyRecord>): Promise<AdaptiveCard> {
     if (!turn.person) return NOT_REGISTERED(this.deps.raContact);
     return this.view(turn.person, await act(turn.person));

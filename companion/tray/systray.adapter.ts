@@ -56,7 +56,7 @@ interface SysTrayInstance {
   onExit(listener: (code: number | null, signal: string | null) => void): void;
   sendAction(action: { type: 'update-item'; item: MenuItem } | { type: 'update-menu'; menu: { icon: string; title: string; tooltip: string; items: MenuItem[] } }): Promise<unknown>;
   kill(exitNode?: boolean): Promise<void>;
-  readonly process: { stderr: NodeJS.ReadableStream | null } | null;
+  readonly process: { stderr: NodeJS.ReadableStream | null; stdin: NodeJS.WritableStream | null; exitCode: number | null; signalCode: string | null; kill(signal?: NodeJS.Signals): boolean } | null;
 }
 type SysTrayClass = new (conf: { menu: { icon: string; title: string; tooltip: string; items: MenuItem[] }; debug?: boolean; copyDir?: string }) => SysTrayInstance;
 
@@ -123,22 +123,30 @@ export class SystrayTray implements TrayPort {
       // A program that exits before it is ready (no display, a missing library) never resolves ready();
       // systray2 spawns it after an await, so its process appears a little later.
       const watch = setInterval(() => {
-        if (!tray.process) return;
+        const child = tray.process;
+        if (!child) return;
         clearInterval(watch);
-        tray.onExit((code, signal) => {
+        const ended = (code: number | null, signal: string | null): void => {
           clearTimeout(timer);
           resolve(`the tray program ended (exit ${String(code ?? signal)})`);
-        });
+        };
+        // It may have ended already (before this listener): its exit event is gone then.
+        if (child.exitCode !== null || child.signalCode !== null) ended(child.exitCode, child.signalCode);
+        else tray.onExit(ended);
       }, 20);
       setTimeout(() => clearInterval(watch), READY_TIMEOUT_MS).unref();
     });
     if (ready !== true) {
-      await tray.kill(false).catch(() => undefined);
+      // systray2's kill() waits for an exit that may have happened already: end it directly.
+      const child = tray.process;
+      if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       return { shown: false, reason: ready };
     }
     this.tray = tray;
-    // Read what GTK writes on its standard error, so a full pipe never stalls the program.
+    // Read what GTK writes on its standard error, so a full pipe never stalls the program; a program that
+    // died between an update and its exit event must not take the companion down with a write error (EPIPE).
     tray.process?.stderr?.on('data', () => undefined);
+    tray.process?.stdin?.on('error', (err: NodeJS.ErrnoException) => this.options.logger.warn({ errorCode: err.code ?? null }, 'could not write to the tray program'));
     tray.onExit((code, signal) => {
       if (this.tray === tray) this.options.logger.warn({ code, signal }, 'the tray program ended');
       this.tray = null;
@@ -171,7 +179,10 @@ export class SystrayTray implements TrayPort {
   async stop(): Promise<void> {
     const tray = this.tray;
     this.tray = null;
-    if (tray) await tray.kill(false).catch(() => undefined);
+    if (!tray) return;
+    // Ask it to exit; one that does not answer within 3 s is ended.
+    const asked = await Promise.race([tray.kill(false).then(() => true, () => false), new Promise<false>((r) => setTimeout(() => r(false), 3000).unref())]);
+    if (!asked) tray.process?.kill('SIGKILL');
   }
 
   private menuItem(view: TrayItemView): MenuItem {

@@ -11,7 +11,7 @@ import type { UnpairOutcome } from '../pairing/unpair';
 import type { CardConnection, CardReaderPort, ReaderEvent } from '../piv/card-connection';
 import { ReaderChoicePort } from './reader-choice.adapter';
 import { ReaderChoiceStore } from './reader-choice.store';
-import { SYSTRAY_VERSION } from './systray.adapter';
+import { SYSTRAY_VERSION, SystrayTray } from './systray.adapter';
 import { icoFromPng, TRAY_ICONS } from './tray-icons';
 import { TrayController } from './tray.controller';
 import { FakeTray } from './tray.fake';
@@ -261,6 +261,24 @@ describe('tray pictures and program', () => {
   it('the pinned systray2 version is the one installed (its program runs from a folder named after it)', () => {
     const pkg = JSON.parse(readFileSync(join(import.meta.dirname, '..', '..', 'node_modules', 'systray2', 'package.json'), 'utf8')) as { version: string };
     expect(SYSTRAY_VERSION).toBe(pkg.version);
+  });
+
+  it.skipIf(process.platform !== 'linux')('a tray program that cannot reach a display ends: not shown, nothing thrown; its copy is 0700 in the data directory', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'systray-'));
+    const display = process.env['DISPLAY'];
+    process.env['DISPLAY'] = ':9999'; // no X server there
+    try {
+      const tray = new SystrayTray({ dataDir: dir, logger });
+      const outcome = await tray.start(trayView(snap({}), [], null), () => undefined);
+      expect(outcome).toMatchObject({ shown: false, reason: expect.stringMatching(/^the tray program ended \(exit /) });
+      expect((await stat(join(dir, 'tray', SYSTRAY_VERSION, 'tray_linux_release'))).mode & 0o777).toBe(0o700);
+      tray.update(trayView(snap({ link: 'down' }), [], null)); // nothing to update, nothing thrown
+      await tray.stop();
+    } finally {
+      if (display === undefined) delete process.env['DISPLAY'];
+      else process.env['DISPLAY'] = display;
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('icons are 22x22 PNGs; the ICO wrapper points at the PNG', () => {

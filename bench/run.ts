@@ -25,7 +25,9 @@
  * (section 4 starts bot processes of its own).
  *
  * 7. (issue #15) full journeys (`full-journey*.ts`): 7a the event-loop delay while the embedded
- *    store commits, on the main thread and in its worker thread, on this disk and a slow one.
+ *    store commits, on the main thread and in its worker thread, on this disk and a slow one;
+ *    7b complete unlock journeys for N = 1, 10, 50 people against the bot as its own process, then
+ *    the same with 200,000 old messages in the outbox (`BENCH_FULL_SECONDS` per N, default 20).
  *
  * Options: `--quick` (short windows, for checking the harness; figures are noisier),
  * `--skip-mongodb` (leave out section 4), `--flood-only` (section 5 alone), `--capacity-only` (section 6 alone),
@@ -52,6 +54,7 @@ import { startEchoServer } from './echo.bot';
 import { benchFlood, type FloodBenchResult } from './flood.bench';
 import { benchCapacity, capacityReport, type CapacityBenchResult } from './capacity.bench';
 import { benchStoreSync, storeSyncReport, type StoreSyncResult } from './full-journey.store-sync';
+import { benchFullJourney, fullJourneyReport, type FullJourneyResult } from './full-journey.bench';
 import { benchLink, type LinkBenchResult } from './link.bench';
 import { benchMongo, reportMongo, type MongoBenchResult } from './mongodb.bench';
 import { round } from './latency.stats';
@@ -81,9 +84,18 @@ const CAPACITY_SIZES = {
 
 /** Section 7 sizes (issue #15): full and `--quick`. */
 const FULL_JOURNEY_SIZES = {
-  full: { syncWriters: 20, syncWindowMs: 3000, slowSyncMs: 5 },
-  quick: { syncWriters: 20, syncWindowMs: 1000, slowSyncMs: 5 },
+  full: { syncWriters: 20, syncWindowMs: 3000, slowSyncMs: 5, people: [1, 10, 50], windowS: 20, oldMessages: 200_000 },
+  quick: { syncWriters: 20, syncWindowMs: 1000, slowSyncMs: 5, people: [1, 10], windowS: 5, oldMessages: 20_000 },
 } as const;
+
+/** Seconds of journeys per N in section 7b: `BENCH_FULL_SECONDS` (1..3600), else the size's default. */
+function fullJourneySeconds(fallback: number): number {
+  const raw = process.env['BENCH_FULL_SECONDS'];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1 || n > 3600) throw new Error(`BENCH_FULL_SECONDS must be a whole number of seconds from 1 to 3600 (got "${raw}")`);
+  return n;
+}
 
 /** Answers for the seeded people (benchmark data only), by question id (section 5 answers with them). */
 const SEED_ANSWERS = [
@@ -194,16 +206,19 @@ async function main(): Promise<void> {
     log('[6/6] capacity: hash pool, file writes behind hashes, outbox with old messages ...');
     return benchCapacity(logger, { ...(quick ? CAPACITY_SIZES.quick : CAPACITY_SIZES.full), log });
   };
-  const fullJourneySection = async (): Promise<{ storeSync: StoreSyncResult }> => {
+  type FullJourneySection = { storeSync: StoreSyncResult; journeys: FullJourneyResult };
+  const fullJourneySection = async (): Promise<FullJourneySection> => {
     const sizes = quick ? FULL_JOURNEY_SIZES.quick : FULL_JOURNEY_SIZES.full;
     log('[7/7] full journeys: 7a disk syncs and the event loop ...');
     const storeSync = await benchStoreSync({ writers: sizes.syncWriters, windowMs: sizes.syncWindowMs, slowSyncMs: sizes.slowSyncMs, log });
-    return { storeSync };
+    log('      7b full unlock journeys, the bot as its own process ...');
+    const journeys = await benchFullJourney(logger, { people: sizes.people, windowS: fullJourneySeconds(sizes.windowS), oldMessages: sizes.oldMessages, log });
+    return { storeSync, journeys };
   };
-  const fullJourneyReport = (r: { storeSync: StoreSyncResult }): string[] => [...storeSyncReport(r.storeSync, fmt, table)];
+  const fullJourneyLines = (r: FullJourneySection): string[] => [...storeSyncReport(r.storeSync, fmt, table), ...fullJourneyReport(r.journeys, fmt, table)];
   if (process.argv.includes('--full-journey-only')) {
     const fullJourney = await fullJourneySection();
-    for (const line of fullJourneyReport(fullJourney)) log(line);
+    for (const line of fullJourneyLines(fullJourney)) log(line);
     writeReport({ startedAt: startedAt.toISOString(), durationMs: Date.now() - t0, quick, fullJourneyOnly: true, machine: machine(loadBefore), fullJourney });
     return;
   }
@@ -350,7 +365,7 @@ async function main(): Promise<void> {
   ];
   for (const line of floodReport(flood)) log(line);
   for (const line of capacityReport(capacity, fmt, table)) log(line);
-  for (const line of fullJourneyReport(fullJourney)) log(line);
+  for (const line of fullJourneyLines(fullJourney)) log(line);
 
   log('\n== Targets (issue #2; reported, never enforced) ==');
   log(table(['target', 'figure', 'aim', 'result'], targets.map((t) => [t.name, t.figure, t.target, t.met ? 'met' : 'not met'])));

@@ -538,11 +538,14 @@ export async function startPlayground(options: StartPlaygroundOptions): Promise<
         action['verb'] = args.verb;
         action['data'] = { ...(args.data ?? target.action?.data ?? {}), ...(args.inputs ?? {}) };
         cursor = events.length;
+        // A card posted in a channel lives in its own post conversation (`<channel>;messageid=<post id>`),
+        // which is what the UI sends for a click on it and what the Playground looks the card up in.
+        const invokeConversationId = isChannel(conversationId) ? `${conversationId};messageid=${target.replyToId}` : conversationId;
         const r = await postJson(`${base}/_conversation/v1/invoke`, {
           name: 'adaptiveCard/action',
           value: { action },
           from: { id: args.fromId ?? currentUser.id },
-          conversation: { id: conversationId },
+          conversation: { id: invokeConversationId },
           replyToId: target.replyToId,
         });
         if (r.status !== 200) return { ok: false, status: r.status, body: r.body, replyToId: target.replyToId };

@@ -22,6 +22,10 @@ const STEP_TEXT: Record<string, string> = {
   'unlock.cancelled': 'Cancelled the unlock',
   'unlock.self_service_locked': 'Self-service locked',
   'unlock.self_service_reset': 'Self-service attempts reset',
+  'unlock.paused': 'Paused their unlock to talk to RA',
+  'unlock.assisted_started': 'RA-assisted unlock started',
+  'unlock.questions_skipped': 'Security questions skipped; unlock code sent',
+  'unlock.certificates_expired': 'Card certificates found expired',
 };
 
 /** Steps shown on a card (the most recent). */
@@ -81,7 +85,8 @@ export function verdictNotice(verdict: RaVerdict): string | null {
 export function renderRaCaseCard(journey: RaCaseJourney, person: Person | null, audit: readonly AuditEntry[], viewer: { canAct: boolean; notice: string | null }, refreshUserIds: readonly string[]): AdaptiveCard {
   const s = journey.state;
   // What happened since the last reset counts for attempts and codes.
-  const lastReset = audit.map((e) => e.action).lastIndexOf('unlock.self_service_reset');
+  // (An RA-assisted unlock resets the attempt count too.)
+  const lastReset = Math.max(audit.map((e) => e.action).lastIndexOf('unlock.self_service_reset'), audit.map((e) => e.action).lastIndexOf('unlock.assisted_started'));
   const sinceReset = audit.slice(lastReset + 1);
   const attemptsFromAudit = sinceReset.filter((e) => e.action === 'unlock.answers_failed').length;
   const contextAttempts = typeof s.context['failedAttempts'] === 'number' ? s.context['failedAttempts'] : 0;
@@ -96,8 +101,9 @@ export function renderRaCaseCard(journey: RaCaseJourney, person: Person | null, 
     reasonText: s.reason ? REASON_TEXT[s.reason] : 'not recorded',
     openedAt: new Date(s.openedAt ?? 0),
     journeySteps: steps.map((e) => ({ at: new Date(e.at), text: STEP_TEXT[e.action]! })),
-    attemptsUsed: Math.max(attemptsFromAudit, contextAttempts),
-    codesSent: sinceReset.filter((e) => e.action === 'unlock.answers_passed' || e.action === 'unlock.code_resent').length,
+    // The count the case opened with holds until a reset (in person, or an RA-assisted unlock) starts afresh.
+    attemptsUsed: lastReset >= 0 ? attemptsFromAudit : Math.max(attemptsFromAudit, contextAttempts),
+    codesSent: sinceReset.filter((e) => e.action === 'unlock.answers_passed' || e.action === 'unlock.code_resent' || e.action === 'unlock.questions_skipped').length,
     pausedText: s.paused ? `their ${s.paused.kind} journey (at ${s.paused.phase.replace(/_/g, ' ')})` : null,
     caseHistory: s.history.map((h) => ({ at: new Date(h.at), who: h.actorName, text: ACTION_TEXT[h.action], note: h.action === 'note' || h.action === 'opened' ? h.detail : null })),
     outcomeText: s.outcome ? OUTCOME_TEXT[s.outcome.code] : null,

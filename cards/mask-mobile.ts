@@ -7,11 +7,15 @@ import { MASK_CHAR } from './mask-email';
 /**
  * Keep the national prefix `07` and the last 3 digits, in the national form.
  *
- * @param e164 - a UK mobile in E.164 form, `+447` and 9 digits, e.g. `+447700900123`
- * @returns e.g. `07••• •••123`; anything else comes back fully masked (`•••••`)
+ * @param mobile - a UK mobile: E.164 (`+447700900123`) or as a profile may hold it
+ *   (`+44 7700 900123`, `07700 900123`, `0044 7700 900123`); spaces, dashes, dots and brackets ignored
+ * @returns e.g. `07••• •••123`; anything that is not a UK mobile comes back fully masked (`•••••`)
  */
-export function maskMobile(e164: string): string {
-  const m = /^\+447(\d{9})$/.exec(e164.trim());
+export function maskMobile(mobile: string): string {
+  let digits = mobile.trim().replace(/\(0\)/g, '').replace(/[\s().-]/g, '');
+  if (digits.startsWith('+44')) digits = `0${digits.slice(3)}`;
+  else if (digits.startsWith('0044')) digits = `0${digits.slice(4)}`;
+  const m = /^07(\d{9})$/.exec(digits);
   if (!m) return MASK_CHAR.repeat(5);
   return `07${MASK_CHAR.repeat(3)} ${MASK_CHAR.repeat(3)}${m[1]!.slice(-3)}`;
 }

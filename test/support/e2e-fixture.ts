@@ -117,12 +117,14 @@ export interface E2eSeatOptions {
   workstation: string;
   /** Default `debug`. */
   companionLogLevel?: 'debug' | 'trace';
+  /** More companion settings (e.g. `COMPANION_OPEN_PAGE=browser` with a `COMPANION_BROWSER_COMMAND`); also on a restart. */
+  companionEnv?: Record<string, string>;
   /** Index of the bot instance the companion talks to; default 0. */
   companionBot?: number;
   /** The person's Teams client; none when absent. */
   teams?: {
-    /** Who types in this Playground. */
-    user: { id: string; name: string };
+    /** Who types in this Playground (`aadObjectId`: sent as `activity.from.aadObjectId`; default derived from the id). */
+    user: { id: string; name: string; aadObjectId?: string };
     /** Index of the bot instance the Playground talks to; default 0. */
     bot?: number;
     /**
@@ -264,6 +266,51 @@ export async function chooseInCombobox(ui: PlaygroundPage, card: Locator, label:
   await box.click();
   await ui.page.getByRole('option', { name: option, exact: true }).click();
   await expect.poll(() => box.inputValue()).toBe(option);
+}
+
+// ---------------------------------------------------------------------------
+// The person's effort (issue #14)
+// ---------------------------------------------------------------------------
+
+/** What a person does: a message typed in Teams, a click, a field typed, a page / email / SMS opened. */
+export type EffortKind = 'message' | 'click' | 'field' | 'open';
+
+/** One counted interaction, or (`kind: 'auto'`) something that happened for the person and is not counted. */
+export interface EffortStep {
+  kind: EffortKind | 'auto';
+  what: string;
+}
+
+/**
+ * The person's interactions in one journey, in order, as the test performs them (issue #14, "The person's
+ * effort is measured"): each call is made where the test does the thing on the person's behalf.
+ */
+export class EffortLog {
+  readonly steps: EffortStep[] = [];
+
+  constructor(readonly title: string) {}
+
+  /** Record a person's interaction (counted). */
+  did(kind: EffortKind, what: string): void {
+    this.steps.push({ kind, what });
+  }
+
+  /** Record what the product did for the person (shown, not counted), e.g. the companion opening its page. */
+  auto(what: string): void {
+    this.steps.push({ kind: 'auto', what });
+  }
+
+  /** Counted interactions. */
+  get count(): number {
+    return this.steps.filter((s) => s.kind !== 'auto').length;
+  }
+
+  /** Numbered list: counted steps numbered, `auto` ones marked `-`. */
+  text(): string {
+    let n = 0;
+    const lines = this.steps.map((s) => (s.kind === 'auto' ? `     -  (by itself) ${s.what}` : `  ${String(++n).padStart(3)}. [${s.kind}] ${s.what}`));
+    return `${this.title}: ${this.count} interactions\n${lines.join('\n')}`;
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -473,6 +520,7 @@ class SeatImpl implements E2eSeat {
         workstation: o.workstation,
         ...(this.vpcdCard ? { readerName: this.vpcdCard.readerName } : { inProcessCard: o.card }),
         ...(o.companionLogLevel ? { logLevel: o.companionLogLevel } : {}),
+      ...(o.companionEnv ? { env: o.companionEnv } : {}),
       }),
     );
     if (!o.teams) return;
@@ -562,6 +610,7 @@ class SeatImpl implements E2eSeat {
       dataDir: previous.dataDir,
       ...(this.vpcdCard ? { readerName: this.vpcdCard.readerName } : { inProcessCard: o.card }),
       ...(o.companionLogLevel ? { logLevel: o.companionLogLevel } : {}),
+      ...(o.companionEnv ? { env: o.companionEnv } : {}),
     });
     this.started.push(next);
     return next;

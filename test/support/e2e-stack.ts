@@ -493,6 +493,8 @@ export interface CompanionOptions {
    * PC/SC: no pcscd needed, but the card lives in the companion process (no read-back from the test).
    */
   inProcessCard?: { cardId: string; pin: string; puk: string; blocked: boolean };
+  /** More companion settings, added last (e.g. `COMPANION_OPEN_PAGE`, `COMPANION_BROWSER_COMMAND`). */
+  env?: Record<string, string>;
 }
 
 /**
@@ -528,6 +530,7 @@ export function startCompanion(bot: BotStack, options: CompanionOptions): Compan
       COMPANION_LOG_FILE: logFile,
       COMPANION_LOG_LEVEL: options.logLevel ?? 'debug',
       COMPANION_PAGE_PORT: '0',
+      ...options.env,
     },
   });
   const waitForLineAfter = async (pattern: RegExp, after: number, timeoutMs = E2E_WAIT_MS): Promise<string> => {

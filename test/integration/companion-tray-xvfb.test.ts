@@ -239,18 +239,33 @@ describe.skipIf(gate.skip)('companion tray icon under Xvfb with the trayer tray 
   it('the icon appears (grey, not paired); its menu shows the pairing code, which opens the page', async () => {
     const [, userCode] = await companion.waitForLine(/^PAIRING CODE: ([A-Z0-9]{4}-[A-Z0-9]{4}) /, 30_000);
     await until('"tray icon shown" in the log', async () => (await readFile(join(root, 'companion.log'), 'utf8').catch(() => '')).includes('"msg":"tray icon shown"'), 30_000);
-    const [r, g, b] = await iconColour('companion-tray-icon-not-paired.png');
+    // Grey: not paired (the icon may be mapped a moment before it is painted: look again until then).
+    let colour: [number, number, number] = [0, 0, 0];
+    await until('the grey (not paired) icon', async () => {
+      colour = await iconColour('companion-tray-icon-not-paired.png');
+      return colour.join() !== '0,0,0';
+    }, 10_000).catch(() => undefined);
+    const [r, g, b] = colour;
     expect(Math.abs(r - 120) + Math.abs(g - 120) + Math.abs(b - 120), `icon colour ${r},${g},${b}`).toBeLessThan(30);
 
     // The menu, read off the screen (its first lines can lag the code by one update: look again).
+    // OCR may misread punctuation and, rarely, one glyph: the 8 characters read after "Pairing code" must
+    // match the code in at least 7 places (a menu without the code, or with another one, matches in few).
+    const shows = (ocr: string): boolean => {
+      const m = /PAIRING CODE\W{1,3}([A-Z0-9]{4})\W{1,2}([A-Z0-9]{4})/.exec(looseCode(ocr));
+      if (!m) return false;
+      const read = `${m[1]}${m[2]}`;
+      const want = looseCode(userCode!).replace('-', '');
+      return [...want].filter((c, i) => read[i] === c).length >= 7;
+    };
     let text = '';
     for (let attempt = 0; attempt < 3; attempt++) {
       text = await openMenu('companion-tray-menu-pairing');
-      if (looseCode(text).includes(looseCode(userCode!))) break;
+      if (shows(text)) break;
       await closeMenu();
       await sleep(1000);
     }
-    expect(looseCode(text), text).toContain(looseCode(`Pairing code: ${userCode}`));
+    expect(shows(text), `the menu as read: ${text}`).toBe(true);
     expect(text).toMatch(/Not paired/);
     expect(text).toMatch(/Open passcode page/);
     expect(text).toMatch(/Choose reader/);

@@ -35,8 +35,8 @@ import { VirtualPivCard } from '../../companion/virtual-card/virtual-piv-card';
 import { VpcdClient } from '../../companion/virtual-card/vpcd-client';
 import type { CardStatus, Request, Response } from '../../protocol/companion-link.protocol';
 import { COMPANION_PACKAGE, packageCompanion } from '../../scripts/package-companion';
-import { REPO_ROOT } from '../support/artifacts';
-import { ensurePcscd, requireService, VPCD_READER_2 } from '../support/pcscd';
+import { artifactPath, REPO_ROOT } from '../support/artifacts';
+import { ensurePcscd, insertVirtualCard, requireService, VPCD_READER, VPCD_READER_2 } from '../support/pcscd';
 import { startProcess, type ManagedProcess } from '../support/processes';
 
 const execFileAsync = promisify(execFile);
@@ -59,11 +59,52 @@ async function pcscdScript(command: 'start' | 'stop'): Promise<void> {
   await execFileAsync('bash', [join(REPO_ROOT, 'scripts', 'pcscd.sh'), command], { timeout: 60_000 });
 }
 
+/** Scratch directory of this file, and the executable under test (built once for every describe). */
+let root: string;
+let executable: string;
+beforeAll(async () => {
+  if (!run) return;
+  root = await mkdtemp(join(tmpdir(), 'companion-readers-'));
+  // Built now from this tree (about 5 s), run from a directory with no node_modules.
+  executable = await packageCompanion(join(root, 'package'));
+  expect(existsSync(join(root, 'package', COMPANION_PACKAGE.addon))).toBe(true);
+}, 120_000);
+afterAll(async () => {
+  if (root) await rm(root, { recursive: true, force: true });
+});
+
+/** A device credential the bot stand-in accepts, written where the companion in `dataDir` reads it. */
+async function pairedWith(bot: FakeBot, botUrl: URL, dataDir: string): Promise<void> {
+  const deviceId = randomUUID();
+  const credential = `${deviceId}.${randomBytes(32).toString('base64url')}`;
+  bot.credentials.set(credential, { deviceId, personName: 'Alex Wilber' });
+  await new CredentialStore(dataDir, createLogger({ name: 't', level: 'silent' })).write({ deviceId, credential, personName: 'Alex Wilber', botUrl: botUrl.href, pairedAt: new Date().toISOString() });
+}
+
+/** Start the packaged companion against the bot stand-in (tray, browser and notifications off: no desktop here). */
+function startPackaged(name: string, botUrl: URL, dataDir: string, args: string[]): ManagedProcess {
+  return startProcess({
+    name,
+    command: executable,
+    args: ['--reader', 'pcsc', ...args],
+    cwd: root,
+    env: {
+      SMARTCARD_BOT_URL: botUrl.href,
+      COMPANION_DATA_DIR: dataDir,
+      COMPANION_LOG_FILE: artifactPath('logs', `${name}.companion.log`),
+      COMPANION_LOG_LEVEL: 'debug',
+      COMPANION_TRAY: 'off',
+      COMPANION_OPEN_PAGE: 'off',
+      COMPANION_NOTIFICATIONS: 'off',
+      NODE_OPTIONS: undefined,
+      NODE_PATH: undefined,
+    },
+  });
+}
+
 describe.skipIf(!run)('packaged companion: readers that come and go, pcscd restarts (pcscd + vpcd, bot stand-in)', () => {
   let bot: FakeBot;
   let proc: ManagedProcess;
-  let root: string;
-  let executable: string;
   let card: VirtualPivCard;
   let vpcd: VpcdClient;
   let pcsc: PcscReaderAdapter;
@@ -137,11 +178,6 @@ describe.skipIf(!run)('packaged companion: readers that come and go, pcscd resta
   const results = (journeyId: string): Request[] => bot.requests().filter((r) => r.kind === 'unlock.result' && r.journeyId === journeyId);
 
   beforeAll(async () => {
-    root = await mkdtemp(join(tmpdir(), 'companion-readers-'));
-    // The executable under test, built now from this tree (about 5 s), run from a directory with no node_modules.
-    executable = await packageCompanion(join(root, 'package'));
-    expect(existsSync(join(root, 'package', COMPANION_PACKAGE.addon))).toBe(true);
-
     pcsc = await PcscReaderAdapter.open({ retryDelayMs: 200, waitForService: true });
     card = new VirtualPivCard({ cardId: CARD_ID, pin: OLD_PIN, puk: PUK, blocked: true });
     // reconnectDelayMs: when pcscd (and so vpcd) comes back, the card is put back in by itself.
@@ -159,30 +195,8 @@ describe.skipIf(!run)('packaged companion: readers that come and go, pcscd resta
       if (request.kind === 'unlock.resume') return { kind: 'unlock.accepted', journeyId: request.journeyId };
       return { kind: 'ok' };
     };
-    const deviceId = randomUUID();
-    const credential = `${deviceId}.${randomBytes(32).toString('base64url')}`;
-    bot.credentials.set(credential, { deviceId, personName: 'Alex Wilber' });
-    await new CredentialStore(join(root, 'data'), createLogger({ name: 't', level: 'silent' })).write({
-      deviceId,
-      credential,
-      personName: 'Alex Wilber',
-      botUrl: botUrl.href,
-      pairedAt: new Date().toISOString(),
-    });
-    proc = startProcess({
-      name: 'companion-readers-packaged',
-      command: executable,
-      args: ['--reader', 'pcsc', '--reader-name', READER],
-      cwd: root,
-      env: {
-        SMARTCARD_BOT_URL: botUrl.href,
-        COMPANION_DATA_DIR: join(root, 'data'),
-        COMPANION_LOG_FILE: join(root, 'companion.log'),
-        COMPANION_LOG_LEVEL: 'debug',
-        NODE_OPTIONS: undefined,
-        NODE_PATH: undefined,
-      },
-    });
+    await pairedWith(bot, botUrl, join(root, 'data'));
+    proc = startPackaged('companion-readers-packaged', botUrl, join(root, 'data'), ['--reader-name', READER]);
     [, pageLink] = (await proc.waitForLine(/^PASSCODE PAGE: (\S+)$/, 20_000)) as [string, string];
     browser = new PageBrowser(pageLink);
     await browser.open();
@@ -196,7 +210,6 @@ describe.skipIf(!run)('packaged companion: readers that come and go, pcscd resta
     await pcsc?.close();
     // Whatever a failed test left: pcscd runs again for the next file.
     await pcscdScript('start').catch(() => undefined);
-    if (root) await rm(root, { recursive: true, force: true });
   });
 
   beforeEach(async () => {
@@ -299,5 +312,82 @@ describe.skipIf(!run)('packaged companion: readers that come and go, pcscd resta
     await waitForCardState(pcsc, READER, 'present', RECOVERY_TIMEOUT_MS);
     expect(await verifies(NEW_PASSCODE)).toBe(true);
     expect(await pukIs(NEW_PUK)).toBe(true);
+  });
+});
+
+describe.skipIf(!run)('packaged companion with two readers and no reader named: it uses the reader that holds the card', () => {
+  const ID_A = 'a1'.repeat(16);
+  const ID_B = 'b2'.repeat(16);
+  let bot: FakeBot;
+  let proc: ManagedProcess;
+  let pcsc: PcscReaderAdapter;
+  let cardA: VirtualPivCard;
+  let cardB: VirtualPivCard;
+  let inFirst: VpcdClient;
+  let inSecond: VpcdClient;
+  let browser: PageBrowser;
+
+  const facts = (s: CardStatus): CardStatus => (s.present ? { present: true, reader: s.reader, cardId: s.cardId, pinRetries: s.pinRetries } : { present: false, reader: s.reader });
+  const lastCardEvent = (): CardStatus | undefined => bot.received.flatMap((r) => (r.frame.type === 'card.event' ? [facts(r.frame.status)] : [])).at(-1);
+  async function pinVerifies(reader: string, pin: string): Promise<boolean> {
+    const conn = await pcsc.connect(reader);
+    try {
+      await (await PivSession.open(conn)).verifyPin(pin);
+      return true;
+    } catch (err) {
+      if (err instanceof InvalidPinError) return false;
+      throw err;
+    } finally {
+      await conn.close('reset');
+    }
+  }
+
+  beforeAll(async () => {
+    pcsc = await PcscReaderAdapter.open({ retryDelayMs: 200, waitForService: true });
+    cardA = new VirtualPivCard({ cardId: ID_A, pin: OLD_PIN, puk: PUK, blocked: true });
+    cardB = new VirtualPivCard({ cardId: ID_B, pin: OLD_PIN, puk: PUK, blocked: true });
+    inFirst = new VpcdClient({ card: cardA, port: VPCD_READER.port });
+    inSecond = new VpcdClient({ card: cardB, port: VPCD_READER_2.port });
+    bot = new FakeBot();
+    const botUrl = await bot.start();
+    bot.releaseOnAccept({ puk: PUK, newPuk: NEW_PUK });
+    bot.onRequest = (request: Request): Response =>
+      request.kind === 'unlock.submit_code' || request.kind === 'unlock.resume' ? { kind: 'unlock.accepted', journeyId: request.journeyId } : { kind: 'ok' };
+    await pairedWith(bot, botUrl, join(root, 'data-two'));
+    proc = startPackaged('companion-readers-two', botUrl, join(root, 'data-two'), []);
+    const [, link] = (await proc.waitForLine(/^PASSCODE PAGE: (\S+)$/, 20_000)) as [string, string];
+    browser = new PageBrowser(link);
+    await browser.open();
+    await proc.waitForLine(/^STATUS: connected to Smartcard Assist/, 20_000);
+  }, 120_000);
+
+  afterAll(async () => {
+    await proc?.stop();
+    await bot?.stop();
+    await inFirst?.disconnect();
+    await inSecond?.disconnect();
+    await pcsc?.close();
+  });
+
+  it('reports the card of whichever reader holds it, and unlocks the card the journey is for when both readers hold one', async () => {
+    await insertVirtualCard(pcsc, inSecond, VPCD_READER_2.name, EVENT_TIMEOUT_MS);
+    await expect.poll(lastCardEvent, { timeout: EVENT_TIMEOUT_MS }).toEqual({ present: true, reader: VPCD_READER_2.name, cardId: ID_B, pinRetries: 0 });
+    await inSecond.disconnect();
+    await expect.poll(lastCardEvent, { timeout: EVENT_TIMEOUT_MS }).toEqual({ present: false, reader: VPCD_READER_2.name });
+    await insertVirtualCard(pcsc, inFirst, VPCD_READER.name, EVENT_TIMEOUT_MS);
+    await expect.poll(lastCardEvent, { timeout: EVENT_TIMEOUT_MS }).toEqual({ present: true, reader: VPCD_READER.name, cardId: ID_A, pinRetries: 0 });
+
+    // Both readers hold a card: the unlock for card B goes to the reader holding B, and A is not touched.
+    await insertVirtualCard(pcsc, inSecond, VPCD_READER_2.name, EVENT_TIMEOUT_MS);
+    // Once the companion has read it (a card pcscd reports a moment before the companion sees it would be
+    // "put your card back" first, then finish by itself: the waiting cases above).
+    await expect.poll(lastCardEvent, { timeout: EVENT_TIMEOUT_MS }).toEqual({ present: true, reader: VPCD_READER_2.name, cardId: ID_B, pinRetries: 0 });
+    const journeyId = randomUUID();
+    await bot.command({ kind: 'unlock.prompt', journeyId, cardId: ID_B, codeExpiresAt: new Date(Date.now() + 900_000).toISOString() });
+    const done = await browser.post('/unlock', { code: CODE, passcode: NEW_PASSCODE, confirmation: NEW_PASSCODE });
+    expect(pageState(done.body)).toBe('done');
+    await expect.poll(() => bot.requests().filter((r) => r.kind === 'unlock.result' && r.journeyId === journeyId), { timeout: EVENT_TIMEOUT_MS }).toMatchObject([{ outcome: 'unblocked', cardId: ID_B }]);
+    expect(await pinVerifies(VPCD_READER_2.name, NEW_PASSCODE)).toBe(true);
+    expect(cardA.pinRetries).toBe(0); // still blocked: nothing was sent to it but reads
   });
 });

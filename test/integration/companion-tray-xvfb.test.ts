@@ -252,7 +252,7 @@ describe.skipIf(gate.skip)('companion tray icon under Xvfb with the trayer tray 
     // OCR may misread punctuation and, rarely, one glyph: the 8 characters read after "Pairing code" must
     // match the code in at least 7 places (a menu without the code, or with another one, matches in few).
     const shows = (ocr: string): boolean => {
-      const m = /PAIRING CODE\W{1,3}([A-Z0-9]{4})\W{1,2}([A-Z0-9]{4})/.exec(looseCode(ocr));
+      const m = /PAIRING CODE[^A-Z0-9]{1,3}(\S{4})\S(\S{4})/.exec(looseCode(ocr));
       if (!m) return false;
       const read = `${m[1]}${m[2]}`;
       const want = looseCode(userCode!).replace('-', '');
@@ -282,6 +282,7 @@ describe.skipIf(gate.skip)('companion tray icon under Xvfb with the trayer tray 
 
   it('paired with the card locked: red icon; the menu says so; Open passcode page opens a new link; a reader chosen is kept; Quit stops the companion', async () => {
     const userCode = bot.userCodes[0]!;
+    if (menuBox() !== null) await closeMenu(); // left open by a failed first test
     bot.approve(userCode, 'Alex Wilber');
     await companion.waitForLine(/^STATUS: connected to Smartcard Assist/, 20_000);
     await until('the red (card locked) icon', async () => {

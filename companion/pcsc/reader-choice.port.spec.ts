@@ -159,6 +159,8 @@ describe('ReaderChoicePort', () => {
       { name: B, hasCard: false, chosen: false },
       { name: A, hasCard: false, chosen: true },
     ]);
+    // Choosing it again from the menu while it is unplugged keeps the choice.
+    expect(choice.chooseReader(A)).toEqual({ ok: true, chosen: A });
     multi.plug(A);
     await expect.poll(() => statuses.at(-1)).toMatchObject({ present: true, reader: A, cardId: ID_A });
     expect(await service.readStatus()).toMatchObject({ reader: A, cardId: ID_A });

@@ -105,6 +105,8 @@ export class ReaderChoicePort implements CardReaderPort {
    */
   chooseReader(name: string | null): ChooseReaderOutcome {
     const readers = [...this.known.keys()];
+    // Choosing the reader already chosen is fine even while it is unplugged (the menu lists it).
+    if (name === this.chosen) return { ok: true, chosen: name };
     if (name !== null) {
       if (name.trim() === '' || name.length > MAX_READER_NAME) {
         return { ok: false, reason: 'bad_name', message: `a reader name must be 1-${MAX_READER_NAME} characters`, readers };
@@ -114,7 +116,6 @@ export class ReaderChoicePort implements CardReaderPort {
         return { ok: false, reason: 'unknown_reader', message: `no reader "${name}" is connected; readers now: ${now}`, readers };
       }
     }
-    if (name === this.chosen) return { ok: true, chosen: name };
     const before = new Set(this.visible());
     this.chosen = name;
     const after = new Set(this.visible());

@@ -45,7 +45,7 @@ describe('XDG autostart entry (--install-autostart)', () => {
 
   it('starts the companion as it was started: node, loader flags, script, flags; a packaged one alone', () => {
     const tsx = { execPath: '/usr/bin/node', execArgv: ['--import', 'file:///opt/sa/node_modules/tsx/dist/loader.mjs'], argv: ['/usr/bin/node', '/opt/sa/companion/main.ts', '--install-autostart'] };
-    expect(companionCommandLine(['--bot-url', 'https://bot.trust.example'], tsx)).toEqual([
+    expect(companionCommandLine(['--bot-url', 'https://bot.trust.example'], tsx, false)).toEqual([
       '/usr/bin/node',
       '--import',
       'file:///opt/sa/node_modules/tsx/dist/loader.mjs',
@@ -54,7 +54,12 @@ describe('XDG autostart entry (--install-autostart)', () => {
       'https://bot.trust.example',
     ]);
     const sea = { execPath: '/opt/sa/smartcard-assist-companion', execArgv: [], argv: ['/opt/sa/smartcard-assist-companion', '/opt/sa/smartcard-assist-companion'] };
-    expect(companionCommandLine([], sea)).toEqual(['/opt/sa/smartcard-assist-companion']);
+    expect(companionCommandLine([], sea, false)).toEqual(['/opt/sa/smartcard-assist-companion']);
+    // Typed as a relative path: still the executable alone (node:sea says so), by its full path.
+    const typed = { ...sea, argv: ['./smartcard-assist-companion', './smartcard-assist-companion'] };
+    expect(companionCommandLine(['--tray', 'on'], typed, true)).toEqual(['/opt/sa/smartcard-assist-companion', '--tray', 'on']);
+    // A relative script under node becomes absolute (the desktop starts it from another folder).
+    expect(companionCommandLine([], { execPath: '/usr/bin/node', execArgv: [], argv: ['/usr/bin/node', 'companion/main.ts'] }, false)).toEqual(['/usr/bin/node', `${process.cwd()}/companion/main.ts`]);
   });
 
   it('quotes arguments by the Desktop Entry rules, so the desktop starts exactly the same arguments', () => {

@@ -13,7 +13,8 @@
  */
 import { chmod, mkdir, rename, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { isSea } from 'node:sea';
 import { ConfigError } from '../companion.errors';
 
 /** File name of the entry (the spec's "desktop file ID"). */
@@ -39,12 +40,14 @@ export function autostartEntryPath(env: NodeJS.ProcessEnv, home: string = homedi
  *
  * @param flags - companion flags to carry (without `--install-autostart`), e.g. `['--bot-url', 'https://bot.trust.example']`
  * @param proc - the process to describe (default `process`)
- * @returns the arguments, the program first
+ * @param sea - whether this is a single-executable application (default `node:sea`'s `isSea()`)
+ * @returns the arguments, the program first (paths absolute)
  */
-export function companionCommandLine(flags: readonly string[], proc: Pick<NodeJS.Process, 'execPath' | 'execArgv' | 'argv'> = process): string[] {
+export function companionCommandLine(flags: readonly string[], proc: Pick<NodeJS.Process, 'execPath' | 'execArgv' | 'argv'> = process, sea: boolean = isSea()): string[] {
   const script = proc.argv[1];
-  const packaged = script === undefined || script === proc.execPath;
-  return packaged ? [proc.execPath, ...flags] : [proc.execPath, ...proc.execArgv, script, ...flags];
+  // A single-executable companion: its argv[1] is the executable again (possibly as typed, relative).
+  const packaged = sea || script === undefined || resolve(script) === proc.execPath;
+  return packaged ? [proc.execPath, ...flags] : [proc.execPath, ...proc.execArgv, resolve(script), ...flags];
 }
 
 /** Characters that make an Exec argument need quoting (Desktop Entry Specification 1.5, "The Exec key"). */

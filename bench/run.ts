@@ -28,10 +28,12 @@
  *    store commits, on the main thread and in its worker thread, on this disk and a slow one;
  *    7b complete unlock journeys for N = 1, 10, 50 people against the bot as its own process, then
  *    the same with 200,000 old messages in the outbox (`BENCH_FULL_SECONDS` per N, default 20).
+ * 8. (issue #15) idle memory of the bot and the companion, each its own process, from the sources
+ *    (tsx) and from the bundle (`npm run build`) (`full-journey.memory.ts`).
  *
  * Options: `--quick` (short windows, for checking the harness; figures are noisier),
  * `--skip-mongodb` (leave out section 4), `--flood-only` (section 5 alone), `--capacity-only` (section 6 alone),
- * `--full-journey-only` (section 7 alone).
+ * `--full-journey-only` (sections 7 and 8 alone).
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -55,6 +57,7 @@ import { benchFlood, type FloodBenchResult } from './flood.bench';
 import { benchCapacity, capacityReport, type CapacityBenchResult } from './capacity.bench';
 import { benchStoreSync, storeSyncReport, type StoreSyncResult } from './full-journey.store-sync';
 import { benchFullJourney, fullJourneyReport, type FullJourneyResult } from './full-journey.bench';
+import { benchIdleMemory, idleMemoryReport, type IdleMemoryResult } from './full-journey.memory';
 import { benchLink, type LinkBenchResult } from './link.bench';
 import { benchMongo, reportMongo, type MongoBenchResult } from './mongodb.bench';
 import { round } from './latency.stats';
@@ -84,8 +87,8 @@ const CAPACITY_SIZES = {
 
 /** Section 7 sizes (issue #15): full and `--quick`. */
 const FULL_JOURNEY_SIZES = {
-  full: { syncWriters: 20, syncWindowMs: 3000, slowSyncMs: 5, people: [1, 10, 50], windowS: 20, oldMessages: 200_000 },
-  quick: { syncWriters: 20, syncWindowMs: 1000, slowSyncMs: 5, people: [1, 10], windowS: 5, oldMessages: 20_000 },
+  full: { syncWriters: 20, syncWindowMs: 3000, slowSyncMs: 5, people: [1, 10, 50], windowS: 20, oldMessages: 200_000, memorySettleMs: 20_000 },
+  quick: { syncWriters: 20, syncWindowMs: 1000, slowSyncMs: 5, people: [1, 10], windowS: 5, oldMessages: 20_000, memorySettleMs: 5000 },
 } as const;
 
 /** Seconds of journeys per N in section 7b: `BENCH_FULL_SECONDS` (1..3600), else the size's default. */
@@ -206,16 +209,18 @@ async function main(): Promise<void> {
     log('[6/6] capacity: hash pool, file writes behind hashes, outbox with old messages ...');
     return benchCapacity(logger, { ...(quick ? CAPACITY_SIZES.quick : CAPACITY_SIZES.full), log });
   };
-  type FullJourneySection = { storeSync: StoreSyncResult; journeys: FullJourneyResult };
+  type FullJourneySection = { storeSync: StoreSyncResult; journeys: FullJourneyResult; memory: IdleMemoryResult };
   const fullJourneySection = async (): Promise<FullJourneySection> => {
     const sizes = quick ? FULL_JOURNEY_SIZES.quick : FULL_JOURNEY_SIZES.full;
     log('[7/7] full journeys: 7a disk syncs and the event loop ...');
     const storeSync = await benchStoreSync({ writers: sizes.syncWriters, windowMs: sizes.syncWindowMs, slowSyncMs: sizes.slowSyncMs, log });
     log('      7b full unlock journeys, the bot as its own process ...');
     const journeys = await benchFullJourney(logger, { people: sizes.people, windowS: fullJourneySeconds(sizes.windowS), oldMessages: sizes.oldMessages, log });
-    return { storeSync, journeys };
+    log('[8/8] idle memory: bot and companion processes, from the sources and from the bundle ...');
+    const memory = await benchIdleMemory({ settleMs: sizes.memorySettleMs, log });
+    return { storeSync, journeys, memory };
   };
-  const fullJourneyLines = (r: FullJourneySection): string[] => [...storeSyncReport(r.storeSync, fmt, table), ...fullJourneyReport(r.journeys, fmt, table)];
+  const fullJourneyLines = (r: FullJourneySection): string[] => [...storeSyncReport(r.storeSync, fmt, table), ...fullJourneyReport(r.journeys, fmt, table), ...idleMemoryReport(r.memory, fmt, table)];
   if (process.argv.includes('--full-journey-only')) {
     const fullJourney = await fullJourneySection();
     for (const line of fullJourneyLines(fullJourney)) log(line);

@@ -19,16 +19,17 @@
  * not change while open); `stats()` is the worker's counters as of the latest answer.
  *
  * Loading the worker: from the TypeScript sources (tsx, vitest) the worker is
- * `sqlite-storage.worker.ts`, started through tsx's `tsImport` (the worker thread has no
- * loader hooks of its own); from the esbuild bundle (`npm run build`) it is
+ * `sqlite-storage.worker.ts` bundled on the fly by esbuild (see `sourceWorker`; the worker thread
+ * has no TypeScript loader of its own); from the esbuild bundle (`npm run build`) it is
  * `dist/js/storage/sqlite/sqlite-storage.worker.mjs`, a build entry of its own. When neither is
  * found, the adapter is opened on the main thread and a warning says so.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import { threadId, Worker, type WorkerOptions } from 'node:worker_threads';
 import type { Logger } from '../../common/logger';
 import { STORAGE_ERROR, StorageError } from '../storage.errors';
 import type { Storage } from '../storage.port';
@@ -41,21 +42,13 @@ export type SqliteProxyOptions = Omit<SqliteStorageOptions, 'logger'> & { logger
 type Pending = { resolve: (value: unknown) => void; reject: (err: unknown) => void; onUnreadable?: ((key: string, error: StorageError) => void) | undefined };
 
 /** How the worker is started, or null when no worker entry is at hand. */
-function workerLaunch(start: WorkerStart): Worker | null {
+async function workerLaunch(start: WorkerStart): Promise<Worker | null> {
   const here = import.meta.url;
-  const options = { workerData: start, name: 'sqlite-storage' };
-  if (here.endsWith('.ts')) {
-    // TypeScript sources: the worker thread gets tsx's loader through its public API.
-    const require = createRequire(here);
-    const tsxPackage = require.resolve('tsx/package.json');
-    const api = (JSON.parse(readFileSync(tsxPackage, 'utf8')) as { exports: Record<string, { import?: { default?: string } }> }).exports['./esm/api']?.import?.default;
-    if (!api) return null;
-    const entry = new URL('./sqlite-storage.worker.ts', here).href;
-    const apiUrl = pathToFileURL(join(dirname(tsxPackage), api)).href;
-    const boot = `import(${JSON.stringify(apiUrl)}).then((tsx) => tsx.tsImport(${JSON.stringify(entry)}, ${JSON.stringify(entry)}));`;
-    return new Worker(boot, { ...options, eval: true });
-  }
-  // The bundle: dist/js/<entry dir>/<entry>.mjs; the worker is dist/js/storage/sqlite/sqlite-storage.worker.mjs.
+  // A small young generation: the thread handles one short call at a time; the default (16 MiB semi-spaces)
+  // only costs idle memory (issue #15, bot idle RSS).
+  const options = { workerData: start, name: 'sqlite-storage', resourceLimits: { maxYoungGenerationSizeMb: 2 } };
+  if (here.endsWith('.ts')) return sourceWorker(here, options);
+  // The bundle: dist/js/<entry dir or chunks>/<file>.mjs; the worker is dist/js/storage/sqlite/sqlite-storage.worker.mjs.
   let dir = dirname(fileURLToPath(here));
   for (let up = 0; up < 4; up++) {
     for (const candidate of [join(dir, 'sqlite-storage.worker.mjs'), join(dir, 'storage', 'sqlite', 'sqlite-storage.worker.mjs')]) {
@@ -64,6 +57,46 @@ function workerLaunch(start: WorkerStart): Worker | null {
     dir = dirname(dir);
   }
   return null;
+}
+
+/**
+ * From the TypeScript sources (tsx, vitest), the worker thread has no TypeScript loader. The worker
+ * entry is bundled with esbuild (a development dependency, present wherever the sources run) into
+ * `node_modules/.cache/smartcard-assist/` (packages stay external and resolve from the project's
+ * node_modules), named by a hash of its content so parallel test processes share it safely. Without
+ * esbuild, tsx's `tsImport` loads the sources in the thread (slower to start, and a loader thread more).
+ */
+async function sourceWorker(here: string, options: WorkerOptions): Promise<Worker | null> {
+  const entry = fileURLToPath(new URL('./sqlite-storage.worker.ts', here));
+  const cacheDir = join(dirname(entry), '..', '..', 'node_modules', '.cache', 'smartcard-assist');
+  try {
+    const esbuild = await import('esbuild');
+    const out = esbuild.buildSync({ entryPoints: [entry], bundle: true, platform: 'node', format: 'esm', target: 'node20', packages: 'external', write: false, logLevel: 'silent' });
+    const code = out.outputFiles[0]!.contents;
+    const file = join(cacheDir, `sqlite-storage.worker-${createHash('sha256').update(code).digest('hex').slice(0, 16)}.mjs`);
+    if (!existsSync(file)) {
+      mkdirSync(cacheDir, { recursive: true });
+      const temp = `${file}.${process.pid}.${threadId}.tmp`;
+      writeFileSync(temp, code);
+      renameSync(temp, file);
+    }
+    return new Worker(pathToFileURL(file), options);
+  } catch {
+    // No esbuild (or no writable cache): tsx's public API loads the sources in the thread.
+  }
+  const require = createRequire(here);
+  let tsxPackage: string;
+  try {
+    tsxPackage = require.resolve('tsx/package.json');
+  } catch {
+    return null;
+  }
+  const api = (JSON.parse(readFileSync(tsxPackage, 'utf8')) as { exports: Record<string, { import?: { default?: string } }> }).exports['./esm/api']?.import?.default;
+  if (!api) return null;
+  const entryUrl = pathToFileURL(entry).href;
+  const apiUrl = pathToFileURL(join(dirname(tsxPackage), api)).href;
+  const boot = `import(${JSON.stringify(apiUrl)}).then((tsx) => tsx.tsImport(${JSON.stringify(entryUrl)}, ${JSON.stringify(entryUrl)}));`;
+  return new Worker(boot, { ...options, eval: true });
 }
 
 /**
@@ -77,7 +110,7 @@ function workerLaunch(start: WorkerStart): Worker | null {
  */
 export async function openSqliteStorageOffThread(options: SqliteProxyOptions): Promise<SqliteStorage> {
   const start: WorkerStart = { file: options.file, ...(options.busyTimeoutMs !== undefined ? { busyTimeoutMs: options.busyTimeoutMs } : {}), ...(options.testSyncDelayMs !== undefined ? { testSyncDelayMs: options.testSyncDelayMs } : {}) };
-  const worker = workerLaunch(start);
+  const worker = await workerLaunch(start);
   if (!worker) {
     options.logger?.warn({ file: options.file }, 'storage: no worker entry found (sqlite-storage.worker), the embedded store runs on the main thread; commits hold the event loop');
     const { openSqliteStorage } = await import('./sqlite-storage.adapter');

@@ -118,6 +118,7 @@ const CASES: Case[] = [
   { env: { HELPDESK_MEMBER_IDS: `${GUID_A},bob` }, setting: 'HELPDESK_MEMBER_IDS', reason: /not an Entra object id/ },
   { env: { RA_CHANNEL_ID: 'the RA channel' }, setting: 'RA_CHANNEL_ID', reason: /conversation id/ },
   { env: { RA_CHANNEL_SERVICE_URL: 'http://smba.example.org/teams/' }, setting: 'RA_CHANNEL_SERVICE_URL', reason: /https/ },
+  { env: { RA_TEAMS: 'north' }, setting: 'RA_TEAMS', reason: /JSON array/ },
   { env: { UNLOCK_POLICY: 'portal' }, setting: 'UNLOCK_POLICY', reason: /questions or code-only/ },
   { env: { UNLOCK_CODE_DIGITS: '5' }, setting: 'UNLOCK_CODE_DIGITS', reason: /at least 6/ },
   { env: { UNLOCK_CODE_SINGLE_USE: 'false' }, setting: 'UNLOCK_CODE_SINGLE_USE', reason: /must be true/ },

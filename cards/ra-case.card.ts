@@ -49,6 +49,8 @@ export interface RaCaseCardInput {
   notice: string | null;
   /** Teams user ids (MRIs such as `29:1a2b...`) Teams refreshes the card for (at most 60 are used); none: no `refresh`. */
   refreshUserIds: readonly string[];
+  /** The RA team the case is with (shown literally), when there are several; absent: not shown. */
+  teamName?: string;
   /** Titles of the close outcomes (own wording). */
   outcomeTitles: Record<(typeof RA_CASE_OUTCOMES)[number], string>;
 }
@@ -84,6 +86,7 @@ export function raCaseCard(input: RaCaseCardInput): AdaptiveCard {
     heading('RA case'),
     literal(run(input.caseRef, { size: 'Large', weight: 'Bolder', fontType: 'Monospace' })),
     literal('Status: ', run(STATUS_TEXT[input.status], { weight: 'Bolder' }), ...(input.ownerName ? [' by ', run(input.ownerName, { weight: 'Bolder' })] : [])),
+    ...(input.teamName ? [literal('Team: ', run(input.teamName, { weight: 'Bolder' }))] : []),
     literal('Person: ', run(input.person.displayName, { weight: 'Bolder' }), ' (', run(input.person.email), ')'),
     literal('Card: ', run(input.person.cardId ?? 'not known', { fontType: 'Monospace' })),
     paragraph(`Why: ${input.reasonText}. Opened ${when(input.openedAt)}.`),

@@ -7,7 +7,10 @@
  * bot was installed in a team (a `conversationUpdate` from a team channel,
  * stored under {@link RA_CHANNEL_KEY}), else the one configuration gives
  * (`RA_CHANNEL_ID`, `RA_CHANNEL_SERVICE_URL`). When `RA_CHANNEL_ID` is set,
- * only that channel's activities are learned. When the first reference is
+ * only that channel's activities are learned. With several RA teams
+ * (`RA_TEAMS`), each case's card goes to its own team's channel, and each
+ * team's reference is learned from its own channel (kept under
+ * `ra-channel:<team name>`; the first team's under {@link RA_CHANNEL_KEY}). When the first reference is
  * learned, the cards of active cases not yet posted are posted then.
  */
 import { CardFactory, TurnContext, type Activity, type CloudAdapter, type ConversationReference } from 'botbuilder';
@@ -17,7 +20,8 @@ import type { Storage } from '../../storage/storage.port';
 import type { JourneyEngine } from '../journeys/journey.engine';
 import { journeyKey } from '../journeys/journey.key';
 import type { RaDeskService } from '../journeys/ra-case/ra-desk.service';
-import type { RaDeskConfig } from '../journeys/ra-case/ra-roles';
+import type { RaDeskConfig, RaTeam } from '../journeys/ra-case/ra-roles';
+import { decodeRaCase } from '../journeys/ra-case/ra-case.state';
 
 /** Most waiting case cards posted when the channel is first learned. */
 const MAX_REPOST = 200;
@@ -46,21 +50,25 @@ export class RaChannelNotifier {
     const cd = activity.channelData as { team?: { id?: string }; channel?: { id?: string } } | undefined;
     const conversationId = activity.conversation?.id;
     if (!cd?.team?.id || !conversationId || activity.conversation?.conversationType !== 'channel') return;
-    const configured = this.deps.config.channel?.conversationId;
-    if (configured) {
-      // A reply thread's id is `<channel id>;messageid=...`: the channel is the part before it.
-      if (conversationId.split(';')[0] !== configured) return;
+    // A reply thread's id is `<channel id>;messageid=...`: the channel is the part before it.
+    const channelId = conversationId.split(';')[0]!;
+    let team: RaTeam | undefined;
+    if (this.deps.config.teams.some((t) => t.channel)) {
+      team = this.deps.config.teams.find((t) => t.channel?.conversationId === channelId);
+      if (!team) return;
     } else {
       const botAdded = (activity.membersAdded ?? []).some((m) => m.id === activity.recipient?.id);
       if (!botAdded) return;
+      team = this.deps.config.teams[0]!;
     }
     // RA members added with the bot (or later): their Teams ids, for the case card's refresh.userIds.
     await this.deps.desk.rememberMembers((activity.membersAdded ?? []).map((m) => ({ aadObjectId: m.aadObjectId ?? null, channelUserId: m.id ?? null })));
     const reference = TurnContext.getConversationReference(activity) as Partial<ConversationReference>;
-    const channelRef = { ...reference, conversation: { ...reference.conversation!, id: conversationId.split(';')[0]! } };
-    const known = await this.deps.storage.conversations.get(RA_CHANNEL_KEY);
-    await this.deps.storage.conversations.put({ personId: RA_CHANNEL_KEY, reference: JSON.parse(JSON.stringify(channelRef)) as Record<string, unknown>, updatedAt: new Date().toISOString() });
-    this.deps.logger.info({ team: cd.team.id }, 'RA channel reference stored');
+    const channelRef = { ...reference, conversation: { ...reference.conversation!, id: channelId } };
+    const key = this.channelKey(team);
+    const known = await this.deps.storage.conversations.get(key);
+    await this.deps.storage.conversations.put({ personId: key, reference: JSON.parse(JSON.stringify(channelRef)) as Record<string, unknown>, updatedAt: new Date().toISOString() });
+    this.deps.logger.info({ team: cd.team.id, raTeam: team.name }, 'RA channel reference stored');
     if (!known) {
       // First reference: post the cards of cases that could not be posted before (in the background; logged).
       void this.postUnposted().catch((err: unknown) => this.deps.logger.warn({ code: err instanceof AppError ? err.code : 'UNEXPECTED' }, 'RA channel: posting waiting case cards failed'));
@@ -86,11 +94,16 @@ export class RaChannelNotifier {
     return posted;
   }
 
-  /** The RA channel's reference, or null when none is known. */
-  private async channelReference(): Promise<Partial<ConversationReference> | null> {
-    const learned = await this.deps.storage.conversations.get(RA_CHANNEL_KEY);
+  /** Where a team's learned channel reference is kept: the first team's under {@link RA_CHANNEL_KEY} (as before teams). */
+  private channelKey(team: RaTeam): string {
+    return team === this.deps.config.teams[0] ? RA_CHANNEL_KEY : `${RA_CHANNEL_KEY}:${team.name}`;
+  }
+
+  /** A team's channel reference, or null when none is known. */
+  private async channelReference(team: RaTeam): Promise<Partial<ConversationReference> | null> {
+    const learned = await this.deps.storage.conversations.get(this.channelKey(team));
     if (learned) return learned.reference as Partial<ConversationReference>;
-    const c = this.deps.config.channel;
+    const c = team.channel;
     if (!c) return null;
     return { channelId: 'msteams', serviceUrl: c.serviceUrl, conversation: { id: c.conversationId, isGroup: true, conversationType: 'channel', name: 'RA' } };
   }
@@ -101,11 +114,13 @@ export class RaChannelNotifier {
    * @throws AppError `RA.NO_CHANNEL` when no channel is known (the effect is retried, e.g. after the bot is installed)
    */
   async postCaseCard(caseRef: string): Promise<void> {
-    const ref = await this.channelReference();
-    if (!ref) throw new AppError('RA.NO_CHANNEL', 'no RA channel is known: set RA_CHANNEL_ID or install the bot in the RA team');
     const rec = await this.deps.storage.journeys.get(journeyKey(caseRef, 'ra-case'));
+    if (!rec) return;
+    // The case's own team's channel (RA_TEAMS: one team per case).
+    const ref = await this.channelReference(this.deps.desk.teamOf(decodeRaCase(rec)));
+    if (!ref) throw new AppError('RA.NO_CHANNEL', 'no RA channel is known: set RA_CHANNEL_ID or install the bot in the RA team');
     const card = await this.deps.desk.card(caseRef, null);
-    if (!rec || !card) return;
+    if (!card) return;
     await this.deps.adapter.continueConversationAsync(this.deps.appId, ref, async (ctx) => {
       const attachment = CardFactory.adaptiveCard(card);
       if (rec.ui.activityId) {

@@ -255,3 +255,52 @@ describe('RA desk: case cards wait until the RA channel is known', () => {
     await expect.poll(storedActivityId, { timeout: 10_000 }).toMatch(/^act-/);
   });
 });
+
+describe('RA desk: several RA teams (RA_TEAMS)', () => {
+  let bot: BotStack;
+  let conn: RecordingConnector;
+  let teams: TeamsClient;
+  const NORTH_CHANNEL = '19:ra-north@thread.tacv2';
+  const SOUTH_CHANNEL = '19:ra-south@thread.tacv2';
+  const nora = teamsUser('Nora North');
+  const sid = teamsUser('Sid South');
+
+  beforeAll(async () => {
+    conn = new RecordingConnector();
+    await conn.start();
+    bot = await startBotStack('ra-desk-teams', {
+      RA_TEAMS: JSON.stringify([
+        { name: 'North RA', memberIds: [nora.id], channelId: NORTH_CHANNEL, serviceUrl: conn.url, emailDomains: ['north.example.org'] },
+        // The seeded people are @nhs.net: theirs.
+        { name: 'South RA', memberIds: [sid.id], channelId: SOUTH_CHANNEL, serviceUrl: conn.url, emailDomains: ['nhs.net'] },
+      ]),
+    });
+    teams = new TeamsClient(bot, conn.url);
+  });
+
+  afterAll(async () => {
+    await bot?.stop();
+    await conn?.stop();
+    await removeTestDirs(bot?.dataDir);
+  });
+
+  it("a case's card goes to its own team's channel, and only that team's members act on it", async () => {
+    const p = await seedPerson(bot, 'Tess Routed');
+    await teams.message(p.user, 'talk to RA');
+    const ref = /RA-[0-9A-Z]{6}/.exec(conn.textsIn(p.user.conversationId).join('\n'))?.[0];
+    expect(ref).toBeDefined();
+    await expect.poll(() => conn.calls.filter((c) => c.conversationId === SOUTH_CHANNEL && c.method === 'POST' && activityText(c.body).includes(ref!)).length, { timeout: 10_000 }).toBe(1);
+    const posted = conn.calls.find((c) => c.conversationId === SOUTH_CHANNEL && c.method === 'POST')!;
+    expect(activityText(posted.body)).toMatch(/Team: \s*South RA/);
+    expect(conn.calls.filter((c) => c.conversationId.startsWith(NORTH_CHANNEL))).toEqual([]);
+    const click = (user: TeamsUser, channel: string) => postJson(bot, '/api/messages', inChannel(teams, user, channel, { type: 'invoke', name: 'adaptiveCard/action', value: { action: { type: 'Action.Execute', verb: 'ra.claim', data: { caseRef: ref, step: '1' } } } }));
+    // North's member is not in South's team: refused, nothing changed.
+    expect(cardText(invokeCard(await click(nora, NORTH_CHANNEL)))).toContain('Only RA team members can act on RA cases');
+    expect(readStore<{ status: string }>(bot.dataDir, `SELECT status FROM cases WHERE ref = ?`, ref)[0]!.status).toBe('open');
+    expect(cardText(invokeCard(await click(sid, SOUTH_CHANNEL)))).toContain('Claimed');
+    expect(readStore<{ status: string }>(bot.dataDir, `SELECT status FROM cases WHERE ref = ?`, ref)[0]!.status).toBe('claimed');
+    // The card in the South channel is updated in place; the North channel never heard of the case.
+    await expect.poll(() => conn.calls.some((c) => c.conversationId === SOUTH_CHANNEL && c.method === 'PUT' && activityText(c.body).includes('Sid South')), { timeout: 10_000 }).toBe(true);
+    expect(conn.calls.filter((c) => c.conversationId.startsWith(NORTH_CHANNEL))).toEqual([]);
+  });
+});

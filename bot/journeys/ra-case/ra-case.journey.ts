@@ -280,7 +280,7 @@ function effectsFor(next: RaCaseJourney, action: 'open' | RaAction, actor: strin
   const s = next.state;
   const personId = s.personId ?? '';
   const effects: Effect[] = [
-    { type: 'audit', id: ctx.newId(), personId, actor, action: action === 'open' ? 'ra_case.opened' : `ra_case.${action}`, details: { caseRef: next.caseRef, outcome: 'applied', ...details } },
+    { type: 'audit', id: ctx.newId(), personId, actor, action: action === 'open' ? 'ra_case.opened' : `ra_case.${action}`, details: { caseRef: next.caseRef, outcome: 'applied', ...(typeof s.context['raTeam'] === 'string' ? { team: s.context['raTeam'] } : {}), ...details } },
     { type: 'ra.case_status', id: ctx.newId(), caseRef: next.caseRef, status: storedStatus(s.status) },
     { type: 'ra.case_card', id: ctx.newId(), caseRef: next.caseRef },
   ];

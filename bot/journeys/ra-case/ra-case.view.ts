@@ -80,9 +80,10 @@ export function verdictNotice(verdict: RaVerdict): string | null {
  * @param audit - the person's audit entries, oldest first
  * @param viewer.canAct - whether the viewer may act (an RA member)
  * @param viewer.notice - text for the viewer, or null
+ * @param viewer.team - the case's RA team, shown when there are several; null or absent: not shown
  * @param refreshUserIds - Teams user ids (MRIs) of RA members, for the card's `refresh.userIds`
  */
-export function renderRaCaseCard(journey: RaCaseJourney, person: Person | null, audit: readonly AuditEntry[], viewer: { canAct: boolean; notice: string | null }, refreshUserIds: readonly string[]): AdaptiveCard {
+export function renderRaCaseCard(journey: RaCaseJourney, person: Person | null, audit: readonly AuditEntry[], viewer: { canAct: boolean; notice: string | null; team?: string | null }, refreshUserIds: readonly string[]): AdaptiveCard {
   const s = journey.state;
   // What happened since the last reset counts for attempts and codes.
   // (An RA-assisted unlock resets the attempt count too.)
@@ -110,6 +111,7 @@ export function renderRaCaseCard(journey: RaCaseJourney, person: Person | null, 
     canAct: viewer.canAct,
     notice: viewer.notice,
     refreshUserIds,
+    ...(viewer.team ? { teamName: viewer.team } : {}),
     outcomeTitles: { unlocked_in_person: 'Card unlocked in person', assisted_unlock: 'RA-assisted unlock', attempts_reset: 'Self-service attempts reset', referred: 'Referred elsewhere', no_action: 'No action needed' },
   };
   return raCaseCard(input);

@@ -162,3 +162,52 @@ describe('the unlock side and the card refresh', () => {
       expect((await two.card(caseRef, null))?.refresh?.userIds).toEqual(['29:ra', '29:ra2']);
     }));
 });
+
+describe('several RA teams (RA_TEAMS)', () => {
+  it("a case goes to the team of the person's email domain; only that team's members act on it; its card refreshes for them", async () => {
+    const h = harness();
+    try {
+      const NORTH = RA;
+      const SOUTH = 'bbbbbbbb-0000-4000-8000-000000000002';
+      const config = loadRaDeskConfig({
+        HELPDESK_MEMBER_IDS: HELP,
+        RA_TEAMS: JSON.stringify([
+          { name: 'North RA', memberIds: [NORTH], channelId: '19:north@thread.tacv2', emailDomains: ['north.nhs.net'] },
+          { name: 'South RA', memberIds: [SOUTH], channelId: '19:south@thread.tacv2', emailDomains: ['south.nhs.net'] },
+        ]),
+      });
+      const d = new RaDeskService({ storage: h.storage, engine: h.engine, definition: raCaseDefinition({ now: () => h.now.value }), config, now: () => h.now.value, logger: createLogger({ name: 'spec', level: 'silent' }) });
+      const p = makePerson({ email: 'sam@ward.south.nhs.net' });
+      await h.storage.persons.insert(p);
+      const { caseRef } = await d.requestByPerson(p);
+      const j = decodeRaCase((await h.storage.journeys.get(journeyKey(caseRef, 'ra-case')))!);
+      expect(j.state.context['raTeam']).toBe('South RA');
+      expect(d.teamOf(j).channel?.conversationId).toBe('19:south@thread.tacv2');
+      const north: DeskSender = { aadObjectId: NORTH, channelUserId: '29:north', name: 'Nora North' };
+      const south: DeskSender = { aadObjectId: SOUTH, channelUserId: '29:south', name: 'Sid South' };
+      // A member of another RA team is refused as a non-member (audited), and sees no RA buttons.
+      expect((await d.act(caseRef, 'claim', north, 1)).verdict).toEqual({ kind: 'refused', reason: 'not_member', owner: null });
+      expect((await d.card(caseRef, north))?.actions ?? []).toEqual([]);
+      const refusals = (await h.storage.audit.list({ personId: p.id, limit: 50 })).filter((e) => e.action === 'ra_case.claim');
+      expect(refusals).toEqual([expect.objectContaining({ actor: `teams:${NORTH}`, details: expect.objectContaining({ outcome: 'refused', reason: 'not_member' }) })]);
+      expect((await d.act(caseRef, 'claim', south, 1)).verdict).toEqual({ kind: 'applied', action: 'claim' });
+      // The card names the team and refreshes for its members only (both members' ids are known now).
+      const card = (await d.card(caseRef, null))!;
+      expect(card.refresh?.userIds).toEqual(['29:south']);
+      expect(JSON.stringify(card.body)).toContain('South RA');
+      // Every applied action's audit entry names the team (for a per-team report).
+      const applied = (await h.storage.audit.list({ personId: p.id, limit: 50 })).filter((e) => e.details['outcome'] === 'applied' && e.action.startsWith('ra_case.'));
+      expect(applied.map((e) => [e.action, e.details['team']])).toEqual([
+        ['ra_case.opened', 'South RA'],
+        ['ra_case.claim', 'South RA'],
+      ]);
+      // A person matching no team's domain goes to the first team.
+      const q = makePerson({ email: 'kim@gov.uk' });
+      await h.storage.persons.insert(q);
+      const other = await d.requestByPerson(q);
+      expect(decodeRaCase((await h.storage.journeys.get(journeyKey(other.caseRef, 'ra-case')))!).state.context['raTeam']).toBe('North RA');
+    } finally {
+      await h.close();
+    }
+  });
+});

@@ -21,7 +21,7 @@ import type { RaCaseDefinition } from './ra-case.definition';
 import type { CaseOutcome, PausedJourney, RaAction, RaCaseJourney, RaVerdict } from './ra-case.journey';
 import { decodeRaCase } from './ra-case.state';
 import { renderRaCaseCard, verdictNotice } from './ra-case.view';
-import { roleOf, type RaDeskConfig } from './ra-roles';
+import { roleOf, teamForEmail, teamNamed, type RaDeskConfig, type RaTeam } from './ra-roles';
 import { reportRangeFromDates, type UsageReport } from '../../report/usage-report';
 import { loadUsageReport } from '../../report/usage-report.loader';
 import { resetSelfService } from '../unlock/self-service-reset';
@@ -113,12 +113,12 @@ export class RaDeskService {
     }
   }
 
-  /** Teams user ids the case card refreshes for: the learned ids of the configured RA members. */
-  private async refreshUserIds(): Promise<string[]> {
+  /** Teams user ids a case card of `team` refreshes for: the learned ids of that team's members. */
+  private async refreshUserIds(team: RaTeam): Promise<string[]> {
     // Another instance may have learned more: read the store again when some member is still unknown.
-    if (this.memberIds && this.deps.config.raMemberIds.some((id) => !this.memberIds![id])) this.memberIds = null;
+    if (this.memberIds && team.memberIds.some((id) => !this.memberIds![id])) this.memberIds = null;
     const learned = await this.learnedMemberIds();
-    return this.deps.config.raMemberIds.map((id) => learned[id]).filter((x): x is string => !!x);
+    return team.memberIds.map((id) => learned[id]).filter((x): x is string => !!x);
   }
 
   /**
@@ -131,11 +131,14 @@ export class RaDeskService {
    * @param note - why, in the opener's words (helpdesk handoff), shown on the card
    */
   async caseOpened(raCase: RaCase, paused: PausedJourney | null = null, opener = { actor: 'system', name: 'Smartcard Assist' }, note?: string): Promise<void> {
+    // The team that takes it (by the person's email domain; RA_TEAMS), kept on the case.
+    const person = await this.deps.storage.persons.get(raCase.personId);
+    const team = teamForEmail(this.deps.config, person?.email ?? null);
     await this.deps.engine.run(this.deps.definition, raCase.ref, async () => ({
       type: 'open' as const,
       personId: raCase.personId,
       reason: raCase.reason,
-      context: raCase.context,
+      context: { ...raCase.context, raTeam: team.name },
       paused,
       actor: opener.actor,
       actorName: opener.name,
@@ -304,14 +307,15 @@ export class RaDeskService {
    * @returns the case after the step (null when there is no such case) and the verdict
    */
   async act(caseRef: string, action: RaAction, sender: DeskSender, step: number, input: { note?: string; outcome?: CaseOutcome } = {}): Promise<{ journey: RaCaseJourney | null; verdict: RaVerdict }> {
-    const role = roleOf(this.deps.config, sender);
     const actorId = sender.aadObjectId ?? sender.channelUserId ?? 'unknown';
-    if (role === 'ra') await this.rememberMembers([sender]);
+    if (roleOf(this.deps.config, sender) === 'ra') await this.rememberMembers([sender]);
     const existing = await this.deps.storage.journeys.get(journeyKey(caseRef, 'ra-case'));
     if (!existing) {
-      await this.auditRefusal(caseRef, null, actorId, role, action, 'no_such_case');
+      await this.auditRefusal(caseRef, null, actorId, roleOf(this.deps.config, sender), action, 'no_such_case');
       return { journey: null, verdict: { kind: 'refused', reason: 'not_open', owner: null } };
     }
+    // Only the case's own team acts on it: a member of another RA team is refused as a non-member.
+    const role = this.roleForCase(sender, this.teamOf(decodeRaCase(existing)));
     const { journey, result } = await this.deps.engine.run(this.deps.definition, caseRef, async () => ({
       type: 'act' as const,
       action,
@@ -340,9 +344,23 @@ export class RaDeskService {
     const personId = journey.state.personId;
     const person = personId ? await this.deps.storage.persons.get(personId) : null;
     const audit = personId ? await this.deps.storage.audit.list({ personId, limit: AUDIT_WINDOW }) : [];
-    const canAct = viewer === null || roleOf(this.deps.config, viewer) === 'ra';
-    if (viewer && canAct) await this.rememberMembers([viewer]);
-    return renderRaCaseCard(journey, person, audit, { canAct, notice }, await this.refreshUserIds());
+    const team = this.teamOf(journey);
+    const canAct = viewer === null || this.roleForCase(viewer, team) === 'ra';
+    if (viewer && roleOf(this.deps.config, viewer) === 'ra') await this.rememberMembers([viewer]);
+    return renderRaCaseCard(journey, person, audit, { canAct, notice, team: this.deps.config.teams.length > 1 ? team.name : null }, await this.refreshUserIds(team));
+  }
+
+  /** The team a case belongs to (stored on it when it opened; the first team for older cases). */
+  teamOf(journey: RaCaseJourney): RaTeam {
+    return teamNamed(this.deps.config, journey.state.context['raTeam']);
+  }
+
+  /** A sender's role on a case of `team`: `ra` only for that team's members. */
+  private roleForCase(sender: DeskSender, team: RaTeam): 'ra' | 'helpdesk' | 'none' {
+    const role = roleOf(this.deps.config, sender);
+    if (role !== 'ra') return role;
+    const id = sender.aadObjectId?.trim().toLowerCase() ?? '';
+    return team.memberIds.includes(id) ? 'ra' : roleOf({ raMemberIds: [], helpdeskMemberIds: this.deps.config.helpdeskMemberIds }, sender);
   }
 
   /** The notice for a verdict (re-exported for the Teams layer). */

@@ -63,6 +63,24 @@ describe.skipIf(process.platform === 'win32')('CommandNotifier (notify-send)', (
     expect((await readFile(record, 'utf8')).split('\n')).toEqual(['--app-name=Smartcard Assist', '--icon=dialog-information', '--action=open=Open passcode page', '--', '-t looks like a flag', 'Type the code', '', '']);
   });
 
+  it('a newer notice of the same kind ends the wait for the older one\'s action (its click no longer counts)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'desktop-adapters-'));
+    cleanup.push(() => rm(dir, { recursive: true, force: true }));
+    const program = join(dir, 'slow-notify.sh');
+    // Waits as notify-send with an action does, then "clicks".
+    await writeFile(program, '#!/bin/sh\nsleep 1\necho open\n');
+    await chmod(program, 0o755);
+    const notifier = new CommandNotifier({ logger, platform: 'linux', program });
+    const clicks: string[] = [];
+    notifier.notify({ kind: 'code_request', title: 'a', body: 'first', onOpen: () => void clicks.push('first') });
+    await new Promise((r) => setTimeout(r, 200));
+    notifier.notify({ kind: 'code_request', title: 'a', body: 'second', onOpen: () => void clicks.push('second') });
+    notifier.notify({ kind: 'unlocked', title: 'b', body: 'other kind', onOpen: () => void clicks.push('other') });
+    await until(async () => clicks.length === 2, 5000);
+    expect(clicks.sort()).toEqual(['other', 'second']);
+    notifier.close();
+  });
+
   it('without an action: no --action; a failing notify-send (no notification service) or a missing one is dropped, not thrown', async () => {
     const { program, record } = await script('', 1);
     const notifier = new CommandNotifier({ logger, platform: 'linux', program });

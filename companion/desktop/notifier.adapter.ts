@@ -22,6 +22,7 @@ const ACTION_WAIT_MS = 30 * 60_000;
 /** Raises notifications with notify-send (Linux) or osascript (macOS). */
 export class CommandNotifier implements DesktopNotifier {
   private readonly waiting = new Set<ChildProcess>();
+  private readonly byKind = new Map<Notice['kind'], ChildProcess>();
   private saidUnsupported = false;
 
   /**
@@ -47,26 +48,35 @@ export class CommandNotifier implements DesktopNotifier {
   close(): void {
     for (const child of this.waiting) child.kill();
     this.waiting.clear();
+    this.byKind.clear();
   }
 
   private run(program: string, args: string[], notice: Notice): void {
     const { logger } = this.options;
+    // A newer notice of the same kind replaces the wait for the older one's action (one notify-send each).
+    const older = this.byKind.get(notice.kind);
+    if (older) older.kill();
     const child = spawn(program, args, { stdio: ['ignore', 'pipe', 'ignore'], windowsHide: true });
     this.waiting.add(child);
+    this.byKind.set(notice.kind, child);
     let answer = '';
     child.stdout?.setEncoding('utf8');
     child.stdout?.on('data', (chunk: string) => {
       if (answer.length < 256) answer += chunk;
     });
     const timer = setTimeout(() => child.kill(), ACTION_WAIT_MS);
-    child.once('error', (err: NodeJS.ErrnoException) => {
+    const forget = (): void => {
       clearTimeout(timer);
       this.waiting.delete(child);
+      if (this.byKind.get(notice.kind) === child) this.byKind.delete(notice.kind);
+    };
+    child.once('error', (err: NodeJS.ErrnoException) => {
+      forget();
       logger.warn({ notice: notice.kind, program, errorCode: err.code ?? null }, 'desktop notification not shown: the program cannot be started');
     });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      this.waiting.delete(child);
+    child.once('exit', (code, signal) => {
+      forget();
+      if (signal !== null) return; // replaced by a newer notice, or the companion stopped
       if (code !== 0 && code !== null) {
         logger.warn({ notice: notice.kind, program, exitCode: code }, 'desktop notification not shown (no notification service in this session?)');
         return;

@@ -6,6 +6,7 @@
 import { AppError } from '../../common/app-error';
 import type { AuditEntry, Storage } from '../../storage/storage.port';
 import { computeUsageReport, type ReportRange, type UsageReport } from './usage-report';
+import { teamForEmail, type RaDeskConfig } from '../journeys/ra-case/ra-roles';
 
 /** How far before the range entries are read for context (a case opened or an assisted unlock started earlier), in ms: 30 days. */
 const LOOKBACK_MS = 30 * 86_400_000;
@@ -41,9 +42,10 @@ async function auditBetween(storage: Storage, from: string, to: string, pageSize
  * @param storage - the storage port
  * @param range - ISO 8601 UTC, from inclusive, to exclusive
  * @param options.pageSize - audit entries per read (default and most 10000; smaller in tests)
- * @returns the report (one team today; see `usage-report.ts`)
+ * @param options.teams - the RA teams (configuration); absent: one team, "RA desk"
+ * @returns the report, one row per team (see `usage-report.ts`)
  */
-export async function loadUsageReport(storage: Storage, range: ReportRange, options: { pageSize?: number } = {}): Promise<UsageReport> {
+export async function loadUsageReport(storage: Storage, range: ReportRange, options: { pageSize?: number; teams?: Pick<RaDeskConfig, 'teams'> } = {}): Promise<UsageReport> {
   const since = new Date(Date.parse(range.from) - LOOKBACK_MS).toISOString();
   const entries = await auditBetween(storage, since, range.to, Math.min(options.pageSize ?? PAGE, PAGE));
   const opened = new Set(entries.filter((e) => e.action === 'ra_case.opened').map((e) => e.details['caseRef']));
@@ -54,5 +56,12 @@ export async function loadUsageReport(storage: Storage, range: ReportRange, opti
     const stored = await storage.cases.get(ref);
     if (stored) openedAt[ref] = stored.createdAt;
   }
-  return computeUsageReport(entries, range, { openedAt });
+  if (!options.teams || options.teams.teams.length < 2) return computeUsageReport(entries, range, { openedAt, ...(options.teams ? { team: options.teams.teams[0]!.name } : {}) });
+  // Several teams: each person counted in range goes to the team their email routes them to.
+  const teamOfPerson: Record<string, string> = {};
+  for (const id of new Set(entries.filter((e) => e.at >= range.from && e.personId).map((e) => e.personId!))) {
+    const person = await storage.persons.get(id);
+    teamOfPerson[id] = teamForEmail(options.teams, person?.email ?? null).name;
+  }
+  return computeUsageReport(entries, range, { openedAt, teams: options.teams.teams.map((t) => t.name), teamOfPerson });
 }

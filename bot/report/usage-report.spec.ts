@@ -139,3 +139,30 @@ describe('loadUsageReport (through the storage port, SQLite)', () => {
     }
   });
 });
+
+describe('computeUsageReport with several RA teams', () => {
+  it("case counts go to the team on the case's entries; person counts to the person's team; the unattributed to the first team", () => {
+    const entries: AuditEntry[] = [
+      row(day(2), 'ra_case.opened', 'p-south', { caseRef: 'RA-SSSSSS', outcome: 'applied', team: 'South RA' }),
+      row(day(2, 10), 'ra_case.assist_unlock', 'p-south', { caseRef: 'RA-SSSSSS', outcome: 'applied', team: 'South RA' }, 'ra:s'),
+      row(day(2, 11), 'unlock.completed', 'p-south', {}),
+      row(day(2, 12), 'ra_case.close', 'p-south', { caseRef: 'RA-SSSSSS', outcome: 'assisted_unlock', team: 'South RA' }, 'ra:s'),
+      row(day(3), 'ra_case.opened', 'p-north', { caseRef: 'RA-NNNNNN', outcome: 'applied', team: 'North RA' }),
+      row(day(3), 'ra_case.close', 'p-north', { caseRef: 'RA-NNNNNN', outcome: 'refused', team: 'North RA' }, 'teams:x'),
+      row(day(3, 10), 'unlock.self_service_locked', 'p-south', {}),
+      row(day(4), 'registration.completed', 'p-south', {}),
+      row(day(4), 'registration.completed', 'p-north', {}),
+      row(day(4), 'unlock.completed', 'p-north', {}),
+      // An old case entry naming a team no longer configured, and a person with no team: the first team.
+      row(day(5), 'ra_case.opened', 'p-gone', { caseRef: 'RA-GGGGGG', outcome: 'applied', team: 'Gone RA' }),
+      row(day(5), 'registration.completed', 'p-unknown', {}),
+    ];
+    const r = computeUsageReport(entries, RANGE, { teams: ['North RA', 'South RA'], teamOfPerson: { 'p-south': 'South RA', 'p-north': 'North RA' } });
+    expect(r.teams).toEqual([
+      { team: 'North RA', registrations: 2, selfUnlocks: 1, lockouts: 0, raAssistedUnlocks: 0, casesOpened: 2, casesClosed: 0, medianOpenToCloseMs: null },
+      { team: 'South RA', registrations: 1, selfUnlocks: 0, lockouts: 1, raAssistedUnlocks: 1, casesOpened: 1, casesClosed: 1, medianOpenToCloseMs: 3 * 3_600_000 },
+    ]);
+    // One team (no list): everything in one row, named as before.
+    expect(computeUsageReport(entries, RANGE).teams.map((t) => [t.team, t.casesOpened, t.registrations])).toEqual([['RA desk', 3, 3]]);
+  });
+});

@@ -23,9 +23,13 @@
  * Entries before `from` are context only (a case opened, an assisted unlock
  * started, before the range); entries at or after `to` are ignored.
  *
- * Teams: one RA team today (the desk that `RA_MEMBER_IDS` and the RA channel
- * configure); every count goes to it. The shape is a list of teams so that a
- * second team (a second channel and member list) adds rows, not columns.
+ * Teams: one row per RA team, in configuration order (one team, "RA desk",
+ * unless `RA_TEAMS` lists several). A case's counts (opened, closed, the
+ * median, an RA-assisted unlock of it) go to the team named on its audit
+ * entries (`details.team`); a person's counts (registrations, self-unlocks,
+ * lockouts, an assisted unlock not tied to a case entry) go to the team their
+ * email routes them to (`options.teamOfPerson`). Anything unattributed, or
+ * naming a team no longer configured, goes to the first team.
  *
  * Pure: no clock, no store. `usage-report.loader.ts` reads the entries
  * through the storage port.
@@ -81,18 +85,35 @@ const caseRefOf = (e: AuditEntry): string | null => (typeof e.details['caseRef']
  *
  * @param entries - audit entries (any order) from some time before `range.from` up to `range.to`
  * @param range - the range counted
- * @param options.team - the team's name (default {@link DEFAULT_TEAM})
+ * @param options.team - the one team's name when `teams` is not given (default {@link DEFAULT_TEAM})
+ * @param options.teams - the RA teams' names in order (the first takes what is unattributed)
+ * @param options.teamOfPerson - person id -> team name (where their email routes them)
  * @param options.openedAt - open times of cases (ref -> ISO time) for cases whose `ra_case.opened` entry is not among `entries`
- * @returns one row per team (one today)
+ * @returns one row per team, in order
  */
-export function computeUsageReport(entries: readonly AuditEntry[], range: ReportRange, options: { team?: string; openedAt?: Readonly<Record<string, string>> } = {}): UsageReport {
+export function computeUsageReport(
+  entries: readonly AuditEntry[],
+  range: ReportRange,
+  options: { team?: string; teams?: readonly string[]; teamOfPerson?: Readonly<Record<string, string>>; openedAt?: Readonly<Record<string, string>> } = {},
+): UsageReport {
   const inRange = (e: AuditEntry) => e.at >= range.from && e.at < range.to;
   const sorted = entries.filter((e) => e.at < range.to).sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
-  const row: TeamUsage = { team: options.team ?? DEFAULT_TEAM, registrations: 0, selfUnlocks: 0, lockouts: 0, raAssistedUnlocks: 0, casesOpened: 0, casesClosed: 0, medianOpenToCloseMs: null };
+  const names = options.teams && options.teams.length > 0 ? [...options.teams] : [options.team ?? DEFAULT_TEAM];
+  const rows = new Map(names.map((team): [string, TeamUsage] => [team, { team, registrations: 0, selfUnlocks: 0, lockouts: 0, raAssistedUnlocks: 0, casesOpened: 0, casesClosed: 0, medianOpenToCloseMs: null }]));
+  const first = rows.get(names[0]!)!;
+  const rowOf = (team: unknown): TeamUsage => (typeof team === 'string' && rows.get(team)) || first;
+  /** A case's team: named on its entries (the first seen); a person's: where their email routes them. */
+  const caseTeam = new Map<string, string>();
+  const teamOfCase = (e: AuditEntry): TeamUsage => {
+    const ref = caseRefOf(e);
+    if (ref && typeof e.details['team'] === 'string' && !caseTeam.has(ref)) caseTeam.set(ref, e.details['team']);
+    return rowOf(ref ? caseTeam.get(ref) : e.details['team']);
+  };
+  const teamOfPerson = (e: AuditEntry): TeamUsage => rowOf(e.personId ? options.teamOfPerson?.[e.personId] : undefined);
   const openedAt = new Map<string, string>(Object.entries(options.openedAt ?? {}));
   /** Person id -> case ref of an assisted unlock started and not yet used or closed. */
   const assisting = new Map<string, string>();
-  const durations: number[] = [];
+  const durations = new Map<TeamUsage, number[]>();
   // Refused and no-op clicks are audited under the same action with outcome `refused` / `unchanged`; an applied
   // action has `applied`, or for a close the close outcome (`attempts_reset`...).
   const applied = (e: AuditEntry) => e.details['outcome'] !== 'refused' && e.details['outcome'] !== 'unchanged';
@@ -101,41 +122,45 @@ export function computeUsageReport(entries: readonly AuditEntry[], range: Report
     switch (e.action) {
       case 'ra_case.opened': {
         const ref = caseRefOf(e);
+        const row = teamOfCase(e);
         if (ref && !openedAt.has(ref)) openedAt.set(ref, e.at);
         if (counted) row.casesOpened++;
         break;
       }
       case 'ra_case.assist_unlock':
+        if (applied(e)) teamOfCase(e);
         if (applied(e) && e.personId && caseRefOf(e)) assisting.set(e.personId, caseRefOf(e)!);
         break;
       case 'ra_case.close': {
         if (!applied(e)) break;
         const ref = caseRefOf(e);
+        const row = teamOfCase(e);
         if (e.personId && ref && assisting.get(e.personId) === ref) assisting.delete(e.personId);
         if (!counted) break;
         row.casesClosed++;
         const opened = ref ? openedAt.get(ref) : undefined;
-        if (opened) durations.push(Date.parse(e.at) - Date.parse(opened));
+        if (opened) durations.set(row, [...(durations.get(row) ?? []), Date.parse(e.at) - Date.parse(opened)]);
         break;
       }
       case 'unlock.completed': {
         const marked = e.details['assisted'] === true || typeof e.details['caseRef'] === 'string';
+        const viaCase = typeof e.details['caseRef'] === 'string' ? e.details['caseRef'] : e.personId ? assisting.get(e.personId) : undefined;
         const assisted = marked || (!!e.personId && assisting.has(e.personId));
         if (e.personId) assisting.delete(e.personId);
         if (!counted) break;
-        if (assisted) row.raAssistedUnlocks++;
-        else row.selfUnlocks++;
+        if (assisted) (viaCase && caseTeam.has(viaCase) ? rowOf(caseTeam.get(viaCase)) : teamOfPerson(e)).raAssistedUnlocks++;
+        else teamOfPerson(e).selfUnlocks++;
         break;
       }
       case 'unlock.self_service_locked':
-        if (counted) row.lockouts++;
+        if (counted) teamOfPerson(e).lockouts++;
         break;
       default:
-        if (counted && REGISTRATION_ACTIONS.has(e.action)) row.registrations++;
+        if (counted && REGISTRATION_ACTIONS.has(e.action)) teamOfPerson(e).registrations++;
     }
   }
-  row.medianOpenToCloseMs = median(durations);
-  return { range, teams: [row] };
+  for (const row of rows.values()) row.medianOpenToCloseMs = median(durations.get(row) ?? []);
+  return { range, teams: [...rows.values()] };
 }
 
 /** A duration in words: `45 min`, `3 h 5 min`, `2 d 4 h`; `-` for none. */

@@ -293,7 +293,7 @@ export class RaDeskService {
     const weekAgo = new Date(Date.parse(`${today}T00:00:00.000Z`) - 6 * 86_400_000).toISOString().slice(0, 10);
     const r = reportRangeFromDates(dates.from ?? weekAgo, dates.to ?? today);
     if (!r.ok) return { kind: 'bad_dates', message: r.message.replace(/--(from|to)/g, (_m, w: string) => (w === 'from' ? 'the first date' : 'the last date')) };
-    return { kind: 'report', report: await loadUsageReport(this.deps.storage, r.range) };
+    return { kind: 'report', report: await loadUsageReport(this.deps.storage, r.range, { teams: this.deps.config }) };
   }
 
   /**

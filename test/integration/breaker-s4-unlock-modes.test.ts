@@ -63,6 +63,39 @@ describe('breaker s4: code-only races and limits', () => {
     expect(audit.filter((e) => e.action === 'effect.abandoned')).toEqual([]);
     expect(codeSends(w).length).toBeLessThanOrEqual(3);
   });
+
+  it('racing the companion with the code: 10 wrong codes at once count 5 tries, then the right code is refused; the right code twice at once authorises once', async () => {
+    const w = await world({ rules: { ...CODE_ONLY, codeChannels: ['sms'] }, contact: { email: 'alex.wilber@nhs.net', mobile: '07700 900123' } });
+    const rec = await w.service.startCodeOnly({ teamsUserId: AAD, displayName: 'Alex Wilber', aadObjectId: AAD });
+    expect(decodeUnlock(rec).state.phase).toBe('code_sent');
+    const code = w.sms[0]!.personalisation.code;
+    const wrong = code === '00000000' ? '11111111' : '00000000';
+    const submit = (c: string, session: string) => w.service.onCompanionRequest(w.device, { kind: 'unlock.submit_code', journeyId: rec.runId, cardId: CARD, code: c }, { linkSession: session });
+    const answers = await Promise.all(Array.from({ length: 10 }, (_, i) => submit(wrong, `s${i}`)));
+    expect(answers.filter((a) => a.kind === 'unlock.accepted')).toEqual([]);
+    const s = await phaseOf(w);
+    expect(s).toMatchObject({ phase: 'code_sent', code: { wrongTries: 5 } });
+    expect(await submit(code, 's-right')).toMatchObject({ kind: 'unlock.refused', reason: 'too_many_tries' });
+
+    // A second person-run (next hour, so the cap does not bite): the right code twice at once.
+    w.h.now.value = new Date(w.h.now.value.getTime() + 61 * 60_000);
+    const person = (await w.h.storage.persons.get(w.personId))!;
+    const rec2 = await w.service.start(person);
+    expect(decodeUnlock(rec2).state.phase).toBe('code_sent');
+    const code2 = w.sms.at(-1)!.personalisation.code;
+    const submit2 = (session: string) => w.service.onCompanionRequest(w.device, { kind: 'unlock.submit_code', journeyId: rec2.runId, cardId: CARD, code: code2 }, { linkSession: session });
+    const both = await Promise.all([submit2('a'), submit2('b'), submit2('c')]);
+    expect(both.filter((a) => a.kind === 'unlock.accepted')).toHaveLength(1);
+    expect(both.filter((a) => a.kind === 'unlock.refused').map((a) => (a as { reason: string }).reason)).toEqual(['used', 'used']);
+  });
+
+  it('a code typed after 15 minutes is refused as expired', async () => {
+    const w = await world({ rules: { ...CODE_ONLY, codeChannels: ['sms'] }, contact: { email: 'alex.wilber@nhs.net', mobile: '07700 900123' } });
+    const rec = await w.service.startCodeOnly({ teamsUserId: AAD, displayName: 'Alex Wilber', aadObjectId: AAD });
+    const code = w.sms[0]!.personalisation.code;
+    w.h.now.value = new Date(w.h.now.value.getTime() + 15 * 60_000);
+    expect(await w.service.onCompanionRequest(w.device, { kind: 'unlock.submit_code', journeyId: rec.runId, cardId: CARD, code }, { linkSession: 'x' })).toMatchObject({ kind: 'unlock.refused', reason: 'expired' });
+  });
 });
 
 describe('breaker s4: RA-assisted unlock races and binding', () => {
@@ -83,5 +116,22 @@ describe('breaker s4: RA-assisted unlock races and binding', () => {
     expect(r).toMatchObject({ phase: 'card_problem' });
     expect(await phaseOf(w)).toMatchObject({ problem: 'wrong_card' });
     expect(codeSends(w)).toEqual([]);
+  });
+
+  it('a paused run survives a bot restart: the assisted unlock on the restarted bot resumes the same run with the same code', async () => {
+    const w = await world({ rules: DEFAULT_UNLOCK_RULES, person: {}, contact: null });
+    const first = await w.service.startAssistedUnlock({ personId: w.personId, caseRef: 'RA-7K2Q9D', actor: `ra:${RA_ID}` });
+    if (first.kind === 'refused') throw new Error('refused');
+    expect((await w.service.pauseForRa(w.personId, 'RA-AAAAAA')).paused).not.toBeNull();
+    const codes = codeSends(w).length;
+    // The bot restarts: a new engine, runner and service over the same store.
+    const again = await world({ rules: DEFAULT_UNLOCK_RULES, contact: null, restartOf: w });
+    const resumed = await again.service.startAssistedUnlock({ personId: w.personId, caseRef: 'RA-AAAAAA', actor: `ra:${RA_ID}` });
+    expect(resumed).toEqual({ kind: 'resumed', runId: first.runId, phase: 'code_sent' });
+    // The same code (no new one sent), and the companion was asked for it again.
+    expect(codeSends(again).length).toBe(codes);
+    expect(w.h.commands.filter((c) => c.command.kind === 'unlock.prompt').length).toBeGreaterThanOrEqual(2);
+    const code = /\b(\d{8})\b/.exec(w.h.mail.find((m) => m.kind === 'unlock_code')!.text)![1]!;
+    expect(await again.service.onCompanionRequest(w.device, { kind: 'unlock.submit_code', journeyId: first.runId, cardId: CARD, code }, { linkSession: 'l1' })).toMatchObject({ kind: 'unlock.accepted' });
   });
 });

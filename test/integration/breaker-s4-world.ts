@@ -48,12 +48,15 @@ export interface World {
  * A store with one card (PUK enrolled) and either a stored person bound to it, or the card named by the
  * import for the directory profile's email (not enrolled yet).
  */
-export async function world(options: { rules: UnlockRules; person?: Partial<Person>; contact: DirectoryContact | null; approvedDomains?: string[] }): Promise<World> {
-  const hh = harness();
+export async function world(options: { rules: UnlockRules; person?: Partial<Person>; contact: DirectoryContact | null; approvedDomains?: string[]; restartOf?: World }): Promise<World> {
+  // restartOf: a new engine, runner and service (a restarted bot) over the same store and device; nothing seeded.
+  const hh = options.restartOf?.h ?? harness();
   h = hh;
   const at = hh.now.value.toISOString();
-  const personId = options.person ? (options.person.id ?? randomUUID()) : provisionalPersonId(AAD);
-  if (options.person) {
+  const personId = options.restartOf?.personId ?? (options.person ? (options.person.id ?? randomUUID()) : provisionalPersonId(AAD));
+  if (options.restartOf) {
+    // Seeded already.
+  } else if (options.person) {
     const p: Person = { id: personId, teamsUserId: AAD, displayName: 'Alex Wilber', email: 'alex.wilber@nhs.net', mobile: null, answers: [], cardId: CARD, selfServiceLock: null, createdAt: at, updatedAt: at, version: 1, ...options.person };
     await hh.storage.persons.insert(p);
     await hh.storage.cards.insert({ cardId: CARD, personId, puk: sealPuk(hh.keys.sealKey, '12345678', CARD), pendingPuk: null, updatedAt: at, version: 1 });
@@ -62,7 +65,7 @@ export async function world(options: { rules: UnlockRules; person?: Partial<Pers
     await hh.storage.cards.insert({ cardId: CARD, personId: holderTag(hh.keys.codeHashKey, email), puk: sealPuk(hh.keys.sealKey, '12345678', CARD), pendingPuk: null, updatedAt: at, version: 1 });
   }
   hh.link.reply = async (command) => (command.kind === 'card.read_status' ? { kind: 'card.status', status: { present: true, reader: 'Virtual PCD', cardId: CARD, pinRetries: 0 } } : { kind: 'ack' });
-  const sms: NotifyMessage[] = [];
+  const sms: NotifyMessage[] = options.restartOf?.sms ?? [];
   const clock = (): Date => hh.now.value;
   const runner = new EffectRunner({
     storage: hh.storage,
@@ -85,7 +88,7 @@ export async function world(options: { rules: UnlockRules; person?: Partial<Pers
     now: clock,
     definitions: { unlock: unlockDefinition({ keys: hh.keys, rules: options.rules, now: clock }), registration: registrationDefinition({ keys: hh.keys, approvedDomains: ['nhs.net'], now: clock }) },
   });
-  const device = { id: randomUUID(), personId, workstation: 'WS1' } as Device;
+  const device = options.restartOf?.device ?? ({ id: randomUUID(), personId, workstation: 'WS1' } as Device);
   const service = new UnlockService({
     storage: hh.storage,
     engine,

@@ -18,8 +18,9 @@
  *
  * `companion --unpair` revokes this computer's pairing at the bot (the same
  * operation as `npm run admin -- revoke-device`) and deletes the stored
- * credential, then exits; the companion must not be running (the bot keeps its
- * link); see `pairing/unpair.ts`.
+ * credential, then exits; see `pairing/unpair.ts`. When the companion runs for
+ * this user, it asks that one (over the control socket) to unpair over its link,
+ * which then pairs again (the tray's "Unpair" does the same).
  *
  * In a desktop session (issue #13; `desktop/`, docs/companion-desktop.md) the companion
  * also opens its page when a code is asked for, raises notifications and shows a
@@ -40,8 +41,8 @@ import { DesktopPresenter } from './desktop/desktop.presenter';
 import { CommandNotifier } from './desktop/notifier.adapter';
 import { CommandPageOpener } from './desktop/page-opener.adapter';
 import { openRotatingLog } from './desktop/rotating-log';
-import { acquireInstanceLock, instanceLockPath, type InstanceLock } from './desktop/single-instance';
-import { PageLinkControl, pageLinkSocketPath, requestPageLink, requestShow, watchLinkRequests } from './passcode-page/page-link.control';
+import { acquireInstanceLock, instanceLockPath, runningInstance, type InstanceLock } from './desktop/single-instance';
+import { PageLinkControl, pageLinkSocketPath, requestPageLink, requestShow, requestUnpair, watchLinkRequests } from './passcode-page/page-link.control';
 import type { CardReaderPort } from './piv/card-connection';
 import { ReaderChoicePort } from './tray/reader-choice.adapter';
 import { ReaderChoiceStore } from './tray/reader-choice.store';
@@ -136,8 +137,16 @@ async function main(): Promise<void> {
   };
 
   if (unpair) {
-    const outcome = await unpairFromCommandLine({ botUrl: config.botUrl, workstation: config.workstation, version: COMPANION_VERSION, credentials: new CredentialStore(config.dataDir, logger.child({ part: 'credential' })), logger: logger.child({ part: 'unpair' }), ca: config.botCa });
-    const answer = UNPAIR_ANSWERS[outcome.kind];
+    // A companion running for this user holds the link (the bot keeps one per device): it unpairs over it.
+    const running = await runningInstance(instanceLockPath(config.dataDir));
+    let kind: UnpairOutcome['kind'];
+    if (running !== null) {
+      const forwarded = await requestUnpair(pageLinkSocketPath(config.dataDir));
+      kind = forwarded === 'no_answer' ? 'in_use' : forwarded;
+    } else {
+      kind = (await unpairFromCommandLine({ botUrl: config.botUrl, workstation: config.workstation, version: COMPANION_VERSION, credentials: new CredentialStore(config.dataDir, logger.child({ part: 'credential' })), logger: logger.child({ part: 'unpair' }), ca: config.botCa })).kind;
+    }
+    const answer = UNPAIR_ANSWERS[kind];
     (answer.exit === 0 ? process.stdout : process.stderr).write(`${answer.line}\n`);
     logger.flush?.();
     process.exit(answer.exit);
@@ -179,6 +188,7 @@ async function main(): Promise<void> {
     socketPath: pageLinkSocketPath(config.dataDir),
     issue: () => runtime.printPageLink(),
     show: () => void presenter.showPage(),
+    unpair: async () => ((await runtime.unpair()) === 'unpaired' ? 'unpaired' : 'unreachable'),
     logger: logger.child({ part: 'page-link' }),
   });
   let stopWatchingKeys: (() => void) | null = null;

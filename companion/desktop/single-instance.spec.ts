@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir, uptime } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { acquireInstanceLock, instanceLockPath } from './single-instance';
+import { acquireInstanceLock, instanceLockPath, runningInstance } from './single-instance';
 
 const cleanup: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -73,5 +73,19 @@ describe('single-instance lock', () => {
     expect(results.filter((r) => r.kind === 'acquired')).toHaveLength(1);
     expect(results.filter((r) => r.kind === 'running')).toEqual([{ kind: 'running', pid: process.pid }, { kind: 'running', pid: process.pid }]);
     expect(JSON.parse(await readFile(path, 'utf8'))).toMatchObject({ pid: process.pid });
+  });
+
+  it('runningInstance reads the lock without taking it: a live owner of this boot, else null', async () => {
+    const dir = await dataDir();
+    const path = instanceLockPath(dir);
+    await mkdir(dir, { mode: 0o700 });
+    expect(await runningInstance(path)).toBeNull();
+    await writeFile(path, JSON.stringify({ pid: process.ppid, bootedAt: bootedAt() }));
+    expect(await runningInstance(path)).toBe(process.ppid);
+    await writeFile(path, JSON.stringify({ pid: await deadPid(), bootedAt: bootedAt() }));
+    expect(await runningInstance(path)).toBeNull();
+    await writeFile(path, JSON.stringify({ pid: process.ppid, bootedAt: bootedAt() - 86_400 }));
+    expect(await runningInstance(path)).toBeNull();
+    expect(JSON.parse(await readFile(path, 'utf8'))).toMatchObject({ pid: process.ppid }); // left as it was
   });
 });

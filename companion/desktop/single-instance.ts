@@ -136,6 +136,21 @@ async function removeStale(lockPath: string, staleText: string): Promise<boolean
   }
 }
 
+/**
+ * The process id of the companion running for this lock now, without taking the lock (`--unpair`).
+ *
+ * @param lockPath - see {@link instanceLockPath}
+ * @returns its process id, or null when no live companion holds the lock
+ */
+export async function runningInstance(lockPath: string): Promise<number | null> {
+  const text = await readFile(lockPath, 'utf8').catch(() => null);
+  if (text === null) return null;
+  const parsed = safeJson(text);
+  if (!parsed.success) return null;
+  const owner = parsed.data;
+  return Math.abs(owner.bootedAt - bootedAt()) <= SAME_BOOT_TOLERANCE_S && processExists(owner.pid) ? owner.pid : null;
+}
+
 function safeJson(text: string): ReturnType<typeof LockSchema.safeParse> {
   try {
     return LockSchema.safeParse(JSON.parse(text));

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../common/logger';
-import { PAGE_LINK_PATTERN, PageLinkControl, pageLinkSocketPath, requestPageLink, requestShow, watchLinkRequests } from './page-link.control';
+import { PAGE_LINK_PATTERN, PageLinkControl, pageLinkSocketPath, requestPageLink, requestShow, requestUnpair, watchLinkRequests } from './page-link.control';
 
 const logger = createLogger({ name: 'page-link-spec', level: 'silent' });
 const cleanup: (() => Promise<void>)[] = [];
@@ -80,6 +80,21 @@ describe.skipIf(process.platform === 'win32')('page link control socket (--page-
     expect(await requestShow(pageLinkSocketPath(other), 1000)).toBe(false);
     expect(minted).toBe(0);
     expect(await requestShow(join(other, 'nothing.sock'), 1000)).toBe(false);
+  });
+
+  it('an unpair request runs unpair() and answers its outcome; without unpair() it is refused', async () => {
+    const dir = await dataDir();
+    const outcomes: Array<'unpaired' | 'unreachable'> = ['unreachable', 'unpaired'];
+    const c = new PageLinkControl({ socketPath: pageLinkSocketPath(dir), issue: () => link(1), unpair: () => Promise.resolve(outcomes.shift()!), logger });
+    cleanup.push(() => c.stop());
+    await c.start();
+    expect(await requestUnpair(pageLinkSocketPath(dir))).toBe('unreachable');
+    expect(await requestUnpair(pageLinkSocketPath(dir))).toBe('unpaired');
+    await c.stop();
+    const other = await dataDir();
+    await (await control(other, () => link(1))).start();
+    expect(await requestUnpair(pageLinkSocketPath(other), 1000)).toBe('no_answer');
+    expect(await requestUnpair(join(other, 'nothing.sock'), 1000)).toBe('no_answer');
   });
 
   it('says no companion runs when nothing listens, and after stop the socket file is gone', async () => {

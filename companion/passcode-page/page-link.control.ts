@@ -33,6 +33,9 @@ const LINK_REQUEST = 'link';
 const SHOW_REQUEST = 'show';
 const SHOWN_ANSWER = 'shown';
 
+/** What `companion --unpair` sends to the running companion (one line; answered `unpaired` or `unreachable`). */
+const UNPAIR_REQUEST = 'unpair';
+
 /** The shape of a link the companion hands out (loopback, one-time token of 32 bytes base64url). */
 export const PAGE_LINK_PATTERN = /^http:\/\/127\.0\.0\.1:\d{1,5}\/\?t=[A-Za-z0-9_-]{43}$/;
 
@@ -56,6 +59,11 @@ export interface PageLinkControlOptions {
    * e.g. open the passcode page and print a new link. Absent = `show` requests are refused.
    */
   show?: () => void;
+  /**
+   * Unpair over this companion's own link (`companion --unpair` while it runs: the bot keeps one link per
+   * device, so the command line cannot open its own). Absent = `unpair` requests are refused.
+   */
+  unpair?: () => Promise<'unpaired' | 'unreachable'>;
   logger: Logger;
 }
 
@@ -98,6 +106,18 @@ export class PageLinkControl {
             return;
           }
           if (!asked.includes('\n')) return;
+          // `companion --unpair` while this one runs (`unpair\n`): answered with the outcome.
+          if (asked === `${UNPAIR_REQUEST}\n` && this.options.unpair) {
+            socket.setTimeout(0);
+            this.options.unpair().then(
+              (outcome) => {
+                logger.info({ outcome }, 'unpair asked for from the command line');
+                socket.end(`${outcome}\n`);
+              },
+              () => socket.end('unreachable\n'),
+            );
+            return;
+          }
           // A second companion start asks this one to show itself (`show\n`), answered `shown\n`.
           if (asked === `${SHOW_REQUEST}\n` && this.options.show) {
             try {
@@ -225,6 +245,40 @@ export function requestShow(socketPath: string, timeoutMs = 5000): Promise<boole
     });
     socket.on('end', () => done(text.trim() === SHOWN_ANSWER));
     socket.on('error', () => done(false));
+  });
+}
+
+/**
+ * Ask the companion running on a data directory to unpair over its own link (`companion --unpair` while it runs).
+ *
+ * @param socketPath - see {@link pageLinkSocketPath}
+ * @param timeoutMs - give up after this many ms (default 30 000: the bot is asked over the link)
+ * @returns `unpaired`, `unreachable` (the running companion could not reach the bot: nothing changed), or
+ *   `no_answer` (no companion answered, or it cannot unpair); never throws
+ */
+export function requestUnpair(socketPath: string, timeoutMs = 30_000): Promise<'unpaired' | 'unreachable' | 'no_answer'> {
+  return new Promise((resolve) => {
+    let text = '';
+    let settled = false;
+    const done = (outcome: 'unpaired' | 'unreachable' | 'no_answer'): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(outcome);
+    };
+    const socket = connect(socketPath, () => socket.write(`${UNPAIR_REQUEST}\n`));
+    const timer = setTimeout(() => done('no_answer'), timeoutMs);
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      text += chunk;
+      if (text.length > 64) done('no_answer');
+    });
+    socket.on('end', () => {
+      const answer = text.trim();
+      done(answer === 'unpaired' || answer === 'unreachable' ? answer : 'no_answer');
+    });
+    socket.on('error', () => done('no_answer'));
   });
 }
 

@@ -5,7 +5,8 @@
  * it exits 0 saying so, and the first shows itself (a new passcode page link
  * on its stdout). A companion killed without cleaning up leaves a stale lock
  * that the next start takes over. A companion given no log file logs to its
- * per-user default, `<data dir>/logs/companion.log` (0600).
+ * per-user default, `<data dir>/logs/companion.log` (0600). `--unpair` while a
+ * companion runs is carried out by that companion, over its own link.
  */
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -92,5 +93,31 @@ describe('companion single instance (lock file + show over the control socket)',
     // A clean stop removes the lock.
     expect(await third.stop()).toBe(0);
     await expect(readFile(join(dataDir, 'companion.lock'), 'utf8')).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('companion --unpair while the companion runs: the running one unpairs over its link and pairs again', async () => {
+    const running = start('single-unpair-running');
+    const [, code] = await running.waitForLine(/^PAIRING CODE: ([A-Z0-9]{4}-[A-Z0-9]{4}) /, 30_000);
+    bot.approve(code!, 'Alex Wilber');
+    await running.waitForLine(/^STATUS: connected to Smartcard Assist/, 15_000);
+    const credential = join(dataDir, 'credential.json');
+    await readFile(credential, 'utf8'); // stored
+    const codesBefore = bot.userCodes.length;
+
+    const unpair = startProcess({
+      name: 'single-unpair-command',
+      command: process.execPath,
+      args: ['--import', 'tsx', 'companion/main.ts', '--unpair'],
+      env: { SMARTCARD_BOT_URL: bot.url.href, COMPANION_DATA_DIR: dataDir, COMPANION_LOG_FILE: join(root, 'unpair.log') },
+    });
+    procs.push(unpair);
+    expect(await unpair.waitForExit(30_000), unpair.output()).toBe(0);
+    expect(unpair.lines()).toContain("STATUS: unpaired: Smartcard Assist revoked this computer's pairing and its credential was deleted");
+    await expect(readFile(credential, 'utf8')).rejects.toMatchObject({ code: 'ENOENT' });
+    // The running companion was the one that unpaired: it says so and shows a new pairing code.
+    await running.waitForLine(/^STATUS: unpaired: Smartcard Assist revoked this computer's pairing; pairing again$/, 10_000);
+    await expect.poll(() => bot.userCodes.length, { timeout: 15_000 }).toBe(codesBefore + 1);
+    expect(running.hasExited()).toBe(false);
+    expect(await running.stop()).toBe(0);
   });
 });

@@ -46,19 +46,28 @@ function main(): void {
     return { value: Promise.resolve().then(() => (fn as (...a: unknown[]) => unknown).apply(target, args)) };
   };
 
+  /** Calls whose answer is not posted yet. */
+  const inFlight = new Set<Promise<void>>();
   port.on('message', (m: ToWorker) => {
     if (m.t === 'close') {
-      storage.close().then(
-        () => post({ t: 'done', id: m.id, ok: true, value: undefined, stats: storage.stats() }),
-        (err: unknown) => post({ t: 'done', id: m.id, ok: false, error: toWire(err, 'close'), stats: storage.stats() }),
-      ).finally(() => port.close());
+      // Close commits the queued writes; every call before it is answered first, then the close (the
+      // proxy ends the thread once it has this answer, so nothing may come after it).
+      const closing = storage.close();
+      void Promise.allSettled([closing, ...inFlight]).then(() =>
+        closing.then(
+          () => post({ t: 'done', id: m.id, ok: true, value: undefined, stats: storage.stats() }),
+          (err: unknown) => post({ t: 'done', id: m.id, ok: false, error: toWire(err, 'close'), stats: storage.stats() }),
+        ),
+      );
       return;
     }
     const { value, unreadable } = call(m.op, m.args);
-    value.then(
+    const answered = value.then(
       (v) => post({ t: 'done', id: m.id, ok: true, value: v, stats: storage.stats(), ...(unreadable && unreadable.length > 0 ? { unreadable } : {}) }),
       (err: unknown) => post({ t: 'done', id: m.id, ok: false, error: toWire(err, m.op), stats: storage.stats() }),
     );
+    inFlight.add(answered);
+    void answered.finally(() => inFlight.delete(answered));
   });
 }
 

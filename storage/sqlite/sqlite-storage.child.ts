@@ -6,17 +6,19 @@
  * Usage (run with `node --import tsx`):
  *   crash FILE JOURNEY_KEY      append audit entries and bump a journey counter forever,
  *                               printing `committed <auditId> <n>` after each write returns
+ *   crash-proxy FILE JOURNEY_KEY  the same through the worker-thread proxy (sqlite-storage.proxy.ts)
  *   increment FILE JOURNEY_KEY N  N read-increment-save loops on the journey; prints `done <conflicts>`
  *   ratehits FILE KEY N LIMIT     N concurrent rate hits on KEY with room for LIMIT in a minute; prints `done <recorded>`
  */
 import { randomUUID } from 'node:crypto';
 import { openSqliteStorage } from './sqlite-storage.adapter';
+import { openSqliteStorageOffThread } from './sqlite-storage.proxy';
 
 async function main(): Promise<void> {
   const [mode, file, key, count, limit] = process.argv.slice(2);
-  if (!mode || !file || !key) throw new Error('usage: crash|increment|ratehits FILE KEY [N] [LIMIT]');
-  const storage = openSqliteStorage({ file, busyTimeoutMs: 20_000 });
-  if (mode === 'crash') {
+  if (!mode || !file || !key) throw new Error('usage: crash|crash-proxy|increment|ratehits FILE KEY [N] [LIMIT]');
+  const storage = mode === 'crash-proxy' ? await openSqliteStorageOffThread({ file, busyTimeoutMs: 20_000 }) : openSqliteStorage({ file, busyTimeoutMs: 20_000 });
+  if (mode === 'crash' || mode === 'crash-proxy') {
     for (let n = 1; ; n++) {
       const id = randomUUID();
       await storage.audit.append({ id, at: new Date().toISOString(), actor: 'system', action: 'crash.test', personId: null, details: { n } });

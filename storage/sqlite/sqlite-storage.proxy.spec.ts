@@ -4,9 +4,11 @@
  * wrong: errors keep their AppError code, the commit runs off the main thread, and a closed
  * or refused store is refused as the adapter refuses it.
  */
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AppError } from '../../common/app-error';
@@ -113,6 +115,44 @@ describe('sqlite worker proxy', () => {
     await s.close();
     return { timerFirst: !timerSawSettled };
   };
+
+  it('a process killed (SIGKILL) mid-write loses nothing the proxy reported committed', async () => {
+    const here = dirname(fileURLToPath(import.meta.url));
+    const file = freshFile();
+    const s = openSqliteStorage({ file });
+    const j = makeJourney({ counters: { n: 0 } });
+    await s.journeys.insert(j);
+    await s.close();
+    const child = spawn(process.execPath, ['--import', 'tsx', join(here, 'sqlite-storage.child.ts'), 'crash-proxy', file, j.key], { cwd: resolve(here, '..', '..'), stdio: ['ignore', 'pipe', 'pipe'] });
+    const committed: { id: string; n: number }[] = [];
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    let buffered = '';
+    const exited = new Promise<NodeJS.Signals | number | null>((done) => child.on('exit', (code, signal) => done(signal ?? code)));
+    await new Promise<void>((done, fail) => {
+      child.stdout.on('data', (b: Buffer) => {
+        buffered += b.toString();
+        const lines = buffered.split('\n');
+        buffered = lines.pop()!;
+        for (const line of lines) {
+          const [, id, n] = line.split(' ');
+          committed.push({ id: id!, n: Number(n) });
+        }
+        if (committed.length >= 150) {
+          child.kill('SIGKILL');
+          done();
+        }
+      });
+      child.on('exit', () => (committed.length >= 150 ? done() : fail(new Error(`child exited early: ${stderr}`))));
+    });
+    expect(await exited).toBe('SIGKILL');
+    const again = openSqliteStorage({ file });
+    const stored = new Set((await again.audit.list({ limit: 10_000 })).map((e) => e.id));
+    for (const { id } of committed) expect(stored.has(id)).toBe(true);
+    const last = committed[committed.length - 1]!.n;
+    expect([last, last + 1]).toContain((await again.journeys.get(j.key))!.counters.n);
+    await again.close();
+  }, 60_000);
 
   it('commits off the main thread: a timer runs while a slow commit is under way (proxy)', async () => {
     expect(await timerDuringSlowCommit(await openSqliteStorageOffThread({ file: freshFile(), testSyncDelayMs: 1500 }))).toEqual({ timerFirst: true });

@@ -132,6 +132,7 @@ export class DesktopPresenter {
   }
 
   private onState(snapshot: CompanionSnapshot): void {
+    this.offerPairing(snapshot);
     const up = snapshot.link === 'up';
     if (up) {
       if (this.lostTimer) clearTimeout(this.lostTimer);
@@ -151,6 +152,29 @@ export class DesktopPresenter {
       this.say('link_lost');
     }, this.options.linkLostAfterMs ?? 60_000);
     this.lostTimer.unref?.();
+  }
+
+  /** The pairing code last offered with a locked card (once per code). */
+  private pairingOffered: string | null = null;
+
+  /**
+   * An unpaired companion that sees a locked card tells the person how to start (issue #14, the person's
+   * effort: the pairing code comes to them, no tray menu to open). Said once per pairing code; nothing
+   * when paired, without a code yet, or without a locked card. The code is the one the terminal and the
+   * tray menu already show (short-lived, useless without the person's own Teams account).
+   *
+   * @param snapshot - the runtime's state now
+   */
+  private offerPairing(snapshot: CompanionSnapshot): void {
+    const { pairing, card } = snapshot;
+    if (pairing.kind !== 'not_paired' || !pairing.code || card.kind !== 'locked') return;
+    if (this.pairingOffered === pairing.code.userCode) return;
+    this.pairingOffered = pairing.code.userCode;
+    this.options.notifier?.notify({
+      kind: 'pairing_code',
+      title: 'Smartcard Assist: your smartcard is locked',
+      body: `To unlock it, send "pair ${pairing.code.userCode}" to Smartcard Assist in Teams, then "unlock".`,
+    });
   }
 
   private say(kind: keyof typeof NOTICES, withOpen = false, extra = ''): void {

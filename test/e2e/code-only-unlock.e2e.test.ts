@@ -14,9 +14,12 @@
  * (`COMPANION_OPEN_PAGE=browser`, the "browser" being a command that hands the link to this test's Chromium).
  * Each card, read back over PC/SC, takes the new passcode and not the old one.
  *
- * The person's effort is counted from "my card is locked" (their workstation's companion paired) to the card
- * unlocked: each message typed, click, field typed and page / email / SMS opened. Code-only must take at most
- * 8; the steps are printed and written to `artifacts/reports/effort-code-only-*.json`.
+ * The person's effort is counted from "my card is locked" to the card unlocked, on first use (nobody registered,
+ * the computer's companion not yet paired): each message typed, click, field typed and page / email / SMS opened.
+ * Code-only must take at most 8; the steps are printed and written to `artifacts/reports/effort-code-only-*.json`.
+ * Done by the product, not counted: the companion, unpaired, seeing the locked card raises a notification with
+ * its pairing code ("send pair CODE, then unlock"; `notify-send` here is a script that records it), and it opens
+ * its page when the code is sent.
  */
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes, randomInt, randomUUID } from 'node:crypto';
@@ -151,12 +154,34 @@ describe.skipIf(gate.skip)('code-only unlock end to end in the Agents Playground
    * The "browser" the companion opens its page with: a command that appends the link to a file this test reads
    * and then loads in a tab of the person's Chromium (as the desktop's browser would show it).
    */
-  function browserCommand(seatName: string): { env: Record<string, string>; file: string } {
+  function browserCommand(seatName: string): { env: Record<string, string>; file: string; notices: string } {
     const file = path.join(openedDir, `${seatName}.links`);
     const script = path.join(openedDir, `${seatName}-browser.sh`);
     writeFileSync(script, `#!/bin/sh\nprintf '%s\\n' "$1" >> '${file}'\n`);
     chmodSync(script, 0o700);
-    return { env: { COMPANION_OPEN_PAGE: 'browser', COMPANION_BROWSER_COMMAND: script, COMPANION_TRAY: 'off' }, file };
+    // The desktop's notification service: a notify-send first on PATH that records what it was asked to show.
+    const bin = mkdtempSync(path.join(openedDir, `${seatName}-bin-`));
+    const notices = path.join(openedDir, `${seatName}.notices`);
+    writeFileSync(path.join(bin, 'notify-send'), `#!/bin/sh\nprintf '%s\\n' "$*" >> '${notices}'\n`);
+    chmodSync(path.join(bin, 'notify-send'), 0o700);
+    return {
+      env: { COMPANION_OPEN_PAGE: 'browser', COMPANION_BROWSER_COMMAND: script, COMPANION_TRAY: 'off', COMPANION_NOTIFICATIONS: 'on', PATH: `${bin}:${process.env['PATH'] ?? ''}` },
+      file,
+      notices,
+    };
+  }
+
+  async function waitForNotice(file: string, pattern: RegExp): Promise<RegExpExecArray> {
+    const deadline = Date.now() + E2E_WAIT_MS;
+    for (;;) {
+      const lines = existsSync(file) ? readFileSync(file, 'utf8').split('\n') : [];
+      for (const l of lines) {
+        const m = pattern.exec(l);
+        if (m) return m;
+      }
+      if (Date.now() > deadline) throw new Error(`no notification matching ${String(pattern)}; notify-send got: ${lines.join(' | ') || '(nothing)'}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
 
   async function waitForOpenedLink(file: string): Promise<string> {
@@ -188,15 +213,22 @@ describe.skipIf(gate.skip)('code-only unlock end to end in the Agents Playground
       await tab?.screenshot({ path: artifactPath('screenshots', `e2e-code-only${suffix}-companion-at-failure.png`), fullPage: true }).catch(() => undefined);
     });
     expect(await card.pinRetries()).toBe(0);
-    // The workstation's companion is paired (set-up, before the card locked; counted apart in the report).
-    await seat.pair();
     const smsBefore = notify.fake.accepted.length;
     const mailsBefore = (await bot.outbox()).filter((m) => m.kind === 'unlock_code').length;
 
     const effort = new EffortLog(`code-only ${p.channel}`);
     efforts.push(effort);
 
-    // 1. "unlock" in Teams: no registration, no questions; both channels, masked, to pick from.
+    // First use: nobody registered, this computer not paired. The companion sees the locked card and tells the
+    // person how to start, with its pairing code (a notification: no tray menu or terminal to open).
+    const notice = await waitForNotice(opener.notices, /your smartcard is locked.*send "pair ([A-Z0-9]{4}-[A-Z0-9]{4})" to Smartcard Assist in Teams, then "unlock"/);
+    expect(notice[1]).toBe(await seat.companion.pairingCode());
+    effort.auto('the companion saw the locked card and showed a notification: send "pair CODE" in Teams, then "unlock"');
+    // 1. "pair CODE" in Teams (the fixture types exactly that and checks "This computer is paired").
+    await seat.pair();
+    effort.did('message', 'types "pair CODE" (from the notification) in the Teams chat');
+
+    // 2. "unlock" in Teams: no registration, no questions; both channels, masked, to pick from.
     await ui.sendChat('unlock');
     effort.did('message', 'types "unlock" in the Teams chat');
     const choose = await ui.waitForCardWithText('Where should we send your unlock code?', E2E_WAIT_MS);
@@ -207,12 +239,12 @@ describe.skipIf(gate.skip)('code-only unlock end to end in the Agents Playground
     expect(chooseText).not.toContain(p.email);
     expect(chooseText).not.toMatch(/security question/i);
 
-    // 2. Pick the channel.
+    // 3. Pick the channel.
     await ui.clickAction(p.channel === 'sms' ? 'Text me' : 'Email me', choose);
     effort.did('click', p.channel === 'sms' ? 'clicks "Text me" on the card' : 'clicks "Email me" on the card');
     await ui.waitForCardWithText(p.channel === 'sms' ? 'Check your phone' : 'Check your email', E2E_WAIT_MS);
 
-    // 3. The code arrives: by SMS (Notify answered 201, to this mobile only) or by email (to this address only).
+    // 4. The code arrives: by SMS (Notify answered 201, to this mobile only) or by email (to this address only).
     let code: string;
     if (p.channel === 'sms') {
       await expect.poll(() => notify.fake.accepted.length, { timeout: E2E_WAIT_MS }).toBe(smsBefore + 1);
@@ -237,7 +269,7 @@ describe.skipIf(gate.skip)('code-only unlock end to end in the Agents Playground
     await tab.goto(link);
     await expect.poll(() => tab!.locator('body').getAttribute('data-state'), { timeout: E2E_WAIT_MS }).toBe('awaiting_unlock');
 
-    // 4-6. The code and the new passcode twice; 7. the button.
+    // 5-7. The code and the new passcode twice; 8. the button.
     await tab.getByLabel('Unlock code').fill(code);
     effort.did('field', 'types the unlock code on the companion page');
     await tab.getByLabel('New passcode', { exact: true }).fill(p.newPin);

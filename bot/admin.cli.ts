@@ -393,7 +393,7 @@ async function run(argv: string[]): Promise<number> {
       case 'report': {
         const r = reportRangeFromDates(arg(args, '--from'), arg(args, '--to'));
         if (!r.ok) throw new AppError('INPUT.USAGE', `report: ${r.message} (report --from YYYY-MM-DD --to YYYY-MM-DD [--csv]; UTC days, both included)`);
-        const report = await loadUsageReport(storage, r.range);
+        const report = await loadUsageReport(storage, r.range, { teams: config.raDesk });
         process.stdout.write(args.includes('--csv') ? usageReportCsv(report) : usageReportText(report));
         return 0;
       }

@@ -302,5 +302,14 @@ describe('RA desk: several RA teams (RA_TEAMS)', () => {
     // The card in the South channel is updated in place; the North channel never heard of the case.
     await expect.poll(() => conn.calls.some((c) => c.conversationId === SOUTH_CHANNEL && c.method === 'PUT' && activityText(c.body).includes('Sid South')), { timeout: 10_000 }).toBe(true);
     expect(conn.calls.filter((c) => c.conversationId.startsWith(NORTH_CHANNEL))).toEqual([]);
+    // The report has a row per team: the case is South's.
+    await postJson(bot, '/api/messages', inChannel(teams, sid, SOUTH_CHANNEL, { type: 'message', text: '<at>Smartcard Assist</at> report' }));
+    const report = JSON.stringify(conn.calls.filter((c) => c.conversationId.startsWith(SOUTH_CHANNEL) && c.method === 'POST').at(-1)?.body);
+    expect(report).toMatch(/"text":"North RA".*"title":"Cases opened","value":"0".*"text":"South RA".*"title":"Cases opened","value":"1"/);
+    // The admin report agrees: a CSV line per team.
+    const today = new Date().toISOString().slice(0, 10);
+    const csv = await runAdmin(bot, ['report', '--from', today, '--to', today, '--csv']);
+    expect(csv.code, csv.stderr).toBe(0);
+    expect(csv.stdout.split('\r\n').slice(1, 3).map((l) => l.split(',').filter((_v, i) => i === 0 || i === 7).join(','))).toEqual(['North RA,0', 'South RA,1']);
   });
 });

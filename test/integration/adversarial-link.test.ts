@@ -43,6 +43,12 @@ describe('adversarial: companion link WebSocket', () => {
   let teams: TeamsClient;
   let alice: Paired;
   let bob: Paired;
+  /**
+   * A third person for the pulled-card test: by then Bob has been sent 3 unlock codes within the hour,
+   * the most one person may be sent (UNLOCK_CODES_PER_HOUR, issue #14), so a fourth run of his stops
+   * with "Too many codes in the last hour" before any code.
+   */
+  let carol: Paired;
   const open: RawCompanion[] = [];
   const secrets: Array<{ label: string; value: string }> = [];
 
@@ -95,6 +101,7 @@ describe('adversarial: companion link WebSocket', () => {
     teams = new TeamsClient(bot, conn.url);
     alice = await pair('Alice Linkadv');
     bob = await pair('Bob Linkadv');
+    carol = await pair('Carol Linkadv');
   });
 
   afterAll(async () => {
@@ -264,22 +271,23 @@ describe('adversarial: companion link WebSocket', () => {
   });
 
   it('a result for a foreign journey id does not rotate the stored PUK while a pulled card still holds the old one', async () => {
-    const b = await connect(bob);
-    const { code, journeyId } = await toCodeSent(bob, b);
-    expect(await b.request({ kind: 'unlock.submit_code', journeyId, cardId: bob.person.cardId, code })).toEqual({ kind: 'unlock.accepted', journeyId });
+    // Carol: Bob's three codes this hour are the most he may be sent (see `carol`).
+    const b = await connect(carol);
+    const { code, journeyId } = await toCodeSent(carol, b);
+    expect(await b.request({ kind: 'unlock.submit_code', journeyId, cardId: carol.person.cardId, code })).toEqual({ kind: 'unlock.accepted', journeyId });
     const auth = await b.release(journeyId);
-    expect(auth).toMatchObject({ kind: 'unlock.authorised', puk: bob.person.puk });
-    secrets.push({ label: 'bob pending PUK', value: String(auth['newPuk']) });
+    expect(auth).toMatchObject({ kind: 'unlock.authorised', puk: carol.person.puk });
+    secrets.push({ label: 'carol pending PUK', value: String(auth['newPuk']) });
     // The card was pulled during RESET RETRY COUNTER: it still holds the current PUK.
-    await b.request({ kind: 'unlock.result', journeyId, cardId: bob.person.cardId, outcome: 'card_removed', pukOnCard: 'current' });
+    await b.request({ kind: 'unlock.result', journeyId, cardId: carol.person.cardId, outcome: 'card_removed', pukOnCard: 'current' });
     // A stale or bogus result for some other journey id claims the new PUK is on the card.
-    await b.request({ kind: 'unlock.result', journeyId: randomUUID(), cardId: bob.person.cardId, outcome: 'unblocked', pukOnCard: 'new' });
+    await b.request({ kind: 'unlock.result', journeyId: randomUUID(), cardId: carol.person.cardId, outcome: 'unblocked', pukOnCard: 'new' });
     await sleep(300);
-    expect(journeyState(bob.person.personId)).toMatchObject({ phase: 'unblocking', interrupted: true });
+    expect(journeyState(carol.person.personId)).toMatchObject({ phase: 'unblocking', interrupted: true });
     // The card is back: the bot must still name the PUK the card really holds.
-    expect(await b.request({ kind: 'unlock.resume', journeyId, cardId: bob.person.cardId })).toEqual({ kind: 'unlock.accepted', journeyId });
+    expect(await b.request({ kind: 'unlock.resume', journeyId, cardId: carol.person.cardId })).toEqual({ kind: 'unlock.accepted', journeyId });
     const resumed = await b.release(journeyId, 2);
-    expect(resumed['puk'] === bob.person.puk, 'the stored PUK was swapped for one the card does not hold').toBe(true);
+    expect(resumed['puk'] === carol.person.puk, 'the stored PUK was swapped for one the card does not hold').toBe(true);
     b.close();
   });
 

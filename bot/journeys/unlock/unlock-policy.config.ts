@@ -36,7 +36,10 @@ export const CODE_BOUNDS = {
   maxTtlMinutes: 15,
   /** Most wrong tries of one code. */
   maxWrongTries: 5,
-  /** Most codes one person may be sent in any 60 minutes. */
+  /**
+   * Most codes one person may be sent in any 60 minutes (first codes and resends, across runs). Only
+   * time frees a place: a successful unlock does not restart the count (`UnlockRules.maxCodesPerHour`).
+   */
   maxCodesPerHour: 3,
 } as const;
 
@@ -51,7 +54,7 @@ export interface UnlockPolicyConfig {
   codeTtlMinutes: number;
   /** Wrong tries allowed per code (1..5). */
   maxCodeTries: number;
-  /** Codes one person may be sent in any 60 minutes (1..3). */
+  /** Codes one person may be sent in any 60 minutes (1..3); a successful unlock does not restart the count. */
   maxCodesPerHour: number;
   /** Channels a `code-only` code may go by, in order of preference (at least one). */
   channels: CodeChannel[];

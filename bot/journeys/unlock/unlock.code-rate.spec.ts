@@ -32,8 +32,8 @@ function ctx(now: Date, rules = RULES): StepContext {
 const blocked: UnlockEvent = { type: 'card_status', person, result: { ok: true, status: { present: true, reader: 'r', cardId: CARD, pinRetries: 0 }, pukEnrolled: true } };
 
 /** One run from start to a code: start, card, a passing answer check. */
-function runToCode(j: UnlockJourney, at: Date): UnlockJourney {
-  const c = ctx(at);
+function runToCode(j: UnlockJourney, at: Date, rules = RULES): UnlockJourney {
+  const c = ctx(at, rules);
   j = stepUnlock(j, { type: 'start', person, deviceId: DEVICE }, c).journey;
   j = stepUnlock(j, blocked, c).journey;
   if (j.state.phase !== 'answering') return j;
@@ -59,6 +59,31 @@ describe('codes an hour (issue #14)', () => {
     const later = runToCode(fourth, minutes(61));
     expect(later.state.phase).toBe('code_sent');
     expect(later.codeTimes?.map((t) => Date.parse(t))).toEqual([minutes(10), minutes(20), minutes(61)].map((d) => d.getTime()));
+  });
+
+  it('a successful unlock does not restart the count: three runs that each unlocked the card still leave no fourth code within the hour', () => {
+    // The default rules (3 answer attempts): an unlock resets the attempt count, so only the code cap can stop the fourth run.
+    const rules = DEFAULT_UNLOCK_RULES;
+    let j = newUnlockJourney('p1', 'run-0');
+    for (const m of [0, 10, 20]) {
+      const c = ctx(minutes(m), rules);
+      j = runToCode(j, minutes(m), rules);
+      if (j.state.phase !== 'code_sent') throw new Error(`phase ${j.state.phase} at minute ${m}`);
+      const code = j.state.code;
+      j = stepUnlock(j, { type: 'code_mailed', runId: j.runId, codeHash: code.hash, at: c.now.toISOString() }, c).journey;
+      const accepted = stepUnlock(j, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: code.hash, linkSession: 'link-1' }, c);
+      expect(accepted.verdict).toEqual({ kind: 'authorised' });
+      j = stepUnlock(accepted.journey, { type: 'unblock_result', deviceId: DEVICE, cardId: CARD, outcome: 'unblocked', pukOnCard: 'new', workstation: 'WS-1' }, c).journey;
+      expect(j.state.phase).toBe('done');
+      expect(j.counters.answerAttempts).toBe(0);
+    }
+    expect(j.codeTimes).toHaveLength(3);
+    const fourth = runToCode(j, minutes(30), rules);
+    expect(fourth.state).toMatchObject({ phase: 'card_problem', problem: 'too_many_codes' });
+    // No question was asked and no attempt spent for a code that could not be sent.
+    expect(fourth.counters.answerAttempts).toBe(0);
+    // The hour after the first code, the next code goes out.
+    expect(runToCode(fourth, minutes(60.5), rules).state.phase).toBe('code_sent');
   });
 
   it('resends count too: with the cap at 2, the first resend is the last code of the hour', () => {

@@ -72,7 +72,15 @@ export interface UnlockRules {
   answerCheckTimeoutMs: number;
   /** Digits in a code (UNLOCK_CODE_DIGITS; at least 6). */
   codeDigits: number;
-  /** Codes one person may be sent in any 60 minutes, across runs (UNLOCK_CODES_PER_HOUR; at most 3). */
+  /**
+   * Codes one person may be sent in any 60 minutes (UNLOCK_CODES_PER_HOUR; at most 3: issue #14,
+   * "at most 3 codes an hour"). A sliding window over the send times on the record
+   * ({@link UnlockJourney.codeTimes}), across runs and channels; first codes and resends count alike.
+   * Nothing restarts the count but time: not a successful unlock, a cancel, a code that expired or
+   * was used up, a reset or an RA-assisted start (an unlock that succeeded still sent its code, and a
+   * count restarted by success would let a person who unlocks again and again be sent codes without
+   * bound). Only the attempt count starts afresh after an unlock.
+   */
   maxCodesPerHour: number;
   /** UNLOCK_POLICY: `questions` (security questions, emailed code) or `code-only` (issue #14). */
   policy: 'questions' | 'code-only';
@@ -947,7 +955,10 @@ export function codesInLastHour(journey: UnlockJourney, now: Date): string[] {
   return (journey.codeTimes ?? []).filter((t) => Date.parse(t) > from);
 }
 
-/** True when one more code may be issued now ({@link UnlockRules.maxCodesPerHour}). */
+/**
+ * True when one more code may be issued now: fewer than {@link UnlockRules.maxCodesPerHour} codes were
+ * sent in the last hour. A successful unlock does not restart the count (see there).
+ */
 export function mayIssueCode(journey: UnlockJourney, ctx: Pick<StepContext, 'now' | 'rules'>): boolean {
   return codesInLastHour(journey, ctx.now).length < ctx.rules.maxCodesPerHour;
 }

@@ -43,8 +43,8 @@ import { CommandPageOpener } from './desktop/page-opener.adapter';
 import { openRotatingLog } from './desktop/rotating-log';
 import { acquireInstanceLock, instanceLockPath, runningInstance, type InstanceLock } from './desktop/single-instance';
 import { PageLinkControl, pageLinkSocketPath, requestPageLink, requestShow, requestUnpair, watchLinkRequests } from './passcode-page/page-link.control';
+import { ReaderChoicePort } from './pcsc/reader-choice.port';
 import type { CardReaderPort } from './piv/card-connection';
-import { ReaderChoicePort } from './tray/reader-choice.adapter';
 import { ReaderChoiceStore } from './tray/reader-choice.store';
 import { SystrayTray } from './tray/systray.adapter';
 import { TrayController } from './tray/tray.controller';
@@ -158,7 +158,7 @@ async function main(): Promise<void> {
   const baseReader = await openReader(config, logger);
   // With the tray, the person chooses the reader in its menu: the card service sees the chosen one (or all).
   const savedChoice = config.desktop.tray ? await new ReaderChoiceStore(config.dataDir).read() : undefined;
-  const choice = config.desktop.tray ? new ReaderChoicePort(baseReader, savedChoice ? savedChoice.reader : config.reader.readerName) : null;
+  const choice = config.desktop.tray ? new ReaderChoicePort(baseReader, { chosen: savedChoice ? savedChoice.reader : config.reader.readerName, logger: logger.child({ part: 'readers' }) }) : null;
   const reader: CardReaderPort = choice ?? baseReader;
   const card = new CardService({ reader, readerName: choice ? null : config.reader.readerName, logger: logger.child({ part: 'card' }) });
   const runtime = new CompanionRuntime({

@@ -11,11 +11,13 @@ import type { UnpairOutcome } from '../pairing/unpair';
 import type { TrayPort, TrayStartOutcome } from './tray.port';
 import { trayView, type TrayItemId, type TrayView } from './tray.view';
 
-/** The readers the menu lists and the choice among them (`reader-choice.adapter.ts`). */
+/** The readers the menu lists and the choice among them: the reader port's `ReaderChoicePort` (companion/pcsc/reader-choice.port.ts). */
 export interface TrayReaders {
-  allReaders(): string[];
-  readonly chosen: string | null;
-  choose(name: string | null): void;
+  /** The readers to list (a chosen one that is unplugged included). */
+  listReaders(): Array<{ name: string }>;
+  chosenReader(): string | null;
+  /** Use only this reader, or any (null); refused (`ok: false`) for a reader that is not connected. */
+  chooseReader(name: string | null): { ok: boolean };
 }
 
 export interface TrayControllerOptions {
@@ -86,8 +88,8 @@ export class TrayController {
 
   private view(): TrayView {
     const { readers } = this.options;
-    const all = readers.allReaders();
-    const chosen = readers.chosen;
+    const all = readers.listReaders().map((r) => r.name);
+    const chosen = readers.chosenReader();
     this.listed = chosen !== null && !all.includes(chosen) ? [chosen, ...all] : all;
     return trayView(this.options.runtime.snapshot(), all, chosen);
   }
@@ -120,10 +122,7 @@ export class TrayController {
         await desktop.showPage();
       } else if (id === 'reader_any' || id.startsWith('reader:')) {
         const name = id === 'reader_any' ? null : this.listed[Number(id.slice('reader:'.length))];
-        if (name !== undefined) {
-          readers.choose(name);
-          await this.options.saveReaderChoice?.(name);
-        }
+        if (name !== undefined && readers.chooseReader(name).ok) await this.options.saveReaderChoice?.(name);
       } else if (id === 'unpair') {
         const outcome = await runtime.unpair();
         desktop.notify(

@@ -9,7 +9,7 @@ import { FakeNotifier } from '../desktop/desktop.fake';
 import type { Notice } from '../desktop/desktop.port';
 import type { UnpairOutcome } from '../pairing/unpair';
 import type { CardConnection, CardReaderPort, ReaderEvent } from '../piv/card-connection';
-import { ReaderChoicePort } from './reader-choice.adapter';
+import { ReaderChoicePort } from '../pcsc/reader-choice.port';
 import { ReaderChoiceStore } from './reader-choice.store';
 import { SYSTRAY_VERSION, SystrayTray } from './systray.adapter';
 import { icoFromPng, TRAY_ICONS } from './tray-icons';
@@ -102,34 +102,6 @@ class StubReaders implements CardReaderPort {
   }
 }
 
-describe('reader choice (the card service sees the chosen reader, or all)', () => {
-  it('filters readers and events; choosing tells the card service as cards leaving and entering its view', () => {
-    const inner = new StubReaders();
-    const atr = Buffer.from([0x3b, 0x01]);
-    inner.cards.set('R1', atr);
-    inner.cards.set('R2', null);
-    const port = new ReaderChoicePort(inner, null);
-    const seen: ReaderEvent[] = [];
-    port.onEvent((e) => seen.push(e));
-    expect(seen).toEqual([{ type: 'reader.added', reader: 'R1' }, { type: 'card.inserted', reader: 'R1', atr }, { type: 'reader.added', reader: 'R2' }]);
-    expect(port.readers()).toEqual(['R1', 'R2']);
-
-    seen.length = 0;
-    port.choose('R2');
-    expect(port.readers()).toEqual(['R2']);
-    expect(port.allReaders()).toEqual(['R1', 'R2']);
-    expect(seen).toEqual([{ type: 'card.removed', reader: 'R1' }]);
-    inner.event({ type: 'card.removed', reader: 'R1' });
-    inner.event({ type: 'card.inserted', reader: 'R2', atr });
-    expect(seen.slice(1)).toEqual([{ type: 'card.inserted', reader: 'R2', atr }]);
-
-    seen.length = 0;
-    inner.event({ type: 'card.inserted', reader: 'R1', atr });
-    port.choose(null);
-    expect(seen).toEqual([{ type: 'reader.added', reader: 'R1' }, { type: 'card.inserted', reader: 'R1', atr }]);
-  });
-});
-
 class StubRuntime {
   readonly listeners = new Set<(e: CompanionEvent) => void>();
   state: CompanionSnapshot = snap({ pairing: { kind: 'not_paired', code: { userCode: 'WXYZ-2345', expiresAt } }, link: 'down' });
@@ -163,7 +135,7 @@ describe('tray controller (menu actions)', () => {
     const inner = new StubReaders();
     inner.cards.set('Reader A', null);
     inner.cards.set('Reader B', null);
-    const choice = new ReaderChoicePort(inner, null);
+    const choice = new ReaderChoicePort(inner);
     const quits: number[] = [];
     saved.length = 0;
     const controller = new TrayController({
@@ -202,7 +174,7 @@ describe('tray controller (menu actions)', () => {
     // Readers: chosen in the menu; one plugged in later appears within a poll.
     tray.click('reader:1');
     await settle();
-    expect(choice.chosen).toBe('Reader B');
+    expect(choice.chosenReader()).toBe('Reader B');
     expect(tray.item('reader:1').checked).toBe(true);
     inner.event({ type: 'reader.added', reader: 'Reader C' });
     await settle();
@@ -210,7 +182,7 @@ describe('tray controller (menu actions)', () => {
     expect(tray.item('reader:2').title).toBe('Reader C');
     tray.click('reader_any');
     await settle();
-    expect(choice.chosen).toBeNull();
+    expect(choice.chosenReader()).toBeNull();
     expect(saved).toEqual(['Reader B', null]);
 
     tray.click('unpair');

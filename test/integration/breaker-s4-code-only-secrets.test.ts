@@ -2,8 +2,8 @@
  * Breaker, session 4: a code-only unlock (issue #14) through the real bot process, with the code by SMS through
  * the real Notify adapter against the local Notify fake, the directory from the local Graph fake, the card named
  * by `admin import-puks`, and a raw companion on the real link. Afterwards the bot's whole log (LOG_LEVEL=debug)
- * and its data directory are searched for the one-time code, the PUK and the new PUK, and the log also for the
- * person's mobile number (any form) and email address. No pcscd, no Chromium.
+ * and its data directory are searched for the one-time code, the PUK and the new PUK (and the Notify key's secret,
+ * the Graph client secret, the master key), and the log also for the person's mobile number (any form) and email. No pcscd, no Chromium.
  */
 import { randomBytes, randomInt, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -24,6 +24,7 @@ describe.skipIf(!haveOpenssl)('breaker s4: code-only by SMS through the bot proc
   let notify: NotifyContractFixture;
   let graph: GraphFake;
   let pki: TestPki;
+  let graphSecret = '';
   let companion: RawCompanion | undefined;
   const user = teamsUser('Sam Breaker');
   const last = String(randomInt(100, 1000));
@@ -38,6 +39,7 @@ describe.skipIf(!haveOpenssl)('breaker s4: code-only by SMS through the bot proc
     const tenantId = randomUUID();
     const clientId = randomUUID();
     const clientSecret = `Zx8Q~${randomBytes(24).toString('base64url')}`;
+    graphSecret = clientSecret;
     graph = new GraphFake(
       { tenantId, clientId, clientSecret, roles: ['User.Read.All'], mailboxes: [], users: [{ id: user.id, userPrincipalName: `sam@trust.example.org`, displayName: user.name, mail: email, mobilePhone: mobile }] },
       { certPem: pki.serverCertPem, keyPem: pki.serverKeyPem },
@@ -114,6 +116,9 @@ describe.skipIf(!haveOpenssl)('breaker s4: code-only by SMS through the bot proc
       { label: 'wrong code typed', value: wrong },
       { label: 'PUK', value: puk },
       ...(newPuk.length >= 6 ? [{ label: 'new PUK', value: newPuk }] : []),
+      { label: 'Notify API key secret', value: notify.key.secret },
+      { label: 'Graph client secret', value: graphSecret },
+      { label: 'master key', value: bot.env['SMARTCARD_MASTER_KEY']! },
     ];
     const contacts = [
       { label: 'mobile (E.164)', value: `+447700900${last}` },

@@ -9,8 +9,9 @@
  * - `code-only` with one channel: a person nobody registered, whose card the card-management import bound to
  *   them and whose directory profile (Graph fake) gives an approved email and no mobile: no questions, no
  *   channel to pick (`code-only-unlock.e2e.test.ts` covers both channels, SMS and email).
- * - Pairing a workstation, once per person and computer, is measured apart: reading the companion's pairing
- *   code and sending `pair CODE`.
+ * - Pairing a workstation, once per person and computer, is measured apart: the unpaired companion that sees
+ *   the locked card shows a notification with its pairing code (`notify-send` here is a recording script), and
+ *   the person sends `pair CODE`.
  *
  * In both runs the companion opens its page by itself when the code is sent (`COMPANION_OPEN_PAGE=browser`,
  * the "browser" a command that hands the link to this test's Chromium): not a step for the person.
@@ -66,12 +67,32 @@ describe.skipIf(gate.skip)("the person's effort, questions vs code-only (Playgro
   });
 
   /** The companion's "browser": appends the link to a file; the test loads it in the person's Chromium. */
-  function opener(name: string): { env: Record<string, string>; file: string } {
+  function opener(name: string): { env: Record<string, string>; file: string; notices: string } {
     const file = path.join(openedDir, `${name}.links`);
     const script = path.join(openedDir, `${name}-browser.sh`);
     writeFileSync(script, `#!/bin/sh\nprintf '%s\\n' "$1" >> '${file}'\n`);
     chmodSync(script, 0o700);
-    return { env: { COMPANION_OPEN_PAGE: 'browser', COMPANION_BROWSER_COMMAND: script, COMPANION_TRAY: 'off' }, file };
+    // The desktop's notification service: a notify-send first on PATH that records what it was asked to show.
+    const bin = mkdtempSync(path.join(openedDir, `${name}-bin-`));
+    const notices = path.join(openedDir, `${name}.notices`);
+    writeFileSync(path.join(bin, 'notify-send'), `#!/bin/sh\nprintf '%s\\n' "$*" >> '${notices}'\n`);
+    chmodSync(path.join(bin, 'notify-send'), 0o700);
+    return {
+      env: { COMPANION_OPEN_PAGE: 'browser', COMPANION_BROWSER_COMMAND: script, COMPANION_TRAY: 'off', COMPANION_NOTIFICATIONS: 'on', PATH: `${bin}:${process.env['PATH'] ?? ''}` },
+      file,
+      notices,
+    };
+  }
+
+  async function pairingNotice(file: string): Promise<string> {
+    const deadline = Date.now() + E2E_WAIT_MS;
+    for (;;) {
+      const lines = existsSync(file) ? readFileSync(file, 'utf8').split('\n') : [];
+      const m = lines.map((l) => /your smartcard is locked.*send "pair ([A-Z0-9]{4}-[A-Z0-9]{4})"/.exec(l)).find((x) => x);
+      if (m) return m[1]!;
+      if (Date.now() > deadline) throw new Error(`no pairing notification; notify-send got: ${lines.join(' | ') || '(nothing)'}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
 
   async function openedLink(file: string): Promise<string> {
@@ -85,7 +106,7 @@ describe.skipIf(gate.skip)("the person's effort, questions vs code-only (Playgro
   }
 
   /** Pair (measured apart), then hand over to the policy's part; returns the seat. */
-  async function seatFor(e2e: E2eStack, name: string, card: { cardId: string; pin: string; puk: string }, open: { env: Record<string, string> }): Promise<E2eSeat> {
+  async function seatFor(e2e: E2eStack, name: string, card: { cardId: string; pin: string; puk: string }, open: { env: Record<string, string>; notices: string }): Promise<E2eSeat> {
     const seat = await e2e.addSeat({
       suffix: `-${name}`,
       card: { ...card, blocked: true },
@@ -95,7 +116,8 @@ describe.skipIf(gate.skip)("the person's effort, questions vs code-only (Playgro
       teams: { user: USER, client: 'chromium' },
     });
     const pairing = new EffortLog(`pairing a workstation (${name}; once per person and computer)`);
-    pairing.did('open', "opens the companion's tray menu, which shows the pairing code");
+    expect(await pairingNotice(open.notices)).toBe(await seat.companion.pairingCode());
+    pairing.auto('the companion, unpaired, saw the locked card and showed a notification with its pairing code');
     await seat.pair();
     pairing.did('message', 'types "pair CODE" in the Teams chat');
     efforts.push(pairing);
@@ -248,9 +270,9 @@ describe.skipIf(gate.skip)("the person's effort, questions vs code-only (Playgro
       if (existsSync(file)) others.push(JSON.parse(readFileSync(file, 'utf8')) as { title: string; count: number; steps: EffortStep[] });
     }
     const pairing = efforts.find((e) => e.title.startsWith('pairing'))!;
-    const rows = [...measured.map((e) => ({ title: e.title, count: e.count })), ...others.map((o) => ({ title: `${o.title} (from code-only-unlock.e2e.test.ts)`, count: o.count }))];
+    const rows = [...measured.map((e) => ({ title: e.title, count: e.count })), ...others.map((o) => ({ title: `${o.title}, first use: pairing included (from code-only-unlock.e2e.test.ts)`, count: o.count }))];
     const summary = [
-      "The person's effort from 'my card is locked' (workstation paired) to an unlocked card:",
+      "The person's effort from 'my card is locked' to an unlocked card (computer paired, unless the row says first use):",
       ...rows.map((r) => `  ${String(r.count).padStart(2)}  ${r.title}`),
       `  +${pairing.count} once per person and computer: ${pairing.steps.map((s) => s.what).join('; ')}`,
       '',

@@ -25,13 +25,16 @@
  *    companion with the emailed code, and the card reads back unlocked; the case is closed;
  * 5. Hana opens a case for Pat with the helpdesk form: she sees the case reference, Pat is told;
  * 6. Quinn says "talk to RA" mid-unlock: the run is paused; Rita's assisted unlock resumes the
- *    same run without questions, and Quinn finishes at the companion (card read back unlocked).
+ *    same run without questions, and Quinn finishes at the companion (card read back unlocked);
+ * 7. afterwards no passcode, PUK, unlock code or answer is in what went to Teams, the logs, the
+ *    outbox (but each code in its own email) or the data directories.
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { readStore } from '../integration/adversarial-harness';
+import { anyAllow, codeInOwnEmail, companionSecrets, describeFindings, findSecrets, productSources, type TestSecret } from '../support/e2e-secrets';
 import { artifactPath } from '../support/artifacts';
 import { openPlayground, type PlaygroundPage } from '../support/browser';
 import {
@@ -437,5 +440,37 @@ describe.skipIf(gate.skip)('RA desk end to end in the Agents Playground driven b
     expect(await quinn.card.verifies(QUINN.pin)).toBe(false);
     expect(await quinn.card.verifies(QUINN.newPasscode)).toBe(true);
     expect(quinn.card.card.pinBlocked).toBe(false);
+  });
+
+  it('leaves no passcode, PUK, unlock code or answer in what went to Teams, the logs, the outbox (but a code in its own email) or the data directories', async () => {
+    expect(quinn, 'the talk-to-RA test did not start').toBeDefined();
+    const codeMails = new Map<string, string>();
+    for (const m of await e2e.bot.outbox()) if (m.kind === 'unlock_code') codeMails.set(m.file, unlockCodeFrom(m));
+    expect(codeMails.size).toBe(2);
+    const secrets: TestSecret[] = [
+      ...[PAT, QUINN].flatMap((p) => [
+        { label: `${p.displayName} old passcode`, value: p.pin, kind: 'digits' as const },
+        { label: `${p.displayName} new passcode`, value: p.newPasscode, kind: 'digits' as const },
+        { label: `${p.displayName} enrolled PUK`, value: p.puk, kind: 'digits' as const },
+        ...p.answers.map((a) => ({ label: `${p.displayName} answer ${a.questionId}`, value: a.answer, kind: 'answer' as const })),
+      ]),
+      ...[pat, quinn!].flatMap((seat, i) => seat.card.seen.newPuks.map((v) => ({ label: `seat ${i + 1} rotated PUK`, value: v, kind: 'digits' as const }))),
+      ...[...codeMails.values()].map((v, i) => ({ label: `unlock code ${i + 1}`, value: v, kind: 'digits' as const })),
+      ...WRONG.map((w, i) => ({ label: `Pat wrong answer ${i + 1}`, value: w, kind: 'answer' as const })),
+    ];
+    const companions = [pat.companion, quinn!.companion];
+    const own = await companionSecrets(companions);
+    secrets.push(...own.secrets);
+    const allow = anyAllow(codeInOwnEmail(codeMails), own.allow);
+    // What the bot sent to Teams: every bot message and card update on the three Playgrounds' streams.
+    const toTeams = [raPg, pat.pg, quinn!.pg].flatMap((pg) => pg.messages().map((m) => m.raw));
+    expect(toTeams.length).toBeGreaterThan(10);
+    const teamsFindings = findSecrets([{ where: 'bot messages to Teams', bytes: Buffer.from(JSON.stringify(toTeams)) }], secrets);
+    expect(teamsFindings, describeFindings(teamsFindings)).toEqual([]);
+    // The search finds what is there: each code in its own email.
+    const product = await productSources({ bot: e2e.bot, companions });
+    expect(findSecrets(product, secrets.filter((x) => x.label.startsWith('unlock code'))).length).toBeGreaterThanOrEqual(2);
+    const findings = findSecrets(product, secrets, allow);
+    expect(findings, describeFindings(findings)).toEqual([]);
   });
 });

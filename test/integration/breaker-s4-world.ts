@@ -24,7 +24,6 @@ import type { Device, Person } from '../../storage/storage.port';
 export const CARD = 'e'.repeat(32);
 export const AAD = '5a1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0';
 export const RA_ID = 'aaaaaaaa-0000-4000-8000-000000000001';
-export const HELP_ID = 'cccccccc-0000-4000-8000-000000000003';
 export const CODE_ONLY: UnlockRules = { ...DEFAULT_UNLOCK_RULES, policy: 'code-only' };
 export const silent = createLogger({ name: 'breaker', level: 'silent' });
 

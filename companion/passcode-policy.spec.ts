@@ -62,7 +62,7 @@ describe('checkPasscode: the new passcode must differ from the emailed unlock co
     const result = checkPasscode(CODE, CODE, { unlockCode });
     expect(result).toMatchObject({ ok: false, reason: 'same_as_code' });
     if (!result.ok) {
-      expect(result.message).toBe('Your new passcode cannot be the unlock code from your email. Choose a different passcode.');
+      expect(result.message).toBe('Your new passcode cannot be the unlock code you were sent. Choose a different passcode.');
       expect(result.message).not.toContain(CODE);
     }
   });

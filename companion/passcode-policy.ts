@@ -64,7 +64,7 @@ export function checkPasscode(passcode: string, confirmation: string, context: P
     return { ok: false, reason: 'sequence', message: 'Your new passcode cannot be a run of digits such as 123456 or 876543. Choose a harder one to guess.' };
   }
   if (context.unlockCode !== undefined && passcode === context.unlockCode.replace(/[\s-]/g, '')) {
-    return { ok: false, reason: 'same_as_code', message: 'Your new passcode cannot be the unlock code from your email. Choose a different passcode.' };
+    return { ok: false, reason: 'same_as_code', message: 'Your new passcode cannot be the unlock code you were sent. Choose a different passcode.' };
   }
   if (passcode !== confirmation) return { ok: false, reason: 'mismatch', message: 'The two new passcodes do not match. Type the same passcode in both boxes.' };
   return { ok: true };

@@ -130,8 +130,8 @@ export const CommandSchema = z.discriminatedUnion('kind', [
   /** Read the card in the reader: identifier and PIN retry counter. Reply: `card.status`. */
   z.object({ kind: z.literal('card.read_status') }),
   /**
-   * Ask the person, on the companion's local page, for the emailed unlock code
-   * and a new passcode (twice). Reply: `ack` at once; the code comes later as
+   * Ask the person, on the companion's local page, for the unlock code they were
+   * sent and a new passcode (twice). Reply: `ack` at once; the code comes later as
    * an `unlock.submit_code` request.
    */
   z.object({
@@ -140,6 +140,12 @@ export const CommandSchema = z.discriminatedUnion('kind', [
     cardId: CardIdSchema,
     /** ISO 8601 time the code expires, shown on the page. */
     codeExpiresAt: z.string().datetime(),
+    /**
+     * How the code was sent, so the page says where to find it: `email` or `sms` (a text
+     * message; issue #14). Optional and additive: absent (a bot from before it) means email,
+     * and a companion from before it ignores the field.
+     */
+    codeChannel: z.enum(['email', 'sms']).optional(),
   }),
   /**
    * The code was accepted and every check passed at the moment of sending: here is

@@ -18,8 +18,10 @@ export type PageView =
    * the person typed back in its field (the passcodes are never sent back to the browser).
    * `passcodeKept` after a wrong code: the companion holds the new passcode in its memory, so the
    * form asks for the code only (with a way to choose a different passcode).
+   * `codeChannel` says where the code was sent, so the page says where to find it ("your text
+   * message" or "your email"); absent = email (a bot from before issue #14).
    */
-  | { state: 'awaiting_unlock'; codeExpiresAt: Date; error: string | null; keepTypedCode?: boolean; passcodeKept?: boolean }
+  | { state: 'awaiting_unlock'; codeExpiresAt: Date; codeChannel?: 'email' | 'sms'; error: string | null; keepTypedCode?: boolean; passcodeKept?: boolean }
   | { state: 'working'; step: 'checking_code' | 'unlocking' | 'checking_passcode' }
   /** Registration: the form for the current passcode. */
   | { state: 'awaiting_passcode'; error: string | null }
@@ -121,12 +123,13 @@ function body(view: PageView, context: PageContext): string {
       const codeInput = `<input id="code" name="${UNLOCK_FIELDS.code}" type="text" inputmode="numeric" autocomplete="one-time-code" required maxlength="20"${
         view.keepTypedCode && context.typedCode ? ` value="${escapeHtml(context.typedCode)}"` : ''
       }>`;
+      const codeFrom = view.codeChannel === 'sms' ? 'your text message' : 'your email';
       if (view.passcodeKept) {
         // The new passcode is held by the companion, never put back in the page: the code only.
         return [
           `<h1>Unlock your card</h1>`,
           view.error ? `<p class="alert" role="alert" data-testid="form-error">${escapeHtml(view.error)}</p>` : '',
-          `<p class="ok" role="status" data-testid="passcode-kept">Your new passcode is kept: you do not need to type it again. Type the unlock code from your email.</p>`,
+          `<p class="ok" role="status" data-testid="passcode-kept">Your new passcode is kept: you do not need to type it again. Type the unlock code from ${codeFrom}.</p>`,
           `<p>The code works until ${escapeHtml(time(view.codeExpiresAt))}.</p>`,
           `<form method="post" action="${UNLOCK_ACTIONS.submit}">`,
           hidden(context),
@@ -140,7 +143,7 @@ function body(view: PageView, context: PageContext): string {
       return [
         `<h1>Unlock your card</h1>`,
         view.error ? `<p class="alert" role="alert" data-testid="form-error">${escapeHtml(view.error)}</p>` : '',
-        `<p>Type the unlock code from your email, then choose a new passcode for your card. The code works until ${escapeHtml(time(view.codeExpiresAt))}.</p>`,
+        `<p>Type the unlock code from ${codeFrom}, then choose a new passcode for your card. The code works until ${escapeHtml(time(view.codeExpiresAt))}.</p>`,
         `<form method="post" action="${UNLOCK_ACTIONS.submit}">`,
         hidden(context),
         `<label for="code">Unlock code</label>`,

@@ -133,8 +133,8 @@ async function setup(cardId = CARD_ID, passcodeHoldMs?: number, releaseWaitMs?: 
   return w;
 }
 
-async function prompt(w: World, cardId = CARD_ID): Promise<void> {
-  const reply = await w.bot.command({ kind: 'unlock.prompt', journeyId: JOURNEY, cardId, codeExpiresAt: new Date(Date.now() + 15 * 60_000).toISOString() });
+async function prompt(w: World, cardId = CARD_ID, codeChannel?: 'email' | 'sms'): Promise<void> {
+  const reply = await w.bot.command({ kind: 'unlock.prompt', journeyId: JOURNEY, cardId, codeExpiresAt: new Date(Date.now() + 15 * 60_000).toISOString(), ...(codeChannel ? { codeChannel } : {}) });
   expect(reply).toEqual({ kind: 'ack' });
 }
 
@@ -274,6 +274,31 @@ describe('unlock controller (in-process virtual card, local ws bot side)', () =>
     expect(pageState(done.body)).toBe('done');
     expect(await verifies(w.reader, '495027')).toBe(true);
     expect(await verifies(w.reader, NEW_PASSCODE)).toBe(false);
+  });
+
+  it('a code sent by SMS: the page and its messages say "text message", never "email" (unlock.prompt codeChannel, issue #14)', async () => {
+    const w = await setup();
+    await prompt(w, CARD_ID, 'sms');
+    const form0 = pageText((await w.browser.get()).body);
+    expect(form0).toContain('Type the unlock code from your text message');
+    expect(form0).not.toMatch(/email/i);
+    const badCode = await w.browser.post('/unlock', form('1234'));
+    expect(pageText(badCode.body)).toContain('The unlock code is the 8 digits in your text message.');
+    const same = await w.browser.post('/unlock', form(CODE, CODE));
+    expect(pageText(same.body)).toContain('cannot be the unlock code you were sent');
+    const wrong = await w.browser.post('/unlock', form('11112222'));
+    expect(pageText(wrong.body)).toContain('Type the unlock code from your text message.');
+    expect(pageText(wrong.body)).not.toMatch(/email/i);
+    // The same journey prompted again without the field (a bot from before it): email, as before.
+    await prompt(w);
+    expect(pageText((await w.browser.get()).body)).toContain('Type the unlock code from your email');
+    const older = await w.browser.post('/unlock', form('1234'));
+    expect(pageText(older.body)).toContain('The unlock code is the 8 digits in your email.');
+    // And prompted again by SMS: the page follows it.
+    await prompt(w, CARD_ID, 'sms');
+    expect(pageText((await w.browser.get()).body)).toContain('Type the unlock code from your text message');
+    const done = await w.browser.post('/unlock', form(CODE));
+    expect(pageState(done.body)).toBe('done');
   });
 
   it('a kept passcode ends with the hold time: the form asks for the passcode again', async () => {

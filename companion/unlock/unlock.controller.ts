@@ -85,6 +85,8 @@ interface Journey {
   journeyId: string;
   cardId: string;
   codeExpiresAt: Date;
+  /** How the code was sent (`unlock.prompt` codeChannel; absent from an older bot = email): the page says where to look. */
+  codeChannel: 'email' | 'sms';
   /** The bot accepted the code (so `unlock.resume` is the way back in). */
   codeAccepted: boolean;
   /** What the card holds, as far as we know. */
@@ -102,7 +104,7 @@ type State =
 type Refusal = Extract<Response, { kind: 'unlock.refused' }>;
 
 const TEXT = {
-  badCode: 'The unlock code is the 8 digits in your email. Type just those digits.',
+  badCode: (channel: 'email' | 'sms'): string => `The unlock code is the 8 digits in your ${channel === 'sms' ? 'text message' : 'email'}. Type just those digits.`,
   unreachable: 'The companion could not reach Smartcard Assist just now. Check your network connection and try again.',
   unexpected: 'Smartcard Assist gave an answer the companion did not expect. Try again, or start again in Teams.',
   pukRejected: 'Your card refused the unlock, so it is still locked. Smartcard Assist will tell you what to do next in Teams.',
@@ -166,6 +168,7 @@ export class UnlockController {
         return {
           state: 'awaiting_unlock',
           codeExpiresAt: s.journey.codeExpiresAt,
+          codeChannel: s.journey.codeChannel,
           error: s.error,
           ...(s.keepTypedCode ? { keepTypedCode: true } : {}),
           // Derived, so the form asks for the passcode again as soon as the hold time drops it.
@@ -197,7 +200,7 @@ export class UnlockController {
    * page refreshes the form (new code expiry) while no code has been accepted; once the card
    * work started or finished it changes nothing.
    *
-   * @param command - journey id, card id, code expiry
+   * @param command - journey id, card id, code expiry, and how the code was sent (`codeChannel`; absent = email)
    */
   prompt(command: Extract<Command, { kind: 'unlock.prompt' }>): void {
     const s = this.state;
@@ -207,6 +210,7 @@ export class UnlockController {
       if (s.kind === 'awaiting' || (s.kind === 'error' && !s.journey.codeAccepted)) {
         this.dropPasscode();
         s.journey.codeExpiresAt = new Date(command.codeExpiresAt);
+        s.journey.codeChannel = command.codeChannel ?? 'email';
         this.setState({ kind: 'awaiting', journey: s.journey, error: null });
         this.options.logger.info({ journeyId: command.journeyId }, 'unlock prompt repeated; form refreshed');
         this.options.onPrompt?.();
@@ -220,6 +224,7 @@ export class UnlockController {
       journeyId: command.journeyId,
       cardId: command.cardId,
       codeExpiresAt: new Date(command.codeExpiresAt),
+      codeChannel: command.codeChannel ?? 'email',
       codeAccepted: false,
       pukOnCard: 'current',
     };
@@ -290,7 +295,7 @@ export class UnlockController {
     const journey = s.journey;
     const code = form.code.replace(/[\s-]/g, '');
     if (!OneTimeCodeSchema.safeParse(code).success) {
-      this.setState({ kind: 'awaiting', journey, error: TEXT.badCode });
+      this.setState({ kind: 'awaiting', journey, error: TEXT.badCode(journey.codeChannel) });
       return;
     }
     const kept = form.passcode === '' && form.confirmation === '' ? this.passcode : null;

@@ -248,7 +248,7 @@ describe('adversarial: the companion passcode page (127.0.0.1)', () => {
       { passcode: newPasscode, confirmation: `${newPasscode.slice(0, -1)}${(Number(newPasscode.at(-1)) + 1) % 10}`, says: /do not match/ },
       { passcode: newPasscode, confirmation: '', says: /do not match/ },
       // Issue #10 finding 7: the emailed unlock code itself is not a new passcode.
-      { passcode: unlockCode, says: /cannot be the unlock code from your email/ },
+      { passcode: unlockCode, says: /cannot be the unlock code you were sent/ },
     ];
     for (const c of cases) {
       const r = await browser.post('/unlock', { code: unlockCode, passcode: c.passcode, confirmation: c.confirmation ?? c.passcode });

@@ -162,7 +162,7 @@ describe.skipIf(gate.skip)('passcode page in Chromium (in-process virtual card, 
     await page.getByLabel('New passcode', { exact: true }).fill(CODE);
     await page.getByLabel('Confirm new passcode').fill(CODE);
     await page.getByRole('button', { name: 'Unlock my card' }).click();
-    await page.getByText('Your new passcode cannot be the unlock code from your email.').waitFor();
+    await page.getByText('Your new passcode cannot be the unlock code you were sent.').waitFor();
     expect(await page.getByLabel('Unlock code').inputValue()).toBe(CODE);
     expect(await page.getByLabel('New passcode', { exact: true }).inputValue()).toBe('');
     expect(bot.requests().filter((r) => r.kind === 'unlock.submit_code')).toHaveLength(1); // only the wrong code so far

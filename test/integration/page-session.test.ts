@@ -240,13 +240,13 @@ describe('page session stays on its page; a closed browser is not a dead end; pa
     const before = submitted();
     const refused = await person.submit({ code: CODE, passcode: CODE, confirmation: CODE });
     expect(pageState(refused.body)).toBe('awaiting_unlock');
-    expect(pageText(refused.body)).toContain('Your new passcode cannot be the unlock code from your email');
+    expect(pageText(refused.body)).toContain('Your new passcode cannot be the unlock code you were sent');
     // The code field keeps what was typed; the passcode fields are never sent back to the browser.
     expect(refused.body).toMatch(new RegExp(`<input id="code" [^>]*value="${CODE}"`));
     expect(refused.body).not.toMatch(/<input id="(passcode|confirmation)" [^>]*value=/);
     // The same with spaces and a dash in the typed code (the code is compared as digits).
     const spaced = await person.submit({ code: `${CODE.slice(0, 4)} ${CODE.slice(4)}`, passcode: CODE, confirmation: CODE });
-    expect(pageText(spaced.body)).toContain('Your new passcode cannot be the unlock code from your email');
+    expect(pageText(spaced.body)).toContain('Your new passcode cannot be the unlock code you were sent');
     await new Promise((r) => setTimeout(r, 200));
     expect(submitted() - before, 'the code went to the bot with a passcode equal to it').toBe(0);
     // A different passcode then unlocks the card.

@@ -69,6 +69,20 @@ describe('code-only unlock (issue #14)', () => {
     expect(types(mail.effects)).toEqual(['audit:unlock.channel_chosen', 'mail.unlock_code', 'companion:unlock.prompt']);
   });
 
+  it('the companion is told how the code went (unlock.prompt codeChannel), so its page says "text message" or "email"', () => {
+    const prompts = (effects: Effect[]): unknown[] => effects.flatMap((e) => (e.type === 'companion.command' && e.command.kind === 'unlock.prompt' ? [e.command] : []));
+    const r = toCard(newcomer(), 'bindable');
+    if (r.journey.state.phase !== 'choosing_channel') throw new Error('phase');
+    const sms = stepUnlock(r.journey, { type: 'channel_chosen', step: r.journey.state.step, channel: 'sms' }, ctx());
+    expect(prompts(sms.effects)).toEqual([{ kind: 'unlock.prompt', journeyId: sms.journey.runId, cardId: CARD, codeExpiresAt: expect.any(String), codeChannel: 'sms' }]);
+    const sent = stepUnlock(sms.journey, { type: 'code_mailed', runId: sms.journey.runId, codeHash: hashOf('12345678'), at: T0.toISOString() }, ctx());
+    if (sent.journey.state.phase !== 'code_sent') throw new Error('phase');
+    const resent = stepUnlock(sent.journey, { type: 'resend_code', person: newcomer(), step: sent.journey.state.step }, ctx());
+    expect(prompts(resent.effects)).toMatchObject([{ codeChannel: 'sms' }]);
+    const email = stepUnlock(r.journey, { type: 'channel_chosen', step: r.journey.state.step, channel: 'email' }, ctx());
+    expect(prompts(email.effects)).toMatchObject([{ kind: 'unlock.prompt', codeChannel: 'email' }]);
+  });
+
   it('one channel only (no UK mobile, or SMS not allowed by UNLOCK_CODE_CHANNELS): the code goes at once by email', () => {
     for (const [p, rules] of [
       [newcomer({ mobile: null }), RULES],

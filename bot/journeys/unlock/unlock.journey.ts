@@ -51,7 +51,7 @@
  *   step WITHOUT giving the attempt back (its answers may have been evaluated);
  *   if it was the last attempt, self-service locks.
  */
-import type { CardStatus } from '../../../protocol/companion-link.protocol';
+import type { CardStatus, Command } from '../../../protocol/companion-link.protocol';
 import type { CardClaim } from '../../puk/puk.rules';
 import type { Sealed, SelfServiceLock } from '../../../storage/storage.port';
 import type { Effect } from '../journey.effects';
@@ -646,7 +646,7 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
           effects: [
             audit(ctx, personId, 'unlock.answers_passed', { runId: journey.runId, attempt }),
             { type: 'mail.unlock_code', id: mailId, personId, codeSealed: ctx.freshCode.sealed(journey.runId), codeHash: code.hash, runId: journey.runId, expiresAt: code.expiresAt },
-            { type: 'companion.command', id: ctx.newId(), deviceId: s.deviceId, command: { kind: 'unlock.prompt', journeyId: journey.runId, cardId: s.cardId, codeExpiresAt: code.expiresAt }, onlyAfter: mailId },
+            { type: 'companion.command', id: ctx.newId(), deviceId: s.deviceId, command: promptCommand(journey.runId, s.cardId, code), onlyAfter: mailId },
           ],
           changed: true,
         };
@@ -687,7 +687,7 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
           return [
             audit(ctx, personId, 'unlock.code_resent', { runId: journey.runId, codesIssued: s.codesIssued + 1 }),
             codeEffect(mailId, personId, ctx, journey.runId, code, s.code.channel === 'sms' && s.code.to ? { channel: 'sms', to: s.code.to } : { channel: 'email' }),
-            { type: 'companion.command', id: ctx.newId(), deviceId: s.deviceId, command: { kind: 'unlock.prompt', journeyId: journey.runId, cardId: s.cardId, codeExpiresAt: code.expiresAt }, onlyAfter: mailId },
+            { type: 'companion.command', id: ctx.newId(), deviceId: s.deviceId, command: promptCommand(journey.runId, s.cardId, code), onlyAfter: mailId },
           ] satisfies Effect[];
         })(),
         changed: true,
@@ -926,7 +926,7 @@ function assistedStart(journey: UnlockJourney, event: Extract<UnlockEvent, { typ
       if (valid) {
         // Paused: the companion's form was closed; show it again for the same code.
         const prompt: Effect[] =
-          s.phase === 'paused' ? [{ type: 'companion.command', id: ctx.newId(), deviceId: from.deviceId, command: { kind: 'unlock.prompt', journeyId: runId, cardId: from.cardId, codeExpiresAt: from.code.expiresAt } }] : [];
+          s.phase === 'paused' ? [{ type: 'companion.command', id: ctx.newId(), deviceId: from.deviceId, command: promptCommand(runId, from.cardId, from.code) }] : [];
         return done({ ...from, step }, prompt);
       }
       return sendCodeNow(base, ctx, step, from.deviceId, from.cardId, first);
@@ -991,7 +991,7 @@ function sendCodeNow(journey: UnlockJourney, ctx: StepContext, step: number, dev
     effects: [
       ...first,
       codeEffect(mailId, personId, ctx, journey.runId, code, via),
-      { type: 'companion.command', id: ctx.newId(), deviceId, command: { kind: 'unlock.prompt', journeyId: journey.runId, cardId, codeExpiresAt: code.expiresAt }, onlyAfter: mailId },
+      { type: 'companion.command', id: ctx.newId(), deviceId, command: promptCommand(journey.runId, cardId, code), onlyAfter: mailId },
     ],
     changed: true,
   };
@@ -1025,6 +1025,19 @@ function certificatesExpired(journey: UnlockJourney, ctx: StepContext, step: num
     effects.push({ type: 'case.open', id: ctx.newId(), personId, ref: caseRef, reason: 'certificates_expired', context: { runId: journey.runId, cardId, expiredSlots: expired.map((c) => c.slot).join(','), expiredAt } });
   }
   return { journey: { ...journey, renewal: { cardId, caseRef }, state: { phase: 'card_problem', step, problem: 'certificates_expired', deviceId, caseRef, expiredAt } }, effects, changed: true };
+}
+
+/**
+ * The companion's `unlock.prompt` for `code`: the page asks for the code and a new passcode, and says
+ * where the code went (`codeChannel`: "in your text message" for SMS, "in your email" otherwise).
+ *
+ * @param runId - the run (the command's `journeyId`)
+ * @param cardId - the card to unlock
+ * @param code - the code out: its expiry (ISO 8601) and channel (absent = email)
+ * @returns the command, `codeChannel` always set (`email` or `sms`)
+ */
+export function promptCommand(runId: string, cardId: string, code: Pick<IssuedCode, 'expiresAt' | 'channel'>): Extract<Command, { kind: 'unlock.prompt' }> {
+  return { kind: 'unlock.prompt', journeyId: runId, cardId, codeExpiresAt: code.expiresAt, codeChannel: code.channel === 'sms' ? 'sms' : 'email' };
 }
 
 /** Where a code goes: the person's email (their record's address), or a UK mobile by SMS. */

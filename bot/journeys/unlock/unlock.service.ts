@@ -25,6 +25,7 @@ import {
   isActive,
   newUnlockJourney,
   PAUSABLE_PHASES,
+  promptCommand,
   type CodeOnlyFacts,
   type UnlockPhase,
   type PersonFacts,
@@ -460,7 +461,7 @@ export class UnlockService {
     const s = toJourney(rec).state;
     if (s.phase !== 'code_sent' || s.deviceId !== device.id || !s.code.mailed) return;
     if (this.now().getTime() >= Date.parse(s.code.expiresAt)) return;
-    await this.deps.link.sendCommand(device.id, { kind: 'unlock.prompt', journeyId: rec.runId, cardId: s.cardId, codeExpiresAt: s.code.expiresAt }, this.deps.commandTimeoutMs);
+    await this.deps.link.sendCommand(device.id, promptCommand(rec.runId, s.cardId, s.code), this.deps.commandTimeoutMs);
   }
 
   /** Card inserted or removed: a problem card waiting on the card re-checks by itself. */
@@ -500,7 +501,7 @@ function refusalText(reason: string, triesLeft?: number): string {
     case 'not_waiting':
       return 'There is no unlock waiting for a code. Start in Teams.';
     case 'code_needed':
-      return 'The connection to this computer changed since your code was accepted. Type the code from your email again to finish.';
+      return 'The connection to this computer changed since your code was accepted. Type your unlock code again to finish.';
     default:
       return 'Smartcard Assist could not complete that just now. Try again shortly.';
   }

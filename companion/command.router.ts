@@ -3,7 +3,7 @@
  * handler per command kind, typed with `Extract` so an unknown kind cannot be
  * routed by accident (STYLE.md 7).
  */
-import type { CardStatus, Command, CommandKind, Reply } from '../protocol/companion-link.protocol';
+import type { CardStatus, Command, CommandKind, PageShown, Reply } from '../protocol/companion-link.protocol';
 
 type Handler<K extends CommandKind> = (command: Extract<Command, { kind: K }>) => Promise<Reply>;
 type Handlers = { [K in CommandKind]: Handler<K> };
@@ -20,6 +20,12 @@ export interface CommandRouterDeps {
     prompt(command: Extract<Command, { kind: 'register.prompt_passcode' }>): void;
     closed(command: Extract<Command, { kind: 'register.closed' }>): void;
   };
+  /**
+   * Run `show` (hands `unlock.prompt` to its controller) and say how the passcode page came to the
+   * person (issue #13): `opened`, `notified`, `none`, or null when unknown (no prompt raised, no answer
+   * in time). Absent: the ack carries no `page`.
+   */
+  pageShown?: (show: () => void) => Promise<PageShown | null>;
 }
 
 /**
@@ -27,15 +33,20 @@ export interface CommandRouterDeps {
  *
  * @param deps - card service, unlock and register controllers
  * @returns `(command) => reply`: `card.read_status` -> `card.status`; `unlock.prompt`, `unlock.closed`,
- *   `unlock.authorised`, `register.prompt_passcode`, `register.closed` -> `ack`.
+ *   `unlock.authorised`, `register.prompt_passcode`, `register.closed` -> `ack`. The `unlock.prompt` ack carries
+ *   `page` (how the page came to the person) when `deps.pageShown` knows it.
  *   A card error is thrown and the link client turns it into an `error` reply with its code.
  */
 export function createCommandRouter(deps: CommandRouterDeps): (command: Command) => Promise<Reply> {
   const handlers: Handlers = {
     'card.read_status': async () => ({ kind: 'card.status', status: await deps.card.readStatus() }),
     'unlock.prompt': async (command) => {
-      deps.unlock.prompt(command);
-      return { kind: 'ack' };
+      if (!deps.pageShown) {
+        deps.unlock.prompt(command);
+        return { kind: 'ack' };
+      }
+      const page = await deps.pageShown(() => deps.unlock.prompt(command));
+      return page ? { kind: 'ack', page } : { kind: 'ack' };
     },
     'unlock.closed': async (command) => {
       deps.unlock.closed(command);

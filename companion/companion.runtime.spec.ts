@@ -172,8 +172,16 @@ describe('CompanionRuntime pairing life cycle', () => {
     expect(events).not.toContain('card_inserted_while_waiting');
 
     // The bot asks for the code; the card is pulled and put back while the page waits.
-    await bot.command({ kind: 'unlock.prompt', journeyId: '3f0a8f52-8c4e-4d7a-9a51-0c6f7e2b1d90', cardId: CARD_ID, codeExpiresAt: new Date(Date.now() + 900_000).toISOString() });
+    const prompt = { kind: 'unlock.prompt', journeyId: '3f0a8f52-8c4e-4d7a-9a51-0c6f7e2b1d90', cardId: CARD_ID, codeExpiresAt: new Date(Date.now() + 900_000).toISOString() } as const;
+    // No desktop side answers: the ack says the page came to nobody (issue #13, the card keeps its general text).
+    expect(await bot.command(prompt)).toEqual({ kind: 'ack', page: 'none' });
     await until(() => events.includes('prompt:unlock'));
+    // A desktop side that raised a notification: the repeat's ack says so.
+    const stop = runtime.onEvent((e) => {
+      if (e.kind === 'prompt') e.shown?.(Promise.resolve('notified'));
+    });
+    expect(await bot.command({ ...prompt, codeExpiresAt: new Date(Date.now() + 960_000).toISOString() })).toEqual({ kind: 'ack', page: 'notified' });
+    stop();
     reader.remove();
     await until(() => runtime.snapshot().card.kind === 'none');
     reader.insert(new VirtualPivCard({ cardId: CARD_ID, pin: '204817', puk: '73920184', blocked: true }));

@@ -20,7 +20,7 @@
  */
 import { clockTime } from '../common/clock-time';
 import type { Logger } from '../common/logger';
-import type { CardStatus, Request } from '../protocol/companion-link.protocol';
+import type { CardStatus, PageShown, Request } from '../protocol/companion-link.protocol';
 import type { BackoffOptions } from './backoff';
 import type { CardService } from './card/card.service';
 import { createCommandRouter } from './command.router';
@@ -57,12 +57,27 @@ export interface CompanionSnapshot {
   card: { kind: 'unknown' } | { kind: 'none' } | { kind: 'ok'; reader: string } | { kind: 'locked'; reader: string };
 }
 
+/**
+ * How long the `unlock.prompt` ack waits for the desktop side to say how the page came to the person, ms:
+ * above the browser opener's own 3 s settle time, well under the bot's command timeout (default 10 s).
+ */
+const PAGE_SHOWN_WAIT_MS = 4_000;
+
 /** What happened, for the desktop side (`desktop/desktop.presenter.ts`, the tray). */
 export type CompanionEvent =
   /** {@link CompanionRuntime.snapshot} changed. */
   | { kind: 'state' }
   /** The bot asks for the unlock code and a new passcode (`unlock`), or the current passcode (`register`). */
-  | { kind: 'prompt'; flow: 'unlock' | 'register' }
+  | {
+      kind: 'prompt';
+      flow: 'unlock' | 'register';
+      /**
+       * The desktop side says how it brings the page to the person (opened in the browser, a
+       * notification, neither); the `unlock.prompt` ack carries it to the bot (issue #13). Absent
+       * when nobody reports: `none`.
+       */
+      shown?: (outcome: Promise<PageShown>) => void;
+    }
   /** The card took the new passcode and PUK. */
   | { kind: 'unlocked' }
   /** A card was inserted while a journey on the page waits (for the card, a code or a passcode). */
@@ -114,6 +129,8 @@ export class CompanionRuntime {
   private lastLinkState: LinkState = 'idle';
   private lastCard: CompanionSnapshot['card'] = { kind: 'unknown' };
   private readonly listeners = new Set<(event: CompanionEvent) => void>();
+  /** How the page came to the person for the prompt being handled (see {@link pageShownFor}). */
+  private promptShown: Promise<PageShown> | null = null;
 
   constructor(private readonly options: CompanionRuntimeOptions) {
     const tuning = options.tuning ?? {};
@@ -322,7 +339,7 @@ export class CompanionRuntime {
         workstation: this.options.workstation,
         version: COMPANION_VERSION,
         logger: this.options.logger.child({ part: 'link' }),
-        onCommand: createCommandRouter({ card: this.options.card, unlock: this.unlock, register: this.register }),
+        onCommand: createCommandRouter({ card: this.options.card, unlock: this.unlock, register: this.register, pageShown: (show) => this.pageShownFor(show) }),
         onWelcome: (welcome) => {
           this.phase = { kind: 'linked', personName: welcome.personName };
           this.emit({ kind: 'state' });
@@ -414,7 +431,35 @@ export class CompanionRuntime {
     this.options.print(
       flow === 'unlock' ? `${OUTPUT_PREFIX.unlock}type your unlock code and a new passcode on the passcode page` : `${OUTPUT_PREFIX.register}type your current passcode on the passcode page`,
     );
-    this.emit({ kind: 'prompt', flow });
+    const report: { shown: Promise<PageShown> | null } = { shown: null };
+    this.emit({ kind: 'prompt', flow, shown: (outcome) => void (report.shown ??= outcome) });
+    this.promptShown = report.shown ?? Promise.resolve('none');
+  }
+
+  /**
+   * Run `show` (a controller's `prompt`) and say how the page came to the person for the prompt it
+   * raised, for the `unlock.prompt` ack (issue #13).
+   *
+   * @param show - hands the command to its controller (synchronous; it raises the prompt, or not for a
+   *   repeat that changes nothing)
+   * @returns `opened` / `notified` / `none`; null when no prompt was raised or the desktop side did not
+   *   answer within {@link PAGE_SHOWN_WAIT_MS} (the bot then keeps its general text)
+   */
+  private async pageShownFor(show: () => void): Promise<PageShown | null> {
+    this.promptShown = null;
+    show();
+    const shown = this.promptShown as Promise<PageShown> | null;
+    this.promptShown = null;
+    if (!shown) return null;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<null>((resolve) => {
+      timer = setTimeout(() => resolve(null), PAGE_SHOWN_WAIT_MS);
+    });
+    try {
+      return await Promise.race([shown, late]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private async waitForLink(timeoutMs: number): Promise<boolean> {

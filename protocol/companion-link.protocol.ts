@@ -191,7 +191,17 @@ export type CommandKind = Command['kind'];
 
 export const ReplySchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('card.status'), status: CardStatusSchema }),
-  z.object({ kind: z.literal('ack') }),
+  z.object({
+    kind: z.literal('ack'),
+    /**
+     * Answer to `unlock.prompt` only (issue #13, the page comes to the person): what the companion did
+     * to bring its passcode page to the person: `opened` (in the browser, or a browser already shows
+     * it), `notified` (a desktop notification that opens it), `none` (neither: headless,
+     * `COMPANION_OPEN_PAGE=off` without notifications). Optional and additive: a companion from before
+     * it omits it, and a bot from before it ignores it.
+     */
+    page: z.enum(['opened', 'notified', 'none']).optional(),
+  }),
   z.object({
     kind: z.literal('error'),
     /** Namespaced error code, e.g. `CARD.NOT_PRESENT`, `CARD.READER_UNAVAILABLE`. */
@@ -200,6 +210,8 @@ export const ReplySchema = z.discriminatedUnion('kind', [
   }),
 ]);
 export type Reply = z.infer<typeof ReplySchema>;
+/** How the companion brought its page to the person for an `unlock.prompt` (the `ack`'s `page`). */
+export type PageShown = NonNullable<Extract<Reply, { kind: 'ack' }>['page']>;
 
 // ---------------------------------------------------------------------------
 // Companion -> bot requests (the companion starts them)

@@ -162,3 +162,44 @@ describe('desktop notifications', () => {
     expect(notifier.closed).toBe(true);
   });
 });
+
+describe('the prompt says how the page came to the person (the unlock.prompt ack, issue #13)', () => {
+  /** Emit a prompt and return what the presenter reported through `shown`. */
+  async function shownFor(runtime: FakeRuntime, flow: 'unlock' | 'register' = 'unlock'): Promise<string | null> {
+    let reported: Promise<string> | null = null;
+    runtime.emit({ kind: 'prompt', flow, shown: (p) => void (reported = p) });
+    return reported === null ? null : await reported;
+  }
+
+  it('browser that opens: opened', async () => {
+    const { runtime, opener } = setup('browser');
+    expect(await shownFor(runtime)).toBe('opened');
+    expect(opener.opened).toEqual([runtime.current]);
+  });
+
+  it('browser already showing the page: opened (it shows the new form by itself), no second tab', async () => {
+    const { runtime, opener } = setup('notify');
+    runtime.open = true;
+    expect(await shownFor(runtime)).toBe('opened');
+    expect(opener.opened).toEqual([]);
+  });
+
+  it('browser that fails: notified when there is a notifier, none without', async () => {
+    const a = setup('browser');
+    a.opener.answer = { opened: false, reason: 'ENOENT' };
+    expect(await shownFor(a.runtime)).toBe('notified');
+    expect(a.notifier.kinds()).toEqual(['code_request']);
+    const b = setup('browser', false);
+    b.opener.answer = { opened: false, reason: 'ENOENT' };
+    expect(await shownFor(b.runtime)).toBe('none');
+  });
+
+  it('notify: notified; off without notifications: none', async () => {
+    const a = setup('notify');
+    expect(await shownFor(a.runtime)).toBe('notified');
+    expect(a.opener.opened).toEqual([]);
+    const b = setup('off', false);
+    expect(await shownFor(b.runtime, 'register')).toBe('none');
+    expect(b.notifier.notices).toEqual([]);
+  });
+});

@@ -10,6 +10,7 @@
  * changes the runtime's state beyond minting page links.
  */
 import type { Logger } from '../../common/logger';
+import type { PageShown } from '../../protocol/companion-link.protocol';
 import type { CompanionEvent, CompanionSnapshot } from '../companion.runtime';
 import type { DesktopNotifier, Notice, PageOpener } from './desktop.port';
 
@@ -102,9 +103,13 @@ export class DesktopPresenter {
 
   private onEvent(event: CompanionEvent): void {
     switch (event.kind) {
-      case 'prompt':
-        void this.onPrompt(event.flow);
+      case 'prompt': {
+        // How the page came to the person goes back to the bot with the prompt's ack (issue #13).
+        const shown = this.onPrompt(event.flow);
+        if (event.shown) event.shown(shown);
+        else void shown;
         return;
+      }
       case 'unlocked':
         this.say('unlocked');
         return;
@@ -117,18 +122,30 @@ export class DesktopPresenter {
     }
   }
 
-  private async onPrompt(flow: 'unlock' | 'register'): Promise<void> {
-    const { openPage, opener } = this.options;
+  /**
+   * Bring the page to the person for a prompt.
+   *
+   * @param flow - the flow asking
+   * @returns `opened` (opened in the browser now, or a browser already shows the page, which shows the
+   *   new form by itself), `notified` (a notification offers to open it), or `none` (no notifier and
+   *   not opened); never rejects
+   */
+  private async onPrompt(flow: 'unlock' | 'register'): Promise<PageShown> {
+    const { openPage, opener, notifier } = this.options;
     const kind = flow === 'unlock' ? 'code_request' : 'passcode_request';
+    const pageIsOpen = this.options.runtime.pageIsOpen();
     // A browser that has the page open shows the new form by itself: no second tab (the bot prompts
     // again, e.g., after the link came back); the notification still offers "Open".
-    if (openPage === 'browser' && opener && !this.options.runtime.pageIsOpen()) {
+    if (openPage === 'browser' && opener && !pageIsOpen) {
       // The link just printed with the prompt: the browser uses it; a later "Open" mints a new one.
       const outcome = await opener.open(this.options.runtime.currentPageLink());
       this.say(kind, true, outcome.opened ? ' It has opened in your browser.' : '');
-      return;
+      if (outcome.opened) return 'opened';
+      return notifier ? 'notified' : 'none';
     }
     this.say(kind, true);
+    if (pageIsOpen) return 'opened';
+    return notifier ? 'notified' : 'none';
   }
 
   private onState(snapshot: CompanionSnapshot): void {

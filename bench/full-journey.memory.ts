@@ -9,9 +9,9 @@
  * else to do. The companion has its in-process virtual
  * card (`COMPANION_READER=virtual`: the project's shared pcscd readers belong to the integration
  * tests), with the tray, notifications and page opening off. Both run at once; RSS (`VmRSS` of
- * /proc/<pid>/status) is read `settleMs` after both are ready (V8 gives memory back after some
- * seconds without work), 5 samples 200 ms apart: the last is reported with the lowest and highest
- * seen. Targets: companion < 80 MiB, bot < 128 MiB.
+ * /proc/<pid>/status) is read once a second over `settleMs` from when both are ready (V8 gives
+ * memory back after some seconds without work, when its heuristics decide to): the last reading is reported with the lowest and highest seen. Targets: companion < 80
+ * MiB, bot < 128 MiB.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -34,6 +34,8 @@ export interface IdleMemoryRow {
   rssMiB: number;
   minMiB: number;
   maxMiB: number;
+  /** Every reading, MiB, one a second over the idle window. */
+  series?: number[];
   /** Why there is no figure, when there is none. */
   error: string | null;
 }
@@ -101,13 +103,14 @@ function start(args: string[], env: Record<string, string>): Started {
   };
 }
 
-async function sample(pid: number): Promise<{ rssMiB: number; minMiB: number; maxMiB: number }> {
+/** RSS once a second over `ms`: the last reading, with the lowest and highest seen. */
+async function sample(pid: number, ms: number): Promise<{ rssMiB: number; minMiB: number; maxMiB: number; series: number[] }> {
   const seen: number[] = [];
-  for (let i = 0; i < 5; i++) {
+  for (let t = 0; t <= ms; t += 1000) {
     seen.push(rssMiB(pid));
-    await sleep(200);
+    if (t < ms) await sleep(1000);
   }
-  return { rssMiB: seen[seen.length - 1]!, minMiB: Math.min(...seen), maxMiB: Math.max(...seen) };
+  return { rssMiB: seen[seen.length - 1]!, minMiB: Math.min(...seen), maxMiB: Math.max(...seen), series: seen };
 }
 
 /**
@@ -177,11 +180,10 @@ export async function benchIdleMemory(options: { settleMs: number; log: (line: s
             await sleep(200);
           }
           options.log(`      ${runner}: both idle, ${Math.round(options.settleMs / 1000)} s ...`);
-          await sleep(options.settleMs);
-          const [b, c] = await Promise.all([sample(bot.child.pid!), sample(companion.child.pid!)]);
+          const [b, c] = await Promise.all([sample(bot.child.pid!, options.settleMs), sample(companion.child.pid!, options.settleMs)]);
           rows.push({ process: 'bot', runner, ...b, error: null }, { process: 'companion', runner, ...c, error: null });
         } catch (err) {
-          rows.push({ process: 'bot', runner, ...(await sample(bot.child.pid!)), error: null });
+          rows.push({ process: 'bot', runner, ...(await sample(bot.child.pid!, 1000)), error: null });
           rows.push({ process: 'companion', runner, rssMiB: Number.NaN, minMiB: Number.NaN, maxMiB: Number.NaN, error: err instanceof Error ? err.message : String(err) });
         } finally {
           await companion.stop();
@@ -247,7 +249,7 @@ function teamsMessage(botUrl: string, serviceUrl: string, userId: string, text: 
 export function idleMemoryReport(r: IdleMemoryResult, fmt: (n: number, digits?: number) => string, table: (header: string[], rows: string[][]) => string): string[] {
   const target = (p: IdleMemoryRow['process']): number => (p === 'bot' ? MEMORY_TARGETS.botMaxMiB : MEMORY_TARGETS.companionMaxMiB);
   const lines = [
-    `\n== 8. Idle memory (issue #15): each its own process, RSS ${fmt(r.settleMs / 1000, 0)} s after both are ready; bot = embedded store (its worker thread), nothing to do; companion = paired and linked (WebSocket up), virtual card, no tray ==`,
+    `\n== 8. Idle memory (issue #15): each its own process, RSS once a second for ${fmt(r.settleMs / 1000, 0)} s once both are ready (last, min, max); bot = embedded store (its worker thread), nothing to do; companion = paired and linked (WebSocket up), virtual card, no tray ==`,
     table(
       ['process', 'run from', 'RSS MiB', 'min', 'max', 'target MiB', 'result'],
       r.rows.map((x) => [x.process, x.runner === 'tsx' ? 'tsx (npm run bot/companion)' : 'dist (node dist/js/.../main.mjs)', fmt(x.rssMiB, 1), fmt(x.minMiB, 1), fmt(x.maxMiB, 1), `< ${target(x.process)}`, x.error ? 'n/a' : x.rssMiB < target(x.process) ? 'met' : 'not met']),

@@ -87,8 +87,8 @@ const CAPACITY_SIZES = {
 
 /** Section 7 sizes (issue #15): full and `--quick`. */
 const FULL_JOURNEY_SIZES = {
-  full: { syncWriters: 20, syncWindowMs: 3000, slowSyncMs: 5, people: [1, 10, 50], windowS: 20, oldMessages: 200_000, memorySettleMs: 20_000 },
-  quick: { syncWriters: 20, syncWindowMs: 1000, slowSyncMs: 5, people: [1, 10], windowS: 5, oldMessages: 20_000, memorySettleMs: 5000 },
+  full: { syncWriters: 20, syncWindowMs: 3000, slowSyncMs: 5, people: [1, 10, 50], windowS: 20, oldMessages: 200_000, memorySettleMs: 60_000 },
+  quick: { syncWriters: 20, syncWindowMs: 1000, slowSyncMs: 5, people: [1, 10], windowS: 5, oldMessages: 20_000, memorySettleMs: 10_000 },
 } as const;
 
 /** Seconds of journeys per N in section 7b: `BENCH_FULL_SECONDS` (1..3600), else the size's default. */

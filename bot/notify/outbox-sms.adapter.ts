@@ -8,10 +8,12 @@
  * half a message. Folder mode 0700, files 0600: an unlock-code message holds the code.
  *
  * Idempotent on the message id: when a file for that id exists, a send writes nothing and returns `sent`.
- * Sends with the same id within this process are serialised. Logs name the file, kind and channel, never the
- * number or the text.
+ * Each id has a marker `.ids/<id>` holding its file name, written before the message, so a send finds its
+ * message in O(1) (no folder listing: a listing cost ~0.4 s a send with 100,000 messages in the folder). A file
+ * written before markers existed is not found by a repeat send. Sends with the same id within this process are
+ * serialised. Logs name the file, kind and channel, never the number or the text.
  */
-import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import type { Logger } from '../../common/logger';
@@ -22,6 +24,9 @@ import type { NotifyChannel, NotifyKind, NotifyMessage, NotifyPort, NotifySendRe
 const OUTBOX_SMS_FILE = new RegExp(
   `^(\\d{8}T\\d{6})-(${NOTIFY_CHANNELS.join('|')})-(${NOTIFY_KINDS.join('|')})-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\\.json$`,
 );
+
+/** Folder of the per-id markers (hidden: {@link readSmsOutbox} skips it). */
+const MARKER_DIR = '.ids';
 
 /** File-system errors that will not go away by trying again. */
 const PERMANENT_ERRNOS = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'EISDIR', 'ENAMETOOLONG', 'EINVAL', 'ELOOP', 'EEXIST']);
@@ -104,13 +109,18 @@ export class OutboxSmsAdapter implements NotifyPort {
     let tmp: string | undefined;
     try {
       await mkdir(this.dir, { recursive: true, mode: 0o700 });
-      const existing = (await readdir(this.dir)).find((name) => name.endsWith(`-${message.id}.json`));
+      const markers = join(this.dir, MARKER_DIR);
+      await mkdir(markers, { recursive: true, mode: 0o700 });
+      const marker = join(markers, message.id);
+      const existing = await this.sentName(marker, message.id);
       if (existing) {
         this.logger.debug({ file: join(this.dir, existing), kind: message.kind, channel: message.channel }, 'message already in the SMS outbox');
         return { status: 'sent', notificationId: existing, reference: message.reference };
       }
       const at = this.now();
       const name = `${at.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, '')}-${message.channel}-${message.kind}-${message.id}.json`;
+      // The marker first: a crash after the rename below still finds the message on the next send.
+      await writeFile(marker, name, { encoding: 'utf8', mode: 0o600 });
       const record: OutboxSmsRecord = {
         id: message.id,
         channel: message.channel,
@@ -145,6 +155,26 @@ export class OutboxSmsAdapter implements NotifyPort {
         messageId: message.id,
         ...(errno ? { detail: errno } : {}),
       });
+    }
+  }
+
+  /** The file name the marker records, when that file exists; null when there is no marker or its file is gone. */
+  private async sentName(marker: string, id: string): Promise<string | null> {
+    let name: string;
+    try {
+      name = (await readFile(marker, 'utf8')).trim();
+    } catch (err) {
+      if (errnoOf(err) === 'ENOENT') return null;
+      throw err;
+    }
+    const match = OUTBOX_SMS_FILE.exec(name);
+    if (!match || match[4] !== id) return null;
+    try {
+      await stat(join(this.dir, name));
+      return name;
+    } catch (err) {
+      if (errnoOf(err) === 'ENOENT') return null;
+      throw err;
     }
   }
 }

@@ -75,7 +75,7 @@ describe('RA-assisted unlock (issue #12)', () => {
     expect(started.journey.lock).toBeNull();
     expect(started.journey.counters.answerAttempts).toBe(0);
     expect(started.journey.resetAt).toBe(at(30).toISOString());
-    expect(started.journey.assist).toEqual({ caseRef: CASE, actor: RA, at: at(30).toISOString() });
+    expect(started.journey.assist).toEqual({ caseRef: CASE, actor: RA, at: at(30).toISOString(), runId: started.journey.runId });
     const audit = started.effects.find((e) => e.type === 'audit');
     expect(audit).toMatchObject({ actor: RA, action: 'unlock.assisted_started', details: { caseRef: CASE, lockCleared: 'RA-LOCK01', attemptsBefore: 3, resumedFrom: null } });
     expect(types(started.effects)).toContain('person.clear_self_service_lock');
@@ -132,7 +132,7 @@ describe('RA-assisted unlock (issue #12)', () => {
 });
 
 describe('"talk to RA" pauses a run; the assisted unlock resumes it where it stopped (issue #12)', () => {
-  it('paused at the questions: answers are no longer taken; the assisted unlock sends the code on the same run and card', () => {
+  it('paused at the questions: answers are no longer taken; the assisted unlock reads the card again, then sends the code on the same run and card', () => {
     const j = answering();
     if (j.state.phase !== 'answering') throw new Error('phase');
     const paused = step(j, { type: 'pause', caseRef: CASE }, at(1));
@@ -145,12 +145,16 @@ describe('"talk to RA" pauses a run; the assisted unlock resumes it where it sto
 
     const resumed = step(paused.journey, assisted(), at(10));
     expect(resumed.journey.runId).toBe(j.runId);
-    expect(resumed.journey.state).toMatchObject({ phase: 'code_sent', deviceId: DEVICE, cardId: CARD });
-    expect(types(resumed.effects)).toEqual(['audit:unlock.assisted_started', 'audit:unlock.questions_skipped', 'mail.unlock_code', 'companion:unlock.prompt']);
+    expect(resumed.journey.state).toMatchObject({ phase: 'checking_card', deviceId: DEVICE });
+    expect(types(resumed.effects)).toEqual(['audit:unlock.assisted_started']);
     expect(resumed.effects[0]).toMatchObject({ details: { resumedFrom: 'answering' } });
+    const card = step(resumed.journey, blocked(), at(10));
+    expect(card.journey.runId).toBe(j.runId);
+    expect(card.journey.state).toMatchObject({ phase: 'code_sent', deviceId: DEVICE, cardId: CARD });
+    expect(types(card.effects)).toEqual(['audit:unlock.questions_skipped', 'mail.unlock_code', 'companion:unlock.prompt']);
   });
 
-  it('paused with a code out: the companion form closes; resumed, the same code works again', () => {
+  it('paused with a code out: the companion form closes; resumed, the card is read again and the same code works again', () => {
     const j = codeSent();
     if (j.state.phase !== 'code_sent') throw new Error('phase');
     const hash = j.state.code.hash;
@@ -162,17 +166,24 @@ describe('"talk to RA" pauses a run; the assisted unlock resumes it where it sto
 
     const resumed = step(paused.journey, assisted(), at(5));
     expect(resumed.journey.runId).toBe(j.runId);
-    expect(resumed.journey.state).toMatchObject({ phase: 'code_sent', code: { hash, mailed: true } });
-    expect(types(resumed.effects)).toEqual(['audit:unlock.assisted_started', 'companion:unlock.prompt']);
-    const accepted = step(resumed.journey, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf('12345678'), linkSession: LINK }, at(6));
+    expect(resumed.journey.state).toMatchObject({ phase: 'checking_card', kept: { cardId: CARD, code: { hash, mailed: true } } });
+    expect(types(resumed.effects)).toEqual(['audit:unlock.assisted_started']);
+    // The code is not taken until the card was read again.
+    expect(step(resumed.journey, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf('12345678'), linkSession: LINK }, at(5)).verdict).toMatchObject({ kind: 'refused', reason: 'not_waiting' });
+    const card = step(resumed.journey, blocked(), at(5));
+    expect(card.journey.state).toMatchObject({ phase: 'code_sent', code: { hash, mailed: true } });
+    expect(types(card.effects)).toEqual(['companion:unlock.prompt']);
+    const accepted = step(card.journey, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf('12345678'), linkSession: LINK }, at(6));
     expect(accepted.verdict).toEqual({ kind: 'authorised' });
   });
 
   it('paused with a code that has since expired: resumed, a new code goes to the card it checked', () => {
     const paused = step(codeSent(), { type: 'pause', caseRef: CASE }, at(2)).journey;
     const resumed = step(paused, assisted(), at(20), '87654321');
-    expect(resumed.journey.state).toMatchObject({ phase: 'code_sent', cardId: CARD, code: { hash: hashOf('87654321'), mailed: false } });
-    expect(types(resumed.effects)).toContain('mail.unlock_code');
+    expect(resumed.journey.state.phase).toBe('checking_card');
+    const card = step(resumed.journey, blocked(), at(20), '87654321');
+    expect(card.journey.state).toMatchObject({ phase: 'code_sent', cardId: CARD, code: { hash: hashOf('87654321'), mailed: false } });
+    expect(types(card.effects)).toContain('mail.unlock_code');
   });
 
   it('"unlock" typed while paused starts afresh (with questions)', () => {

@@ -141,7 +141,17 @@ export interface IssuedCode {
 
 export type UnlockState =
   | { phase: 'idle'; step: number }
-  | { phase: 'checking_card'; step: number; deviceId: string }
+  | {
+      phase: 'checking_card';
+      step: number;
+      deviceId: string;
+      /**
+       * An RA-assisted resume of a run that had a code out: that code, kept while the card is read
+       * again (its certificates may have expired meanwhile). Re-used only for the same device and card
+       * while still valid; otherwise a new code follows the check.
+       */
+      kept?: { deviceId: string; cardId: string; code: IssuedCode; codesIssued: number };
+    }
   | {
       phase: 'card_problem';
       step: number;
@@ -176,7 +186,19 @@ export type UnlockState =
     }
   /** Code-only (issue #14): the person has an approved email and a UK mobile, and picks where the code goes. */
   | { phase: 'choosing_channel'; step: number; deviceId: string; cardId: string; email: string; mobile: string }
-  | { phase: 'code_sent'; step: number; deviceId: string; cardId: string; code: IssuedCode; codesIssued: number }
+  | {
+      phase: 'code_sent';
+      step: number;
+      deviceId: string;
+      cardId: string;
+      code: IssuedCode;
+      codesIssued: number;
+      /**
+       * How the companion brought its passcode page to the person for the last prompt (the `unlock.prompt`
+       * ack's `page`, issue #13): the card then names the computer. Absent: not known (an older companion).
+       */
+      page?: 'opened' | 'notified' | 'none';
+    }
   | {
       phase: 'unblocking';
       step: number;
@@ -212,8 +234,11 @@ export type PausableState = Extract<UnlockState, { phase: (typeof PAUSABLE_PHASE
 
 /**
  * An RA-assisted unlock in force (issue #12): RA confirmed the person's identity in person, so
- * the next run (or the one it resumed) skips the security questions. Ends with the unlock, or
- * after {@link ASSIST_WINDOW_MS}.
+ * the run it started (or the one it resumed) skips the security questions. It is bound to that run
+ * ({@link UnlockAssist.runId}) and ends with it: with the unlock, or when the run ends otherwise
+ * (cancelled, code expired or not sent, locked out), and at the latest after {@link ASSIST_WINDOW_MS}.
+ * A new run started while the assisted one is still under way (`start`: "try again" on a card
+ * problem, "unlock" typed mid-run) carries it on. Once it has ended, "unlock" asks the questions again.
  */
 export interface UnlockAssist {
   caseRef: string;
@@ -221,6 +246,11 @@ export interface UnlockAssist {
   actor: string;
   /** ISO 8601 time it was started. */
   at: string;
+  /**
+   * The run it belongs to (absent in assists stored before it was bound: then only the window ends it,
+   * until the next `start`).
+   */
+  runId?: string;
 }
 
 /** How long an RA-assisted unlock stays in force once started, ms (the person has an hour to finish). */
@@ -290,6 +320,8 @@ export type UnlockEvent =
   | { type: 'code_mailed'; runId: string; codeHash: string; at: string }
   /** The code email could not be sent, finally (after the adapter's retries). */
   | { type: 'code_mail_failed'; runId: string; codeHash: string }
+  /** The companion answered run `runId`'s `unlock.prompt`, saying how it brought its page to the person (issue #13). */
+  | { type: 'prompt_shown'; runId: string; page: 'opened' | 'notified' | 'none' }
   | { type: 'cancel'; step: number }
   /**
    * The companion sent the code the person typed. `codeHash` is the keyed hash of what was typed;
@@ -533,10 +565,15 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
       if (s.phase === 'code_sent' || s.phase === 'unblocking' || s.phase === 'answering') {
         effects.push(closeOnCompanion(ctx, s.deviceId, journey.runId, 'cancelled', 'A new unlock was started in Teams.'));
       }
-      const base = { ...journey, runId };
+      // An RA-assisted unlock is bound to its run: a start that replaces that run while it is still
+      // under way (a card problem retried, "unlock" typed mid-run) carries it on; after the run ended
+      // (cancelled, expired, failed, done) it is over, and the questions are asked again.
+      const inForce = assistInForce(journey, ctx.now);
+      const carried = inForce !== null && runUnderWay(s, ctx) ? { ...inForce, runId } : null;
+      const base: UnlockJourney = { ...journey, runId, ...(journey.assist ? { assist: carried } : {}) };
       const p = event.person;
       // An RA-assisted unlock asks no questions: a bound card is enough.
-      const assisted = assistInForce(journey, ctx.now) !== null;
+      const assisted = carried !== null;
       // Code-only (issue #14): no registration; the card read next decides whether the person is enrolled.
       const codeOnly = ctx.rules.policy === 'code-only' && p.enrolment !== undefined;
       if (!codeOnly && (!p.boundCardId || (!assisted && (!p.registered || p.questionIds.length < 3)))) {
@@ -576,7 +613,19 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
       // RA confirmed the person in person (issue #12): no questions, the code goes now.
       const assist = assistInForce(journey, ctx.now);
       if (assist) {
-        return sendCodeNow(journey, ctx, step, deviceId, r.status.cardId, [audit(ctx, personId, 'unlock.questions_skipped', { runId: journey.runId, caseRef: assist.caseRef, reason: 'ra_assisted' }, assist.actor)]);
+        // A resumed run's code, kept while the card was read again: the same code, if still good for this device and card.
+        const kept = s.phase === 'checking_card' ? s.kept : undefined;
+        if (kept && kept.deviceId === deviceId && kept.cardId === r.status.cardId && codeUsable(kept.code, ctx)) {
+          return {
+            journey: { ...journey, state: { phase: 'code_sent', step, deviceId, cardId: kept.cardId, code: kept.code, codesIssued: kept.codesIssued } },
+            effects: [{ type: 'companion.command', id: ctx.newId(), deviceId, command: promptCommand(journey.runId, kept.cardId, kept.code) }],
+            changed: true,
+          };
+        }
+        const skipped = audit(ctx, personId, 'unlock.questions_skipped', { runId: journey.runId, caseRef: assist.caseRef, reason: 'ra_assisted' }, assist.actor);
+        // Under code-only the code goes where a code-only code may go (approved email, UK mobile, or the person's choice).
+        if (codeOnly) return codeOnlyCode(journey, event.person, ctx, step, deviceId, r.status.cardId, skipped);
+        return sendCodeNow(journey, ctx, step, deviceId, r.status.cardId, [skipped]);
       }
       if (codeOnly) return codeOnlyCode(journey, event.person, ctx, step, deviceId, r.status.cardId);
       if (attemptsLeft(journey, ctx.rules) === 0) {
@@ -700,6 +749,16 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
       return {
         journey: { ...journey, state: { ...s, code: { ...s.code, mailed: true, issuedAt: event.at, expiresAt: new Date(at + ctx.rules.codeTtlMs).toISOString() } } },
         effects: [],
+        changed: true,
+      };
+    }
+
+    case 'prompt_shown': {
+      // Recorded for the card ("the companion's page has opened on WS-123"); the card is refreshed in place.
+      if (s.phase !== 'code_sent' || event.runId !== journey.runId || s.page === event.page) return unchanged(journey);
+      return {
+        journey: { ...journey, state: { ...s, page: event.page } },
+        effects: [{ type: 'teams.refresh', id: ctx.newId(), personId, message: null }],
         changed: true,
       };
     }
@@ -888,10 +947,14 @@ function assistedDetails(journey: UnlockJourney, ctx: StepContext): Record<strin
 
 /**
  * RA started an assisted unlock (issue #12): reset the lock and attempts (RA confirmed the person in
- * person), record the assist, and carry the run on without questions:
- * - a paused run resumes where it stopped: its code again if still valid (the companion is asked for
- *   it again), else a new code on the card it checked; a card check is repeated;
- * - a run waiting for answers gets its code now; one with a code out, or unblocking, carries on;
+ * person), record the assist (bound to the run), and carry the run on without questions:
+ * - a run that is unblocking (its code accepted) carries on;
+ * - any other run kept (paused, waiting for answers, with a code out, checking the card, a card
+ *   problem) goes back to `checking_card` on the same run: the card is read again before any code
+ *   (a certificate may have expired while it was paused; issue #14). A code that was out is kept
+ *   through the check and re-used when still valid for the same device and card (the companion is
+ *   prompted again); otherwise the code follows the check (under `code-only`, by the code-only
+ *   channel choice);
  * - otherwise (none, finished, or an answer check in flight, whose result then no longer applies)
  *   a new run checks the card; the code follows the check.
  */
@@ -912,7 +975,7 @@ function assistedStart(journey: UnlockJourney, event: Extract<UnlockEvent, { typ
     lock: null,
     resetAt: at,
     counters: { ...journey.counters, answerAttempts: 0 },
-    assist: { caseRef: event.caseRef, actor: event.actor, at },
+    assist: { caseRef: event.caseRef, actor: event.actor, at, runId },
   };
   const first: Effect[] = [
     audit(ctx, personId, 'unlock.assisted_started', { runId, caseRef: event.caseRef, resumedFrom: keepsRun ? from.phase : null, lockCleared: lockBefore?.caseRef ?? null, attemptsBefore: journey.counters.answerAttempts }, event.actor),
@@ -920,28 +983,23 @@ function assistedStart(journey: UnlockJourney, event: Extract<UnlockEvent, { typ
   if (lockBefore || journey.lock) first.push({ type: 'person.clear_self_service_lock', id: ctx.newId(), personId });
   const step = s.step + 1;
   const done = (state: UnlockState, more: Effect[] = []): StepResult => ({ journey: { ...base, state }, effects: [...first, ...more], changed: true });
-  switch (from.phase) {
-    case 'code_sent': {
-      const valid = from.code.mailed && ctx.now.getTime() < Date.parse(from.code.expiresAt) && from.code.wrongTries < ctx.rules.maxCodeTries;
-      if (valid) {
-        // Paused: the companion's form was closed; show it again for the same code.
-        const prompt: Effect[] =
-          s.phase === 'paused' ? [{ type: 'companion.command', id: ctx.newId(), deviceId: from.deviceId, command: promptCommand(runId, from.cardId, from.code) }] : [];
-        return done({ ...from, step }, prompt);
-      }
-      return sendCodeNow(base, ctx, step, from.deviceId, from.cardId, first);
-    }
-    case 'answering':
-      return sendCodeNow(base, ctx, step, from.deviceId, from.cardId, [...first, audit(ctx, personId, 'unlock.questions_skipped', { runId, caseRef: event.caseRef, reason: 'ra_assisted' }, event.actor)]);
-    case 'unblocking':
-      // The code was accepted already: the companion finishes; nothing to skip.
-      return done(from);
-    default: {
-      if (!event.person.boundCardId) return done({ phase: 'card_problem', step, problem: 'not_registered', deviceId: null });
-      if (!event.deviceId) return done({ phase: 'card_problem', step, problem: 'no_companion', deviceId: null });
-      return done({ phase: 'checking_card', step, deviceId: event.deviceId });
-    }
+  if (from.phase === 'unblocking') {
+    // The code was accepted already: the companion finishes; nothing to skip.
+    return done(from);
   }
+  if (!event.person.boundCardId) return done({ phase: 'card_problem', step, problem: 'not_registered', deviceId: null });
+  if (!event.deviceId) return done({ phase: 'card_problem', step, problem: 'no_companion', deviceId: null });
+  // Every code, kept or new, follows a fresh read of the card (its certificates may have expired while
+  // the run was paused). A code that was out is kept for the check and re-used if still good.
+  const kept = from.phase === 'code_sent' ? { deviceId: from.deviceId, cardId: from.cardId, code: from.code, codesIssued: from.codesIssued } : null;
+  const close: Effect[] =
+    s.phase === 'code_sent' ? [closeOnCompanion(ctx, s.deviceId, runId, 'cancelled', 'Your RA team started an assisted unlock. Checking your card again…')] : [];
+  return done({ phase: 'checking_card', step, deviceId: event.deviceId, ...(kept ? { kept } : {}) }, close);
+}
+
+/** True while an issued code can still be used: accepted by the mail or SMS service, not expired, tries left. */
+function codeUsable(code: IssuedCode, ctx: Pick<StepContext, 'now' | 'rules'>): boolean {
+  return code.mailed && ctx.now.getTime() < Date.parse(code.expiresAt) && code.wrongTries < ctx.rules.maxCodeTries;
 }
 
 /** Release the card's PUK pair to `deviceId`, on link session `linkSession`, for this run (carried out by `bot/puk/`). */
@@ -963,10 +1021,29 @@ export function mayIssueCode(journey: UnlockJourney, ctx: Pick<StepContext, 'now
   return codesInLastHour(journey, ctx.now).length < ctx.rules.maxCodesPerHour;
 }
 
-/** The RA-assisted unlock in force at `now` ({@link ASSIST_WINDOW_MS} from its start), or null. */
+/**
+ * True while a run is still under way for an RA-assisted unlock to carry over to the run that replaces it:
+ * active or at a card problem, and not run out (a code or unblock window past its time, which a `start`
+ * replaces without ending it first).
+ */
+function runUnderWay(s: UnlockState, ctx: StepContext): boolean {
+  const now = ctx.now.getTime();
+  if (s.phase === 'code_sent') return now < Date.parse(s.code.expiresAt);
+  if (s.phase === 'unblocking') return now < Date.parse(s.authorisedAt) + ctx.rules.unblockWindowMs;
+  return isActive(s) || s.phase === 'card_problem';
+}
+
+/** Phases in which a run is over (nothing of it goes on). */
+const RUN_OVER: ReadonlySet<UnlockPhase> = new Set(['idle', 'done', 'ended', 'locked_out']);
+
+/**
+ * The RA-assisted unlock in force at `now`, or null: within {@link ASSIST_WINDOW_MS} of its start and,
+ * when bound to a run ({@link UnlockAssist.runId}), only while that run is the journey's and not over.
+ */
 export function assistInForce(journey: UnlockJourney, now: Date): UnlockAssist | null {
   const a = journey.assist ?? null;
   if (!a) return null;
+  if (a.runId !== undefined && (a.runId !== journey.runId || RUN_OVER.has(journey.state.phase))) return null;
   return now.getTime() < Date.parse(a.at) + ASSIST_WINDOW_MS ? a : null;
 }
 
@@ -1058,9 +1135,12 @@ function codeEffect(id: string, personId: string, ctx: StepContext, runId: strin
  * Code-only (issue #14), once the card checked out: enrol the person if they have no record yet
  * (the card-management import named them holder: the card binds to them, with no questions), then
  * send the code by the one channel they have, or let them pick when they have an approved email and
- * a UK mobile. No channel: `no_contact`.
+ * a UK mobile. No channel: `no_contact`. Also the route of an RA-assisted code under `code-only`.
+ *
+ * @param skipped - the `unlock.questions_skipped` audit to record (an RA-assisted run's, by RA);
+ *   absent: the code-only one, by `system`
  */
-function codeOnlyCode(journey: UnlockJourney, person: PersonFacts, ctx: StepContext, step: number, deviceId: string, cardId: string): StepResult {
+function codeOnlyCode(journey: UnlockJourney, person: PersonFacts, ctx: StepContext, step: number, deviceId: string, cardId: string, skipped?: Effect): StepResult {
   const e = person.enrolment;
   const personId = journey.personId;
   const email = e?.email && ctx.rules.codeChannels.includes('email') ? e.email : null;
@@ -1078,9 +1158,9 @@ function codeOnlyCode(journey: UnlockJourney, person: PersonFacts, ctx: StepCont
     );
   }
   if (email && mobile) {
-    return { journey: { ...journey, state: { phase: 'choosing_channel', step, deviceId, cardId, email, mobile } }, effects: first, changed: true };
+    return { journey: { ...journey, state: { phase: 'choosing_channel', step, deviceId, cardId, email, mobile } }, effects: [...first, ...(skipped ? [skipped] : [])], changed: true };
   }
-  return sendCodeNow(journey, ctx, step, deviceId, cardId, [...first, audit(ctx, personId, 'unlock.questions_skipped', { runId: journey.runId, reason: 'code_only' }, 'system')], mobile ? { channel: 'sms', to: mobile } : { channel: 'email' });
+  return sendCodeNow(journey, ctx, step, deviceId, cardId, [...first, skipped ?? audit(ctx, personId, 'unlock.questions_skipped', { runId: journey.runId, reason: 'code_only' }, 'system')], mobile ? { channel: 'sms', to: mobile } : { channel: 'email' });
 }
 
 /** The journey with one more code counted now (times older than an hour dropped). */

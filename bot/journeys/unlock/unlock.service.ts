@@ -40,6 +40,9 @@ import { resetSelfService, type SelfServiceResetResult } from './self-service-re
 
 const toJourney = decodeUnlock;
 
+/** An Entra object id (a GUID): what a directory profile is looked up by. */
+const ENTRA_OBJECT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 /** An RA case reference (`bot/security/codes.ts` generateCaseRef). */
 const CASE_REF = /^RA-[A-Z0-9]{6}$/;
 
@@ -71,6 +74,11 @@ export interface UnlockServiceDeps {
    * `bot/directory/`), or null when there is none or no directory is configured.
    */
   directoryLookup?: (aadObjectId: string) => Promise<DirectoryContact | null>;
+  /**
+   * Code-only: whether a directory is configured (then a person's stored email and mobile are never
+   * used for a code; only their current profile is). Absent: configured when `directoryLookup` is given.
+   */
+  hasDirectory?: () => boolean;
   /** APPROVED_EMAIL_DOMAINS: a code-only code goes only to an address on one of these (or a sub-domain). */
   approvedDomains?: readonly string[];
 }
@@ -86,16 +94,56 @@ export class UnlockService {
     return unlockCodeHash(this.deps.keys, runId, code);
   }
 
-  /** Facts about a person that the journey needs (under `code-only`, where a code may go too). */
-  personFacts(person: Person): PersonFacts {
+  /** Facts about a person that every step needs (no code-only contacts: see {@link personFacts}). */
+  private baseFacts(person: Person): PersonFacts {
     return {
       personId: person.id,
       registered: person.answers.length >= 3,
       boundCardId: person.cardId,
       questionIds: person.answers.map((a) => a.questionId),
       storedLock: person.selfServiceLock,
-      ...(this.codeOnly() ? { enrolment: this.contactsOf({ personStored: true, teamsUserId: person.teamsUserId, displayName: person.displayName, email: person.email, mobile: person.mobile }) } : {}),
     };
+  }
+
+  /**
+   * Facts about a person that the journey needs; under `code-only` also where a code may go
+   * (`enrolment`), taken from the person's CURRENT directory profile, looked up on every call (as
+   * {@link startCodeOnly} does; issue #14): a mobile typed on a registration form, or one the directory
+   * has since changed or removed, gets no code. An email counts only when it is on an approved domain
+   * AND is the address on the person's record (the code mail goes to that address). No profile (the
+   * directory has no such user), a failed lookup, or a Teams id that is not an Entra object id: no
+   * contacts, so the run stops at `no_contact`. The stored `Person.email` / `Person.mobile` are used
+   * instead ONLY when no directory is configured at all (`hasDirectory`).
+   *
+   * @param person - the stored person
+   * @returns the facts; `enrolment` present only under `code-only`
+   */
+  async personFacts(person: Person): Promise<PersonFacts> {
+    const base = this.baseFacts(person);
+    if (!this.codeOnly()) return base;
+    const stored = { personStored: true, teamsUserId: person.teamsUserId, displayName: person.displayName };
+    if (!this.hasDirectory()) return { ...base, enrolment: this.contactsOf({ ...stored, email: person.email, mobile: person.mobile }) };
+    const profile = ENTRA_OBJECT_ID.test(person.teamsUserId) ? await this.lookupProfile(person.teamsUserId) : null;
+    const contacts = this.contactsOf({ ...stored, email: profile?.email ?? null, mobile: profile?.mobile ?? null });
+    // The code mail goes to the record's address: offer email only when that is the profile's approved one.
+    const sameEmail = contacts.email !== null && contacts.email === person.email.trim().toLowerCase();
+    return { ...base, enrolment: { ...contacts, email: sameEmail ? contacts.email : null } };
+  }
+
+  /** True when a directory is configured ({@link UnlockServiceDeps.hasDirectory}). */
+  private hasDirectory(): boolean {
+    return this.deps.hasDirectory ? this.deps.hasDirectory() : this.deps.directoryLookup !== undefined;
+  }
+
+  /** The directory profile for an Entra object id; null when none, none configured, or the lookup failed (logged, no details). */
+  private async lookupProfile(aadObjectId: string): Promise<DirectoryContact | null> {
+    if (!this.deps.directoryLookup) return null;
+    try {
+      return await this.deps.directoryLookup(aadObjectId);
+    } catch (err) {
+      this.deps.logger.warn({ code: err instanceof AppError ? err.code : 'UNEXPECTED' }, 'directory lookup failed; no code-only contacts');
+      return null;
+    }
   }
 
   /** True under UNLOCK_POLICY=code-only. */
@@ -133,14 +181,7 @@ export class UnlockService {
   async startCodeOnly(identity: { teamsUserId: string; displayName: string; aadObjectId: string | null }): Promise<JourneyRecord> {
     if (!this.codeOnly()) throw new AppError('UNLOCK.POLICY', 'startCodeOnly is for UNLOCK_POLICY=code-only');
     const personId = provisionalPersonId(identity.teamsUserId);
-    let contact: DirectoryContact | null = null;
-    if (identity.aadObjectId && this.deps.directoryLookup) {
-      try {
-        contact = await this.deps.directoryLookup(identity.aadObjectId);
-      } catch (err) {
-        this.deps.logger.warn({ code: err instanceof AppError ? err.code : 'UNEXPECTED' }, 'directory lookup failed; no code-only contacts');
-      }
-    }
+    const contact = identity.aadObjectId ? await this.lookupProfile(identity.aadObjectId) : null;
     const facts: PersonFacts = {
       personId,
       registered: false,
@@ -212,16 +253,14 @@ export class UnlockService {
    */
   async start(person: Person, options: { keepActiveRun?: boolean } = {}): Promise<JourneyRecord> {
     const device = await this.deps.currentDevice(person.id);
+    // Under code-only: the directory profile as it is now (one lookup per start).
+    const facts = await this.personFacts(person);
     const { record } = await this.apply(person.id, async (j, rec) => {
       const stuckCheck = j.state.phase === 'checking_card' && this.now().getTime() - Date.parse(rec.updatedAt) > 30_000;
       if (options.keepActiveRun && isActive(j.state) && !stuckCheck) return null;
-      return { type: 'start', person: this.personFacts(person), deviceId: device?.id ?? null };
+      return { type: 'start', person: facts, deviceId: device?.id ?? null };
     });
-    return this.checkCardIfDue(person, record);
-  }
-
-  private async checkCardIfDue(person: Person, record: JourneyRecord): Promise<JourneyRecord> {
-    return this.checkCardWith(this.personFacts(person), record);
+    return this.checkCardWith(facts, record);
   }
 
   private async checkCardWith(facts: PersonFacts, record: JourneyRecord): Promise<JourneyRecord> {
@@ -282,7 +321,7 @@ export class UnlockService {
     const claimId = randomUUID();
     const { record } = await this.apply(person.id, async (j) => {
       if (j.runId !== runId || String(j.state.step) !== step) return null;
-      return { type: 'answers_submitted', person: this.personFacts(person), runId, step: j.state.step, claimId };
+      return { type: 'answers_submitted', person: this.baseFacts(person), runId, step: j.state.step, claimId };
     });
     const claimed = toJourney(record);
     if (claimed.state.phase !== 'checking_answers' || claimed.state.claimId !== claimId) {
@@ -354,12 +393,14 @@ export class UnlockService {
     const person = await this.deps.storage.persons.get(input.personId);
     if (!person) return { kind: 'refused', reason: 'no_person' };
     const device = await this.deps.currentDevice(person.id);
+    // Under code-only the assisted code goes where a code-only code may go (the current directory profile).
+    const facts = await this.personFacts(person);
     let before: { runId: string; phase: UnlockPhase } | null = null;
     const { record } = await this.apply(person.id, async (j) => {
       before = { runId: j.runId, phase: j.state.phase };
-      return { type: 'assisted_start', person: this.personFacts(person), deviceId: device?.id ?? null, caseRef: input.caseRef, actor: input.actor };
+      return { type: 'assisted_start', person: facts, deviceId: device?.id ?? null, caseRef: input.caseRef, actor: input.actor };
     });
-    const after = await this.checkCardIfDue(person, record);
+    const after = await this.checkCardWith(facts, record);
     await this.deps.notify(person.id, null).catch((err: unknown) => this.deps.logger.warn({ code: err instanceof AppError ? err.code : 'UNEXPECTED' }, 'teams refresh failed'));
     const was = before as { runId: string; phase: UnlockPhase } | null;
     const resumed = was !== null && was.runId === after.runId && !['idle', 'done', 'ended', 'locked_out'].includes(was.phase);
@@ -386,7 +427,7 @@ export class UnlockService {
   }
 
   async resendCode(person: Person, runId: string, step: string): Promise<JourneyRecord> {
-    const { record } = await this.apply(person.id, async (j) => (j.runId === runId && String(j.state.step) === step ? { type: 'resend_code', person: this.personFacts(person), step: j.state.step } : null));
+    const { record } = await this.apply(person.id, async (j) => (j.runId === runId && String(j.state.step) === step ? { type: 'resend_code', person: this.baseFacts(person), step: j.state.step } : null));
     return record;
   }
 
@@ -470,12 +511,15 @@ export class UnlockService {
     if (!person) return;
     const card = status.present ? await this.deps.storage.cards.get(status.cardId) : null;
     const pukEnrolled = !!card?.puk && card.personId === person.id;
+    let facts: PersonFacts | null = null;
     const { result } = await this.apply(person.id, async (j) => {
       const s = j.state;
       if (s.phase !== 'card_problem' || s.deviceId !== device.id) return null;
       if (!['no_card', 'wrong_card', 'not_blocked', 'card_unreadable'].includes(s.problem)) return null;
       if (!status.present) return null;
-      return { type: 'card_status', person: this.personFacts(person), result: { ok: true, status, pukEnrolled } };
+      // Looked up only when the event applies (under code-only: the current directory profile).
+      facts ??= await this.personFacts(person);
+      return { type: 'card_status', person: facts, result: { ok: true, status, pukEnrolled } };
     });
     if (result?.changed) await this.deps.notify(person.id, null).catch((err: unknown) => this.deps.logger.warn({ err }, 'teams refresh failed'));
   }

@@ -19,7 +19,22 @@ const step = z.number().int().nonnegative();
 
 const problem = z.enum(['not_registered', 'no_companion', 'companion_offline', 'no_card', 'wrong_card', 'not_blocked', 'card_unreadable', 'no_puk', 'too_many_codes', 'not_enrolled', 'no_contact', 'certificates_expired']);
 
-const checkingCard = z.object({ phase: z.literal('checking_card'), step, deviceId: z.string() });
+const issuedCode = z.object({
+  hash: z.string(),
+  issuedAt: iso,
+  expiresAt: iso,
+  wrongTries: z.number().int().nonnegative(),
+  mailed: z.boolean(),
+  channel: z.enum(['email', 'sms']).optional(),
+  to: z.string().regex(/^\+[1-9][0-9]{6,14}$/).optional(),
+});
+const checkingCard = z.object({
+  phase: z.literal('checking_card'),
+  step,
+  deviceId: z.string(),
+  // An RA-assisted resume: the run's code, kept while the card is read again.
+  kept: z.object({ deviceId: z.string(), cardId: z.string(), code: issuedCode, codesIssued: z.number().int().nonnegative() }).optional(),
+});
 const cardProblem = z.object({ phase: z.literal('card_problem'), step, problem, deviceId: z.string().nullable(), caseRef: z.string().min(1).optional(), expiredAt: iso.optional() });
 const answering = z.object({ phase: z.literal('answering'), step, deviceId: z.string(), cardId: z.string(), questionIds: z.array(z.string()), lastResult: z.literal('wrong').nullable() });
 const codeSent = z.object({
@@ -27,16 +42,9 @@ const codeSent = z.object({
   step,
   deviceId: z.string(),
   cardId: z.string(),
-  code: z.object({
-    hash: z.string(),
-    issuedAt: iso,
-    expiresAt: iso,
-    wrongTries: z.number().int().nonnegative(),
-    mailed: z.boolean(),
-    channel: z.enum(['email', 'sms']).optional(),
-    to: z.string().regex(/^\+[1-9][0-9]{6,14}$/).optional(),
-  }),
+  code: issuedCode,
   codesIssued: z.number().int().nonnegative(),
+  page: z.enum(['opened', 'notified', 'none']).optional(),
 });
 
 /** Schema of {@link UnlockState}, one variant per phase. */
@@ -71,7 +79,7 @@ export const unlockStateSchema = z.discriminatedUnion('phase', [
 const lockSchema = z.object({ at: iso, caseRef: z.string(), reason: z.enum(['answers_failed', 'locked_by_ra']) }) satisfies z.ZodType<SelfServiceLock>;
 
 /** What version 2 adds beside the run's own fields (stored flat, so `state.phase` still reads as before). */
-const assistSchema = z.object({ caseRef: z.string().min(1), actor: z.string().min(1), at: iso });
+const assistSchema = z.object({ caseRef: z.string().min(1), actor: z.string().min(1), at: iso, runId: z.string().min(1).optional() });
 const lockPartSchema = z.object({ v: z.literal(2), lock: lockSchema.nullable(), resetAt: iso.nullable(), codeTimes: z.array(iso).max(100).optional(), assist: assistSchema.nullable().optional(), renewal: z.object({ cardId: z.string(), caseRef: z.string().min(1) }).nullable().optional() });
 
 /**

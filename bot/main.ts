@@ -246,6 +246,8 @@ export async function startBot(
     currentDevice,
     // UNLOCK_POLICY=code-only (issue #14): where a code may go, from the directory profile.
     directoryLookup: async (aadObjectId) => (directory ? directory.lookup(aadObjectId) : null),
+    // Code-only: with a directory, a stored person's own email/mobile never stand in for their current profile.
+    hasDirectory: () => directory !== null,
     approvedDomains: config.approvedEmailDomains,
   });
 

@@ -67,10 +67,17 @@ export interface HashPoolOptions {
   idleMs?: number;
 }
 
-/** The worker: CommonJS, evaluated in the thread. Replies carry the job id and this thread's id. */
+/**
+ * The worker: CommonJS, evaluated in the thread. Replies carry the job id and this thread's id.
+ * It lowers its own scheduling priority (nice +10): on Linux `setpriority(PRIO_PROCESS, 0)` applies
+ * to the calling thread only (setpriority(2), "Bugs"), so the bot's main thread, which answers turns
+ * and `/healthz`, wins a core over hashing when both are runnable. Elsewhere the call may apply to the
+ * whole process or fail; a failure is ignored (hashing still works, at normal priority).
+ */
 const WORKER_SOURCE = `
 const { parentPort, threadId } = require('node:worker_threads');
 const { scryptSync } = require('node:crypto');
+if (process.platform === 'linux') { try { require('node:os').setPriority(0, 10); } catch {} }
 parentPort.on('message', (m) => {
   try {
     const key = scryptSync(m.password, m.salt, m.keylen, { N: m.N, r: m.r, p: m.p, maxmem: m.maxmem });

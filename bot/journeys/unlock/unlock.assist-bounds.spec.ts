@@ -112,6 +112,36 @@ describe('an RA-assisted unlock is bound to the run it started (issue #12)', () 
   });
 });
 
+describe('RA closing the case ends its assisted unlock (event assist_revoked, issue #12)', () => {
+  const revoke = (outcome: string, caseRef = CASE): UnlockEvent => ({ type: 'assist_revoked', caseRef, outcome });
+
+  it('closed no_action with the code out: the run ends, the code is refused, the form closes; "unlock" asks the questions', () => {
+    const j = codeSentAssisted();
+    const r = stepUnlock(j, revoke('no_action'), ctx(at(2)));
+    expect(r.journey.assist).toBeNull();
+    expect(r.journey.state).toMatchObject({ phase: 'ended', reason: 'cancelled' });
+    expect(r.effects.find((e) => e.type === 'companion.command')).toMatchObject({ command: { kind: 'unlock.closed', outcome: 'cancelled' } });
+    expect(r.effects.find((e) => e.type === 'audit')).toMatchObject({ action: 'unlock.assist_ended', details: { caseRef: CASE, outcome: 'no_action' } });
+    expect(stepUnlock(r.journey, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf('12345678'), linkSession: 'l' }, ctx(at(3))).verdict).toMatchObject({ kind: 'refused' });
+    const again = stepUnlock(stepUnlock(r.journey, { type: 'start', person, deviceId: DEVICE }, ctx(at(4))).journey, blocked(), ctx(at(4)));
+    expect(again.journey.state.phase).toBe('answering');
+  });
+
+  it('closed as an assisted unlock or unlocked in person, or another case closed: nothing changes', () => {
+    const j = codeSentAssisted();
+    expect(stepUnlock(j, revoke('assisted_unlock'), ctx(at(2))).changed).toBe(false);
+    expect(stepUnlock(j, revoke('unlocked_in_person'), ctx(at(2))).changed).toBe(false);
+    expect(stepUnlock(j, revoke('no_action', 'RA-OTHER1'), ctx(at(2))).changed).toBe(false);
+  });
+
+  it('a code already accepted (unblocking): the companion finishes, and the completion is still assisted', () => {
+    const j = codeSentAssisted();
+    const accepted = stepUnlock(j, { type: 'code_submitted', deviceId: DEVICE, cardId: CARD, codeHash: hashOf('12345678'), linkSession: 'l' }, ctx(at(1))).journey;
+    expect(accepted.state.phase).toBe('unblocking');
+    expect(stepUnlock(accepted, revoke('no_action'), ctx(at(2))).changed).toBe(false);
+  });
+});
+
 describe('an assisted resume reads the card again before any code (issue #14 certificates)', () => {
   it('paused with a valid code; a certificate expired meanwhile: certificates_expired, the code is not offered again', () => {
     const j = codeSentAssisted();

@@ -344,6 +344,11 @@ export type UnlockEvent =
    * where it stopped, else a new one) goes on without security questions.
    */
   | { type: 'assisted_start'; person: PersonFacts; deviceId: string | null; caseRef: string; actor: string }
+  /**
+   * RA closed case `caseRef` with `outcome` other than an assisted unlock or an unlock in person (the
+   * shell reads it from the case): an assist of that case ends, and its run, if no code was accepted yet, ends too.
+   */
+  | { type: 'assist_revoked'; caseRef: string; outcome: string }
   | {
       type: 'unblock_result';
       deviceId: string;
@@ -866,6 +871,9 @@ function stepUnlockLive(journey: UnlockJourney, event: UnlockEvent, ctx: StepCon
     case 'assisted_start':
       return assistedStart(journey, event, ctx);
 
+    case 'assist_revoked':
+      return assistRevoked(journey, event, ctx);
+
     case 'resume': {
       if (journey.lock) return unchanged(journey, { kind: 'refused', reason: 'not_waiting' });
       if (s.phase !== 'unblocking') return unchanged(journey, { kind: 'refused', reason: 'not_waiting' });
@@ -995,6 +1003,37 @@ function assistedStart(journey: UnlockJourney, event: Extract<UnlockEvent, { typ
   const close: Effect[] =
     s.phase === 'code_sent' ? [closeOnCompanion(ctx, s.deviceId, runId, 'cancelled', 'Your RA team started an assisted unlock. Checking your card again…')] : [];
   return done({ phase: 'checking_card', step, deviceId: event.deviceId, ...(kept ? { kept } : {}) }, close);
+}
+
+/** Outcomes of a case close that leave its RA-assisted unlock standing (the unlock was its point). */
+export const ASSIST_KEEPING_OUTCOMES: readonly string[] = ['assisted_unlock', 'unlocked_in_person'];
+
+/**
+ * RA closed the case of the assist in force with another outcome (e.g. `no_action` after identity
+ * doubts): the assist ends, so "unlock" asks the questions again, and the run it covered ends too:
+ * a code that was out is no longer taken (the companion's form closes). A run whose code was accepted
+ * already (`unblocking`: the PUK pair was released) is left to finish, assisted. Another case's close, an
+ * outcome in {@link ASSIST_KEEPING_OUTCOMES}, or no assist: nothing changes.
+ */
+function assistRevoked(journey: UnlockJourney, event: Extract<UnlockEvent, { type: 'assist_revoked' }>, ctx: StepContext): StepResult {
+  const a = journey.assist ?? null;
+  if (!a || a.caseRef !== event.caseRef || ASSIST_KEEPING_OUTCOMES.includes(event.outcome)) return unchanged(journey);
+  const s = journey.state;
+  const personId = journey.personId;
+  const ownRun = assistInForce(journey, ctx.now) !== null;
+  // Its code was accepted already: the companion finishes, and the completion is still the assisted one (ends at `done`).
+  if (ownRun && s.phase === 'unblocking') return unchanged(journey);
+  const effects: Effect[] = [audit(ctx, personId, 'unlock.assist_ended', { runId: journey.runId, caseRef: a.caseRef, outcome: event.outcome }, 'system')];
+  const endsRun = ownRun && (isActive(s) || s.phase === 'card_problem' || s.phase === 'paused');
+  if (!endsRun) return { journey: { ...journey, assist: null }, effects, changed: true };
+  if (s.phase === 'code_sent' || s.phase === 'answering') effects.push(closeOnCompanion(ctx, s.deviceId, journey.runId, 'cancelled', 'Your RA team closed your case. Start again in Teams.'));
+  if (s.phase === 'paused' && s.from.phase === 'code_sent') effects.push(closeOnCompanion(ctx, s.from.deviceId, journey.runId, 'cancelled', 'Your RA team closed your case. Start again in Teams.'));
+  effects.push({ type: 'teams.refresh', id: ctx.newId(), personId, message: null });
+  return {
+    journey: { ...journey, assist: null, state: { phase: 'ended', step: s.step + 1, reason: 'cancelled', detail: `Your RA team closed case ${a.caseRef}, so the assisted unlock has ended. To unlock your card, start again.` } },
+    effects,
+    changed: true,
+  };
 }
 
 /** True while an issued code can still be used: accepted by the mail or SMS service, not expired, tries left. */

@@ -21,7 +21,9 @@ import { checkEmail, checkUkMobile } from '../registration/registration.rules';
 import { provisionalPersonId } from '../registration/registration.service';
 import type { DerivedKeys } from '../../security/keys';
 import { journeyKey, type JourneyEngine } from '../journey.engine';
+import { decodeRaCase } from '../ra-case/ra-case.state';
 import {
+  ASSIST_KEEPING_OUTCOMES,
   isActive,
   newUnlockJourney,
   PAUSABLE_PHASES,
@@ -252,6 +254,7 @@ export class UnlockService {
    *   crash is replaced after 30 s.
    */
   async start(person: Person, options: { keepActiveRun?: boolean } = {}): Promise<JourneyRecord> {
+    await this.endAssistIfCaseClosed(person.id);
     const device = await this.deps.currentDevice(person.id);
     // Under code-only: the directory profile as it is now (one lookup per start).
     const facts = await this.personFacts(person);
@@ -296,6 +299,28 @@ export class UnlockService {
       this.deps.logger.warn({ deviceId, code: err instanceof AppError ? err.code : 'UNKNOWN' }, 'companion unreachable for card status');
       return { ok: false, problem: 'companion_offline' };
     }
+  }
+
+  /**
+   * End an RA-assisted unlock whose case RA has closed with an outcome other than an assisted unlock or
+   * an unlock in person (journey event `assist_revoked`): read from the case's own record, so it holds
+   * however the close was made. Called before a start and before a code from the companion is taken.
+   * Costs one read when no assist is on the record, two when there is.
+   *
+   * @param personId - whose unlock
+   * @returns true when the assist (and its run, if no code was accepted yet) was ended
+   */
+  async endAssistIfCaseClosed(personId: string): Promise<boolean> {
+    const rec = await this.deps.storage.journeys.get(journeyKey(personId, 'unlock'));
+    const assist = rec ? toJourney(rec).assist ?? null : null;
+    if (!assist) return false;
+    const caseRec = await this.deps.storage.journeys.get(journeyKey(assist.caseRef, 'ra-case'));
+    if (!caseRec) return false;
+    const c = decodeRaCase(caseRec).state;
+    if (c.status !== 'closed' || !c.outcome || ASSIST_KEEPING_OUTCOMES.includes(c.outcome.code)) return false;
+    const outcome = c.outcome.code;
+    const { result } = await this.apply(personId, async (j) => (j.assist?.caseRef === assist.caseRef ? { type: 'assist_revoked', caseRef: assist.caseRef, outcome } : null));
+    return !!result?.changed;
   }
 
   /** "Try again" / "Check again" on a problem card: re-check the card if the click is current. */
@@ -463,6 +488,8 @@ export class UnlockService {
     switch (request.kind) {
       case 'unlock.submit_code':
       case 'unlock.resume': {
+        // A code from an RA-assisted run whose case RA closed (not as an assisted unlock) is not taken.
+        await this.endAssistIfCaseClosed(device.personId);
         const { result } = await this.apply(device.personId, async (j) => {
           if (j.runId !== request.journeyId) return null;
           if (request.kind === 'unlock.submit_code') {

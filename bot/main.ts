@@ -138,7 +138,10 @@ export async function startBot(
     const notify = new GovukNotifyAdapter({ config: config.sms, logger });
     await notify.verify(); // a key or template id Notify refuses stops start-up, naming the setting
     sms = notify;
-  } else sms = new OutboxSmsAdapter({ dir: config.sms.outboxDir, logger });
+  } else {
+    // The same retention as the mail outbox (OUTBOX_* settings); config loads them only with MAIL_TRANSPORT=outbox.
+    sms = new OutboxSmsAdapter({ dir: config.sms.outboxDir, logger, ...(config.mail.transport === 'outbox' ? { retention: config.mail.retention } : {}) });
+  }
 
   // UNLOCK_* settings (issue #14), validated at start-up.
   const rules = unlockRulesFor(config.unlockPolicy, DEFAULT_UNLOCK_RULES);

@@ -1,5 +1,5 @@
 /**
- * Retention of the mail outbox (issue #15): how long sent `.eml` files stay, how many are kept,
+ * Retention of the mail outbox (issue #15), also applied to the SMS outbox (bot/main.ts): how long sent files stay, how many are kept,
  * and how often the prune job runs. Read once at start-up; a bad value is refused naming the setting.
  *
  * - `OUTBOX_MAX_AGE_HOURS`: remove messages older than this (0 = no age limit); default 72.

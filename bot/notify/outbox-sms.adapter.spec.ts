@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -50,6 +50,36 @@ describe('SMS outbox', () => {
     expect(await readSmsOutbox(dir)).toEqual([]);
     await adapter.send(message());
     writeFileSync(path.join(dir, 'notes.txt'), 'x');
+    expect(await readSmsOutbox(dir)).toHaveLength(1);
+  });
+
+  it('prunes like the mail outbox: messages older than maxAgeMs go with their markers; a later send of that id writes again', async () => {
+    const dir = path.join(mkdtempSync(path.join(tmpdir(), 'sms-outbox-spec-')), 'sms-outbox');
+    const logger = createLogger({ name: 'spec', level: 'silent' });
+    let clock = new Date('2026-12-01T00:00:00.000Z');
+    const adapter = new OutboxSmsAdapter({ dir, logger, now: () => clock, retention: { maxAgeMs: 72 * 3_600_000, maxFiles: null, intervalMs: 3_600_000 } });
+    try {
+      const old = message();
+      await adapter.send(old);
+      clock = new Date('2026-12-06T00:00:00.000Z');
+      const fresh = message();
+      await adapter.send(fresh);
+      expect(await adapter.prune()).toMatchObject({ removed: 1, kept: 1 });
+      expect((await readSmsOutbox(dir)).map((r) => r.id)).toEqual([fresh.id]);
+      expect(existsSync(path.join(dir, '.ids', old.id))).toBe(false);
+      expect(existsSync(path.join(dir, '.ids', fresh.id))).toBe(true);
+      const again = await adapter.send(old);
+      expect(again.notificationId).toBe(`20261206T000000-sms-unlock_code-${old.id}.json`);
+      expect((await readSmsOutbox(dir)).map((r) => r.id).sort()).toEqual([fresh.id, old.id].sort());
+    } finally {
+      adapter.close();
+    }
+  });
+
+  it('without retention, prune removes nothing and says so (kept: -1)', async () => {
+    const { adapter, dir } = setup();
+    await adapter.send(message());
+    expect(await adapter.prune()).toEqual({ removed: 0, kept: -1 });
     expect(await readSmsOutbox(dir)).toHaveLength(1);
   });
 });

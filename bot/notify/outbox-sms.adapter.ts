@@ -12,24 +12,27 @@
  * message in O(1) (no folder listing: a listing cost ~0.4 s a send with 100,000 messages in the folder). A file
  * written before markers existed is not found by a repeat send. Sends with the same id within this process are
  * serialised. Logs name the file, kind and channel, never the number or the text.
+ *
+ * Retention: as the mail outbox, messages older than `maxAgeMs`, and the oldest beyond `maxFiles`, are removed
+ * with their markers every `intervalMs` when `retention` is given (bot/main.ts passes the mail outbox's
+ * OUTBOX_MAX_AGE_HOURS, OUTBOX_MAX_FILES, OUTBOX_PRUNE_INTERVAL_MINUTES), never on the send path. The write-once,
+ * marker and prune logic is shared with the mail outbox: bot/outbox/file-outbox.ts.
  */
-import { mkdir, open, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
-import { randomUUID } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../../common/logger';
 import { NOTIFY_CHANNELS, NOTIFY_KINDS, NotifySendFailedError, validateNotifyMessage } from './notify.port';
 import type { NotifyChannel, NotifyKind, NotifyMessage, NotifyPort, NotifySendResult, UnlockCodePersonalisation } from './notify.port';
+import { FileOutbox, errnoOf, fileTimestamp, isRetryableErrno, writeFileOnce } from '../outbox/file-outbox';
+import type { FileOutboxLayout, OutboxRetention } from '../outbox/file-outbox';
 
 /** The outbox file name pattern: timestamp (UTC), channel, kind, id. */
 const OUTBOX_SMS_FILE = new RegExp(
   `^(\\d{8}T\\d{6})-(${NOTIFY_CHANNELS.join('|')})-(${NOTIFY_KINDS.join('|')})-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\\.json$`,
 );
 
-/** Folder of the per-id markers (hidden: {@link readSmsOutbox} skips it). */
-const MARKER_DIR = '.ids';
-
-/** File-system errors that will not go away by trying again. */
-const PERMANENT_ERRNOS = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'EISDIR', 'ENAMETOOLONG', 'EINVAL', 'ELOOP', 'EEXIST']);
+/** Where the id sits in {@link OUTBOX_SMS_FILE}; the markers' folder `.ids` is hidden, {@link readSmsOutbox} skips it. */
+const LAYOUT: FileOutboxLayout = { pattern: OUTBOX_SMS_FILE, idGroup: 4 };
 
 /**
  * The text the local outbox writes for a message: the wording a Notify template for this kind is expected to
@@ -64,27 +67,17 @@ export interface OutboxSmsAdapterOptions {
   /** Folder for the files; created (mode 0700) on first send. */
   dir: string;
   logger: Logger;
-  /** Clock for the file name; defaults to the system clock. */
+  /** Clock for the file name and the age limit; defaults to the system clock. */
   now?: () => Date;
-}
-
-function errnoOf(err: unknown): string | undefined {
-  const code = (err as { code?: unknown })?.code;
-  return typeof code === 'string' ? code : undefined;
+  /** When given, old messages are pruned every `intervalMs` (first run one interval after construction). */
+  retention?: OutboxRetention;
 }
 
 /** Writes each message as a JSON file; see the module comment. */
-export class OutboxSmsAdapter implements NotifyPort {
-  readonly dir: string;
-  private readonly logger: Logger;
-  private readonly now: () => Date;
-  private readonly inFlight = new Map<string, Promise<NotifySendResult>>();
-
-  /** @param options - see {@link OutboxSmsAdapterOptions} */
+export class OutboxSmsAdapter extends FileOutbox<NotifySendResult> implements NotifyPort {
+  /** @param options - see {@link OutboxSmsAdapterOptions}; {@link FileOutbox.prune} and `close()` run the retention */
   constructor(options: OutboxSmsAdapterOptions) {
-    this.dir = options.dir;
-    this.logger = options.logger;
-    this.now = options.now ?? (() => new Date());
+    super({ dir: options.dir, layout: LAYOUT, logger: options.logger, now: options.now, retention: options.retention, label: 'SMS outbox' });
   }
 
   /**
@@ -98,83 +91,39 @@ export class OutboxSmsAdapter implements NotifyPort {
   async send(message: NotifyMessage): Promise<NotifySendResult> {
     validateNotifyMessage(message);
     const id = message.id.toLowerCase();
-    const previous = this.inFlight.get(id);
-    if (previous) return previous.catch(() => this.send(message));
-    const attempt = this.write({ ...message, id }).finally(() => this.inFlight.delete(id));
-    this.inFlight.set(id, attempt);
-    return attempt;
+    return this.onePerId(id, () => this.write({ ...message, id }), () => this.send(message));
   }
 
   private async write(message: NotifyMessage): Promise<NotifySendResult> {
-    let tmp: string | undefined;
     try {
-      await mkdir(this.dir, { recursive: true, mode: 0o700 });
-      const markers = join(this.dir, MARKER_DIR);
-      await mkdir(markers, { recursive: true, mode: 0o700 });
-      const marker = join(markers, message.id);
-      const existing = await this.sentName(marker, message.id);
-      if (existing) {
-        this.logger.debug({ file: join(this.dir, existing), kind: message.kind, channel: message.channel }, 'message already in the SMS outbox');
-        return { status: 'sent', notificationId: existing, reference: message.reference };
-      }
-      const at = this.now();
-      const name = `${at.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, '')}-${message.channel}-${message.kind}-${message.id}.json`;
-      // The marker first: a crash after the rename below still finds the message on the next send.
-      await writeFile(marker, name, { encoding: 'utf8', mode: 0o600 });
-      const record: OutboxSmsRecord = {
-        id: message.id,
-        channel: message.channel,
-        kind: message.kind,
-        to: message.to,
-        reference: message.reference,
-        at: at.toISOString(),
-        text: renderLocally(message.kind, message.personalisation),
-        personalisation: message.personalisation,
-      };
-      tmp = join(this.dir, `.${message.id}.${randomUUID()}.tmp`);
-      const handle = await open(tmp, 'wx', 0o600);
-      try {
-        await handle.writeFile(`${JSON.stringify(record, null, 2)}\n`, 'utf8');
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
+      const { name, written } = await writeFileOnce(this.dir, LAYOUT, message.id, () => {
+        const at = this.now();
+        const record: OutboxSmsRecord = {
+          id: message.id,
+          channel: message.channel,
+          kind: message.kind,
+          to: message.to,
+          reference: message.reference,
+          at: at.toISOString(),
+          text: renderLocally(message.kind, message.personalisation),
+          personalisation: message.personalisation,
+        };
+        return { name: `${fileTimestamp(at)}-${message.channel}-${message.kind}-${message.id}.json`, content: `${JSON.stringify(record, null, 2)}\n` };
+      });
       const file = join(this.dir, name);
-      await rename(tmp, file);
-      tmp = undefined;
-      this.logger.info({ file, kind: message.kind, channel: message.channel, reference: message.reference }, 'message written to the SMS outbox');
+      if (written) this.logger.info({ file, kind: message.kind, channel: message.channel, reference: message.reference }, 'message written to the SMS outbox');
+      else this.logger.debug({ file, kind: message.kind, channel: message.channel }, 'message already in the SMS outbox');
       return { status: 'sent', notificationId: name, reference: message.reference };
     } catch (err) {
-      if (tmp) await unlink(tmp).catch(() => undefined);
       const errno = errnoOf(err);
       throw new NotifySendFailedError(`Could not write the message to the SMS outbox${errno ? ` (${errno})` : ''}.`, {
-        retryable: !(errno && PERMANENT_ERRNOS.has(errno)),
+        retryable: isRetryableErrno(errno),
         reason: 'io',
         channel: message.channel,
         kind: message.kind,
         messageId: message.id,
         ...(errno ? { detail: errno } : {}),
       });
-    }
-  }
-
-  /** The file name the marker records, when that file exists; null when there is no marker or its file is gone. */
-  private async sentName(marker: string, id: string): Promise<string | null> {
-    let name: string;
-    try {
-      name = (await readFile(marker, 'utf8')).trim();
-    } catch (err) {
-      if (errnoOf(err) === 'ENOENT') return null;
-      throw err;
-    }
-    const match = OUTBOX_SMS_FILE.exec(name);
-    if (!match || match[4] !== id) return null;
-    try {
-      await stat(join(this.dir, name));
-      return name;
-    } catch (err) {
-      if (errnoOf(err) === 'ENOENT') return null;
-      throw err;
     }
   }
 }

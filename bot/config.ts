@@ -74,8 +74,11 @@ export interface BotConfig {
   dataDir: string;
   masterKey: string;
   storage: { kind: 'sqlite'; file: string } | { kind: 'mongodb'; url: string; database?: string };
-  /** `retention` (outbox only): OUTBOX_MAX_AGE_HOURS, OUTBOX_MAX_FILES, OUTBOX_PRUNE_INTERVAL_MINUTES (bot/mail/outbox-mail.adapter.config.ts, issue #15). */
-  mail: { transport: 'outbox'; outboxDir: string; from: string; retention: OutboxRetention } | { transport: 'graph'; graph: GraphMailConfig; outboxDir: string; from: string };
+  /**
+   * `retention`: OUTBOX_MAX_AGE_HOURS, OUTBOX_MAX_FILES, OUTBOX_PRUNE_INTERVAL_MINUTES (bot/mail/outbox-mail.adapter.config.ts,
+   * issue #15), for the mail outbox and the SMS outbox; loaded with Graph mail too, where only the SMS outbox uses it.
+   */
+  mail: { transport: 'outbox'; outboxDir: string; from: string; retention: OutboxRetention } | { transport: 'graph'; graph: GraphMailConfig; outboxDir: string; from: string; retention?: OutboxRetention };
   auth:
     | { kind: 'none' }
     | { kind: 'bot-framework'; appId: string; appPassword: string | undefined; tenantId: string | undefined; appType: 'MultiTenant' | 'SingleTenant' | 'UserAssignedMSI' };
@@ -210,7 +213,7 @@ export function loadConfig(env: Record<string, string | undefined>): BotConfig {
         : { kind: 'sqlite', file: path.join(dataDir, 'smartcard-assist.sqlite') },
     mail:
       e.MAIL_TRANSPORT === 'graph'
-        ? { transport: 'graph', graph: loadGraphMailConfig(env), outboxDir: path.join(dataDir, 'outbox'), from: e.MAIL_FROM }
+        ? { transport: 'graph', graph: loadGraphMailConfig(env), outboxDir: path.join(dataDir, 'outbox'), from: e.MAIL_FROM, retention: loadOutboxRetentionConfig(env) }
         : { transport: 'outbox', outboxDir: path.join(dataDir, 'outbox'), from: e.MAIL_FROM, retention: loadOutboxRetentionConfig(env) },
     auth,
     allowedTenants,

@@ -139,8 +139,8 @@ export async function startBot(
     await notify.verify(); // a key or template id Notify refuses stops start-up, naming the setting
     sms = notify;
   } else {
-    // The same retention as the mail outbox (OUTBOX_* settings); config loads them only with MAIL_TRANSPORT=outbox.
-    sms = new OutboxSmsAdapter({ dir: config.sms.outboxDir, logger, ...(config.mail.transport === 'outbox' ? { retention: config.mail.retention } : {}) });
+    // The same retention as the mail outbox (OUTBOX_* settings), whichever mail transport is configured.
+    sms = new OutboxSmsAdapter({ dir: config.sms.outboxDir, logger, ...(config.mail.retention ? { retention: config.mail.retention } : {}) });
   }
 
   // UNLOCK_* settings (issue #14), validated at start-up.

@@ -123,9 +123,14 @@ export function unlockQuestionsCard(
  * @param input.minutes - how long the code works, in minutes
  * @param input.note - a line above the rest, shown as given (e.g. why no security questions were asked)
  * @param input.maskedMobile - set when the code went by SMS: the number, already masked (`maskMobile`)
+ * @param input.page - set when the companion said it brought its page to the person (issue #13): `opened`
+ *   (in the browser) or `notified` (a notification opens it), and the paired computer's name (null: unknown);
+ *   absent: the general "open the companion" line
  * @returns a card with "Send a new code" (`unlock.resend_code`) and "Cancel"
  */
-export function unlockCodeSentCard(input: RunStep & { maskedEmail: string; expiresAtText: string; minutes: number; note?: string; maskedMobile?: string }): AdaptiveCard {
+export function unlockCodeSentCard(
+  input: RunStep & { maskedEmail: string; expiresAtText: string; minutes: number; note?: string; maskedMobile?: string; page?: { shown: 'opened' | 'notified'; workstation: string | null } },
+): AdaptiveCard {
   const sms = input.maskedMobile !== undefined;
   return adaptiveCard(
     [
@@ -138,12 +143,21 @@ export function unlockCodeSentCard(input: RunStep & { maskedEmail: string; expir
         run(input.expiresAtText),
         ').',
       ),
-      paragraph('Open the Smartcard Assist companion on this computer and enter the code there with your new passcode.'),
+      paragraph(whereToEnterCode(input.page)),
       paragraph('Never type your passcode in Teams.', { weight: 'Bolder', color: 'Attention' }),
       paragraph(sms ? 'No text after a few minutes? Send a new code.' : 'No email after a few minutes? Look in your junk mail folder, or send a new code.', { isSubtle: true }),
     ],
     [execute(CARD_VERBS.UNLOCK_RESEND_CODE, 'Send a new code', { runId: input.runId, step: input.step }), cancelButton(input)],
   );
+}
+
+/** The line saying where the person enters the code: on the page the companion brought to them, or the general one. */
+function whereToEnterCode(page: { shown: 'opened' | 'notified'; workstation: string | null } | undefined): string {
+  if (!page) return 'Open the Smartcard Assist companion on this computer and enter the code there with your new passcode.';
+  const where = page.workstation ? `on ${page.workstation}` : 'on your computer';
+  return page.shown === 'opened'
+    ? `The companion's page has opened ${where}: enter the code there with your new passcode.`
+    : `A notification ${where} opens the companion's page: enter the code there with your new passcode.`;
 }
 
 /**

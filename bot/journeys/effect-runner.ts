@@ -22,7 +22,7 @@ import type { RegistrationEvent } from './registration/registration.journey';
 
 /** Events an effect may produce, per journey kind (fed back to that journey's step). */
 export interface FollowUpEvents {
-  unlock: Extract<UnlockEvent, { type: 'code_mailed' | 'code_mail_failed' }>;
+  unlock: Extract<UnlockEvent, { type: 'code_mailed' | 'code_mail_failed' | 'prompt_shown' }>;
   registration: Extract<RegistrationEvent, { type: 'code_mailed' | 'code_mail_failed' }>;
   /** No effect of an RA case produces an event for it. */
   'ra-case': never;
@@ -227,6 +227,11 @@ export class EffectRunner {
       case 'companion.command': {
         const reply = await this.deps.link.sendCommand(effect.deviceId, effect.command, this.deps.commandTimeoutMs);
         if (reply.kind === 'error') throw new AppError('LINK.COMMAND_FAILED', `companion refused ${effect.command.kind}: ${reply.code}`);
+        // Issue #13: a companion that says how it brought its page to the person (opened, a notification,
+        // neither) lets the card name the computer; an older one's plain ack changes nothing.
+        if (effect.command.kind === 'unlock.prompt' && reply.kind === 'ack' && reply.page) {
+          return { kind: 'unlock', event: { type: 'prompt_shown', runId: effect.command.journeyId, page: reply.page } };
+        }
         return null;
       }
       case 'puk.release':

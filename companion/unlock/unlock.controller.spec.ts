@@ -135,7 +135,9 @@ async function setup(cardId = CARD_ID, passcodeHoldMs?: number, releaseWaitMs?: 
 
 async function prompt(w: World, cardId = CARD_ID, codeChannel?: 'email' | 'sms'): Promise<void> {
   const reply = await w.bot.command({ kind: 'unlock.prompt', journeyId: JOURNEY, cardId, codeExpiresAt: new Date(Date.now() + 15 * 60_000).toISOString(), ...(codeChannel ? { codeChannel } : {}) });
-  expect(reply).toEqual({ kind: 'ack' });
+  // No desktop side in this world: the ack says the page came to nobody by itself (issue #13); a repeat
+  // that raises no prompt (the code was accepted) says nothing about the page.
+  expect([{ kind: 'ack', page: 'none' }, { kind: 'ack' }]).toContainEqual(reply);
 }
 
 const form = (code: string, passcode = NEW_PASSCODE, confirmation = passcode) => ({ code, passcode, confirmation });

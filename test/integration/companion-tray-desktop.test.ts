@@ -100,8 +100,9 @@ describe('the page comes to the person; desktop notifications (companion process
     expect(await opened()).toEqual([]); // nothing opens before something is asked
 
     // The bot asks for the unlock code: the browser gets the link printed with the prompt, and a notification
-    // says so; the (fake) person clicks its "Open passcode page", which opens a new link.
-    expect(await bot.command({ kind: 'unlock.prompt', journeyId: JOURNEY, cardId: CARD_ID, codeExpiresAt: new Date(Date.now() + 900_000).toISOString() })).toEqual({ kind: 'ack' });
+    // says so; the (fake) person clicks its "Open passcode page", which opens a new link. The ack tells the bot
+    // the page opened (issue #13: the Teams card then names the computer).
+    expect(await bot.command({ kind: 'unlock.prompt', journeyId: JOURNEY, cardId: CARD_ID, codeExpiresAt: new Date(Date.now() + 900_000).toISOString() })).toEqual({ kind: 'ack', page: 'opened' });
     await proc.waitForLine(/^UNLOCK: /);
     await expect.poll(opened, { timeout: 10_000 }).toHaveLength(2);
     const [first, second] = await opened();

@@ -154,6 +154,8 @@ export function renderUnlockCard(journey: UnlockJourney, view: ViewContext): Ada
         minutes: Math.round(view.rules.codeTtlMs / 60_000),
         ...(assist ? { note: `Your RA team confirmed who you are in person (case ${assist.caseRef}), so there are no security questions.` } : {}),
         ...(s.code.channel === 'sms' && s.code.to ? { maskedMobile: maskMobile(s.code.to) } : {}),
+        // Issue #13: the companion said how it brought its page to the person; 'none' or unknown keeps the general line.
+        ...(s.page === 'opened' || s.page === 'notified' ? { page: { shown: s.page, workstation: view.workstation } } : {}),
       });
     }
     case 'choosing_channel':

@@ -176,6 +176,12 @@ wait_line "$LOG_DIR/playground.out" '^Listening on [0-9]+' 60 "$PG_PID" || die "
 grep -Eq "^Listening on $PLAYGROUND_PORT\$" "$LOG_DIR/playground.out" || die "the Playground took another port: $(grep -E '^Listening on' "$LOG_DIR/playground.out")"
 
 # --- what to do next ---------------------------------------------------------------------------
+if [ "${UNLOCK_POLICY:-questions}" = "code-only" ]; then
+  STEP3='Say "my card is locked" (UNLOCK_POLICY=code-only: no questions; pick email or text if offered)'
+else
+  STEP3='Say "my card is locked" and answer the security questions
+    (the demo answers are listed above, from seed-demo).'
+fi
 cat <<EOF
 
 ==============================================================================
@@ -184,9 +190,9 @@ cat <<EOF
  1. Open the Teams stand-in:   http://localhost:$PLAYGROUND_PORT
     You are Alex Wilber; the personal chat with Smartcard Assist opens.
  2. Pair this computer:        ${PAIRING_LINE:-(companion not started)}
- 3. Say "my card is locked" and answer the security questions
-    (the demo answers are listed above, from seed-demo).
+ 3. $STEP3
  4. The unlock code is "emailed" to the outbox: $DATA_DIR/outbox/
+    (a code sent as a text message lands in $DATA_DIR/sms-outbox/)
  5. Type the code and a new passcode on the companion's page:
     ${PAGE_LINE:-(companion not started)}
     (the companion prints the link again before each prompt, below; for a new one at any time:

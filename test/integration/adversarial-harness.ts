@@ -287,6 +287,8 @@ export class RawCompanion {
   closeReason = '';
   cardStatus: unknown = { present: false, reader: null };
   autoReply = true;
+  /** Milliseconds before each automatic reply (a slow card or link); 0 = at once. */
+  replyDelayMs = 0;
   private waiters: Array<() => void> = [];
 
   private constructor(readonly ws: WebSocket) {
@@ -301,7 +303,9 @@ export class RawCompanion {
       if (this.autoReply && frame.type === 'command') {
         const cmd = frame['command'] as { kind: string };
         const reply = cmd.kind === 'card.read_status' ? { kind: 'card.status', status: this.cardStatus } : { kind: 'ack' };
-        this.sendJson({ type: 'reply', id: frame['id'], reply });
+        const send = (): void => this.sendJson({ type: 'reply', id: frame['id'], reply });
+        if (this.replyDelayMs > 0) setTimeout(send, this.replyDelayMs);
+        else send();
       }
       this.wake();
     });

@@ -141,6 +141,21 @@ describe('adversarial: races on card actions (double clicks, floods)', () => {
     expect(runIds[0]).toBe(runIds[1]);
   });
 
+  it('a second "Unlock my smartcard" click while the first card check is still out waits for it: one card check, the same questions card', async () => {
+    const { p, c } = await ready('Sid Slow');
+    c.replyDelayMs = 400;
+    const first = teams.invoke(p.user, 'unlock.start', {});
+    await expect.poll(() => c.commands('card.read_status').length, { timeout: 5_000 }).toBe(1);
+    const second = teams.invoke(p.user, 'unlock.start', {});
+    const rs = await Promise.all([first, second]);
+    c.replyDelayMs = 0;
+    const runIds = rs.map((r) => executeActions(invokeCard(r)).find((a) => a.verb === 'unlock.answers')?.data['runId'] ?? '(no questions card)');
+    expect(count(p.personId, 'unlock.started')).toBe(1);
+    expect(c.commands('card.read_status')).toHaveLength(1);
+    expect(runIds[1]).toBe(runIds[0]);
+    expect(runIds[0]).not.toBe('(no questions card)');
+  });
+
   it('a stale "Unlock my smartcard" click while a code is out answers with the current card and the emailed code still works', async () => {
     const { p, c } = await ready('Sally Stale');
     const welcomeClick = await teams.invoke(p.user, 'unlock.start', {});

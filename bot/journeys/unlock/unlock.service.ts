@@ -258,12 +258,29 @@ export class UnlockService {
     const device = await this.deps.currentDevice(person.id);
     // Under code-only: the directory profile as it is now (one lookup per start).
     const facts = await this.personFacts(person);
-    const { record } = await this.apply(person.id, async (j, rec) => {
+    const { record, result } = await this.apply(person.id, async (j, rec) => {
       const stuckCheck = j.state.phase === 'checking_card' && this.now().getTime() - Date.parse(rec.updatedAt) > 30_000;
       if (options.keepActiveRun && isActive(j.state) && !stuckCheck) return null;
       return { type: 'start', person: facts, deviceId: device?.id ?? null };
     });
+    // Kept a run whose card check is under way (a double click, here or on another instance): wait for
+    // that check instead of asking the companion a second time (one card check per run).
+    if (result === null && toJourney(record).state.phase === 'checking_card') return this.awaitCardCheck(person.id, record.runId);
     return this.checkCardWith(facts, record);
+  }
+
+  /**
+   * Wait (reading the store, no command) until the run's card check has a result, then return the
+   * record; gives up after {@link CLICK_WAIT_MS} and returns the record as it stands (a check whose
+   * process is gone is replaced by the next start after 30 s).
+   */
+  private async awaitCardCheck(personId: string, runId: string): Promise<JourneyRecord> {
+    const deadline = Date.now() + CLICK_WAIT_MS;
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 50));
+      const rec = await this.load(personId);
+      if (rec.runId !== runId || toJourney(rec).state.phase !== 'checking_card' || Date.now() >= deadline) return rec;
+    }
   }
 
   private async checkCardWith(facts: PersonFacts, record: JourneyRecord): Promise<JourneyRecord> {

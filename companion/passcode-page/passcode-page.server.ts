@@ -58,7 +58,7 @@ const KEEP_TYPED_CODE_MS = 60 * 1000;
 
 /** What to say when a page is asked for without a live session (link used, expired, replaced, or none). */
 const NEW_LINK_HINT =
-  'For a new link, press Enter in the companion window, or run the companion again with --page-link. Each link starts with http://127.0.0.1 and works once.';
+  'For a new link, choose "Open passcode page" in the Smartcard Assist tray menu, press Enter in the companion window, or run the companion again with --page-link. Each link starts with http://127.0.0.1 and works once.';
 
 /** What the person typed in the unlock form. Secrets: held in memory only, never logged. */
 export interface UnlockForm {

@@ -4,7 +4,10 @@
 #
 #   scripts/pcscd.sh start    install pcscd + vpcd if missing, start pcscd in the
 #                             background unless one already runs, wait until vpcd
-#                             listens on 127.0.0.1:${VPCD_PORT:-35963}
+#                             listens on port ${VPCD_PORT:-35963} (and the next one). NOTE: Debian's
+#                             vpcd binds ALL interfaces (its reader.conf names only a port,
+#                             DEVICENAME /dev/null:0x8C7B; a host there makes vpcd connect out
+#                             instead). Test machines only; keep those ports closed to the network.
 #   scripts/pcscd.sh stop     stop the pcscd this script started (never another one)
 #   scripts/pcscd.sh status   exit 0 when pcscd runs and vpcd listens, 3 otherwise
 #

@@ -75,6 +75,15 @@ describe('single-instance lock', () => {
     expect(JSON.parse(await readFile(path, 'utf8'))).toMatchObject({ pid: process.pid });
   });
 
+  it('starts racing with no lock at all: exactly one acquires (a racer never reads a half-written lock as stale)', async () => {
+    for (let round = 0; round < 10; round++) {
+      const dir = await dataDir();
+      const path = instanceLockPath(dir);
+      const results = await Promise.all(Array.from({ length: 8 }, () => acquireInstanceLock(path)));
+      expect(results.filter((r) => r.kind === 'acquired'), `round ${round}`).toHaveLength(1);
+    }
+  });
+
   it('runningInstance reads the lock without taking it: a live owner of this boot, else null', async () => {
     const dir = await dataDir();
     const path = instanceLockPath(dir);

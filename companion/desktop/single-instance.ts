@@ -13,7 +13,8 @@
  * still reads as the stale one, so two starts racing for a stale lock cannot
  * both win.
  */
-import { mkdir, open, readFile, rm, stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { link, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { uptime } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -79,16 +80,18 @@ export async function acquireInstanceLock(lockPath: string): Promise<InstanceLoc
   await mkdir(join(lockPath, '..'), { recursive: true, mode: 0o700 });
   let tookOverFromPid: number | null = null;
   for (let attempt = 0; attempt < 20; attempt++) {
+    // The lock appears with its content in one step (written to a private file, then hard-linked
+    // into place; link(2) fails with EEXIST when the lock exists): a racer never reads an empty lock
+    // and takes it for a stale one.
+    const draft = `${lockPath}.${process.pid}.${randomBytes(4).toString('hex')}`;
     try {
-      const handle = await open(lockPath, 'wx', 0o600);
-      try {
-        await handle.writeFile(`${JSON.stringify({ pid: process.pid, bootedAt: bootedAt() })}\n`);
-      } finally {
-        await handle.close();
-      }
+      await writeFile(draft, `${JSON.stringify({ pid: process.pid, bootedAt: bootedAt() })}\n`, { mode: 0o600, flag: 'wx' });
+      await link(draft, lockPath);
       return { kind: 'acquired', lock: heldLock(lockPath), tookOverFromPid };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    } finally {
+      await rm(draft, { force: true });
     }
     let text: string;
     try {

@@ -69,7 +69,7 @@ export class OutboxMailAdapter extends FileOutbox<MailSendResult> implements Mai
   private readonly from: { name?: string; address: string };
 
   /**
-   * @param options - see {@link OutboxMailAdapterOptions}; {@link FileOutbox.prune} and `close()` run the retention
+   * @param options - see {@link OutboxMailAdapterOptions}; {@link FileOutbox.prune} runs the retention now; `close()` stops its timer
    * @throws ValidationError (`INPUT.MAIL_FROM`) when `from.address` is not a valid address
    */
   constructor(options: OutboxMailAdapterOptions) {

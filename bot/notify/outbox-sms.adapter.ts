@@ -75,7 +75,7 @@ export interface OutboxSmsAdapterOptions {
 
 /** Writes each message as a JSON file; see the module comment. */
 export class OutboxSmsAdapter extends FileOutbox<NotifySendResult> implements NotifyPort {
-  /** @param options - see {@link OutboxSmsAdapterOptions}; {@link FileOutbox.prune} and `close()` run the retention */
+  /** @param options - see {@link OutboxSmsAdapterOptions}; {@link FileOutbox.prune} runs the retention now; `close()` stops its timer */
   constructor(options: OutboxSmsAdapterOptions) {
     super({ dir: options.dir, layout: LAYOUT, logger: options.logger, now: options.now, retention: options.retention, label: 'SMS outbox' });
   }

@@ -33,11 +33,17 @@ export function openRotatingLog(options: { file: string; maxBytes: number; keep:
   let size = fileSize(file);
 
   const rotate = (): void => {
-    rmSync(`${file}.${keep}`, { force: true });
-    for (let i = keep - 1; i >= 1; i--) moveIfThere(`${file}.${i}`, `${file}.${i + 1}`);
-    moveIfThere(file, `${file}.1`);
-    dest.reopen();
-    size = 0;
+    try {
+      rmSync(`${file}.${keep}`, { force: true });
+      for (let i = keep - 1; i >= 1; i--) moveIfThere(`${file}.${i}`, `${file}.${i + 1}`);
+      moveIfThere(file, `${file}.1`);
+      dest.reopen();
+      size = 0;
+    } catch {
+      // A rotation the file system refuses (EACCES, EBUSY) must not end the companion: keep writing to
+      // the file that is open and try again after another `maxBytes`.
+      size = 0;
+    }
   };
 
   return {

@@ -62,10 +62,14 @@ function main(): void {
       return;
     }
     const { value, unreadable } = call(m.op, m.args);
-    const answered = value.then(
-      (v) => post({ t: 'done', id: m.id, ok: true, value: v, stats: storage.stats(), ...(unreadable && unreadable.length > 0 ? { unreadable } : {}) }),
-      (err: unknown) => post({ t: 'done', id: m.id, ok: false, error: toWire(err, m.op), stats: storage.stats() }),
-    );
+    const answered = value
+      .then(
+        (v) => post({ t: 'done', id: m.id, ok: true, value: v, stats: storage.stats(), ...(unreadable && unreadable.length > 0 ? { unreadable } : {}) }),
+        (err: unknown) => post({ t: 'done', id: m.id, ok: false, error: toWire(err, m.op), stats: storage.stats() }),
+      )
+      // An answer that cannot be posted (e.g. a value the structured clone refuses) fails that call
+      // alone; an unhandled rejection here would end the thread and every later call with it.
+      .catch((err: unknown) => post({ t: 'done', id: m.id, ok: false, error: toWire(err, m.op), stats: storage.stats() }));
     inFlight.add(answered);
     void answered.finally(() => inFlight.delete(answered));
   });

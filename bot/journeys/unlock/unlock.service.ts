@@ -565,7 +565,7 @@ export class UnlockService {
       facts ??= await this.personFacts(person);
       return { type: 'card_status', person: facts, result: { ok: true, status, pukEnrolled } };
     });
-    if (result?.changed) await this.deps.notify(person.id, null).catch((err: unknown) => this.deps.logger.warn({ err }, 'teams refresh failed'));
+    if (result?.changed) await this.deps.notify(person.id, null).catch((err: unknown) => this.deps.logger.warn({ code: err instanceof AppError ? err.code : 'UNEXPECTED' }, 'teams refresh failed'));
   }
 
   /** Carry out effects still pending for this person's unlock journey. */

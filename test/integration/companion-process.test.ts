@@ -75,7 +75,7 @@ describe('companion process with the in-process virtual card, against a local bo
         COMPANION_LOG_LEVEL: 'trace',
         COMPANION_WORKSTATION: 'WS Test-01',
         COMPANION_PAGE_PORT: '0',
-        // Headless whatever the host: the unlock.prompt ack then says the page came to nobody by itself.
+        // Headless whatever the host: the companion opens no browser and raises no notification itself.
         COMPANION_OPEN_PAGE: 'off',
         COMPANION_NOTIFICATIONS: 'off',
       },
@@ -114,7 +114,10 @@ describe('companion process with the in-process virtual card, against a local bo
     });
 
     // 4. Unlock: prompt, a wrong code, then the right one.
-    expect(await bot.command({ kind: 'unlock.prompt', journeyId: JOURNEY, cardId: CARD_ID, codeExpiresAt: new Date(Date.now() + 900_000).toISOString() })).toEqual({ kind: 'ack', page: 'none' });
+    // The test's browser has the page open (it loads it now, as an open page refreshes itself), so the
+    // ack says the page is open: 'opened' although the companion itself opened nothing.
+    await browser.get();
+    expect(await bot.command({ kind: 'unlock.prompt', journeyId: JOURNEY, cardId: CARD_ID, codeExpiresAt: new Date(Date.now() + 900_000).toISOString() })).toEqual({ kind: 'ack', page: 'opened' });
     await proc.waitForLine(/^UNLOCK: /);
     expect(pageState((await browser.get()).body)).toBe('awaiting_unlock');
     const wrong = await browser.post('/unlock', { code: '11112222', passcode: NEW_PASSCODE, confirmation: NEW_PASSCODE });

@@ -274,13 +274,8 @@ export class UnlockService {
    * record; gives up after {@link CLICK_WAIT_MS} and returns the record as it stands (a check whose
    * process is gone is replaced by the next start after 30 s).
    */
-  private async awaitCardCheck(personId: string, runId: string): Promise<JourneyRecord> {
-    const deadline = Date.now() + CLICK_WAIT_MS;
-    for (;;) {
-      await new Promise((r) => setTimeout(r, 50));
-      const rec = await this.load(personId);
-      if (rec.runId !== runId || toJourney(rec).state.phase !== 'checking_card' || Date.now() >= deadline) return rec;
-    }
+  private awaitCardCheck(personId: string, runId: string): Promise<JourneyRecord> {
+    return this.awaitRecord(personId, Date.now() + CLICK_WAIT_MS, (rec) => rec.runId === runId && toJourney(rec).state.phase === 'checking_card');
   }
 
   private async checkCardWith(facts: PersonFacts, record: JourneyRecord): Promise<JourneyRecord> {
@@ -390,17 +385,27 @@ export class UnlockService {
    * then return the record; gives up after {@link CLICK_WAIT_MS} (or the claim timeout, if
    * shorter) and returns the record as it stands (a claim whose process is gone is abandoned by then).
    */
-  private async awaitCheck(personId: string, runId: string, claimId: string): Promise<JourneyRecord> {
+  private awaitCheck(personId: string, runId: string, claimId: string): Promise<JourneyRecord> {
     // A click is answered within CLICK_WAIT_MS (Teams waits less for an invoke than the claim timeout).
     const deadline = Date.now() + Math.min(CLICK_WAIT_MS, this.deps.rules.answerCheckTimeoutMs);
+    const waiting = (rec: JourneyRecord): boolean => {
+      const s = toJourney(rec).state;
+      return rec.runId === runId && s.phase === 'checking_answers' && s.claimId === claimId;
+    };
+    return this.awaitRecord(personId, deadline, waiting, () => this.checking.get(personId));
+  }
+
+  /**
+   * Re-read the person's record (due expiries stepped) until `waiting` is false or `deadline` (epoch ms)
+   * passes; between reads, wait for the in-flight work `inFlight` names, else 50 ms.
+   */
+  private async awaitRecord(personId: string, deadline: number, waiting: (rec: JourneyRecord) => boolean, inFlight?: () => Promise<unknown> | undefined): Promise<JourneyRecord> {
     for (;;) {
-      const inFlight = this.checking.get(personId);
-      const left = deadline - Date.now();
-      if (inFlight) await Promise.race([inFlight.catch(() => undefined), new Promise((r) => setTimeout(r, Math.max(0, left)))]);
+      const work = inFlight?.();
+      if (work) await Promise.race([work.catch(() => undefined), new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())))]);
       else await new Promise((r) => setTimeout(r, 50));
       const rec = await this.load(personId);
-      const s = toJourney(rec).state;
-      if (rec.runId !== runId || s.phase !== 'checking_answers' || s.claimId !== claimId || Date.now() >= deadline) return rec;
+      if (!waiting(rec) || Date.now() >= deadline) return rec;
     }
   }
 

@@ -21,7 +21,7 @@
  * its pairing code ("send pair CODE, then unlock"; `notify-send` here is a script that records it), and it opens
  * its page when the code is sent.
  */
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes, randomInt, randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -46,6 +46,7 @@ import {
   type BotStack,
   type E2eSeat,
   type E2eStack,
+  recordingDesktop,
 } from '../support/e2e-fixture';
 import { GraphFake, type GraphFakeUser } from '../support/graph-fake/graph-fake.server';
 import { createTestPki, type TestPki } from '../support/graph-fake/test-pki';
@@ -150,26 +151,8 @@ describe.skipIf(gate.skip)('code-only unlock end to end in the Agents Playground
     if (openedDir) rmSync(openedDir, { recursive: true, force: true });
   });
 
-  /**
-   * The "browser" the companion opens its page with: a command that appends the link to a file this test reads
-   * and then loads in a tab of the person's Chromium (as the desktop's browser would show it).
-   */
-  function browserCommand(seatName: string): { env: Record<string, string>; file: string; notices: string } {
-    const file = path.join(openedDir, `${seatName}.links`);
-    const script = path.join(openedDir, `${seatName}-browser.sh`);
-    writeFileSync(script, `#!/bin/sh\nprintf '%s\\n' "$1" >> '${file}'\n`);
-    chmodSync(script, 0o700);
-    // The desktop's notification service: a notify-send first on PATH that records what it was asked to show.
-    const bin = mkdtempSync(path.join(openedDir, `${seatName}-bin-`));
-    const notices = path.join(openedDir, `${seatName}.notices`);
-    writeFileSync(path.join(bin, 'notify-send'), `#!/bin/sh\nprintf '%s\\n' "$*" >> '${notices}'\n`);
-    chmodSync(path.join(bin, 'notify-send'), 0o700);
-    return {
-      env: { COMPANION_OPEN_PAGE: 'browser', COMPANION_BROWSER_COMMAND: script, COMPANION_TRAY: 'off', COMPANION_NOTIFICATIONS: 'on', PATH: `${bin}:${process.env['PATH'] ?? ''}` },
-      file,
-      notices,
-    };
-  }
+  /** The companion's recording desktop (test/support/e2e-fixture.ts `recordingDesktop`). */
+  const browserCommand = (seatName: string): ReturnType<typeof recordingDesktop> => recordingDesktop(openedDir, seatName);
 
   async function waitForNotice(file: string, pattern: RegExp): Promise<RegExpExecArray> {
     const deadline = Date.now() + E2E_WAIT_MS;

@@ -18,7 +18,7 @@
  * The counts and steps are printed, with those of `code-only-unlock.e2e.test.ts` when its report files exist
  * (`artifacts/reports/effort-*.json`), and written to `artifacts/reports/effort-summary.txt`.
  */
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -42,6 +42,7 @@ import {
   type E2eSeat,
   type E2eStack,
   type EffortStep,
+  recordingDesktop,
 } from '../support/e2e-fixture';
 import { GraphFake } from '../support/graph-fake/graph-fake.server';
 import { createTestPki, type TestPki } from '../support/graph-fake/test-pki';
@@ -66,23 +67,8 @@ describe.skipIf(gate.skip)("the person's effort, questions vs code-only (Playgro
     if (openedDir) rmSync(openedDir, { recursive: true, force: true });
   });
 
-  /** The companion's "browser": appends the link to a file; the test loads it in the person's Chromium. */
-  function opener(name: string): { env: Record<string, string>; file: string; notices: string } {
-    const file = path.join(openedDir, `${name}.links`);
-    const script = path.join(openedDir, `${name}-browser.sh`);
-    writeFileSync(script, `#!/bin/sh\nprintf '%s\\n' "$1" >> '${file}'\n`);
-    chmodSync(script, 0o700);
-    // The desktop's notification service: a notify-send first on PATH that records what it was asked to show.
-    const bin = mkdtempSync(path.join(openedDir, `${name}-bin-`));
-    const notices = path.join(openedDir, `${name}.notices`);
-    writeFileSync(path.join(bin, 'notify-send'), `#!/bin/sh\nprintf '%s\\n' "$*" >> '${notices}'\n`);
-    chmodSync(path.join(bin, 'notify-send'), 0o700);
-    return {
-      env: { COMPANION_OPEN_PAGE: 'browser', COMPANION_BROWSER_COMMAND: script, COMPANION_TRAY: 'off', COMPANION_NOTIFICATIONS: 'on', PATH: `${bin}:${process.env['PATH'] ?? ''}` },
-      file,
-      notices,
-    };
-  }
+  /** The companion's recording desktop (test/support/e2e-fixture.ts `recordingDesktop`). */
+  const opener = (name: string): ReturnType<typeof recordingDesktop> => recordingDesktop(openedDir, name);
 
   async function pairingNotice(file: string): Promise<string> {
     const deadline = Date.now() + E2E_WAIT_MS;

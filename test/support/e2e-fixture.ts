@@ -30,6 +30,7 @@
  * `<name><suffix>-*.png`: the secret scans and screenshots of the files rely on these names.
  */
 import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { MongoClient } from 'mongodb';
 import type { Locator, Page } from 'playwright-core';
@@ -625,4 +626,29 @@ class SeatImpl implements E2eSeat {
   async dispose(): Promise<void> {
     await this.vpcdCard?.dispose();
   }
+}
+
+/**
+ * A recording desktop for a companion: the "browser" it opens its page with is a script that appends the
+ * link to `file` (the test loads it in the person's Chromium, as the desktop's browser would show it), and
+ * `notify-send`, first on PATH, appends what it was asked to show to `notices`.
+ *
+ * @param dir - a directory the test owns (removed by the test)
+ * @param name - a name unique in `dir` (one per companion)
+ * @returns the companion's environment, and the two files to read
+ */
+export function recordingDesktop(dir: string, name: string): { env: Record<string, string>; file: string; notices: string } {
+  const file = path.join(dir, `${name}.links`);
+  const script = path.join(dir, `${name}-browser.sh`);
+  writeFileSync(script, `#!/bin/sh\nprintf '%s\\n' "$1" >> '${file}'\n`);
+  chmodSync(script, 0o700);
+  const bin = mkdtempSync(path.join(dir, `${name}-bin-`));
+  const notices = path.join(dir, `${name}.notices`);
+  writeFileSync(path.join(bin, 'notify-send'), `#!/bin/sh\nprintf '%s\\n' "$*" >> '${notices}'\n`);
+  chmodSync(path.join(bin, 'notify-send'), 0o700);
+  return {
+    env: { COMPANION_OPEN_PAGE: 'browser', COMPANION_BROWSER_COMMAND: script, COMPANION_TRAY: 'off', COMPANION_NOTIFICATIONS: 'on', PATH: `${bin}:${process.env['PATH'] ?? ''}` },
+    file,
+    notices,
+  };
 }
